@@ -1,0 +1,86 @@
+// Latest quote per (symbol, source), consolidated best bid/offer per symbol, per-symbol bars.
+// Sans-io and single-threaded: the daemon serializes calls on one strand.
+#pragma once
+
+#include <mdagg/decimal.hpp>
+#include <mdagg/quote.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace mdagg {
+
+struct BestBidOffer {
+    Decimal bid;
+    Decimal ask;
+    SourceId bid_source = 0;
+    SourceId ask_source = 0;
+    bool has_bid = false;
+    bool has_ask = false;
+};
+
+// OHLC of the mid price over [start_ns, end_ns) of receive time.
+struct Bar {
+    SymbolId symbol = 0;
+    std::int64_t start_ns = 0;
+    std::int64_t end_ns = 0;
+    Decimal open, high, low, close;
+    std::uint64_t updates = 0;
+    Decimal last_spread;  // ask - bid of the last quote in the bar
+    BestBidOffer bbo;     // consolidated across sources when the bar closed
+};
+
+// Where the aggregator hands its records.
+class RecordSink {
+public:
+    virtual ~RecordSink() = default;
+    virtual void on_quote(const Quote& quote) = 0;
+    virtual void on_bar(const Bar& bar) = 0;
+};
+
+class Aggregator {
+public:
+    // bar_interval_ns > 0. Quotes are forwarded to the sink only when forward_quotes is set.
+    Aggregator(const Universe& universe, std::int64_t bar_interval_ns, RecordSink& sink,
+               bool forward_quotes);
+
+    // Accepts one quote: updates the latest per source, the consolidated BBO, and the bar of
+    // the interval containing q.receive_time_ns (emitting the symbol's previous bar first
+    // when q starts a new interval).
+    void on_quote(const Quote& q);
+
+    // Emits every open bar whose interval ended at or before now_ns (timer-driven, so quiet
+    // symbols' bars still close).
+    void close_bars(std::int64_t now_ns);
+
+    // Emits every open bar, complete or partial, with end_ns = its interval end. For drain.
+    void close_all_bars();
+
+    const Quote* latest(SymbolId symbol, SourceId source) const;
+    BestBidOffer best(SymbolId symbol) const;
+
+    std::uint64_t quotes_accepted() const noexcept { return quotes_accepted_; }
+    std::uint64_t bars_emitted() const noexcept { return bars_emitted_; }
+
+private:
+    struct OpenBar {
+        Bar bar;
+        bool open = false;
+    };
+    void update_best(SymbolId symbol);
+    void emit(OpenBar& ob);
+
+    const Universe& universe_;
+    std::int64_t bar_interval_ns_;
+    RecordSink& sink_;
+    bool forward_quotes_;
+    // latest_[symbol * sources + source]
+    std::vector<std::optional<Quote>> latest_;
+    std::vector<BestBidOffer> best_;
+    std::vector<OpenBar> bars_;
+    std::uint64_t quotes_accepted_ = 0;
+    std::uint64_t bars_emitted_ = 0;
+};
+
+}  // namespace mdagg

@@ -1,0 +1,93 @@
+// The daemon's YAML configuration: types, loading and validation.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mdagg {
+
+using Duration = std::chrono::nanoseconds;
+
+// Parses "50ms", "3s", "1.5s", "250us", "100ns", "2m", "1h". Rejects a missing unit,
+// negative values and junk.
+std::optional<Duration> parse_duration(std::string_view text) noexcept;
+
+enum class TimeUnit { s, ms, us, ns, rfc3339 };
+
+struct TimeField {
+    std::string pointer;  // JSON Pointer (RFC 6901), '*' step = any single key
+    TimeUnit unit = TimeUnit::ms;
+};
+
+// JSON Pointers into a response. An empty pointer means "not mapped".
+struct FieldMap {
+    std::string symbol;    // optional: when set, the response must name the polled symbol
+    std::string bid;       // required
+    std::string ask;       // required
+    std::string bid_size;  // optional
+    std::string ask_size;  // optional
+    std::optional<TimeField> exchange_time;
+    std::string seq;  // optional
+};
+
+struct Url {
+    std::string scheme;  // "http" (https arrives with TLS support)
+    std::string host;
+    std::uint16_t port = 0;
+    std::string target_template;  // path and query, containing "{symbol}"
+    std::string target_for(std::string_view symbol) const;
+};
+
+struct SourceConfig {
+    std::string name;
+    std::string url_text;
+    Url url;
+    Duration interval{};
+    Duration timeout{};  // per poll; defaults to interval
+    std::size_t max_in_flight = 0;  // defaults to the symbol count
+    std::size_t max_body_bytes = 64 * 1024;
+    std::vector<std::string> symbols;
+    FieldMap fields;
+};
+
+struct Config {
+    std::string file;  // where it was loaded from, for messages
+    struct {
+        unsigned threads = 1;  // "auto" resolves to std::thread::hardware_concurrency()
+    } runtime;
+    struct {
+        Duration grace = std::chrono::seconds(3);
+        Duration interrupt_grace = std::chrono::seconds(2);
+    } shutdown;
+    struct {
+        std::string level = "info";  // trace, debug, info, warn, error
+        Duration summary_every = std::chrono::seconds(5);
+    } log;
+    struct {
+        std::string dir = "./out";
+        Duration flush_every = std::chrono::seconds(1);
+        bool quotes = true;
+        Duration bar_interval = std::chrono::seconds(1);
+        std::size_t max_buffer_bytes = 64 * 1024 * 1024;  // unflushed output; beyond it records drop
+    } output;
+    std::vector<SourceConfig> sources;
+};
+
+// The message is complete and ready to print: "demo.yaml:14:14: sources[0].interval: expected a
+// duration like \"50ms\"". Line and column are 1-based; a file-level error has neither.
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Parse and validate; throw ConfigError on the first problem found.
+Config load_config(const std::string& path);
+Config parse_config(std::string_view yaml_text, std::string_view file_name);
+
+}  // namespace mdagg

@@ -1,0 +1,60 @@
+// Structured JSON-lines logging on stdout: {"ts":"...Z","level":"info","msg":"...",...fields}.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace mdagg::log {
+
+enum class Level { trace, debug, info, warn, error };
+std::optional<Level> parse_level(std::string_view text) noexcept;
+std::string_view to_string(Level level) noexcept;
+
+// Thread-safe. Lines are written whole (one write per line), so concurrent threads never
+// interleave inside a line.
+void set_level(Level level) noexcept;
+bool enabled(Level level) noexcept;
+void write(Level level, std::string_view msg, const nlohmann::json& fields);
+
+// Formats one log line without writing it (exposed for tests).
+std::string format_line(std::chrono::system_clock::time_point ts, Level level,
+                        std::string_view msg, const nlohmann::json& fields);
+
+inline void trace(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::trace)) write(Level::trace, m, f); }
+inline void debug(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::debug)) write(Level::debug, m, f); }
+inline void info(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::info)) write(Level::info, m, f); }
+inline void warn(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::warn)) write(Level::warn, m, f); }
+inline void error(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::error)) write(Level::error, m, f); }
+
+// Aggregates repeated events so 2,000 failing pollers do not flood stdout: per key, the first
+// event in each window is logged, later ones are only counted, and the next logged line
+// carries "suppressed": N. Thread-safe.
+class RateLimited {
+public:
+    explicit RateLimited(std::chrono::steady_clock::duration window);
+    // Returns true when the line was written.
+    bool write(Level level, std::string_view key, std::string_view msg, nlohmann::json fields,
+               std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+    // Logs a line per key whose suppressed count is non-zero ("msg" with "suppressed": N).
+    void flush();
+
+private:
+    struct Entry {
+        std::chrono::steady_clock::time_point window_start{};
+        std::uint64_t suppressed = 0;
+        Level level = Level::info;
+        std::string msg;
+    };
+    std::chrono::steady_clock::duration window_;
+    std::mutex mutex_;
+    std::unordered_map<std::string, Entry> entries_;
+};
+
+}  // namespace mdagg::log
