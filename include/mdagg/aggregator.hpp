@@ -62,6 +62,8 @@ public:
 
     std::uint64_t quotes_accepted() const noexcept { return quotes_accepted_; }
     std::uint64_t bars_emitted() const noexcept { return bars_emitted_; }
+    // Quotes ignored because their symbol or source id is outside the Universe.
+    std::uint64_t quotes_rejected() const noexcept { return quotes_rejected_; }
 
 private:
     struct OpenBar {
@@ -81,6 +83,7 @@ private:
     std::vector<OpenBar> bars_;
     std::uint64_t quotes_accepted_ = 0;
     std::uint64_t bars_emitted_ = 0;
+    std::uint64_t quotes_rejected_ = 0;
 };
 
 }  // namespace mdagg

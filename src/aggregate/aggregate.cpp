@@ -1,1 +1,157 @@
-// placeholder until the module lands
+// Policies (the header states the contract, these are the choices inside it):
+// - A zero price is "no quote" on that side: it never makes a best bid/ask and a quote needs
+//   both sides non-zero to move a bar. A one-sided quote still replaces the source's latest,
+//   so a source that stops quoting a side also stops holding the best on that side.
+// - BBO ties go to the lower source id, so the result does not depend on arrival order.
+// - Bars never go back in time: a quote whose receive time is before the symbol's open bar
+//   (or before the end of its last emitted bar) counts in the open bar (or opens the next
+//   interval) instead of reopening or re-emitting a past interval; receive times come from
+//   several pollers' wall clocks and a step back must not produce duplicate bars.
+// - Any accepted quote advances the symbol's time, so a one-sided quote in a later interval
+//   still emits the open bar; it just does not open a new one.
+#include <mdagg/aggregator.hpp>
+
+#include <limits>
+#include <stdexcept>
+
+namespace mdagg {
+namespace {
+
+constexpr std::int64_t no_time = std::numeric_limits<std::int64_t>::min();
+
+// Sources per symbol, derived from the tables sized at construction rather than read from
+// universe_, which the caller could grow later: ids are checked against what was allocated.
+template <class Cells, class Rows>
+std::size_t per_row(const Cells& cells, const Rows& rows) {
+    return rows.empty() ? 0 : cells.size() / rows.size();
+}
+
+// Floor division: receive times before the epoch still land in [start, start + I).
+std::int64_t interval_start(std::int64_t t, std::int64_t interval) {
+    std::int64_t q = t / interval;
+    if (t % interval < 0) --q;
+    return q * interval;
+}
+
+}  // namespace
+
+Aggregator::Aggregator(const Universe& universe, std::int64_t bar_interval_ns, RecordSink& sink,
+                       bool forward_quotes)
+    : universe_(universe),
+      bar_interval_ns_(bar_interval_ns),
+      sink_(sink),
+      forward_quotes_(forward_quotes),
+      latest_(universe.symbols.size() * universe.sources.size()),
+      best_(universe.symbols.size()),
+      bars_(universe.symbols.size()) {
+    if (bar_interval_ns <= 0) throw std::invalid_argument("Aggregator: bar interval must be > 0");
+    // A closed OpenBar keeps the end of the last emitted interval; no_time means none yet.
+    for (OpenBar& ob : bars_) ob.bar.end_ns = no_time;
+}
+
+void Aggregator::on_quote(const Quote& q) {
+    const std::size_t n_sources = per_row(latest_, bars_);
+    if (q.symbol >= bars_.size() || q.source >= n_sources) {
+        ++quotes_rejected_;
+        return;
+    }
+    ++quotes_accepted_;
+    OpenBar& ob = bars_[q.symbol];
+
+    // Place the quote in time first, so a bar it closes carries the BBO from before it.
+    std::int64_t t = q.receive_time_ns;
+    if (ob.open) {
+        if (t >= ob.bar.end_ns) {
+            emit(ob);
+        } else if (t < ob.bar.start_ns) {
+            t = ob.bar.start_ns;
+        }
+    }
+    if (!ob.open && ob.bar.end_ns != no_time && t < ob.bar.end_ns) t = ob.bar.end_ns;
+
+    latest_[std::size_t{q.symbol} * n_sources + q.source] = q;
+    update_best(q.symbol);
+
+    if (!q.bid.is_zero() && !q.ask.is_zero()) {
+        const std::optional<Decimal> mid = Decimal::midpoint(q.bid, q.ask);
+        const std::optional<Decimal> spread = Decimal::difference(q.ask, q.bid);
+        // Unrepresentable results (int64 overflow) leave the bar as it was rather than
+        // recording a wrong price.
+        if (mid && spread) {
+            Bar& b = ob.bar;
+            if (!ob.open) {
+                ob.open = true;
+                b.symbol = q.symbol;
+                b.start_ns = interval_start(t, bar_interval_ns_);
+                b.end_ns = b.start_ns + bar_interval_ns_;
+                b.open = b.high = b.low = *mid;
+                b.updates = 0;
+                b.bbo = {};
+            } else {
+                if (*mid > b.high) b.high = *mid;
+                if (*mid < b.low) b.low = *mid;
+            }
+            b.close = *mid;
+            b.last_spread = *spread;
+            ++b.updates;
+        }
+    }
+
+    if (forward_quotes_) sink_.on_quote(q);
+}
+
+void Aggregator::close_bars(std::int64_t now_ns) {
+    for (OpenBar& ob : bars_) {
+        if (ob.open && ob.bar.end_ns <= now_ns) emit(ob);
+    }
+}
+
+void Aggregator::close_all_bars() {
+    for (OpenBar& ob : bars_) {
+        if (ob.open) emit(ob);
+    }
+}
+
+const Quote* Aggregator::latest(SymbolId symbol, SourceId source) const {
+    const std::size_t n_sources = per_row(latest_, bars_);
+    if (symbol >= bars_.size() || source >= n_sources) return nullptr;
+    const std::optional<Quote>& q = latest_[std::size_t{symbol} * n_sources + source];
+    return q ? &*q : nullptr;
+}
+
+BestBidOffer Aggregator::best(SymbolId symbol) const {
+    return symbol < best_.size() ? best_[symbol] : BestBidOffer{};
+}
+
+// Recomputed from every source's latest (a handful per symbol) rather than patched
+// incrementally: a source withdrawing or worsening the best must hand it to the runner-up.
+void Aggregator::update_best(SymbolId symbol) {
+    const std::size_t n = per_row(latest_, bars_);
+    const std::optional<Quote>* row = latest_.data() + std::size_t{symbol} * n;
+    BestBidOffer b;
+    for (SourceId s = 0; s < n; ++s) {
+        if (!row[s]) continue;
+        const Quote& q = *row[s];
+        // Strict comparisons keep the lower source id on ties.
+        if (!q.bid.is_zero() && (!b.has_bid || q.bid > b.bid)) {
+            b.bid = q.bid;
+            b.bid_source = s;
+            b.has_bid = true;
+        }
+        if (!q.ask.is_zero() && (!b.has_ask || q.ask < b.ask)) {
+            b.ask = q.ask;
+            b.ask_source = s;
+            b.has_ask = true;
+        }
+    }
+    best_[symbol] = b;
+}
+
+void Aggregator::emit(OpenBar& ob) {
+    ob.bar.bbo = best_[ob.bar.symbol];
+    ob.open = false;  // before the call: a sink that throws must not get the bar twice
+    ++bars_emitted_;
+    sink_.on_bar(ob.bar);
+}
+
+}  // namespace mdagg

@@ -1,1 +1,80 @@
-int main() { return 0; }
+// mdagg: polls quote endpoints, aggregates, writes JSON lines; drains on SIGTERM/SIGINT.
+#include <mdagg/config.hpp>
+#include <mdagg/daemon.hpp>
+#include <mdagg/log.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <system_error>
+
+namespace {
+
+constexpr const char* usage_text =
+    "usage: mdagg --config FILE        run the daemon\n"
+    "       mdagg --check-config FILE  validate FILE and exit (0 valid, 2 invalid)\n"
+    "       mdagg --version | --help\n"
+    "\n"
+    "exit codes: 0 drained cleanly, 1 fatal error, 2 bad usage or config,\n"
+    "            3 drain budget exceeded (forced stop)\n";
+
+int usage_error(const std::string& message) {
+    std::cerr << "mdagg: " << message << "\n" << usage_text;
+    return mdagg::exit_usage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string config_path;
+    bool check_only = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            std::cout << usage_text;
+            return mdagg::exit_ok;
+        }
+        if (arg == "--version") {
+            std::cout << "mdagg " MDAGG_VERSION "\n";
+            return mdagg::exit_ok;
+        }
+        if (arg == "--config" || arg == "--check-config") {
+            if (i + 1 >= argc) return usage_error(arg + " needs a file");
+            if (!config_path.empty()) return usage_error("give one config file");
+            config_path = argv[++i];
+            check_only = arg == "--check-config";
+            continue;
+        }
+        return usage_error("unknown argument \"" + arg + "\"");
+    }
+    if (config_path.empty()) return usage_error("--config FILE is required");
+
+    mdagg::Config config;
+    try {
+        config = mdagg::load_config(config_path);
+    } catch (const mdagg::ConfigError& e) {
+        std::cerr << e.what() << "\n";
+        if (!check_only) mdagg::log::error("invalid config, nothing started", {{"error", e.what()}});
+        return mdagg::exit_usage;
+    }
+    if (check_only) {
+        std::size_t pollers = 0;
+        for (auto& s : config.sources) pollers += s.symbols.size();
+        std::cout << config_path << ": ok (" << config.sources.size() << " sources, " << pollers
+                  << " pollers)\n";
+        return mdagg::exit_ok;
+    }
+
+    try {
+        return mdagg::run_daemon(config);
+    } catch (const std::system_error& e) {
+        // Start-up failures such as an output directory that cannot be written.
+        mdagg::log::error("cannot start", {{"error", e.what()}});
+        std::cerr << "mdagg: " << e.what() << "\n";
+        return mdagg::exit_usage;
+    } catch (const std::exception& e) {
+        mdagg::log::error("fatal error", {{"error", e.what()}});
+        return mdagg::exit_fatal;
+    }
+}

@@ -1,1 +1,227 @@
-int main() { return 0; }
+// mdagg-sim: the quote simulator as a program. stdout carries only JSON event lines.
+#include "mdagg/sim.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr std::string_view kUsage =
+    "usage: mdagg-sim [options]\n"
+    "  --listen HOST:PORT                  listen address (default 127.0.0.1:8081; port 0 = any)\n"
+    "  --symbols N                         symbols PREFIX0 .. PREFIX(N-1) (default 2000)\n"
+    "  --prefix P                          symbol name prefix (default STOCK_)\n"
+    "  --latency MIN[-MAX]                 added latency, e.g. 2ms or 1ms-5ms (units us, ms, s)\n"
+    "  --hung-ratio R                      share of symbols that never answer, 0..1\n"
+    "  --hung SYMBOL[,SYMBOL...]           symbols that never answer\n"
+    "  --max-requests-per-connection N     close a connection after N responses (0 = never)\n"
+    "  --threads N                         io threads (default 1)\n"
+    "  --seed N                            random seed (default 1)\n"
+    "  --version, --help\n";
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+template <class Int>
+Int parse_int(std::string_view option, std::string_view text, Int min, Int max) {
+    Int value{};
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
+        value > max)
+        throw UsageError(std::string(option) + ": expected an integer in [" +
+                         std::to_string(min) + ", " + std::to_string(max) + "], got '" +
+                         std::string(text) + "'");
+    return value;
+}
+
+// "250us", "2ms", "1s" or "0". `default_unit` lets "1-5ms" mean 1ms-5ms.
+std::chrono::microseconds parse_duration(std::string_view text, std::string_view default_unit) {
+    const auto digits_end = text.find_first_not_of("0123456789");
+    const std::string_view number = text.substr(0, digits_end);
+    std::string_view unit =
+        digits_end == std::string_view::npos ? std::string_view{} : text.substr(digits_end);
+    if (unit.empty()) unit = default_unit;
+    const auto value = parse_int<std::int64_t>("--latency", number, 0, 1'000'000'000);
+    if (unit == "us") return std::chrono::microseconds(value);
+    if (unit == "ms") return std::chrono::milliseconds(value);
+    if (unit == "s") return std::chrono::seconds(value);
+    if (unit.empty() && value == 0) return std::chrono::microseconds(0);
+    throw UsageError("--latency: expected a duration like 2ms, 250us or 1s, got '" +
+                     std::string(text) + "'");
+}
+
+void parse_latency(std::string_view text, mdagg::sim::Options& options) {
+    const auto dash = text.find('-');
+    if (dash == std::string_view::npos) {
+        options.latency_min = options.latency_max = parse_duration(text, {});
+        return;
+    }
+    const std::string_view max_text = text.substr(dash + 1);
+    const auto unit_at = max_text.find_first_not_of("0123456789");
+    const std::string_view max_unit =
+        unit_at == std::string_view::npos ? std::string_view{} : max_text.substr(unit_at);
+    options.latency_min = parse_duration(text.substr(0, dash), max_unit);
+    options.latency_max = parse_duration(max_text, {});
+    if (options.latency_max < options.latency_min)
+        throw UsageError("--latency: MIN is larger than MAX in '" + std::string(text) + "'");
+}
+
+struct Command {
+    mdagg::sim::Options options;
+    unsigned threads = 1;
+    bool help = false;
+    bool version = false;
+};
+
+Command parse_args(int argc, char** argv) {
+    Command cmd;
+    std::vector<std::string_view> args(argv + 1, argv + argc);
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        std::string_view arg = args[i];
+        std::string_view value;
+        bool has_value = false;
+        if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+            value = arg.substr(eq + 1);
+            arg = arg.substr(0, eq);
+            has_value = true;
+        }
+        auto need_value = [&]() -> std::string_view {
+            if (has_value) return value;
+            if (i + 1 >= args.size()) throw UsageError(std::string(arg) + " needs a value");
+            return args[++i];
+        };
+        auto& o = cmd.options;
+        if (arg == "--help" || arg == "-h") {
+            cmd.help = true;
+        } else if (arg == "--version") {
+            cmd.version = true;
+        } else if (arg == "--listen") {
+            try {
+                mdagg::sim::parse_listen(std::string(need_value()), o);
+            } catch (const std::invalid_argument& e) {
+                throw UsageError(std::string("--listen: ") + e.what());
+            }
+        } else if (arg == "--symbols") {
+            o.symbols = parse_int<std::size_t>(arg, need_value(), 1, 10'000'000);
+        } else if (arg == "--prefix") {
+            o.prefix = std::string(need_value());
+            if (o.prefix.empty() || o.prefix.find_first_of("/?#% \"\\") != std::string::npos)
+                throw UsageError("--prefix: must be non-empty and URL-path safe");
+        } else if (arg == "--latency") {
+            parse_latency(need_value(), o);
+        } else if (arg == "--hung-ratio") {
+            const std::string text(need_value());
+            std::size_t used = 0;
+            double ratio = -1;
+            try {
+                ratio = std::stod(text, &used);
+            } catch (const std::exception&) {
+            }
+            if (used != text.size() || !(ratio >= 0.0 && ratio <= 1.0))
+                throw UsageError("--hung-ratio: expected a number in [0, 1], got '" + text + "'");
+            o.hung_ratio = ratio;
+        } else if (arg == "--hung") {
+            std::string_view list = need_value();
+            while (!list.empty()) {
+                const auto comma = list.find(',');
+                const std::string_view name = list.substr(0, comma);
+                if (!name.empty()) o.hung_symbols.emplace_back(name);
+                list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+            }
+        } else if (arg == "--max-requests-per-connection") {
+            o.max_requests_per_connection = parse_int<std::size_t>(
+                arg, need_value(), 0, std::numeric_limits<std::size_t>::max());
+        } else if (arg == "--threads") {
+            cmd.threads = parse_int<unsigned>(arg, need_value(), 1, 256);
+        } else if (arg == "--seed") {
+            o.seed = parse_int<std::uint64_t>(arg, need_value(), 0,
+                                              std::numeric_limits<std::uint64_t>::max());
+        } else {
+            throw UsageError("unknown argument '" + std::string(arg) + "'");
+        }
+    }
+    return cmd;
+}
+
+void print_line(const std::string& line) {
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);  // tests and scripts read these lines while we run
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Command cmd;
+    try {
+        cmd = parse_args(argc, argv);
+    } catch (const UsageError& e) {
+        std::cerr << "mdagg-sim: " << e.what() << "\n" << kUsage;
+        return 2;
+    }
+    if (cmd.help) {
+        std::cout << kUsage;
+        return 0;
+    }
+    if (cmd.version) {
+        std::cout << "mdagg-sim " << MDAGG_VERSION << "\n";
+        return 0;
+    }
+
+    try {
+        // Hint 1 turns on Asio's single-threaded fast path.
+        boost::asio::io_context io(cmd.threads == 1 ? 1 : static_cast<int>(cmd.threads));
+        // Before start(): a SIGTERM right after the "listening" line must not kill us.
+        boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+        mdagg::sim::Simulator sim(io, cmd.options);
+        sim.start();
+        signals.async_wait([&sim](const boost::system::error_code& ec, int) {
+            if (!ec) sim.stop();  // once the connections are closed, run() returns
+        });
+
+        print_line(nlohmann::json{{"event", "listening"},
+                                  {"host", cmd.options.host},
+                                  {"port", sim.port()},
+                                  {"symbols", cmd.options.symbols}}
+                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+
+        // A handler that throws must not leave joinable threads behind (std::terminate).
+        auto run = [&io] {
+            try {
+                io.run();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "mdagg-sim: io thread: %s\n", e.what());
+                io.stop();
+            }
+        };
+        std::vector<std::thread> extra;
+        for (unsigned i = 1; i < cmd.threads; ++i) extra.emplace_back(run);
+        run();
+        for (auto& t : extra) t.join();
+
+        // Splice rather than re-parse: stats_json is already valid JSON and may be large.
+        std::string stats = sim.stats_json();
+        print_line("{\"event\":\"stopped\"," + stats.substr(1));
+        return 0;
+    } catch (const std::invalid_argument& e) {
+        std::cerr << "mdagg-sim: " << e.what() << "\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "mdagg-sim: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,1 +1,375 @@
-// placeholder until the module lands
+#include <mdagg/mapping.hpp>
+
+#include "json_reader.hpp"
+
+#include <array>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+namespace mdagg {
+namespace {
+
+class MappingCategory final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "mdagg.mapping"; }
+    std::string message(int ev) const override {
+        switch (static_cast<MappingError>(ev)) {
+        case MappingError::malformed_json: return "response body is not valid JSON";
+        case MappingError::missing_field: return "a required field is missing or null";
+        case MappingError::bad_number:
+            return "a price, size or sequence number is not an exact decimal or integer";
+        case MappingError::bad_timestamp: return "exchange time is unparsable or out of range";
+        case MappingError::symbol_mismatch:
+            return "response names another symbol than the one polled";
+        }
+        return "unknown mapping error";
+    }
+};
+
+// One reference token of a JSON Pointer. RFC 6901 lets a token that looks like an array
+// index address an object member of that name too, so a step keeps both forms.
+struct Step {
+    std::string key;          // unescaped (~1 -> '/', ~0 -> '~')
+    std::int64_t index = -1;  // array index, or -1 when the token is not one
+    bool wildcard = false;    // '*': any single object member, never an array element
+};
+using Pointer = std::vector<Step>;
+
+std::int64_t array_index(std::string_view token) noexcept {
+    // "0" or a digit string without a leading zero ("-" never names an existing element).
+    if (token.empty() || token.size() > 18 || (token.size() > 1 && token[0] == '0')) return -1;
+    std::int64_t v = 0;
+    for (char c : token) {
+        if (c < '0' || c > '9') return -1;
+        v = v * 10 + (c - '0');
+    }
+    return v;
+}
+
+Pointer compile_pointer(std::string_view text, const char* field) {
+    auto fail = [&](const char* why) {
+        throw std::invalid_argument(std::string("field '") + field + "': invalid JSON Pointer \"" +
+                                    std::string(text) + "\": " + why);
+    };
+    if (text.front() != '/') fail("must start with '/'");
+    Pointer steps;
+    std::string_view rest = text.substr(1);
+    for (;;) {
+        const std::size_t slash = rest.find('/');
+        const std::string_view raw = rest.substr(0, slash);
+        Step step;
+        step.wildcard = raw == "*";
+        for (std::size_t i = 0; i < raw.size(); ++i) {
+            if (raw[i] != '~') {
+                step.key.push_back(raw[i]);
+                continue;
+            }
+            if (i + 1 == raw.size() || (raw[i + 1] != '0' && raw[i + 1] != '1')) {
+                fail("'~' must be followed by '0' or '1'");
+            }
+            step.key.push_back(raw[++i] == '0' ? '~' : '/');
+        }
+        step.index = array_index(step.key);
+        steps.push_back(std::move(step));
+        if (slash == std::string_view::npos) break;
+        rest.remove_prefix(slash + 1);
+    }
+    return steps;
+}
+
+enum Field : unsigned { f_symbol, f_bid, f_ask, f_bid_size, f_ask_size, f_seq, f_time, f_count };
+constexpr std::uint8_t bit(unsigned f) { return static_cast<std::uint8_t>(1u << f); }
+
+enum class Kind : std::uint8_t { absent, string, integer, number, boolean, null, container };
+
+struct Captured {
+    Kind kind = Kind::absent;
+    std::string_view text;  // into the body or into the field's decode buffer
+};
+
+bool missing(const Captured& c) noexcept { return c.kind == Kind::absent || c.kind == Kind::null; }
+
+bool has_text(const Captured& c) noexcept {
+    return c.kind == Kind::string || c.kind == Kind::integer || c.kind == Kind::number;
+}
+
+std::optional<Decimal> to_decimal(const Captured& c) noexcept {
+    if (!has_text(c)) return std::nullopt;
+    return Decimal::parse(c.text);
+}
+
+// Sequence numbers: a JSON integer or a string of decimal digits, 0..INT64_MAX. Negative
+// values are refused because -1 is Quote's "not mapped" and no venue counts below zero.
+std::optional<std::int64_t> to_seq(const Captured& c) noexcept {
+    if (c.kind != Kind::integer && c.kind != Kind::string) return std::nullopt;
+    if (c.text.empty()) return std::nullopt;
+    std::int64_t v = 0;
+    for (char ch : c.text) {
+        if (ch < '0' || ch > '9') return std::nullopt;
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, ch - '0', &v)) {
+            return std::nullopt;
+        }
+    }
+    return v;
+}
+
+bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+// A numeric time in units of 10^-unit_digits s: JSON number syntax without a sign (text of a
+// JSON number, or of a string). Read digit by digit rather than through Decimal so that a
+// 19-digit nanosecond count with a fraction still fits: fractions convert exactly
+// ("1700000000.123" s), digits finer than a nanosecond are truncated, and 2^53 is no limit.
+// Negative times are refused: 0 already means "none" and no venue predates 1970.
+std::optional<std::int64_t> units_to_ns(std::string_view t, int unit_digits) noexcept {
+    std::size_t i = 0;
+    while (i < t.size() && is_digit(t[i])) ++i;
+    const std::size_t int_len = i;
+    if (int_len == 0) return std::nullopt;
+    std::size_t frac_len = 0;
+    if (i < t.size() && t[i] == '.') {
+        const std::size_t begin = ++i;
+        while (i < t.size() && is_digit(t[i])) ++i;
+        frac_len = i - begin;
+        if (frac_len == 0) return std::nullopt;
+    }
+    long long exponent = 0;
+    if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+        ++i;
+        const bool negative = i < t.size() && t[i] == '-';
+        if (i < t.size() && (t[i] == '+' || t[i] == '-')) ++i;
+        const std::size_t begin = i;
+        for (; i < t.size() && is_digit(t[i]); ++i) {
+            if (exponent < 1'000'000) exponent = exponent * 10 + (t[i] - '0');
+        }
+        if (i == begin) return std::nullopt;
+        if (negative) exponent = -exponent;
+    }
+    if (i != t.size()) return std::nullopt;
+
+    // value_ns = digits * 10^power, the digits being the integer and fraction ones in a row.
+    const long long power = unit_digits - static_cast<long long>(frac_len) + exponent;
+    const long long count = static_cast<long long>(int_len + frac_len);
+    const long long keep = power < 0 ? count + power : count;
+    std::int64_t ns = 0;
+    for (long long k = 0; k < keep; ++k) {
+        const char c = t[static_cast<std::size_t>(k < static_cast<long long>(int_len) ? k : k + 1)];
+        if (__builtin_mul_overflow(ns, 10, &ns) || __builtin_add_overflow(ns, c - '0', &ns)) {
+            return std::nullopt;
+        }
+    }
+    for (long long k = 0; k < power && ns != 0; ++k) {
+        if (__builtin_mul_overflow(ns, 10, &ns)) return std::nullopt;
+    }
+    return ns;
+}
+
+std::optional<std::int64_t> to_time_ns(const Captured& c, TimeUnit unit) noexcept {
+    switch (unit) {
+    case TimeUnit::rfc3339: {
+        if (c.kind != Kind::string) return std::nullopt;
+        const auto ns = parse_rfc3339_ns(c.text);
+        if (!ns || *ns < 0) return std::nullopt;
+        return ns;
+    }
+    case TimeUnit::s: return has_text(c) ? units_to_ns(c.text, 9) : std::nullopt;
+    case TimeUnit::ms: return has_text(c) ? units_to_ns(c.text, 6) : std::nullopt;
+    case TimeUnit::us: return has_text(c) ? units_to_ns(c.text, 3) : std::nullopt;
+    case TimeUnit::ns: return has_text(c) ? units_to_ns(c.text, 0) : std::nullopt;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+const std::error_category& mapping_category() noexcept {
+    static const MappingCategory category;
+    return category;
+}
+
+std::error_code make_error_code(MappingError e) noexcept {
+    return {static_cast<int>(e), mapping_category()};
+}
+
+// The JsonReader handler. Every pointer is matched incrementally: a container's frame holds the
+// fields whose pointer matches the path to it and goes deeper, so each key or element costs one
+// step comparison per such field, and subtrees no pointer enters cost only validation. Each
+// field takes its first match in document order (duplicate keys, several wildcard hits).
+struct QuoteMapper::Impl {
+    struct Frame {
+        std::uint8_t fields;  // pointers that continue below this container
+        std::int64_t next_index;
+    };
+
+    std::array<Pointer, f_count> pointers;
+    TimeUnit time_unit = TimeUnit::ms;
+    std::uint8_t mapped = 0;
+
+    // Per-call state. Cleared, never shrunk, so the steady state does not allocate.
+    detail::JsonReader reader;
+    std::vector<Frame> frames;
+    std::array<Captured, f_count> got;
+    std::array<std::string, f_count> decoded;  // string values that contained escapes
+    std::string key_buf;                       // a key with escapes, when it must be compared
+    std::uint8_t wanted = 0;                   // mapped fields not yet captured
+    std::uint8_t pending = 0;                  // fields whose pointer matches the next value's path
+
+    void begin_container() {
+        const std::uint8_t live = pending & wanted;
+        std::uint8_t below = 0;
+        for (unsigned f = 0; f < f_count; ++f) {
+            if (!(live & bit(f))) continue;
+            if (pointers[f].size() == frames.size()) {
+                capture(f, Kind::container, {}, false);
+            } else {
+                below |= bit(f);
+            }
+        }
+        frames.push_back({below, 0});
+    }
+
+    void end_container() { frames.pop_back(); }
+
+    void key(std::string_view content, bool escaped) {
+        const std::uint8_t live = frames.back().fields & wanted;
+        pending = 0;
+        if (!live) return;
+        if (escaped) {
+            detail::decode_json_string(content, key_buf);
+            content = key_buf;
+        }
+        const std::size_t step = frames.size() - 1;
+        for (unsigned f = 0; f < f_count; ++f) {
+            if (!(live & bit(f))) continue;
+            const Step& s = pointers[f][step];
+            if (s.wildcard || s.key == content) pending |= bit(f);
+        }
+    }
+
+    void element() {
+        Frame& frame = frames.back();
+        const std::int64_t index = frame.next_index++;
+        const std::uint8_t live = frame.fields & wanted;
+        pending = 0;
+        if (!live) return;
+        const std::size_t step = frames.size() - 1;
+        for (unsigned f = 0; f < f_count; ++f) {
+            if ((live & bit(f)) && pointers[f][step].index == index) pending |= bit(f);
+        }
+    }
+
+    void scalar(detail::JsonKind kind, std::string_view text, bool escaped) {
+        const std::uint8_t live = pending & wanted;
+        pending = 0;
+        if (!live) return;
+        static constexpr Kind kinds[] = {Kind::string, Kind::integer, Kind::number,
+                                         Kind::boolean, Kind::null};
+        for (unsigned f = 0; f < f_count; ++f) {
+            // A pointer that goes deeper than a scalar finds nothing here.
+            if ((live & bit(f)) && pointers[f].size() == frames.size()) {
+                capture(f, kinds[static_cast<unsigned>(kind)], text, escaped);
+            }
+        }
+    }
+
+    void capture(unsigned f, Kind kind, std::string_view text, bool escaped) {
+        if (escaped) {
+            detail::decode_json_string(text, decoded[f]);
+            text = decoded[f];
+        }
+        got[f] = {kind, text};
+        wanted &= static_cast<std::uint8_t>(~bit(f));
+    }
+
+    std::error_code map(std::string_view body, std::string_view expected_symbol, Quote& out) {
+        frames.clear();
+        got.fill({});
+        wanted = mapped;
+        pending = mapped;
+        if (!reader.read(body, *this)) return MappingError::malformed_json;
+
+        // Order: symbol first (a quote for another symbol is the more telling error), then
+        // required prices, then optional fields.
+        if (mapped & bit(f_symbol)) {
+            const Captured& s = got[f_symbol];
+            if (missing(s)) return MappingError::missing_field;
+            if (!has_text(s) || s.text != expected_symbol) return MappingError::symbol_mismatch;
+        }
+        if (missing(got[f_bid]) || missing(got[f_ask])) return MappingError::missing_field;
+        const auto bid = to_decimal(got[f_bid]);
+        const auto ask = to_decimal(got[f_ask]);
+        if (!bid || !ask) return MappingError::bad_number;
+
+        std::optional<Decimal> bid_size, ask_size;
+        if (!missing(got[f_bid_size]) && !(bid_size = to_decimal(got[f_bid_size]))) {
+            return MappingError::bad_number;
+        }
+        if (!missing(got[f_ask_size]) && !(ask_size = to_decimal(got[f_ask_size]))) {
+            return MappingError::bad_number;
+        }
+        std::int64_t seq = -1;
+        if (!missing(got[f_seq])) {
+            const auto v = to_seq(got[f_seq]);
+            if (!v) return MappingError::bad_number;
+            seq = *v;
+        }
+        std::int64_t time_ns = 0;
+        if (!missing(got[f_time])) {
+            const auto v = to_time_ns(got[f_time], time_unit);
+            if (!v) return MappingError::bad_timestamp;
+            time_ns = *v;
+        }
+
+        // Written only on success, and every mapped field is written, so nothing from an
+        // earlier body survives into this quote.
+        out.bid = *bid;
+        out.ask = *ask;
+        out.has_bid_size = bid_size.has_value();
+        out.bid_size = bid_size.value_or(Decimal());
+        out.has_ask_size = ask_size.has_value();
+        out.ask_size = ask_size.value_or(Decimal());
+        out.seq = seq;
+        out.exchange_time_ns = time_ns;
+        return {};
+    }
+};
+
+QuoteMapper::QuoteMapper(const FieldMap& fields) : impl_(std::make_unique<Impl>()) {
+    Impl& m = *impl_;
+    // Bid and ask are required, so a FieldMap without them could never produce a quote.
+    if (fields.bid.empty()) throw std::invalid_argument("field 'bid': a JSON Pointer is required");
+    if (fields.ask.empty()) throw std::invalid_argument("field 'ask': a JSON Pointer is required");
+    const std::pair<const std::string*, const char*> sources[f_count] = {
+        {&fields.symbol, "symbol"},
+        {&fields.bid, "bid"},
+        {&fields.ask, "ask"},
+        {&fields.bid_size, "bid_size"},
+        {&fields.ask_size, "ask_size"},
+        {&fields.seq, "seq"},
+        {fields.exchange_time ? &fields.exchange_time->pointer : nullptr, "exchange_time"},
+    };
+    for (unsigned f = 0; f < f_count; ++f) {
+        const auto [text, name] = sources[f];
+        if (text == nullptr || text->empty()) continue;
+        m.pointers[f] = compile_pointer(*text, name);
+        m.mapped |= bit(f);
+    }
+    if (fields.exchange_time) m.time_unit = fields.exchange_time->unit;
+
+    // Sized for typical venue bodies so that even the first map() rarely allocates.
+    m.frames.reserve(32);
+    m.key_buf.reserve(64);
+    for (auto& d : m.decoded) d.reserve(64);
+}
+
+QuoteMapper::~QuoteMapper() = default;
+QuoteMapper::QuoteMapper(QuoteMapper&&) noexcept = default;
+QuoteMapper& QuoteMapper::operator=(QuoteMapper&&) noexcept = default;
+
+std::error_code QuoteMapper::map(std::string_view body, std::string_view expected_symbol,
+                                 Quote& out) {
+    return impl_->map(body, expected_symbol, out);
+}
+
+}  // namespace mdagg

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Benchmark: mdagg against mdagg-sim for N pollers at an interval, then wrk against the same
+# simulator with the same connection count, in the same run, so CPU per request compares as a
+# ratio on this machine.
+# Usage: bash bench/poll_bench.sh [POLLERS=2000] [INTERVAL=50ms] [SECONDS=10] [RUNS=3]
+# Prints one figure set per run and the medians.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pollers=${1:-2000}
+interval=${2:-50ms}
+secs=${3:-10}
+runs=${4:-3}
+
+bash scripts/setup.sh
+cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDAGG_TESTS=OFF >/dev/null
+cmake --build build-bench -j "$(nproc)" --target mdagg mdagg-sim >/dev/null
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+ticks=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start_sim() {
+  ./build-bench/mdagg-sim --listen 127.0.0.1:0 --symbols "$pollers" > "$work/sim.out" 2>&1 &
+  sim_pid=$!
+  for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
+  port=$(head -1 "$work/sim.out" | jq -r .port)
+}
+
+results=()
+for run in $(seq "$runs"); do
+  start_sim
+  cat > "$work/bench.yaml" <<YAML
+log: { level: warn, summary_every: 1s }
+output: { dir: $work/out, flush_every: 1s, quotes: true, bar_interval: 1s }
+sources:
+  - name: sim
+    url: "http://127.0.0.1:$port/quotes/{symbol}"
+    interval: $interval
+    symbols: { prefix: STOCK_, count: $pollers }
+    fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty,
+              exchange_time: { pointer: /time, unit: ms }, seq: /seq }
+YAML
+  sed -i 's/level: warn/level: info/' "$work/bench.yaml"
+  ./build-bench/mdagg --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
+  mdagg_pid=$!
+  sleep 2  # warm-up: connections open, phases settle
+  c0=$(cpu_ticks $mdagg_pid); t0=$(date +%s.%N)
+  p0=$(grep '"summary"' "$work/mdagg.out" | jq -s 'map(.completed) | add // 0')
+  sleep "$secs"
+  c1=$(cpu_ticks $mdagg_pid); t1=$(date +%s.%N)
+  p1=$(grep '"summary"' "$work/mdagg.out" | jq -s 'map(.completed) | add // 0')
+  rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$mdagg_pid/status")
+  kill -TERM $mdagg_pid; wait $mdagg_pid || true
+  drain_ms=$(grep '"drain complete"' "$work/mdagg.out" | jq -r .drain_ms)
+  lateness=$(grep '"summary"' "$work/mdagg.out" | tail -n +3 | jq -s '[ (map(.tick_lateness_p50_ms) | sort | .[length/2|floor]), (map(.tick_lateness_p99_ms) | sort | .[length/2|floor]) ] | @tsv' -r)
+  polls=$((p1 - p0))
+  elapsed=$(echo "$t1 - $t0" | bc -l)
+  mdagg_us=$(echo "($c1 - $c0) * 1000000 / $ticks / $polls" | bc -l)
+  polls_s=$(echo "$polls / $elapsed" | bc -l)
+  sched=$(echo "$pollers * 1000 / $(echo "$interval" | sed 's/ms$//')" | bc -l)
+
+  # wrk: same server, same connection count, one thread, for the same time.
+  /usr/bin/time -f "%U %S" -o "$work/wrk.time" wrk -t1 -c"$pollers" -d"${secs}s" \
+    "http://127.0.0.1:$port/quotes/STOCK_1" > "$work/wrk.out" 2>&1 || true
+  wrk_req=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+  wrk_us=$(awk -v n="$wrk_req" '{print ($1 + $2) * 1000000 / n}' "$work/wrk.time")
+  kill -TERM $sim_pid; wait $sim_pid || true
+  ratio=$(echo "$mdagg_us / $wrk_us" | bc -l)
+  printf 'run %d: polls/s %.0f of %.0f scheduled, mdagg %.2f us CPU/poll, wrk %.2f us CPU/req (%s req), ratio %.2f, peak RSS %.1f MiB, tick lateness p50/p99 %s ms, drain %s ms\n' \
+    "$run" "$polls_s" "$sched" "$mdagg_us" "$wrk_us" "$wrk_req" "$ratio" "$(echo "$rss_kib/1024" | bc -l)" "$(echo $lateness | tr ' ' '/')" "$drain_ms"
+  results+=("$polls_s $mdagg_us $wrk_us $ratio $rss_kib $drain_ms")
+  rm -rf "$work/out"
+done
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+names=(polls_per_s mdagg_us_per_poll wrk_us_per_req cpu_ratio peak_rss_kib drain_ms)
+line="median of $runs runs (schedule $(printf '%.0f' "$sched") polls/s):"
+for i in "${!names[@]}"; do
+  m=$(printf '%s\n' "${results[@]}" | awk -v f=$((i + 1)) '{ print $f }' | median)
+  line+=" ${names[$i]}=$(printf '%.2f' "$m")"
+done
+echo "$line"

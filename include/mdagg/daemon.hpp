@@ -1,0 +1,23 @@
+// The lifecycle supervisor: wires config -> pollers -> aggregator -> sink, runs them on one
+// io_context, and drains them in stages on SIGTERM/SIGINT within the configured budget.
+#pragma once
+
+#include <mdagg/config.hpp>
+#include <mdagg/quote.hpp>
+
+namespace mdagg {
+
+enum ExitCode : int {
+    exit_ok = 0,            // drained cleanly
+    exit_fatal = 1,         // any other fatal error
+    exit_usage = 2,         // bad usage or bad config: nothing started, nothing written
+    exit_drain_timeout = 3  // the drain budget ran out (or a second signal forced the stop)
+};
+
+// Ids for every source and symbol in the config; a symbol polled from two sources has one id.
+Universe make_universe(const Config& config);
+
+// Runs until a signal drains the daemon; returns the process exit code.
+int run_daemon(const Config& config);
+
+}  // namespace mdagg

@@ -1,0 +1,51 @@
+// The HTTP pieces a poller needs, sans-io: a pre-serialized GET and an allocation-free
+// response parser.
+#pragma once
+
+#include <boost/beast/http/basic_parser.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mdagg::http {
+
+// A keep-alive GET, serialized once per poller and written as-is on every poll.
+std::string make_get_request(std::string_view host, std::uint16_t port, std::string_view target);
+
+// Parses one response into a caller-owned body string (its capacity is reused across polls),
+// keeping only the status and the headers the poller acts on. Single use, like every Beast
+// parser: construct one per response.
+class ResponseParser final : public boost::beast::http::basic_parser<false> {
+public:
+    ResponseParser(std::string& body, std::size_t body_limit, std::uint32_t header_limit = 8 * 1024);
+
+    int status() const noexcept { return status_; }
+    // Raw Retry-After value ("" when absent); truncated to 63 characters.
+    std::string_view retry_after() const noexcept { return {retry_after_.data(), retry_after_size_}; }
+
+private:
+    using error_code = boost::beast::error_code;
+    using field = boost::beast::http::field;
+    using verb = boost::beast::http::verb;
+    using string_view = boost::beast::string_view;
+
+    void on_request_impl(verb, string_view, string_view, int, error_code&) override {}
+    void on_response_impl(int code, string_view, int, error_code&) override { status_ = code; }
+    void on_field_impl(field name, string_view, string_view value, error_code&) override;
+    void on_header_impl(error_code&) override {}
+    void on_body_init_impl(boost::optional<std::uint64_t> const& content_length, error_code& ec) override;
+    std::size_t on_body_impl(string_view data, error_code& ec) override;
+    void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
+    std::size_t on_chunk_body_impl(std::uint64_t, string_view data, error_code& ec) override;
+    void on_finish_impl(error_code&) override {}
+
+    std::string& body_;
+    int status_ = 0;
+    std::array<char, 63> retry_after_{};
+    std::size_t retry_after_size_ = 0;
+};
+
+}  // namespace mdagg::http

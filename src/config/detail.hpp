@@ -1,0 +1,121 @@
+// Private to the config module: YAML node readers that fail with file:line:col and key path,
+// plus the small parsers (URL, JSON Pointer) that the schema in config.cpp is built from.
+#pragma once
+
+#include <mdagg/config.hpp>
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mdagg::config_detail {
+
+// "file:line:col: path: message"; line and column are 1-based and left out for a null mark.
+[[noreturn]] void throw_error(std::string_view file, const YAML::Mark& mark, std::string_view path,
+                              std::string_view message);
+
+// A node plus where it came from, so every error can name file, line:column and key path.
+class Value {
+public:
+    // `fallback` is where to point when the node has no useful mark of its own: an empty value
+    // ("interval:") is marked at the next token, often on another line, so we point at its key.
+    Value(std::string_view file, YAML::Node node, std::string path,
+          YAML::Mark fallback = YAML::Mark::null_mark());
+
+    const YAML::Node& node() const noexcept { return node_; }
+    const std::string& path() const noexcept { return path_; }
+    std::string_view file() const noexcept { return file_; }
+    YAML::Mark mark() const;
+
+    bool is_null() const { return node_.IsNull(); }
+    bool is_scalar() const { return node_.IsScalar(); }
+    bool is_list() const { return node_.IsSequence(); }
+    bool is_map() const { return node_.IsMap(); }
+    // Plain (unquoted, untagged) scalars are the only ones YAML resolves to bool/int.
+    bool is_plain() const { return node_.IsScalar() && node_.Tag() == "?"; }
+    // For "got ..." in messages: "null", "a list", "a mapping" or the quoted scalar text.
+    std::string describe() const;
+
+    std::string child_path(std::string_view key) const;
+    [[noreturn]] void fail(std::string_view message) const;
+    // For a key that is absent: point at this (parent) mapping, name the full path.
+    [[noreturn]] void fail_child(std::string_view key, std::string_view message) const;
+
+private:
+    std::string_view file_;  // owned by parse_config, which outlives every Value
+    YAML::Node node_;
+    std::string path_;
+    YAML::Mark fallback_;
+};
+
+// One reader per value type; each checks type and range and fails at the node.
+std::string read_string(const Value& v);  // any scalar, possibly empty; not null
+std::string read_nonempty_string(const Value& v);
+std::uint64_t read_uint(const Value& v, std::uint64_t min, std::uint64_t max);
+bool read_bool(const Value& v);        // YAML 1.2: true/false (True/TRUE/...), unquoted
+Duration read_duration(const Value& v);  // > 0
+// Index into `choices`; suggests the closest choice on a typo.
+std::size_t read_choice(const Value& v, std::span<const std::string_view> choices);
+std::vector<Value> read_list(const Value& v);  // elements as Values "path[i]"; may be empty
+
+// The closest candidate within a small edit distance (case and '-'/'_' ignored), if any.
+std::optional<std::string_view> closest_match(std::string_view word,
+                                              std::span<const std::string_view> candidates);
+
+// A mapping's entries in document order, each tagged with its index in `keys`. A null node
+// counts as an empty mapping (a section whose keys are all commented out). Fails on a
+// non-mapping, a non-scalar key, an unknown key (suggesting the closest) or a duplicate key.
+struct Entry {
+    std::size_t key;
+    Value value;
+};
+std::vector<Entry> read_entries(const Value& map, std::span<const std::string_view> keys);
+
+// A schema row: how to read one key of a mapping into T.
+template <class T>
+struct Key {
+    std::string_view name;
+    void (*read)(const Value&, T&);
+    bool required = false;
+};
+
+template <class T, std::size_t N>
+void read_map(const Value& map, const Key<T> (&keys)[N], T& out) {
+    std::string_view names[N];
+    for (std::size_t i = 0; i < N; ++i) names[i] = keys[i].name;
+    bool seen[N] = {};
+    for (const Entry& e : read_entries(map, names)) {
+        seen[e.key] = true;
+        keys[e.key].read(e.value, out);
+    }
+    for (std::size_t i = 0; i < N; ++i)
+        if (keys[i].required && !seen[i]) map.fail_child(keys[i].name, "required key is missing");
+}
+
+// Locale-independent, unlike <cctype>.
+constexpr bool is_ascii_alnum(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+constexpr bool is_ascii_hex(char c) noexcept {
+    return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9');
+}
+
+// For messages: "'x'" for printable ASCII (space included), "byte 0x0A" otherwise.
+std::string describe_char(char c);
+
+// Parses "http://host[:port]/path?query" into `out`; returns the problem, if any.
+std::optional<std::string> parse_url(std::string_view text, Url& out);
+
+// RFC 6901 syntax check ("" or "/a/b", "~" only as "~0"/"~1"); returns the problem, if any.
+std::optional<std::string> json_pointer_error(std::string_view pointer);
+
+// Symbols become URL parts, file content and log fields: keep them to a safe alphabet.
+std::optional<std::string> symbol_error(std::string_view symbol);
+
+}  // namespace mdagg::config_detail

@@ -1,0 +1,370 @@
+#include <mdagg/aggregator.hpp>
+#include <mdagg/daemon.hpp>
+#include <mdagg/log.hpp>
+#include <mdagg/poll.hpp>
+#include <mdagg/sink.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+#include <unistd.h>
+#include <unordered_map>
+
+namespace mdagg {
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+using std::chrono::nanoseconds;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+double to_ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+std::int64_t wall_clock_ns() {
+    return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Last resort if the drain itself hangs (a disk that never returns from fsync, a bug): exit
+// with the forced-stop code before the orchestrator's SIGKILL, so the stop is visible.
+class DrainWatchdog {
+public:
+    void arm(Clock::time_point fire_at) {
+        thread_ = std::thread([this, fire_at] {
+            std::unique_lock lock(mutex_);
+            if (cv_.wait_until(lock, fire_at, [this] { return disarmed_; })) return;
+            log::error("drain watchdog fired: the drain did not finish within its budget; forcing exit",
+                       {{"exit_code", static_cast<int>(exit_drain_timeout)}});
+            std::fflush(stdout);
+            ::_exit(exit_drain_timeout);
+        });
+    }
+    ~DrainWatchdog() {
+        {
+            std::lock_guard lock(mutex_);
+            disarmed_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool disarmed_ = false;
+    std::thread thread_;
+};
+
+class Daemon {
+public:
+    explicit Daemon(const Config& config)
+        : config_(config),
+          universe_(make_universe(config)),
+          io_(static_cast<int>(config.runtime.threads)),
+          control_(asio::make_strand(io_)),
+          aggregate_strand_(asio::make_strand(io_)),
+          signals_(io_, SIGTERM, SIGINT),
+          wake_(control_),
+          summary_timer_(control_),
+          flush_timer_(aggregate_strand_),
+          bar_timer_(aggregate_strand_),
+          sink_(universe_, SinkOptions{config.output.dir, config.output.max_buffer_bytes}),
+          aggregator_(universe_, config.output.bar_interval.count(), sink_, config.output.quotes),
+          pollers_(io_, config_, universe_, [this](const Quote& q) {
+              // The aggregator's strand is the only owner of its state; this post is the whole
+              // hand-off, so a poller never waits for aggregation or the disk.
+              asio::post(aggregate_strand_, [this, q] { aggregator_.on_quote(q); });
+          }) {}
+
+    int run() {
+        sink_.open();  // throws std::system_error naming the path
+        std::size_t symbols = 0;
+        for (auto& s : config_.sources) symbols += s.symbols.size();
+        log::info("mdagg started", {{"config", config_.file},
+                                    {"sources", config_.sources.size()},
+                                    {"pollers", symbols},
+                                    {"threads", config_.runtime.threads},
+                                    {"output_dir", config_.output.dir},
+                                    {"grace_ms", to_ms(config_.shutdown.grace)}});
+        started_at_ = Clock::now();
+        pollers_.start([this] { asio::post(control_, [this] { wake_.cancel(); }); });
+        start_flush_timer();
+        start_bar_timer();
+        asio::co_spawn(control_, supervise(), [this](std::exception_ptr e) { on_supervisor_exit(e); });
+        asio::co_spawn(control_, summaries(), [](std::exception_ptr) {});
+
+        std::vector<std::thread> extra;
+        for (unsigned i = 1; i < config_.runtime.threads; ++i) extra.emplace_back([this] { run_io(); });
+        run_io();
+        for (auto& t : extra) t.join();
+        return exit_code_;
+    }
+
+private:
+    void run_io() {
+        try {
+            io_.run();
+        } catch (const std::exception& e) {
+            log::error("event loop failed", {{"error", e.what()}});
+            exit_code_ = exit_fatal;
+            io_.stop();
+        }
+    }
+
+    void on_supervisor_exit(std::exception_ptr e) {
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log::error("supervisor failed", {{"error", ex.what()}});
+            }
+            exit_code_ = exit_fatal;
+        }
+        io_.stop();
+    }
+
+    void start_flush_timer() {
+        flush_timer_.expires_after(config_.output.flush_every);
+        flush_timer_.async_wait([this](boost::system::error_code ec) {
+            if (ec) return;
+            sink_.flush();
+            start_flush_timer();
+        });
+    }
+
+    // Bars close on wall-clock boundaries; a little slack lets quotes received just before a
+    // boundary reach the strand first.
+    void start_bar_timer() {
+        const auto interval = config_.output.bar_interval.count();
+        const auto now = wall_clock_ns();
+        const auto boundary = (now / interval + 1) * interval;
+        bar_timer_.expires_after(nanoseconds(boundary - now) + milliseconds(5));
+        bar_timer_.async_wait([this](boost::system::error_code ec) {
+            if (ec) return;
+            aggregator_.close_bars(wall_clock_ns() - milliseconds(5).count());
+            start_bar_timer();
+        });
+    }
+
+    struct Totals {
+        std::uint64_t started = 0, completed = 0, failed = 0, timed_out = 0, cancelled = 0,
+                      skipped = 0, throttled = 0;
+        std::int64_t in_flight = 0;
+        LatencyHistogram::Snapshot latency, lateness;
+    };
+    Totals totals() const {
+        Totals t;
+        for (SourceId s = 0; s < pollers_.source_count(); ++s) {
+            auto& st = pollers_.stats(s);
+            t.started += st.polls_started.load();
+            t.completed += st.completed.load();
+            t.failed += st.failed.load();
+            t.timed_out += st.timed_out.load();
+            t.cancelled += st.cancelled.load();
+            t.skipped += st.skipped_ticks.load();
+            t.throttled += st.throttled_ticks.load();
+            t.in_flight += st.in_flight.load();
+            t.latency.merge(st.latency.snapshot());
+            t.lateness.merge(st.lateness.snapshot());
+        }
+        return t;
+    }
+
+    asio::awaitable<void> summaries() {
+        auto& timer = summary_timer_;
+        Totals prev = totals();
+        auto prev_at = Clock::now();
+        for (;;) {
+            timer.expires_after(config_.log.summary_every);
+            auto [ec] = co_await timer.async_wait(use_tuple);
+            if (ec || draining_) co_return;
+            Totals now = totals();
+            auto at = Clock::now();
+            double secs = std::chrono::duration<double>(at - prev_at).count();
+            auto done = (now.completed - prev.completed) + (now.failed - prev.failed) +
+                        (now.timed_out - prev.timed_out);
+            auto bad = (now.failed - prev.failed) + (now.timed_out - prev.timed_out);
+            auto latency = now.latency.since(prev.latency);
+            auto lateness = now.lateness.since(prev.lateness);
+            auto sink = sink_.stats();
+            log::info("summary", {{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
+                                  {"completed", now.completed - prev.completed},
+                                  {"failed", now.failed - prev.failed},
+                                  {"timed_out", now.timed_out - prev.timed_out},
+                                  {"skipped_ticks", now.skipped - prev.skipped},
+                                  {"throttled_ticks", now.throttled - prev.throttled},
+                                  {"in_flight", now.in_flight},
+                                  {"error_rate", done ? static_cast<double>(bad) / static_cast<double>(done) : 0.0},
+                                  {"latency_p50_ms", to_ms(latency.quantile(0.5))},
+                                  {"latency_p99_ms", to_ms(latency.quantile(0.99))},
+                                  {"tick_lateness_p50_ms", to_ms(lateness.quantile(0.5))},
+                                  {"tick_lateness_p99_ms", to_ms(lateness.quantile(0.99))},
+                                  {"records_written", sink.records_written},
+                                  {"records_dropped", sink.records_dropped}});
+            prev = now;
+            prev_at = at;
+        }
+    }
+
+    // Waits on the control strand until every poller coroutine returned, `limit` passed, or a
+    // second signal arrived. Returns true when the pollers are all gone.
+    asio::awaitable<bool> wait_for_pollers(Clock::time_point limit) {
+        while (pollers_.running() > 0 && !emergency_ && Clock::now() < limit) {
+            wake_.expires_at(limit);
+            co_await wake_.async_wait(use_tuple);
+        }
+        co_return pollers_.running() == 0;
+    }
+
+    asio::awaitable<void> watch_second_signal() {
+        auto [ec, signo] = co_await signals_.async_wait(use_tuple);
+        if (ec) co_return;
+        emergency_ = true;
+        log::warn("second signal during drain: skipping to the emergency flush", {{"signal", signo}});
+        pollers_.cancel_in_flight();
+        wake_.cancel();
+    }
+
+    asio::awaitable<void> supervise() {
+        auto [ec, signo] = co_await signals_.async_wait(use_tuple);
+        if (ec) co_return;
+        draining_ = true;
+        const auto budget = signo == SIGINT ? config_.shutdown.interrupt_grace : config_.shutdown.grace;
+        const auto t0 = Clock::now();
+        const auto deadline = t0 + budget;
+        // In-flight polls get until cancel_at; the rest of the budget is kept for the flush.
+        const auto reserve = std::min<Clock::duration>(budget / 4, std::chrono::seconds(1));
+        const auto cancel_at = deadline - reserve;
+        DrainWatchdog watchdog;
+        watchdog.arm(deadline + std::min<Clock::duration>(budget / 10, milliseconds(250)));
+        log::info("drain started", {{"signal", signo == SIGINT ? "SIGINT" : "SIGTERM"},
+                                    {"budget_ms", to_ms(budget)},
+                                    {"polls_in_flight", pollers_.polls_in_flight()}});
+        asio::co_spawn(control_, watch_second_signal(), [](std::exception_ptr) {});
+
+        nlohmann::json stages = nlohmann::json::object();
+        auto stage_start = Clock::now();
+        auto end_stage = [&](const char* name) {
+            auto now = Clock::now();
+            stages[name] = to_ms(now - stage_start);
+            stage_start = now;
+        };
+
+        // 1. No poller starts a new poll.
+        const auto in_flight_at_signal = pollers_.polls_in_flight();
+        pollers_.stop_scheduling();
+        end_stage("stop_scheduling_ms");
+
+        // 2. In-flight polls may complete; then the rest are cancelled.
+        bool pollers_done = co_await wait_for_pollers(cancel_at);
+        std::uint64_t cancelled_before = totals().cancelled;
+        if (!pollers_done) {
+            pollers_.cancel_in_flight();
+            pollers_done = co_await wait_for_pollers(deadline - reserve / 2);
+        }
+        end_stage("in_flight_ms");
+
+        // 3. Final (partial) bars; everything goes to the sink. The strand runs this after
+        //    every quote the pollers posted before they returned.
+        co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
+        flush_timer_.cancel();
+        bar_timer_.cancel();
+        aggregator_.close_all_bars();
+        sink_.flush();
+        co_await asio::post(asio::bind_executor(control_, asio::use_awaitable));
+        end_stage("final_bars_ms");
+
+        // 4. Write, flush, fsync and close every file.
+        const bool sink_closed = sink_.close(deadline);
+        end_stage("sink_close_ms");
+
+        // 5. Close the sockets.
+        pollers_.close_connections();
+        end_stage("close_sockets_ms");
+
+        const auto t = totals();
+        const auto sink = sink_.stats();
+        const auto elapsed = Clock::now() - t0;
+        const bool in_budget = Clock::now() <= deadline;
+        exit_code_ = (sink_closed && pollers_done && in_budget && !emergency_) ? exit_ok : exit_drain_timeout;
+        nlohmann::json fields{{"exit_code", exit_code_.load()},
+                              {"drain_ms", to_ms(elapsed)},
+                              {"budget_ms", to_ms(budget)},
+                              {"stages", stages},
+                              {"polls_in_flight_at_signal", in_flight_at_signal},
+                              {"polls_completed", t.completed},
+                              {"polls_failed", t.failed},
+                              {"polls_timed_out", t.timed_out},
+                              {"polls_cancelled", t.cancelled},
+                              {"polls_cancelled_by_drain", t.cancelled - cancelled_before},
+                              {"quotes_accepted", aggregator_.quotes_accepted()},
+                              {"bars_emitted", aggregator_.bars_emitted()},
+                              {"records_written", sink.records_written},
+                              {"bytes_written", sink.bytes_written},
+                              {"records_dropped", sink.records_dropped},
+                              {"write_errors", sink.write_errors}};
+        if (exit_code_ == exit_ok) {
+            log::info("drain complete", fields);
+        } else {
+            fields["abandoned_pollers"] = pollers_.running();
+            fields["sink_closed"] = sink_closed;
+            fields["emergency"] = emergency_.load();
+            log::error("drain incomplete: budget exceeded or forced", fields);
+        }
+        std::fflush(stdout);
+        signals_.cancel();
+        summary_timer_.cancel();
+        io_.stop();
+    }
+
+    const Config& config_;
+    Universe universe_;
+    asio::io_context io_;
+    asio::strand<asio::io_context::executor_type> control_;
+    asio::strand<asio::io_context::executor_type> aggregate_strand_;
+    asio::signal_set signals_;
+    asio::steady_timer wake_;
+    asio::steady_timer summary_timer_;
+    asio::steady_timer flush_timer_;
+    asio::steady_timer bar_timer_;
+    JsonlSink sink_;
+    Aggregator aggregator_;
+    PollerGroup pollers_;
+    Clock::time_point started_at_{};
+    std::atomic<bool> draining_{false};
+    std::atomic<bool> emergency_{false};
+    std::atomic<int> exit_code_{exit_ok};
+};
+
+}  // namespace
+
+Universe make_universe(const Config& config) {
+    Universe u;
+    std::unordered_map<std::string_view, SymbolId> seen;
+    for (auto& src : config.sources) {
+        u.sources.push_back(src.name);
+        for (auto& sym : src.symbols) {
+            if (seen.emplace(sym, static_cast<SymbolId>(u.symbols.size())).second) u.symbols.push_back(sym);
+        }
+    }
+    return u;
+}
+
+int run_daemon(const Config& config) {
+    if (auto level = log::parse_level(config.log.level)) log::set_level(*level);
+    Daemon daemon(config);
+    return daemon.run();
+}
+
+}  // namespace mdagg

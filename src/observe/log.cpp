@@ -1,0 +1,143 @@
+#include <mdagg/log.hpp>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+
+namespace mdagg::log {
+namespace {
+
+std::atomic<int> g_level{static_cast<int>(Level::info)};
+
+spdlog::logger& stdout_logger() {
+    // spdlog writes each line with one fwrite under its mutex and flushes it, so lines from
+    // several threads never interleave and nothing sits in a buffer when the pod is killed.
+    static std::shared_ptr<spdlog::logger> logger = [] {
+        auto sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+        auto l = std::make_shared<spdlog::logger>("mdagg", std::move(sink));
+        l->set_pattern("%v");
+        l->set_level(spdlog::level::trace);
+        l->flush_on(spdlog::level::trace);
+        return l;
+    }();
+    return *logger;
+}
+
+void append_timestamp(std::string& out, std::chrono::system_clock::time_point ts) {
+    using namespace std::chrono;
+    auto us = duration_cast<microseconds>(ts.time_since_epoch()).count();
+    std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
+    long frac = static_cast<long>(us % 1'000'000);
+    if (frac < 0) {
+        frac += 1'000'000;
+        --secs;
+    }
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[40];
+    int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+                          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    out.append(buf, static_cast<std::size_t>(n));
+}
+
+}  // namespace
+
+std::optional<Level> parse_level(std::string_view text) noexcept {
+    if (text == "trace") return Level::trace;
+    if (text == "debug") return Level::debug;
+    if (text == "info") return Level::info;
+    if (text == "warn" || text == "warning") return Level::warn;
+    if (text == "error") return Level::error;
+    return std::nullopt;
+}
+
+std::string_view to_string(Level level) noexcept {
+    switch (level) {
+        case Level::trace: return "trace";
+        case Level::debug: return "debug";
+        case Level::info: return "info";
+        case Level::warn: return "warn";
+        case Level::error: return "error";
+    }
+    return "info";
+}
+
+void set_level(Level level) noexcept { g_level.store(static_cast<int>(level), std::memory_order_relaxed); }
+
+bool enabled(Level level) noexcept {
+    return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
+}
+
+std::string format_line(std::chrono::system_clock::time_point ts, Level level, std::string_view msg,
+                        const nlohmann::json& fields) {
+    std::string line;
+    line.reserve(128);
+    line += "{\"ts\":\"";
+    append_timestamp(line, ts);
+    line += "\",\"level\":\"";
+    line += to_string(level);
+    line += "\",\"msg\":";
+    // Invalid UTF-8 from a hostile endpoint must not make the log line invalid JSON.
+    line += nlohmann::json(std::string(msg)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (fields.is_object()) {
+        for (auto it = fields.begin(); it != fields.end(); ++it) {
+            if (it.key() == "ts" || it.key() == "level" || it.key() == "msg") continue;
+            line += ',';
+            line += nlohmann::json(it.key()).dump();
+            line += ':';
+            line += it.value().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        }
+    }
+    line += '}';
+    return line;
+}
+
+void write(Level level, std::string_view msg, const nlohmann::json& fields) {
+    std::string line = format_line(std::chrono::system_clock::now(), level, msg, fields);
+    stdout_logger().log(spdlog::level::info, std::string_view(line));
+}
+
+RateLimited::RateLimited(std::chrono::steady_clock::duration window) : window_(window) {}
+
+bool RateLimited::write(Level level, std::string_view key, std::string_view msg, nlohmann::json fields,
+                        std::chrono::steady_clock::time_point now) {
+    if (!enabled(level)) return false;
+    std::uint64_t suppressed = 0;
+    {
+        std::lock_guard lock(mutex_);
+        auto [it, inserted] = entries_.try_emplace(std::string(key));
+        Entry& e = it->second;
+        if (!inserted && now - e.window_start < window_) {
+            ++e.suppressed;
+            e.level = level;
+            e.msg.assign(msg);
+            return false;
+        }
+        e.window_start = now;
+        suppressed = e.suppressed;
+        e.suppressed = 0;
+    }
+    if (suppressed > 0) fields["suppressed"] = suppressed;
+    log::write(level, msg, fields);
+    return true;
+}
+
+void RateLimited::flush() {
+    std::vector<std::tuple<Level, std::string, std::string, std::uint64_t>> pending;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& [key, e] : entries_) {
+            if (e.suppressed == 0) continue;
+            pending.emplace_back(e.level, key, e.msg, e.suppressed);
+            e.suppressed = 0;
+        }
+    }
+    for (auto& [level, key, msg, n] : pending) {
+        if (enabled(level)) log::write(level, msg, {{"key", key}, {"suppressed", n}});
+    }
+}
+
+}  // namespace mdagg::log

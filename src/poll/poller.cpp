@@ -1,0 +1,452 @@
+#include <mdagg/http.hpp>
+#include <mdagg/log.hpp>
+#include <mdagg/mapping.hpp>
+#include <mdagg/poll.hpp>
+#include <mdagg/schedule.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include <algorithm>
+#include <mutex>
+
+namespace mdagg {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using std::chrono::duration_cast;
+using std::chrono::nanoseconds;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// Connect failures back off with full jitter: random(0, min(cap, base * 2^attempt)).
+constexpr nanoseconds backoff_base = std::chrono::milliseconds(100);
+constexpr nanoseconds backoff_cap = std::chrono::seconds(10);
+// How long a resolved address list is trusted before the next connect looks the name up again.
+constexpr auto resolve_ttl = std::chrono::seconds(30);
+
+std::int64_t wall_clock_ns() {
+    return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+struct SourceRuntime {
+    SourceRuntime(const SourceConfig& c, SourceId i) : config(c), id(i) {
+        boost::system::error_code ec;
+        auto address = asio::ip::make_address(c.url.host, ec);
+        if (!ec) {
+            numeric_endpoint = tcp::endpoint(address, c.url.port);
+            has_numeric_endpoint = true;
+        }
+    }
+    const SourceConfig& config;
+    SourceId id;
+    SourceStats stats;
+    std::atomic<std::size_t> in_flight{0};
+
+    tcp::endpoint numeric_endpoint;
+    bool has_numeric_endpoint = false;
+    std::mutex resolve_mutex;  // pollers of one source may run on different threads
+    std::vector<tcp::endpoint> resolved;
+    Clock::time_point resolved_at{};
+};
+
+struct Poller {
+    Poller(asio::io_context& io, SourceRuntime& src, SymbolId sym, std::string name)
+        : strand(asio::make_strand(io)),
+          stream(strand),
+          timer(strand),
+          buffer(src.config.max_body_bytes + 16 * 1024),
+          request(http::make_get_request(src.config.url.host, src.config.url.port,
+                                         src.config.url.target_for(name))),
+          mapper(src.config.fields),
+          schedule(src.config.interval, phase_offset(src.config.name, name, src.config.interval)),
+          source(src),
+          symbol(sym),
+          symbol_name(std::move(name)),
+          rng_state(0x9E3779B97F4A7C15ULL ^ static_cast<std::uint64_t>(schedule.offset().count()) ^ sym) {}
+
+    std::uint64_t next_random() noexcept {  // xorshift64*: cheap, good enough for jitter
+        rng_state ^= rng_state >> 12;
+        rng_state ^= rng_state << 25;
+        rng_state ^= rng_state >> 27;
+        return rng_state * 2685821657736338717ULL;
+    }
+
+    void close_connection() noexcept {
+        beast::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        stream.close();
+        connected = false;
+        requests_on_connection = 0;
+        buffer.clear();  // leftover bytes belonged to the old connection
+    }
+
+    asio::strand<asio::io_context::executor_type> strand;
+    beast::tcp_stream stream;
+    asio::steady_timer timer;
+    beast::flat_buffer buffer;
+    std::string body;
+    std::string request;
+    QuoteMapper mapper;
+    Schedule schedule;
+    SourceRuntime& source;
+    SymbolId symbol;
+    std::string symbol_name;
+    std::atomic<PollerState> state{PollerState::pending};
+    bool connected = false;
+    std::uint64_t requests_on_connection = 0;
+    unsigned connect_failures = 0;
+    Clock::time_point backoff_until{};
+    std::uint64_t rng_state;
+};
+
+bool is_stale_connection_error(const beast::error_code& ec) {
+    return ec == beast::http::error::end_of_stream || ec == asio::error::eof ||
+           ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+}
+
+PollError classify(const beast::error_code& ec) {
+    if (ec == beast::error::timeout) return PollError::timeout;
+    if (ec == beast::http::error::body_limit || ec == beast::http::error::buffer_overflow)
+        return PollError::body_too_large;
+    if (ec == asio::error::connection_refused || ec == asio::error::host_unreachable ||
+        ec == asio::error::network_unreachable)
+        return PollError::connect;
+    if (is_stale_connection_error(ec) || ec == beast::http::error::partial_message)
+        return PollError::closed;
+    if (ec.category() == beast::http::make_error_code(beast::http::error::bad_version).category())
+        return PollError::protocol;
+    return PollError::closed;
+}
+
+}  // namespace
+
+std::string_view to_string(PollerState s) noexcept {
+    switch (s) {
+        case PollerState::pending: return "pending";
+        case PollerState::running: return "running";
+        case PollerState::completed: return "completed";
+        case PollerState::failed: return "failed";
+        case PollerState::cancelled: return "cancelled";
+        case PollerState::timed_out: return "timed_out";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(PollError e) noexcept {
+    switch (e) {
+        case PollError::resolve: return "resolve";
+        case PollError::connect: return "connect";
+        case PollError::timeout: return "timeout";
+        case PollError::closed: return "closed";
+        case PollError::http_status: return "http_status";
+        case PollError::protocol: return "protocol";
+        case PollError::body_too_large: return "body_too_large";
+        case PollError::mapping: return "mapping";
+        case PollError::count_: break;
+    }
+    return "unknown";
+}
+
+struct PollerGroup::Impl {
+    Impl(asio::io_context& io_, const Config& config_, const Universe& universe_, QuoteHandler h)
+        : io(io_), config(config_), universe(universe_), on_quote(std::move(h)),
+          error_log(std::chrono::seconds(10)) {}
+
+    asio::io_context& io;
+    const Config& config;
+    const Universe& universe;
+    QuoteHandler on_quote;
+    std::vector<std::unique_ptr<SourceRuntime>> sources;
+    std::vector<std::unique_ptr<Poller>> pollers;
+    std::atomic<bool> stopping{false};
+    std::atomic<bool> cancelling{false};
+    std::atomic<std::size_t> running{0};
+    std::function<void()> on_all_exited;
+    log::RateLimited error_log;
+
+    struct Failure {
+        PollError error;
+        beast::error_code ec;
+        int status = 0;
+    };
+
+    void record_failure(Poller& p, const Failure& f) {
+        auto& st = p.source.stats;
+        if (f.error == PollError::timeout) {
+            st.timed_out.fetch_add(1, std::memory_order_relaxed);
+            p.state.store(PollerState::timed_out, std::memory_order_relaxed);
+        } else {
+            st.failed.fetch_add(1, std::memory_order_relaxed);
+            p.state.store(PollerState::failed, std::memory_order_relaxed);
+        }
+        st.errors[static_cast<std::size_t>(f.error)].fetch_add(1, std::memory_order_relaxed);
+        std::string key = p.source.config.name;
+        key += '/';
+        key += to_string(f.error);
+        nlohmann::json fields{{"source", p.source.config.name},
+                              {"symbol", p.symbol_name},
+                              {"error", to_string(f.error)}};
+        if (f.ec) fields["detail"] = f.ec.message();
+        if (f.status) fields["status"] = f.status;
+        error_log.write(log::Level::warn, key, "poll failed", std::move(fields));
+    }
+
+    asio::awaitable<beast::error_code> connect(Poller& p, Clock::time_point deadline) {
+        auto& src = p.source;
+        src.stats.connects.fetch_add(1, std::memory_order_relaxed);
+        std::vector<tcp::endpoint> endpoints;
+        if (src.has_numeric_endpoint) {
+            endpoints.push_back(src.numeric_endpoint);
+        } else {
+            {
+                std::lock_guard lock(src.resolve_mutex);
+                if (!src.resolved.empty() && Clock::now() - src.resolved_at < resolve_ttl)
+                    endpoints = src.resolved;
+            }
+            if (endpoints.empty()) {
+                // A resolver has no timeout of its own; a timer cancels it at the deadline.
+                auto resolver = std::make_shared<tcp::resolver>(p.strand);
+                asio::steady_timer guard(p.strand);
+                guard.expires_at(deadline);
+                guard.async_wait([resolver](beast::error_code ec) {
+                    if (!ec) resolver->cancel();
+                });
+                auto [ec, results] = co_await resolver->async_resolve(
+                    src.config.url.host, std::to_string(src.config.url.port),
+                    tcp::resolver::numeric_service, use_tuple);
+                guard.cancel();
+                if (ec) co_return ec == asio::error::operation_aborted && Clock::now() >= deadline
+                                      ? beast::error_code(beast::error::timeout)
+                                      : ec;
+                for (auto& r : results) endpoints.push_back(r.endpoint());
+                std::lock_guard lock(src.resolve_mutex);
+                src.resolved = endpoints;
+                src.resolved_at = Clock::now();
+            }
+        }
+        p.stream.expires_at(deadline);
+        auto [ec, ep] = co_await p.stream.async_connect(endpoints, use_tuple);
+        if (ec) {
+            std::lock_guard lock(src.resolve_mutex);
+            src.resolved.clear();  // look the name up again next time: it may have moved
+            co_return ec;
+        }
+        beast::error_code ignored;
+        p.stream.socket().set_option(tcp::no_delay(true), ignored);
+        p.connected = true;
+        p.requests_on_connection = 0;
+        co_return beast::error_code{};
+    }
+
+    void schedule_backoff(Poller& p) {
+        auto exp = std::min(p.connect_failures, 16U);
+        auto ceiling = std::min(backoff_cap, backoff_base * (std::int64_t{1} << exp));
+        auto jitter = nanoseconds(static_cast<std::int64_t>(p.next_random() % static_cast<std::uint64_t>(ceiling.count() + 1)));
+        ++p.connect_failures;
+        p.backoff_until = Clock::now() + jitter;
+    }
+
+    // One poll: connect if needed, GET, read, map, deliver. Never throws for I/O errors.
+    asio::awaitable<void> poll_once(Poller& p) {
+        auto& st = p.source.stats;
+        const auto start = Clock::now();
+        const auto deadline = start + p.source.config.timeout;
+        p.state.store(PollerState::running, std::memory_order_relaxed);
+        st.polls_started.fetch_add(1, std::memory_order_relaxed);
+        st.in_flight.fetch_add(1, std::memory_order_relaxed);
+
+        std::optional<Failure> failure;
+        bool cancelled = false;
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            if (cancelling.load(std::memory_order_relaxed)) {
+                cancelled = true;
+                break;
+            }
+            if (!p.connected) {
+                auto ec = co_await connect(p, deadline);
+                if (ec) {
+                    p.close_connection();
+                    if (ec == asio::error::operation_aborted && cancelling.load()) {
+                        cancelled = true;
+                    } else {
+                        schedule_backoff(p);
+                        failure = Failure{ec == beast::error::timeout ? PollError::timeout
+                                          : ec.category() == asio::error::get_netdb_category()
+                                              ? PollError::resolve
+                                              : PollError::connect,
+                                          ec};
+                    }
+                    break;
+                }
+                p.connect_failures = 0;
+            }
+            if (cancelling.load(std::memory_order_relaxed)) {
+                cancelled = true;
+                break;
+            }
+            const bool reused = p.requests_on_connection > 0;
+            p.stream.expires_at(deadline);
+            auto [wec, written] = co_await asio::async_write(p.stream, asio::buffer(p.request), use_tuple);
+            beast::error_code ec = wec;
+            http::ResponseParser parser(p.body, p.source.config.max_body_bytes);
+            if (!ec) {
+                auto [rec, read] = co_await beast::http::async_read(p.stream, p.buffer, parser, use_tuple);
+                ec = rec;
+            }
+            if (ec) {
+                p.close_connection();
+                if (ec == asio::error::operation_aborted && cancelling.load()) {
+                    cancelled = true;
+                    break;
+                }
+                // A keep-alive connection the server closed while idle: retry the GET once.
+                if (reused && attempt == 0 && is_stale_connection_error(ec) && Clock::now() < deadline) {
+                    st.retries.fetch_add(1, std::memory_order_relaxed);
+                    continue;
+                }
+                failure = Failure{classify(ec), ec};
+                break;
+            }
+            ++p.requests_on_connection;
+            const int status = parser.status();
+            if (!parser.keep_alive()) p.close_connection();
+            if (status < 200 || status > 299) {
+                failure = Failure{PollError::http_status, {}, status};
+                break;
+            }
+            Quote q;
+            q.source = p.source.id;
+            q.symbol = p.symbol;
+            q.receive_time_ns = wall_clock_ns();
+            if (std::error_code mec = p.mapper.map(p.body, p.symbol_name, q)) {
+                failure = Failure{PollError::mapping, beast::error_code(mec)};
+                break;
+            }
+            on_quote(q);
+            break;
+        }
+
+        if (cancelled) {
+            st.cancelled.fetch_add(1, std::memory_order_relaxed);
+            p.state.store(PollerState::cancelled, std::memory_order_relaxed);
+        } else if (failure) {
+            record_failure(p, *failure);
+        } else {
+            st.completed.fetch_add(1, std::memory_order_relaxed);
+            st.latency.record(Clock::now() - start);
+            p.state.store(PollerState::completed, std::memory_order_relaxed);
+        }
+        st.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+    asio::awaitable<void> run(Poller& p) {
+        auto& st = p.source.stats;
+        const auto max_in_flight = p.source.config.max_in_flight;
+        auto tick = p.schedule.first_tick(Clock::now().time_since_epoch());
+        for (;;) {
+            if (stopping.load(std::memory_order_acquire)) break;
+            p.timer.expires_at(Clock::time_point(duration_cast<Clock::duration>(tick)));
+            co_await p.timer.async_wait(use_tuple);
+            if (stopping.load(std::memory_order_acquire)) break;
+            const auto woke = Clock::now();
+            st.lateness.record(woke.time_since_epoch() - tick);
+            if (woke < p.backoff_until) {
+                st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
+            } else if (p.source.in_flight.fetch_add(1, std::memory_order_acq_rel) >= max_in_flight) {
+                p.source.in_flight.fetch_sub(1, std::memory_order_acq_rel);
+                st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
+            } else {
+                co_await poll_once(p);
+                p.source.in_flight.fetch_sub(1, std::memory_order_acq_rel);
+            }
+            auto next = p.schedule.next(tick, Clock::now().time_since_epoch());
+            if (next.skipped) st.skipped_ticks.fetch_add(next.skipped, std::memory_order_relaxed);
+            tick = next.tick;
+        }
+    }
+
+    void exited() {
+        if (running.fetch_sub(1, std::memory_order_acq_rel) == 1 && on_all_exited) on_all_exited();
+    }
+};
+
+PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Universe& universe,
+                         QuoteHandler on_quote)
+    : impl_(std::make_unique<Impl>(io, config, universe, std::move(on_quote))) {
+    std::unordered_map<std::string_view, SymbolId> symbol_ids;
+    for (SymbolId i = 0; i < universe.symbols.size(); ++i) symbol_ids.emplace(universe.symbols[i], i);
+    for (SourceId s = 0; s < config.sources.size(); ++s) {
+        auto& src = *impl_->sources.emplace_back(std::make_unique<SourceRuntime>(config.sources[s], s));
+        for (auto& name : src.config.symbols)
+            impl_->pollers.push_back(std::make_unique<Poller>(io, src, symbol_ids.at(name), name));
+    }
+}
+
+PollerGroup::~PollerGroup() = default;
+
+void PollerGroup::start(std::function<void()> on_all_exited) {
+    impl_->on_all_exited = std::move(on_all_exited);
+    impl_->running.store(impl_->pollers.size());
+    for (auto& p : impl_->pollers) {
+        Poller* poller = p.get();
+        asio::co_spawn(poller->strand, impl_->run(*poller), [impl = impl_.get(), poller](std::exception_ptr e) {
+            if (e) {
+                // A bug, not an I/O error: I/O errors never throw here. Keep the others going.
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    log::error("poller crashed", {{"source", poller->source.config.name},
+                                                  {"symbol", poller->symbol_name},
+                                                  {"error", ex.what()}});
+                }
+            }
+            impl->exited();
+        });
+    }
+}
+
+void PollerGroup::stop_scheduling() {
+    impl_->stopping.store(true, std::memory_order_release);
+    for (auto& p : impl_->pollers)
+        asio::post(p->strand, [poller = p.get()] { poller->timer.cancel(); });
+}
+
+void PollerGroup::cancel_in_flight() {
+    impl_->stopping.store(true, std::memory_order_release);
+    impl_->cancelling.store(true, std::memory_order_release);
+    for (auto& p : impl_->pollers) {
+        asio::post(p->strand, [poller = p.get()] {
+            poller->timer.cancel();
+            poller->stream.cancel();
+        });
+    }
+}
+
+void PollerGroup::close_connections() {
+    for (auto& p : impl_->pollers) asio::post(p->strand, [poller = p.get()] { poller->close_connection(); });
+}
+
+std::size_t PollerGroup::size() const noexcept { return impl_->pollers.size(); }
+std::size_t PollerGroup::running() const noexcept { return impl_->running.load(); }
+std::size_t PollerGroup::polls_in_flight() const noexcept {
+    std::int64_t n = 0;
+    for (auto& s : impl_->sources) n += s->stats.in_flight.load(std::memory_order_relaxed);
+    return static_cast<std::size_t>(std::max<std::int64_t>(n, 0));
+}
+const SourceStats& PollerGroup::stats(SourceId source) const { return impl_->sources.at(source)->stats; }
+std::size_t PollerGroup::source_count() const noexcept { return impl_->sources.size(); }
+
+}  // namespace mdagg

@@ -1,0 +1,37 @@
+#include <mdagg/schedule.hpp>
+
+namespace mdagg {
+
+std::chrono::nanoseconds phase_offset(std::string_view source, std::string_view symbol,
+                                      std::chrono::nanoseconds interval) noexcept {
+    if (interval.count() <= 0) return std::chrono::nanoseconds::zero();
+    std::uint64_t h = 14695981039346656037ULL;
+    auto mix = [&h](std::string_view s) {
+        for (unsigned char c : s) {
+            h ^= c;
+            h *= 1099511628211ULL;
+        }
+    };
+    mix(source);
+    mix("/");
+    mix(symbol);
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(h % static_cast<std::uint64_t>(interval.count())));
+}
+
+Schedule::Time Schedule::first_tick(Time now) const noexcept {
+    auto since = now - offset_;
+    auto k = since.count() >= 0 ? (since.count() + interval_.count() - 1) / interval_.count()
+                                : -((-since.count()) / interval_.count());
+    return offset_ + interval_ * k;
+}
+
+Schedule::Next Schedule::next(Time previous, Time now) const noexcept {
+    Time tick = previous + interval_;
+    if (tick >= now) return {tick, 0};
+    // Every tick in (previous, now) was missed; resume at the first one at or after now.
+    auto elapsed = (now - previous).count();
+    auto missed = (elapsed + interval_.count() - 1) / interval_.count() - 1;
+    return {previous + interval_ * (missed + 1), static_cast<std::uint64_t>(missed)};
+}
+
+}  // namespace mdagg

@@ -1,0 +1,255 @@
+// End-to-end: the real mdagg-sim and mdagg processes, real signals, real files.
+#include "harness.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+using namespace std::chrono_literals;
+using harness::DaemonConfig;
+using harness::Process;
+using harness::TempDir;
+
+namespace {
+
+std::unique_ptr<Process> start_daemon(const TempDir& dir, const std::filesystem::path& config) {
+    return std::make_unique<Process>("mdagg", std::vector<std::string>{MDAGG_BIN, "--config", config.string()},
+                                     dir.path());
+}
+
+struct Output {
+    std::map<std::string, std::vector<long long>> seqs;  // symbol -> seq in file order
+    std::size_t quotes = 0;
+    std::size_t bars = 0;
+    std::set<std::string> bar_symbols;
+};
+
+// Reads every output file, checking the invariants every drain must leave behind.
+Output check_output(const TempDir& dir) {
+    Output o;
+    auto out_dir = dir / "out";
+    EXPECT_TRUE(harness::unfinished_files(out_dir).empty()) << "files left unfinished in " << out_dir;
+    for (auto& f : harness::read_output(out_dir)) {
+        EXPECT_TRUE(f.ends_with_newline) << f.path << " ends with a partial line";
+        for (auto& r : f.records) {
+            if (r["type"] == "quote") {
+                ++o.quotes;
+                o.seqs[r["symbol"].get<std::string>()].push_back(r["seq"].get<long long>());
+                EXPECT_TRUE(r["bid"].is_string());
+                EXPECT_TRUE(r["ask"].is_string());
+            } else if (r["type"] == "bar") {
+                ++o.bars;
+                o.bar_symbols.insert(r["symbol"].get<std::string>());
+            } else {
+                ADD_FAILURE() << "unknown record type: " << r.dump();
+            }
+        }
+    }
+    return o;
+}
+
+std::optional<nlohmann::json> find_log(const Process& p, const std::string& msg) {
+    for (auto& line : p.stdout_json())
+        if (line.value("msg", "") == msg) return line;
+    return std::nullopt;
+}
+
+nlohmann::json sim_stats(int port) {
+    auto body = harness::http_get(port, "/stats");
+    return nlohmann::json::parse(body);
+}
+
+}  // namespace
+
+TEST(Daemon, InvalidConfigExitsTwoNamingLineAndKeyAndWritesNothing) {
+    TempDir dir;
+    DaemonConfig c;
+    c.port = 1;
+    auto path = harness::write_config(dir.path(), c);
+    // Break the interval (line 8, column 15 of the generated file).
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto text = ss.str();
+    auto pos = text.find("interval: 50ms");
+    ASSERT_NE(pos, std::string::npos);
+    text.replace(pos, 14, "interval: fast");
+    std::ofstream(path) << text;
+
+    auto daemon = start_daemon(dir, path);
+    auto code = daemon->wait(10s);
+    ASSERT_TRUE(code) << "mdagg did not exit on a bad config";
+    EXPECT_EQ(*code, 2);
+    auto err = daemon->stderr_text();
+    EXPECT_NE(err.find("mdagg.yaml:8:15: sources[0].interval: "), std::string::npos) << err;
+    EXPECT_NE(err.find("sources[0].interval"), std::string::npos) << err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "out")) << "a bad config must not create output";
+
+    Process check("check", {MDAGG_BIN, "--check-config", path.string()}, dir.path());
+    EXPECT_EQ(check.wait(10s), 2);
+}
+
+TEST(Daemon, CheckConfigAcceptsAValidFile) {
+    TempDir dir;
+    DaemonConfig c;
+    c.port = 8081;
+    auto path = harness::write_config(dir.path(), c);
+    Process check("check", {MDAGG_BIN, "--check-config", path.string()}, dir.path());
+    EXPECT_EQ(check.wait(10s), 0) << check.stderr_text();
+    EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+}
+
+TEST(Daemon, UsageErrorsExitTwo) {
+    TempDir dir;
+    Process none("none", {MDAGG_BIN}, dir.path());
+    EXPECT_EQ(none.wait(10s), 2);
+    Process unknown("unknown", {MDAGG_BIN, "--frobnicate"}, dir.path());
+    EXPECT_EQ(unknown.wait(10s), 2);
+    Process missing("missing", {MDAGG_BIN, "--config", (dir / "nope.yaml").string()}, dir.path());
+    EXPECT_EQ(missing.wait(10s), 2);
+    Process version("version", {MDAGG_BIN, "--version"}, dir.path());
+    EXPECT_EQ(version.wait(10s), 0);
+}
+
+// SIGTERM mid-run: exit 0 within the budget, every file complete, and every response the
+// simulator wrote is in the output exactly once, in order.
+static void run_sigterm_loses_nothing(int threads) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "300"});
+    DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 300;
+    c.interval = "100ms";
+    c.threads = threads;
+    auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
+    std::this_thread::sleep_for(2500ms);
+    ASSERT_TRUE(daemon->running()) << daemon->stdout_text() << daemon->stderr_text();
+
+    auto t0 = std::chrono::steady_clock::now();
+    daemon->signal(SIGTERM);
+    auto code = daemon->wait(5s);
+    auto elapsed = std::chrono::steady_clock::now() - t0;
+    ASSERT_TRUE(code) << "mdagg did not exit after SIGTERM";
+    EXPECT_EQ(*code, 0) << daemon->stdout_text();
+    EXPECT_LT(elapsed, 3s) << "drain exceeded its 3 s budget";
+
+    auto done = find_log(*daemon, "drain complete");
+    ASSERT_TRUE(done) << daemon->stdout_text();
+    EXPECT_LT((*done)["drain_ms"].get<double>(), 3000.0);
+    EXPECT_TRUE(find_log(*daemon, "drain started"));
+
+    auto stats = sim_stats(sim.port);
+    auto out = check_output(dir);
+    EXPECT_GT(out.quotes, 300u * 10u) << "pollers barely polled";
+    EXPECT_EQ(stats["responses"].get<std::size_t>(), out.quotes)
+        << "simulator wrote " << stats["responses"] << " responses, daemon wrote " << out.quotes << " quotes";
+    EXPECT_EQ((*done)["quotes_accepted"].get<std::size_t>(), out.quotes);
+    for (auto& [symbol, seqs] : out.seqs) {
+        for (std::size_t i = 1; i < seqs.size(); ++i)
+            ASSERT_LT(seqs[i - 1], seqs[i]) << symbol << " sequence went backwards or repeated";
+        EXPECT_EQ(stats["per_symbol"][symbol].get<std::size_t>(), seqs.size()) << symbol;
+    }
+    EXPECT_EQ(out.seqs.size(), 300u);
+    EXPECT_EQ(out.bar_symbols.size(), 300u) << "every symbol should have bars";
+}
+
+TEST(Daemon, SigtermMidRunDrainsWithinBudgetAndLosesNothing) { run_sigterm_loses_nothing(1); }
+
+TEST(Daemon, MultiThreadedModeDrainsAndLosesNothing) { run_sigterm_loses_nothing(2); }
+
+TEST(Daemon, TwoThousandPollersAtFiftyMillisecondsAllComplete) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "2000"});
+    DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 2000;
+    c.interval = "50ms";
+    auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
+    // Every symbol answered at least three times, by the simulator's count. Bounded generously:
+    // a sanitizer build on a shared 2-core machine is slow, and speed is the benchmark's job.
+    auto all_polled = [&] {
+        auto stats = sim_stats(sim.port);
+        if (stats["per_symbol"].size() < 2000) return false;
+        for (auto& [symbol, n] : stats["per_symbol"].items())
+            if (n.get<int>() < 3) return false;
+        return true;
+    };
+    std::this_thread::sleep_for(3s);
+    for (int i = 0; i < 60 && !all_polled(); ++i) std::this_thread::sleep_for(500ms);
+    ASSERT_TRUE(daemon->running()) << daemon->stderr_text();
+    daemon->signal(SIGTERM);
+    auto code = daemon->wait(5s);
+    ASSERT_TRUE(code);
+    EXPECT_TRUE(*code == 0 || *code == 3) << *code;
+    auto out = check_output(dir);
+    ASSERT_EQ(out.seqs.size(), 2000u) << "some pollers never completed a poll";
+    for (auto& [symbol, seqs] : out.seqs) EXPECT_GE(seqs.size(), 3u) << symbol;
+    auto summary = find_log(*daemon, "summary");
+    ASSERT_TRUE(summary) << "no summary line";
+    EXPECT_GT((*summary)["polls_per_s"].get<double>(), 0.0);
+}
+
+TEST(Daemon, HungSymbolsDoNotStopTheDrainAndHealthyDataIsComplete) {
+    TempDir dir;
+    // A 1 s timeout keeps hung polls in flight when SIGTERM arrives; the 400 ms budget forces
+    // the drain to cancel them (ten hung pollers: at least one is sure to be mid-poll).
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "100", "--hung",
+                                               "STOCK_3,STOCK_10,STOCK_21,STOCK_32,STOCK_43,STOCK_54,"
+                                               "STOCK_65,STOCK_76,STOCK_87,STOCK_98"});
+    DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 100;
+    c.interval = "1s";
+    c.timeout = "1s";
+    c.grace = "400ms";
+    auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
+    std::this_thread::sleep_for(2500ms);
+    auto t0 = std::chrono::steady_clock::now();
+    daemon->signal(SIGTERM);
+    auto code = daemon->wait(3s);
+    auto elapsed = std::chrono::steady_clock::now() - t0;
+    ASSERT_TRUE(code) << "mdagg hung on hung endpoints";
+    EXPECT_EQ(*code, 0) << daemon->stdout_text();
+    EXPECT_LT(elapsed, 800ms);
+    auto done = find_log(*daemon, "drain complete");
+    ASSERT_TRUE(done);
+    EXPECT_GE((*done)["polls_cancelled_by_drain"].get<int>(), 1);
+
+    auto stats = sim_stats(sim.port);
+    auto out = check_output(dir);
+    EXPECT_EQ(out.seqs.count("STOCK_3"), 0u);
+    EXPECT_EQ(out.seqs.size(), 90u);
+    EXPECT_EQ(stats["responses"].get<std::size_t>(), out.quotes);
+}
+
+TEST(Daemon, SecondSignalForcesAnEmergencyFlushAndExitThree) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "20", "--hung", "STOCK_1"});
+    DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 20;
+    c.interval = "5s";
+    c.timeout = "5s";
+    c.grace = "20s";
+    c.interrupt_grace = "20s";
+    auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
+    // Wait until STOCK_1's poll is hanging in the simulator.
+    for (int i = 0; i < 600 && sim_stats(sim.port).value("hung_requests", 0) < 1; ++i)
+        std::this_thread::sleep_for(10ms);
+    ASSERT_GE(sim_stats(sim.port).value("hung_requests", 0), 1);
+    auto t0 = std::chrono::steady_clock::now();
+    daemon->signal(SIGINT);
+    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(daemon->running()) << "the first signal should wait for the hung poll";
+    daemon->signal(SIGINT);
+    auto code = daemon->wait(3s);
+    ASSERT_TRUE(code);
+    EXPECT_EQ(*code, 3);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+    auto out = check_output(dir);
+    EXPECT_EQ(sim_stats(sim.port)["responses"].get<std::size_t>(), out.quotes);
+}

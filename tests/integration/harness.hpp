@@ -1,0 +1,93 @@
+// Runs the real mdagg and mdagg-sim processes for integration tests: spawn with stdout and
+// stderr captured to files, signal, wait with a timeout, read their JSON output.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace harness {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under the system temp dir, removed when the test passes.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    const fs::path& path() const { return path_; }
+    fs::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+    fs::path path_;
+};
+
+class Process {
+public:
+    // stdout goes to <log_dir>/<name>.out, stderr to <name>.err.
+    Process(const std::string& name, std::vector<std::string> argv, const fs::path& log_dir);
+    ~Process();  // SIGKILLs a process still running
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+
+    int pid() const { return pid_; }
+    void signal(int signo) const;
+    // Exit status (exit code, or 128+signal) or nullopt on timeout.
+    std::optional<int> wait(std::chrono::milliseconds timeout);
+    bool running();
+
+    std::string stdout_text() const;
+    std::string stderr_text() const;
+    // Every stdout line parsed as JSON; a line that is not JSON fails the calling test.
+    std::vector<nlohmann::json> stdout_json() const;
+    // Waits for a stdout JSON line whose `key` equals `value`.
+    std::optional<nlohmann::json> wait_for_line(const std::string& key, const std::string& value,
+                                                std::chrono::milliseconds timeout) const;
+
+private:
+    std::string name_;
+    int pid_ = -1;
+    std::optional<int> status_;
+    fs::path out_, err_;
+};
+
+// Starts mdagg-sim on a free port; returns the port from its "listening" line.
+struct Sim {
+    std::unique_ptr<Process> process;
+    int port = 0;
+};
+Sim start_sim(const fs::path& dir, std::vector<std::string> extra_args = {});
+
+// Writes a config polling the simulator and returns its path.
+struct DaemonConfig {
+    int port = 0;
+    int symbols = 100;
+    std::string interval = "50ms";
+    std::string timeout = "";  // default: the interval
+    std::string grace = "3s";
+    std::string interrupt_grace = "2s";
+    std::string flush_every = "200ms";
+    std::string bar_interval = "1s";
+    std::string summary_every = "1s";
+    int threads = 1;
+    bool quotes = true;
+};
+fs::path write_config(const fs::path& dir, const DaemonConfig& c);
+
+struct OutputFile {
+    fs::path path;
+    std::vector<nlohmann::json> records;
+    bool ends_with_newline = true;
+};
+// Parses every *.jsonl file under dir; a line that is not valid JSON fails the calling test.
+std::vector<OutputFile> read_output(const fs::path& dir);
+// Files under dir whose name does not end in .jsonl (for example leftover .part files).
+std::vector<fs::path> unfinished_files(const fs::path& dir);
+
+std::string http_get(int port, const std::string& target);
+
+}  // namespace harness

@@ -1,0 +1,98 @@
+// ResponseParser and request serialization, fed bytes directly (no sockets).
+#include <mdagg/http.hpp>
+
+#include <boost/beast/http/error.hpp>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace {
+
+namespace beast = boost::beast;
+
+struct Parsed {
+    beast::error_code ec;
+    std::size_t consumed = 0;
+};
+
+Parsed feed(mdagg::http::ResponseParser& p, std::string_view bytes) {
+    Parsed r;
+    p.eager(true);
+    while (r.consumed < bytes.size() && !p.is_done()) {
+        auto n = p.put(boost::asio::buffer(bytes.data() + r.consumed, bytes.size() - r.consumed), r.ec);
+        if (r.ec) return r;
+        if (n == 0) break;
+        r.consumed += n;
+    }
+    return r;
+}
+
+}  // namespace
+
+TEST(Request, IsAKeepAliveGetWithHostAndPort) {
+    auto req = mdagg::http::make_get_request("127.0.0.1", 8081, "/quotes/STOCK_1");
+    EXPECT_EQ(req.rfind("GET /quotes/STOCK_1 HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n", 0), 0u);
+    EXPECT_NE(req.find("Connection: keep-alive\r\n"), std::string::npos);
+    EXPECT_EQ(req.substr(req.size() - 4), "\r\n\r\n");
+    // Default port is left out of Host, as browsers and curl do.
+    auto req80 = mdagg::http::make_get_request("example.com", 80, "/x");
+    EXPECT_NE(req80.find("Host: example.com\r\n"), std::string::npos);
+}
+
+TEST(ResponseParser, ContentLengthBodyStatusAndKeepAlive) {
+    std::string body = "stale";
+    mdagg::http::ResponseParser p(body, 1024);
+    auto r = feed(p, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n{\"a\":\"1.0\"}");
+    ASSERT_FALSE(r.ec) << r.ec.message();
+    EXPECT_TRUE(p.is_done());
+    EXPECT_EQ(p.status(), 200);
+    EXPECT_TRUE(p.keep_alive());
+    EXPECT_EQ(body, "{\"a\":\"1.0\"}");  // the previous content is gone
+    EXPECT_EQ(p.retry_after(), "");
+}
+
+TEST(ResponseParser, ChunkedBodyIsReassembled) {
+    std::string body;
+    mdagg::http::ResponseParser p(body, 1024);
+    auto r = feed(p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n4\r\n:\"1\"\r\n1\r\n}\r\n0\r\n\r\n");
+    ASSERT_FALSE(r.ec) << r.ec.message();
+    EXPECT_TRUE(p.is_done());
+    EXPECT_EQ(body, "{\"a\":\"1\"}");
+}
+
+TEST(ResponseParser, ConnectionCloseAndRetryAfterAreSeen) {
+    std::string body;
+    mdagg::http::ResponseParser p(body, 1024);
+    auto r = feed(p, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    ASSERT_FALSE(r.ec);
+    EXPECT_EQ(p.status(), 429);
+    EXPECT_FALSE(p.keep_alive());
+    EXPECT_EQ(p.retry_after(), "7");
+}
+
+TEST(ResponseParser, BodyLimitIsEnforcedForDeclaredAndChunkedBodies) {
+    std::string body;
+    mdagg::http::ResponseParser declared(body, 8);
+    auto r = feed(declared, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n123456789");
+    EXPECT_EQ(r.ec, beast::http::error::body_limit);
+
+    mdagg::http::ResponseParser chunked(body, 8);
+    r = feed(chunked, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n5\r\n67890\r\n0\r\n\r\n");
+    EXPECT_EQ(r.ec, beast::http::error::body_limit);
+}
+
+TEST(ResponseParser, HeaderLimitStopsHeadersThatNeverEnd) {
+    std::string body;
+    mdagg::http::ResponseParser p(body, 1024, 256);
+    std::string endless = "HTTP/1.1 200 OK\r\n";
+    for (int i = 0; i < 40; ++i) endless += "X-Padding: 0123456789\r\n";
+    auto r = feed(p, endless);
+    EXPECT_EQ(r.ec, beast::http::error::header_limit);
+}
+
+TEST(ResponseParser, GarbageIsAProtocolError) {
+    std::string body;
+    mdagg::http::ResponseParser p(body, 1024);
+    auto r = feed(p, "SSH-2.0-OpenSSH_9.2\r\n\r\n");
+    EXPECT_TRUE(r.ec);
+}
