@@ -45,11 +45,11 @@ YAML
   ./build-bench/mdagg --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
   mdagg_pid=$!
   sleep 2  # warm-up: connections open, phases settle
-  c0=$(cpu_ticks $mdagg_pid); t0=$(date +%s.%N)
-  p0=$(grep '"summary"' "$work/mdagg.out" | jq -s 'map(.completed) | add // 0')
+  # The simulator's count of responses written is the daemon's count of polls answered.
+  responses() { curl -s "http://127.0.0.1:$port/stats" | jq .responses; }
+  c0=$(cpu_ticks $mdagg_pid); t0=$(date +%s.%N); p0=$(responses)
   sleep "$secs"
-  c1=$(cpu_ticks $mdagg_pid); t1=$(date +%s.%N)
-  p1=$(grep '"summary"' "$work/mdagg.out" | jq -s 'map(.completed) | add // 0')
+  c1=$(cpu_ticks $mdagg_pid); t1=$(date +%s.%N); p1=$(responses)
   rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$mdagg_pid/status")
   kill -TERM $mdagg_pid; wait $mdagg_pid || true
   drain_ms=$(grep '"drain complete"' "$work/mdagg.out" | jq -r .drain_ms)

@@ -49,7 +49,10 @@ struct SourceConfig {
     std::string url_text;
     Url url;
     Duration interval{};
-    Duration timeout{};  // per poll; defaults to interval
+    Duration timeout{};  // per poll (request and response); defaults to interval
+    // Extra budget a poll gets when it must first open a connection. Connecting is set-up, not
+    // polling: 2,000 pollers connecting in one interval would otherwise time out in a storm.
+    Duration connect_timeout = std::chrono::seconds(1);
     std::size_t max_in_flight = 0;  // defaults to the symbol count
     std::size_t max_body_bytes = 64 * 1024;
     std::vector<std::string> symbols;

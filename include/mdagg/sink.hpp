@@ -21,6 +21,8 @@ void append_bar_json(std::string& out, const Bar& bar, const Universe& universe)
 struct SinkOptions {
     std::string dir;
     std::size_t max_buffer_bytes = 64 * 1024 * 1024;
+    // Buffered bytes of one file that wake the writer before the next flush().
+    std::size_t handoff_bytes = 256 * 1024;
 };
 
 struct SinkStats {

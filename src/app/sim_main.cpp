@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -140,7 +142,8 @@ Command parse_args(int argc, char** argv) {
                 const auto comma = list.find(',');
                 const std::string_view name = list.substr(0, comma);
                 if (!name.empty()) o.hung_symbols.emplace_back(name);
-                list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+                list = comma == std::string_view::npos ? std::string_view{}
+                                                       : list.substr(comma + 1);
             }
         } else if (arg == "--max-requests-per-connection") {
             o.max_requests_per_connection = parse_int<std::size_t>(

@@ -224,6 +224,11 @@ constexpr Key<SourceDraft> source_keys[] = {
          d.cfg.timeout = read_duration(v);
          d.timeout = v;
      }},
+    {"connect_timeout",
+     [](const Value& v, SourceDraft& d) {
+         d.cfg.connect_timeout = read_duration(v);
+         if (d.cfg.connect_timeout > std::chrono::minutes(1)) v.fail("must not exceed 1m");
+     }},
     {"max_in_flight",
      [](const Value& v, SourceDraft& d) {
          d.cfg.max_in_flight = read_uint(v, 1, max_symbols);

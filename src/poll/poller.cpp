@@ -13,9 +13,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
 
 #include <algorithm>
 #include <mutex>
@@ -36,6 +35,7 @@ constexpr nanoseconds backoff_base = std::chrono::milliseconds(100);
 constexpr nanoseconds backoff_cap = std::chrono::seconds(10);
 // How long a resolved address list is trusted before the next connect looks the name up again.
 constexpr auto resolve_ttl = std::chrono::seconds(30);
+constexpr std::uint32_t max_header_bytes = 8 * 1024;
 
 std::int64_t wall_clock_ns() {
     return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -63,11 +63,12 @@ struct SourceRuntime {
 };
 
 struct Poller {
-    Poller(asio::io_context& io, SourceRuntime& src, SymbolId sym, std::string name)
-        : strand(asio::make_strand(io)),
-          stream(strand),
-          timer(strand),
-          buffer(src.config.max_body_bytes + 16 * 1024),
+    Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
+        : executor(std::move(ex)),
+          socket(executor),
+          tick_timer(executor),
+          deadline_timer(executor),
+          buffer(src.config.max_body_bytes + max_header_bytes),
           request(http::make_get_request(src.config.url.host, src.config.url.port,
                                          src.config.url.target_for(name))),
           mapper(src.config.fields),
@@ -86,16 +87,34 @@ struct Poller {
 
     void close_connection() noexcept {
         beast::error_code ignored;
-        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-        stream.close();
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+        socket.close(ignored);
         connected = false;
         requests_on_connection = 0;
         buffer.clear();  // leftover bytes belonged to the old connection
     }
 
-    asio::strand<asio::io_context::executor_type> strand;
-    beast::tcp_stream stream;
-    asio::steady_timer timer;
+    // One timer bounds the whole poll: on expiry it cancels whatever socket operation is
+    // pending. Cheaper than a timer per operation, and the poll's budget is what matters.
+    void arm_deadline(Clock::time_point deadline) {
+        deadline_expired = false;
+        deadline_timer.expires_at(deadline);
+        deadline_timer.async_wait([this, generation = ++poll_generation](beast::error_code ec) {
+            if (ec || generation != poll_generation) return;
+            deadline_expired = true;
+            beast::error_code ignored;
+            socket.cancel(ignored);
+        });
+    }
+    void disarm_deadline() noexcept {
+        ++poll_generation;
+        deadline_timer.cancel();
+    }
+
+    asio::any_io_executor executor;  // a strand when the io_context runs on several threads
+    tcp::socket socket;
+    asio::steady_timer tick_timer;
+    asio::steady_timer deadline_timer;
     beast::flat_buffer buffer;
     std::string body;
     std::string request;
@@ -106,6 +125,8 @@ struct Poller {
     std::string symbol_name;
     std::atomic<PollerState> state{PollerState::pending};
     bool connected = false;
+    bool deadline_expired = false;
+    std::uint64_t poll_generation = 0;
     std::uint64_t requests_on_connection = 0;
     unsigned connect_failures = 0;
     Clock::time_point backoff_until{};
@@ -218,8 +239,8 @@ struct PollerGroup::Impl {
             }
             if (endpoints.empty()) {
                 // A resolver has no timeout of its own; a timer cancels it at the deadline.
-                auto resolver = std::make_shared<tcp::resolver>(p.strand);
-                asio::steady_timer guard(p.strand);
+                auto resolver = std::make_shared<tcp::resolver>(p.executor);
+                asio::steady_timer guard(p.executor);
                 guard.expires_at(deadline);
                 guard.async_wait([resolver](beast::error_code ec) {
                     if (!ec) resolver->cancel();
@@ -237,15 +258,27 @@ struct PollerGroup::Impl {
                 src.resolved_at = Clock::now();
             }
         }
-        p.stream.expires_at(deadline);
-        auto [ec, ep] = co_await p.stream.async_connect(endpoints, use_tuple);
+        beast::error_code ec = asio::error::host_not_found;
+        for (auto& endpoint : endpoints) {
+            if (p.deadline_expired) break;
+            beast::error_code ignored;
+            p.socket.close(ignored);
+            if (cancelling.load(std::memory_order_relaxed)) {
+                ec = asio::error::operation_aborted;
+                break;
+            }
+            std::tie(ec) = co_await p.socket.async_connect(endpoint, use_tuple);
+            if (!ec || ec == asio::error::operation_aborted) break;
+        }
+        if (p.deadline_expired) ec = beast::error::timeout;
         if (ec) {
             std::lock_guard lock(src.resolve_mutex);
             src.resolved.clear();  // look the name up again next time: it may have moved
             co_return ec;
         }
         beast::error_code ignored;
-        p.stream.socket().set_option(tcp::no_delay(true), ignored);
+        p.socket.set_option(tcp::no_delay(true), ignored);
+        p.socket.non_blocking(true, ignored);  // the direct write and read below never block
         p.connected = true;
         p.requests_on_connection = 0;
         co_return beast::error_code{};
@@ -259,14 +292,70 @@ struct PollerGroup::Impl {
         p.backoff_until = Clock::now() + jitter;
     }
 
+    // Writes the request and reads one response into `parser`. The write goes straight to the
+    // socket (a request is far smaller than the send buffer); the read waits for readiness and
+    // then reads what arrived, which saves the speculative read that finds nothing.
+    asio::awaitable<beast::error_code> exchange(Poller& p, http::ResponseParser& parser) {
+        beast::error_code ec;
+        std::size_t written = p.socket.write_some(asio::buffer(p.request), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            ec = {};
+            written = 0;
+        }
+        if (ec) co_return ec;
+        // The deadline or a drain may have fired while this poller was not suspended on the
+        // socket, where cancel() finds nothing to cancel: check before every wait.
+        auto interrupted = [&] { return p.deadline_expired || cancelling.load(std::memory_order_relaxed); };
+        if (written < p.request.size()) {
+            if (interrupted()) co_return beast::error_code(asio::error::operation_aborted);
+            std::tie(ec, std::ignore) = co_await asio::async_write(
+                p.socket, asio::buffer(p.request.data() + written, p.request.size() - written), use_tuple);
+            if (ec) co_return ec;
+        }
+        parser.eager(true);
+        for (;;) {
+            // Bytes already buffered (from this read or left over) are parsed first.
+            while (p.buffer.size() > 0 && !parser.is_done()) {
+                std::size_t used = parser.put(p.buffer.data(), ec);
+                p.buffer.consume(used);
+                if (ec == beast::http::error::need_more) {
+                    ec = {};
+                    break;
+                }
+                if (ec) co_return ec;
+                if (used == 0) break;
+            }
+            if (parser.is_done()) co_return beast::error_code{};
+            const std::size_t room = p.buffer.max_size() - p.buffer.size();
+            if (room == 0) co_return beast::error_code(beast::http::error::buffer_overflow);
+            std::size_t n = p.socket.read_some(p.buffer.prepare(std::min<std::size_t>(room, 4096)), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                if (interrupted()) co_return beast::error_code(asio::error::operation_aborted);
+                std::tie(ec) = co_await p.socket.async_wait(tcp::socket::wait_read, use_tuple);
+                if (ec) co_return ec;
+                continue;
+            }
+            if (ec == asio::error::eof) {
+                // A close-delimited body ends here; anything else was cut short.
+                if (!parser.got_some()) co_return beast::error_code(beast::http::error::end_of_stream);
+                parser.put_eof(ec);
+                co_return ec;
+            }
+            if (ec) co_return ec;
+            p.buffer.commit(n);
+        }
+    }
+
     // One poll: connect if needed, GET, read, map, deliver. Never throws for I/O errors.
     asio::awaitable<void> poll_once(Poller& p) {
         auto& st = p.source.stats;
         const auto start = Clock::now();
-        const auto deadline = start + p.source.config.timeout;
+        const auto deadline =
+            start + p.source.config.timeout + (p.connected ? Duration{} : p.source.config.connect_timeout);
         p.state.store(PollerState::running, std::memory_order_relaxed);
         st.polls_started.fetch_add(1, std::memory_order_relaxed);
         st.in_flight.fetch_add(1, std::memory_order_relaxed);
+        p.arm_deadline(deadline);
 
         std::optional<Failure> failure;
         bool cancelled = false;
@@ -298,16 +387,14 @@ struct PollerGroup::Impl {
                 break;
             }
             const bool reused = p.requests_on_connection > 0;
-            p.stream.expires_at(deadline);
-            auto [wec, written] = co_await asio::async_write(p.stream, asio::buffer(p.request), use_tuple);
-            beast::error_code ec = wec;
-            http::ResponseParser parser(p.body, p.source.config.max_body_bytes);
-            if (!ec) {
-                auto [rec, read] = co_await beast::http::async_read(p.stream, p.buffer, parser, use_tuple);
-                ec = rec;
-            }
+            http::ResponseParser parser(p.body, p.source.config.max_body_bytes, max_header_bytes);
+            auto ec = co_await exchange(p, parser);
             if (ec) {
                 p.close_connection();
+                if (p.deadline_expired) {
+                    failure = Failure{PollError::timeout, beast::error::timeout};
+                    break;
+                }
                 if (ec == asio::error::operation_aborted && cancelling.load()) {
                     cancelled = true;
                     break;
@@ -338,6 +425,7 @@ struct PollerGroup::Impl {
             on_quote(q);
             break;
         }
+        p.disarm_deadline();
 
         if (cancelled) {
             st.cancelled.fetch_add(1, std::memory_order_relaxed);
@@ -358,8 +446,8 @@ struct PollerGroup::Impl {
         auto tick = p.schedule.first_tick(Clock::now().time_since_epoch());
         for (;;) {
             if (stopping.load(std::memory_order_acquire)) break;
-            p.timer.expires_at(Clock::time_point(duration_cast<Clock::duration>(tick)));
-            co_await p.timer.async_wait(use_tuple);
+            p.tick_timer.expires_at(Clock::time_point(duration_cast<Clock::duration>(tick)));
+            co_await p.tick_timer.async_wait(use_tuple);
             if (stopping.load(std::memory_order_acquire)) break;
             const auto woke = Clock::now();
             st.lateness.record(woke.time_since_epoch() - tick);
@@ -391,7 +479,11 @@ PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Unive
     for (SourceId s = 0; s < config.sources.size(); ++s) {
         auto& src = *impl_->sources.emplace_back(std::make_unique<SourceRuntime>(config.sources[s], s));
         for (auto& name : src.config.symbols)
-            impl_->pollers.push_back(std::make_unique<Poller>(io, src, symbol_ids.at(name), name));
+            // A strand only when handlers of one poller could otherwise run on two threads.
+            impl_->pollers.push_back(std::make_unique<Poller>(
+                config.runtime.threads > 1 ? asio::any_io_executor(asio::make_strand(io))
+                                           : asio::any_io_executor(io.get_executor()),
+                src, symbol_ids.at(name), name));
     }
 }
 
@@ -402,7 +494,7 @@ void PollerGroup::start(std::function<void()> on_all_exited) {
     impl_->running.store(impl_->pollers.size());
     for (auto& p : impl_->pollers) {
         Poller* poller = p.get();
-        asio::co_spawn(poller->strand, impl_->run(*poller), [impl = impl_.get(), poller](std::exception_ptr e) {
+        asio::co_spawn(poller->executor, impl_->run(*poller), [impl = impl_.get(), poller](std::exception_ptr e) {
             if (e) {
                 // A bug, not an I/O error: I/O errors never throw here. Keep the others going.
                 try {
@@ -421,22 +513,23 @@ void PollerGroup::start(std::function<void()> on_all_exited) {
 void PollerGroup::stop_scheduling() {
     impl_->stopping.store(true, std::memory_order_release);
     for (auto& p : impl_->pollers)
-        asio::post(p->strand, [poller = p.get()] { poller->timer.cancel(); });
+        asio::post(p->executor, [poller = p.get()] { poller->tick_timer.cancel(); });
 }
 
 void PollerGroup::cancel_in_flight() {
     impl_->stopping.store(true, std::memory_order_release);
     impl_->cancelling.store(true, std::memory_order_release);
     for (auto& p : impl_->pollers) {
-        asio::post(p->strand, [poller = p.get()] {
-            poller->timer.cancel();
-            poller->stream.cancel();
+        asio::post(p->executor, [poller = p.get()] {
+            poller->tick_timer.cancel();
+            beast::error_code ignored;
+            poller->socket.cancel(ignored);
         });
     }
 }
 
 void PollerGroup::close_connections() {
-    for (auto& p : impl_->pollers) asio::post(p->strand, [poller = p.get()] { poller->close_connection(); });
+    for (auto& p : impl_->pollers) asio::post(p->executor, [poller = p.get()] { poller->close_connection(); });
 }
 
 std::size_t PollerGroup::size() const noexcept { return impl_->pollers.size(); }

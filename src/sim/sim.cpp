@@ -118,8 +118,10 @@ std::string error_body(std::string_view error, std::string_view detail_key = {},
 
 }  // namespace
 
+namespace detail {
+
 struct Connection {
-    explicit Connection(tcp::socket socket, std::uint64_t seed)
+    Connection(tcp::socket socket, std::uint64_t seed)
         : stream(std::move(socket)), timer(stream.get_executor()), buffer(kBufferLimit),
           rng(seed) {
         head.reserve(256);
@@ -136,6 +138,10 @@ struct Connection {
     std::size_t responses = 0;
     bool closed = false;  // set by stop(), on this connection's strand
 };
+
+}  // namespace detail
+
+using detail::Connection;
 
 struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::io_context& io_context, Options opts)
@@ -285,9 +291,62 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     }
 
     std::chrono::microseconds draw_latency(Connection& c) const {
-        const auto span = static_cast<std::uint64_t>((options.latency_max - options.latency_min).count());
+        const auto span =
+            static_cast<std::uint64_t>((options.latency_max - options.latency_min).count());
         const std::uint64_t r = detail::next_random(c.rng);
         return options.latency_min + std::chrono::microseconds(span == 0 ? 0 : r % (span + 1));
+    }
+
+    // Formats c.head and c.body. A quote takes its symbol's next seq here.
+    void fill_response(Connection& c, Route route, std::size_t index, bool keep_alive,
+                       int version) {
+        std::string_view status = "200 OK";
+        std::string_view extra;
+        c.body.clear();
+        switch (route) {
+            case Route::quote:
+                book.append_json(c.body, index, book.next(index));
+                break;
+            case Route::stats:
+                c.body = stats_json();
+                break;
+            case Route::not_found: {
+                not_found.fetch_add(1, std::memory_order_relaxed);
+                status = "404 Not Found";
+                const auto path = std::string_view(c.target).substr(0, c.target.find('?'));
+                c.body = path.substr(0, 8) == "/quotes/"
+                             ? error_body("unknown symbol", "symbol", path.substr(8))
+                             : error_body("not found", "path", path);
+                break;
+            }
+            case Route::method_not_allowed:
+                status = "405 Method Not Allowed";
+                extra = "Allow: GET\r\n";
+                c.body = error_body("method not allowed");
+                break;
+            case Route::hung:
+                break;  // never answered
+        }
+        detail::frame_response(c.head, status, c.body.size(), keep_alive, version, extra);
+    }
+
+    static asio::awaitable<beast::error_code> write_response(Connection& c) {
+        c.stream.expires_after(kWriteTimeout);
+        auto [ec, n] = co_await asio::async_write(
+            c.stream, std::array{asio::buffer(c.head), asio::buffer(c.body)}, nothrow);
+        (void)n;
+        co_return ec;
+    }
+
+    // Reads and drops input until the peer closes, the stream's deadline passes or stop()
+    // closes the socket. A pending read costs nothing: no polling, no spinning.
+    static asio::awaitable<void> discard_until_closed(Connection& c) {
+        c.buffer.consume(c.buffer.size());
+        for (;;) {
+            auto [ec, n] = co_await c.stream.async_read_some(c.buffer.prepare(4096), nothrow);
+            (void)n;
+            if (ec) co_return;
+        }
     }
 
     static asio::awaitable<void> session(std::shared_ptr<Impl> self,
@@ -301,6 +360,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         auto& stream = c->stream;
         bool linger = false;  // we sent "Connection: close": half-close and drain
         for (;;) {
+            // After stop(), pipelined requests already buffered must not be answered.
+            if (c->closed) break;
             stream.expires_after(kIdleTimeout);
             detail::RequestParser parser(c->target);
             parser.header_limit(kHeaderLimit);
@@ -313,11 +374,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 self->bad_requests.fetch_add(1, std::memory_order_relaxed);
                 c->body = error_body("bad request", "reason", read_ec.message());
                 detail::frame_response(c->head, status, c->body.size(), false, 11);
-                stream.expires_after(kWriteTimeout);
-                auto [write_ec, n] = co_await asio::async_write(
-                    stream, std::array{asio::buffer(c->head), asio::buffer(c->body)}, nothrow);
-                (void)n;
-                linger = !write_ec;
+                linger = !co_await write_response(*c);
                 break;
             }
             self->requests.fetch_add(1, std::memory_order_relaxed);
@@ -326,18 +383,10 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             const Route route = self->route(parser.method(), c->target, index);
             if (route == Route::hung) {
                 self->hung_requests.fetch_add(1, std::memory_order_relaxed);
-                // Never answer, but notice the client closing (or stop()) by reading and
-                // discarding: a pending read costs nothing and there is no timer to spin on.
-                stream.expires_never();
-                c->buffer.consume(c->buffer.size());
-                for (;;) {
-                    auto [ec, n] = co_await stream.async_read_some(c->buffer.prepare(4096), nothrow);
-                    (void)n;
-                    if (ec) break;
-                }
+                stream.expires_never();  // held until the client gives up or stop()
+                co_await discard_until_closed(*c);
                 break;
             }
-
             if ((route == Route::quote || route == Route::not_found) &&
                 self->options.latency_max.count() > 0) {
                 c->timer.expires_after(self->draw_latency(*c));
@@ -349,49 +398,18 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             const std::size_t max = self->options.max_requests_per_connection;
             const bool keep_alive = parser.keep_alive() && !self->stopping.load() &&
                                     (max == 0 || c->responses < max);
-            std::string_view status = "200 OK";
-            std::string_view extra;
-            c->body.clear();
-            switch (route) {
-                case Route::quote:
-                    self->book.append_json(c->body, index, self->book.next(index));
-                    break;
-                case Route::stats:
-                    c->body = self->stats_json();
-                    break;
-                case Route::not_found: {
-                    self->not_found.fetch_add(1, std::memory_order_relaxed);
-                    status = "404 Not Found";
-                    const std::string_view path = std::string_view(c->target).substr(0, c->target.find('?'));
-                    c->body = path.substr(0, 8) == "/quotes/"
-                                  ? error_body("unknown symbol", "symbol", path.substr(8))
-                                  : error_body("not found", "path", path);
-                    break;
-                }
-                case Route::method_not_allowed:
-                    status = "405 Method Not Allowed";
-                    extra = "Allow: GET\r\n";
-                    c->body = error_body("method not allowed");
-                    break;
-                case Route::hung:
-                    break;  // handled above
-            }
-            detail::frame_response(c->head, status, c->body.size(), keep_alive, parser.version(),
-                                   extra);
-
-            stream.expires_after(kWriteTimeout);
-            auto [write_ec, n] = co_await asio::async_write(
-                stream, std::array{asio::buffer(c->head), asio::buffer(c->body)}, nothrow);
-            (void)n;
-            if (write_ec) {
-                // The seq is gone for good; counting it keeps seq == written + failed.
-                if (route == Route::quote) self->failed_writes.fetch_add(1, std::memory_order_relaxed);
-                break;
-            }
+            self->fill_response(*c, route, index, keep_alive, parser.version());
+            const beast::error_code write_ec = co_await write_response(*c);
             if (route == Route::quote) {
-                self->book.count_written(index);
-                self->responses.fetch_add(1, std::memory_order_relaxed);
+                if (write_ec) {
+                    // That seq is gone for good; counting it keeps seq == written + failed.
+                    self->failed_writes.fetch_add(1, std::memory_order_relaxed);
+                } else {
+                    self->book.count_written(index);
+                    self->responses.fetch_add(1, std::memory_order_relaxed);
+                }
             }
+            if (write_ec) break;
             if (!keep_alive) {
                 linger = true;
                 break;
@@ -401,15 +419,11 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         beast::error_code ignored;
         if (linger && !c->closed) {
             // Closing with unread input would send RST, and the peer could lose our last
-            // response. Half-close and drain until the peer closes (bounded).
+            // response. Half-close and drain until the peer closes, like nginx's lingering
+            // close.
             stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
             stream.expires_after(kLingerTimeout);
-            c->buffer.consume(c->buffer.size());
-            for (;;) {
-                auto [ec, n] = co_await stream.async_read_some(c->buffer.prepare(4096), nothrow);
-                (void)n;
-                if (ec) break;
-            }
+            co_await discard_until_closed(*c);
         }
         stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
         stream.close();

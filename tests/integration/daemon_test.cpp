@@ -253,3 +253,27 @@ TEST(Daemon, SecondSignalForcesAnEmergencyFlushAndExitThree) {
     auto out = check_output(dir);
     EXPECT_EQ(sim_stats(sim.port)["responses"].get<std::size_t>(), out.quotes);
 }
+
+TEST(Daemon, ServerClosingKeepAliveConnectionsLosesNoQuote) {
+    // Like nginx's keepalive_requests: the simulator closes every connection after 5 responses.
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "50", "--max-requests-per-connection", "5"});
+    DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 50;
+    c.interval = "50ms";
+    auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
+    std::this_thread::sleep_for(2s);
+    daemon->signal(SIGTERM);
+    auto code = daemon->wait(5s);
+    ASSERT_TRUE(code);
+    EXPECT_EQ(*code, 0);
+    auto done = find_log(*daemon, "drain complete");
+    ASSERT_TRUE(done);
+    auto stats = sim_stats(sim.port);
+    auto out = check_output(dir);
+    EXPECT_GT(stats["connections"].get<int>(), 50 * 3) << "the simulator should have closed connections";
+    EXPECT_EQ(stats["responses"].get<std::size_t>(), out.quotes);
+    EXPECT_EQ((*done)["polls_failed"].get<int>(), 0) << "a server closing keep-alive is not a failure";
+    EXPECT_EQ((*done)["polls_timed_out"].get<int>(), 0);
+}

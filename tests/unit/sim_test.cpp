@@ -18,7 +18,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -169,12 +168,15 @@ private:
     std::optional<http::response_parser<http::string_body>> parser_;
 };
 
+// Parses "123.45" exactly (digits, a dot, two digits); -1 for anything else.
 std::int64_t hundredths(const std::string& text) {
-    static const std::regex decimal(R"(^[0-9]+\.[0-9]{2}$)");
-    EXPECT_TRUE(std::regex_match(text, decimal)) << text;
-    std::string digits = text;
-    digits.erase(digits.find('.'), 1);
-    return std::stoll(digits);
+    const auto dot = text.find('.');
+    const bool shaped = dot != std::string::npos && dot > 0 && dot + 3 == text.size() &&
+                        text.find_first_not_of("0123456789.") == std::string::npos &&
+                        text.find('.', dot + 1) == std::string::npos;
+    EXPECT_TRUE(shaped) << "not a 2-decimal string: '" << text << "'";
+    if (!shaped) return -1;
+    return std::stoll(text.substr(0, dot)) * 100 + std::stoll(text.substr(dot + 1));
 }
 
 nlohmann::json stats_over(Client& client) {
