@@ -136,7 +136,7 @@ struct Connection {
     std::string body;
     std::uint64_t rng;
     std::size_t responses = 0;
-    bool closed = false;  // set by stop(), on this connection's strand
+    bool closed = false;  // set by stop(), on this connection's executor
 };
 
 }  // namespace detail
@@ -146,7 +146,11 @@ using detail::Connection;
 struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::io_context& io_context, Options opts)
         : io(io_context), options(std::move(opts)), book(options),
-          acceptor(asio::make_strand(io)), accept_timer(acceptor.get_executor()) {
+          // io_context(1) promises a single run() thread, so one coroutine per connection
+          // is already serialised: strands would only cost. Any other hint may mean
+          // --threads N, and then the connection's handlers and stop()'s close need one.
+          use_strands(asio::use_service<asio::detail::scheduler>(io).concurrency_hint() != 1),
+          acceptor(executor()), accept_timer(acceptor.get_executor()) {
         if (options.latency_min.count() < 0 || options.latency_max < options.latency_min)
             throw std::invalid_argument("latency must satisfy 0 <= min <= max");
     }
@@ -156,7 +160,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     asio::io_context& io;
     const Options options;
     detail::Book book;
-    tcp::acceptor acceptor;       // on its own strand: stop() may run on any thread
+    const bool use_strands;
+    tcp::acceptor acceptor;  // stop() may run on any thread: its close is posted here
     asio::steady_timer accept_timer;
     std::atomic<bool> stopping{false};
     std::atomic<std::uint16_t> bound_port{0};
@@ -174,6 +179,11 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     std::mutex connections_mutex;
     // Weak: a connection's lifetime belongs to its coroutine; this map only finds it to close.
     std::unordered_map<Connection*, std::weak_ptr<Connection>> live;
+
+    asio::any_io_executor executor() {
+        if (use_strands) return asio::make_strand(io);
+        return io.get_executor();
+    }
 
     bool track(const std::shared_ptr<Connection>& c) {
         std::lock_guard lock(connections_mutex);
@@ -234,7 +244,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         std::lock_guard lock(connections_mutex);
         for (auto& [raw, weak] : live) {
             if (auto c = weak.lock()) {
-                // The socket and timers belong to the connection's strand; close them there.
+                // The socket and timers belong to the connection's executor; close them there.
                 asio::post(c->stream.get_executor(), [c] {
                     c->closed = true;
                     beast::error_code ignored;
@@ -248,10 +258,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self) {
         for (;;) {
-            // A strand per connection: with --threads N its handlers must not run in parallel
-            // with stop()'s close; with one thread it costs little.
-            auto [ec, socket] = co_await self->acceptor.async_accept(
-                asio::any_io_executor(asio::make_strand(self->io)), nothrow);
+            auto [ec, socket] = co_await self->acceptor.async_accept(self->executor(), nothrow);
             if (self->stopping.load()) co_return;
             if (ec) {
                 if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) co_return;
