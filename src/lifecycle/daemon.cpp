@@ -13,6 +13,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <array>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -161,6 +162,7 @@ private:
         std::uint64_t started = 0, completed = 0, failed = 0, timed_out = 0, cancelled = 0,
                       skipped = 0, throttled = 0;
         std::int64_t in_flight = 0;
+        std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)> errors{};
         LatencyHistogram::Snapshot latency, lateness;
     };
     Totals totals() const {
@@ -175,6 +177,7 @@ private:
             t.skipped += st.skipped_ticks.load();
             t.throttled += st.throttled_ticks.load();
             t.in_flight += st.in_flight.load();
+            for (std::size_t e = 0; e < t.errors.size(); ++e) t.errors[e] += st.errors[e].load();
             t.latency.merge(st.latency.snapshot());
             t.lateness.merge(st.lateness.snapshot());
         }
@@ -198,6 +201,9 @@ private:
             auto latency = now.latency.since(prev.latency);
             auto lateness = now.lateness.since(prev.lateness);
             auto sink = sink_.stats();
+            nlohmann::json errors = nlohmann::json::object();  // by class, only those that occurred
+            for (std::size_t e = 0; e < now.errors.size(); ++e)
+                if (auto n = now.errors[e] - prev.errors[e]) errors[std::string(to_string(static_cast<PollError>(e)))] = n;
             log::info("summary", {{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
                                   {"completed", now.completed - prev.completed},
                                   {"failed", now.failed - prev.failed},
@@ -211,7 +217,8 @@ private:
                                   {"tick_lateness_p50_ms", to_ms(lateness.quantile(0.5))},
                                   {"tick_lateness_p99_ms", to_ms(lateness.quantile(0.99))},
                                   {"records_written", sink.records_written},
-                                  {"records_dropped", sink.records_dropped}});
+                                  {"records_dropped", sink.records_dropped},
+                                  {"errors", errors}});
             prev = now;
             prev_at = at;
         }

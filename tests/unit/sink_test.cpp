@@ -324,7 +324,8 @@ TEST(JsonlSink, WritesFinalizesAndRenames) {
 
 TEST(JsonlSink, DataReachesTheFileOnlyOnFlushAndFlushDoesNotWait) {
     TempDir dir;
-    JsonlSink sink(universe, {dir.path().string()});
+    // No chunk hand-off here: only flush() may wake the writer.
+    JsonlSink sink(universe, {dir.path().string(), 64 << 20, 64 << 20});
     sink.open();
     const fs::path qpart = only_file(dir.path(), "quotes-");
 
@@ -349,6 +350,20 @@ TEST(JsonlSink, DataReachesTheFileOnlyOnFlushAndFlushDoesNotWait) {
     const std::string text = slurp(only_file(dir.path(), "quotes-"));
     EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1 + n);
     EXPECT_EQ(text.back(), '\n');
+}
+
+TEST(JsonlSink, AFullChunkReachesTheWriterWithoutWaitingForFlush) {
+    std::string one;
+    append_quote_json(one, full_quote(), universe);
+    TempDir dir;
+    JsonlSink sink(universe, {dir.path().string(), 64 << 20, 10 * one.size()});
+    sink.open();
+    for (int i = 0; i < 9; ++i) sink.on_quote(full_quote());
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(sink.stats().records_written, 0u) << "below the chunk size, records wait for flush()";
+    sink.on_quote(full_quote());  // the tenth fills the chunk
+    ASSERT_TRUE(eventually([&] { return sink.stats().records_written == 10; }));
+    EXPECT_TRUE(sink.close(steady_clock::now() + 20s));
 }
 
 TEST(JsonlSink, RecordsBeyondTheBufferBoundAreDroppedAndCounted) {
