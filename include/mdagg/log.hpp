@@ -42,6 +42,11 @@ public:
     // Returns true when the line was written.
     bool write(Level level, std::string_view key, std::string_view msg, nlohmann::json fields,
                std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+    // The cheap half of write(), for callers that build fields only when they will be
+    // written: the suppressed count to report when a line is due, nullopt when it is not
+    // (then the event is counted as suppressed). Allocates nothing once the key is known.
+    std::optional<std::uint64_t> admit(Level level, std::string_view key, std::string_view msg,
+                                       std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
     // Logs a line per key whose suppressed count is non-zero ("msg" with "suppressed": N).
     void flush();
 
@@ -54,7 +59,11 @@ private:
     };
     std::chrono::steady_clock::duration window_;
     std::mutex mutex_;
-    std::unordered_map<std::string, Entry> entries_;
+    struct KeyHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view k) const noexcept { return std::hash<std::string_view>{}(k); }
+    };
+    std::unordered_map<std::string, Entry, KeyHash, std::equal_to<>> entries_;
 };
 
 }  // namespace mdagg::log

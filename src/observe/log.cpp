@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdio>
 #include <ctime>
+#include <utility>
 
 namespace mdagg::log {
 namespace {
@@ -102,25 +103,30 @@ void write(Level level, std::string_view msg, const nlohmann::json& fields) {
 
 RateLimited::RateLimited(std::chrono::steady_clock::duration window) : window_(window) {}
 
+std::optional<std::uint64_t> RateLimited::admit(Level level, std::string_view key, std::string_view msg,
+                                                std::chrono::steady_clock::time_point now) {
+    if (!enabled(level)) return std::nullopt;
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+        it = entries_.emplace(std::string(key), Entry{}).first;
+    } else if (now - it->second.window_start < window_) {
+        Entry& e = it->second;
+        ++e.suppressed;
+        e.level = level;
+        if (e.msg != msg) e.msg.assign(msg);
+        return std::nullopt;
+    }
+    Entry& e = it->second;
+    e.window_start = now;
+    return std::exchange(e.suppressed, 0);
+}
+
 bool RateLimited::write(Level level, std::string_view key, std::string_view msg, nlohmann::json fields,
                         std::chrono::steady_clock::time_point now) {
-    if (!enabled(level)) return false;
-    std::uint64_t suppressed = 0;
-    {
-        std::lock_guard lock(mutex_);
-        auto [it, inserted] = entries_.try_emplace(std::string(key));
-        Entry& e = it->second;
-        if (!inserted && now - e.window_start < window_) {
-            ++e.suppressed;
-            e.level = level;
-            e.msg.assign(msg);
-            return false;
-        }
-        e.window_start = now;
-        suppressed = e.suppressed;
-        e.suppressed = 0;
-    }
-    if (suppressed > 0) fields["suppressed"] = suppressed;
+    auto suppressed = admit(level, key, msg, now);
+    if (!suppressed) return false;
+    if (*suppressed > 0) fields["suppressed"] = *suppressed;
     log::write(level, msg, fields);
     return true;
 }

@@ -53,6 +53,8 @@ std::int64_t wall_clock_ns() {
 
 struct SourceRuntime {
     SourceRuntime(const SourceConfig& c, SourceId i) : config(c), id(i) {
+        for (std::size_t e = 0; e < error_keys.size(); ++e)
+            error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
         boost::system::error_code ec;
         auto address = asio::ip::make_address(c.url.host, ec);
         if (!ec) {
@@ -63,6 +65,8 @@ struct SourceRuntime {
     const SourceConfig& config;
     SourceId id;
     SourceStats stats;
+    // "source/error class": the rate-limited log's keys, built once.
+    std::array<std::string, static_cast<std::size_t>(PollError::count_)> error_keys;
     std::atomic<std::size_t> in_flight{0};
 
     tcp::endpoint numeric_endpoint;
@@ -127,6 +131,8 @@ struct Poller {
     asio::steady_timer deadline_timer;
     beast::flat_buffer buffer;
     std::string body;
+    std::optional<http::ResponseParser> parser;  // one per response, constructed in place
+    Quote quote;
     std::string request;
     QuoteMapper mapper;
     Schedule schedule;
@@ -224,15 +230,17 @@ struct PollerGroup::Impl {
             p.state.store(PollerState::failed, std::memory_order_relaxed);
         }
         st.errors[static_cast<std::size_t>(f.error)].fetch_add(1, std::memory_order_relaxed);
-        std::string key = p.source.config.name;
-        key += '/';
-        key += to_string(f.error);
+        // 2,000 failing pollers must not flood stdout, nor allocate per failure.
+        const auto suppressed = error_log.admit(log::Level::warn, p.source.error_keys[static_cast<std::size_t>(f.error)],
+                                                "poll failed");
+        if (!suppressed) return;
         nlohmann::json fields{{"source", p.source.config.name},
                               {"symbol", p.symbol_name},
                               {"error", to_string(f.error)}};
         if (f.ec) fields["detail"] = f.ec.message();
         if (f.status) fields["status"] = f.status;
-        error_log.write(log::Level::warn, key, "poll failed", std::move(fields));
+        if (*suppressed) fields["suppressed"] = *suppressed;
+        log::write(log::Level::warn, "poll failed", fields);
     }
 
     asio::awaitable<beast::error_code> connect(Poller& p, Clock::time_point deadline) {
@@ -396,7 +404,9 @@ struct PollerGroup::Impl {
                 break;
             }
             const bool reused = p.requests_on_connection > 0;
-            http::ResponseParser parser(p.body, p.source.config.max_body_bytes, max_header_bytes);
+            // The parser lives in the Poller, not in this frame: Asio recycles coroutine frames
+            // only up to ~1 KiB, and a frame holding it would cost a malloc per poll.
+            auto& parser = p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes);
             auto ec = co_await exchange(p, parser);
             if (ec) {
                 p.close_connection();
@@ -423,7 +433,8 @@ struct PollerGroup::Impl {
                 failure = Failure{PollError::http_status, {}, status};
                 break;
             }
-            Quote q;
+            Quote& q = p.quote;
+            q = Quote{};
             q.source = p.source.id;
             q.symbol = p.symbol;
             q.receive_time_ns = wall_clock_ns();

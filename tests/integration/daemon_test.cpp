@@ -218,6 +218,12 @@ TEST(Daemon, HungSymbolsDoNotStopTheDrainAndHealthyDataIsComplete) {
     auto done = find_log(*daemon, "drain complete");
     ASSERT_TRUE(done);
     EXPECT_GE((*done)["polls_cancelled_by_drain"].get<int>(), 1);
+    // Ten pollers timing out repeatedly: the log aggregates them per source and error class.
+    EXPECT_GE((*done)["polls_timed_out"].get<int>(), 5);
+    int failure_lines = 0;
+    for (auto& line : daemon->stdout_json())
+        if (line.value("msg", "") == "poll failed") ++failure_lines;
+    EXPECT_EQ(failure_lines, 1) << "repeated timeouts must be rate-limited";
 
     auto stats = sim_stats(sim.port);
     auto out = check_output(dir);
