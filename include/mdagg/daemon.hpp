@@ -5,6 +5,8 @@
 #include <mdagg/config.hpp>
 #include <mdagg/quote.hpp>
 
+#include <stdexcept>
+
 namespace mdagg {
 
 enum ExitCode : int {
@@ -17,7 +19,14 @@ enum ExitCode : int {
 // Ids for every source and symbol in the config; a symbol polled from two sources has one id.
 Universe make_universe(const Config& config);
 
-// Runs until a signal drains the daemon; returns the process exit code.
+// Something the daemon needs at start-up is unusable (an output directory that cannot be
+// written): like a bad config, nothing started.
+class StartupError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Runs until a signal drains the daemon; returns the process exit code. Throws StartupError.
 int run_daemon(const Config& config);
 
 }  // namespace mdagg

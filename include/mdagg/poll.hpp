@@ -75,8 +75,11 @@ public:
     void stop_scheduling();
     // Drain stage 2b: abort in-flight polls (counted as cancelled).
     void cancel_in_flight();
-    // Drain stage 5: close every connection. Call after all pollers exited.
-    void close_connections();
+    // Drain stage 5: close every connection, each on its poller's executor; `done` runs (on
+    // one of them) after the last. Call once every poller returned.
+    void close_connections(std::function<void()> done);
+    // Writes the suppressed counts of rate-limited error logs.
+    void flush_logs();
 
     std::size_t size() const noexcept;
     std::size_t running() const noexcept;  // coroutines not yet returned

@@ -3,6 +3,7 @@
 #include <mdagg/daemon.hpp>
 #include <mdagg/log.hpp>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -66,11 +67,12 @@ int main(int argc, char** argv) {
         return mdagg::exit_ok;
     }
 
+    // A closed log pipe must not kill the daemon mid-drain: write(2) then fails with EPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
     try {
         return mdagg::run_daemon(config);
-    } catch (const std::system_error& e) {
-        // Start-up failures such as an output directory that cannot be written.
-        mdagg::log::error("cannot start", {{"error", e.what()}});
+    } catch (const mdagg::StartupError& e) {
+        mdagg::log::error("cannot start, nothing started", {{"error", e.what()}});
         std::cerr << "mdagg: " << e.what() << "\n";
         return mdagg::exit_usage;
     } catch (const std::exception& e) {

@@ -37,17 +37,21 @@ std::int64_t wall_clock_ns() {
     return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// Last resort if the drain itself hangs (a disk that never returns from fsync, a bug): exit
-// with the forced-stop code before the orchestrator's SIGKILL, so the stop is visible.
+// Last resort if the drain or the teardown after it hangs (a disk that never returns from
+// fsync, a bug): exit with the forced-stop code before the orchestrator's SIGKILL, so the stop
+// is visible. It writes with write(2) and takes no lock: the logger's mutex may be held by
+// the very thread that hangs.
 class DrainWatchdog {
 public:
     void arm(Clock::time_point fire_at) {
+        if (thread_.joinable()) return;
         thread_ = std::thread([this, fire_at] {
             std::unique_lock lock(mutex_);
             if (cv_.wait_until(lock, fire_at, [this] { return disarmed_; })) return;
-            log::error("drain watchdog fired: the drain did not finish within its budget; forcing exit",
-                       {{"exit_code", static_cast<int>(exit_drain_timeout)}});
-            std::fflush(stdout);
+            static constexpr char line[] =
+                "{\"level\":\"error\",\"msg\":\"drain watchdog fired: the drain did not finish within "
+                "its budget; forcing exit\",\"exit_code\":3}\n";
+            (void)!::write(STDOUT_FILENO, line, sizeof line - 1);
             ::_exit(exit_drain_timeout);
         });
     }
@@ -70,7 +74,8 @@ private:
 class Daemon {
 public:
     explicit Daemon(const Config& config)
-        : config_(config),
+        : watchdog_(),
+          config_(config),
           universe_(make_universe(config)),
           io_(static_cast<int>(config.runtime.threads)),
           control_(asio::make_strand(io_)),
@@ -89,7 +94,11 @@ public:
           }) {}
 
     int run() {
-        sink_.open();  // throws std::system_error naming the path
+        try {
+            sink_.open();
+        } catch (const std::system_error& e) {
+            throw StartupError(e.what());
+        }
         std::size_t symbols = 0;
         for (auto& s : config_.sources) symbols += s.symbols.size();
         log::info("mdagg started", {{"config", config_.file},
@@ -106,7 +115,12 @@ public:
         asio::co_spawn(control_, summaries(), [](std::exception_ptr) {});
 
         std::vector<std::thread> extra;
-        for (unsigned i = 1; i < config_.runtime.threads; ++i) extra.emplace_back([this] { run_io(); });
+        try {
+            for (unsigned i = 1; i < config_.runtime.threads; ++i) extra.emplace_back([this] { run_io(); });
+        } catch (const std::system_error& e) {
+            log::warn("cannot start every io thread; running with fewer",
+                      {{"wanted", config_.runtime.threads}, {"started", extra.size() + 1}, {"error", e.what()}});
+        }
         run_io();
         for (auto& t : extra) t.join();
         return exit_code_;
@@ -224,10 +238,11 @@ private:
         }
     }
 
-    // Waits on the control strand until every poller coroutine returned, `limit` passed, or a
-    // second signal arrived. Returns true when the pollers are all gone.
-    asio::awaitable<bool> wait_for_pollers(Clock::time_point limit) {
-        while (pollers_.running() > 0 && !emergency_ && Clock::now() < limit) {
+    // Waits on the control strand until every poller coroutine returned, `limit` passed, or
+    // (when `until_emergency`) a second signal arrived. Returns true when the pollers are all
+    // gone.
+    asio::awaitable<bool> wait_for_pollers(Clock::time_point limit, bool until_emergency) {
+        while (pollers_.running() > 0 && !(until_emergency && emergency_) && Clock::now() < limit) {
             wake_.expires_at(limit);
             co_await wake_.async_wait(use_tuple);
         }
@@ -253,8 +268,7 @@ private:
         // In-flight polls get until cancel_at; the rest of the budget is kept for the flush.
         const auto reserve = std::min<Clock::duration>(budget / 4, std::chrono::seconds(1));
         const auto cancel_at = deadline - reserve;
-        DrainWatchdog watchdog;
-        watchdog.arm(deadline + std::min<Clock::duration>(budget / 10, milliseconds(250)));
+        watchdog_.arm(deadline + std::min<Clock::duration>(budget / 10, milliseconds(250)));
         log::info("drain started", {{"signal", signo == SIGINT ? "SIGINT" : "SIGTERM"},
                                     {"budget_ms", to_ms(budget)},
                                     {"polls_in_flight", pollers_.polls_in_flight()}});
@@ -274,11 +288,13 @@ private:
         end_stage("stop_scheduling_ms");
 
         // 2. In-flight polls may complete; then the rest are cancelled.
-        bool pollers_done = co_await wait_for_pollers(cancel_at);
+        bool pollers_done = co_await wait_for_pollers(cancel_at, true);
         std::uint64_t cancelled_before = totals().cancelled;
         if (!pollers_done) {
+            // Cancelled pollers return within a few turns of the loop; wait for them even in an
+            // emergency, or a quote read just before the cancel would miss the final flush.
             pollers_.cancel_in_flight();
-            pollers_done = co_await wait_for_pollers(deadline - reserve / 2);
+            pollers_done = co_await wait_for_pollers(deadline - reserve / 2, false);
         }
         end_stage("in_flight_ms");
 
@@ -288,23 +304,44 @@ private:
         flush_timer_.cancel();
         bar_timer_.cancel();
         aggregator_.close_all_bars();
+        const auto quotes_accepted = aggregator_.quotes_accepted();
+        const auto bars_emitted = aggregator_.bars_emitted();
         sink_.flush();
         co_await asio::post(asio::bind_executor(control_, asio::use_awaitable));
         end_stage("final_bars_ms");
 
         // 4. Write, flush, fsync and close every file.
-        const bool sink_closed = sink_.close(deadline);
+        const bool sink_closed =
+            sink_.close(emergency_ ? std::min(deadline, Clock::now() + std::chrono::seconds(1)) : deadline);
         end_stage("sink_close_ms");
 
-        // 5. Close the sockets.
-        pollers_.close_connections();
+        // 5. Close the sockets. Pollers still stuck past the budget keep theirs until teardown.
+        if (pollers_done) {
+            pollers_.close_connections([this] {
+                asio::post(control_, [this] {
+                    sockets_closed_ = true;
+                    wake_.cancel();
+                });
+            });
+            while (!sockets_closed_ && Clock::now() < deadline) {
+                wake_.expires_at(deadline);
+                co_await wake_.async_wait(use_tuple);
+            }
+        }
+        pollers_.flush_logs();
         end_stage("close_sockets_ms");
 
         const auto t = totals();
         const auto sink = sink_.stats();
         const auto elapsed = Clock::now() - t0;
         const bool in_budget = Clock::now() <= deadline;
-        exit_code_ = (sink_closed && pollers_done && in_budget && !emergency_) ? exit_ok : exit_drain_timeout;
+        if (!(sink_closed && pollers_done && in_budget && !emergency_)) {
+            exit_code_ = exit_drain_timeout;
+        } else if (sink.write_errors > 0) {
+            exit_code_ = exit_fatal;  // drained in time, but output did not all reach the disk
+        } else {
+            exit_code_ = exit_ok;
+        }
         nlohmann::json fields{{"exit_code", exit_code_.load()},
                               {"drain_ms", to_ms(elapsed)},
                               {"budget_ms", to_ms(budget)},
@@ -315,14 +352,16 @@ private:
                               {"polls_timed_out", t.timed_out},
                               {"polls_cancelled", t.cancelled},
                               {"polls_cancelled_by_drain", t.cancelled - cancelled_before},
-                              {"quotes_accepted", aggregator_.quotes_accepted()},
-                              {"bars_emitted", aggregator_.bars_emitted()},
+                              {"quotes_accepted", quotes_accepted},
+                              {"bars_emitted", bars_emitted},
                               {"records_written", sink.records_written},
                               {"bytes_written", sink.bytes_written},
                               {"records_dropped", sink.records_dropped},
                               {"write_errors", sink.write_errors}};
         if (exit_code_ == exit_ok) {
             log::info("drain complete", fields);
+        } else if (exit_code_ == exit_fatal) {
+            log::error("drain finished with write errors: output is incomplete", fields);
         } else {
             fields["abandoned_pollers"] = pollers_.running();
             fields["sink_closed"] = sink_closed;
@@ -335,6 +374,7 @@ private:
         io_.stop();
     }
 
+    DrainWatchdog watchdog_;  // first member: destroyed last, so it also bounds the teardown
     const Config& config_;
     Universe universe_;
     asio::io_context io_;
@@ -351,6 +391,7 @@ private:
     Clock::time_point started_at_{};
     std::atomic<bool> draining_{false};
     std::atomic<bool> emergency_{false};
+    bool sockets_closed_ = false;  // control strand only
     std::atomic<int> exit_code_{exit_ok};
 };
 

@@ -4,6 +4,8 @@
 #include <mdagg/poll.hpp>
 #include <mdagg/schedule.hpp>
 
+#include "host_resolver.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -67,13 +69,10 @@ struct SourceRuntime {
     SourceStats stats;
     // "source/error class": the rate-limited log's keys, built once.
     std::array<std::string, static_cast<std::size_t>(PollError::count_)> error_keys;
-    std::atomic<std::size_t> in_flight{0};
 
     tcp::endpoint numeric_endpoint;
     bool has_numeric_endpoint = false;
-    std::mutex resolve_mutex;  // pollers of one source may run on different threads
-    std::vector<tcp::endpoint> resolved;
-    Clock::time_point resolved_at{};
+    detail::HostResolver resolver{config.url.host, config.url.port, resolve_ttl};
 };
 
 struct Poller {
@@ -132,6 +131,7 @@ struct Poller {
     beast::flat_buffer buffer;
     std::string body;
     std::optional<http::ResponseParser> parser;  // one per response, constructed in place
+    std::vector<tcp::endpoint> endpoints;  // where the next connect goes; capacity kept
     Quote quote;
     std::string request;
     QuoteMapper mapper;
@@ -156,6 +156,8 @@ bool is_stale_connection_error(const beast::error_code& ec) {
 
 PollError classify(const beast::error_code& ec) {
     if (ec == beast::error::timeout) return PollError::timeout;
+    if (ec.category() == asio::error::get_netdb_category() || ec.category() == asio::error::get_addrinfo_category())
+        return PollError::resolve;
     if (ec == beast::http::error::body_limit || ec == beast::http::error::buffer_overflow)
         return PollError::body_too_large;
     if (ec == asio::error::connection_refused || ec == asio::error::host_unreachable ||
@@ -243,41 +245,18 @@ struct PollerGroup::Impl {
         log::write(log::Level::warn, "poll failed", fields);
     }
 
-    asio::awaitable<beast::error_code> connect(Poller& p, Clock::time_point deadline) {
+    asio::awaitable<beast::error_code> connect(Poller& p) {
         auto& src = p.source;
         src.stats.connects.fetch_add(1, std::memory_order_relaxed);
-        std::vector<tcp::endpoint> endpoints;
         if (src.has_numeric_endpoint) {
-            endpoints.push_back(src.numeric_endpoint);
+            p.endpoints.assign(1, src.numeric_endpoint);
         } else {
-            {
-                std::lock_guard lock(src.resolve_mutex);
-                if (!src.resolved.empty() && Clock::now() - src.resolved_at < resolve_ttl)
-                    endpoints = src.resolved;
-            }
-            if (endpoints.empty()) {
-                // A resolver has no timeout of its own; a timer cancels it at the deadline.
-                auto resolver = std::make_shared<tcp::resolver>(p.executor);
-                asio::steady_timer guard(p.executor);
-                guard.expires_at(deadline);
-                guard.async_wait([resolver](beast::error_code ec) {
-                    if (!ec) resolver->cancel();
-                });
-                auto [ec, results] = co_await resolver->async_resolve(
-                    src.config.url.host, std::to_string(src.config.url.port),
-                    tcp::resolver::numeric_service, use_tuple);
-                guard.cancel();
-                if (ec) co_return ec == asio::error::operation_aborted && Clock::now() >= deadline
-                                      ? beast::error_code(beast::error::timeout)
-                                      : ec;
-                for (auto& r : results) endpoints.push_back(r.endpoint());
-                std::lock_guard lock(src.resolve_mutex);
-                src.resolved = endpoints;
-                src.resolved_at = Clock::now();
-            }
+            src.resolver.endpoints(p.endpoints, Clock::now());
+            // No address yet: a lookup is under way off the event loop; the next tick retries.
+            if (p.endpoints.empty()) co_return beast::error_code(asio::error::host_not_found_try_again);
         }
         beast::error_code ec = asio::error::host_not_found;
-        for (auto& endpoint : endpoints) {
+        for (auto& endpoint : p.endpoints) {
             if (p.deadline_expired) break;
             beast::error_code ignored;
             p.socket.close(ignored);
@@ -289,11 +268,7 @@ struct PollerGroup::Impl {
             if (!ec || ec == asio::error::operation_aborted) break;
         }
         if (p.deadline_expired) ec = beast::error::timeout;
-        if (ec) {
-            std::lock_guard lock(src.resolve_mutex);
-            src.resolved.clear();  // look the name up again next time: it may have moved
-            co_return ec;
-        }
+        if (ec) co_return ec;
         beast::error_code ignored;
         p.socket.set_option(tcp::no_delay(true), ignored);
         p.socket.non_blocking(true, ignored);  // the direct write and read below never block
@@ -367,12 +342,12 @@ struct PollerGroup::Impl {
     asio::awaitable<void> poll_once(Poller& p) {
         auto& st = p.source.stats;
         const auto start = Clock::now();
-        const auto deadline =
-            start + p.source.config.timeout + (p.connected ? Duration{} : p.source.config.connect_timeout);
+        // Two budgets: connect_timeout for opening a connection, then timeout for the
+        // request and response, so a fresh connection never stretches the exchange.
+        auto deadline = start + p.source.config.timeout;
+        if (p.connected) p.arm_deadline(deadline);
         p.state.store(PollerState::running, std::memory_order_relaxed);
         st.polls_started.fetch_add(1, std::memory_order_relaxed);
-        st.in_flight.fetch_add(1, std::memory_order_relaxed);
-        p.arm_deadline(deadline);
 
         std::optional<Failure> failure;
         bool cancelled = false;
@@ -382,22 +357,22 @@ struct PollerGroup::Impl {
                 break;
             }
             if (!p.connected) {
-                auto ec = co_await connect(p, deadline);
+                p.arm_deadline(Clock::now() + p.source.config.connect_timeout);
+                auto ec = co_await connect(p);
                 if (ec) {
                     p.close_connection();
                     if (ec == asio::error::operation_aborted && cancelling.load()) {
                         cancelled = true;
                     } else {
                         schedule_backoff(p);
-                        failure = Failure{ec == beast::error::timeout ? PollError::timeout
-                                          : ec.category() == asio::error::get_netdb_category()
-                                              ? PollError::resolve
-                                              : PollError::connect,
-                                          ec};
+                        const PollError e = classify(ec);
+                        failure = Failure{e == PollError::closed ? PollError::connect : e, ec};
                     }
                     break;
                 }
                 p.connect_failures = 0;
+                deadline = Clock::now() + p.source.config.timeout;
+                p.arm_deadline(deadline);
             }
             if (cancelling.load(std::memory_order_relaxed)) {
                 cancelled = true;
@@ -457,12 +432,11 @@ struct PollerGroup::Impl {
             st.latency.record(Clock::now() - start);
             p.state.store(PollerState::completed, std::memory_order_relaxed);
         }
-        st.in_flight.fetch_sub(1, std::memory_order_relaxed);
     }
 
     asio::awaitable<void> run(Poller& p) {
         auto& st = p.source.stats;
-        const auto max_in_flight = p.source.config.max_in_flight;
+        const auto max_in_flight = static_cast<std::int64_t>(p.source.config.max_in_flight);
         auto tick = p.schedule.first_tick(Clock::now().time_since_epoch());
         for (;;) {
             if (stopping.load(std::memory_order_acquire)) break;
@@ -473,12 +447,16 @@ struct PollerGroup::Impl {
             st.lateness.record(woke.time_since_epoch() - tick);
             if (woke < p.backoff_until) {
                 st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
-            } else if (p.source.in_flight.fetch_add(1, std::memory_order_acq_rel) >= max_in_flight) {
-                p.source.in_flight.fetch_sub(1, std::memory_order_acq_rel);
+            } else if (st.in_flight.fetch_add(1, std::memory_order_acq_rel) >= max_in_flight) {
+                st.in_flight.fetch_sub(1, std::memory_order_acq_rel);
                 st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
             } else {
+                // Released even if the poll throws, so a bug cannot throttle the source for good.
+                struct InFlight {
+                    std::atomic<std::int64_t>& n;
+                    ~InFlight() { n.fetch_sub(1, std::memory_order_acq_rel); }
+                } in_flight{st.in_flight};
                 co_await poll_once(p);
-                p.source.in_flight.fetch_sub(1, std::memory_order_acq_rel);
             }
             auto next = p.schedule.next(tick, Clock::now().time_since_epoch());
             if (next.skipped) st.skipped_ticks.fetch_add(next.skipped, std::memory_order_relaxed);
@@ -548,9 +526,20 @@ void PollerGroup::cancel_in_flight() {
     }
 }
 
-void PollerGroup::close_connections() {
-    for (auto& p : impl_->pollers) asio::post(p->executor, [poller = p.get()] { poller->close_connection(); });
+void PollerGroup::close_connections(std::function<void()> done) {
+    // On each poller's own executor: behind any cancel the drain posted there earlier.
+    auto remaining = std::make_shared<std::atomic<std::size_t>>(impl_->pollers.size());
+    auto finished = std::make_shared<std::function<void()>>(std::move(done));
+    if (impl_->pollers.empty()) (*finished)();
+    for (auto& p : impl_->pollers) {
+        asio::post(p->executor, [poller = p.get(), remaining, finished] {
+            poller->close_connection();
+            if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1) (*finished)();
+        });
+    }
 }
+
+void PollerGroup::flush_logs() { impl_->error_log.flush(); }
 
 std::size_t PollerGroup::size() const noexcept { return impl_->pollers.size(); }
 std::size_t PollerGroup::running() const noexcept { return impl_->running.load(); }

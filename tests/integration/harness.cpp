@@ -151,7 +151,7 @@ fs::path write_config(const fs::path& dir, const DaemonConfig& c) {
         << ", quotes: " << (c.quotes ? "true" : "false") << ", bar_interval: " << c.bar_interval << " }\n"
         << "sources:\n"
         << "  - name: sim\n"
-        << "    url: \"http://127.0.0.1:" << c.port << "/quotes/{symbol}\"\n"
+        << "    url: \"http://" << c.host << ":" << c.port << "/quotes/{symbol}\"\n"
         << "    interval: " << c.interval << "\n";
     if (!c.timeout.empty()) out << "    timeout: " << c.timeout << "\n";
     out << "    symbols: { prefix: STOCK_, count: " << c.symbols << " }\n"

@@ -64,6 +64,7 @@ Sim start_sim(const fs::path& dir, std::vector<std::string> extra_args = {});
 
 // Writes a config polling the simulator and returns its path.
 struct DaemonConfig {
+    std::string host = "127.0.0.1";
     int port = 0;
     int symbols = 100;
     std::string interval = "50ms";
