@@ -81,6 +81,9 @@ public:
     // Writes the suppressed counts of rate-limited error logs.
     void flush_logs();
 
+    // How many pollers are in each PollerState now (the seed's TaskManager.get_stats).
+    std::array<std::size_t, 6> state_counts() const noexcept;
+
     std::size_t size() const noexcept;
     std::size_t running() const noexcept;  // coroutines not yet returned
     std::size_t polls_in_flight() const noexcept;

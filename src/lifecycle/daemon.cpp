@@ -33,6 +33,15 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 double to_ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
+// {"pending": n, "running": n, ...}: pollers by the state of their latest poll.
+nlohmann::json pollers_by_state(const PollerGroup& pollers) {
+    nlohmann::json out = nlohmann::json::object();
+    auto counts = pollers.state_counts();
+    for (std::size_t i = 0; i < counts.size(); ++i)
+        out[std::string(to_string(static_cast<PollerState>(i)))] = counts[i];
+    return out;
+}
+
 std::int64_t wall_clock_ns() {
     return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -232,7 +241,8 @@ private:
                                   {"tick_lateness_p99_ms", to_ms(lateness.quantile(0.99))},
                                   {"records_written", sink.records_written},
                                   {"records_dropped", sink.records_dropped},
-                                  {"errors", errors}});
+                                  {"errors", errors},
+                                  {"pollers", pollers_by_state(pollers_)}});
             prev = now;
             prev_at = at;
         }
@@ -352,6 +362,7 @@ private:
                               {"polls_timed_out", t.timed_out},
                               {"polls_cancelled", t.cancelled},
                               {"polls_cancelled_by_drain", t.cancelled - cancelled_before},
+                              {"pollers", pollers_by_state(pollers_)},
                               {"quotes_accepted", quotes_accepted},
                               {"bars_emitted", bars_emitted},
                               {"records_written", sink.records_written},

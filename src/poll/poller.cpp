@@ -541,6 +541,12 @@ void PollerGroup::close_connections(std::function<void()> done) {
 
 void PollerGroup::flush_logs() { impl_->error_log.flush(); }
 
+std::array<std::size_t, 6> PollerGroup::state_counts() const noexcept {
+    std::array<std::size_t, 6> counts{};
+    for (auto& p : impl_->pollers) ++counts[static_cast<std::size_t>(p->state.load(std::memory_order_relaxed))];
+    return counts;
+}
+
 std::size_t PollerGroup::size() const noexcept { return impl_->pollers.size(); }
 std::size_t PollerGroup::running() const noexcept { return impl_->running.load(); }
 std::size_t PollerGroup::polls_in_flight() const noexcept {

@@ -93,6 +93,22 @@ TEST(Daemon, InvalidConfigExitsTwoNamingLineAndKeyAndWritesNothing) {
     EXPECT_EQ(check.wait(10s), 2);
 }
 
+TEST(Daemon, UnwritableOutputDirectoryExitsTwoBeforePolling) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "5"});
+    DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 5;
+    auto path = harness::write_config(dir.path(), c);
+    std::ofstream(dir / "out") << "a file where the output directory should be\n";
+    auto daemon = start_daemon(dir, path);
+    auto code = daemon->wait(10s);
+    ASSERT_TRUE(code);
+    EXPECT_EQ(*code, 2);
+    EXPECT_NE(daemon->stderr_text().find((dir / "out").string()), std::string::npos) << daemon->stderr_text();
+    EXPECT_EQ(sim_stats(sim.port)["responses"].get<int>(), 0) << "nothing may be polled";
+}
+
 TEST(Daemon, CheckConfigAcceptsAValidFile) {
     TempDir dir;
     DaemonConfig c;
@@ -191,6 +207,9 @@ TEST(Daemon, TwoThousandPollersAtFiftyMillisecondsAllComplete) {
     auto summary = find_log(*daemon, "summary");
     ASSERT_TRUE(summary) << "no summary line";
     EXPECT_GT((*summary)["polls_per_s"].get<double>(), 0.0);
+    int pollers = 0;
+    for (auto& [state, n] : (*summary)["pollers"].items()) pollers += n.get<int>();
+    EXPECT_EQ(pollers, 2000) << "every poller is in exactly one state";
 }
 
 TEST(Daemon, HungSymbolsDoNotStopTheDrainAndHealthyDataIsComplete) {
