@@ -52,6 +52,14 @@ Output check_output(const TempDir& dir) {
     return o;
 }
 
+// Lets the daemon run, sends SIGTERM, and returns its exit status (nullopt: it did not exit).
+std::optional<int> run_then_stop(Process& daemon, std::chrono::milliseconds run_for,
+                                 std::chrono::milliseconds exit_within = 5s) {
+    std::this_thread::sleep_for(run_for);
+    daemon.signal(SIGTERM);
+    return daemon.wait(exit_within);
+}
+
 std::optional<nlohmann::json> find_log(const Process& p, const std::string& msg) {
     for (auto& line : p.stdout_json())
         if (line.value("msg", "") == msg) return line;
@@ -294,9 +302,7 @@ TEST(Daemon, ServerClosingKeepAliveConnectionsLosesNoQuote) {
     c.symbols = 50;
     c.interval = "50ms";
     auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
-    std::this_thread::sleep_for(2s);
-    daemon->signal(SIGTERM);
-    auto code = daemon->wait(5s);
+    auto code = run_then_stop(*daemon, 2s);
     ASSERT_TRUE(code);
     EXPECT_EQ(*code, 0);
     auto done = find_log(*daemon, "drain complete");
@@ -320,9 +326,7 @@ TEST(Daemon, HostNamesAreResolvedOffThePollPath) {
     c.symbols = 20;
     c.interval = "50ms";
     auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
-    std::this_thread::sleep_for(2s);
-    daemon->signal(SIGTERM);
-    auto code = daemon->wait(5s);
+    auto code = run_then_stop(*daemon, 2s);
     ASSERT_TRUE(code);
     EXPECT_EQ(*code, 0) << daemon->stdout_text();
     auto out = check_output(dir);
