@@ -147,7 +147,9 @@ static void run_sigterm_loses_nothing(int threads) {
     DaemonConfig c;
     c.port = sim.port;
     c.symbols = 300;
-    c.interval = "100ms";
+    // A generous per-poll timeout: a poll that timed out after the simulator answered would
+    // break the exact count below, and sanitizer builds on shared cores stall now and then.
+    c.interval = "200ms";
     c.threads = threads;
     auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
     std::this_thread::sleep_for(2500ms);
@@ -168,7 +170,7 @@ static void run_sigterm_loses_nothing(int threads) {
 
     auto stats = sim_stats(sim.port);
     auto out = check_output(dir);
-    EXPECT_GT(out.quotes, 300u * 10u) << "pollers barely polled";
+    EXPECT_GT(out.quotes, 300u * 5u) << "pollers barely polled";
     EXPECT_EQ(stats["responses"].get<std::size_t>(), out.quotes)
         << "simulator wrote " << stats["responses"] << " responses, daemon wrote " << out.quotes << " quotes";
     EXPECT_EQ((*done)["quotes_accepted"].get<std::size_t>(), out.quotes);
