@@ -116,7 +116,6 @@ public:
                                     {"threads", config_.runtime.threads},
                                     {"output_dir", config_.output.dir},
                                     {"grace_ms", to_ms(config_.shutdown.grace)}});
-        started_at_ = Clock::now();
         pollers_.start([this] { asio::post(control_, [this] { wake_.cancel(); }); });
         start_flush_timer();
         start_bar_timer();
@@ -399,7 +398,6 @@ private:
     JsonlSink sink_;
     Aggregator aggregator_;
     PollerGroup pollers_;
-    Clock::time_point started_at_{};
     std::atomic<bool> draining_{false};
     std::atomic<bool> emergency_{false};
     bool sockets_closed_ = false;  // control strand only

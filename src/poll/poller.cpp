@@ -19,7 +19,6 @@
 #include <boost/beast/http/error.hpp>
 
 #include <algorithm>
-#include <mutex>
 
 namespace mdagg {
 namespace {
@@ -200,13 +199,8 @@ std::string_view to_string(PollError e) noexcept {
 }
 
 struct PollerGroup::Impl {
-    Impl(asio::io_context& io_, const Config& config_, const Universe& universe_, QuoteHandler h)
-        : io(io_), config(config_), universe(universe_), on_quote(std::move(h)),
-          error_log(std::chrono::seconds(10)) {}
+    explicit Impl(QuoteHandler h) : on_quote(std::move(h)), error_log(std::chrono::seconds(10)) {}
 
-    asio::io_context& io;
-    const Config& config;
-    const Universe& universe;
     QuoteHandler on_quote;
     std::vector<std::unique_ptr<SourceRuntime>> sources;
     std::vector<std::unique_ptr<Poller>> pollers;
@@ -471,7 +465,7 @@ struct PollerGroup::Impl {
 
 PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Universe& universe,
                          QuoteHandler on_quote)
-    : impl_(std::make_unique<Impl>(io, config, universe, std::move(on_quote))) {
+    : impl_(std::make_unique<Impl>(std::move(on_quote))) {
     std::unordered_map<std::string_view, SymbolId> symbol_ids;
     for (SymbolId i = 0; i < universe.symbols.size(); ++i) symbol_ids.emplace(universe.symbols[i], i);
     for (SourceId s = 0; s < config.sources.size(); ++s) {
