@@ -26,7 +26,16 @@ struct TimeField {
 };
 
 // JSON Pointers into a response. An empty pointer means "not mapped".
+// A body-level success check, for venues that answer errors with a 200 (OKX `code` != "0",
+// Bybit `retCode` != 0, Kraken's non-empty `error` array).
+struct SuccessCheck {
+    std::string pointer;                // JSON Pointer to the status field
+    std::optional<std::string> equals;  // success when the value's text (string or number) is this
+    bool empty = false;                 // success when the value is absent, null, "", [] or {}
+};
+
 struct FieldMap {
+    std::optional<SuccessCheck> success;  // checked before any other field
     std::string symbol;    // optional: when set, the response must name the polled symbol
     std::string bid;       // required
     std::string ask;       // required
@@ -55,8 +64,39 @@ struct SourceConfig {
     Duration connect_timeout = std::chrono::seconds(1);
     std::size_t max_in_flight = 0;  // defaults to the symbol count
     std::size_t max_body_bytes = 64 * 1024;
+    // Tokens one request takes from its host's bucket (a venue's request weight).
+    std::uint32_t cost = 1;
+    std::size_t host = 0;  // index into Config::hosts
+    // A quote not refreshed for this long leaves the consolidated best bid/offer and is
+    // reported stale. Defaults to 10 intervals, at least 1 s.
+    Duration stale_after{};
     std::vector<std::string> symbols;
     FieldMap fields;
+};
+
+// Limits shared by every poller of one host (host and port of the sources' URLs).
+struct HostConfig {
+    std::string host;
+    std::uint16_t port = 0;  // 0: every port of the host (a venue limits per address, not port)
+    double rate = 0;   // tokens per second; 0 = unlimited
+    double burst = 0;  // bucket size; defaults to max(rate, the largest cost)
+    // Pauses of the whole host when the server does not say how long (Retry-After).
+    Duration rate_limit_pause = std::chrono::seconds(1);  // after a 429
+    Duration ban_pause = std::chrono::minutes(1);         // after a 418 or 403
+    Duration max_pause = std::chrono::hours(1);           // cap on any signalled pause
+    struct {
+        std::uint32_t failures = 50;  // consecutive, across the host's pollers; 0 = no breaker
+        Duration cooldown = std::chrono::seconds(1);
+        Duration max_cooldown = std::chrono::seconds(30);
+    } breaker;
+    // A response header reporting the budget used in the venue's window
+    // (X-MBX-USED-WEIGHT-1M); past slow_at * limit the bucket refills more slowly.
+    struct Usage {
+        std::string header;
+        double limit = 0;
+        double slow_at = 0.8;
+    };
+    std::optional<Usage> usage;
 };
 
 struct Config {
@@ -80,6 +120,9 @@ struct Config {
         std::size_t max_buffer_bytes = 64 * 1024 * 1024;  // unflushed output; beyond it records drop
     } output;
     std::vector<SourceConfig> sources;
+    // The configured `hosts:` entries, then a default entry for each host:port no entry
+    // names. SourceConfig::host indexes this.
+    std::vector<HostConfig> hosts;
 };
 
 // The message is complete and ready to print: "demo.yaml:14:14: sources[0].interval: expected a

@@ -5,7 +5,9 @@
 #include <boost/beast/http/basic_parser.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,16 +17,27 @@ namespace mdagg::http {
 // A keep-alive GET, serialized once per poller and written as-is on every poll.
 std::string make_get_request(std::string_view host, std::uint16_t port, std::string_view target);
 
+// Retry-After (RFC 9110 section 10.2.3): delay-seconds, or an HTTP-date in any of its three
+// forms (IMF-fixdate, RFC 850, asctime). Returns the wait from `now` (zero for a date in the
+// past), or nullopt when the value is neither.
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
+                                                      std::chrono::system_clock::time_point now);
+
 // Parses one response into a caller-owned body string (its capacity is reused across polls),
 // keeping only the status and the headers the poller acts on. Single use, like every Beast
 // parser: construct one per response.
 class ResponseParser final : public boost::beast::http::basic_parser<false> {
 public:
-    ResponseParser(std::string& body, std::size_t body_limit, std::uint32_t header_limit = 8 * 1024);
+    // `usage_header`: a header whose numeric value to keep (a venue's used-weight counter);
+    // empty for none. The view must outlive the parser.
+    ResponseParser(std::string& body, std::size_t body_limit, std::uint32_t header_limit = 8 * 1024,
+                   std::string_view usage_header = {});
 
     int status() const noexcept { return status_; }
     // Raw Retry-After value ("" when absent); truncated to 63 characters.
     std::string_view retry_after() const noexcept { return {retry_after_.data(), retry_after_size_}; }
+    // The usage header's value, when present and numeric.
+    std::optional<double> usage() const noexcept { return usage_; }
 
 private:
     using error_code = boost::beast::error_code;
@@ -46,6 +59,8 @@ private:
     int status_ = 0;
     std::array<char, 63> retry_after_{};
     std::size_t retry_after_size_ = 0;
+    std::string_view usage_header_;
+    std::optional<double> usage_;
 };
 
 }  // namespace mdagg::http

@@ -20,6 +20,7 @@ enum class MappingError {
     bad_number,          // a price/size/seq that is not an exact decimal/integer
     bad_timestamp,       // exchange time unparsable or out of range
     symbol_mismatch,     // the body names another symbol than the one polled
+    body_error,          // the source's success check failed: the venue answered an error
 };
 const std::error_category& mapping_category() noexcept;
 std::error_code make_error_code(MappingError e) noexcept;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <mdagg/config.hpp>
+#include <mdagg/host_guard.hpp>
 #include <mdagg/metrics.hpp>
 #include <mdagg/quote.hpp>
 
@@ -26,14 +27,20 @@ std::string_view to_string(PollerState s) noexcept;
 
 // Why a poll failed; counted per source.
 enum class PollError : std::uint8_t {
-    resolve,      // name lookup failed
-    connect,      // refused / unreachable
-    timeout,      // the poll's deadline passed (connect, write or read)
-    closed,       // reset or closed mid-exchange (after the one retry)
-    http_status,  // non-2xx
-    protocol,     // unparsable HTTP, header limit
+    resolve,       // name lookup failed, or none has answered yet
+    connect,       // refused / unreachable
+    timeout,       // the poll's deadline passed (connect, write or read; a trickle too)
+    reset,         // reset or closed mid-exchange (after the one retry)
+    http_4xx,      // a client error other than the rate-limit and ban statuses
+    http_5xx,
+    http_other,    // 1xx or 3xx as a final answer
+    rate_limited,  // 429: the host pauses for its Retry-After
+    banned,        // 418 or 403: the host pauses for its Retry-After or ban_pause
+    protocol,      // unparsable HTTP, headers beyond 8 KiB
     body_too_large,
-    mapping,      // body did not map to a quote (malformed JSON, missing field, bad number)
+    malformed,     // the body is not JSON
+    mapping,       // a required field missing, a bad number or timestamp, another symbol
+    body_error,    // the source's success check failed (an error inside a 200)
     count_
 };
 std::string_view to_string(PollError e) noexcept;
@@ -47,6 +54,9 @@ struct SourceStats {
     std::atomic<std::uint64_t> cancelled{0};
     std::atomic<std::uint64_t> skipped_ticks{0};  // ticks missed while the previous poll ran
     std::atomic<std::uint64_t> throttled_ticks{0};  // ticks skipped at max_in_flight or in backoff
+    std::atomic<std::uint64_t> rate_limited_ticks{0};  // the host's token bucket was empty
+    std::atomic<std::uint64_t> paused_ticks{0};        // the host was paused (Retry-After, ban)
+    std::atomic<std::uint64_t> breaker_ticks{0};       // the host's circuit breaker was open
     std::atomic<std::uint64_t> connects{0};
     std::atomic<std::uint64_t> retries{0};  // GETs re-sent once after a stale keep-alive close
     std::atomic<std::int64_t> in_flight{0};
@@ -89,6 +99,9 @@ public:
     std::size_t polls_in_flight() const noexcept;
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const noexcept;
+    // Per entry of Config::hosts: breaker, pause and bucket state.
+    HostGuard::Status host_status(std::size_t host) const;
+    std::size_t host_count() const noexcept;
 
 private:
     struct Impl;

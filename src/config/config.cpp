@@ -20,6 +20,7 @@ using namespace config_detail;
 constexpr std::uint64_t max_threads = 1024;
 constexpr std::uint64_t max_symbols = 1'000'000;
 constexpr std::uint64_t min_body_bytes = 256;
+constexpr std::uint64_t max_cost = 1'000'000;
 constexpr std::uint64_t max_body_bytes = 64 * 1024 * 1024;
 // Below a few KiB the sink could not hold even one batch of records.
 constexpr std::uint64_t min_buffer_bytes = 4096;
@@ -119,6 +120,32 @@ constexpr Key<FieldMap> field_keys[] = {
     {"seq", [](const Value& v, FieldMap& f) { f.seq = read_pointer(v); }},
 };
 
+// ---- sources[i].success -------------------------------------------------------------------
+
+struct SuccessDraft {
+    SuccessCheck check;
+    bool has_equals = false;
+};
+
+constexpr Key<SuccessDraft> success_keys[] = {
+    {"pointer", [](const Value& v, SuccessDraft& d) { d.check.pointer = read_required_pointer(v); }, true},
+    {"equals",
+     [](const Value& v, SuccessDraft& d) {
+         // Compared with the value's text: "0" matches both "code":"0" and "retCode":0.
+         d.check.equals = read_string(v);
+         d.has_equals = true;
+     }},
+    {"empty", [](const Value& v, SuccessDraft& d) { d.check.empty = read_bool(v); }},
+};
+
+void read_success(const Value& v, FieldMap& f) {
+    SuccessDraft d;
+    read_map(v, success_keys, d);
+    if (d.has_equals == d.check.empty)
+        v.fail("needs exactly one of equals: VALUE or empty: true");
+    f.success = std::move(d.check);
+}
+
 // ---- sources[i].symbols --------------------------------------------------------------------
 
 struct SymbolRange {
@@ -186,7 +213,7 @@ void read_symbols(const Value& v, std::vector<std::string>& out) {
 // Values kept for the checks that involve two keys, so those can point at the right one.
 struct SourceDraft {
     SourceConfig cfg;
-    std::optional<Value> name, url, interval, timeout, max_in_flight;
+    std::optional<Value> name, url, interval, timeout, max_in_flight, stale_after, cost;
 };
 
 std::string read_source_name(const Value& v) {
@@ -238,6 +265,17 @@ constexpr Key<SourceDraft> source_keys[] = {
      [](const Value& v, SourceDraft& d) {
          d.cfg.max_body_bytes = read_uint(v, min_body_bytes, max_body_bytes);
      }},
+    {"cost",
+     [](const Value& v, SourceDraft& d) {
+         d.cfg.cost = static_cast<std::uint32_t>(read_uint(v, 1, max_cost));
+         d.cost = v;
+     }},
+    {"stale_after",
+     [](const Value& v, SourceDraft& d) {
+         d.cfg.stale_after = read_duration(v);
+         d.stale_after = v;
+     }},
+    {"success", [](const Value& v, SourceDraft& d) { read_success(v, d.cfg.fields); }},
     {"symbols", [](const Value& v, SourceDraft& d) { read_symbols(v, d.cfg.symbols); }, true},
     {"fields", [](const Value& v, SourceDraft& d) { read_map(v, field_keys, d.cfg.fields); }, true},
 };
@@ -252,13 +290,23 @@ SourceDraft read_source(const Value& v) {
     else if (s.timeout > s.interval)
         d.timeout->fail("must not exceed the interval (" + d.interval->node().Scalar() + ")");
     if (!d.max_in_flight) s.max_in_flight = s.symbols.size();
+    // Within one interval a quote is as fresh as polling can make it.
+    if (!d.stale_after)
+        s.stale_after = std::max<Duration>(10 * s.interval, std::chrono::seconds(1));
+    else if (s.stale_after <= s.interval)
+        d.stale_after->fail("must be longer than the interval (" + d.interval->node().Scalar() + ")");
     if (s.symbols.size() != 1 && s.url.target_template.find("{symbol}") == std::string::npos)
         d.url->fail("must contain \"{symbol}\" because the source polls " +
                     std::to_string(s.symbols.size()) + " symbols");
     return d;
 }
 
-void read_sources(const Value& v, Config& c) {
+// Kept for checks against the hosts list, which may come before or after `sources`.
+struct SourceMarks {
+    std::optional<Value> url, cost;
+};
+
+void read_sources(const Value& v, Config& c, std::vector<SourceMarks>& marks) {
     if (!v.is_list()) v.fail("expected a list of sources, got " + v.describe());
     const std::vector<Value> items = read_list(v);
     if (items.empty()) v.fail("must list at least one source");
@@ -270,25 +318,160 @@ void read_sources(const Value& v, Config& c) {
             d.name->fail("duplicate source name \"" + d.cfg.name + "\", already used by " +
                          v.path() + '[' + std::to_string(it->second) + ']');
         c.sources.push_back(std::move(d.cfg));
+        marks.push_back({d.url, d.cost});
+    }
+}
+
+// ---- hosts ---------------------------------------------------------------------------------
+
+struct HostDraft {
+    HostConfig cfg;
+    std::optional<Value> entry, host, burst, pause_cap;
+    bool has_burst = false;
+};
+
+constexpr Key<HostConfig> breaker_keys[] = {
+    {"failures",
+     [](const Value& v, HostConfig& h) {
+         h.breaker.failures = static_cast<std::uint32_t>(read_uint(v, 0, 1'000'000));
+     }},
+    {"cooldown", [](const Value& v, HostConfig& h) { h.breaker.cooldown = read_duration(v); }},
+    {"max_cooldown", [](const Value& v, HostConfig& h) { h.breaker.max_cooldown = read_duration(v); }},
+};
+
+constexpr Key<HostConfig::Usage> usage_keys[] = {
+    {"header",
+     [](const Value& v, HostConfig::Usage& u) {
+         u.header = read_nonempty_string(v);
+         for (char c : u.header)
+             if (!is_ascii_alnum(c) && c != '-' && c != '_')
+                 v.fail("invalid character " + describe_char(c) + " in a header name");
+     },
+     true},
+    {"limit", [](const Value& v, HostConfig::Usage& u) { u.limit = read_number(v, 1, 1e12); }, true},
+    {"slow_at", [](const Value& v, HostConfig::Usage& u) { u.slow_at = read_number(v, 0.05, 0.99); }},
+};
+
+void read_host_name(const Value& v, HostDraft& d) {
+    const std::string text = read_nonempty_string(v);
+    // Reuse the URL parser so a host here is spelled exactly as in a source's url.
+    Url url;
+    if (auto err = parse_url("http://" + text + "/", url))
+        v.fail("expected HOST or HOST:PORT as in the sources' urls: " + *err);
+    d.cfg.host = url.host;
+    d.cfg.port = text.find(':') == std::string::npos ? 0 : url.port;
+    d.host = v;
+}
+
+constexpr Key<HostDraft> host_keys[] = {
+    {"host", read_host_name, true},
+    {"rate", [](const Value& v, HostDraft& d) { d.cfg.rate = read_number(v, 0, 1e9); }},
+    {"burst",
+     [](const Value& v, HostDraft& d) {
+         d.cfg.burst = read_number(v, 1, 1e9);
+         d.burst = v;
+     }},
+    {"rate_limit_pause", [](const Value& v, HostDraft& d) { d.cfg.rate_limit_pause = read_duration(v); }},
+    {"ban_pause", [](const Value& v, HostDraft& d) { d.cfg.ban_pause = read_duration(v); }},
+    {"max_pause",
+     [](const Value& v, HostDraft& d) {
+         d.cfg.max_pause = read_duration(v);
+         d.pause_cap = v;
+     }},
+    {"breaker", [](const Value& v, HostDraft& d) { read_map(v, breaker_keys, d.cfg); }},
+    {"usage",
+     [](const Value& v, HostDraft& d) {
+         HostConfig::Usage usage;
+         read_map(v, usage_keys, usage);
+         d.cfg.usage = std::move(usage);
+     }},
+};
+
+void read_hosts(const Value& v, std::vector<HostDraft>& out) {
+    const std::vector<Value> items = read_list(v);
+    for (const Value& item : items) {
+        HostDraft d;
+        d.entry = item;
+        read_map(item, host_keys, d);
+        if (d.cfg.usage && d.cfg.rate <= 0)
+            item.fail_child("usage", "needs a rate: the usage header slows the host's token bucket");
+        if (d.cfg.breaker.max_cooldown < d.cfg.breaker.cooldown)
+            item.fail_child("breaker.max_cooldown", "must not be shorter than breaker.cooldown");
+        for (const HostDraft& other : out)
+            if (other.cfg.host == d.cfg.host && other.cfg.port == d.cfg.port)
+                d.host->fail("duplicate host entry (first at line " +
+                             std::to_string(other.host->mark().line + 1) + ')');
+        out.push_back(std::move(d));
+    }
+}
+
+// Every source gets its host's entry: an exact host:port entry, else a port-less one, else a
+// default entry of its own host:port. Then the checks that need both lists.
+void resolve_hosts(Config& c, std::vector<HostDraft>& drafts, const std::vector<SourceMarks>& marks) {
+    std::vector<bool> used(drafts.size(), false);
+    for (auto& d : drafts) c.hosts.push_back(d.cfg);
+    for (std::size_t s = 0; s < c.sources.size(); ++s) {
+        SourceConfig& src = c.sources[s];
+        std::optional<std::size_t> exact, any_port;
+        for (std::size_t h = 0; h < c.hosts.size(); ++h) {
+            if (c.hosts[h].host != src.url.host) continue;
+            if (c.hosts[h].port == src.url.port) exact = h;
+            else if (c.hosts[h].port == 0) any_port = h;
+        }
+        if (!exact && !any_port) {
+            HostConfig def;
+            def.host = src.url.host;
+            def.port = src.url.port;
+            c.hosts.push_back(std::move(def));
+            exact = c.hosts.size() - 1;
+        }
+        src.host = exact ? *exact : *any_port;
+        if (src.host < drafts.size()) used[src.host] = true;
+    }
+    for (std::size_t h = 0; h < drafts.size(); ++h) {
+        HostDraft& d = drafts[h];
+        HostConfig& host = c.hosts[h];
+        // An entry no source uses is most likely a typo that leaves the real host unlimited.
+        if (!used[h]) d.host->fail("no source polls this host");
+        std::uint32_t max_cost = 1;
+        std::size_t costliest = 0;
+        for (std::size_t s = 0; s < c.sources.size(); ++s)
+            if (c.sources[s].host == h && c.sources[s].cost > max_cost) {
+                max_cost = c.sources[s].cost;
+                costliest = s;
+            }
+        if (!d.burst) {
+            host.burst = std::max(host.rate, static_cast<double>(max_cost));
+        } else if (host.rate > 0 && host.burst < max_cost) {
+            // Such a bucket could never hold the tokens for one request.
+            marks[costliest].cost->fail("exceeds burst " + d.burst->node().Scalar() + " of host " +
+                                        d.host->node().Scalar());
+        }
     }
 }
 
 // ---- the document --------------------------------------------------------------------------
 
-constexpr Key<Config> top_keys[] = {
-    {"runtime", [](const Value& v, Config& c) { read_map(v, runtime_keys, c); }},
-    {"shutdown", [](const Value& v, Config& c) { read_map(v, shutdown_keys, c); }},
-    {"log", [](const Value& v, Config& c) { read_map(v, log_keys, c); }},
-    {"output", [](const Value& v, Config& c) { read_map(v, output_keys, c); }},
-    {"sources", read_sources, true},
+struct Document {
+    Config config;
+    std::vector<SourceMarks> source_marks;
+    std::vector<HostDraft> hosts;
+};
+
+constexpr Key<Document> top_keys[] = {
+    {"runtime", [](const Value& v, Document& d) { read_map(v, runtime_keys, d.config); }},
+    {"shutdown", [](const Value& v, Document& d) { read_map(v, shutdown_keys, d.config); }},
+    {"log", [](const Value& v, Document& d) { read_map(v, log_keys, d.config); }},
+    {"output", [](const Value& v, Document& d) { read_map(v, output_keys, d.config); }},
+    {"sources", [](const Value& v, Document& d) { read_sources(v, d.config, d.source_marks); }, true},
+    {"hosts", [](const Value& v, Document& d) { read_hosts(v, d.hosts); }},
 };
 
 }  // namespace
 
 Config parse_config(std::string_view yaml_text, std::string_view file_name) {
     const std::string file(file_name);  // every Value below points into it
-    Config config;
-    config.file = file;
+    Document doc;
 
     std::vector<YAML::Node> documents;
     try {
@@ -302,8 +485,10 @@ Config parse_config(std::string_view yaml_text, std::string_view file_name) {
 
     // An empty file is an empty mapping, so it fails like any other file missing "sources".
     const Value root(file, documents.empty() ? YAML::Node() : documents[0], "", YAML::Mark());
-    read_map(root, top_keys, config);
-    return config;
+    read_map(root, top_keys, doc);
+    resolve_hosts(doc.config, doc.hosts, doc.source_marks);
+    doc.config.file = file;
+    return std::move(doc.config);
 }
 
 Config load_config(const std::string& path) {

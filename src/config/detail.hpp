@@ -58,6 +58,8 @@ private:
 std::string read_string(const Value& v);  // any scalar, possibly empty; not null
 std::string read_nonempty_string(const Value& v);
 std::uint64_t read_uint(const Value& v, std::uint64_t min, std::uint64_t max);
+// A plain decimal number ("10", "0.5"), finite, within [min, max].
+double read_number(const Value& v, double min, double max);
 bool read_bool(const Value& v);        // YAML 1.2: true/false (True/TRUE/...), unquoted
 Duration read_duration(const Value& v);  // > 0
 // Index into `choices`; suggests the closest choice on a typo.

@@ -1,6 +1,9 @@
 #include "detail.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <sstream>
 #include <cctype>
 #include <limits>
 
@@ -126,6 +129,23 @@ std::uint64_t read_uint(const Value& v, std::uint64_t min, std::uint64_t max) {
     }
     if ((negative && n != 0) || n < min || n > max) v.fail(range);
     return n;
+}
+
+double read_number(const Value& v, double min, double max) {
+    if (!v.is_scalar()) v.fail("expected a number, got " + v.describe());
+    if (!v.is_plain()) v.fail("expected a number, not a quoted string");
+    const std::string& text = v.node().Scalar();
+    double d = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
+    // from_chars also takes "inf" and "nan"; neither is a rate.
+    if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(d))
+        v.fail("expected a number like 10 or 0.5");
+    if (d < min || d > max) {
+        std::ostringstream range;
+        range << "must be between " << min << " and " << max;
+        v.fail(range.str());
+    }
+    return d;
 }
 
 bool read_bool(const Value& v) {

@@ -2,6 +2,8 @@
 
 #include <boost/beast/http/error.hpp>
 
+#include <boost/beast/core/string.hpp>
+
 #include <algorithm>
 #include <charconv>
 
@@ -25,18 +27,109 @@ std::string make_get_request(std::string_view host, std::uint16_t port, std::str
     return req;
 }
 
-ResponseParser::ResponseParser(std::string& body, std::size_t body_limit, std::uint32_t header_limit)
-    : body_(body) {
+ResponseParser::ResponseParser(std::string& body, std::size_t body_limit, std::uint32_t header_limit,
+                               std::string_view usage_header)
+    : body_(body), usage_header_(usage_header) {
     body_.clear();
     this->body_limit(body_limit);
     this->header_limit(header_limit);
 }
 
-void ResponseParser::on_field_impl(field name, string_view, string_view value, error_code&) {
+void ResponseParser::on_field_impl(field name, string_view name_string, string_view value, error_code&) {
     if (name == field::retry_after) {
         retry_after_size_ = std::min(value.size(), retry_after_.size());
         std::copy_n(value.data(), retry_after_size_, retry_after_.data());
+    } else if (!usage_header_.empty() && boost::beast::iequals(name_string, usage_header_)) {
+        double v = 0;
+        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+        if (ec == std::errc() && end == value.data() + value.size() && v >= 0) usage_ = v;
     }
+}
+
+namespace {
+
+bool all_digits(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+int to_int(std::string_view s) {
+    int v = 0;
+    std::from_chars(s.data(), s.data() + s.size(), v);
+    return v;
+}
+
+int month_number(std::string_view m) {
+    constexpr std::string_view months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    for (int i = 0; i < 12; ++i)
+        if (m == months[i]) return i + 1;
+    return 0;
+}
+
+// Splits on spaces, commas and (for RFC 850 dates) '-'; collapses runs (asctime pads days).
+std::size_t tokenize(std::string_view s, std::array<std::string_view, 8>& out) {
+    std::size_t n = 0;
+    std::size_t i = 0;
+    while (i < s.size() && n < out.size()) {
+        while (i < s.size() && (s[i] == ' ' || s[i] == ',' || s[i] == '-')) ++i;
+        const std::size_t start = i;
+        while (i < s.size() && s[i] != ' ' && s[i] != ',' && s[i] != '-') ++i;
+        if (i > start) out[n++] = s.substr(start, i - start);
+    }
+    return i < s.size() ? out.size() + 1 : n;  // too many tokens: not a date
+}
+
+std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view s) {
+    std::array<std::string_view, 8> t;
+    const std::size_t n = tokenize(s, t);
+    std::string_view day, month, year, time;
+    if (n == 6 && t[5] == "GMT") {  // IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT" or RFC 850
+        day = t[1];
+        month = t[2];
+        year = t[3];
+        time = t[4];
+    } else if (n == 5) {  // asctime "Sun Nov  6 08:49:37 1994"
+        month = t[1];
+        day = t[2];
+        time = t[3];
+        year = t[4];
+    } else {
+        return std::nullopt;
+    }
+    if (!all_digits(day) || day.size() > 2 || !all_digits(year) || (year.size() != 4 && year.size() != 2))
+        return std::nullopt;
+    int y = to_int(year);
+    // RFC 850's two-digit year: RFC 9110 reads it as the nearest matching year; with no venue
+    // sending dates before 1970, 70..99 are 19xx and the rest 20xx.
+    if (year.size() == 2) y += y >= 70 ? 1900 : 2000;
+    const int mon = month_number(month);
+    if (mon == 0 || time.size() != 8 || time[2] != ':' || time[5] != ':') return std::nullopt;
+    const auto hh = time.substr(0, 2), mm = time.substr(3, 2), ss = time.substr(6, 2);
+    if (!all_digits(hh) || !all_digits(mm) || !all_digits(ss)) return std::nullopt;
+    const int h = to_int(hh), mi = to_int(mm), sec = to_int(ss);
+    if (h > 23 || mi > 59 || sec > 60) return std::nullopt;
+    const std::chrono::year_month_day ymd{std::chrono::year(y), std::chrono::month(static_cast<unsigned>(mon)),
+                                          std::chrono::day(static_cast<unsigned>(to_int(day)))};
+    if (!ymd.ok()) return std::nullopt;
+    return std::chrono::sys_days(ymd) + std::chrono::hours(h) + std::chrono::minutes(mi) +
+           std::chrono::seconds(sec);
+}
+
+}  // namespace
+
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
+                                                      std::chrono::system_clock::time_point now) {
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (all_digits(value)) {
+        // Beyond a day it is a ban length anyway; the caller caps it. Saturate, never overflow.
+        if (value.size() > 9) return std::chrono::seconds(999'999'999);
+        return std::chrono::seconds(to_int(value));
+    }
+    const auto date = parse_http_date(value);
+    if (!date) return std::nullopt;
+    const auto wait = std::chrono::ceil<std::chrono::seconds>(*date - now);
+    return std::max(wait, std::chrono::seconds(0));
 }
 
 void ResponseParser::on_body_init_impl(boost::optional<std::uint64_t> const& content_length, error_code&) {

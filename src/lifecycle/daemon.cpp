@@ -182,7 +182,7 @@ private:
 
     struct Totals {
         std::uint64_t started = 0, completed = 0, failed = 0, timed_out = 0, cancelled = 0,
-                      skipped = 0, throttled = 0;
+                      skipped = 0, throttled = 0, rate_limited = 0, paused = 0, breaker = 0;
         std::int64_t in_flight = 0;
         std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)> errors{};
         LatencyHistogram::Snapshot latency, lateness;
@@ -198,12 +198,30 @@ private:
             t.cancelled += st.cancelled.load();
             t.skipped += st.skipped_ticks.load();
             t.throttled += st.throttled_ticks.load();
+            t.rate_limited += st.rate_limited_ticks.load();
+            t.paused += st.paused_ticks.load();
+            t.breaker += st.breaker_ticks.load();
             t.in_flight += st.in_flight.load();
             for (std::size_t e = 0; e < t.errors.size(); ++e) t.errors[e] += st.errors[e].load();
             t.latency.merge(st.latency.snapshot());
             t.lateness.merge(st.lateness.snapshot());
         }
         return t;
+    }
+
+    // Hosts that are paused or whose breaker is not closed; an empty object when all are well.
+    nlohmann::json hosts_not_healthy() const {
+        nlohmann::json out = nlohmann::json::object();
+        for (std::size_t h = 0; h < pollers_.host_count(); ++h) {
+            const auto st = pollers_.host_status(h);
+            if (st.breaker == BreakerState::closed && st.pause == PauseReason::none) continue;
+            const auto& cfg = config_.hosts[h];
+            nlohmann::json entry{{"breaker", to_string(st.breaker)}, {"pause", to_string(st.pause)}};
+            if (st.pause != PauseReason::none)
+                entry["paused_for_ms"] = to_ms(st.paused_until - Clock::now());
+            out[cfg.port ? cfg.host + ':' + std::to_string(cfg.port) : cfg.host] = std::move(entry);
+        }
+        return out;
     }
 
     asio::awaitable<void> summaries() {
@@ -232,6 +250,9 @@ private:
                                   {"timed_out", now.timed_out - prev.timed_out},
                                   {"skipped_ticks", now.skipped - prev.skipped},
                                   {"throttled_ticks", now.throttled - prev.throttled},
+                                  {"rate_limited_ticks", now.rate_limited - prev.rate_limited},
+                                  {"paused_ticks", now.paused - prev.paused},
+                                  {"breaker_ticks", now.breaker - prev.breaker},
                                   {"in_flight", now.in_flight},
                                   {"error_rate", done ? static_cast<double>(bad) / static_cast<double>(done) : 0.0},
                                   {"latency_p50_ms", to_ms(latency.quantile(0.5))},
@@ -241,7 +262,8 @@ private:
                                   {"records_written", sink.records_written},
                                   {"records_dropped", sink.records_dropped},
                                   {"errors", errors},
-                                  {"pollers", pollers_by_state(pollers_)}});
+                                  {"pollers", pollers_by_state(pollers_)},
+                                  {"hosts", hosts_not_healthy()}});
             prev = now;
             prev_at = at;
         }

@@ -23,6 +23,7 @@ public:
         case MappingError::bad_timestamp: return "exchange time is unparsable or out of range";
         case MappingError::symbol_mismatch:
             return "response names another symbol than the one polled";
+        case MappingError::body_error: return "the body reports an error (success check failed)";
         }
         return "unknown mapping error";
     }
@@ -79,7 +80,7 @@ Pointer compile_pointer(std::string_view text, const char* field) {
     return steps;
 }
 
-enum Field : unsigned { f_symbol, f_bid, f_ask, f_bid_size, f_ask_size, f_seq, f_time, f_count };
+enum Field : unsigned { f_symbol, f_bid, f_ask, f_bid_size, f_ask_size, f_seq, f_time, f_success, f_count };
 constexpr std::uint8_t bit(unsigned f) { return static_cast<std::uint8_t>(1u << f); }
 
 enum class Kind : std::uint8_t { absent, string, integer, number, boolean, null, container };
@@ -214,6 +215,10 @@ struct QuoteMapper::Impl {
     std::string key_buf;                       // a key with escapes, when it must be compared
     std::uint8_t wanted = 0;                   // mapped fields not yet captured
     std::uint8_t pending = 0;                  // fields whose pointer matches the next value's path
+    // The success value when it is a container: its depth, and whether it holds anything.
+    std::size_t success_depth = 0;
+    bool success_nonempty = false;
+    std::optional<SuccessCheck> success;
 
     void begin_container() {
         const std::uint8_t live = pending & wanted;
@@ -222,6 +227,7 @@ struct QuoteMapper::Impl {
             if (!(live & bit(f))) continue;
             if (pointers[f].size() == frames.size()) {
                 capture(f, Kind::container, {}, false);
+                if (f == f_success) success_depth = frames.size() + 1;
             } else {
                 below |= bit(f);
             }
@@ -229,9 +235,13 @@ struct QuoteMapper::Impl {
         frames.push_back({below, 0});
     }
 
-    void end_container() { frames.pop_back(); }
+    void end_container() {
+        if (frames.size() == success_depth) success_depth = 0;  // later containers are not it
+        frames.pop_back();
+    }
 
     void key(std::string_view content, bool escaped) {
+        if (frames.size() == success_depth) success_nonempty = true;
         const std::uint8_t live = frames.back().fields & wanted;
         pending = 0;
         if (!live) return;
@@ -248,6 +258,7 @@ struct QuoteMapper::Impl {
     }
 
     void element() {
+        if (frames.size() == success_depth) success_nonempty = true;
         Frame& frame = frames.back();
         const std::int64_t index = frame.next_index++;
         const std::uint8_t live = frame.fields & wanted;
@@ -282,12 +293,27 @@ struct QuoteMapper::Impl {
         wanted &= static_cast<std::uint8_t>(~bit(f));
     }
 
+    bool succeeded(const Captured& c) const noexcept {
+        if (success->empty) {
+            if (missing(c)) return true;
+            if (c.kind == Kind::container) return !success_nonempty;
+            return c.kind == Kind::string && c.text.empty();
+        }
+        // equals: the text of a string, number or boolean; absent or null is a failure.
+        return (has_text(c) || c.kind == Kind::boolean) && c.text == *success->equals;
+    }
+
     std::error_code map(std::string_view body, std::string_view expected_symbol, Quote& out) {
         frames.clear();
         got.fill({});
         wanted = mapped;
         pending = mapped;
+        success_depth = 0;
+        success_nonempty = false;
         if (!reader.read(body, *this)) return MappingError::malformed_json;
+
+        // An error body lacks the prices: report what the venue said, not a missing field.
+        if (success && !succeeded(got[f_success])) return MappingError::body_error;
 
         // Order: symbol first (a quote for another symbol is the more telling error), then
         // required prices, then optional fields.
@@ -348,6 +374,7 @@ QuoteMapper::QuoteMapper(const FieldMap& fields) : impl_(std::make_unique<Impl>(
         {&fields.ask_size, "ask_size"},
         {&fields.seq, "seq"},
         {fields.exchange_time ? &fields.exchange_time->pointer : nullptr, "exchange_time"},
+        {fields.success ? &fields.success->pointer : nullptr, "success"},
     };
     for (unsigned f = 0; f < f_count; ++f) {
         const auto [text, name] = sources[f];
@@ -356,6 +383,7 @@ QuoteMapper::QuoteMapper(const FieldMap& fields) : impl_(std::make_unique<Impl>(
         m.mapped |= bit(f);
     }
     if (fields.exchange_time) m.time_unit = fields.exchange_time->unit;
+    m.success = fields.success;
 
     // Sized for typical venue bodies so that even the first map() rarely allocates.
     m.frames.reserve(32);

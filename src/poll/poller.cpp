@@ -53,7 +53,8 @@ std::int64_t wall_clock_ns() {
 }
 
 struct SourceRuntime {
-    SourceRuntime(const SourceConfig& c, SourceId i) : config(c), id(i) {
+    SourceRuntime(const SourceConfig& c, SourceId i, HostGuard& g, const HostConfig& host)
+        : config(c), id(i), guard(g), usage_header(host.usage ? std::string_view(host.usage->header) : std::string_view()) {
         for (std::size_t e = 0; e < error_keys.size(); ++e)
             error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
         boost::system::error_code ec;
@@ -65,6 +66,8 @@ struct SourceRuntime {
     }
     const SourceConfig& config;
     SourceId id;
+    HostGuard& guard;  // shared with every other source on the same host
+    std::string_view usage_header;
     SourceStats stats;
     // "source/error class": the rate-limited log's keys, built once.
     std::array<std::string, static_cast<std::size_t>(PollError::count_)> error_keys;
@@ -163,10 +166,41 @@ PollError classify(const beast::error_code& ec) {
         ec == asio::error::network_unreachable)
         return PollError::connect;
     if (is_stale_connection_error(ec) || ec == beast::http::error::partial_message)
-        return PollError::closed;
+        return PollError::reset;
+    if (ec == beast::http::error::header_limit) return PollError::protocol;
     if (ec.category() == beast::http::make_error_code(beast::http::error::bad_version).category())
         return PollError::protocol;
-    return PollError::closed;
+    return PollError::reset;
+}
+
+PollError classify(const std::error_code& mapping_error) {
+    if (mapping_error == MappingError::malformed_json) return PollError::malformed;
+    if (mapping_error == MappingError::body_error) return PollError::body_error;
+    return PollError::mapping;
+}
+
+PollError classify_status(int status) {
+    if (status == 429) return PollError::rate_limited;
+    if (status == 418 || status == 403) return PollError::banned;
+    if (status >= 500) return PollError::http_5xx;
+    if (status >= 400) return PollError::http_4xx;
+    return PollError::http_other;
+}
+
+// What a poll's outcome says about its host, for the circuit breaker: only failures that a
+// dead or overloaded host produces count against it; an answer of any other kind shows it alive.
+HostVerdict verdict_of(PollError e) {
+    switch (e) {
+        case PollError::connect:
+        case PollError::timeout:
+        case PollError::reset:
+        case PollError::http_5xx:
+        case PollError::protocol: return HostVerdict::failing;
+        case PollError::resolve:
+        case PollError::rate_limited:
+        case PollError::banned: return HostVerdict::neutral;
+        default: return HostVerdict::healthy;
+    }
 }
 
 }  // namespace
@@ -188,11 +222,17 @@ std::string_view to_string(PollError e) noexcept {
         case PollError::resolve: return "resolve";
         case PollError::connect: return "connect";
         case PollError::timeout: return "timeout";
-        case PollError::closed: return "closed";
-        case PollError::http_status: return "http_status";
+        case PollError::reset: return "reset";
+        case PollError::http_4xx: return "http_4xx";
+        case PollError::http_5xx: return "http_5xx";
+        case PollError::http_other: return "http_other";
+        case PollError::rate_limited: return "rate_limited";
+        case PollError::banned: return "banned";
         case PollError::protocol: return "protocol";
         case PollError::body_too_large: return "body_too_large";
+        case PollError::malformed: return "malformed";
         case PollError::mapping: return "mapping";
+        case PollError::body_error: return "body_error";
         case PollError::count_: break;
     }
     return "unknown";
@@ -202,6 +242,7 @@ struct PollerGroup::Impl {
     explicit Impl(QuoteHandler h) : on_quote(std::move(h)), error_log(std::chrono::seconds(10)) {}
 
     QuoteHandler on_quote;
+    std::vector<std::unique_ptr<HostGuard>> hosts;  // per Config::hosts entry
     std::vector<std::unique_ptr<SourceRuntime>> sources;
     std::vector<std::unique_ptr<Poller>> pollers;
     std::atomic<bool> stopping{false};
@@ -237,6 +278,28 @@ struct PollerGroup::Impl {
         if (f.status) fields["status"] = f.status;
         if (*suppressed) fields["suppressed"] = *suppressed;
         log::write(log::Level::warn, "poll failed", fields);
+    }
+
+    // Pauses and breaker changes: one line per change, rate-limited per host and event, since a
+    // host flapping every cooldown would otherwise log every second.
+    void log_host_event(Poller& p, std::string_view what, PauseReason reason, int status) {
+        const auto& host = p.source.config.url;
+        const auto key = host.host + ':' + std::to_string(host.port) + '/' + std::string(what);
+        const auto suppressed = error_log.admit(log::Level::warn, key, what);
+        if (!suppressed) return;
+        const auto st = p.source.guard.status(Clock::now());
+        nlohmann::json fields{{"host", host.host}, {"port", host.port}, {"source", p.source.config.name},
+                              {"symbol", p.symbol_name}};
+        if (reason != PauseReason::none) {
+            fields["reason"] = to_string(reason);
+            fields["status"] = status;
+            fields["pause_ms"] = std::chrono::duration<double, std::milli>(st.paused_until - Clock::now()).count();
+        } else {
+            fields["breaker"] = to_string(st.breaker);
+            fields["breaker_opens"] = st.breaker_opens;
+        }
+        if (*suppressed) fields["suppressed"] = *suppressed;
+        log::write(what == "circuit breaker closed" ? log::Level::info : log::Level::warn, what, fields);
     }
 
     asio::awaitable<beast::error_code> connect(Poller& p) {
@@ -333,7 +396,7 @@ struct PollerGroup::Impl {
     }
 
     // One poll: connect if needed, GET, read, map, deliver. Never throws for I/O errors.
-    asio::awaitable<void> poll_once(Poller& p) {
+    asio::awaitable<void> poll_once(Poller& p, bool probe) {
         auto& st = p.source.stats;
         const auto start = Clock::now();
         // Two budgets: connect_timeout for opening a connection, then timeout for the
@@ -360,7 +423,7 @@ struct PollerGroup::Impl {
                     } else {
                         schedule_backoff(p);
                         const PollError e = classify(ec);
-                        failure = Failure{e == PollError::closed ? PollError::connect : e, ec};
+                        failure = Failure{e == PollError::reset ? PollError::connect : e, ec};
                     }
                     break;
                 }
@@ -375,7 +438,8 @@ struct PollerGroup::Impl {
             const bool reused = p.requests_on_connection > 0;
             // The parser lives in the Poller, not in this frame: Asio recycles coroutine frames
             // only up to ~1 KiB, and a frame holding it would cost a malloc per poll.
-            auto& parser = p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes);
+            auto& parser = p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes,
+                                            p.source.usage_header);
             auto ec = co_await exchange(p, parser);
             if (ec) {
                 p.close_connection();
@@ -398,8 +462,19 @@ struct PollerGroup::Impl {
             ++p.requests_on_connection;
             const int status = parser.status();
             if (!parser.keep_alive()) p.close_connection();
+            if (auto used = parser.usage()) p.source.guard.on_usage(*used);
             if (status < 200 || status > 299) {
-                failure = Failure{PollError::http_status, {}, status};
+                const PollError e = classify_status(status);
+                // The whole host waits: every poller of it would hit the same limit.
+                const bool rate_limited = e == PollError::rate_limited || (status == 503 && !parser.retry_after().empty());
+                if (rate_limited || e == PollError::banned) {
+                    std::optional<Clock::duration> wait;
+                    if (auto ra = http::parse_retry_after(parser.retry_after(), std::chrono::system_clock::now()))
+                        wait = *ra;
+                    const auto reason = e == PollError::banned ? PauseReason::banned : PauseReason::rate_limited;
+                    if (p.source.guard.pause(Clock::now(), reason, wait)) log_host_event(p, "host paused", reason, status);
+                }
+                failure = Failure{e, {}, status};
                 break;
             }
             Quote& q = p.quote;
@@ -408,7 +483,7 @@ struct PollerGroup::Impl {
             q.symbol = p.symbol;
             q.receive_time_ns = wall_clock_ns();
             if (std::error_code mec = p.mapper.map(p.body, p.symbol_name, q)) {
-                failure = Failure{PollError::mapping, beast::error_code(mec)};
+                failure = Failure{classify(mec), beast::error_code(mec)};
                 break;
             }
             on_quote(q);
@@ -416,6 +491,12 @@ struct PollerGroup::Impl {
         }
         p.disarm_deadline();
 
+        const HostVerdict verdict = cancelled ? HostVerdict::neutral
+                                    : failure ? verdict_of(failure->error)
+                                              : HostVerdict::healthy;
+        if (auto changed = p.source.guard.report(Clock::now(), verdict, probe))
+            log_host_event(p, *changed == BreakerState::open ? "circuit breaker opened" : "circuit breaker closed",
+                           PauseReason::none, 0);
         if (cancelled) {
             st.cancelled.fetch_add(1, std::memory_order_relaxed);
             p.state.store(PollerState::cancelled, std::memory_order_relaxed);
@@ -450,7 +531,15 @@ struct PollerGroup::Impl {
                     std::atomic<std::int64_t>& n;
                     ~InFlight() { n.fetch_sub(1, std::memory_order_acq_rel); }
                 } in_flight{st.in_flight};
-                co_await poll_once(p);
+                // After max_in_flight, so a tick it refuses does not spend a token.
+                const Admission admission = p.source.guard.admit(woke, p.source.config.cost);
+                switch (admission) {
+                    case Admission::go:
+                    case Admission::probe: co_await poll_once(p, admission == Admission::probe); break;
+                    case Admission::throttled: st.rate_limited_ticks.fetch_add(1, std::memory_order_relaxed); break;
+                    case Admission::paused: st.paused_ticks.fetch_add(1, std::memory_order_relaxed); break;
+                    case Admission::breaker_open: st.breaker_ticks.fetch_add(1, std::memory_order_relaxed); break;
+                }
             }
             auto next = p.schedule.next(tick, Clock::now().time_since_epoch());
             if (next.skipped) st.skipped_ticks.fetch_add(next.skipped, std::memory_order_relaxed);
@@ -466,10 +555,26 @@ struct PollerGroup::Impl {
 PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Universe& universe,
                          QuoteHandler on_quote)
     : impl_(std::make_unique<Impl>(std::move(on_quote))) {
+    const auto now = Clock::now();
+    for (std::size_t h = 0; h < config.hosts.size(); ++h) {
+        const HostConfig& host = config.hosts[h];
+        impl_->hosts.push_back(std::make_unique<HostGuard>(host, now));
+        // Say so at start-up rather than let the venue say it with 429s and bans.
+        const double demand = scheduled_demand(config, h);
+        if (host.rate > 0 && demand > host.rate)
+            log::warn("schedule exceeds the host's rate limit; ticks beyond it are skipped",
+                      {{"host", host.host},
+                       {"port", host.port},
+                       {"requests_per_second", demand},
+                       {"rate", host.rate},
+                       {"achievable_share", host.rate / demand}});
+    }
     std::unordered_map<std::string_view, SymbolId> symbol_ids;
     for (SymbolId i = 0; i < universe.symbols.size(); ++i) symbol_ids.emplace(universe.symbols[i], i);
     for (SourceId s = 0; s < config.sources.size(); ++s) {
-        auto& src = *impl_->sources.emplace_back(std::make_unique<SourceRuntime>(config.sources[s], s));
+        const SourceConfig& sc = config.sources[s];
+        auto& src = *impl_->sources.emplace_back(
+            std::make_unique<SourceRuntime>(sc, s, *impl_->hosts.at(sc.host), config.hosts.at(sc.host)));
         for (auto& name : src.config.symbols)
             // A strand only when handlers of one poller could otherwise run on two threads.
             impl_->pollers.push_back(std::make_unique<Poller>(
@@ -550,5 +655,9 @@ std::size_t PollerGroup::polls_in_flight() const noexcept {
 }
 const SourceStats& PollerGroup::stats(SourceId source) const { return impl_->sources.at(source)->stats; }
 std::size_t PollerGroup::source_count() const noexcept { return impl_->sources.size(); }
+HostGuard::Status PollerGroup::host_status(std::size_t host) const {
+    return impl_->hosts.at(host)->status(Clock::now());
+}
+std::size_t PollerGroup::host_count() const noexcept { return impl_->hosts.size(); }
 
 }  // namespace mdagg

@@ -164,6 +164,135 @@ TEST(ConfigParse, MinimalConfigGetsDefaults) {
     EXPECT_EQ(s.symbols, (std::vector<std::string>{"AAPL", "MSFT"}));
     EXPECT_EQ(s.fields.symbol, "");
     EXPECT_FALSE(s.fields.exchange_time);
+    EXPECT_FALSE(s.fields.success);
+    EXPECT_EQ(s.cost, 1u);
+    EXPECT_EQ(s.stale_after, 1s);  // 10 intervals, at least 1 s
+    // Every source gets a host entry: here a default one, unlimited, breaker on.
+    ASSERT_EQ(c.hosts.size(), 1u);
+    EXPECT_EQ(s.host, 0u);
+    EXPECT_EQ(c.hosts[0].host, "127.0.0.1");
+    EXPECT_EQ(c.hosts[0].port, 8081);
+    EXPECT_EQ(c.hosts[0].rate, 0.0);
+    EXPECT_EQ(c.hosts[0].breaker.failures, 50u);
+    EXPECT_FALSE(c.hosts[0].usage);
+}
+
+TEST(ConfigParse, HostsEntriesAndTheirSources) {
+    const Config c = parse(append(R"(    cost: 2
+    stale_after: 3s
+    success: { pointer: /code, equals: "0" }
+  - name: other
+    url: "http://127.0.0.1:9000/q/{symbol}"
+    interval: 1s
+    symbols: [AAPL]
+    fields: {bid: /bid, ask: /ask}
+  - name: third
+    url: "http://localhost/q/{symbol}"
+    interval: 1s
+    symbols: [AAPL]
+    fields: {bid: /bid, ask: /ask}
+    success: { pointer: /error, empty: true }
+hosts:
+  - host: 127.0.0.1
+    rate: 12.5
+    ban_pause: 2m
+    breaker: { failures: 0 }
+    usage: { header: X-MBX-USED-WEIGHT-1M, limit: 6000, slow_at: 0.5 }
+  - host: "127.0.0.1:8081"
+    rate: 100
+    burst: 20
+    rate_limit_pause: 3s
+    max_pause: 10m
+    breaker: { failures: 5, cooldown: 200ms, max_cooldown: 5s }
+)"));
+    ASSERT_EQ(c.sources.size(), 3u);
+    ASSERT_EQ(c.hosts.size(), 3u);  // two configured, one default for localhost:80
+    const SourceConfig& sim = c.sources[0];
+    EXPECT_EQ(sim.cost, 2u);
+    EXPECT_EQ(sim.stale_after, 3s);
+    ASSERT_TRUE(sim.fields.success);
+    EXPECT_EQ(sim.fields.success->pointer, "/code");
+    EXPECT_EQ(sim.fields.success->equals, "0");
+    EXPECT_FALSE(sim.fields.success->empty);
+    // The exact host:port entry wins over the port-less one.
+    EXPECT_EQ(sim.host, 1u);
+    const HostConfig& exact = c.hosts[1];
+    EXPECT_EQ(exact.rate, 100.0);
+    EXPECT_EQ(exact.burst, 20.0);
+    EXPECT_EQ(exact.rate_limit_pause, 3s);
+    EXPECT_EQ(exact.max_pause, 10min);
+    EXPECT_EQ(exact.breaker.failures, 5u);
+    EXPECT_EQ(exact.breaker.cooldown, 200ms);
+    EXPECT_EQ(exact.breaker.max_cooldown, 5s);
+    // Port 9000 has no entry of its own: the port-less entry covers it.
+    EXPECT_EQ(c.sources[1].host, 0u);
+    const HostConfig& any_port = c.hosts[0];
+    EXPECT_EQ(any_port.port, 0);
+    EXPECT_EQ(any_port.rate, 12.5);
+    EXPECT_EQ(any_port.burst, 12.5);  // defaults to the rate
+    EXPECT_EQ(any_port.ban_pause, 2min);
+    EXPECT_EQ(any_port.breaker.failures, 0u);
+    ASSERT_TRUE(any_port.usage);
+    EXPECT_EQ(any_port.usage->header, "X-MBX-USED-WEIGHT-1M");
+    EXPECT_EQ(any_port.usage->limit, 6000.0);
+    EXPECT_EQ(any_port.usage->slow_at, 0.5);
+    EXPECT_EQ(c.sources[2].host, 2u);
+    EXPECT_EQ(c.hosts[2].host, "localhost");
+    EXPECT_EQ(c.hosts[2].port, 80);
+    ASSERT_TRUE(c.sources[2].fields.success);
+    EXPECT_TRUE(c.sources[2].fields.success->empty);
+    EXPECT_FALSE(c.sources[2].fields.success->equals);
+}
+
+TEST(ConfigErrors, HostsAndRateLimits) {
+    const std::string head(minimal);
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: example.com\n"),
+              "t.yaml:8:11: hosts[0].host: no source polls this host");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n  - host: 127.0.0.1\n"),
+              "t.yaml:9:11: hosts[1].host: duplicate host entry (first at line 8)");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: \"127.0.0.1:x\"\n"),
+              "t.yaml:8:11: hosts[0].host: expected HOST or HOST:PORT as in the sources' urls: "
+              "invalid port \"x\"; expected a number from 1 to 65535");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    rate: -1\n"),
+              "t.yaml:9:11: hosts[0].rate: must be between 0 and 1e+09");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    rate: fast\n"),
+              "t.yaml:9:11: hosts[0].rate: expected a number like 10 or 0.5");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    rate: .inf\n"),
+              "t.yaml:9:11: hosts[0].rate: expected a number like 10 or 0.5");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    rate: \"10\"\n"),
+              "t.yaml:9:11: hosts[0].rate: expected a number, not a quoted string");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    usage: {header: X-Used, limit: 10}\n"),
+              "t.yaml:8:5: hosts[0].usage: needs a rate: the usage header slows the host's token bucket");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    rate: 1\n    usage: {header: \"X Used\", limit: 10}\n"),
+              "t.yaml:10:21: hosts[0].usage.header: invalid character ' ' in a header name");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    rate: 1\n    usage: {header: X, limit: 10, slow_at: 1}\n"),
+              "t.yaml:10:44: hosts[0].usage.slow_at: must be between 0.05 and 0.99");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    breaker: {cooldown: 2s, max_cooldown: 1s}\n"),
+              "t.yaml:8:5: hosts[0].breaker.max_cooldown: must not be shorter than breaker.cooldown");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    breaker: {failures: many}\n"),
+              "t.yaml:9:25: hosts[0].breaker.failures: expected an integer");
+    EXPECT_EQ(error_of(head + "hosts:\n  - host: 127.0.0.1\n    breakr: {}\n"),
+              "t.yaml:9:5: hosts[0].breakr: unknown key, did you mean \"breaker\"?");
+    EXPECT_EQ(error_of(head + "hosts: {host: 127.0.0.1}\n"),
+              "t.yaml:7:8: hosts: expected a list, got a mapping");
+    // A request heavier than the bucket could never be sent.
+    EXPECT_EQ(error_of(append("    cost: 5\nhosts:\n  - host: 127.0.0.1\n    rate: 10\n    burst: 4\n")),
+              "t.yaml:7:11: sources[0].cost: exceeds burst 4 of host 127.0.0.1");
+}
+
+TEST(ConfigErrors, SourceCostStalenessAndSuccessCheck) {
+    EXPECT_EQ(error_of(append("    cost: 0\n")),
+              "t.yaml:7:11: sources[0].cost: must be between 1 and 1000000");
+    EXPECT_EQ(error_of(append("    stale_after: 50ms\n")),
+              "t.yaml:7:18: sources[0].stale_after: must be longer than the interval (50ms)");
+    EXPECT_EQ(error_of(append("    success: { pointer: code, equals: \"0\" }\n")),
+              "t.yaml:7:25: sources[0].success.pointer: a JSON pointer starts with \"/\", like \"/bidPrice\"");
+    EXPECT_EQ(error_of(append("    success: { pointer: /code }\n")),
+              "t.yaml:7:14: sources[0].success: needs exactly one of equals: VALUE or empty: true");
+    EXPECT_EQ(error_of(append("    success: { pointer: /code, equals: \"0\", empty: true }\n")),
+              "t.yaml:7:14: sources[0].success: needs exactly one of equals: VALUE or empty: true");
+    EXPECT_EQ(error_of(append("    success: { equals: \"0\" }\n")),
+              "t.yaml:7:14: sources[0].success.pointer: required key is missing");
 }
 
 TEST(ConfigParse, SectionWithAllKeysCommentedOutIsEmpty) {
@@ -392,7 +521,7 @@ TEST(ConfigErrors, UnknownKeySuggestsClosest) {
     EXPECT_EQ(error_of(replace_line(6, "    fields: {bid: /b, ask: /a, bidsize: /s}")),
               "t.yaml:6:32: sources[0].fields.bidsize: unknown key, did you mean \"bid_size\"?");
     EXPECT_EQ(error_of(append("colour: red\n")),
-              "t.yaml:7:1: colour: unknown key; valid keys: runtime, shutdown, log, output, sources");
+              "t.yaml:7:1: colour: unknown key; valid keys: runtime, shutdown, log, output, sources, hosts");
 }
 
 TEST(ConfigErrors, DuplicateKey) {

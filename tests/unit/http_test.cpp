@@ -96,3 +96,56 @@ TEST(ResponseParser, GarbageIsAProtocolError) {
     auto r = feed(p, "SSH-2.0-OpenSSH_9.2\r\n\r\n");
     EXPECT_TRUE(r.ec);
 }
+
+TEST(ResponseParser, UsageHeaderIsReadCaseInsensitively) {
+    std::string body;
+    mdagg::http::ResponseParser p(body, 1024, 8192, "X-MBX-USED-WEIGHT-1M");
+    auto r = feed(p,
+                  "HTTP/1.1 200 OK\r\nx-mbx-used-weight-1m: 4711\r\nContent-Length: 2\r\n\r\n{}");
+    ASSERT_FALSE(r.ec) << r.ec.message();
+    ASSERT_TRUE(p.usage());
+    EXPECT_EQ(*p.usage(), 4711.0);
+
+    // Absent, or not a number: no value rather than a guess.
+    std::string body2;
+    mdagg::http::ResponseParser absent(body2, 1024, 8192, "X-Used");
+    ASSERT_FALSE(feed(absent, "HTTP/1.1 200 OK\r\nX-Other: 1\r\nContent-Length: 0\r\n\r\n").ec);
+    EXPECT_FALSE(absent.usage());
+    mdagg::http::ResponseParser junk(body2, 1024, 8192, "X-Used");
+    ASSERT_FALSE(feed(junk, "HTTP/1.1 200 OK\r\nX-Used: 12abc\r\nContent-Length: 0\r\n\r\n").ec);
+    EXPECT_FALSE(junk.usage());
+    // No header configured: nothing is kept.
+    mdagg::http::ResponseParser none(body2, 1024);
+    ASSERT_FALSE(feed(none, "HTTP/1.1 200 OK\r\nX-Used: 12\r\nContent-Length: 0\r\n\r\n").ec);
+    EXPECT_FALSE(none.usage());
+}
+
+TEST(RetryAfter, DelaySeconds) {
+    using namespace std::chrono;
+    const auto now = system_clock::now();
+    EXPECT_EQ(mdagg::http::parse_retry_after("120", now), seconds(120));
+    EXPECT_EQ(mdagg::http::parse_retry_after(" 0 ", now), seconds(0));
+    // Absurd values saturate instead of overflowing; the caller caps the pause.
+    EXPECT_EQ(mdagg::http::parse_retry_after("99999999999999999999999", now), seconds(999'999'999));
+    for (auto bad : {"", "-1", "1.5", "12s", "soon", "0x10"})
+        EXPECT_FALSE(mdagg::http::parse_retry_after(bad, now)) << bad;
+}
+
+TEST(RetryAfter, AllThreeHttpDateForms) {
+    using namespace std::chrono;
+    // 1994-11-06 08:49:37 UTC, and a "now" 37 s before it.
+    const sys_seconds date = sys_days(year(1994) / November / 6) + hours(8) + minutes(49) + seconds(37);
+    const auto now = date - seconds(37);
+    EXPECT_EQ(mdagg::http::parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), seconds(37));
+    EXPECT_EQ(mdagg::http::parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now), seconds(37));
+    EXPECT_EQ(mdagg::http::parse_retry_after("Sun Nov  6 08:49:37 1994", now), seconds(37));
+    // A fraction of a second left rounds up: resuming early would earn another 429.
+    EXPECT_EQ(mdagg::http::parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now + milliseconds(500)),
+              seconds(37));
+    // A date already past means "now".
+    EXPECT_EQ(mdagg::http::parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", date + hours(1)), seconds(0));
+    for (auto bad : {"Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 31 Feb 1994 08:49:37 GMT",
+                     "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT",
+                     "Sun, 06 Nov 1994 08:49 GMT", "Sun, 06 Nov 1994 08:49:37 GMT extra tokens here"})
+        EXPECT_FALSE(mdagg::http::parse_retry_after(bad, now)) << bad;
+}

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -586,7 +587,7 @@ TEST(MappingErrors, Category) {
     std::vector<std::string> messages;
     for (auto e : {MappingError::malformed_json, MappingError::missing_field,
                    MappingError::bad_number, MappingError::bad_timestamp,
-                   MappingError::symbol_mismatch}) {
+                   MappingError::symbol_mismatch, MappingError::body_error}) {
         messages.push_back(make_error_code(e).message());
     }
     for (std::size_t i = 0; i < messages.size(); ++i) {
@@ -597,6 +598,64 @@ TEST(MappingErrors, Category) {
     EXPECT_FALSE(mapping_category().message(999).empty());
     // A success is a default error_code, not a category member.
     EXPECT_FALSE(std::error_code());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Body-level success checks: venues that answer errors with a 200
+
+FieldMap with_success(FieldMap f, std::string pointer, std::optional<std::string> equals, bool empty = false) {
+    f.success = SuccessCheck{std::move(pointer), std::move(equals), empty};
+    return f;
+}
+
+TEST(MappingSuccess, OkxStringCodeMustEqualZero) {
+    FieldMap f = with_success(bid_ask("/data/0/bidPx", "/data/0/askPx"), "/code", "0");
+    EXPECT_TRUE(Exact(map_ok(f, okx_body).bid, "66260.2"));
+    // The error body has no prices: it must say body_error, not missing_field.
+    EXPECT_EQ(map_err(f, R"({"code":"50011","msg":"Too Many Requests","data":[]})"),
+              MappingError::body_error);
+    EXPECT_EQ(map_err(f, R"({"msg":"no code at all","data":[{"bidPx":"1","askPx":"2"}]})"),
+              MappingError::body_error);
+    EXPECT_EQ(map_err(f, R"({"code":null,"data":[{"bidPx":"1","askPx":"2"}]})"), MappingError::body_error);
+    // Malformed JSON stays malformed, whatever the check.
+    EXPECT_EQ(map_err(f, R"({"code":"0",)"), MappingError::malformed_json);
+}
+
+TEST(MappingSuccess, BybitNumericCodeMatchesItsText) {
+    FieldMap f = with_success(bid_ask("/result/list/0/bid1Price", "/result/list/0/ask1Price"), "/retCode", "0");
+    EXPECT_TRUE(Exact(map_ok(f, bybit_body).ask, "66782.3"));
+    EXPECT_EQ(map_err(f, R"({"retCode":10006,"retMsg":"Too many visits!","result":{}})"),
+              MappingError::body_error);
+    // A code that is an object is no match for "0".
+    EXPECT_EQ(map_err(f, R"({"retCode":{"v":0},"result":{"list":[{"bid1Price":"1","ask1Price":"2"}]}})"),
+              MappingError::body_error);
+}
+
+TEST(MappingSuccess, KrakenEmptyErrorArray) {
+    FieldMap f = with_success(bid_ask("/result/*/b/0", "/result/*/a/0"), "/error", std::nullopt, true);
+    EXPECT_TRUE(Exact(map_ok(f, kraken_body).bid, "30300.00000"));
+    EXPECT_EQ(map_err(f, R"({"error":["EAPI:Rate limit exceeded"]})"), MappingError::body_error);
+    EXPECT_EQ(map_err(f, R"({"error":[[]],"result":{"X":{"a":["2"],"b":["1"]}}})"), MappingError::body_error);
+    EXPECT_EQ(map_err(f, R"({"error":{"k":1},"result":{"X":{"a":["2"],"b":["1"]}}})"), MappingError::body_error);
+    EXPECT_EQ(map_err(f, R"({"error":"EGeneral:Internal error"})"), MappingError::body_error);
+    // Absent, null, "" and {} all mean no error.
+    for (auto body : {R"({"result":{"X":{"a":["2"],"b":["1"]}}})"sv,
+                      R"({"error":null,"result":{"X":{"a":["2"],"b":["1"]}}})"sv,
+                      R"({"error":"","result":{"X":{"a":["2"],"b":["1"]}}})"sv,
+                      R"({"error":{},"result":{"X":{"a":["2"],"b":["1"]}}})"sv,
+                      R"({"result":{"X":{"a":["2"],"b":["1"]}},"error":[ ]})"sv})
+        EXPECT_TRUE(Exact(map_ok(f, body).bid, "1")) << body;
+}
+
+TEST(MappingSuccess, ErrorInANestedSiblingDoesNotLeakIntoTheCheck) {
+    // Only the success container's own members count, not those of a container beside it.
+    FieldMap f = with_success(bid_ask("/q/bid", "/q/ask"), "/error", std::nullopt, true);
+    EXPECT_TRUE(Exact(map_ok(f, R"({"error":[],"q":{"bid":"1","ask":"2","error":["x"]}})").ask, "2"));
+    QuoteMapper m(f);
+    Quote q;
+    EXPECT_EQ(m.map(R"({"error":["busy"]})", "", q), MappingError::body_error);
+    // The next body is judged on its own.
+    EXPECT_FALSE(m.map(R"({"error":[],"q":{"bid":"1","ask":"2"}})", "", q));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Schedule arithmetic (sans-io): phase offsets and skip-not-burst; then PollerGroup against an
 // in-process HTTP server with canned answers: each failure lands in its error class, healthy
 // pollers keep delivering, and stop/cancel end every coroutine.
+#include <mdagg/host_guard.hpp>
 #include <mdagg/poll.hpp>
 #include <mdagg/schedule.hpp>
 
@@ -104,8 +105,15 @@ std::string response(int status, const std::string& body, bool keep_alive = true
            (keep_alive ? "\r\n" : "\r\nConnection: close\r\n") + "\r\n" + body;
 }
 
+// FLAKY answers like OK while this is set, like E500 otherwise.
+std::atomic<bool> g_flaky_healthy{true};
+// R429ONCE answers 429 to its first request only.
+std::atomic<int> g_429_sent{0};
+
 // Answers GET /quotes/<symbol> by symbol: OK (a quote), BIG (over the body limit), E500,
-// GARBAGE (not HTTP), NOMAP (JSON without the mapped fields), HANG (never answers).
+// GARBAGE (not HTTP), NOMAP (JSON without the mapped fields), HANG (never answers), E404,
+// R429 (429, Retry-After: 1), BAN (418, no Retry-After), BODYERR (a 200 whose code is not "0"),
+// JUNK (a 200 that is not JSON), FLAKY (see above).
 asio::awaitable<void> serve(tcp::socket socket) {
     std::string buffer;
     for (;;) {
@@ -118,6 +126,7 @@ asio::awaitable<void> serve(tcp::socket socket) {
             buffer.erase(0, end + 4);
             auto target = request.substr(4, request.find(' ', 4) - 4);
             std::string symbol = target.substr(target.rfind('/') + 1);
+            symbol = symbol.substr(0, symbol.find('?'));
             std::string out;
             if (symbol == "OK") out = response(200, R"({"b":"1.00","a":"1.01"})");
             else if (symbol == "BIG") out = response(200, std::string(4096, ' ') + "{}");
@@ -125,6 +134,16 @@ asio::awaitable<void> serve(tcp::socket socket) {
             else if (symbol == "GARBAGE") out = "HELLO THERE\r\n\r\n";
             else if (symbol == "NOMAP") out = response(200, R"({"x":1})");
             else if (symbol == "HANG") continue;
+            else if (symbol == "E404") out = response(404, "{}");
+            else if (symbol == "R429") out = "HTTP/1.1 429 X\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n{}";
+            else if (symbol == "BAN") out = response(418, "{}");
+            else if (symbol == "R429ONCE")
+                out = g_429_sent++ == 0 ? "HTTP/1.1 429 X\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n{}"
+                                        : response(200, R"({"b":"1.00","a":"1.01"})");
+            else if (symbol == "BODYERR") out = response(200, R"({"code":"50011","b":"1.00","a":"1.01"})");
+            else if (symbol == "JUNK") out = response(200, R"({"b":"1.00",)");
+            else if (symbol == "FLAKY")
+                out = g_flaky_healthy ? response(200, R"({"b":"1.00","a":"1.01"})") : response(503, "{}");
             auto [wec, w] = co_await asio::async_write(socket, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
             if (wec || symbol == "GARBAGE") co_return;
         }
@@ -155,6 +174,11 @@ mdagg::Config make_config(std::uint16_t port, std::vector<std::string> symbols) 
     s.fields.bid = "/b";
     s.fields.ask = "/a";
     c.sources.push_back(s);
+    mdagg::HostConfig h;
+    h.host = s.url.host;
+    h.port = port;
+    h.breaker.failures = 0;  // tests that want one set it
+    c.hosts.push_back(h);
     return c;
 }
 
@@ -169,8 +193,9 @@ TEST(PollerGroup, EachFailureIsCountedInItsClassAndHealthyPollersDeliver) {
     tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     asio::co_spawn(io, accept_loop(acceptor), asio::detached);
 
-    std::vector<std::string> symbols{"OK", "BIG", "E500", "GARBAGE", "NOMAP", "HANG"};
+    std::vector<std::string> symbols{"OK", "BIG", "E500", "GARBAGE", "NOMAP", "HANG", "E404", "BODYERR", "JUNK"};
     auto config = make_config(acceptor.local_endpoint().port(), symbols);
+    config.sources[0].fields.success = mdagg::SuccessCheck{"/code", std::nullopt, true};
     mdagg::Universe universe{{"test"}, symbols};
     std::map<mdagg::SymbolId, int> quotes;
     mdagg::PollerGroup group(io, config, universe, [&](const mdagg::Quote& q) {
@@ -186,9 +211,13 @@ TEST(PollerGroup, EachFailureIsCountedInItsClassAndHealthyPollersDeliver) {
     EXPECT_GE(quotes[0], 10) << "the healthy poller must keep its schedule";
     EXPECT_EQ(quotes.size(), 1u) << "only the healthy symbol may deliver quotes";
     EXPECT_GE(errors(st, mdagg::PollError::body_too_large), 5u);
-    EXPECT_GE(errors(st, mdagg::PollError::http_status), 5u);
+    EXPECT_GE(errors(st, mdagg::PollError::http_5xx), 5u);
+    EXPECT_GE(errors(st, mdagg::PollError::http_4xx), 5u);
     EXPECT_GE(errors(st, mdagg::PollError::protocol), 3u);
     EXPECT_GE(errors(st, mdagg::PollError::mapping), 5u);
+    EXPECT_GE(errors(st, mdagg::PollError::body_error), 5u);
+    EXPECT_GE(errors(st, mdagg::PollError::malformed), 5u);
+    EXPECT_EQ(errors(st, mdagg::PollError::rate_limited), 0u);
     EXPECT_GE(errors(st, mdagg::PollError::timeout), 5u);
     EXPECT_EQ(errors(st, mdagg::PollError::connect), 0u);
     EXPECT_EQ(st.completed.load(), static_cast<std::uint64_t>(quotes[0]));
@@ -232,4 +261,318 @@ TEST(PollerGroup, RefusedConnectionsAreConnectErrorsAndBackOff) {
     group.stop_scheduling();
     io.run_for(100ms);
     EXPECT_EQ(group.running(), 0u);
+}
+
+namespace {
+
+struct Fixture {
+    asio::io_context io{1};
+    tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+    std::map<std::string, int> quotes;
+    Fixture() { asio::co_spawn(io, accept_loop(acceptor), asio::detached); }
+    std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+};
+
+}  // namespace
+
+TEST(PollerGroup, A429PausesTheWholeHostForItsRetryAfter) {
+    Fixture f;
+    std::vector<std::string> symbols{"OK", "R429ONCE"};
+    auto config = make_config(f.port(), symbols);
+    mdagg::Universe universe{{"test"}, symbols};
+    int ok_quotes = 0;
+    g_429_sent = 0;
+    mdagg::PollerGroup group(f.io, config, universe, [&](const mdagg::Quote&) { ++ok_quotes; });
+    group.start([] {});
+    f.io.run_for(700ms);
+    const auto& st = group.stats(0);
+    // Within the first tick R429ONCE answers 429 with Retry-After: 1; the host, OK included,
+    // then waits a second: a handful of OK polls at most, instead of 35.
+    EXPECT_EQ(errors(st, mdagg::PollError::rate_limited), 1u);
+    EXPECT_LE(ok_quotes, 3);
+    EXPECT_GT(st.paused_ticks.load(), 40u);
+    const auto host = group.host_status(0);
+    EXPECT_EQ(host.pause, mdagg::PauseReason::rate_limited);
+    EXPECT_EQ(host.pauses_rate_limited, 1u);
+    // After the pause the host is polled again, both symbols.
+    f.io.run_for(600ms);
+    EXPECT_GT(ok_quotes, 10);
+    group.stop_scheduling();
+    group.cancel_in_flight();
+    f.io.run_for(100ms);
+    EXPECT_EQ(group.running(), 0u);
+}
+
+TEST(PollerGroup, ABanPausesTheHostForTheConfiguredTime) {
+    Fixture f;
+    std::vector<std::string> symbols{"OK", "BAN"};
+    auto config = make_config(f.port(), symbols);
+    config.hosts[0].ban_pause = 10s;
+    mdagg::Universe universe{{"test"}, symbols};
+    int ok_quotes = 0;
+    mdagg::PollerGroup group(f.io, config, universe, [&](const mdagg::Quote&) { ++ok_quotes; });
+    group.start([] {});
+    f.io.run_for(500ms);
+    const auto& st = group.stats(0);
+    EXPECT_GE(errors(st, mdagg::PollError::banned), 1u);
+    EXPECT_LE(ok_quotes, 2);
+    const auto host = group.host_status(0);
+    EXPECT_EQ(host.pause, mdagg::PauseReason::banned);
+    EXPECT_EQ(host.pauses_banned, 1u);
+    EXPECT_GT(host.paused_until, std::chrono::steady_clock::now() + 9s);
+    group.stop_scheduling();
+    f.io.run_for(100ms);
+    EXPECT_EQ(group.running(), 0u);
+}
+
+TEST(PollerGroup, TokenBucketHoldsTheHostToItsRate) {
+    Fixture f;
+    std::vector<std::string> symbols{"OK", "OK2", "OK3", "OK4"};
+    auto config = make_config(f.port(), {"OK"});
+    config.sources[0].symbols = symbols;
+    config.sources[0].url.target_template = "/quotes/OK?{symbol}";
+    config.hosts[0].rate = 20;
+    config.hosts[0].burst = 2;
+    mdagg::Universe universe{{"test"}, symbols};
+    int quotes = 0;
+    mdagg::PollerGroup group(f.io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
+    group.start([] {});
+    f.io.run_for(1s);
+    // 4 pollers at 20 ms ask for 200/s; the host allows 20/s plus a burst of 2.
+    EXPECT_GE(quotes, 12);
+    EXPECT_LE(quotes, 23);
+    EXPECT_GT(group.stats(0).rate_limited_ticks.load(), 120u);
+    group.stop_scheduling();
+    f.io.run_for(100ms);
+    EXPECT_EQ(group.running(), 0u);
+}
+
+TEST(PollerGroup, BreakerOpensOnAFailingHostAndClosesWhenItHeals) {
+    Fixture f;
+    g_flaky_healthy = false;
+    std::vector<std::string> symbols{"FLAKY"};
+    auto config = make_config(f.port(), symbols);
+    config.hosts[0].breaker.failures = 3;
+    config.hosts[0].breaker.cooldown = 200ms;
+    config.hosts[0].breaker.max_cooldown = 200ms;
+    mdagg::Universe universe{{"test"}, symbols};
+    int quotes = 0;
+    mdagg::PollerGroup group(f.io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
+    group.start([] {});
+    f.io.run_for(1s);
+    const auto& st = group.stats(0);
+    // 50 ticks: 3 failures open it, then one probe per 200 ms cooldown.
+    const auto failed = errors(st, mdagg::PollError::http_5xx);
+    EXPECT_GE(failed, 4u);
+    EXPECT_LE(failed, 10u);
+    EXPECT_GT(st.breaker_ticks.load(), 30u);
+    EXPECT_NE(group.host_status(0).breaker, mdagg::BreakerState::closed);
+    EXPECT_GE(group.host_status(0).breaker_opens, 2u);
+    EXPECT_EQ(quotes, 0);
+    // The host heals: the next probe closes the breaker and the schedule resumes.
+    g_flaky_healthy = true;
+    f.io.run_for(600ms);
+    EXPECT_EQ(group.host_status(0).breaker, mdagg::BreakerState::closed);
+    EXPECT_GE(quotes, 10);
+    group.stop_scheduling();
+    f.io.run_for(100ms);
+    EXPECT_EQ(group.running(), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HostGuard: token bucket, pauses, usage slow-down, circuit breaker (sans-io, time injected)
+
+namespace {
+
+using mdagg::Admission;
+using mdagg::BreakerState;
+using mdagg::HostGuard;
+using mdagg::HostVerdict;
+using mdagg::PauseReason;
+using T = HostGuard::Clock::time_point;
+
+mdagg::HostConfig host(double rate, double burst, std::uint32_t failures = 3) {
+    mdagg::HostConfig h;
+    h.host = "127.0.0.1";
+    h.rate = rate;
+    h.burst = burst;
+    h.breaker.failures = failures;
+    h.breaker.cooldown = 1s;
+    h.breaker.max_cooldown = 4s;
+    h.rate_limit_pause = 2s;
+    h.ban_pause = 60s;
+    h.max_pause = 10min;
+    return h;
+}
+
+}  // namespace
+
+TEST(HostGuard, TokenBucketAllowsTheBurstThenTheRate) {
+    const auto cfg = host(10, 5);
+    const T t0{};
+    HostGuard g(cfg, t0);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(g.admit(t0, 1), Admission::go) << i;
+    EXPECT_EQ(g.admit(t0, 1), Admission::throttled);
+    // 10 tokens/s: one more every 100 ms, and never more than the burst.
+    EXPECT_EQ(g.admit(t0 + 99ms, 1), Admission::throttled);
+    EXPECT_EQ(g.admit(t0 + 100ms, 1), Admission::go);
+    EXPECT_EQ(g.admit(t0 + 100ms, 1), Admission::throttled);
+    int admitted = 0;
+    for (int i = 0; i < 100; ++i) admitted += g.admit(t0 + 10s, 1) == Admission::go;
+    EXPECT_EQ(admitted, 5);
+    // A request's cost is taken whole: 2 tokens after 200 ms buy one weight-2 request.
+    EXPECT_EQ(g.admit(t0 + 10s + 100ms, 2), Admission::throttled);
+    EXPECT_EQ(g.admit(t0 + 10s + 200ms, 2), Admission::go);
+}
+
+TEST(HostGuard, ZeroRateMeansUnlimited) {
+    const auto cfg = host(0, 1);
+    HostGuard g(cfg, T{});
+    for (int i = 0; i < 10000; ++i) ASSERT_EQ(g.admit(T{}, 1000), Admission::go);
+}
+
+TEST(HostGuard, PauseUsesTheSignalledOrConfiguredLengthNeverShortensAndIsCountedOnce) {
+    const auto cfg = host(0, 1);
+    const T t0{};
+    HostGuard g(cfg, t0);
+    g.pause(t0, PauseReason::rate_limited, std::nullopt);  // configured 2 s
+    EXPECT_EQ(g.admit(t0 + 1999ms, 1), Admission::paused);
+    // 2,000 pollers see the same 429: still one pause, and a shorter one does not cut it.
+    g.pause(t0 + 1s, PauseReason::rate_limited, 0s);
+    EXPECT_EQ(g.status(t0 + 1s).pauses_rate_limited, 1u);
+    EXPECT_EQ(g.admit(t0 + 1999ms, 1), Admission::paused);
+    EXPECT_EQ(g.admit(t0 + 2s, 1), Admission::go);
+    EXPECT_EQ(g.status(t0 + 2s).pause, PauseReason::none);
+
+    // A Retry-After is obeyed; a ban without one lasts ban_pause; max_pause caps both.
+    g.pause(t0 + 10s, PauseReason::rate_limited, 7s);
+    EXPECT_EQ(g.admit(t0 + 16s, 1), Admission::paused);
+    EXPECT_EQ(g.admit(t0 + 17s, 1), Admission::go);
+    g.pause(t0 + 20s, PauseReason::banned, std::nullopt);
+    auto st = g.status(t0 + 20s);
+    EXPECT_EQ(st.pause, PauseReason::banned);
+    EXPECT_EQ(st.paused_until, t0 + 80s);
+    EXPECT_EQ(st.pauses_banned, 1u);
+    EXPECT_EQ(st.pauses_rate_limited, 2u);
+    g.pause(t0 + 100s, PauseReason::banned, std::chrono::hours(72));
+    EXPECT_EQ(g.status(t0 + 100s).paused_until, t0 + 100s + 10min);
+    // A ban during a rate-limit pause upgrades the reason and extends it.
+    HostGuard h(cfg, t0);
+    h.pause(t0, PauseReason::rate_limited, 5s);
+    h.pause(t0 + 1s, PauseReason::banned, 30s);
+    st = h.status(t0 + 1s);
+    EXPECT_EQ(st.pause, PauseReason::banned);
+    EXPECT_EQ(st.paused_until, t0 + 31s);
+}
+
+TEST(HostGuard, BucketRefillsFromThePauseEndNotThroughIt) {
+    const auto cfg = host(10, 10);
+    const T t0{};
+    HostGuard g(cfg, t0);
+    g.pause(t0, PauseReason::rate_limited, 5s);
+    EXPECT_EQ(g.admit(t0 + 5s, 1), Admission::throttled);  // no burst the moment it lifts
+    EXPECT_EQ(g.admit(t0 + 5s + 100ms, 1), Admission::go);
+}
+
+TEST(HostGuard, UsageHeaderSlowsTheBucketBeforeTheLimit) {
+    auto cfg = host(100, 1);
+    cfg.usage = mdagg::HostConfig::Usage{"X-Used", 1000, 0.8};
+    const T t0{};
+    HostGuard g(cfg, t0);
+    g.on_usage(500);
+    EXPECT_EQ(g.status(t0).rate_factor, 1.0);
+    g.on_usage(900);  // halfway from 800 to 1000: half speed
+    EXPECT_DOUBLE_EQ(g.status(t0).rate_factor, 0.5);
+    g.on_usage(5000);  // past the limit: crawl, never stop
+    EXPECT_DOUBLE_EQ(g.status(t0).rate_factor, 0.05);
+    // At 5% of 100/s a token takes 200 ms.
+    EXPECT_EQ(g.admit(t0, 1), Admission::go);
+    EXPECT_EQ(g.admit(t0 + 150ms, 1), Admission::throttled);
+    EXPECT_EQ(g.admit(t0 + 200ms, 1), Admission::go);
+    g.on_usage(0);  // the venue's window reset
+    EXPECT_EQ(g.status(t0).rate_factor, 1.0);
+}
+
+TEST(HostGuard, BreakerOpensAfterConsecutiveFailuresAndProbesAfterCooldown) {
+    const auto cfg = host(0, 1, 3);
+    const T t0{};
+    HostGuard g(cfg, t0);
+    g.report(t0, HostVerdict::failing, false);
+    g.report(t0, HostVerdict::failing, false);
+    g.report(t0, HostVerdict::healthy, false);  // any success resets the run
+    g.report(t0, HostVerdict::failing, false);
+    g.report(t0, HostVerdict::neutral, false);  // no news is no reset
+    g.report(t0, HostVerdict::failing, false);
+    EXPECT_EQ(g.status(t0).breaker, BreakerState::closed);
+    g.report(t0, HostVerdict::failing, false);
+    EXPECT_EQ(g.status(t0).breaker, BreakerState::open);
+    EXPECT_EQ(g.status(t0).breaker_opens, 1u);
+    EXPECT_EQ(g.admit(t0 + 999ms, 1), Admission::breaker_open);
+    // Polls admitted before it opened report late: neither closes nor re-opens it.
+    g.report(t0 + 500ms, HostVerdict::healthy, false);
+    g.report(t0 + 500ms, HostVerdict::failing, false);
+    EXPECT_EQ(g.status(t0 + 500ms).breaker, BreakerState::open);
+    EXPECT_EQ(g.status(t0 + 500ms).breaker_opens, 1u);
+
+    // After the cooldown exactly one probe goes; the rest wait for its verdict.
+    EXPECT_EQ(g.admit(t0 + 1s, 1), Admission::probe);
+    EXPECT_EQ(g.status(t0 + 1s).breaker, BreakerState::half_open);
+    EXPECT_EQ(g.admit(t0 + 1s, 1), Admission::breaker_open);
+    // The probe fails: open again for twice as long (2 s), then 4 s, capped at 4 s.
+    g.report(t0 + 1s, HostVerdict::failing, true);
+    EXPECT_EQ(g.admit(t0 + 2999ms, 1), Admission::breaker_open);
+    EXPECT_EQ(g.admit(t0 + 3s, 1), Admission::probe);
+    g.report(t0 + 3s, HostVerdict::failing, true);
+    EXPECT_EQ(g.admit(t0 + 6999ms, 1), Admission::breaker_open);
+    EXPECT_EQ(g.admit(t0 + 7s, 1), Admission::probe);
+    g.report(t0 + 7s, HostVerdict::failing, true);
+    EXPECT_EQ(g.admit(t0 + 10999ms, 1), Admission::breaker_open);
+    // A cancelled probe (drain, no verdict) lets the next tick probe again.
+    EXPECT_EQ(g.admit(t0 + 11s, 1), Admission::probe);
+    g.report(t0 + 11s, HostVerdict::neutral, true);
+    EXPECT_EQ(g.admit(t0 + 11s, 1), Admission::probe);
+    // The probe succeeds: closed, and the cooldown is back to its base.
+    g.report(t0 + 11s, HostVerdict::healthy, true);
+    EXPECT_EQ(g.status(t0 + 11s).breaker, BreakerState::closed);
+    EXPECT_EQ(g.admit(t0 + 11s, 1), Admission::go);
+    for (int i = 0; i < 3; ++i) g.report(t0 + 12s, HostVerdict::failing, false);
+    EXPECT_EQ(g.admit(t0 + 12s + 999ms, 1), Admission::breaker_open);
+    EXPECT_EQ(g.admit(t0 + 13s, 1), Admission::probe);
+}
+
+TEST(HostGuard, NoBreakerWhenFailuresIsZero) {
+    const auto cfg = host(0, 1, 0);
+    HostGuard g(cfg, T{});
+    for (int i = 0; i < 1000; ++i) g.report(T{}, HostVerdict::failing, false);
+    EXPECT_EQ(g.admit(T{}, 1), Admission::go);
+}
+
+TEST(HostGuard, PauseComesBeforeTheBucketAndTheProbe) {
+    const auto cfg = host(10, 1, 1);
+    const T t0{};
+    HostGuard g(cfg, t0);
+    g.report(t0, HostVerdict::failing, false);  // open until t0 + 1 s
+    g.pause(t0, PauseReason::banned, 5s);
+    // Paused: no token spent, no probe granted.
+    EXPECT_EQ(g.admit(t0 + 2s, 1), Admission::paused);
+    EXPECT_EQ(g.admit(t0 + 5s + 100ms, 1), Admission::probe);
+    // A probe needs a token too.
+    g.report(t0 + 5s + 100ms, HostVerdict::neutral, true);
+    EXPECT_EQ(g.admit(t0 + 5s + 100ms, 1), Admission::throttled);
+}
+
+TEST(HostGuard, ScheduledDemandAddsTheHostsSources) {
+    mdagg::Config c;
+    mdagg::SourceConfig a, b, other;
+    a.interval = 50ms;
+    a.symbols.resize(100);
+    a.cost = 2;
+    b.interval = 1s;
+    b.symbols.resize(10);
+    other.interval = 1ms;
+    other.symbols.resize(1);
+    other.host = 1;
+    c.sources = {a, b, other};
+    EXPECT_DOUBLE_EQ(mdagg::scheduled_demand(c, 0), 100 * 2 / 0.05 + 10);
+    EXPECT_DOUBLE_EQ(mdagg::scheduled_demand(c, 1), 1000);
 }
