@@ -5,6 +5,7 @@
 #include <mdagg/decimal.hpp>
 #include <mdagg/quote.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -31,12 +32,23 @@ struct Bar {
     BestBidOffer bbo;     // consolidated across sources when the bar closed
 };
 
+// A (symbol, source) whose latest quote went stale (no fresh one for stale_after), or came
+// back with a fresh quote.
+struct StaleMark {
+    SymbolId symbol = 0;
+    SourceId source = 0;
+    bool stale = true;
+    std::int64_t last_receive_ns = 0;  // receive time of the quote that went stale / the fresh one
+    std::int64_t at_ns = 0;            // when it was noticed
+};
+
 // Where the aggregator hands its records.
 class RecordSink {
 public:
     virtual ~RecordSink() = default;
     virtual void on_quote(const Quote& quote) = 0;
     virtual void on_bar(const Bar& bar) = 0;
+    virtual void on_stale(const StaleMark& mark) = 0;
 };
 
 class Aggregator {
@@ -56,6 +68,16 @@ public:
 
     // Emits every open bar, complete or partial, with end_ns = its interval end. For drain.
     void close_all_bars();
+
+    // A source's latest quote older than `ns` (by receive time) is stale: it leaves the
+    // consolidated best bid/offer until a fresh one arrives. 0 (the default) = never.
+    void set_stale_after(SourceId source, std::int64_t ns);
+    // Marks what went stale by now_ns (timer-driven), emitting a StaleMark for each.
+    void expire_stale(std::int64_t now_ns);
+    // These two may be read from any thread (metrics, summaries).
+    std::size_t stale_count() const noexcept { return stale_count_.load(std::memory_order_relaxed); }
+    // Symbols with at least one quote, fresh or stale.
+    std::size_t symbols_quoted() const noexcept { return symbols_quoted_.load(std::memory_order_relaxed); }
 
     const Quote* latest(SymbolId symbol, SourceId source) const;
     BestBidOffer best(SymbolId symbol) const;
@@ -77,8 +99,12 @@ private:
     std::int64_t bar_interval_ns_;
     RecordSink& sink_;
     bool forward_quotes_;
-    // latest_[symbol * sources + source]
+    // latest_[symbol * sources + source], and whether that quote is stale
     std::vector<std::optional<Quote>> latest_;
+    std::vector<std::uint8_t> stale_;
+    std::vector<std::int64_t> stale_after_ns_;  // per source
+    std::atomic<std::size_t> stale_count_{0};
+    std::atomic<std::size_t> symbols_quoted_{0};
     std::vector<BestBidOffer> best_;
     std::vector<OpenBar> bars_;
     std::uint64_t quotes_accepted_ = 0;

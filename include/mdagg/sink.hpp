@@ -17,6 +17,7 @@ namespace mdagg {
 // their exact text; times as RFC 3339 UTC with nanoseconds.
 void append_quote_json(std::string& out, const Quote& q, const Universe& universe);
 void append_bar_json(std::string& out, const Bar& bar, const Universe& universe);
+void append_stale_json(std::string& out, const StaleMark& mark, const Universe& universe);
 
 struct SinkOptions {
     std::string dir;
@@ -45,6 +46,7 @@ public:
 
     void on_quote(const Quote& quote) override;  // buffer only, never blocks on disk
     void on_bar(const Bar& bar) override;
+    void on_stale(const StaleMark& mark) override;  // written to the bars file
 
     // Hands the buffered records to the writer thread and returns at once.
     void flush();

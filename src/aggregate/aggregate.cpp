@@ -7,6 +7,8 @@
 //   (or before the end of its last emitted bar) counts in the open bar (or opens the next
 //   interval) instead of reopening or re-emitting a past interval; receive times come from
 //   several pollers' wall clocks and a step back must not produce duplicate bars.
+// - A stale quote stays the source's latest (latest() still returns it) but leaves the BBO;
+//   bars are unaffected, since they only ever see quotes as they arrive.
 // - Any accepted quote advances the symbol's time, so a one-sided quote in a later interval
 //   still emits the open bar; it just does not open a new one.
 #include <mdagg/aggregator.hpp>
@@ -42,6 +44,8 @@ Aggregator::Aggregator(const Universe& universe, std::int64_t bar_interval_ns, R
       sink_(sink),
       forward_quotes_(forward_quotes),
       latest_(universe.symbols.size() * universe.sources.size()),
+      stale_(latest_.size(), 0),
+      stale_after_ns_(universe.sources.size(), 0),
       best_(universe.symbols.size()),
       bars_(universe.symbols.size()) {
     if (bar_interval_ns <= 0) throw std::invalid_argument("Aggregator: bar interval must be > 0");
@@ -69,7 +73,18 @@ void Aggregator::on_quote(const Quote& q) {
     }
     if (!ob.open && ob.bar.end_ns != no_time && t < ob.bar.end_ns) t = ob.bar.end_ns;
 
-    latest_[std::size_t{q.symbol} * n_sources + q.source] = q;
+    const std::size_t cell = std::size_t{q.symbol} * n_sources + q.source;
+    if (!latest_[cell]) {
+        bool first = true;
+        for (std::size_t s = 0; s < n_sources; ++s) first = first && !latest_[cell - q.source + s];
+        if (first) symbols_quoted_.fetch_add(1, std::memory_order_relaxed);
+    }
+    latest_[cell] = q;
+    if (stale_[cell]) {
+        stale_[cell] = 0;
+        stale_count_.fetch_sub(1, std::memory_order_relaxed);
+        sink_.on_stale({q.symbol, q.source, false, q.receive_time_ns, q.receive_time_ns});
+    }
     update_best(q.symbol);
 
     if (!q.bid.is_zero() && !q.ask.is_zero()) {
@@ -112,6 +127,26 @@ void Aggregator::close_all_bars() {
     }
 }
 
+void Aggregator::set_stale_after(SourceId source, std::int64_t ns) {
+    if (source < stale_after_ns_.size()) stale_after_ns_[source] = ns;
+}
+
+void Aggregator::expire_stale(std::int64_t now_ns) {
+    const std::size_t n = per_row(latest_, bars_);
+    for (std::size_t cell = 0; cell < latest_.size(); ++cell) {
+        const auto source = static_cast<SourceId>(cell % n);
+        const std::int64_t limit = stale_after_ns_[source];
+        if (limit <= 0 || stale_[cell] || !latest_[cell]) continue;
+        const std::int64_t received = latest_[cell]->receive_time_ns;
+        if (now_ns - received <= limit) continue;
+        stale_[cell] = 1;
+        stale_count_.fetch_add(1, std::memory_order_relaxed);
+        const auto symbol = static_cast<SymbolId>(cell / n);
+        update_best(symbol);
+        sink_.on_stale({symbol, source, true, received, now_ns});
+    }
+}
+
 const Quote* Aggregator::latest(SymbolId symbol, SourceId source) const {
     const std::size_t n_sources = per_row(latest_, bars_);
     if (symbol >= bars_.size() || source >= n_sources) return nullptr;
@@ -129,8 +164,9 @@ void Aggregator::update_best(SymbolId symbol) {
     const std::size_t n = per_row(latest_, bars_);
     const std::optional<Quote>* row = latest_.data() + std::size_t{symbol} * n;
     BestBidOffer b;
+    const std::uint8_t* stale = stale_.data() + std::size_t{symbol} * n;
     for (SourceId s = 0; s < n; ++s) {
-        if (!row[s]) continue;
+        if (!row[s] || stale[s]) continue;
         const Quote& q = *row[s];
         // Strict comparisons keep the lower source id on ties.
         if (!q.bid.is_zero() && (!b.has_bid || q.bid > b.bid)) {

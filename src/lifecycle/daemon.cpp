@@ -94,13 +94,17 @@ public:
           summary_timer_(control_),
           flush_timer_(aggregate_strand_),
           bar_timer_(aggregate_strand_),
+          stale_timer_(aggregate_strand_),
           sink_(universe_, SinkOptions{config.output.dir, config.output.max_buffer_bytes}),
           aggregator_(universe_, config.output.bar_interval.count(), sink_, config.output.quotes),
           pollers_(io_, config_, universe_, [this](const Quote& q) {
               // The aggregator's strand is the only owner of its state; this post is the whole
               // hand-off, so a poller never waits for aggregation or the disk.
               asio::post(aggregate_strand_, [this, q] { aggregator_.on_quote(q); });
-          }) {}
+          }) {
+        for (SourceId s = 0; s < config.sources.size(); ++s)
+            aggregator_.set_stale_after(s, config.sources[s].stale_after.count());
+    }
 
     int run() {
         try {
@@ -119,6 +123,7 @@ public:
         pollers_.start([this] { asio::post(control_, [this] { wake_.cancel(); }); });
         start_flush_timer();
         start_bar_timer();
+        start_stale_timer();
         asio::co_spawn(control_, supervise(), [this](std::exception_ptr e) { on_supervisor_exit(e); });
         asio::co_spawn(control_, summaries(), [](std::exception_ptr) {});
 
@@ -177,6 +182,19 @@ private:
             if (ec) return;
             aggregator_.close_bars(wall_clock_ns() - milliseconds(5).count());
             start_bar_timer();
+        });
+    }
+
+    // Sweeps for stale quotes often enough that one is marked within a tenth of its limit.
+    void start_stale_timer() {
+        Duration shortest = Duration::max();
+        for (auto& s : config_.sources) shortest = std::min(shortest, s.stale_after);
+        const auto period = std::clamp<Duration>(shortest / 10, milliseconds(10), std::chrono::seconds(1));
+        stale_timer_.expires_after(period);
+        stale_timer_.async_wait([this](boost::system::error_code ec) {
+            if (ec) return;
+            aggregator_.expire_stale(wall_clock_ns());
+            start_stale_timer();
         });
     }
 
@@ -261,6 +279,8 @@ private:
                                   {"tick_lateness_p99_ms", to_ms(lateness.quantile(0.99))},
                                   {"records_written", sink.records_written},
                                   {"records_dropped", sink.records_dropped},
+                                  {"symbols_quoted", aggregator_.symbols_quoted()},
+                                  {"stale_quotes", aggregator_.stale_count()},
                                   {"errors", errors},
                                   {"pollers", pollers_by_state(pollers_)},
                                   {"hosts", hosts_not_healthy()}});
@@ -334,6 +354,7 @@ private:
         co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
         flush_timer_.cancel();
         bar_timer_.cancel();
+        stale_timer_.cancel();
         aggregator_.close_all_bars();
         const auto quotes_accepted = aggregator_.quotes_accepted();
         const auto bars_emitted = aggregator_.bars_emitted();
@@ -417,6 +438,7 @@ private:
     asio::steady_timer summary_timer_;
     asio::steady_timer flush_timer_;
     asio::steady_timer bar_timer_;
+    asio::steady_timer stale_timer_;
     JsonlSink sink_;
     Aggregator aggregator_;
     PollerGroup pollers_;

@@ -207,4 +207,16 @@ void append_bar_json(std::string& out, const Bar& bar, const Universe& universe)
     out += "}\n";
 }
 
+void append_stale_json(std::string& out, const StaleMark& mark, const Universe& universe) {
+    out += R"({"type":"stale","source":)";
+    append_name(out, universe.sources, mark.source);
+    out += R"(,"symbol":)";
+    append_name(out, universe.symbols, mark.symbol);
+    out += mark.stale ? R"(,"stale":true,"time":)" : R"(,"stale":false,"time":)";
+    append_time(out, mark.at_ns);
+    out += R"(,"last_receive_time":)";
+    append_time(out, mark.last_receive_ns);
+    out += "}\n";
+}
+
 }  // namespace mdagg

@@ -314,6 +314,14 @@ void JsonlSink::on_bar(const Bar& bar) {
     impl_->append(bars, line);
 }
 
+void JsonlSink::on_stale(const StaleMark& mark) {
+    // With the bars: both describe the consolidated view, and the bars file always exists.
+    thread_local std::string line;
+    line.clear();
+    append_stale_json(line, mark, impl_->universe);
+    impl_->append(bars, line);
+}
+
 void JsonlSink::flush() {
     {
         std::lock_guard lk(impl_->st->m);

@@ -24,8 +24,10 @@ Decimal D(const char* text) {
 struct RecordingSink : RecordSink {
     std::vector<Quote> quotes;
     std::vector<Bar> bars;
+    std::vector<StaleMark> marks;
     void on_quote(const Quote& q) override { quotes.push_back(q); }
     void on_bar(const Bar& b) override { bars.push_back(b); }
+    void on_stale(const StaleMark& m) override { marks.push_back(m); }
 };
 
 Quote quote(SourceId source, SymbolId symbol, const char* bid, const char* ask, std::int64_t t) {
@@ -196,6 +198,7 @@ TEST_F(AggregatorTest, EmitOrderBarBeforeTheQuoteThatClosedIt) {
         std::string order;
         void on_quote(const Quote&) override { order += 'q'; }
         void on_bar(const Bar&) override { order += 'b'; }
+        void on_stale(const StaleMark&) override { order += 's'; }
     } order;
     Aggregator a(universe, sec, order, true);
     a.on_quote(quote(0, 0, "1", "2", t0));
@@ -311,11 +314,75 @@ TEST_F(AggregatorTest, IntervalsAreFlooredForAnyInterval) {
     EXPECT_EQ(s2.bars[0].end_ns, 0);
 }
 
+TEST_F(AggregatorTest, StaleQuotesLeaveTheBestBidOfferAndComeBackWhenFresh) {
+    agg.set_stale_after(0, 500 * ms);
+    agg.set_stale_after(1, 2 * sec);
+    // Source 2 never goes stale (0 = off).
+    agg.on_quote(quote(0, 0, "100.50", "100.60", t0));       // best on both sides
+    agg.on_quote(quote(1, 0, "100.00", "101.00", t0 + 10 * ms));
+    agg.on_quote(quote(2, 0, "99.00", "102.00", t0 + 20 * ms));
+    EXPECT_EQ(agg.symbols_quoted(), 1u);
+    agg.expire_stale(t0 + 500 * ms);  // exactly at the limit: still fresh
+    EXPECT_TRUE(sink.marks.empty());
+    EXPECT_EQ(agg.best(0).bid_source, 0u);
+
+    agg.expire_stale(t0 + 501 * ms);
+    ASSERT_EQ(sink.marks.size(), 1u);
+    EXPECT_TRUE(sink.marks[0].stale);
+    EXPECT_EQ(sink.marks[0].symbol, 0u);
+    EXPECT_EQ(sink.marks[0].source, 0u);
+    EXPECT_EQ(sink.marks[0].last_receive_ns, t0);
+    EXPECT_EQ(sink.marks[0].at_ns, t0 + 501 * ms);
+    EXPECT_EQ(agg.stale_count(), 1u);
+    // The runner-up takes over; the stale quote is still the source's latest.
+    EXPECT_EQ(agg.best(0).bid, D("100.00"));
+    EXPECT_EQ(agg.best(0).bid_source, 1u);
+    EXPECT_EQ(agg.best(0).ask, D("101.00"));
+    ASSERT_NE(agg.latest(0, 0), nullptr);
+    // Marked once, not on every sweep.
+    agg.expire_stale(t0 + 900 * ms);
+    EXPECT_EQ(sink.marks.size(), 1u);
+
+    // Everyone but the never-stale source goes stale.
+    agg.expire_stale(t0 + 3 * sec);
+    ASSERT_EQ(sink.marks.size(), 2u);
+    EXPECT_EQ(sink.marks[1].source, 1u);
+    EXPECT_EQ(agg.best(0).bid_source, 2u);
+    EXPECT_EQ(agg.stale_count(), 2u);
+
+    // A fresh quote brings source 0 back, with a mark saying so, and it is best again.
+    agg.on_quote(quote(0, 0, "100.40", "100.70", t0 + 3 * sec + 1 * ms));
+    ASSERT_EQ(sink.marks.size(), 3u);
+    EXPECT_FALSE(sink.marks[2].stale);
+    EXPECT_EQ(sink.marks[2].source, 0u);
+    EXPECT_EQ(sink.marks[2].last_receive_ns, t0 + 3 * sec + 1 * ms);
+    EXPECT_EQ(agg.best(0).bid, D("100.40"));
+    EXPECT_EQ(agg.best(0).bid_source, 0u);
+    EXPECT_EQ(agg.stale_count(), 1u);
+}
+
+TEST_F(AggregatorTest, BarsCarryTheBestBidOfferWithoutStaleSources) {
+    agg.set_stale_after(0, 300 * ms);
+    agg.set_stale_after(1, 300 * ms);
+    agg.on_quote(quote(0, 0, "100.50", "100.60", t0 + 1 * ms));
+    agg.on_quote(quote(1, 0, "100.00", "101.00", t0 + 700 * ms));
+    agg.expire_stale(t0 + 800 * ms);  // source 0 is 799 ms old, source 1 only 100 ms
+    agg.close_bars(t0 + sec);
+    ASSERT_EQ(sink.bars.size(), 1u);
+    EXPECT_EQ(sink.bars[0].bbo.bid_source, 1u);
+    EXPECT_EQ(sink.bars[0].bbo.bid, D("100.00"));
+    // A symbol whose every source is stale has no best at all.
+    agg.expire_stale(t0 + 2 * sec);
+    EXPECT_FALSE(agg.best(0).has_bid);
+    EXPECT_FALSE(agg.best(0).has_ask);
+}
+
 TEST(AggregatorConstruction, RejectsANonPositiveInterval) {
     Universe u{{"a"}, {"X"}};
     struct NullSink : RecordSink {
         void on_quote(const Quote&) override {}
         void on_bar(const Bar&) override {}
+        void on_stale(const StaleMark&) override {}
     } sink;
     EXPECT_THROW(Aggregator(u, 0, sink, false), std::invalid_argument);
 }

@@ -119,6 +119,25 @@ TEST(JsonFormat, BarLineIsExact) {
     EXPECT_EQ(j["best_ask_source"], "sim");
 }
 
+TEST(JsonFormat, StaleMarkLine) {
+    const Universe universe{{"sim", "venue2"}, {"STOCK_7"}};
+    StaleMark m;
+    m.symbol = 0;
+    m.source = 1;
+    m.stale = true;
+    m.last_receive_ns = 1'764'000'000'000'000'000;
+    m.at_ns = m.last_receive_ns + 2'500'000'000;
+    std::string out;
+    append_stale_json(out, m, universe);
+    EXPECT_EQ(out, R"({"type":"stale","source":"venue2","symbol":"STOCK_7","stale":true,)"
+                   R"("time":"2025-11-24T16:00:02.500000000Z","last_receive_time":"2025-11-24T16:00:00.000000000Z"})"
+                   "\n");
+    m.stale = false;
+    out.clear();
+    append_stale_json(out, m, universe);
+    EXPECT_EQ(json::parse(out)["stale"], false);
+}
+
 TEST(JsonFormat, NamesAreEscapedAndAlwaysValidUtf8) {
     const Universe u{{"src\\1"}, {"A\"B\n\t\x01z\xc3\xa9\xff\xe2\x82"}};
     Quote q;
