@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -30,9 +32,16 @@ constexpr std::string_view kUsage =
     "  --hung-ratio R                      share of symbols that never answer, 0..1\n"
     "  --hung SYMBOL[,SYMBOL...]           symbols that never answer\n"
     "  --max-requests-per-connection N     close a connection after N responses (0 = never)\n"
+    "  --fault JSON                        a fault active from the start (repeatable), e.g.\n"
+    "                                      '{\"kind\":\"status\",\"status\":503,\"request_ratio\":0.1}'\n"
+    "  --faults-file PATH                  faults from a file: a JSON array, or one per line\n"
+    "  --control HOST:PORT                 a listener for /control/ and /stats only, which\n"
+    "                                      faults never touch (port 0 = any)\n"
     "  --threads N                         io threads (default 1)\n"
     "  --seed N                            random seed (default 1)\n"
-    "  --version, --help\n";
+    "  --version, --help\n"
+    "Faults are added, listed and removed at run time with POST/GET/DELETE /control/faults\n"
+    "(on either listener); README.md lists the kinds and their parameters.\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -82,6 +91,30 @@ void parse_latency(std::string_view text, mdagg::sim::Options& options) {
         throw UsageError("--latency: MIN is larger than MAX in '" + std::string(text) + "'");
 }
 
+// A JSON array of faults, or one fault per line (blank lines and lines starting with # skipped).
+void read_faults_file(const std::string& path, mdagg::sim::Options& options) {
+    std::ifstream in(path);
+    if (!in) throw UsageError("--faults-file: cannot read '" + path + "'");
+    std::stringstream text;
+    text << in.rdbuf();
+    const auto whole = nlohmann::json::parse(text.str(), nullptr, false);
+    if (!whole.is_discarded() && whole.is_array()) {
+        for (const auto& fault : whole) options.faults.push_back(fault.dump());
+        return;
+    }
+    std::string line;
+    text.clear();
+    text.seekg(0);
+    for (int number = 1; std::getline(text, line); ++number) {
+        const auto start = line.find_first_not_of(" \t\r");
+        if (start == std::string::npos || line[start] == '#') continue;
+        if (nlohmann::json::parse(line, nullptr, false).is_discarded())
+            throw UsageError("--faults-file: " + path + ":" + std::to_string(number) +
+                             ": not valid JSON");
+        options.faults.push_back(line);
+    }
+}
+
 struct Command {
     mdagg::sim::Options options;
     unsigned threads = 1;
@@ -117,6 +150,16 @@ Command parse_args(int argc, char** argv) {
             } catch (const std::invalid_argument& e) {
                 throw UsageError(std::string("--listen: ") + e.what());
             }
+        } else if (arg == "--control") {
+            try {
+                mdagg::sim::parse_control(std::string(need_value()), o);
+            } catch (const std::invalid_argument& e) {
+                throw UsageError(std::string("--control: ") + e.what());
+            }
+        } else if (arg == "--fault") {
+            o.faults.emplace_back(need_value());
+        } else if (arg == "--faults-file") {
+            read_faults_file(std::string(need_value()), o);
         } else if (arg == "--symbols") {
             o.symbols = parse_int<std::size_t>(arg, need_value(), 1, 10'000'000);
         } else if (arg == "--prefix") {
@@ -190,17 +233,22 @@ int main(int argc, char** argv) {
         boost::asio::io_context io(cmd.threads == 1 ? 1 : static_cast<int>(cmd.threads));
         // Before start(): a SIGTERM right after the "listening" line must not kill us.
         boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-        mdagg::sim::Simulator sim(io, cmd.options);
+        mdagg::sim::Simulator sim(io, cmd.options);  // a bad --fault throws invalid_argument
         sim.start();
         signals.async_wait([&sim](const boost::system::error_code& ec, int) {
             if (!ec) sim.stop();  // once the connections are closed, run() returns
         });
 
-        print_line(nlohmann::json{{"event", "listening"},
-                                  {"host", cmd.options.host},
-                                  {"port", sim.port()},
-                                  {"symbols", cmd.options.symbols}}
-                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        nlohmann::json listening{{"event", "listening"},
+                                 {"host", cmd.options.host},
+                                 {"port", sim.port()},
+                                 {"symbols", cmd.options.symbols}};
+        if (cmd.options.control) {
+            listening["control_host"] = cmd.options.control_host;
+            listening["control_port"] = sim.control_port();
+        }
+        listening["faults"] = cmd.options.faults.size();
+        print_line(listening.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 
         // A handler that throws must not leave joinable threads behind (std::terminate).
         auto run = [&io] {

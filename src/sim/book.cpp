@@ -149,4 +149,32 @@ void Book::append_written_json(std::string& out) const {
     }
 }
 
+void Book::append_last_seq_json(std::string& out) const {
+    bool first = true;
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+        std::uint64_t seq = 0;
+        {
+            std::lock_guard lock(states_[i].mutex);
+            seq = states_[i].seq;
+        }
+        if (seq == 0) continue;
+        if (!first) out += ',';
+        first = false;
+        out += json_names_[i];
+        out += ':';
+        append_int(out, seq);
+    }
+}
+
+void Book::append_fake_json(std::string& out, std::size_t index) const {
+    Quote q;
+    q.bid = 99900;
+    q.ask = 100100;
+    q.bid_qty = q.ask_qty = 100;
+    q.time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+    append_json(out, index, q);
+}
+
 }  // namespace mdagg::sim::detail

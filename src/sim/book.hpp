@@ -59,6 +59,12 @@ public:
     void append_json(std::string& out, std::size_t index, const Quote& quote) const;
     // Appends "name":written pairs (comma-separated, no braces) for every symbol.
     void append_written_json(std::string& out) const;
+    // Appends "name":last_seq pairs for the symbols that have taken a seq.
+    void append_last_seq_json(std::string& out) const;
+
+    // A quote-shaped body that is not a quote: seq 0 and a price no walk takes, for faults that
+    // must look like a response but must never be taken for one.
+    void append_fake_json(std::string& out, std::size_t index) const;
 
 private:
     // Own cache line each: with --threads N, neighbouring symbols are hit from several threads.

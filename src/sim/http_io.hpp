@@ -13,13 +13,17 @@ namespace mdagg::sim::detail {
 
 // http::request_parser<...> builds a basic_fields list (one heap node per header field) that
 // the simulator never reads. This parser keeps only the method and target, in a string the
-// connection reuses, and drops any body. basic_parser still tracks keep-alive for us.
+// connection reuses, and the body (control requests carry one; body_limit bounds it) in
+// another. basic_parser still tracks keep-alive for us.
 class RequestParser final : public boost::beast::http::basic_parser<true> {
 public:
     using string_view = boost::beast::string_view;
     using error_code = boost::beast::error_code;
 
-    explicit RequestParser(std::string& target) : target_(target) { target_.clear(); }
+    RequestParser(std::string& target, std::string& body) : target_(target), body_(body) {
+        target_.clear();
+        body_.clear();
+    }
 
     boost::beast::http::verb method() const noexcept { return method_; }
     int version() const noexcept { return version_; }
@@ -36,14 +40,19 @@ private:
                        error_code&) override {}
     void on_header_impl(error_code&) override {}
     void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
-    std::size_t on_body_impl(string_view body, error_code&) override { return body.size(); }
+    std::size_t on_body_impl(string_view body, error_code&) override {
+        body_.append(body.data(), body.size());
+        return body.size();
+    }
     void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
     std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code&) override {
+        body_.append(body.data(), body.size());
         return body.size();
     }
     void on_finish_impl(error_code&) override {}
 
     std::string& target_;
+    std::string& body_;
     boost::beast::http::verb method_ = boost::beast::http::verb::unknown;
     int version_ = 11;
 };

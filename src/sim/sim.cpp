@@ -1,6 +1,7 @@
 #include "mdagg/sim.hpp"
 
 #include "book.hpp"
+#include "faults.hpp"
 #include "http_io.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -17,6 +18,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/status.hpp>
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -28,6 +30,7 @@
 #include <stdexcept>
 #include <system_error>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace mdagg::sim {
 
@@ -36,7 +39,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-void parse_listen(const std::string& text, Options& options) {
+namespace {
+
+std::pair<std::string, std::uint16_t> parse_host_port(const std::string& text) {
     std::string_view host;
     std::string_view port;
     if (!text.empty() && text.front() == '[') {  // [::1]:8081
@@ -60,8 +65,22 @@ void parse_listen(const std::string& text, Options& options) {
     auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
     if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
         throw std::invalid_argument("bad port in '" + text + "'");
-    options.host = std::string(host);
-    options.port = static_cast<std::uint16_t>(value);
+    return {std::string(host), static_cast<std::uint16_t>(value)};
+}
+
+}  // namespace
+
+void parse_listen(const std::string& text, Options& options) {
+    std::tie(options.host, options.port) = parse_host_port(text);
+}
+
+void parse_control(const std::string& text, Options& options) {
+    std::tie(options.control_host, options.control_port) = parse_host_port(text);
+    options.control = true;
+}
+
+bool symbol_in_ratio(std::string_view symbol, double ratio) noexcept {
+    return detail::symbol_in_ratio(symbol, ratio);
 }
 
 namespace {
@@ -121,27 +140,48 @@ std::string error_body(std::string_view error, std::string_view detail_key = {},
 namespace detail {
 
 struct Connection {
-    Connection(tcp::socket socket, std::uint64_t seed)
+    Connection(tcp::socket socket, std::uint64_t seed, bool control)
         : stream(std::move(socket)), timer(stream.get_executor()), buffer(kBufferLimit),
-          rng(seed) {
+          rng(seed), control_plane(control) {
         head.reserve(256);
         body.reserve(256);
     }
 
     beast::tcp_stream stream;
-    asio::steady_timer timer;   // added latency
+    asio::steady_timer timer;   // added latency, fault pacing
     beast::flat_buffer buffer;  // lives as long as the connection: leftovers are the next request
-    std::string target;         // these three keep their capacity from request to request
+    std::string target;         // these keep their capacity from request to request
+    std::string request_body;
     std::string head;
     std::string body;
+    std::string extra;  // extra response headers
     std::uint64_t rng;
     std::size_t responses = 0;
-    bool closed = false;  // set by stop(), on this connection's executor
+    bool closed = false;  // set by stop() or a restart, on this connection's executor
+    const bool control_plane;  // accepted on the control listener: no quotes, no faults
+};
+
+// One listening socket. Its acceptor and timers live on the simulator's main executor.
+struct Listener {
+    Listener(const asio::any_io_executor& executor, bool control)
+        : acceptor(executor), backoff(executor), reopen(executor), control(control) {}
+
+    tcp::acceptor acceptor;
+    asio::steady_timer backoff;  // after an accept error
+    asio::steady_timer reopen;   // retrying a bind after a refuse or restart
+    tcp::endpoint endpoint;      // after the first bind, with the port actually bound
+    std::uint64_t epoch = 0;     // bumped on close: an accept loop of an older epoch ends
+    std::atomic<std::uint16_t> port{0};
+    std::atomic<bool> open{false};
+    const bool control;
 };
 
 }  // namespace detail
 
 using detail::Connection;
+using detail::Decision;
+using detail::FaultKind;
+using detail::Listener;
 
 struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::io_context& io_context, Options opts)
@@ -150,21 +190,40 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
           // is already serialised: strands would only cost. Any other hint may mean
           // --threads N, and then the connection's handlers and stop()'s close need one.
           use_strands(asio::use_service<asio::detail::scheduler>(io).concurrency_hint() != 1),
-          acceptor(executor()), accept_timer(acceptor.get_executor()) {
+          main(executor()), quote(main, false) {
         if (options.latency_min.count() < 0 || options.latency_max < options.latency_min)
             throw std::invalid_argument("latency must satisfy 0 <= min <= max");
+        if (options.control) control = std::make_unique<Listener>(main, true);
+        for (const auto& text : options.faults) {
+            try {
+                initial_faults.push_back(detail::parse_fault(std::string_view(text)));
+            } catch (const std::invalid_argument& e) {
+                throw std::invalid_argument("fault " + text + ": " + e.what());
+            }
+        }
     }
 
-    enum class Route { quote, hung, not_found, stats, method_not_allowed };
+    enum class Route { quote, hung, not_found, stats, control, method_not_allowed };
+    // What a connection does after a request was dealt with.
+    enum class After { keep_alive, linger, close };
 
     asio::io_context& io;
     const Options options;
     detail::Book book;
     const bool use_strands;
-    tcp::acceptor acceptor;  // stop() may run on any thread: its close is posted here
-    asio::steady_timer accept_timer;
+    // Acceptors, fault timers and the listener's hold count live here (a strand with
+    // --threads N); any thread posts to it.
+    asio::any_io_executor main;
+    Listener quote;
+    std::unique_ptr<Listener> control;
     std::atomic<bool> stopping{false};
-    std::atomic<std::uint16_t> bound_port{0};
+
+    detail::FaultTable faults;
+    std::vector<detail::FaultSpec> initial_faults;
+    std::array<std::atomic<std::uint64_t>, detail::kFaultKinds> fault_counts{};
+    // On `main` only:
+    std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> fault_timers;
+    std::unordered_set<std::uint64_t> listener_holders;  // refuse/restart faults in force
 
     std::atomic<std::uint64_t> responses{0};  // quote responses written completely
     std::atomic<std::uint64_t> requests{0};
@@ -174,6 +233,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     std::atomic<std::uint64_t> failed_writes{0};  // quotes whose seq was taken but not delivered
     std::atomic<std::uint64_t> not_found{0};
     std::atomic<std::uint64_t> bad_requests{0};
+    std::atomic<std::uint64_t> control_requests{0};
     std::atomic<std::uint64_t> next_connection_id{0};
 
     std::mutex connections_mutex;
@@ -199,91 +259,255 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         if (live.erase(c) != 0) open_connections.fetch_sub(1, std::memory_order_relaxed);
     }
 
+    // Closes connections on their own executors; with `quotes_only`, spares the control plane.
+    void close_connections(bool quotes_only) {
+        std::lock_guard lock(connections_mutex);
+        for (auto& [raw, weak] : live) {
+            auto c = weak.lock();
+            if (!c || (quotes_only && c->control_plane)) continue;
+            asio::post(c->stream.get_executor(), [c] {
+                c->closed = true;
+                beast::error_code ignored;
+                c->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+                c->stream.close();
+                c->timer.cancel();
+            });
+        }
+    }
+
+    tcp::endpoint resolve(const std::string& host, std::uint16_t port) {
+        beast::error_code ec;
+        const auto address = asio::ip::make_address(host, ec);
+        if (!ec) return tcp::endpoint(address, port);
+        tcp::resolver resolver(io);
+        auto results = resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
+        if (ec) throw std::system_error(ec, "resolve " + host);
+        return results.begin()->endpoint();
+    }
+
+    // Binds and starts the accept loop; throws std::system_error. On `main`, or before run().
+    void open_listener(Listener& l) {
+        beast::error_code ec;
+        const std::string where = l.endpoint.address().to_string() + ":" +
+                                  std::to_string(l.endpoint.port());
+        auto check = [&](const char* step) {
+            if (!ec) return;
+            beast::error_code ignored;
+            l.acceptor.close(ignored);
+            throw std::system_error(ec, std::string(step) + " " + where);
+        };
+        l.acceptor.open(l.endpoint.protocol(), ec);
+        check("open");
+        l.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+        check("reuse_address");
+        l.acceptor.bind(l.endpoint, ec);
+        check("bind");
+        l.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+        check("listen");
+        const auto local = l.acceptor.local_endpoint(ec);
+        check("local_endpoint");
+        l.endpoint = local;  // a reopen binds the same port, even when the option said 0
+        l.port.store(local.port());
+        l.open.store(true);
+        asio::co_spawn(main, accept_loop(shared_from_this(), &l, ++l.epoch),
+                       LogExceptions{"accept loop"});
+    }
+
+    void close_listener(Listener& l) {
+        ++l.epoch;
+        l.open.store(false);
+        beast::error_code ignored;
+        l.acceptor.close(ignored);
+        l.backoff.cancel();
+        l.reopen.cancel();
+    }
+
+    // On main. The port may be briefly taken by someone else: retry until it is ours again.
+    void reopen_quote_listener() {
+        if (stopping.load() || !listener_holders.empty() || quote.open.load()) return;
+        try {
+            open_listener(quote);
+        } catch (const std::system_error& e) {
+            log_line(std::string("reopening the quote listener: ") + e.what());
+            quote.reopen.expires_after(kAcceptBackoff);
+            quote.reopen.async_wait([self = shared_from_this()](beast::error_code ec) {
+                if (!ec) self->reopen_quote_listener();
+            });
+        }
+    }
+
     void start() {
         if (stopping.load()) return;
-        beast::error_code ec;
-        tcp::endpoint endpoint;
-        const auto address = asio::ip::make_address(options.host, ec);
-        if (!ec) {
-            endpoint = tcp::endpoint(address, options.port);
-        } else {
-            tcp::resolver resolver(io);
-            auto results = resolver.resolve(options.host, std::to_string(options.port),
-                                            tcp::resolver::passive, ec);
-            if (ec) throw std::system_error(ec, "resolve " + options.host);
-            endpoint = results.begin()->endpoint();
-        }
-        const std::string where = endpoint.address().to_string() + ":" +
-                                  std::to_string(endpoint.port());
-        auto check = [&](const char* step) {
-            if (ec) throw std::system_error(ec, std::string(step) + " " + where);
-        };
-        acceptor.open(endpoint.protocol(), ec);
-        check("open");
-        acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-        check("reuse_address");
-        acceptor.bind(endpoint, ec);
-        check("bind");
-        acceptor.listen(asio::socket_base::max_listen_connections, ec);
-        check("listen");
-        const auto local = acceptor.local_endpoint(ec);
-        check("local_endpoint");
-        bound_port.store(local.port());
-        asio::co_spawn(acceptor.get_executor(), accept_loop(shared_from_this()),
-                       LogExceptions{"accept loop"});
+        quote.endpoint = resolve(options.host, options.port);
+        if (control) control->endpoint = resolve(options.control_host, options.control_port);
+        open_listener(quote);
+        if (control) open_listener(*control);
+        for (auto& spec : initial_faults) add_fault(std::move(spec));
+        initial_faults.clear();
     }
 
     void stop() {
         if (stopping.exchange(true)) return;
         auto self = shared_from_this();
-        asio::post(acceptor.get_executor(), [self] {
-            beast::error_code ec;
-            self->acceptor.close(ec);
-            self->accept_timer.cancel();
+        asio::post(main, [self] {
+            self->close_listener(self->quote);
+            if (self->control) self->close_listener(*self->control);
+            self->fault_timers.clear();  // destroying a timer cancels its wait
+            self->listener_holders.clear();
         });
-        std::lock_guard lock(connections_mutex);
-        for (auto& [raw, weak] : live) {
-            if (auto c = weak.lock()) {
-                // The socket and timers belong to the connection's executor; close them there.
-                asio::post(c->stream.get_executor(), [c] {
-                    c->closed = true;
-                    beast::error_code ignored;
-                    c->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-                    c->stream.close();
-                    c->timer.cancel();
-                });
-            }
-        }
+        close_connections(false);
     }
 
-    static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self) {
+    // ---- faults: the table decides, `main` carries out timers and listener holds ----
+
+    std::uint64_t add_fault(detail::FaultSpec spec) {
+        const auto kind = spec.kind;
+        const auto duration = spec.duration;
+        const bool drop = spec.drop_connections;
+        const std::uint64_t id = faults.add(std::move(spec), detail::SteadyClock::now());
+        asio::post(main, [self = shared_from_this(), id, kind, duration, drop] {
+            if (self->stopping.load()) return;
+            if (kind == FaultKind::refuse || kind == FaultKind::restart) {
+                self->fault_counts[static_cast<std::size_t>(kind)].fetch_add(1);
+                self->listener_holders.insert(id);
+                if (self->quote.open.load()) self->close_listener(self->quote);
+                if (drop) self->close_connections(true);
+            }
+            if (duration) {
+                auto timer = std::make_unique<asio::steady_timer>(self->main, *duration);
+                timer->async_wait([weak = std::weak_ptr<Impl>(self), id](beast::error_code ec) {
+                    if (auto impl = weak.lock(); impl && !ec) impl->remove_fault(id);
+                });
+                self->fault_timers[id] = std::move(timer);
+            }
+        });
+        return id;
+    }
+
+    void after_removal(std::uint64_t id) {
+        asio::post(main, [self = shared_from_this(), id] {
+            self->fault_timers.erase(id);
+            if (self->listener_holders.erase(id) != 0) self->reopen_quote_listener();
+        });
+    }
+
+    bool remove_fault(std::uint64_t id) {
+        if (!faults.remove(id)) return false;
+        after_removal(id);
+        return true;
+    }
+
+    std::vector<std::uint64_t> clear_faults() {
+        std::vector<std::uint64_t> ids;
+        for (auto& [id, spec] : faults.clear()) {
+            ids.push_back(id);
+            after_removal(id);
+        }
+        return ids;
+    }
+
+    void count_fault(FaultKind kind) {
+        fault_counts[static_cast<std::size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+    }
+
+    // ---- the control API over HTTP ----
+
+    // Fills c.head/c.body for a request under /control/.
+    void control_response(Connection& c, http::verb method, bool keep_alive, int version) {
+        control_requests.fetch_add(1, std::memory_order_relaxed);
+        const std::string_view path = std::string_view(c.target).substr(0, c.target.find('?'));
+        constexpr std::string_view collection = "/control/faults";
+        std::string_view status = "200 OK";
+        std::string_view extra;
+        auto json = [](const nlohmann::json& j) {
+            return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        };
+        if (path == collection || path == "/control/faults/") {
+            if (method == http::verb::get) {
+                c.body = faults_json();
+            } else if (method == http::verb::post) {
+                try {
+                    auto spec = detail::parse_fault(std::string_view(c.request_body));
+                    const std::string kind(detail::kind_name(spec.kind));
+                    const auto id = add_fault(std::move(spec));
+                    status = "201 Created";
+                    c.body = json({{"id", id}, {"kind", kind}});
+                } catch (const std::invalid_argument& e) {
+                    status = "400 Bad Request";
+                    c.body = error_body("bad fault", "reason", e.what());
+                }
+            } else if (method == http::verb::delete_) {
+                c.body = json({{"deleted", clear_faults()}});
+            } else {
+                status = "405 Method Not Allowed";
+                extra = "Allow: GET, POST, DELETE\r\n";
+                c.body = error_body("method not allowed");
+            }
+        } else if (path.substr(0, collection.size() + 1) == "/control/faults/") {
+            const std::string_view id_text = path.substr(collection.size() + 1);
+            std::uint64_t id = 0;
+            auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+            if (method != http::verb::delete_) {
+                status = "405 Method Not Allowed";
+                extra = "Allow: DELETE\r\n";
+                c.body = error_body("method not allowed");
+            } else if (ec != std::errc{} || end != id_text.data() + id_text.size()) {
+                status = "400 Bad Request";
+                c.body = error_body("bad fault id", "id", id_text);
+            } else if (remove_fault(id)) {
+                c.body = json({{"deleted", std::vector<std::uint64_t>{id}}});
+            } else {
+                status = "404 Not Found";
+                c.body = error_body("no such fault", "id", id_text);
+            }
+        } else {
+            status = "404 Not Found";
+            c.body = error_body("not found", "path", path);
+        }
+        detail::frame_response(c.head, status, c.body.size(), keep_alive, version, extra);
+    }
+
+    std::string faults_json() const {
+        return faults.list(detail::SteadyClock::now())
+            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+
+    // ---- connections ----
+
+    static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> self, Listener* l,
+                                             std::uint64_t epoch) {
         for (;;) {
-            auto [ec, socket] = co_await self->acceptor.async_accept(self->executor(), nothrow);
-            if (self->stopping.load()) co_return;
+            auto [ec, socket] = co_await l->acceptor.async_accept(self->executor(), nothrow);
+            if (self->stopping.load() || l->epoch != epoch) co_return;
             if (ec) {
-                if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) co_return;
+                if (ec == asio::error::operation_aborted || !l->acceptor.is_open()) co_return;
                 // EMFILE and friends: pause instead of spinning on a ready-but-failing accept.
                 log_line("accept: " + ec.message());
-                self->accept_timer.expires_after(kAcceptBackoff);
-                co_await self->accept_timer.async_wait(nothrow);
+                l->backoff.expires_after(kAcceptBackoff);
+                co_await l->backoff.async_wait(nothrow);
+                if (l->epoch != epoch) co_return;
                 continue;
             }
             beast::error_code ignored;
             socket.set_option(tcp::no_delay(true), ignored);
             const std::uint64_t id = self->next_connection_id.fetch_add(1);
-            auto c = std::make_shared<Connection>(std::move(socket),
-                                                  detail::stable_hash(std::to_string(id)) ^
-                                                      self->options.seed);
+            auto c = std::make_shared<Connection>(
+                std::move(socket), detail::stable_hash(std::to_string(id)) ^ self->options.seed,
+                l->control);
             if (!self->track(c)) co_return;
             auto executor = c->stream.get_executor();
             asio::co_spawn(executor, session(self, std::move(c)), LogExceptions{"connection"});
         }
     }
 
-    Route route(http::verb method, std::string_view target, std::size_t& index) const {
+    Route route(http::verb method, std::string_view target, bool control_plane,
+                std::size_t& index) const {
         std::string_view path = target.substr(0, target.find('?'));
         constexpr std::string_view quotes = "/quotes/";
-        if (path.substr(0, quotes.size()) == quotes) {
+        if (path.substr(0, 9) == "/control/" || path == "/control") return Route::control;
+        if (path == "/stats")
+            return method == http::verb::get ? Route::stats : Route::method_not_allowed;
+        if (path.substr(0, quotes.size()) == quotes && !control_plane) {
             if (method != http::verb::get) return Route::method_not_allowed;
             const std::string_view name = path.substr(quotes.size());
             if (auto found = book.find(name)) {
@@ -292,8 +516,6 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             }
             return book.is_hung(name) ? Route::hung : Route::not_found;
         }
-        if (path == "/stats")
-            return method == http::verb::get ? Route::stats : Route::method_not_allowed;
         return Route::not_found;
     }
 
@@ -308,7 +530,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     void fill_response(Connection& c, Route route, std::size_t index, bool keep_alive,
                        int version) {
         std::string_view status = "200 OK";
-        std::string_view extra;
+        std::string_view extra = c.extra;
         c.body.clear();
         switch (route) {
             case Route::quote:
@@ -321,9 +543,13 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 not_found.fetch_add(1, std::memory_order_relaxed);
                 status = "404 Not Found";
                 const auto path = std::string_view(c.target).substr(0, c.target.find('?'));
-                c.body = path.substr(0, 8) == "/quotes/"
-                             ? error_body("unknown symbol", "symbol", path.substr(8))
-                             : error_body("not found", "path", path);
+                if (c.control_plane && path.substr(0, 8) == "/quotes/")
+                    c.body = error_body("the control listener serves /control/ and /stats only",
+                                        "path", path);
+                else
+                    c.body = path.substr(0, 8) == "/quotes/"
+                                 ? error_body("unknown symbol", "symbol", path.substr(8))
+                                 : error_body("not found", "path", path);
                 break;
             }
             case Route::method_not_allowed:
@@ -331,10 +557,27 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 extra = "Allow: GET\r\n";
                 c.body = error_body("method not allowed");
                 break;
+            case Route::control:
             case Route::hung:
-                break;  // never answered
+                break;  // elsewhere / never answered
         }
         detail::frame_response(c.head, status, c.body.size(), keep_alive, version, extra);
+    }
+
+    // Extra headers a quote request's answer carries: Retry-After, a rate limit's usage.
+    static void fill_extra(Connection& c, const Decision& d) {
+        c.extra.clear();
+        if (d.retry_after && d.retry_after_form != detail::RetryAfterForm::none) {
+            c.extra += "Retry-After: ";
+            c.extra += detail::retry_after_value(*d.retry_after, d.retry_after_form);
+            c.extra += "\r\n";
+        }
+        if (d.usage) {
+            c.extra += d.usage->usage_header;
+            c.extra += ": ";
+            c.extra += std::to_string(d.used);
+            c.extra += "\r\n";
+        }
     }
 
     static asio::awaitable<beast::error_code> write_response(Connection& c) {
@@ -345,6 +588,19 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         co_return ec;
     }
 
+    static asio::awaitable<beast::error_code> write_bytes(Connection& c, std::string_view bytes) {
+        c.stream.expires_after(kWriteTimeout);
+        auto [ec, n] = co_await asio::async_write(c.stream, asio::buffer(bytes), nothrow);
+        (void)n;
+        co_return ec;
+    }
+
+    static asio::awaitable<bool> pause(Connection& c, std::chrono::microseconds delay) {
+        c.timer.expires_after(delay);
+        co_await c.timer.async_wait(nothrow);
+        co_return !c.closed;
+    }
+
     // Reads and drops input until the peer closes, the stream's deadline passes or stop()
     // closes the socket. A pending read costs nothing: no polling, no spinning.
     static asio::awaitable<void> discard_until_closed(Connection& c) {
@@ -353,6 +609,142 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             auto [ec, n] = co_await c.stream.async_read_some(c.buffer.prepare(4096), nothrow);
             (void)n;
             if (ec) co_return;
+        }
+    }
+
+    // Answers (or refuses to answer) a quote request the fault table picked a fault for.
+    // `keep_alive` is what a complete response would have promised.
+    asio::awaitable<After> serve_fault(Connection& c, const Decision& d, std::size_t index,
+                                       bool keep_alive, int version) {
+        const After done = keep_alive ? After::keep_alive : After::linger;
+        const std::string_view name = book.name(index);
+        std::string status_line;
+        auto status_text = [&status_line](int status) -> std::string_view {
+            status_line = std::to_string(status) + " " +
+                          std::string(http::obsolete_reason(
+                              http::int_to_status(static_cast<unsigned>(status))));
+            return status_line;
+        };
+        auto quote_shaped = [&] {
+            c.body.clear();
+            book.append_fake_json(c.body, index);
+        };
+        switch (d.kind) {
+            case FaultKind::hang:
+                c.stream.expires_never();  // held until the client gives up or stop()
+                co_await discard_until_closed(c);
+                co_return After::close;
+            case FaultKind::close_after:
+                co_return After::close;
+            case FaultKind::status:
+            case FaultKind::too_many_requests:
+            case FaultKind::rate_limited:
+            case FaultKind::ban:
+            case FaultKind::body_error:
+            case FaultKind::malformed:
+            case FaultKind::oversized: {
+                std::string_view status = "200 OK";
+                if (d.kind == FaultKind::body_error) {
+                    c.body = d.spec->body;
+                    status = status_text(d.status);
+                } else if (d.kind == FaultKind::malformed) {
+                    c.body = d.spec->body;
+                    if (c.body.empty()) {
+                        quote_shaped();
+                        c.body.resize(c.body.size() / 2);  // stops mid-value: never valid
+                    }
+                } else if (d.kind == FaultKind::oversized) {
+                    quote_shaped();
+                    constexpr std::string_view pad_key = ",\"padding\":\"";
+                    const std::size_t fixed = c.body.size() + pad_key.size() + 1;  // `"` + `}`
+                    c.body.pop_back();  // the closing brace
+                    c.body += pad_key;
+                    c.body.append(d.spec->size > fixed ? d.spec->size - fixed : 0, 'x');
+                    c.body += "\"}";
+                } else {
+                    status = status_text(d.status);
+                    nlohmann::json body{{"error", "injected fault"},
+                                        {"fault", detail::kind_name(d.kind)},
+                                        {"status", d.status}};
+                    c.body = body.dump();
+                }
+                fill_extra(c, d);
+                ++c.responses;
+                detail::frame_response(c.head, status, c.body.size(), keep_alive, version,
+                                       c.extra);
+                if (co_await write_response(c)) co_return After::close;
+                co_return done;
+            }
+            case FaultKind::truncated:
+            case FaultKind::reset: {
+                quote_shaped();
+                fill_extra(c, d);
+                detail::frame_response(c.head, "200 OK", c.body.size(), keep_alive, version,
+                                       c.extra);
+                // truncated: after_bytes counts body bytes, and at least one is withheld;
+                // reset: it counts every byte, head included.
+                std::size_t n = 0;
+                if (d.kind == FaultKind::truncated)
+                    n = c.head.size() + std::min(d.spec->after_bytes.value_or(c.body.size() / 2),
+                                                 c.body.size() - 1);
+                else
+                    n = std::min(d.spec->after_bytes.value_or(c.head.size() + c.body.size() / 2),
+                                 c.head.size() + c.body.size());
+                c.head += c.body;
+                if (co_await write_bytes(c, std::string_view(c.head).substr(0, n)))
+                    co_return After::close;
+                if (d.kind == FaultKind::truncated) co_return After::linger;  // FIN, then drain
+                beast::error_code ignored;
+                c.stream.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+                c.stream.close();  // RST
+                co_return After::close;
+            }
+            case FaultKind::endless_headers: {
+                c.head = version == 10 ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.1 200 OK\r\n";
+                c.head += "Content-Type: application/json\r\n";
+                for (std::uint64_t line = 0;; ++line) {
+                    if (co_await write_bytes(c, c.head)) break;
+                    if (!co_await pause(c, d.spec->interval)) break;
+                    c.head = "X-Filler-" + std::to_string(line) + ": " + std::string(name) +
+                             "\r\n";
+                }
+                co_return After::close;
+            }
+            case FaultKind::trickle: {
+                // A good quote, only slow: it takes a seq and counts once fully written.
+                fill_extra(c, d);
+                ++c.responses;
+                fill_response(c, Route::quote, index, keep_alive, version);
+                c.head += c.body;
+                beast::error_code ec;
+                for (std::size_t at = 0; at < c.head.size() && !ec; at += d.spec->chunk) {
+                    if (at != 0 && !co_await pause(c, d.spec->interval)) {
+                        ec = asio::error::operation_aborted;
+                        break;
+                    }
+                    ec = co_await write_bytes(
+                        c, std::string_view(c.head).substr(at, d.spec->chunk));
+                }
+                count_quote(index, !ec);
+                co_return ec ? After::close : done;
+            }
+            case FaultKind::latency:
+            case FaultKind::refuse:
+            case FaultKind::restart:
+            case FaultKind::rate_limit:
+            case FaultKind::none:
+                break;
+        }
+        co_return done;
+    }
+
+    void count_quote(std::size_t index, bool written) {
+        if (!written) {
+            // That seq is gone for good; counting it keeps seq == written + failed.
+            failed_writes.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            book.count_written(index);
+            responses.fetch_add(1, std::memory_order_relaxed);
         }
     }
 
@@ -370,7 +762,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             // After stop(), pipelined requests already buffered must not be answered.
             if (c->closed) break;
             stream.expires_after(kIdleTimeout);
-            detail::RequestParser parser(c->target);
+            detail::RequestParser parser(c->target, c->request_body);
             parser.header_limit(kHeaderLimit);
             parser.body_limit(kBodyLimit);
             auto [read_ec, read_n] = co_await http::async_read(stream, c->buffer, parser, nothrow);
@@ -387,35 +779,51 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             self->requests.fetch_add(1, std::memory_order_relaxed);
 
             std::size_t index = 0;
-            const Route route = self->route(parser.method(), c->target, index);
+            const Route route = self->route(parser.method(), c->target, c->control_plane, index);
             if (route == Route::hung) {
                 self->hung_requests.fetch_add(1, std::memory_order_relaxed);
                 stream.expires_never();  // held until the client gives up or stop()
                 co_await discard_until_closed(*c);
                 break;
             }
+
+            // One relaxed load while no fault is active: the fast path stays as it was.
+            Decision decision;
+            if (route == Route::quote && self->faults.active()) {
+                decision = self->faults.decide(self->book.name(index), c->responses, c->rng,
+                                               detail::SteadyClock::now());
+                if (decision.delay.count() > 0) self->count_fault(FaultKind::latency);
+            }
+            auto delay = decision.delay;
             if ((route == Route::quote || route == Route::not_found) &&
-                self->options.latency_max.count() > 0) {
-                c->timer.expires_after(self->draw_latency(*c));
-                co_await c->timer.async_wait(nothrow);
-                if (c->closed) break;
+                self->options.latency_max.count() > 0)
+                delay += self->draw_latency(*c);
+            if (delay.count() > 0 && !co_await pause(*c, delay)) break;
+
+            const std::size_t max = self->options.max_requests_per_connection;
+            const bool keep_alive = parser.keep_alive() && !self->stopping.load() &&
+                                    (max == 0 || c->responses + 1 < max);
+            if (decision.kind != FaultKind::none) {
+                self->count_fault(decision.kind);
+                const After after =
+                    co_await self->serve_fault(*c, decision, index, keep_alive, parser.version());
+                if (after == After::keep_alive) continue;
+                linger = after == After::linger;
+                break;
             }
 
             ++c->responses;
-            const std::size_t max = self->options.max_requests_per_connection;
-            const bool keep_alive = parser.keep_alive() && !self->stopping.load() &&
-                                    (max == 0 || c->responses < max);
-            self->fill_response(*c, route, index, keep_alive, parser.version());
-            const beast::error_code write_ec = co_await write_response(*c);
-            if (route == Route::quote) {
-                if (write_ec) {
-                    // That seq is gone for good; counting it keeps seq == written + failed.
-                    self->failed_writes.fetch_add(1, std::memory_order_relaxed);
-                } else {
-                    self->book.count_written(index);
-                    self->responses.fetch_add(1, std::memory_order_relaxed);
-                }
+            if (route == Route::control) {
+                self->control_response(*c, parser.method(), keep_alive, parser.version());
+            } else {
+                if (decision.usage)
+                    fill_extra(*c, decision);
+                else
+                    c->extra.clear();
+                self->fill_response(*c, route, index, keep_alive, parser.version());
             }
+            const beast::error_code write_ec = co_await write_response(*c);
+            if (route == Route::quote) self->count_quote(index, !write_ec);
             if (write_ec) break;
             if (!keep_alive) {
                 linger = true;
@@ -440,7 +848,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         // Built by hand: nlohmann::ordered_json inserts in O(n) per key, and per_symbol can
         // hold many thousands of symbols.
         std::string out;
-        out.reserve(256 + book.size() * 24);
+        out.reserve(512 + book.size() * 48);
         auto field = [&out](std::string_view name, std::uint64_t value) {
             out += '"';
             out += name;
@@ -457,8 +865,19 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         field("failed_writes", failed_writes.load());
         field("not_found", not_found.load());
         field("bad_requests", bad_requests.load());
-        out += "\"per_symbol\":{";
+        field("control_requests", control_requests.load());
+        out += quote.open.load() ? "\"listening\":true," : "\"listening\":false,";
+        field("active_faults", faults.size());
+        out += "\"faults\":{";
+        for (std::size_t k = 0; k < detail::kFaultKinds; ++k) {
+            if (static_cast<FaultKind>(k) == FaultKind::rate_limit) continue;  // never answers
+            field(detail::kind_name(static_cast<FaultKind>(k)), fault_counts[k].load());
+        }
+        out.back() = '}';
+        out += ",\"per_symbol\":{";
         book.append_written_json(out);
+        out += "},\"last_seq\":{";
+        book.append_last_seq_json(out);
         out += "}}";
         return out;
     }
@@ -474,7 +893,16 @@ Simulator::~Simulator() {
 
 void Simulator::start() { impl_->start(); }
 void Simulator::stop() { impl_->stop(); }
-std::uint16_t Simulator::port() const { return impl_->bound_port.load(); }
+std::uint16_t Simulator::port() const { return impl_->quote.port.load(); }
+std::uint16_t Simulator::control_port() const {
+    return impl_->control ? impl_->control->port.load() : 0;
+}
+std::uint64_t Simulator::add_fault(std::string_view json) {
+    return impl_->add_fault(detail::parse_fault(json));
+}
+bool Simulator::remove_fault(std::uint64_t id) { return impl_->remove_fault(id); }
+std::size_t Simulator::clear_faults() { return impl_->clear_faults().size(); }
+std::string Simulator::faults_json() const { return impl_->faults_json(); }
 bool Simulator::is_hung(std::string_view symbol) const { return impl_->book.is_hung(symbol); }
 std::uint64_t Simulator::responses_written() const { return impl_->responses.load(); }
 std::string Simulator::stats_json() const { return impl_->stats_json(); }

@@ -12,7 +12,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <ctime>
+#include <functional>
 #include <chrono>
 #include <future>
 #include <map>
@@ -40,6 +44,8 @@ public:
         : io_(threads == 1 ? 1 : static_cast<int>(threads)), running_(threads) {
         options.host = "127.0.0.1";
         options.port = 0;
+        options.control_host = "127.0.0.1";
+        options.control_port = 0;
         sim_ = std::make_unique<Simulator>(io_, std::move(options));
         sim_->start();
         for (unsigned i = 0; i < threads; ++i) {
@@ -60,6 +66,7 @@ public:
 
     Simulator& sim() { return *sim_; }
     std::uint16_t port() const { return sim_->port(); }
+    std::uint16_t control_port() const { return sim_->control_port(); }
 
     // True when stop() alone lets every io thread return.
     bool stop_and_wait(std::chrono::milliseconds limit) {
@@ -103,9 +110,13 @@ public:
     }
 
     void async_get(const std::string& target, Clock::duration timeout, Reply& out,
-                   http::verb method = http::verb::get) {
+                   http::verb method = http::verb::get, const std::string& body = {}) {
         req_ = {method, target, 11};
         req_.set(http::field::host, "127.0.0.1");
+        if (!body.empty()) {
+            req_.body() = body;
+            req_.prepare_payload();
+        }
         out = Reply{};
         const auto start = Clock::now();
         stream_.expires_after(timeout);
@@ -125,9 +136,9 @@ public:
     }
 
     Reply get(const std::string& target, Clock::duration timeout = 5s,
-              http::verb method = http::verb::get) {
+              http::verb method = http::verb::get, const std::string& body = {}) {
         Reply out;
-        async_get(target, timeout, out, method);
+        async_get(target, timeout, out, method, body);
         run_until(out);
         return out;
     }
@@ -164,7 +175,7 @@ private:
     beast::tcp_stream stream_;
     beast::flat_buffer buffer_;
     std::uint16_t port_;
-    http::request<http::empty_body> req_;
+    http::request<http::string_body> req_;
     std::optional<http::response_parser<http::string_body>> parser_;
 };
 
@@ -577,6 +588,500 @@ TEST(Sim, ManyThreadsManyClientsKeepPerSymbolOrder) {
         EXPECT_EQ(nlohmann::json::parse(reply.res.body())["seq"], count.get<std::uint64_t>() + 1);
     }
     EXPECT_EQ(sum, ok.load());
+}
+
+// ---- faults ----------------------------------------------------------------------------
+
+// What a plain socket got back: bytes until EOF, an error or the deadline.
+struct Raw {
+    std::string bytes;
+    beast::error_code ec;  // empty when the deadline passed first
+    bool timed_out = false;
+    Clock::duration elapsed{};
+
+    std::string head() const { return bytes.substr(0, bytes.find("\r\n\r\n")); }
+    std::string body() const {
+        const auto end = bytes.find("\r\n\r\n");
+        return end == std::string::npos ? std::string{} : bytes.substr(end + 4);
+    }
+    bool complete_head() const { return bytes.find("\r\n\r\n") != std::string::npos; }
+    std::string header(const std::string& name) const {
+        const std::string h = head();
+        const auto at = h.find("\r\n" + name + ": ");
+        if (at == std::string::npos) return {};
+        const auto start = at + name.size() + 4;
+        return h.substr(start, h.find("\r\n", start) - start);
+    }
+};
+
+Raw raw_exchange(std::uint16_t port, const std::string& request, Clock::duration timeout) {
+    asio::io_context io;
+    tcp::socket socket(io);
+    Raw r;
+    const auto start = Clock::now();
+    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), r.ec);
+    if (r.ec) return r;
+    asio::write(socket, asio::buffer(request), r.ec);
+    if (r.ec) return r;
+    std::array<char, 16 * 1024> buf;
+    std::function<void()> read = [&] {
+        socket.async_read_some(asio::buffer(buf), [&](beast::error_code ec, std::size_t n) {
+            r.bytes.append(buf.data(), n);
+            if (ec) {
+                r.ec = ec;
+                r.elapsed = Clock::now() - start;
+                return;
+            }
+            read();
+        });
+    };
+    read();
+    io.run_for(timeout);
+    if (!r.ec) {
+        r.timed_out = true;
+        r.elapsed = Clock::now() - start;
+    }
+    return r;
+}
+
+std::string get_request(const std::string& symbol) {
+    return "GET /quotes/" + symbol + " HTTP/1.1\r\nHost: x\r\n\r\n";
+}
+
+// The control API over HTTP: returns the status and the parsed body (null when not JSON).
+std::pair<int, nlohmann::json> control(Client& client, http::verb method,
+                                       const std::string& target, const std::string& body = {}) {
+    auto reply = client.get(target, 5s, method, body);
+    EXPECT_FALSE(reply.ec) << target << ": " << reply.ec.message();
+    return {reply.res.result_int(),
+            nlohmann::json::parse(reply.res.body(), nullptr, false, true)};
+}
+
+std::uint64_t add_fault(Client& client, const nlohmann::json& fault) {
+    auto [status, body] = control(client, http::verb::post, "/control/faults", fault.dump());
+    EXPECT_EQ(status, 201) << body.dump();
+    return body.value("id", std::uint64_t{0});
+}
+
+template <class Predicate>
+bool eventually(Predicate predicate, Clock::duration limit = 10s) {
+    for (const auto deadline = Clock::now() + limit; Clock::now() < deadline;) {
+        if (predicate()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return predicate();
+}
+
+std::uint64_t seq_of(const Reply& reply) {
+    EXPECT_EQ(reply.res.result(), http::status::ok) << reply.res.body();
+    return nlohmann::json::parse(reply.res.body())["seq"].get<std::uint64_t>();
+}
+
+Options with_control(std::size_t symbols = 10) {
+    auto o = small(symbols);
+    o.control = true;
+    return o;
+}
+
+TEST(SimControl, AddListDeleteOverHttp) {
+    Server server(with_control());
+    ASSERT_NE(server.control_port(), 0);
+    ASSERT_NE(server.control_port(), server.port());
+    asio::io_context io;
+    Client ctl(io, server.control_port());
+
+    const auto a = add_fault(ctl, {{"kind", "status"}, {"status", 502}, {"symbols", {"STOCK_1"}}});
+    const auto b = add_fault(ctl, {{"kind", "latency"}, {"min", "1ms"}, {"duration", "1m"}});
+    EXPECT_EQ(b, a + 1);
+    auto [status, list] = control(ctl, http::verb::get, "/control/faults");
+    ASSERT_EQ(status, 200);
+    ASSERT_EQ(list["faults"].size(), 2u) << list.dump();
+    EXPECT_EQ(list["faults"][0]["id"], a);
+    EXPECT_EQ(list["faults"][0]["kind"], "status");
+    EXPECT_EQ(list["faults"][0]["spec"]["status"], 502);
+    EXPECT_TRUE(list["faults"][0]["expires_in_ms"].is_null());
+    EXPECT_GT(list["faults"][1]["expires_in_ms"].get<std::int64_t>(), 50'000);
+
+    // The control listener serves no quotes; the quote listener also takes control requests.
+    auto quote_on_control = ctl.get("/quotes/STOCK_1");
+    EXPECT_EQ(quote_on_control.res.result(), http::status::not_found);
+    Client quotes(io, server.port());
+    EXPECT_EQ(quotes.get("/quotes/STOCK_1").res.result_int(), 502);
+    EXPECT_EQ(control(quotes, http::verb::get, "/control/faults").second["faults"].size(), 2u);
+
+    auto [deleted_status, deleted] =
+        control(ctl, http::verb::delete_, "/control/faults/" + std::to_string(a));
+    EXPECT_EQ(deleted_status, 200);
+    EXPECT_EQ(deleted["deleted"], nlohmann::json::array({a}));
+    EXPECT_EQ(control(ctl, http::verb::delete_, "/control/faults/" + std::to_string(a)).first,
+              404);
+    EXPECT_EQ(seq_of(quotes.get("/quotes/STOCK_1")), 1u);
+
+    add_fault(ctl, {{"kind", "hang"}, {"symbols", {"STOCK_9"}}});
+    auto [clear_status, cleared] = control(ctl, http::verb::delete_, "/control/faults");
+    EXPECT_EQ(clear_status, 200);
+    EXPECT_EQ(cleared["deleted"].size(), 2u);
+    EXPECT_TRUE(control(ctl, http::verb::get, "/control/faults").second["faults"].empty());
+    EXPECT_EQ(server.sim().faults_json(), R"({"faults":[]})");
+}
+
+TEST(SimControl, BadFaultsGet400WithTheReason) {
+    Server server(with_control());
+    asio::io_context io;
+    Client ctl(io, server.control_port());
+    const std::pair<std::string, std::string> cases[] = {
+        {"not json", "not valid JSON"},
+        {"[1]", "JSON object"},
+        {R"({"status":503})", "missing 'kind'"},
+        {R"({"kind":"explode"})", "unknown kind"},
+        {R"({"kind":"status","stauts":500})", "unknown key 'stauts'"},
+        {R"({"kind":"status","status":200})", "'status'"},
+        {R"({"kind":"status","symbols":["A"],"request_ratio":0.5})", "at most one"},
+        {R"({"kind":"status","request_ratio":1.5})", "'request_ratio'"},
+        {R"({"kind":"status","symbols":[]})", "'symbols'"},
+        {R"({"kind":"status","duration":"5 parsecs"})", "'duration'"},
+        {R"({"kind":"status","duration":5})", "'duration'"},
+        {R"({"kind":"latency"})", "'min'"},
+        {R"({"kind":"latency","min":"5ms","max":"1ms"})", "'max'"},
+        {R"({"kind":"latency","min":"1ms","distribution":"gauss"})", "'distribution'"},
+        {R"({"kind":"too_many_requests","retry_after_form":"rfc850"})", "'retry_after_form'"},
+        {R"({"kind":"refuse","symbols":["STOCK_1"]})", "whole listener"},
+        {R"({"kind":"rate_limit"})", "'limit'"},
+        {R"({"kind":"rate_limit","limit":5,"usage_header":"Bad: header"})", "'usage_header'"},
+        {R"({"kind":"oversized","size":-1})", "'size'"},
+        {R"({"kind":"status","count":0})", "'count'"},
+    };
+    for (const auto& [body, reason] : cases) {
+        auto [status, reply] = control(ctl, http::verb::post, "/control/faults", body);
+        EXPECT_EQ(status, 400) << body;
+        EXPECT_EQ(reply.value("error", ""), "bad fault") << body;
+        EXPECT_NE(reply.value("reason", "").find(reason), std::string::npos)
+            << body << " -> " << reply.dump();
+    }
+    EXPECT_EQ(control(ctl, http::verb::delete_, "/control/faults/abc").first, 400);
+    EXPECT_EQ(control(ctl, http::verb::delete_, "/control/faults/99").first, 404);
+    EXPECT_EQ(control(ctl, http::verb::put, "/control/faults").first, 405);
+    EXPECT_EQ(control(ctl, http::verb::get, "/control/nothing").first, 404);
+    EXPECT_TRUE(control(ctl, http::verb::get, "/control/faults").second["faults"].empty());
+
+    // The same checks guard the C++ API and the command line's faults.
+    EXPECT_THROW(server.sim().add_fault(R"({"kind":"nope"})"), std::invalid_argument);
+    asio::io_context other;
+    auto options = small();
+    options.faults = {R"({"kind":"status","status":"503"})"};
+    EXPECT_THROW((void)Simulator(other, options), std::invalid_argument);
+}
+
+TEST(SimFaults, DurationExpiresAndCountLimits) {
+    Server server(small());
+    asio::io_context io;
+    Client client(io, server.port());
+    server.sim().add_fault(R"({"kind":"status","status":500,"duration":"300ms"})");
+    EXPECT_EQ(client.get("/quotes/STOCK_1").res.result_int(), 500);
+    ASSERT_TRUE(eventually([&] { return client.get("/quotes/STOCK_1").res.result_int() == 200; }));
+    EXPECT_EQ(server.sim().faults_json(), R"({"faults":[]})");
+
+    server.sim().add_fault(R"({"kind":"status","status":503,"count":2})");
+    EXPECT_EQ(client.get("/quotes/STOCK_2").res.result_int(), 503);
+    EXPECT_EQ(client.get("/quotes/STOCK_2").res.result_int(), 503);
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_2")), 1u);  // the 503s took no seq
+    EXPECT_EQ(server.sim().faults_json(), R"({"faults":[]})");
+}
+
+TEST(SimFaults, StatusKeepsTheConnectionAndTakesNoSeq) {
+    Server server(small());
+    asio::io_context io;
+    Client client(io, server.port());
+    const auto id = server.sim().add_fault(
+        R"({"kind":"status","status":503,"retry_after":"2s","symbols":["STOCK_3"]})");
+    for (int i = 0; i < 3; ++i) {
+        auto reply = client.get("/quotes/STOCK_3");
+        ASSERT_FALSE(reply.ec);
+        EXPECT_EQ(reply.res.result(), http::status::service_unavailable);
+        EXPECT_EQ(reply.res["Retry-After"], "2");
+        EXPECT_TRUE(reply.res.keep_alive());
+        EXPECT_EQ(nlohmann::json::parse(reply.res.body())["fault"], "status");
+        EXPECT_EQ(seq_of(client.get("/quotes/STOCK_4")), static_cast<std::uint64_t>(i + 1));
+    }
+    EXPECT_TRUE(server.sim().remove_fault(id));
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_3")), 1u);
+    const auto stats = stats_once_settled(client, 4);
+    EXPECT_EQ(stats["faults"]["status"], 3);
+    EXPECT_EQ(stats["responses"], 4);
+    EXPECT_EQ(stats["per_symbol"]["STOCK_3"], 1);
+    EXPECT_EQ(stats["last_seq"]["STOCK_3"], 1);
+    EXPECT_EQ(stats["connections"], 1);
+}
+
+// "Wed, 25 Nov 2026 20:16:36 GMT" -> system time; nullopt if not an IMF-fixdate.
+std::optional<std::chrono::system_clock::time_point> parse_http_date(const std::string& text) {
+    std::tm tm{};
+    const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (end == nullptr || *end != '\0' || text.size() != 29) return std::nullopt;
+    return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+TEST(SimFaults, TooManyRequestsWithRetryAfterInBothForms) {
+    Server server(small());
+    asio::io_context io;
+    Client client(io, server.port());
+    auto seconds = server.sim().add_fault(R"({"kind":"too_many_requests","retry_after":"7s"})");
+    auto reply = client.get("/quotes/STOCK_1");
+    EXPECT_EQ(reply.res.result(), http::status::too_many_requests);
+    EXPECT_EQ(reply.res["Retry-After"], "7");
+    server.sim().remove_fault(seconds);
+
+    server.sim().add_fault(
+        R"({"kind":"too_many_requests","retry_after":"30s","retry_after_form":"http_date"})");
+    const auto before = std::chrono::system_clock::now();
+    reply = client.get("/quotes/STOCK_1");
+    EXPECT_EQ(reply.res.result(), http::status::too_many_requests);
+    const auto date = parse_http_date(std::string(reply.res["Retry-After"]));
+    ASSERT_TRUE(date) << reply.res["Retry-After"];
+    EXPECT_GE(*date, before + 29s);  // whole seconds, rounded up: never early
+    EXPECT_LE(*date, std::chrono::system_clock::now() + 32s);
+    EXPECT_EQ(stats_over(client)["faults"]["too_many_requests"], 2);
+}
+
+TEST(SimFaults, BanAnswersEveryRequestForItsPeriod) {
+    Server server(small());
+    asio::io_context io;
+    Client client(io, server.port());
+    server.sim().add_fault(
+        R"({"kind":"ban","status":418,"period":"600ms","symbols":["STOCK_1"],"count":1})");
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_2")), 1u);  // not selected, no ban yet
+    auto trigger = client.get("/quotes/STOCK_1");
+    EXPECT_EQ(trigger.res.result_int(), 418);
+    EXPECT_EQ(trigger.res["Retry-After"], "1");  // 600 ms, rounded up
+    auto others = client.get("/quotes/STOCK_2");  // once banned, everything is
+    EXPECT_EQ(others.res.result_int(), 418);
+    EXPECT_FALSE(others.res["Retry-After"].empty());
+    EXPECT_NE(server.sim().faults_json().find("banned_for_ms"), std::string::npos);
+    // The ban runs out; its one trigger is used, so the fault is gone too.
+    ASSERT_TRUE(eventually([&] { return client.get("/quotes/STOCK_2").res.result_int() == 200; }));
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_1")), 1u);
+    EXPECT_EQ(server.sim().faults_json(), R"({"faults":[]})");
+
+    server.sim().add_fault(R"({"kind":"ban","status":403,"period":"1m"})");
+    EXPECT_EQ(client.get("/quotes/STOCK_5").res.result_int(), 403);
+    EXPECT_EQ(client.get("/stats").res.result_int(), 200);  // the ban is on quotes only
+    EXPECT_GE(stats_over(client)["faults"]["ban"], 3);
+}
+
+TEST(SimFaults, HangHoldsOnlyTheSelectedSymbols) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"hang","symbols":["STOCK_6"]})");
+    asio::io_context io;
+    Client hung(io, server.port());
+    Client fine(io, server.port());
+    Reply hung_reply, fine_reply;
+    hung.async_get("/quotes/STOCK_6", 400ms, hung_reply);
+    fine.async_get("/quotes/STOCK_7", 5s, fine_reply);
+    io.run();
+    EXPECT_EQ(hung_reply.ec, beast::error::timeout) << hung_reply.ec.message();
+    ASSERT_FALSE(fine_reply.ec);
+    EXPECT_EQ(seq_of(fine_reply), 1u);
+    Client observer(io, server.port());
+    const auto stats = stats_over(observer);
+    EXPECT_EQ(stats["faults"]["hang"], 1);
+    EXPECT_EQ(stats["hung_requests"], 0);  // that counter is --hung's
+}
+
+TEST(SimFaults, LatencyUniformAndLongTail) {
+    Server server(small());
+    asio::io_context io;
+    Client client(io, server.port());
+    const auto id = server.sim().add_fault(R"({"kind":"latency","min":"40ms","max":"60ms"})");
+    for (int i = 0; i < 3; ++i) {
+        auto reply = client.get("/quotes/STOCK_1");
+        EXPECT_EQ(reply.res.result_int(), 200);
+        EXPECT_GE(reply.elapsed, 40ms);
+    }
+    server.sim().remove_fault(id);
+    server.sim().add_fault(
+        R"({"kind":"latency","distribution":"pareto","min":"5ms","max":"200ms","alpha":1.2})");
+    Clock::duration longest{};
+    for (int i = 0; i < 20; ++i) {
+        auto reply = client.get("/quotes/STOCK_2");
+        ASSERT_EQ(reply.res.result_int(), 200);
+        EXPECT_GE(reply.elapsed, 5ms);
+        longest = std::max(longest, reply.elapsed);
+    }
+    EXPECT_LT(longest, 5s);  // capped at max (plus a loaded machine's slack)
+    const auto stats = stats_once_settled(client, 23);
+    EXPECT_EQ(stats["faults"]["latency"], 23);
+    EXPECT_EQ(stats["responses"], 23);  // a delayed quote is still a good quote
+}
+
+TEST(SimFaults, BodyErrorAndMalformedAre200sThatAreNotQuotes) {
+    Server server(small());
+    asio::io_context io;
+    Client client(io, server.port());
+    auto id = server.sim().add_fault(R"({"kind":"body_error"})");
+    auto reply = client.get("/quotes/STOCK_1");
+    EXPECT_EQ(reply.res.result_int(), 200);
+    EXPECT_EQ(nlohmann::json::parse(reply.res.body()),
+              nlohmann::json::parse(R"({"code":"50011","msg":"busy"})"));
+    server.sim().remove_fault(id);
+    id = server.sim().add_fault(
+        R"({"kind":"body_error","body":{"retCode":10006,"retMsg":"Too many visits"}})");
+    EXPECT_EQ(nlohmann::json::parse(client.get("/quotes/STOCK_1").res.body())["retCode"], 10006);
+    server.sim().remove_fault(id);
+
+    id = server.sim().add_fault(R"({"kind":"malformed"})");
+    reply = client.get("/quotes/STOCK_1");
+    EXPECT_EQ(reply.res.result_int(), 200);
+    EXPECT_TRUE(reply.res.keep_alive());
+    EXPECT_TRUE(nlohmann::json::parse(reply.res.body(), nullptr, false).is_discarded())
+        << reply.res.body();
+    EXPECT_EQ(reply.res.body().rfind("{\"symbol\":\"STOCK_1\"", 0), 0u);
+    server.sim().remove_fault(id);
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_1")), 1u);
+    const auto stats = stats_once_settled(client, 1);
+    EXPECT_EQ(stats["faults"]["body_error"], 2);
+    EXPECT_EQ(stats["faults"]["malformed"], 1);
+}
+
+TEST(SimFaults, TruncatedPromisesMoreThanItSends) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"truncated","symbols":["STOCK_2"]})");
+    const Raw r = raw_exchange(server.port(), get_request("STOCK_2"), 5s);
+    ASSERT_FALSE(r.timed_out);
+    EXPECT_EQ(r.ec, asio::error::eof) << r.ec.message();
+    ASSERT_TRUE(r.complete_head()) << r.bytes;
+    EXPECT_EQ(r.head().rfind("HTTP/1.1 200 OK", 0), 0u);
+    const auto promised = std::stoul(r.header("Content-Length"));
+    EXPECT_GT(r.body().size(), 0u);
+    EXPECT_LT(r.body().size(), promised);
+
+    asio::io_context io;
+    Client client(io, server.port());
+    auto reply = client.get("/quotes/STOCK_2");
+    EXPECT_EQ(reply.ec, http::error::partial_message) << reply.ec.message();
+    client.connect();
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_3")), 1u);
+    EXPECT_EQ(stats_over(client)["faults"]["truncated"], 2);
+}
+
+TEST(SimFaults, ResetSendsPartOfAResponseThenRst) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"reset","after_bytes":20})");
+    const Raw r = raw_exchange(server.port(), get_request("STOCK_2"), 5s);
+    ASSERT_FALSE(r.timed_out);
+    EXPECT_EQ(r.ec, asio::error::connection_reset) << r.ec.message();
+    EXPECT_LE(r.bytes.size(), 20u);
+    EXPECT_EQ(std::string("HTTP/1.1 200 OK").rfind(r.bytes.substr(0, 15), 0), 0u) << r.bytes;
+    server.sim().clear_faults();
+    asio::io_context io;
+    Client client(io, server.port());
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_2")), 1u);
+    EXPECT_EQ(stats_over(client)["faults"]["reset"], 1);
+}
+
+TEST(SimFaults, SymbolRatioPicksThePredictedSymbols) {
+    Server server(small(200));
+    server.sim().add_fault(R"({"kind":"status","status":500,"symbol_ratio":0.25})");
+    asio::io_context io;
+    Client client(io, server.port());
+    int picked = 0;
+    for (int i = 0; i < 200; ++i) {
+        const std::string name = "STOCK_" + std::to_string(i);
+        const bool expected = mdagg::sim::symbol_in_ratio(name, 0.25);
+        picked += expected;
+        EXPECT_EQ(client.get("/quotes/" + name).res.result_int(), expected ? 500 : 200) << name;
+    }
+    EXPECT_GT(picked, 25);
+    EXPECT_LT(picked, 75);
+}
+
+TEST(SimFaults, RequestRatioIsRoughlyTheShareAndFollowsTheSeed) {
+    auto run = [](std::uint64_t seed) {
+        auto options = small();
+        options.seed = seed;
+        Server server(options);
+        server.sim().add_fault(R"({"kind":"status","request_ratio":0.3})");
+        asio::io_context io;
+        Client client(io, server.port());
+        std::string pattern;
+        for (int i = 0; i < 300; ++i)
+            pattern += client.get("/quotes/STOCK_1").res.result_int() == 503 ? 'x' : '.';
+        return pattern;
+    };
+    const auto a = run(7);
+    const auto hits = std::count(a.begin(), a.end(), 'x');
+    EXPECT_GT(hits, 45);
+    EXPECT_LT(hits, 135);
+    EXPECT_EQ(a, run(7));  // same seed, same connection order: same faults
+    EXPECT_NE(a, run(8));
+}
+
+TEST(SimFaults, OldestFaultWinsAndLatencyAddsUp) {
+    Server server(small());
+    asio::io_context io;
+    Client client(io, server.port());
+    server.sim().add_fault(R"({"kind":"latency","min":"30ms"})");
+    server.sim().add_fault(R"({"kind":"status","status":502,"symbols":["STOCK_1"]})");
+    server.sim().add_fault(R"({"kind":"status","status":504})");
+    auto reply = client.get("/quotes/STOCK_1");
+    EXPECT_EQ(reply.res.result_int(), 502);
+    EXPECT_GE(reply.elapsed, 30ms);
+    EXPECT_EQ(client.get("/quotes/STOCK_2").res.result_int(), 504);
+}
+
+// The accounting a daemon test relies on: the good responses' seqs per symbol are exactly
+// 1..per_symbol, whatever faults were mixed in, and every fault is counted by kind.
+TEST(SimFaults, SeqsGoToGoodResponsesOnly) {
+    Server server(small(4));
+    server.sim().add_fault(R"({"kind":"status","request_ratio":0.2})");
+    server.sim().add_fault(R"({"kind":"body_error","request_ratio":0.2})");
+    server.sim().add_fault(R"({"kind":"malformed","request_ratio":0.2})");
+    server.sim().add_fault(R"({"kind":"too_many_requests","request_ratio":0.1})");
+    asio::io_context io;
+    Client client(io, server.port());
+    std::map<std::string, std::vector<std::uint64_t>> seqs;
+    std::uint64_t faulty = 0;
+    for (int i = 0; i < 400; ++i) {
+        const std::string symbol = "STOCK_" + std::to_string(i % 4);
+        auto reply = client.get("/quotes/" + symbol);
+        ASSERT_FALSE(reply.ec);
+        const auto body = nlohmann::json::parse(reply.res.body(), nullptr, false);
+        if (reply.res.result_int() == 200 && !body.is_discarded() && body.contains("seq"))
+            seqs[symbol].push_back(body["seq"].get<std::uint64_t>());
+        else
+            ++faulty;
+    }
+    server.sim().clear_faults();
+    std::uint64_t good = 0;
+    for (auto& [symbol, list] : seqs) good += list.size();
+    const auto stats = stats_once_settled(client, good);
+    EXPECT_EQ(stats["responses"], good);
+    std::uint64_t counted = 0;
+    for (const auto& [kind, n] : stats["faults"].items()) counted += n.get<std::uint64_t>();
+    EXPECT_EQ(counted, faulty);
+    EXPECT_GT(faulty, 100u);
+    for (const auto& [symbol, list] : seqs) {
+        for (std::size_t i = 0; i < list.size(); ++i) ASSERT_EQ(list[i], i + 1) << symbol;
+        EXPECT_EQ(stats["per_symbol"][symbol], list.size());
+        EXPECT_EQ(stats["last_seq"][symbol], list.size());
+    }
+}
+
+TEST(SimFaults, NoFaultKeepsThePlainPath) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"status","symbols":["STOCK_9"],"duration":"50ms"})");
+    asio::io_context io;
+    Client client(io, server.port());
+    ASSERT_TRUE(eventually([&] { return server.sim().faults_json() == R"({"faults":[]})"; }));
+    for (std::uint64_t i = 1; i <= 5; ++i) {
+        auto reply = client.get("/quotes/STOCK_9");
+        EXPECT_EQ(seq_of(reply), i);
+        EXPECT_TRUE(reply.res.keep_alive());
+        EXPECT_TRUE(reply.res["Retry-After"].empty());
+    }
+    const auto stats = stats_once_settled(client, 5);
+    EXPECT_EQ(stats["active_faults"], 0);
+    EXPECT_EQ(stats["listening"], true);
+    for (const auto& [kind, n] : stats["faults"].items()) EXPECT_EQ(n, 0) << kind;
 }
 
 }  // namespace
