@@ -85,7 +85,9 @@ struct HostConfig {
     Duration ban_pause = std::chrono::minutes(1);         // after a 418 or 403
     Duration max_pause = std::chrono::hours(1);           // cap on any signalled pause
     struct {
-        std::uint32_t failures = 50;  // consecutive, across the host's pollers; 0 = no breaker
+        // Consecutive failures across the host's pollers; 0 = no breaker. Defaults to the
+        // host's poller count (at least 5): a whole round failed.
+        std::uint32_t failures = 5;
         Duration cooldown = std::chrono::seconds(1);
         Duration max_cooldown = std::chrono::seconds(30);
     } breaker;

@@ -327,16 +327,17 @@ void read_sources(const Value& v, Config& c, std::vector<SourceMarks>& marks) {
 struct HostDraft {
     HostConfig cfg;
     std::optional<Value> entry, host, burst, pause_cap;
-    bool has_burst = false;
+    bool has_failures = false;
 };
 
-constexpr Key<HostConfig> breaker_keys[] = {
+constexpr Key<HostDraft> breaker_keys[] = {
     {"failures",
-     [](const Value& v, HostConfig& h) {
-         h.breaker.failures = static_cast<std::uint32_t>(read_uint(v, 0, 1'000'000));
+     [](const Value& v, HostDraft& d) {
+         d.cfg.breaker.failures = static_cast<std::uint32_t>(read_uint(v, 0, 1'000'000));
+         d.has_failures = true;
      }},
-    {"cooldown", [](const Value& v, HostConfig& h) { h.breaker.cooldown = read_duration(v); }},
-    {"max_cooldown", [](const Value& v, HostConfig& h) { h.breaker.max_cooldown = read_duration(v); }},
+    {"cooldown", [](const Value& v, HostDraft& d) { d.cfg.breaker.cooldown = read_duration(v); }},
+    {"max_cooldown", [](const Value& v, HostDraft& d) { d.cfg.breaker.max_cooldown = read_duration(v); }},
 };
 
 constexpr Key<HostConfig::Usage> usage_keys[] = {
@@ -378,7 +379,7 @@ constexpr Key<HostDraft> host_keys[] = {
          d.cfg.max_pause = read_duration(v);
          d.pause_cap = v;
      }},
-    {"breaker", [](const Value& v, HostDraft& d) { read_map(v, breaker_keys, d.cfg); }},
+    {"breaker", [](const Value& v, HostDraft& d) { read_map(v, breaker_keys, d); }},
     {"usage",
      [](const Value& v, HostDraft& d) {
          HostConfig::Usage usage;
@@ -409,7 +410,11 @@ void read_hosts(const Value& v, std::vector<HostDraft>& out) {
 // default entry of its own host:port. Then the checks that need both lists.
 void resolve_hosts(Config& c, std::vector<HostDraft>& drafts, const std::vector<SourceMarks>& marks) {
     std::vector<bool> used(drafts.size(), false);
-    for (auto& d : drafts) c.hosts.push_back(d.cfg);
+    std::vector<bool> auto_failures;
+    for (auto& d : drafts) {
+        c.hosts.push_back(d.cfg);
+        auto_failures.push_back(!d.has_failures);
+    }
     for (std::size_t s = 0; s < c.sources.size(); ++s) {
         SourceConfig& src = c.sources[s];
         std::optional<std::size_t> exact, any_port;
@@ -423,10 +428,21 @@ void resolve_hosts(Config& c, std::vector<HostDraft>& drafts, const std::vector<
             def.host = src.url.host;
             def.port = src.url.port;
             c.hosts.push_back(std::move(def));
+            auto_failures.push_back(true);
             exact = c.hosts.size() - 1;
         }
         src.host = exact ? *exact : *any_port;
         if (src.host < drafts.size()) used[src.host] = true;
+    }
+    // By default the breaker opens when a whole round of the host's pollers failed in a row:
+    // with 2,000 pollers a fixed small count would trip on a start-up connect storm or a few
+    // slow seconds, and then stop every poller of a host that is in fact up.
+    for (std::size_t h = 0; h < c.hosts.size(); ++h) {
+        if (!auto_failures[h]) continue;
+        std::size_t pollers = 0;
+        for (auto& src : c.sources)
+            if (src.host == h) pollers += src.symbols.size();
+        c.hosts[h].breaker.failures = static_cast<std::uint32_t>(std::clamp<std::size_t>(pollers, 5, 1'000'000));
     }
     for (std::size_t h = 0; h < drafts.size(); ++h) {
         HostDraft& d = drafts[h];

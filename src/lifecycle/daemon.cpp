@@ -227,6 +227,15 @@ private:
         return t;
     }
 
+    // Counts by error class since `since`, only the classes that occurred.
+    static nlohmann::json errors_by_class(const Totals& now) { return errors_by_class(now, Totals()); }
+    static nlohmann::json errors_by_class(const Totals& now, const Totals& since) {
+        nlohmann::json errors = nlohmann::json::object();
+        for (std::size_t e = 0; e < now.errors.size(); ++e)
+            if (auto n = now.errors[e] - since.errors[e]) errors[std::string(to_string(static_cast<PollError>(e)))] = n;
+        return errors;
+    }
+
     // Hosts that are paused or whose breaker is not closed; an empty object when all are well.
     nlohmann::json hosts_not_healthy() const {
         nlohmann::json out = nlohmann::json::object();
@@ -259,9 +268,7 @@ private:
             auto latency = now.latency.since(prev.latency);
             auto lateness = now.lateness.since(prev.lateness);
             auto sink = sink_.stats();
-            nlohmann::json errors = nlohmann::json::object();  // by class, only those that occurred
-            for (std::size_t e = 0; e < now.errors.size(); ++e)
-                if (auto n = now.errors[e] - prev.errors[e]) errors[std::string(to_string(static_cast<PollError>(e)))] = n;
+            const nlohmann::json errors = errors_by_class(now, prev);
             log::info("summary", {{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
                                   {"completed", now.completed - prev.completed},
                                   {"failed", now.failed - prev.failed},
@@ -405,6 +412,12 @@ private:
                               {"polls_cancelled", t.cancelled},
                               {"polls_cancelled_by_drain", t.cancelled - cancelled_before},
                               {"pollers", pollers_by_state(pollers_)},
+                              {"errors", errors_by_class(t)},
+                              {"skipped_ticks", t.skipped},
+                              {"throttled_ticks", t.throttled},
+                              {"rate_limited_ticks", t.rate_limited},
+                              {"paused_ticks", t.paused},
+                              {"breaker_ticks", t.breaker},
                               {"quotes_accepted", quotes_accepted},
                               {"bars_emitted", bars_emitted},
                               {"records_written", sink.records_written},

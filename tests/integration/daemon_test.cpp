@@ -1,5 +1,6 @@
 // End-to-end: the real mdagg-sim and mdagg processes, real signals, real files.
 #include "harness.hpp"
+#include "output_checks.hpp"
 
 #include <gtest/gtest.h>
 
@@ -14,64 +15,11 @@ using harness::DaemonConfig;
 using harness::Process;
 using harness::TempDir;
 
-namespace {
-
-std::unique_ptr<Process> start_daemon(const TempDir& dir, const std::filesystem::path& config) {
-    return std::make_unique<Process>("mdagg", std::vector<std::string>{MDAGG_BIN, "--config", config.string()},
-                                     dir.path());
-}
-
-struct Output {
-    std::map<std::string, std::vector<long long>> seqs;  // symbol -> seq in file order
-    std::size_t quotes = 0;
-    std::size_t bars = 0;
-    std::set<std::string> bar_symbols;
-};
-
-// Reads every output file, checking the invariants every drain must leave behind.
-Output check_output(const TempDir& dir) {
-    Output o;
-    auto out_dir = dir / "out";
-    EXPECT_TRUE(harness::unfinished_files(out_dir).empty()) << "files left unfinished in " << out_dir;
-    for (auto& f : harness::read_output(out_dir)) {
-        EXPECT_TRUE(f.ends_with_newline) << f.path << " ends with a partial line";
-        for (auto& r : f.records) {
-            if (r["type"] == "quote") {
-                ++o.quotes;
-                o.seqs[r["symbol"].get<std::string>()].push_back(r["seq"].get<long long>());
-                EXPECT_TRUE(r["bid"].is_string());
-                EXPECT_TRUE(r["ask"].is_string());
-            } else if (r["type"] == "bar") {
-                ++o.bars;
-                o.bar_symbols.insert(r["symbol"].get<std::string>());
-            } else {
-                ADD_FAILURE() << "unknown record type: " << r.dump();
-            }
-        }
-    }
-    return o;
-}
-
-// Lets the daemon run, sends SIGTERM, and returns its exit status (nullopt: it did not exit).
-std::optional<int> run_then_stop(Process& daemon, std::chrono::milliseconds run_for,
-                                 std::chrono::milliseconds exit_within = 5s) {
-    std::this_thread::sleep_for(run_for);
-    daemon.signal(SIGTERM);
-    return daemon.wait(exit_within);
-}
-
-std::optional<nlohmann::json> find_log(const Process& p, const std::string& msg) {
-    for (auto& line : p.stdout_json())
-        if (line.value("msg", "") == msg) return line;
-    return std::nullopt;
-}
-
-nlohmann::json sim_stats(int port) {
-    auto body = harness::http_get(port, "/stats");
-    return nlohmann::json::parse(body);
-}
-
-}  // namespace
+using harness::check_output;
+using harness::find_log;
+using harness::run_then_stop;
+using harness::sim_stats;
+using harness::start_daemon;
 
 TEST(Daemon, InvalidConfigExitsTwoNamingLineAndKeyAndWritesNothing) {
     TempDir dir;

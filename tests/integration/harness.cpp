@@ -138,6 +138,7 @@ Sim start_sim(const fs::path& dir, std::vector<std::string> extra_args) {
     auto line = sim.process->wait_for_line("event", "listening", std::chrono::seconds(10));
     if (!line) throw std::runtime_error("simulator did not start: " + sim.process->stderr_text());
     sim.port = (*line)["port"].get<int>();
+    sim.control_port = line->value("control_port", 0);
     return sim;
 }
 
@@ -154,6 +155,7 @@ fs::path write_config(const fs::path& dir, const DaemonConfig& c) {
         << "    url: \"http://" << c.host << ":" << c.port << "/quotes/{symbol}\"\n"
         << "    interval: " << c.interval << "\n";
     if (!c.timeout.empty()) out << "    timeout: " << c.timeout << "\n";
+    out << c.source_extra;
     out << "    symbols: { prefix: STOCK_, count: " << c.symbols << " }\n"
         << "    fields:\n"
         << "      symbol: /symbol\n"
@@ -162,7 +164,8 @@ fs::path write_config(const fs::path& dir, const DaemonConfig& c) {
         << "      bid_size: /bidQty\n"
         << "      ask_size: /askQty\n"
         << "      exchange_time: { pointer: /time, unit: ms }\n"
-        << "      seq: /seq\n";
+        << "      seq: /seq\n"
+        << c.extra;
     return path;
 }
 
@@ -199,7 +202,9 @@ std::vector<fs::path> unfinished_files(const fs::path& dir) {
     return out;
 }
 
-std::string http_get(int port, const std::string& target) {
+std::string http_get(int port, const std::string& target) { return http_request(port, "GET", target).body; }
+
+HttpResponse http_request(int port, const std::string& method, const std::string& target, const std::string& body) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -207,11 +212,14 @@ std::string http_get(int port, const std::string& target) {
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
         ::close(fd);
-        return {};
+        return HttpResponse{};
     }
     timeval tv{5, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    if (!body.empty() || method == "POST")
+        req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    req += "\r\n" + body;
     (void)!::write(fd, req.data(), req.size());
     std::string resp;
     char buf[65536];
@@ -221,8 +229,12 @@ std::string http_get(int port, const std::string& target) {
         resp.append(buf, static_cast<std::size_t>(n));
     }
     ::close(fd);
-    auto body = resp.find("\r\n\r\n");
-    return body == std::string::npos ? std::string{} : resp.substr(body + 4);
+    HttpResponse r;
+    auto head_end = resp.find("\r\n\r\n");
+    if (head_end == std::string::npos || resp.compare(0, 9, "HTTP/1.1 ") != 0) return r;
+    r.status = std::atoi(resp.c_str() + 9);
+    r.body = resp.substr(head_end + 4);
+    return r;
 }
 
 }  // namespace harness

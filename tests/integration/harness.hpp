@@ -55,10 +55,12 @@ private:
     fs::path out_, err_;
 };
 
-// Starts mdagg-sim on a free port; returns the port from its "listening" line.
+// Starts mdagg-sim on a free port; returns the port from its "listening" line, and the
+// control listener's port when extra_args has "--control 127.0.0.1:0".
 struct Sim {
     std::unique_ptr<Process> process;
     int port = 0;
+    int control_port = 0;
 };
 Sim start_sim(const fs::path& dir, std::vector<std::string> extra_args = {});
 
@@ -76,6 +78,8 @@ struct DaemonConfig {
     std::string summary_every = "1s";
     int threads = 1;
     bool quotes = true;
+    std::string source_extra;  // YAML lines added to the source (indented 4 spaces)
+    std::string extra;         // YAML lines added at the top level
 };
 fs::path write_config(const fs::path& dir, const DaemonConfig& c);
 
@@ -90,5 +94,13 @@ std::vector<OutputFile> read_output(const fs::path& dir);
 std::vector<fs::path> unfinished_files(const fs::path& dir);
 
 std::string http_get(int port, const std::string& target);
+
+struct HttpResponse {
+    int status = 0;  // 0: no answer
+    std::string body;
+};
+// One request on a fresh connection to 127.0.0.1:port, read until the server closes.
+HttpResponse http_request(int port, const std::string& method, const std::string& target,
+                          const std::string& body = {});
 
 }  // namespace harness

@@ -173,7 +173,7 @@ TEST(ConfigParse, MinimalConfigGetsDefaults) {
     EXPECT_EQ(c.hosts[0].host, "127.0.0.1");
     EXPECT_EQ(c.hosts[0].port, 8081);
     EXPECT_EQ(c.hosts[0].rate, 0.0);
-    EXPECT_EQ(c.hosts[0].breaker.failures, 50u);
+    EXPECT_EQ(c.hosts[0].breaker.failures, 5u);  // the poller count, at least 5
     EXPECT_FALSE(c.hosts[0].usage);
 }
 
@@ -239,9 +239,20 @@ hosts:
     EXPECT_EQ(c.sources[2].host, 2u);
     EXPECT_EQ(c.hosts[2].host, "localhost");
     EXPECT_EQ(c.hosts[2].port, 80);
+    EXPECT_EQ(c.hosts[2].breaker.failures, 5u);
     ASSERT_TRUE(c.sources[2].fields.success);
     EXPECT_TRUE(c.sources[2].fields.success->empty);
     EXPECT_FALSE(c.sources[2].fields.success->equals);
+}
+
+TEST(ConfigParse, BreakerThresholdDefaultsToAWholeRoundOfTheHostsPollers) {
+    const Config c = parse(replace_line(5, "    symbols: { prefix: S, count: 2000 }"));
+    EXPECT_EQ(c.hosts.at(0).breaker.failures, 2000u);
+    // An entry that leaves failures out gets the same default; one that sets it keeps it.
+    const Config d = parse(replace_line(5, "    symbols: { prefix: S, count: 300 }") +
+                           "hosts:\n  - host: 127.0.0.1\n    breaker: { cooldown: 2s }\n");
+    EXPECT_EQ(d.hosts.at(0).breaker.failures, 300u);
+    EXPECT_EQ(d.hosts.at(0).breaker.cooldown, 2s);
 }
 
 TEST(ConfigErrors, HostsAndRateLimits) {
