@@ -327,6 +327,15 @@ struct PollerGroup::Impl {
         if (p.deadline_expired) ec = beast::error::timeout;
         if (ec) co_return ec;
         beast::error_code ignored;
+        // The connect registered the socket for EPOLLOUT, and with edge triggering every ACK
+        // of a request then wakes the reactor for nothing: once per poll. Registering the
+        // socket anew drops EPOLLOUT; writes go straight to the socket and never wait on it.
+        {
+            const auto protocol = p.socket.local_endpoint(ignored).protocol();
+            const auto fd = p.socket.release(ignored);
+            if (!ignored) p.socket.assign(protocol, fd, ignored);
+            if (ignored) co_return ignored;
+        }
         p.socket.set_option(tcp::no_delay(true), ignored);
         p.socket.non_blocking(true, ignored);  // the direct write and read below never block
         p.connected = true;
