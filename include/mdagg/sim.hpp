@@ -6,7 +6,7 @@
 //     "symbols": ["STOCK_1", ...]   these symbols
 //     "symbol_ratio": R             symbols whose stable name hash falls below R (symbol_in_ratio)
 //     "request_ratio": R            each request with probability R (the connection's seeded RNG)
-//   "duration": "5s"  the fault removes itself after that long (units us, ms, s, m)
+//   "duration": "5s"  the fault removes itself after that long (units us, ms, s, m, h)
 //   "count": N        ... or after answering N requests
 //   kinds and their parameters (defaults in brackets):
 //     latency            "min", "max" [min]; "distribution": "uniform" | "pareto" (scale min,
