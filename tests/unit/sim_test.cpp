@@ -1280,4 +1280,62 @@ TEST(SimFaults, StopEndsEveryFaultAndRunReturns) {
     for (auto& p : pending) EXPECT_FALSE(p.get().timed_out);
 }
 
+// Under --threads N the fault table is shared by every io thread and the control API.
+TEST(Sim, FaultsUnderManyThreadsKeepTheAccounting) {
+    Server server(small(4), 4);
+    server.sim().add_fault(R"({"kind":"status","request_ratio":0.3})");
+    server.sim().add_fault(R"({"kind":"latency","min":"0ms","max":"1ms","request_ratio":0.5})");
+    server.sim().add_fault(R"({"kind":"rate_limit","limit":1000000,"usage_header":"X-Used"})");
+    std::atomic<bool> done{false};
+    std::thread churn([&] {
+        while (!done) {
+            const auto id = server.sim().add_fault(R"({"kind":"body_error","request_ratio":0.5})");
+            std::this_thread::sleep_for(1ms);
+            server.sim().remove_fault(id);
+            (void)server.sim().faults_json();
+        }
+    });
+    constexpr int kClients = 4;
+    std::vector<std::thread> clients;
+    std::atomic<std::uint64_t> good{0}, faulty{0}, failures{0};
+    for (int c = 0; c < kClients; ++c) {
+        clients.emplace_back([&, c] {
+            asio::io_context io;
+            Client client(io, server.port());
+            std::map<std::string, std::uint64_t> last_seq;
+            for (int i = 0; i < 150; ++i) {
+                const std::string symbol = "STOCK_" + std::to_string((i + c) % 4);
+                auto reply = client.get("/quotes/" + symbol);
+                if (reply.ec) {
+                    ++failures;
+                    continue;
+                }
+                const auto body = nlohmann::json::parse(reply.res.body(), nullptr, false);
+                if (reply.res.result_int() != 200 || !body.contains("seq")) {
+                    ++faulty;
+                    continue;
+                }
+                const auto seq = body["seq"].get<std::uint64_t>();
+                if (seq <= last_seq[symbol] || reply.res["X-Used"].empty()) ++failures;
+                last_seq[symbol] = seq;
+                ++good;
+            }
+        });
+    }
+    for (auto& t : clients) t.join();
+    done = true;
+    churn.join();
+    EXPECT_EQ(failures, 0);
+    EXPECT_GT(faulty, 0u);
+    asio::io_context io;
+    Client client(io, server.port());
+    const auto stats = stats_once_settled(client, good.load());
+    EXPECT_EQ(stats["responses"], good.load());
+    EXPECT_EQ(stats["faults"]["status"].get<std::uint64_t>() +
+                  stats["faults"]["body_error"].get<std::uint64_t>(),
+              faulty.load());
+    for (const auto& [name, count] : stats["per_symbol"].items())
+        EXPECT_EQ(stats["last_seq"].value(name, std::uint64_t{0}), count.get<std::uint64_t>());
+}
+
 }  // namespace
