@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -138,6 +139,7 @@ Sim start_sim(const fs::path& dir, std::vector<std::string> extra_args) {
     auto line = sim.process->wait_for_line("event", "listening", std::chrono::seconds(10));
     if (!line) throw std::runtime_error("simulator did not start: " + sim.process->stderr_text());
     sim.port = (*line)["port"].get<int>();
+    sim.control_port = line->value("control_port", 0);
     return sim;
 }
 
@@ -223,6 +225,47 @@ std::string http_get(int port, const std::string& target) {
     ::close(fd);
     auto body = resp.find("\r\n\r\n");
     return body == std::string::npos ? std::string{} : resp.substr(body + 4);
+}
+
+HttpReply http_request(int port, const std::string& method, const std::string& target,
+                       const std::string& body) {
+    HttpReply reply;
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd);
+        return reply;
+    }
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string req = method + " " + target +
+                      " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\n\r\n" + body;
+    (void)!::write(fd, req.data(), req.size());
+    std::string resp;
+    char buf[65536];
+    for (;;) {
+        auto n = ::read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        resp.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    // "HTTP/1.1 201 Created\r\n..."
+    if (resp.size() > 12) reply.status = std::atoi(resp.c_str() + 9);
+    const auto at = resp.find("\r\n\r\n");
+    if (at != std::string::npos) reply.body = resp.substr(at + 4);
+    return reply;
+}
+
+std::uint64_t sim_add_fault(int port, const nlohmann::json& fault) {
+    const auto reply = http_request(port, "POST", "/control/faults", fault.dump());
+    if (reply.status != 201)
+        throw std::runtime_error("adding fault " + fault.dump() + ": " +
+                                 std::to_string(reply.status) + " " + reply.body);
+    return nlohmann::json::parse(reply.body)["id"].get<std::uint64_t>();
 }
 
 }  // namespace harness

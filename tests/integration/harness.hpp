@@ -55,10 +55,12 @@ private:
     fs::path out_, err_;
 };
 
-// Starts mdagg-sim on a free port; returns the port from its "listening" line.
+// Starts mdagg-sim on a free port; returns the port from its "listening" line, and the
+// control port when extra_args hold "--control HOST:PORT" (README: Simulator faults).
 struct Sim {
     std::unique_ptr<Process> process;
     int port = 0;
+    int control_port = 0;
 };
 Sim start_sim(const fs::path& dir, std::vector<std::string> extra_args = {});
 
@@ -90,5 +92,15 @@ std::vector<OutputFile> read_output(const fs::path& dir);
 std::vector<fs::path> unfinished_files(const fs::path& dir);
 
 std::string http_get(int port, const std::string& target);
+
+// One request on its own connection; status 0 when the connection failed (e.g. refused).
+struct HttpReply {
+    int status = 0;
+    std::string body;
+};
+HttpReply http_request(int port, const std::string& method, const std::string& target,
+                       const std::string& body = {});
+// POST /control/faults on the simulator; returns the fault's id, throws unless 201.
+std::uint64_t sim_add_fault(int port, const nlohmann::json& fault);
 
 }  // namespace harness
