@@ -6,8 +6,8 @@
 //     "symbols": ["STOCK_1", ...]   these symbols
 //     "symbol_ratio": R             symbols whose stable name hash falls below R (symbol_in_ratio)
 //     "request_ratio": R            each request with probability R (the connection's seeded RNG)
-//   "duration": "5s"  the fault removes itself after that long (units us, ms, s, m)
-//   "count": N        ... or after answering N requests
+//   "duration": "5s"  the fault removes itself after that long (units us, ms, s, m, h)
+//   "count": N        ... or after answering N requests (a ban: N triggers, each running its period)
 //   kinds and their parameters (defaults in brackets):
 //     latency            "min", "max" [min]; "distribution": "uniform" | "pareto" (scale min,
 //                        shape "alpha" [1.5], capped at max [10s])

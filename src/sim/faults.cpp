@@ -216,8 +216,9 @@ Micros parse_duration(std::string_view text) {
     if (unit == "ms") return std::chrono::milliseconds(v);
     if (unit == "s") return std::chrono::seconds(v);
     if (unit == "m") return std::chrono::minutes(std::min<std::int64_t>(v, 10'000'000));
+    if (unit == "h") return std::chrono::hours(std::min<std::int64_t>(v, 100'000));
     if (unit.empty() && v == 0) return Micros(0);
-    fail("expected a duration like \"250ms\", \"2s\" or \"100us\" (units us, ms, s, m), got \"" +
+    fail("expected a duration like \"250ms\", \"2s\" or \"100us\" (units us, ms, s, m, h), got \"" +
          std::string(text) + "\"");
 }
 
@@ -399,9 +400,16 @@ std::vector<std::pair<std::uint64_t, std::shared_ptr<const FaultSpec>>> FaultTab
     return out;
 }
 
-std::size_t FaultTable::size() const {
+bool FaultTable::listed(const Entry& e, SteadyClock::time_point now) noexcept {
+    if (e.expires && now >= *e.expires) return false;  // its timer removes it in a moment
+    return e.spec->count == 0 || e.hits < e.spec->count || now < e.banned_until;
+}
+
+std::size_t FaultTable::size(SteadyClock::time_point now) const {
     std::lock_guard lock(mutex_);
-    return entries_.size();
+    return static_cast<std::size_t>(
+        std::count_if(entries_.begin(), entries_.end(),
+                      [now](const Entry& e) { return listed(e, now); }));
 }
 
 void FaultTable::update_count_locked() noexcept {
@@ -506,8 +514,7 @@ nlohmann::json FaultTable::list(SteadyClock::time_point now) const {
     std::lock_guard lock(mutex_);
     nlohmann::json out = nlohmann::json::array();
     for (const auto& e : entries_) {
-        if (e.expires && now >= *e.expires) continue;
-        if (e.spec->count != 0 && e.hits >= e.spec->count && now >= e.banned_until) continue;
+        if (!listed(e, now)) continue;
         nlohmann::json item{{"id", e.id},
                             {"kind", kind_name(e.spec->kind)},
                             {"hits", e.hits},

@@ -94,7 +94,7 @@ struct FaultSpec {
 FaultSpec parse_fault(const nlohmann::json& json);
 FaultSpec parse_fault(std::string_view json_text);
 
-// "250ms", "2s", "100us", "1m" or "0". Throws std::invalid_argument.
+// "250ms", "2s", "100us", "1m", "1h" or "0". Throws std::invalid_argument.
 Micros parse_duration(std::string_view text);
 
 // A symbol falls within a symbol ratio when its stable hash, as a fraction in [0, 1), is below
@@ -123,7 +123,8 @@ public:
     std::vector<std::pair<std::uint64_t, std::shared_ptr<const FaultSpec>>> clear();
 
     bool active() const noexcept { return request_level_.load(std::memory_order_relaxed) != 0; }
-    std::size_t size() const;
+    // Faults still in force (what list() shows).
+    std::size_t size(SteadyClock::time_point now) const;
 
     // `responses_on_connection` feeds close_after; `rng` (the connection's) feeds request_ratio.
     Decision decide(std::string_view symbol, std::size_t responses_on_connection,
@@ -146,6 +147,7 @@ private:
         std::uint64_t violations = 0;
     };
     void update_count_locked() noexcept;
+    static bool listed(const Entry& e, SteadyClock::time_point now) noexcept;
 
     mutable std::mutex mutex_;
     std::vector<Entry> entries_;

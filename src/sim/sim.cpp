@@ -867,7 +867,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         field("bad_requests", bad_requests.load());
         field("control_requests", control_requests.load());
         out += quote.open.load() ? "\"listening\":true," : "\"listening\":false,";
-        field("active_faults", faults.size());
+        field("active_faults", faults.size(detail::SteadyClock::now()));
         out += "\"faults\":{";
         for (std::size_t k = 0; k < detail::kFaultKinds; ++k) {
             if (static_cast<FaultKind>(k) == FaultKind::rate_limit) continue;  // never answers

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -235,6 +236,14 @@ HttpResponse http_request(int port, const std::string& method, const std::string
     r.status = std::atoi(resp.c_str() + 9);
     r.body = resp.substr(head_end + 4);
     return r;
+}
+
+std::uint64_t sim_add_fault(int port, const nlohmann::json& fault) {
+    const auto reply = http_request(port, "POST", "/control/faults", fault.dump());
+    if (reply.status != 201)
+        throw std::runtime_error("adding fault " + fault.dump() + ": " +
+                                 std::to_string(reply.status) + " " + reply.body);
+    return nlohmann::json::parse(reply.body)["id"].get<std::uint64_t>();
 }
 
 }  // namespace harness

@@ -102,5 +102,7 @@ struct HttpResponse {
 // One request on a fresh connection to 127.0.0.1:port, read until the server closes.
 HttpResponse http_request(int port, const std::string& method, const std::string& target,
                           const std::string& body = {});
+// POST /control/faults on the simulator; returns the fault's id, throws unless 201.
+std::uint64_t sim_add_fault(int port, const nlohmann::json& fault);
 
 }  // namespace harness

@@ -1084,4 +1084,259 @@ TEST(SimFaults, NoFaultKeepsThePlainPath) {
     for (const auto& [kind, n] : stats["faults"].items()) EXPECT_EQ(n, 0) << kind;
 }
 
+TEST(SimFaults, EndlessHeadersNeverFinishTheHead) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"endless_headers","interval":"20ms"})");
+    const Raw r = raw_exchange(server.port(), get_request("STOCK_1"), 500ms);
+    EXPECT_TRUE(r.timed_out) << r.ec.message();
+    EXPECT_EQ(r.bytes.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << r.bytes;
+    EXPECT_FALSE(r.complete_head());
+    EXPECT_GE(std::count(r.bytes.begin(), r.bytes.end(), '\n'), 4) << r.bytes;
+    // The client went away; the server's next write fails and it lets go.
+    asio::io_context io;
+    Client observer(io, server.port());
+    ASSERT_TRUE(eventually([&] { return stats_over(observer)["open_connections"] == 1; }));
+    EXPECT_EQ(stats_over(observer)["faults"]["endless_headers"], 1);
+}
+
+TEST(SimFaults, TrickleIsAGoodQuoteSentSlowly) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"trickle","interval":"2ms","chunk":4,"count":1})");
+    asio::io_context io;
+    Client client(io, server.port());
+    auto reply = client.get("/quotes/STOCK_1", 20s);
+    ASSERT_FALSE(reply.ec) << reply.ec.message();
+    EXPECT_EQ(seq_of(reply), 1u);  // it took a seq: it is a quote
+    // The body alone takes body/4 chunks of 2 ms (the head adds more; its size varies).
+    const auto bytes = reply.res.body().size();
+    EXPECT_GE(reply.elapsed, 2ms * (bytes / 4 - 1));
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_1")), 2u);
+    const auto stats = stats_once_settled(client, 2);
+    EXPECT_EQ(stats["responses"], 2);
+    EXPECT_EQ(stats["faults"]["trickle"], 1);
+
+    // A client that gives up mid-trickle costs the seq, and the stats say so.
+    server.sim().add_fault(R"({"kind":"trickle","interval":"50ms","count":1})");
+    EXPECT_EQ(client.get("/quotes/STOCK_1", 200ms).ec, beast::error::timeout);
+    Client observer(io, server.port());
+    ASSERT_TRUE(eventually([&] { return stats_over(observer)["failed_writes"] == 1; }));
+    const auto after = stats_over(observer);
+    EXPECT_EQ(after["last_seq"]["STOCK_1"], 3);
+    EXPECT_EQ(after["per_symbol"]["STOCK_1"], 2);
+    EXPECT_EQ(seq_of(observer.get("/quotes/STOCK_1")), 4u);
+}
+
+TEST(SimFaults, OversizedIsAValidBodyOfTheGivenSize) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"oversized","size":200000})");
+    asio::io_context io;
+    Client client(io, server.port());
+    auto reply = client.get("/quotes/STOCK_1");
+    ASSERT_FALSE(reply.ec) << reply.ec.message();
+    EXPECT_EQ(reply.res.body().size(), 200000u);
+    const auto body = nlohmann::json::parse(reply.res.body());
+    EXPECT_EQ(body["symbol"], "STOCK_1");
+    EXPECT_EQ(body["seq"], 0);  // never a real seq
+    EXPECT_TRUE(reply.res.keep_alive());
+}
+
+TEST(SimFaults, CloseAfterNRequestsDropsTheNext) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"close_after","requests":2})");
+    asio::io_context io;
+    Client client(io, server.port());
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_1")), 1u);
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_1")), 2u);
+    auto third = client.get("/quotes/STOCK_1");
+    EXPECT_EQ(third.ec, http::error::end_of_stream) << third.ec.message();
+    client.connect();
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_1")), 3u);  // nothing skipped
+    EXPECT_EQ(stats_over(client)["faults"]["close_after"], 1);
+}
+
+bool can_connect(std::uint16_t port) {
+    asio::io_context io;
+    tcp::socket socket(io);
+    beast::error_code ec;
+    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    return !ec;
+}
+
+TEST(SimFaults, RefuseClosesTheListenerUntilItEnds) {
+    Server server(with_control());
+    const auto port = server.port();
+    asio::io_context io;
+    Client kept(io, port);
+    Client ctl(io, server.control_port());
+    const auto id = add_fault(ctl, {{"kind", "refuse"}});
+    ASSERT_TRUE(eventually([&] { return !can_connect(port); }));
+    EXPECT_EQ(stats_over(ctl)["listening"], false);
+    EXPECT_EQ(seq_of(kept.get("/quotes/STOCK_1")), 1u);  // open connections carry on
+    EXPECT_EQ(control(ctl, http::verb::delete_, "/control/faults/" + std::to_string(id)).first,
+              200);
+    ASSERT_TRUE(eventually([&] { return can_connect(port); }));
+    EXPECT_EQ(server.port(), port);
+    Client fresh(io, port);
+    EXPECT_EQ(seq_of(fresh.get("/quotes/STOCK_1")), 2u);
+
+    // With a duration and drop_connections: open connections close, and it ends by itself.
+    add_fault(ctl, {{"kind", "refuse"}, {"duration", "300ms"}, {"drop_connections", true}});
+    EXPECT_TRUE(fresh.read(5s).ec);
+    ASSERT_TRUE(eventually([&] { return can_connect(port); }));
+    const auto stats = stats_over(ctl);
+    EXPECT_EQ(stats["faults"]["refuse"], 2);
+    EXPECT_EQ(stats["listening"], true);
+}
+
+TEST(SimFaults, RestartDropsEverythingAndSeqsCarryOn) {
+    Server server(with_control());
+    const auto port = server.port();
+    asio::io_context io;
+    Client client(io, port);
+    Client ctl(io, server.control_port());
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_1")), 1u);
+    add_fault(ctl, {{"kind", "restart"}, {"period", "400ms"}});
+    EXPECT_TRUE(client.read(5s).ec);  // dropped
+    // The control plane stays up throughout.
+    EXPECT_EQ(control(ctl, http::verb::get, "/control/faults").first, 200);
+    ASSERT_TRUE(eventually([&] { return can_connect(port); }));
+    client.connect();
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_1")), 2u);
+    const auto stats = stats_over(ctl);
+    EXPECT_EQ(stats["faults"]["restart"], 1);
+    EXPECT_EQ(stats["active_faults"], 0);
+}
+
+TEST(SimFaults, RateLimitAnswers429ThenBansAndReportsUsage) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"rate_limit","limit":3,"window":"1m","ban_after":2,
+        "ban_period":"1m","ban_status":418,"usage_header":"X-MBX-USED-WEIGHT-1M","weight":1})");
+    asio::io_context io;
+    Client client(io, server.port());
+    for (int i = 1; i <= 3; ++i) {
+        auto reply = client.get("/quotes/STOCK_1");
+        EXPECT_EQ(seq_of(reply), static_cast<std::uint64_t>(i));
+        EXPECT_EQ(reply.res["X-MBX-USED-WEIGHT-1M"], std::to_string(i));
+    }
+    auto limited = client.get("/quotes/STOCK_1");
+    EXPECT_EQ(limited.res.result_int(), 429);
+    EXPECT_EQ(limited.res["X-MBX-USED-WEIGHT-1M"], "4");
+    const auto retry = std::stoi(std::string(limited.res["Retry-After"]));
+    EXPECT_GT(retry, 0);
+    EXPECT_LE(retry, 60);
+    auto banned = client.get("/quotes/STOCK_2");  // the second 429 in a row turns into a ban
+    EXPECT_EQ(banned.res.result_int(), 418);
+    EXPECT_EQ(banned.res["Retry-After"], "60");
+    EXPECT_EQ(client.get("/quotes/STOCK_3").res.result_int(), 418);
+    EXPECT_EQ(client.get("/stats").res.result_int(), 200);
+    const auto stats = stats_over(client);
+    EXPECT_EQ(stats["faults"]["rate_limited"], 1);
+    EXPECT_EQ(stats["faults"]["ban"], 2);
+    EXPECT_EQ(stats["responses"], 3);
+}
+
+TEST(SimFaults, RateLimitWindowRollsOver) {
+    Server server(small());
+    server.sim().add_fault(R"({"kind":"rate_limit","limit":2,"window":"300ms"})");
+    asio::io_context io;
+    Client client(io, server.port());
+    EXPECT_EQ(client.get("/quotes/STOCK_1").res.result_int(), 200);
+    EXPECT_EQ(client.get("/quotes/STOCK_1").res.result_int(), 200);
+    auto limited = client.get("/quotes/STOCK_1");
+    EXPECT_EQ(limited.res.result_int(), 429);
+    EXPECT_EQ(limited.res["Retry-After"], "1");  // < 300 ms left, rounded up
+    EXPECT_TRUE(limited.res["X-MBX-USED-WEIGHT-1M"].empty());  // no usage header asked for
+    ASSERT_TRUE(eventually([&] { return client.get("/quotes/STOCK_1").res.result_int() == 200; }));
+}
+
+TEST(SimFaults, FaultsFromOptionsAreActiveFromStart) {
+    auto options = small();
+    options.faults = {R"({"kind":"status","status":500,"symbols":["STOCK_2"]})",
+                      R"({"kind":"body_error","symbols":["STOCK_3"]})"};
+    Server server(options);
+    asio::io_context io;
+    Client client(io, server.port());
+    EXPECT_EQ(client.get("/quotes/STOCK_2").res.result_int(), 500);
+    EXPECT_EQ(nlohmann::json::parse(client.get("/quotes/STOCK_3").res.body())["code"], "50011");
+    EXPECT_EQ(seq_of(client.get("/quotes/STOCK_4")), 1u);
+    EXPECT_EQ(nlohmann::json::parse(server.sim().faults_json())["faults"].size(), 2u);
+}
+
+TEST(SimFaults, StopEndsEveryFaultAndRunReturns) {
+    auto options = with_control();
+    options.faults = {R"({"kind":"endless_headers","symbols":["STOCK_1"]})",
+                      R"({"kind":"hang","symbols":["STOCK_2"]})",
+                      R"({"kind":"trickle","interval":"1s","symbols":["STOCK_3"]})",
+                      R"({"kind":"latency","min":"1m","symbols":["STOCK_4"]})",
+                      R"({"kind":"status","duration":"1h","symbols":["STOCK_5"]})"};
+    Server server(options);
+    server.sim().add_fault(R"({"kind":"refuse","duration":"1h"})");
+    std::vector<std::future<Raw>> pending;
+    for (int i = 1; i <= 4; ++i)
+        pending.push_back(std::async(std::launch::async, [&, i] {
+            return raw_exchange(server.port(), get_request("STOCK_" + std::to_string(i)), 20s);
+        }));
+    std::this_thread::sleep_for(300ms);  // let the requests reach the server
+    EXPECT_TRUE(server.stop_and_wait(5s));
+    for (auto& p : pending) EXPECT_FALSE(p.get().timed_out);
+}
+
+// Under --threads N the fault table is shared by every io thread and the control API.
+TEST(Sim, FaultsUnderManyThreadsKeepTheAccounting) {
+    Server server(small(4), 4);
+    server.sim().add_fault(R"({"kind":"status","request_ratio":0.3})");
+    server.sim().add_fault(R"({"kind":"latency","min":"0ms","max":"1ms","request_ratio":0.5})");
+    server.sim().add_fault(R"({"kind":"rate_limit","limit":1000000,"usage_header":"X-Used"})");
+    std::atomic<bool> done{false};
+    std::thread churn([&] {
+        while (!done) {
+            const auto id = server.sim().add_fault(R"({"kind":"body_error","request_ratio":0.5})");
+            std::this_thread::sleep_for(1ms);
+            server.sim().remove_fault(id);
+            (void)server.sim().faults_json();
+        }
+    });
+    constexpr int kClients = 4;
+    std::vector<std::thread> clients;
+    std::atomic<std::uint64_t> good{0}, faulty{0}, failures{0};
+    for (int c = 0; c < kClients; ++c) {
+        clients.emplace_back([&, c] {
+            asio::io_context io;
+            Client client(io, server.port());
+            std::map<std::string, std::uint64_t> last_seq;
+            for (int i = 0; i < 150; ++i) {
+                const std::string symbol = "STOCK_" + std::to_string((i + c) % 4);
+                auto reply = client.get("/quotes/" + symbol);
+                if (reply.ec) {
+                    ++failures;
+                    continue;
+                }
+                const auto body = nlohmann::json::parse(reply.res.body(), nullptr, false);
+                if (reply.res.result_int() != 200 || !body.contains("seq")) {
+                    ++faulty;
+                    continue;
+                }
+                const auto seq = body["seq"].get<std::uint64_t>();
+                if (seq <= last_seq[symbol] || reply.res["X-Used"].empty()) ++failures;
+                last_seq[symbol] = seq;
+                ++good;
+            }
+        });
+    }
+    for (auto& t : clients) t.join();
+    done = true;
+    churn.join();
+    EXPECT_EQ(failures, 0);
+    EXPECT_GT(faulty, 0u);
+    asio::io_context io;
+    Client client(io, server.port());
+    const auto stats = stats_once_settled(client, good.load());
+    EXPECT_EQ(stats["responses"], good.load());
+    EXPECT_EQ(stats["faults"]["status"].get<std::uint64_t>() +
+                  stats["faults"]["body_error"].get<std::uint64_t>(),
+              faulty.load());
+    for (const auto& [name, count] : stats["per_symbol"].items())
+        EXPECT_EQ(stats["last_seq"].value(name, std::uint64_t{0}), count.get<std::uint64_t>());
+}
+
 }  // namespace
