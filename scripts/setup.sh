@@ -7,6 +7,7 @@ packages=(
   g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libssl-dev
   libgtest-dev
+  zlib1g-dev libzstd-dev
   curl jq wrk procps bc time
 )
 
