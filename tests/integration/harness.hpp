@@ -76,6 +76,7 @@ struct DaemonConfig {
     std::string summary_every = "1s";
     int threads = 1;
     bool quotes = true;
+    std::string output_extra;  // more `output:` keys, e.g. "rotate: { max_bytes: 65536 }"
 };
 fs::path write_config(const fs::path& dir, const DaemonConfig& c);
 
