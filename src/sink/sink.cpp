@@ -278,8 +278,10 @@ struct State {
         if (space_waiters > 0) space.notify_all();
     }
 
+    enum class Source { records, header, copy };  // what is written: only records count as such
+
     // Writes [p, p+n) at the segment's end; false (after on_failure) when the disk refused.
-    bool write_bytes(Stream& s, const char* p, std::size_t n, bool from_current) {
+    bool write_bytes(Stream& s, const char* p, std::size_t n, Source source) {
         Segment& g = s.seg;
         while (n > 0) {
             const ssize_t w = ::write(g.fd, p, n);
@@ -297,12 +299,13 @@ struct State {
             g.size += wrote;
             g.records += lines;
             g.dirty = true;
-            if (from_current) {
+            if (source == Source::records) {
                 s.counters.records_written.fetch_add(lines, std::memory_order_relaxed);
                 s.done += wrote;
                 release(wrote);
             }
-            s.counters.bytes_written.fetch_add(wrote, std::memory_order_relaxed);
+            // A rescue copies bytes already counted once.
+            if (source != Source::copy) s.counters.bytes_written.fetch_add(wrote, std::memory_order_relaxed);
             p += wrote;
             n -= wrote;
         }
@@ -343,7 +346,7 @@ struct State {
         g.header_bytes = 0;
         g.opened_at = Clock::now();
         if (!s.header.empty()) {
-            if (!write_bytes(s, s.header.data(), s.header.size(), false)) {
+            if (!write_bytes(s, s.header.data(), s.header.size(), Source::header)) {
                 ::close(g.fd);
                 g.fd = -1;
                 ::unlink(g.part_path.c_str());
@@ -389,7 +392,7 @@ struct State {
                 ok = false;
                 break;
             }
-            ok = write_bytes(s, buf.data(), static_cast<std::size_t>(r), false);
+            ok = write_bytes(s, buf.data(), static_cast<std::size_t>(r), Source::copy);
             at += r;
         }
         if (!ok) {
@@ -478,7 +481,7 @@ struct State {
                     }
                 }
             }
-            if (!write_bytes(s, p, n, true)) return false;
+            if (!write_bytes(s, p, n, Source::records)) return false;
             if (limit > 0 && g.size >= limit && g.size == g.line_end && !close_segment(s)) return false;
         }
         return true;

@@ -918,6 +918,7 @@ TEST(FileSink, ADirectoryRemovedMidRunIsRecreatedAndNothingIsLost) {
     EXPECT_TRUE(fs::exists(out));
     ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
     const auto lines = lines_of(only_file(out, "quotes-"));
+    EXPECT_EQ(sink.stats().bytes_written, fs::file_size(only_file(out, "quotes-"))) << "the copy is not new output";
     ASSERT_EQ(lines.size(), 20u);
     for (std::size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["seq"], i);
 }
