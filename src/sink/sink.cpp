@@ -201,7 +201,8 @@ struct State {
     std::string take_spare() {
         if (spare.empty()) {
             std::string s;
-            s.reserve(opt.handoff_bytes + 1024);
+            // A chunk ends with the record that fills it; beyond 1 MiB let it grow as needed.
+            s.reserve(std::min<std::size_t>(opt.handoff_bytes, 1 << 20) + 1024);
             return s;
         }
         std::string s = std::move(spare.back());

@@ -641,11 +641,9 @@ TEST(FileSink, BlockWaitsBrieflyThenShedsWithoutWaitingAgain) {
     auto t0 = steady_clock::now();
     sink.on_quote(numbered_quote(105));  // full, and no flush coming: waits, then drops
     EXPECT_GE(steady_clock::now() - t0, 100ms);
-    t0 = steady_clock::now();
     for (int i = 106; i < 110; ++i) sink.on_quote(numbered_quote(i));
-    EXPECT_LT(steady_clock::now() - t0, 100ms) << "one wait per overflow episode";
     EXPECT_EQ(sink.stats().records_dropped, 5u);
-    EXPECT_EQ(sink.stats().overflow_waits, 1u);
+    EXPECT_EQ(sink.stats().overflow_waits, 1u) << "one wait per overflow episode";
 
     // A waiting record gets in when the writer frees room in time.
     sink.flush();
