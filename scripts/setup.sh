@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libssl-dev
   libgtest-dev
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer ships in Debian's compiler-rt package
+  zlib1g-dev libzstd-dev
   curl jq wrk procps bc time
 )
 

@@ -1,5 +1,8 @@
-// JSON-lines output. Records are formatted into an in-memory buffer on the caller's thread
-// (the aggregator strand); a writer thread owns the files, so no poll ever waits for the disk.
+// Output files. Records are formatted on the caller's thread (the aggregator strand) into a
+// bounded queue of chunks; a writer thread owns the files and does every syscall, so no poll
+// ever waits for the disk. Files are segments: rotated by size and age, written under a .part
+// name and renamed when closed, repaired at start-up after a crash, pruned by retention and
+// optionally compressed by a second thread.
 #pragma once
 
 #include <mdagg/aggregator.hpp>
@@ -10,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace mdagg {
 
@@ -19,40 +23,97 @@ void append_quote_json(std::string& out, const Quote& q, const Universe& univers
 void append_bar_json(std::string& out, const Bar& bar, const Universe& universe);
 void append_stale_json(std::string& out, const StaleMark& mark, const Universe& universe);
 
+// RFC 4180 CSV, one record per line (never a quoted line break), with the header rows below.
+// Decimals keep their exact text, times are RFC 3339; a field the record lacks is empty.
+void append_quote_csv(std::string& out, const Quote& q, const Universe& universe);
+void append_bar_csv(std::string& out, const Bar& bar, const Universe& universe);
+extern const std::string_view quote_csv_header;  // "source,symbol,...\n"
+extern const std::string_view bar_csv_header;
+
+enum class RecordFormat { jsonl, csv };
+enum class OverflowPolicy {
+    drop_oldest,  // discard the oldest queued chunk of records to make room (default)
+    drop_newest,  // refuse the new record
+    block,        // wait up to overflow_wait for room, then drop the new record
+};
+enum class Compression { none, gzip, zstd };
+
 struct SinkOptions {
     std::string dir;
+    // Bound of everything not yet written: queued chunks plus the writer's unwritten rest.
     std::size_t max_buffer_bytes = 64 * 1024 * 1024;
-    // Buffered bytes of one file that wake the writer before the next flush().
+    // Records are queued in chunks of about this size; a full chunk wakes the writer before
+    // the next flush(), and drop_oldest discards one chunk at a time.
     std::size_t handoff_bytes = 256 * 1024;
+    OverflowPolicy overflow = OverflowPolicy::drop_oldest;
+    // block: the longest a record waits for room. After one such wait times out the sink
+    // sheds without waiting until the writer has freed half the bound again, so a dead disk
+    // costs the caller one wait per episode, not one per record.
+    std::chrono::nanoseconds overflow_wait = std::chrono::milliseconds(20);
+    RecordFormat quotes_format = RecordFormat::jsonl;
+    RecordFormat bars_format = RecordFormat::jsonl;
+    std::uint64_t rotate_bytes = 256 * 1024 * 1024;  // 0: no size rotation
+    std::chrono::nanoseconds rotate_age = std::chrono::hours(1);  // 0: no age rotation
+    std::uint64_t retain_files = 0;  // per stream, finished segments kept; 0: unlimited
+    std::uint64_t retain_bytes = 0;  // per stream, total bytes of finished segments; 0: unlimited
+    Compression compression = Compression::none;
+    // While the disk fails, the writer retries this often (and on every flush()).
+    std::chrono::nanoseconds retry_every = std::chrono::milliseconds(500);
+};
+
+struct SinkStreamStats {
+    std::uint64_t records_written = 0;  // complete lines handed to write(2) successfully
+    std::uint64_t bytes_written = 0;    // including CSV header rows
+    std::uint64_t records_dropped = 0;  // by the overflow policy, after close, or cut at close
+    std::uint64_t segments_closed = 0;  // renamed to their final name
+    std::uint64_t segments_deleted = 0; // by retention
 };
 
 struct SinkStats {
-    std::uint64_t records_written = 0;  // handed to write(2) successfully
+    // Totals over the streams (quotes, bars, events); same meaning as in SinkStreamStats.
+    std::uint64_t records_written = 0;
     std::uint64_t bytes_written = 0;
-    std::uint64_t records_dropped = 0;  // refused because the unflushed buffer was full
-    std::uint64_t write_errors = 0;
+    std::uint64_t records_dropped = 0;
+    std::uint64_t write_errors = 0;  // failed syscalls on the output (write, fsync, open, rename)
+    std::uint64_t segments_closed = 0;
+    std::uint64_t segments_deleted = 0;
+    std::uint64_t segments_compressed = 0;
+    std::uint64_t compression_errors = 0;
+    std::uint64_t files_repaired = 0;  // .part files of a crashed run finalized at open()
+    std::uint64_t overflow_waits = 0;  // block policy: records that had to wait for room
+    std::uint64_t queued_bytes = 0;    // not yet written
+    bool disk_fault = false;           // the latest output syscall failed
+    int last_error = 0;                // errno of the latest failure, 0 if none yet
+    std::uint64_t flushes = 0;         // flush() rounds completed (written and fdatasync'd)
+    std::uint64_t flush_latency_last_us = 0;  // flush() call to data synced
+    std::uint64_t flush_latency_max_us = 0;
+    SinkStreamStats quotes, bars, events;
 };
 
-// Files: <dir>/quotes-<UTC start>-<pid>.jsonl and bars-...jsonl. While open they are named
-// *.jsonl.part; close() fsyncs them, renames them to *.jsonl and fsyncs the directory.
-class JsonlSink final : public RecordSink {
+// Segments: <dir>/<stream>-<UTC open time, ms>-<pid>-<seq>.<jsonl|csv>, with stream quotes,
+// bars or events (stale marks); names sort by time and never repeat across restarts. A segment is created when its
+// stream first has data, named *.part while open, and on close fdatasync'd, renamed and the
+// directory fsync'd. flush() writes and fdatasyncs everything handed over so far.
+class FileSink final : public RecordSink {
 public:
-    JsonlSink(const Universe& universe, SinkOptions options);
-    ~JsonlSink() override;
+    FileSink(const Universe& universe, SinkOptions options);
+    ~FileSink() override;
 
-    // Creates the directory if needed and opens the files; throws std::system_error with a
-    // message naming the path when it cannot.
+    // Creates the directory if needed, repairs the .part segments a crashed run left behind
+    // (one log line each), applies retention, proves the directory writable and starts the
+    // writer. Throws std::system_error with a message naming the path when it cannot.
     void open();
 
-    void on_quote(const Quote& quote) override;  // buffer only, never blocks on disk
+    void on_quote(const Quote& quote) override;  // queue only, never touches the disk
     void on_bar(const Bar& bar) override;
-    void on_stale(const StaleMark& mark) override;  // written to the bars file
+    void on_stale(const StaleMark& mark) override;  // the events stream, always JSON lines
 
-    // Hands the buffered records to the writer thread and returns at once.
+    // Asks the writer to write and fdatasync what is queued; returns at once.
     void flush();
 
-    // Writes what is buffered, fsyncs, renames and fsyncs the directory; waits until done or
+    // Writes what is queued, fsyncs, renames and fsyncs the directory; waits until done or
     // the deadline. Returns false when the deadline passed first (the writer is abandoned).
+    // Pending compressions are abandoned; the next open() compresses those segments.
     bool close(std::chrono::steady_clock::time_point deadline);
 
     SinkStats stats() const;
@@ -61,5 +122,20 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+using JsonlSink = FileSink;  // the name from before CSV existed
+
+// Finalizes one segment a crashed run left as *.part: truncates a torn last line (and
+// anything after a NUL byte a power loss may leave in the tail), fdatasyncs, renames it to the
+// final name and fsyncs the directory; an empty file is removed instead. Skips a file another
+// live process holds locked. Exposed for tests.
+struct RepairResult {
+    enum Outcome { finalized, removed_empty, skipped_live, failed } outcome = failed;
+    std::string final_path;
+    std::uint64_t original_bytes = 0;
+    std::uint64_t kept_bytes = 0;
+    int error = 0;
+};
+RepairResult repair_segment(const std::string& part_path);
 
 }  // namespace mdagg

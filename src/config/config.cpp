@@ -26,6 +26,12 @@ constexpr std::uint64_t max_body_bytes = 64 * 1024 * 1024;
 constexpr std::uint64_t min_buffer_bytes = 4096;
 constexpr std::uint64_t max_buffer_bytes = std::uint64_t{64} * 1024 * 1024 * 1024;
 
+// Segments smaller than this would rotate on every flush.
+constexpr std::uint64_t min_rotate_bytes = 4096;
+
+constexpr std::string_view output_formats[] = {"jsonl", "csv"};          // OutputFormat order
+constexpr std::string_view overflow_policies[] = {"drop_oldest", "drop_newest", "block"};
+constexpr std::string_view compressions[] = {"none", "gzip", "zstd"};    // OutputCompression order
 constexpr std::string_view log_levels[] = {"trace", "debug", "info", "warn", "error"};
 constexpr std::string_view time_units[] = {"s", "ms", "us", "ns", "rfc3339"};  // TimeUnit order
 static_assert(static_cast<int>(TimeUnit::rfc3339) == 4 && static_cast<int>(TimeUnit::s) == 0);
@@ -62,6 +68,53 @@ constexpr Key<Config> log_keys[] = {
     {"summary_every", [](const Value& v, Config& c) { c.log.summary_every = read_duration(v); }},
 };
 
+// A duration, or 0 to switch the feature off.
+Duration read_duration_or_zero(const Value& v) {
+    if (v.is_plain() && v.node().Scalar() == "0") return Duration::zero();
+    return read_duration(v);
+}
+
+OutputFormat read_format(const Value& v) {
+    return static_cast<OutputFormat>(read_choice(v, output_formats));
+}
+
+constexpr Key<Config> format_keys[] = {
+    {"quotes", [](const Value& v, Config& c) { c.output.quotes_format = read_format(v); }},
+    {"bars", [](const Value& v, Config& c) { c.output.bars_format = read_format(v); }},
+};
+
+// `format: csv` for both streams, or `format: { quotes: csv, bars: jsonl }`.
+void read_formats(const Value& v, Config& c) {
+    if (v.is_map()) {
+        read_map(v, format_keys, c);
+        return;
+    }
+    if (!v.is_scalar())
+        v.fail("expected jsonl, csv or {quotes: ..., bars: ...}, got " + v.describe());
+    c.output.quotes_format = c.output.bars_format = read_format(v);
+}
+
+constexpr Key<Config> rotate_keys[] = {
+    {"max_bytes",
+     [](const Value& v, Config& c) {
+         c.output.rotate_max_bytes = read_uint(v, 0, std::numeric_limits<std::uint64_t>::max());
+         if (c.output.rotate_max_bytes != 0 && c.output.rotate_max_bytes < min_rotate_bytes)
+             v.fail("must be 0 (no size rotation) or at least " + std::to_string(min_rotate_bytes));
+     }},
+    {"max_age", [](const Value& v, Config& c) { c.output.rotate_max_age = read_duration_or_zero(v); }},
+};
+
+constexpr Key<Config> retention_keys[] = {
+    {"max_files",
+     [](const Value& v, Config& c) {
+         c.output.retention_max_files = read_uint(v, 0, std::numeric_limits<std::uint64_t>::max());
+     }},
+    {"max_bytes",
+     [](const Value& v, Config& c) {
+         c.output.retention_max_bytes = read_uint(v, 0, std::numeric_limits<std::uint64_t>::max());
+     }},
+};
+
 constexpr Key<Config> output_keys[] = {
     {"dir", [](const Value& v, Config& c) { c.output.dir = read_nonempty_string(v); }},
     {"flush_every", [](const Value& v, Config& c) { c.output.flush_every = read_duration(v); }},
@@ -70,6 +123,23 @@ constexpr Key<Config> output_keys[] = {
     {"max_buffer_bytes",
      [](const Value& v, Config& c) {
          c.output.max_buffer_bytes = read_uint(v, min_buffer_bytes, max_buffer_bytes);
+     }},
+    {"overflow",
+     [](const Value& v, Config& c) {
+         c.output.overflow = static_cast<OutputOverflow>(read_choice(v, overflow_policies));
+     }},
+    {"overflow_wait",
+     [](const Value& v, Config& c) {
+         c.output.overflow_wait = read_duration(v);
+         // It stalls the aggregator (and, with one thread, the pollers): keep it short.
+         if (c.output.overflow_wait > std::chrono::seconds(1)) v.fail("must not exceed 1s");
+     }},
+    {"format", read_formats},
+    {"rotate", [](const Value& v, Config& c) { read_map(v, rotate_keys, c); }},
+    {"retention", [](const Value& v, Config& c) { read_map(v, retention_keys, c); }},
+    {"compression",
+     [](const Value& v, Config& c) {
+         c.output.compression = static_cast<OutputCompression>(read_choice(v, compressions));
      }},
 };
 

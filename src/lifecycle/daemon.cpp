@@ -46,6 +46,29 @@ std::int64_t wall_clock_ns() {
     return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+SinkOptions sink_options(const Config& config) {
+    const auto& o = config.output;
+    SinkOptions s;
+    s.dir = o.dir;
+    s.max_buffer_bytes = o.max_buffer_bytes;
+    s.overflow = o.overflow == OutputOverflow::block         ? OverflowPolicy::block
+                 : o.overflow == OutputOverflow::drop_newest ? OverflowPolicy::drop_newest
+                                                             : OverflowPolicy::drop_oldest;
+    s.overflow_wait = o.overflow_wait;
+    s.quotes_format = o.quotes_format == OutputFormat::csv ? RecordFormat::csv : RecordFormat::jsonl;
+    s.bars_format = o.bars_format == OutputFormat::csv ? RecordFormat::csv : RecordFormat::jsonl;
+    s.rotate_bytes = o.rotate_max_bytes;
+    s.rotate_age = o.rotate_max_age;
+    s.retain_files = o.retention_max_files;
+    s.retain_bytes = o.retention_max_bytes;
+    s.compression = o.compression == OutputCompression::gzip   ? Compression::gzip
+                    : o.compression == OutputCompression::zstd ? Compression::zstd
+                                                               : Compression::none;
+    // A failing disk is retried on every flush and in between at this pace.
+    s.retry_every = std::min<Duration>(o.flush_every, std::chrono::seconds(1));
+    return s;
+}
+
 // Last resort if the drain or the teardown after it hangs (a disk that never returns from
 // fsync, a bug): exit with the forced-stop code before the orchestrator's SIGKILL, so the stop
 // is visible. It writes with write(2) and takes no lock: the logger's mutex may be held by
@@ -95,7 +118,7 @@ public:
           flush_timer_(aggregate_strand_),
           bar_timer_(aggregate_strand_),
           stale_timer_(aggregate_strand_),
-          sink_(universe_, SinkOptions{config.output.dir, config.output.max_buffer_bytes}),
+          sink_(universe_, sink_options(config)),
           aggregator_(universe_, config.output.bar_interval.count(), sink_, config.output.quotes),
           pollers_(io_, config_, universe_, [this](const Quote& q) {
               // The aggregator's strand is the only owner of its state; this post is the whole
@@ -288,6 +311,9 @@ private:
                                   {"records_dropped", sink.records_dropped},
                                   {"symbols_quoted", aggregator_.symbols_quoted()},
                                   {"stale_quotes", aggregator_.stale_count()},
+                                  {"output_queued_bytes", sink.queued_bytes},
+                                  {"output_disk_fault", sink.disk_fault},
+                                  {"output_write_errors", sink.write_errors},
                                   {"errors", errors},
                                   {"pollers", pollers_by_state(pollers_)},
                                   {"hosts", hosts_not_healthy()}});
@@ -396,8 +422,11 @@ private:
         const bool in_budget = Clock::now() <= deadline;
         if (!(sink_closed && pollers_done && in_budget && !emergency_)) {
             exit_code_ = exit_drain_timeout;
-        } else if (sink.write_errors > 0) {
-            exit_code_ = exit_fatal;  // drained in time, but output did not all reach the disk
+        } else if (sink.records_dropped > 0 || sink.disk_fault) {
+            // Drained in time, but not every record reached the disk (dropped while the disk
+            // failed or the queue was full, or refused at close). Recovered write errors that
+            // lost nothing do not count.
+            exit_code_ = exit_fatal;
         } else {
             exit_code_ = exit_ok;
         }
@@ -423,11 +452,15 @@ private:
                               {"records_written", sink.records_written},
                               {"bytes_written", sink.bytes_written},
                               {"records_dropped", sink.records_dropped},
-                              {"write_errors", sink.write_errors}};
+                              {"quotes_written", sink.quotes.records_written},
+                              {"quotes_dropped", sink.quotes.records_dropped},
+                              {"write_errors", sink.write_errors},
+                              {"segments_closed", sink.segments_closed},
+                              {"files_repaired", sink.files_repaired}};
         if (exit_code_ == exit_ok) {
             log::info("drain complete", fields);
         } else if (exit_code_ == exit_fatal) {
-            log::error("drain finished with write errors: output is incomplete", fields);
+            log::error("drain finished but output is incomplete: records were dropped or not written", fields);
         } else {
             fields["abandoned_pollers"] = pollers_.running();
             fields["sink_closed"] = sink_closed;

@@ -2,6 +2,8 @@
 // intermediate DOM, no locale, no allocation beyond growing `out`.
 #include <mdagg/sink.hpp>
 
+#include "detail.hpp"
+
 #include <charconv>
 #include <chrono>
 #include <string_view>
@@ -111,9 +113,19 @@ char* put_digits(char* p, std::uint64_t v, int width) {
     return p + width;
 }
 
-// "2025-11-24T16:00:00.123456789Z". int64 nanoseconds span years 1677..2262, so the year
-// always has four digits.
+// "2025-11-24T16:00:00.123456789Z" (quoted). int64 nanoseconds span years 1677..2262.
 void append_time(std::string& out, std::int64_t ns) {
+    out.push_back('"');
+    sink_detail::append_rfc3339(out, ns);
+    out.push_back('"');
+}
+
+}  // namespace
+
+namespace sink_detail {
+
+// int64 nanoseconds span years 1677..2262, so the year always has four digits.
+void append_rfc3339(std::string& out, std::int64_t ns) {
     using namespace std::chrono;
     const sys_time<nanoseconds> tp{nanoseconds{ns}};
     const sys_days day = floor<days>(tp);
@@ -122,7 +134,6 @@ void append_time(std::string& out, std::int64_t ns) {
     const hh_mm_ss<seconds> hms{secs - day};
     char buf[32];
     char* p = buf;
-    *p++ = '"';
     p = put_digits(p, static_cast<unsigned>(static_cast<int>(ymd.year())), 4);
     *p++ = '-';
     p = put_digits(p, static_cast<unsigned>(ymd.month()), 2);
@@ -137,11 +148,10 @@ void append_time(std::string& out, std::int64_t ns) {
     *p++ = '.';
     p = put_digits(p, static_cast<std::uint64_t>((tp - secs).count()), 9);
     *p++ = 'Z';
-    *p++ = '"';
     out.append(buf, p);
 }
 
-}  // namespace
+}  // namespace sink_detail
 
 void append_quote_json(std::string& out, const Quote& q, const Universe& universe) {
     out += R"({"type":"quote","source":)";

@@ -1,205 +1,873 @@
-// JsonlSink: the strand formats and appends under a mutex held for a memcpy; one writer
-// thread owns the files and does every syscall, so the strand never waits for the disk.
+// FileSink: the strand formats a record and appends it to a bounded queue of chunks under a
+// mutex held for a memcpy; one writer thread owns the segments and does every syscall, and a
+// second thread compresses finished segments, so the strand never waits for the disk.
+#include <mdagg/log.hpp>
 #include <mdagg/sink.hpp>
+
+#include "detail.hpp"
 
 #include <algorithm>
 #include <cerrno>
-#include <ctime>
-#include <iterator>
 #include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <deque>
 #include <filesystem>
+#include <iterator>
 #include <mutex>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace mdagg {
 namespace {
 
-enum Kind { quotes = 0, bars = 1, kinds = 2 };
-constexpr const char* kind_name[kinds] = {"quotes", "bars"};
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
 
-struct File {
-    std::string part_path;
-    std::string final_path;
-    int fd = -1;
-    // Handed-over bytes; [0, done) already reached the file. A failed write leaves the rest
-    // here so the next round resumes at the exact byte, never repeating or skipping one.
-    std::string buf;
-    std::size_t done = 0;
-    std::uint64_t size = 0;      // bytes in the file
-    std::uint64_t line_end = 0;  // file offset just past the last complete line
-};
-
-// Everything the writer thread touches. Shared so a writer abandoned at a close() deadline
-// keeps it alive after the JsonlSink is gone.
-struct State {
-    std::size_t max_bytes = 0;
-    std::string dir;
-
-    std::mutex m;
-    std::condition_variable wake;      // writer: flush or stop requested
-    std::condition_variable finished_cv;
-    // Guarded by m.
-    std::string pending[kinds];
-    std::size_t held = 0;  // pending bytes plus bytes the writer has not written yet
-    bool opened = false;
-    bool flush_requested = false;
-    bool stop = false;
-    bool finished = false;
-
-    // Writer thread only, once started (open() fills them before starting it).
-    File files[kinds];
-
-    std::atomic<std::uint64_t> records_written{0};
-    std::atomic<std::uint64_t> bytes_written{0};
-    std::atomic<std::uint64_t> records_dropped{0};
-    std::atomic<std::uint64_t> write_errors{0};
-};
+// events: stale/fresh marks, always JSON lines (a CSV file has one record shape).
+enum Kind { quotes = 0, bars = 1, events = 2, kinds = 3 };
+constexpr const char* kind_name[kinds] = {"quotes", "bars", "events"};
 
 std::uint64_t count_lines(const char* first, const char* last) {
     return static_cast<std::uint64_t>(std::count(first, last, '\n'));
 }
 
-// Writes what f holds after appending `incoming`; stops at the first error, keeping the rest.
-void write_round(State& st, File& f, std::string& incoming) {
-    if (f.done == f.buf.size()) {
-        f.buf.clear();
-        f.done = 0;
-        f.buf.swap(incoming);  // common case: no copy, capacities cycle back to pending
-    } else {
-        f.buf.erase(0, f.done);
-        f.done = 0;
-        f.buf += incoming;
-    }
-    incoming.clear();
+std::string error_text(int err) { return std::generic_category().message(err); }
 
-    const std::size_t before = f.done;
-    while (f.done < f.buf.size()) {
-        const ssize_t n = ::write(f.fd, f.buf.data() + f.done, f.buf.size() - f.done);
-        if (n > 0) {
-            f.done += static_cast<std::size_t>(n);
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else {
-            // n == 0 cannot make progress either; retrying now would spin, the next flush retries.
-            st.write_errors.fetch_add(1, std::memory_order_relaxed);
-            break;
-        }
-    }
-    const std::size_t wrote = f.done - before;
-    if (wrote == 0) return;
-    const char* first = f.buf.data() + before;
-    const char* last = f.buf.data() + f.done;
-    st.records_written.fetch_add(count_lines(first, last), std::memory_order_relaxed);
-    st.bytes_written.fetch_add(wrote, std::memory_order_relaxed);
-    const char* nl = std::find(std::make_reverse_iterator(last), std::make_reverse_iterator(first),
-                               '\n')
-                         .base();
-    if (nl != first) f.line_end = f.size + static_cast<std::uint64_t>(nl - first);
-    f.size += wrote;
-    std::lock_guard lk(st.m);
-    st.held -= wrote;
+std::int64_t micros(Clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
-void finalize(State& st) {
-    for (File& f : st.files) {
-        if (f.done < f.buf.size()) {
-            // The last write failed: those records are lost. Count them, and cut a torn line
-            // off so every line in the finished file parses.
-            const char* rest = f.buf.data() + f.done;
-            st.records_dropped.fetch_add(count_lines(rest, f.buf.data() + f.buf.size()),
-                                         std::memory_order_relaxed);
-            if (f.size != f.line_end &&
-                ::ftruncate(f.fd, static_cast<off_t>(f.line_end)) != 0) {
-                st.write_errors.fetch_add(1, std::memory_order_relaxed);
+// Directory entries are durable only once the directory itself is synced.
+int sync_dir(const std::string& dir) {
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return errno;
+    const int rc = ::fsync(dfd) == 0 ? 0 : errno;
+    ::close(dfd);
+    return rc;
+}
+
+std::string parent_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// A finished segment of `kind` (any format, compressed or not), as retention sees it.
+bool is_finished_segment(std::string_view name, Kind kind) {
+    if (!name.starts_with(kind_name[kind]) || name.size() <= std::strlen(kind_name[kind]) ||
+        name[std::strlen(kind_name[kind])] != '-')
+        return false;
+    for (std::string_view ext : {".jsonl", ".csv"})
+        for (std::string_view z : {"", ".gz", ".zst"}) {
+            std::string suffix(ext);
+            suffix += z;
+            if (ends_with(name, suffix)) return true;
+        }
+    return false;
+}
+
+// A .part segment left by this program: <quotes|bars|events>-...<.jsonl|.csv>[.gz|.zst].part
+bool is_part_segment(std::string_view name) {
+    if (!ends_with(name, ".part")) return false;
+    const std::string_view stem = name.substr(0, name.size() - 5);
+    return is_finished_segment(stem, quotes) || is_finished_segment(stem, bars) || is_finished_segment(stem, events);
+}
+
+bool is_compression_temp(std::string_view name) {
+    return ends_with(name, ".gz.part") || ends_with(name, ".zst.part");
+}
+
+// YYYYMMDDTHHMMSS.mmmZ of now: fixed width, so names sort by time.
+std::string utc_stamp_ms() {
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char buf[40];
+    std::size_t n = std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%S", &tm);
+    n += static_cast<std::size_t>(std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms)));
+    return std::string(buf, n);
+}
+
+// Unique within the process across every sink, so two segments never share a name.
+std::atomic<std::uint64_t> segment_counter{0};
+
+struct Chunk {
+    std::string data;  // whole lines only
+    std::uint64_t records = 0;
+    std::uint64_t seq = 0;  // creation order across both streams, for drop_oldest
+};
+
+struct Segment {
+    int fd = -1;
+    std::string part_path;
+    std::string final_path;
+    std::uint64_t size = 0;          // bytes in the file
+    std::uint64_t line_end = 0;      // offset just past the last complete line
+    std::uint64_t header_bytes = 0;  // CSV header row
+    std::uint64_t records = 0;
+    Clock::time_point opened_at{};
+    bool dirty = false;  // written since the last fdatasync
+};
+
+struct Counters {
+    std::atomic<std::uint64_t> records_written{0}, bytes_written{0}, records_dropped{0},
+        segments_closed{0}, segments_deleted{0};
+};
+
+struct Stream {
+    Kind kind = quotes;
+    RecordFormat format = RecordFormat::jsonl;
+    std::string_view header;  // empty for JSON lines
+    const char* ext = ".jsonl";
+
+    std::deque<Chunk> queue;  // guarded by State::m; back() is the one being filled
+
+    // Writer thread only, once started. A failed write leaves the rest of `current` in place
+    // so the next round resumes at the exact byte, never repeating or skipping one.
+    Chunk current;
+    std::size_t done = 0;
+    Segment seg;
+
+    Counters counters;
+};
+
+// Everything the writer and compressor threads touch. Shared so threads abandoned at a
+// close() deadline keep it alive after the FileSink is gone.
+struct State {
+    SinkOptions opt;
+    std::string dir;
+    Stream streams[kinds];
+
+    std::mutex m;
+    std::condition_variable wake;  // writer: flush, stop, full chunk
+    std::condition_variable space; // block policy: room freed
+    std::condition_variable finished_cv;
+    // Guarded by m.
+    std::vector<std::string> spare;  // emptied chunk buffers, reused to avoid allocation
+    std::uint64_t next_chunk_seq = 0;
+    std::size_t held = 0;  // queued bytes plus the writer's unwritten rest
+    int space_waiters = 0;
+    bool shedding = false;  // block policy: a wait timed out; drop without waiting for now
+    bool opened = false;
+    bool flush_requested = false;
+    Clock::time_point flush_requested_at{};
+    bool stop = false;
+    bool finished = false;
+
+    // Writer thread only.
+    bool fault = false;
+    Clock::time_point fault_since{};
+    Clock::time_point retry_at{};
+    std::uint64_t dropped_at_fault = 0;
+
+    // Compressor.
+    std::mutex cm;
+    std::condition_variable ccv;
+    std::deque<std::string> cqueue;  // finished segments to compress, guarded by cm
+    bool compressor_done = false;    // guarded by cm
+    std::atomic<bool> cstop{false};
+    // Retention and the compressor's rename-then-unlink must not interleave, or retention
+    // could delete a source whose compressed copy then appears anyway.
+    std::mutex fs_mutex;
+
+    log::RateLimited drop_log{std::chrono::seconds(10)};
+    log::RateLimited fault_log{std::chrono::seconds(10)};
+
+    std::atomic<std::uint64_t> write_errors{0}, segments_compressed{0}, compression_errors{0},
+        files_repaired{0}, overflow_waits{0}, flushes{0}, flush_latency_last_us{0},
+        flush_latency_max_us{0};
+    std::atomic<bool> disk_fault{false};
+    std::atomic<int> last_error{0};
+
+    std::uint64_t total_dropped() const {
+        return streams[quotes].counters.records_dropped.load() + streams[bars].counters.records_dropped.load();
+    }
+
+    // ---- producer side (caller's thread, under m) ---------------------------------------
+
+    std::string take_spare() {
+        if (spare.empty()) {
+            std::string s;
+            // A chunk ends with the record that fills it; beyond 1 MiB let it grow as needed.
+            s.reserve(std::min<std::size_t>(opt.handoff_bytes, 1 << 20) + 1024);
+            return s;
+        }
+        std::string s = std::move(spare.back());
+        spare.pop_back();
+        return s;
+    }
+
+    void give_spare(std::string&& s) {
+        s.clear();
+        if (spare.size() < 4 && s.capacity() > 0) spare.push_back(std::move(s));
+    }
+
+    // Discards the oldest queued chunk of either stream; false when nothing is queued (all of
+    // the held bytes are the writer's).
+    bool drop_oldest_chunk() {
+        Stream* victim = nullptr;
+        for (Stream& s : streams)
+            if (!s.queue.empty() && (!victim || s.queue.front().seq < victim->queue.front().seq)) victim = &s;
+        if (!victim) return false;
+        Chunk& c = victim->queue.front();
+        victim->counters.records_dropped.fetch_add(c.records, std::memory_order_relaxed);
+        held -= c.data.size();
+        give_spare(std::move(c.data));
+        victim->queue.pop_front();
+        return true;
+    }
+
+    bool sealed_available() const {
+        for (const Stream& s : streams)
+            if (s.queue.size() > 1 || (!s.queue.empty() && s.queue.front().data.size() >= opt.handoff_bytes))
+                return true;
+        return false;
+    }
+
+    // ---- writer side --------------------------------------------------------------------
+
+    void on_failure(const char* op, const std::string& path, int err) {
+        write_errors.fetch_add(1, std::memory_order_relaxed);
+        last_error.store(err, std::memory_order_relaxed);
+        const auto now = Clock::now();
+        retry_at = now + opt.retry_every;
+        nlohmann::json fields{{"op", op}, {"path", path}, {"error", error_text(err)}, {"errno", err}};
+        if (!fault) {
+            fault = true;
+            fault_since = now;
+            dropped_at_fault = total_dropped();
+            disk_fault.store(true, std::memory_order_relaxed);
+            fields["queued_bytes"] = held_bytes();
+            log::error("output disk fault: records stay queued within the bound and writing is retried",
+                       fields);
+        } else {
+            fault_log.write(log::Level::warn, "sink.fault", "output disk fault persists", std::move(fields));
+        }
+    }
+
+    void on_success() {
+        if (!fault) return;
+        fault = false;
+        disk_fault.store(false, std::memory_order_relaxed);
+        log::info("output disk recovered: writing resumed",
+                  {{"fault_ms", micros(Clock::now() - fault_since) / 1000},
+                   {"records_dropped_during_fault", total_dropped() - dropped_at_fault}});
+    }
+
+    std::size_t held_bytes() {
+        std::lock_guard lk(m);
+        return held;
+    }
+
+    void release(std::size_t bytes) {
+        std::lock_guard lk(m);
+        held -= bytes;
+        if (shedding && held <= opt.max_buffer_bytes / 2) shedding = false;
+        if (space_waiters > 0) space.notify_all();
+    }
+
+    enum class Source { records, header, copy };  // what is written: only records count as such
+
+    // Writes [p, p+n) at the segment's end; false (after on_failure) when the disk refused.
+    bool write_bytes(Stream& s, const char* p, std::size_t n, Source source) {
+        Segment& g = s.seg;
+        while (n > 0) {
+            const ssize_t w = ::write(g.fd, p, n);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                // 0 cannot make progress either; retrying now would spin, the retry timer waits.
+                on_failure("write", g.part_path, w < 0 ? errno : EIO);
+                return false;
+            }
+            const auto wrote = static_cast<std::size_t>(w);
+            const std::uint64_t lines = count_lines(p, p + wrote);
+            const char* nl =
+                std::find(std::make_reverse_iterator(p + wrote), std::make_reverse_iterator(p), '\n').base();
+            if (nl != p) g.line_end = g.size + static_cast<std::uint64_t>(nl - p);
+            g.size += wrote;
+            g.records += lines;
+            g.dirty = true;
+            if (source == Source::records) {
+                s.counters.records_written.fetch_add(lines, std::memory_order_relaxed);
+                s.done += wrote;
+                release(wrote);
+            }
+            // A rescue copies bytes already counted once.
+            if (source != Source::copy) s.counters.bytes_written.fetch_add(wrote, std::memory_order_relaxed);
+            p += wrote;
+            n -= wrote;
+        }
+        on_success();
+        return true;
+    }
+
+    // Opens the next segment of s when none is open.
+    bool ensure_segment(Stream& s) {
+        Segment& g = s.seg;
+        if (g.fd >= 0) return true;
+        const std::string stem = dir + "/" + kind_name[s.kind] + "-" + utc_stamp_ms() + "-" + std::to_string(::getpid()) + "-";
+        int err = 0;
+        for (int attempt = 0; attempt < 100; ++attempt) {
+            char seq[24];
+            std::snprintf(seq, sizeof seq, "%06llu",
+                          static_cast<unsigned long long>(segment_counter.fetch_add(1) + 1));
+            g.final_path = stem + seq + s.ext;
+            g.part_path = g.final_path + ".part";
+            struct stat sb;
+            if (::lstat(g.final_path.c_str(), &sb) == 0) {
+                err = EEXIST;
+                continue;
+            }
+            // Readable too: a segment removed from under us is copied out of this descriptor.
+            g.fd = ::open(g.part_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            if (g.fd >= 0) break;
+            err = errno;
+            if (err != EEXIST) break;
+        }
+        if (g.fd < 0) {
+            on_failure("create", g.part_path, err);
+            return false;
+        }
+        // The lock tells a starting process that this segment is alive, not a crash's leftover.
+        (void)::flock(g.fd, LOCK_EX | LOCK_NB);
+        g.size = g.line_end = g.records = 0;
+        g.header_bytes = 0;
+        g.opened_at = Clock::now();
+        if (!s.header.empty()) {
+            if (!write_bytes(s, s.header.data(), s.header.size(), Source::header)) {
+                ::close(g.fd);
+                g.fd = -1;
+                ::unlink(g.part_path.c_str());
+                return false;
+            }
+            g.records = 0;
+            g.header_bytes = g.size;
+        }
+        if (int e = sync_dir(dir)) on_failure("fsync directory", dir, e);
+        return true;
+    }
+
+    // Someone removed the open segment (or its whole directory): its contents live only in
+    // our descriptor. Copy them into a new segment, recreating the directory.
+    bool rescue_if_orphaned(Stream& s) {
+        Segment& old = s.seg;
+        struct stat sb;
+        if (old.fd < 0 || ::fstat(old.fd, &sb) != 0 || sb.st_nlink > 0) return true;
+        if (old.size != old.line_end) return false;  // a torn tail: retry once the disk writes again
+        log::error("output segment was removed while open; copying its records to a new segment",
+                   {{"path", old.part_path}, {"bytes", old.size}});
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        if (ec) {
+            on_failure("create directory", dir, ec.value());
+            return false;
+        }
+        Segment orphan = old;
+        old = Segment{};
+        if (!ensure_segment(s)) {
+            old = orphan;
+            return false;
+        }
+        std::vector<char> buf(1 << 20);
+        off_t at = static_cast<off_t>(orphan.header_bytes);
+        bool ok = true;
+        while (ok && static_cast<std::uint64_t>(at) < orphan.line_end) {
+            const auto want = std::min<std::uint64_t>(buf.size(), orphan.line_end - static_cast<std::uint64_t>(at));
+            const ssize_t r = ::pread(orphan.fd, buf.data(), want, at);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                on_failure("read", orphan.part_path, r < 0 ? errno : EIO);
+                ok = false;
+                break;
+            }
+            ok = write_bytes(s, buf.data(), static_cast<std::size_t>(r), Source::copy);
+            at += r;
+        }
+        if (!ok) {
+            ::close(s.seg.fd);
+            ::unlink(s.seg.part_path.c_str());
+            old = orphan;
+            return false;
+        }
+        s.seg.opened_at = orphan.opened_at;
+        ::close(orphan.fd);
+        log::info("output segment rescued", {{"path", s.seg.part_path}, {"records", s.seg.records}});
+        return true;
+    }
+
+    // fdatasync, rename to the final name, fsync the directory; then retention and compression.
+    // Returns false, keeping the segment open, when its records cannot be saved yet (removed
+    // from under us and not rescued) unless `final`.
+    bool close_segment(Stream& s, bool final = false) {
+        Segment& g = s.seg;
+        if (g.fd < 0) return true;
+        if (g.size != g.line_end) {
+            // Only after a failed write: cut the torn line so every line in the file parses.
+            if (::ftruncate(g.fd, static_cast<off_t>(g.line_end)) != 0) on_failure("truncate", g.part_path, errno);
+            else g.size = g.line_end;
+        }
+        if (!rescue_if_orphaned(s) && !final) return false;
+        if (::fdatasync(g.fd) != 0) on_failure("fdatasync", g.part_path, errno);
+        if (::close(g.fd) != 0) on_failure("close", g.part_path, errno);
+        g.fd = -1;
+        g.dirty = false;
+        if (g.line_end <= g.header_bytes) {
+            // Nothing but a header (the first write failed): not worth a file.
+            ::unlink(g.part_path.c_str());
+            return true;
+        }
+        if (::rename(g.part_path.c_str(), g.final_path.c_str()) != 0) {
+            // The records stay in the .part file; the next start finalizes it.
+            on_failure("rename", g.part_path, errno);
+            return true;
+        }
+        if (int e = sync_dir(dir)) on_failure("fsync directory", dir, e);
+        s.counters.segments_closed.fetch_add(1, std::memory_order_relaxed);
+        log::info("output segment closed", {{"path", g.final_path}, {"records", g.records}, {"bytes", g.size}});
+        apply_retention(s.kind);
+        enqueue_compression(g.final_path);
+        return true;
+    }
+
+    // Writes `current` and further chunks; `all` also takes the chunk still being filled.
+    // Returns false when the disk refused (the rest stays for the retry).
+    bool write_stream(Stream& s, bool all) {
+        for (;;) {
+            if (s.done == s.current.data.size()) {
+                std::lock_guard lk(m);
+                if (s.queue.empty()) return true;
+                if (!all && s.queue.size() == 1 && s.queue.front().data.size() < opt.handoff_bytes) return true;
+                give_spare(std::move(s.current.data));
+                s.current = std::move(s.queue.front());
+                s.queue.pop_front();
+                s.done = 0;
+            }
+            if (!write_current(s)) return false;
+        }
+    }
+
+    bool write_current(Stream& s) {
+        while (s.done < s.current.data.size()) {
+            if (!ensure_segment(s)) return false;
+            Segment& g = s.seg;
+            const char* p = s.current.data.data() + s.done;
+            std::size_t n = s.current.data.size() - s.done;
+            const std::uint64_t limit = opt.rotate_bytes;
+            if (limit > 0) {
+                const std::uint64_t room = g.size >= limit ? 0 : limit - g.size;
+                if (n > room) {
+                    const char* last_fit = std::find(std::make_reverse_iterator(p + room),
+                                                     std::make_reverse_iterator(p), '\n').base();
+                    if (last_fit != p) {
+                        n = static_cast<std::size_t>(last_fit - p);
+                    } else if (g.size == g.line_end && g.line_end > g.header_bytes) {
+                        if (!close_segment(s)) return false;  // the next line does not fit: rotate first
+                        continue;
+                    } else {
+                        // A line longer than the limit, or the rest of a torn one: it goes whole.
+                        n = static_cast<std::size_t>(std::find(p, p + n, '\n') - p) + 1;
+                    }
+                }
+            }
+            if (!write_bytes(s, p, n, Source::records)) return false;
+            if (limit > 0 && g.size >= limit && g.size == g.line_end && !close_segment(s)) return false;
+        }
+        return true;
+    }
+
+    void sync_all(Clock::time_point requested_at) {
+        bool ok = true;
+        for (Stream& s : streams) {
+            Segment& g = s.seg;
+            if (g.fd < 0) continue;
+            if (!rescue_if_orphaned(s)) ok = false;
+            if (!g.dirty) continue;
+            if (::fdatasync(g.fd) != 0) {
+                on_failure("fdatasync", g.part_path, errno);
+                ok = false;
+            } else {
+                g.dirty = false;
             }
         }
-        if (::fdatasync(f.fd) != 0) st.write_errors.fetch_add(1, std::memory_order_relaxed);
-        if (::close(f.fd) != 0) st.write_errors.fetch_add(1, std::memory_order_relaxed);
-        f.fd = -1;
-        if (::rename(f.part_path.c_str(), f.final_path.c_str()) != 0) {
-            st.write_errors.fetch_add(1, std::memory_order_relaxed);
+        if (!ok) return;
+        const auto us = static_cast<std::uint64_t>(micros(Clock::now() - requested_at));
+        flushes.fetch_add(1, std::memory_order_relaxed);
+        flush_latency_last_us.store(us, std::memory_order_relaxed);
+        if (us > flush_latency_max_us.load(std::memory_order_relaxed))
+            flush_latency_max_us.store(us, std::memory_order_relaxed);
+    }
+
+    void rotate_by_age(Clock::time_point now) {
+        if (opt.rotate_age.count() <= 0) return;
+        for (Stream& s : streams) {
+            Segment& g = s.seg;
+            if (g.fd < 0 || now - g.opened_at < opt.rotate_age) continue;
+            if (fault || g.size != g.line_end || g.line_end <= g.header_bytes) {
+                g.opened_at = now;  // cannot close it cleanly now; try again one age later
+                continue;
+            }
+            close_segment(s);
         }
     }
-    // The renames are only durable once the directory itself is synced.
-    const int dfd = ::open(st.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || ::fsync(dfd) != 0) st.write_errors.fetch_add(1, std::memory_order_relaxed);
-    if (dfd >= 0) ::close(dfd);
-}
 
-void writer_main(std::shared_ptr<State> st) {
-    std::string incoming[kinds];
-    std::unique_lock lk(st->m);
+    Clock::time_point next_timer(Clock::time_point now) const {
+        auto next = now + 1h;
+        if (opt.rotate_age.count() > 0)
+            for (const Stream& s : streams)
+                if (s.seg.fd >= 0) next = std::min(next, s.seg.opened_at + opt.rotate_age);
+        if (fault) next = std::min(next, retry_at);
+        return next;
+    }
+
+    // The last round: whatever could not be written is lost now; count it.
+    void finalize() {
+        for (Stream& s : streams) {
+            std::uint64_t lost = count_lines(s.current.data.data() + s.done,
+                                             s.current.data.data() + s.current.data.size());
+            {
+                std::lock_guard lk(m);
+                for (Chunk& c : s.queue) {
+                    lost += c.records;
+                    held -= c.data.size();
+                }
+                s.queue.clear();
+                held -= s.current.data.size() - s.done;
+            }
+            s.done = s.current.data.size();
+            if (lost > 0) {
+                s.counters.records_dropped.fetch_add(lost, std::memory_order_relaxed);
+                log::error("output records lost at close: the disk refused them",
+                           {{"stream", kind_name[s.kind]}, {"records", lost}});
+            }
+            close_segment(s, true);
+        }
+    }
+
+    // ---- retention and compression ------------------------------------------------------
+
+    void apply_retention(Kind kind) {
+        if (opt.retain_files == 0 && opt.retain_bytes == 0) return;
+        std::lock_guard lk(fs_mutex);
+        std::vector<std::pair<std::string, std::uint64_t>> files;
+        std::error_code ec;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            const std::string name = it->path().filename().string();
+            if (!is_finished_segment(name, kind)) continue;
+            std::error_code size_ec;
+            const auto size = fs::file_size(it->path(), size_ec);
+            if (!size_ec) files.emplace_back(name, size);
+        }
+        if (ec) {
+            log::warn("retention: cannot list the output directory", {{"dir", dir}, {"error", ec.message()}});
+            return;
+        }
+        std::sort(files.begin(), files.end());  // names sort by time
+        std::uint64_t count = files.size(), bytes = 0;
+        for (auto& f : files) bytes += f.second;
+        bool removed = false;
+        for (auto& [name, size] : files) {
+            if (!((opt.retain_files && count > opt.retain_files) || (opt.retain_bytes && bytes > opt.retain_bytes)))
+                break;
+            const std::string path = dir + "/" + name;
+            if (::unlink(path.c_str()) != 0) {
+                log::warn("retention: cannot remove a segment", {{"path", path}, {"error", error_text(errno)}});
+                continue;
+            }
+            --count;
+            bytes -= size;
+            removed = true;
+            streams[kind].counters.segments_deleted.fetch_add(1, std::memory_order_relaxed);
+            log::info("output segment removed by retention", {{"path", path}, {"bytes", size}});
+        }
+        if (removed) (void)sync_dir(dir);
+    }
+
+    void enqueue_compression(const std::string& path) {
+        if (opt.compression == Compression::none) return;
+        {
+            std::lock_guard lk(cm);
+            cqueue.push_back(path);
+        }
+        ccv.notify_one();
+    }
+
+    void compress_one(const std::string& src) {
+        const std::string dst = src + sink_detail::compression_suffix(opt.compression);
+        const std::string tmp = dst + ".part";
+        const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+        if (in < 0) return;  // retention got there first
+        const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int err = out < 0 ? errno : sink_detail::compress_stream(in, out, opt.compression, cstop);
+        ::close(in);
+        if (err == 0 && ::fdatasync(out) != 0) err = errno;
+        if (out >= 0 && ::close(out) != 0 && err == 0) err = errno;
+        if (err == 0) {
+            std::lock_guard lk(fs_mutex);
+            struct stat sb;
+            if (::lstat(src.c_str(), &sb) != 0) {
+                ::unlink(tmp.c_str());  // removed by retention meanwhile
+                return;
+            }
+            if (::rename(tmp.c_str(), dst.c_str()) != 0) {
+                err = errno;
+            } else {
+                // The compressed copy is durable before the original goes.
+                (void)sync_dir(dir);
+                ::unlink(src.c_str());
+                (void)sync_dir(dir);
+                segments_compressed.fetch_add(1, std::memory_order_relaxed);
+                log::debug("output segment compressed", {{"path", dst}});
+                return;
+            }
+        }
+        ::unlink(tmp.c_str());
+        if (err == -1) return;  // cancelled by close(); the next start compresses it
+        compression_errors.fetch_add(1, std::memory_order_relaxed);
+        fault_log.write(log::Level::error, "sink.compress", "cannot compress output segment; it stays uncompressed",
+                        {{"path", src}, {"error", error_text(err)}});
+    }
+};
+
+void writer_main(std::shared_ptr<State> sp) {
+    State& st = *sp;
+    std::unique_lock lk(st.m);
     for (;;) {
-        st->wake.wait(lk, [&] { return st->flush_requested || st->stop; });
-        // Producers drop once stop is set, so this take is the last when stop is seen.
-        const bool last = st->stop;
-        st->flush_requested = false;
-        for (int k = 0; k < kinds; ++k) incoming[k].swap(st->pending[k]);
+        st.wake.wait_until(lk, st.next_timer(Clock::now()), [&] {
+            return st.flush_requested || st.stop || (!st.fault && st.sealed_available());
+        });
+        // Producers drop once stop is set, so this round is the last when stop is seen.
+        const bool last = st.stop;
+        const bool flushing = st.flush_requested || last;
+        const auto requested_at = st.flush_requested ? st.flush_requested_at : Clock::now();
+        st.flush_requested = false;
         lk.unlock();
-        for (int k = 0; k < kinds; ++k) write_round(*st, st->files[k], incoming[k]);
+        // While the disk fails, only a flush or the retry timer tries again.
+        const auto now = Clock::now();
+        if (!st.fault || flushing || now >= st.retry_at) {
+            for (Stream& s : st.streams)
+                if (!st.write_stream(s, flushing)) break;
+        }
+        if (flushing) st.sync_all(requested_at);
+        st.rotate_by_age(Clock::now());
+        // A fault with nothing left to retry must not leave the timer in the past (a spin).
+        if (st.fault && Clock::now() >= st.retry_at) st.retry_at = Clock::now() + st.opt.retry_every;
         if (last) {
-            finalize(*st);
+            st.finalize();
             lk.lock();
-            st->finished = true;
-            st->finished_cv.notify_all();
+            st.finished = true;
+            st.finished_cv.notify_all();
             return;
         }
         lk.lock();
     }
 }
 
-// YYYYMMDDTHHMMSSZ of the current UTC second.
-std::string utc_stamp() {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&now, &tm);
-    char buf[32];
-    return std::string(buf, std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm));
-}
-
-bool exists(const std::string& path) {
-    struct stat sb;
-    return ::lstat(path.c_str(), &sb) == 0;
+void compressor_main(std::shared_ptr<State> sp) {
+    State& st = *sp;
+    for (;;) {
+        std::string path;
+        {
+            std::unique_lock lk(st.cm);
+            st.ccv.wait(lk, [&] { return !st.cqueue.empty() || st.cstop.load(); });
+            if (st.cstop.load()) {
+                st.compressor_done = true;
+                st.ccv.notify_all();
+                return;
+            }
+            path = std::move(st.cqueue.front());
+            st.cqueue.pop_front();
+        }
+        st.compress_one(path);
+    }
 }
 
 }  // namespace
 
-struct JsonlSink::Impl {
-    Impl(const Universe& u, const SinkOptions& options) : universe(u), handoff_bytes(options.handoff_bytes) {
-        st->max_bytes = options.max_buffer_bytes;
+RepairResult repair_segment(const std::string& part_path) {
+    RepairResult r;
+    r.final_path = part_path.substr(0, part_path.size() - (ends_with(part_path, ".part") ? 5 : 0));
+    const int fd = ::open(part_path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        r.error = errno;
+        return r;
+    }
+    const auto fail = [&](int err) {
+        r.outcome = RepairResult::failed;
+        r.error = err;
+        ::close(fd);
+        return r;
+    };
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) return fail(errno);
+        ::close(fd);
+        r.outcome = RepairResult::skipped_live;
+        return r;
+    }
+    struct stat sb;
+    if (::fstat(fd, &sb) != 0) return fail(errno);
+    r.original_bytes = static_cast<std::uint64_t>(sb.st_size);
+
+    // Keep up to the last '\n' before the end, and before the first NUL in the tail: a power
+    // loss can leave the tail's blocks zero-filled. Earlier data was fdatasync'd by a flush.
+    constexpr std::uint64_t window = 1 << 20;
+    std::vector<char> buf(window);
+    std::uint64_t end = r.original_bytes;
+    std::uint64_t keep = 0;
+    bool tail = true;
+    while (end > 0) {
+        const std::uint64_t start = end > window ? end - window : 0;
+        std::size_t got = 0;
+        while (got < end - start) {
+            const ssize_t n = ::pread(fd, buf.data() + got, end - start - got, static_cast<off_t>(start + got));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return fail(n < 0 ? errno : EIO);
+            got += static_cast<std::size_t>(n);
+        }
+        const char* first = buf.data();
+        const char* last = first + got;
+        if (tail) {
+            last = std::find(first, last, '\0');
+            tail = false;
+        }
+        const char* nl = std::find(std::make_reverse_iterator(last), std::make_reverse_iterator(first), '\n').base();
+        if (nl != first) {
+            keep = start + static_cast<std::uint64_t>(nl - first);
+            break;
+        }
+        end = start;
+    }
+    r.kept_bytes = keep;
+    if (keep != r.original_bytes && ::ftruncate(fd, static_cast<off_t>(keep)) != 0) return fail(errno);
+    const std::string dir = parent_of(part_path);
+    if (keep == 0) {
+        ::close(fd);
+        if (::unlink(part_path.c_str()) != 0) {
+            r.error = errno;
+            return r;
+        }
+        (void)sync_dir(dir);
+        r.outcome = RepairResult::removed_empty;
+        return r;
+    }
+    if (::fdatasync(fd) != 0) return fail(errno);
+    ::close(fd);
+    struct stat fb;
+    if (::lstat(r.final_path.c_str(), &fb) == 0) {
+        r.error = EEXIST;  // never replace a finished file
+        return r;
+    }
+    if (::rename(part_path.c_str(), r.final_path.c_str()) != 0) {
+        r.error = errno;
+        return r;
+    }
+    if (int e = sync_dir(dir)) {
+        r.error = e;
+        return r;
+    }
+    r.outcome = RepairResult::finalized;
+    return r;
+}
+
+struct FileSink::Impl {
+    Impl(const Universe& u, const SinkOptions& options) : universe(u) {
+        st->opt = options;
+        if (st->opt.handoff_bytes == 0) st->opt.handoff_bytes = 1;
         st->dir = options.dir.empty() ? "." : options.dir;
+        const RecordFormat formats[kinds] = {options.quotes_format, options.bars_format, RecordFormat::jsonl};
+        for (int k = 0; k < kinds; ++k) {
+            Stream& s = st->streams[k];
+            s.kind = static_cast<Kind>(k);
+            s.format = formats[k];
+            s.ext = s.format == RecordFormat::csv ? ".csv" : ".jsonl";
+            if (s.format == RecordFormat::csv) s.header = k == quotes ? quote_csv_header : bar_csv_header;
+        }
     }
 
     const Universe& universe;
-    const std::size_t handoff_bytes;
     std::shared_ptr<State> st = std::make_shared<State>();
     std::thread writer;
+    std::thread compressor;
+
+    void log_drop(const char* reason) {
+        if (auto suppressed = st->drop_log.admit(log::Level::warn, "sink.drop", "output records dropped")) {
+            nlohmann::json fields{{"reason", reason}, {"records_dropped_total", st->total_dropped()}};
+            if (*suppressed > 0) fields["suppressed"] = *suppressed;
+            log::warn("output records dropped", fields);
+        }
+    }
 
     void append(Kind kind, const std::string& line) {
+        State& s = *st;
+        Stream& stream = s.streams[kind];
         bool wake_writer = false;
+        const char* dropped = nullptr;  // why the new record was refused
+        bool chunk_dropped = false;
         {
-            std::lock_guard lk(st->m);
-            if (st->stop || st->held + line.size() > st->max_bytes) {
-                st->records_dropped.fetch_add(1, std::memory_order_relaxed);
-                return;
+            std::unique_lock lk(s.m);
+            const std::size_t max = s.opt.max_buffer_bytes;
+            if (s.stop) {
+                dropped = "closed";
+            } else if (line.size() > max) {
+                dropped = "record larger than the buffer";
             }
-            auto& pending = st->pending[kind];
-            pending += line;
-            st->held += line.size();
-            // A full chunk goes to the writer before the flush timer, which bounds the memory
-            // held between flushes (2,000 pollers at 50 ms produce ~10 MB of quotes a second).
-            if (st->opened && !st->flush_requested && pending.size() >= handoff_bytes) {
-                st->flush_requested = true;
-                wake_writer = true;
+            while (!dropped && s.held + line.size() > max) {
+                if (s.opt.overflow == OverflowPolicy::drop_oldest) {
+                    if (s.drop_oldest_chunk()) {
+                        chunk_dropped = true;
+                    } else {
+                        dropped = "queue full";  // all of it is the writer's: nothing older to drop
+                    }
+                } else if (s.opt.overflow == OverflowPolicy::drop_newest || s.shedding) {
+                    dropped = "queue full";
+                } else {
+                    s.overflow_waits.fetch_add(1, std::memory_order_relaxed);
+                    ++s.space_waiters;
+                    const bool room = s.space.wait_for(
+                        lk, s.opt.overflow_wait, [&] { return s.stop || s.held + line.size() <= max; });
+                    --s.space_waiters;
+                    if (s.stop) {
+                        dropped = "closed";
+                    } else if (!room) {
+                        s.shedding = true;
+                        dropped = "queue full: waited overflow_wait";
+                    }
+                }
+            }
+            if (!dropped) {
+                auto& q = stream.queue;
+                if (q.empty() || q.back().data.size() >= s.opt.handoff_bytes)
+                    q.push_back(Chunk{s.take_spare(), 0, s.next_chunk_seq++});
+                Chunk& c = q.back();
+                const std::size_t before = c.data.size();
+                c.data += line;
+                ++c.records;
+                s.held += line.size();
+                // A full chunk goes to the writer before the flush timer, which bounds the
+                // memory held between flushes.
+                wake_writer = s.opened && before < s.opt.handoff_bytes && c.data.size() >= s.opt.handoff_bytes;
             }
         }
-        if (wake_writer) st->wake.notify_one();
+        if (dropped) {
+            stream.counters.records_dropped.fetch_add(1, std::memory_order_relaxed);
+            log_drop(dropped);
+        } else if (chunk_dropped) {
+            log_drop("queue full: oldest records discarded");
+        }
+        if (wake_writer) s.wake.notify_one();
     }
 
     // Waits for the writer to finalize; no deadline means as long as it takes.
@@ -207,9 +875,13 @@ struct JsonlSink::Impl {
         {
             std::lock_guard lk(st->m);
             st->stop = true;  // also refuses records arriving after close
+            st->space.notify_all();
             // Never started, already joined, or abandoned at an earlier deadline: waiting again
             // (from the destructor, say) would bring back the hang the deadline was for.
-            if (!writer.joinable()) return !st->opened || st->finished;
+            if (!writer.joinable()) {
+                stop_compressor(deadline);
+                return !st->opened || st->finished;
+            }
         }
         st->wake.notify_one();
         bool done = true;
@@ -222,126 +894,210 @@ struct JsonlSink::Impl {
                 st->finished_cv.wait(lk, is_finished);
             }
         }
-        if (writer.joinable()) {
-            if (done) {
-                writer.join();
+        if (done) {
+            writer.join();
+        } else {
+            writer.detach();
+        }
+        stop_compressor(deadline);
+        return done;
+    }
+
+    void stop_compressor(const std::chrono::steady_clock::time_point* deadline) {
+        if (!compressor.joinable()) return;
+        {
+            std::lock_guard lk(st->cm);
+            st->cstop = true;
+        }
+        st->ccv.notify_all();
+        bool done = true;
+        {
+            std::unique_lock lk(st->cm);
+            const auto is_done = [&] { return st->compressor_done; };
+            if (deadline) {
+                done = st->ccv.wait_until(lk, std::max(*deadline, Clock::now() + 100ms), is_done);
             } else {
-                writer.detach();
+                st->ccv.wait(lk, is_done);
             }
         }
-        return done;
+        if (done) {
+            compressor.join();
+        } else {
+            compressor.detach();
+        }
     }
 };
 
-JsonlSink::JsonlSink(const Universe& universe, SinkOptions options)
-    : impl_(std::make_unique<Impl>(universe, options)) {}
+FileSink::FileSink(const Universe& universe, SinkOptions options)
+    : impl_(std::make_unique<Impl>(universe, std::move(options))) {}
 
-JsonlSink::~JsonlSink() {
+FileSink::~FileSink() {
     // Without close() the data still has to reach its final name, however long that takes.
     impl_->finish(nullptr);
 }
 
-void JsonlSink::open() {
+void FileSink::open() {
     State& st = *impl_->st;
     {
         std::lock_guard lk(st.m);
-        if (st.opened || st.stop) throw std::logic_error("JsonlSink::open: already opened or closed");
+        if (st.opened || st.stop) throw std::logic_error("FileSink::open: already opened or closed");
     }
     std::error_code ec;
-    std::filesystem::create_directories(st.dir, ec);
+    fs::create_directories(st.dir, ec);
     if (ec) throw std::system_error(ec, "cannot create output directory " + st.dir);
 
-    // The pid keeps concurrent daemons apart; the counter keeps a second sink of this process
-    // opened within the same second from replacing the first one's finished files on rename.
-    const std::string base = utc_stamp() + "-" + std::to_string(::getpid());
-    for (int attempt = 0;; ++attempt) {
-        const std::string stem = attempt == 0 ? base : base + "-" + std::to_string(attempt);
-        int created = 0;
-        int err = 0;
-        for (; created < kinds; ++created) {
-            File& f = st.files[created];
-            f.final_path = st.dir + "/" + kind_name[created] + "-" + stem + ".jsonl";
-            f.part_path = f.final_path + ".part";
-            if (exists(f.final_path)) {
-                err = EEXIST;
-                break;
-            }
-            f.fd = ::open(f.part_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-            if (f.fd < 0) {
-                err = errno;
-                break;
-            }
+    // Crash repair, before any new segment exists.
+    std::vector<std::string> parts;
+    for (fs::directory_iterator it(st.dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (is_part_segment(name)) parts.push_back(st.dir + "/" + name);
+    }
+    if (ec) throw std::system_error(ec, "cannot list output directory " + st.dir);
+    std::sort(parts.begin(), parts.end());
+    for (const std::string& part : parts) {
+        const std::string name = fs::path(part).filename().string();
+        if (is_compression_temp(name)) {
+            // An interrupted compression; its source is still there and is compressed again.
+            if (::unlink(part.c_str()) == 0) log::info("removed an unfinished compression", {{"path", part}});
+            continue;
         }
-        if (created == kinds) break;
-        for (int k = 0; k < created; ++k) {
-            ::close(st.files[k].fd);
-            st.files[k].fd = -1;
-            ::unlink(st.files[k].part_path.c_str());
-        }
-        if (err != EEXIST || attempt == 99) {
-            throw std::system_error(err, std::generic_category(),
-                                    "cannot create " + st.files[created].part_path);
+        const RepairResult r = repair_segment(part);
+        switch (r.outcome) {
+            case RepairResult::finalized:
+                st.files_repaired.fetch_add(1, std::memory_order_relaxed);
+                log::warn("repaired output segment left by an interrupted run",
+                          {{"path", r.final_path},
+                           {"bytes", r.kept_bytes},
+                           {"torn_bytes_cut", r.original_bytes - r.kept_bytes}});
+                break;
+            case RepairResult::removed_empty:
+                st.files_repaired.fetch_add(1, std::memory_order_relaxed);
+                log::warn("removed output segment without a complete record left by an interrupted run",
+                          {{"path", part}, {"torn_bytes_cut", r.original_bytes}});
+                break;
+            case RepairResult::skipped_live:
+                log::warn("output segment is held by another running process; left alone", {{"path", part}});
+                break;
+            case RepairResult::failed:
+                log::error("cannot repair output segment", {{"path", part}, {"error", error_text(r.error)}});
+                break;
         }
     }
 
+    // Prove the directory takes data now, so a read-only or full disk fails start-up clearly.
+    const std::string probe = st.dir + "/.mdagg-probe-" + std::to_string(::getpid());
+    const int pfd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (pfd < 0) throw std::system_error(errno, std::generic_category(), "cannot write to output directory " + st.dir);
+    const bool wrote = ::write(pfd, "\n", 1) == 1;
+    const int werr = wrote ? 0 : errno;
+    ::close(pfd);
+    ::unlink(probe.c_str());
+    if (!wrote) throw std::system_error(werr ? werr : EIO, std::generic_category(), "cannot write to output directory " + st.dir);
+
+    for (int k = 0; k < kinds; ++k) st.apply_retention(static_cast<Kind>(k));
+    if (st.opt.compression != Compression::none) {
+        std::vector<std::string> pending;
+        for (fs::directory_iterator it(st.dir, ec), end; !ec && it != end; it.increment(ec)) {
+            const std::string name = it->path().filename().string();
+            if ((ends_with(name, ".jsonl") || ends_with(name, ".csv")) &&
+                (is_finished_segment(name, quotes) || is_finished_segment(name, bars)))
+                pending.push_back(st.dir + "/" + name);
+        }
+        std::sort(pending.begin(), pending.end());
+        for (auto& p : pending) st.enqueue_compression(p);
+        impl_->compressor = std::thread(compressor_main, impl_->st);
+    }
     try {
         impl_->writer = std::thread(writer_main, impl_->st);
     } catch (...) {
-        for (File& f : st.files) {
-            ::close(f.fd);
-            f.fd = -1;
-            ::unlink(f.part_path.c_str());
-        }
+        impl_->stop_compressor(nullptr);
         throw;
     }
-    std::lock_guard lk(st.m);
-    st.opened = true;
-    // Records buffered before open() wait for the first flush like any others.
+    bool wake = false;
+    {
+        std::lock_guard lk(st.m);
+        st.opened = true;
+        wake = st.sealed_available();
+    }
+    if (wake) st.wake.notify_one();
 }
 
-void JsonlSink::on_quote(const Quote& quote) {
+void FileSink::on_quote(const Quote& quote) {
     // Formatting happens outside the lock; the scratch keeps its capacity, so no allocation.
     thread_local std::string line;
     line.clear();
-    append_quote_json(line, quote, impl_->universe);
+    if (impl_->st->streams[quotes].format == RecordFormat::csv) {
+        append_quote_csv(line, quote, impl_->universe);
+    } else {
+        append_quote_json(line, quote, impl_->universe);
+    }
     impl_->append(quotes, line);
 }
 
-void JsonlSink::on_bar(const Bar& bar) {
+void FileSink::on_bar(const Bar& bar) {
     thread_local std::string line;
     line.clear();
-    append_bar_json(line, bar, impl_->universe);
+    if (impl_->st->streams[bars].format == RecordFormat::csv) {
+        append_bar_csv(line, bar, impl_->universe);
+    } else {
+        append_bar_json(line, bar, impl_->universe);
+    }
     impl_->append(bars, line);
 }
 
-void JsonlSink::on_stale(const StaleMark& mark) {
-    // With the bars: both describe the consolidated view, and the bars file always exists.
+void FileSink::on_stale(const StaleMark& mark) {
     thread_local std::string line;
     line.clear();
     append_stale_json(line, mark, impl_->universe);
-    impl_->append(bars, line);
+    impl_->append(events, line);
 }
 
-void JsonlSink::flush() {
+void FileSink::flush() {
     {
         std::lock_guard lk(impl_->st->m);
         if (!impl_->st->opened || impl_->st->stop) return;
+        if (!impl_->st->flush_requested) impl_->st->flush_requested_at = Clock::now();
         impl_->st->flush_requested = true;
     }
     impl_->st->wake.notify_one();
 }
 
-bool JsonlSink::close(std::chrono::steady_clock::time_point deadline) {
+bool FileSink::close(std::chrono::steady_clock::time_point deadline) {
     return impl_->finish(&deadline);
 }
 
-SinkStats JsonlSink::stats() const {
-    const State& st = *impl_->st;
+SinkStats FileSink::stats() const {
+    State& st = *impl_->st;
     SinkStats s;
-    s.records_written = st.records_written.load(std::memory_order_relaxed);
-    s.bytes_written = st.bytes_written.load(std::memory_order_relaxed);
-    s.records_dropped = st.records_dropped.load(std::memory_order_relaxed);
+    SinkStreamStats* out[kinds] = {&s.quotes, &s.bars, &s.events};
+    for (int k = 0; k < kinds; ++k) {
+        const Counters& c = st.streams[k].counters;
+        SinkStreamStats& o = *out[k];
+        o.records_written = c.records_written.load(std::memory_order_relaxed);
+        o.bytes_written = c.bytes_written.load(std::memory_order_relaxed);
+        o.records_dropped = c.records_dropped.load(std::memory_order_relaxed);
+        o.segments_closed = c.segments_closed.load(std::memory_order_relaxed);
+        o.segments_deleted = c.segments_deleted.load(std::memory_order_relaxed);
+        s.records_written += o.records_written;
+        s.bytes_written += o.bytes_written;
+        s.records_dropped += o.records_dropped;
+        s.segments_closed += o.segments_closed;
+        s.segments_deleted += o.segments_deleted;
+    }
     s.write_errors = st.write_errors.load(std::memory_order_relaxed);
+    s.segments_compressed = st.segments_compressed.load(std::memory_order_relaxed);
+    s.compression_errors = st.compression_errors.load(std::memory_order_relaxed);
+    s.files_repaired = st.files_repaired.load(std::memory_order_relaxed);
+    s.overflow_waits = st.overflow_waits.load(std::memory_order_relaxed);
+    s.disk_fault = st.disk_fault.load(std::memory_order_relaxed);
+    s.last_error = st.last_error.load(std::memory_order_relaxed);
+    s.flushes = st.flushes.load(std::memory_order_relaxed);
+    s.flush_latency_last_us = st.flush_latency_last_us.load(std::memory_order_relaxed);
+    s.flush_latency_max_us = st.flush_latency_max_us.load(std::memory_order_relaxed);
+    {
+        std::lock_guard lk(st.m);
+        s.queued_bytes = st.held;
+    }
     return s;
 }
 

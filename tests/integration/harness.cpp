@@ -150,7 +150,8 @@ fs::path write_config(const fs::path& dir, const DaemonConfig& c) {
         << "shutdown: { grace: " << c.grace << ", interrupt_grace: " << c.interrupt_grace << " }\n"
         << "log: { level: info, summary_every: " << c.summary_every << " }\n"
         << "output: { dir: " << (dir / "out").string() << ", flush_every: " << c.flush_every
-        << ", quotes: " << (c.quotes ? "true" : "false") << ", bar_interval: " << c.bar_interval << " }\n"
+        << ", quotes: " << (c.quotes ? "true" : "false") << ", bar_interval: " << c.bar_interval
+        << (c.output_extra.empty() ? "" : ", " + c.output_extra) << " }\n"
         << "sources:\n"
         << "  - name: sim\n"
         << "    url: \"http://" << c.host << ":" << c.port << "/quotes/{symbol}\"\n"

@@ -80,6 +80,7 @@ struct DaemonConfig {
     bool quotes = true;
     std::string source_extra;  // YAML lines added to the source (indented 4 spaces)
     std::string extra;         // YAML lines added at the top level
+    std::string output_extra;  // more `output:` keys, e.g. "rotate: { max_bytes: 65536 }"
 };
 fs::path write_config(const fs::path& dir, const DaemonConfig& c);
 

@@ -436,6 +436,60 @@ TEST(ConfigErrors, NonPositiveDurations) {
               "t.yaml:8:18: log.summary_every: must be greater than 0");
 }
 
+TEST(ConfigParse, OutputSegmentsAndFormats) {
+    Config c = parse(append(R"(output:
+  overflow: block
+  overflow_wait: 5ms
+  format: { quotes: csv }
+  rotate: { max_bytes: 1048576, max_age: 0 }
+  retention: { max_files: 24, max_bytes: 1000000000 }
+  compression: zstd
+)"));
+    EXPECT_EQ(c.output.overflow, OutputOverflow::block);
+    EXPECT_EQ(c.output.overflow_wait, 5ms);
+    EXPECT_EQ(c.output.quotes_format, OutputFormat::csv);
+    EXPECT_EQ(c.output.bars_format, OutputFormat::jsonl);
+    EXPECT_EQ(c.output.rotate_max_bytes, 1048576u);
+    EXPECT_EQ(c.output.rotate_max_age, Duration::zero());
+    EXPECT_EQ(c.output.retention_max_files, 24u);
+    EXPECT_EQ(c.output.retention_max_bytes, 1000000000u);
+    EXPECT_EQ(c.output.compression, OutputCompression::zstd);
+
+    c = parse(append("output: { format: csv, rotate: { max_bytes: 0, max_age: 15m } }\n"));
+    EXPECT_EQ(c.output.quotes_format, OutputFormat::csv);
+    EXPECT_EQ(c.output.bars_format, OutputFormat::csv);
+    EXPECT_EQ(c.output.rotate_max_bytes, 0u);
+    EXPECT_EQ(c.output.rotate_max_age, 15min);
+
+    const Config d = parse(minimal);  // defaults
+    EXPECT_EQ(d.output.overflow, OutputOverflow::drop_oldest);
+    EXPECT_EQ(d.output.quotes_format, OutputFormat::jsonl);
+    EXPECT_EQ(d.output.rotate_max_bytes, 256u * 1024 * 1024);
+    EXPECT_EQ(d.output.rotate_max_age, 1h);
+    EXPECT_EQ(d.output.retention_max_files, 0u);
+    EXPECT_EQ(d.output.compression, OutputCompression::none);
+}
+
+TEST(ConfigErrors, OutputSegmentsAndFormats) {
+    EXPECT_EQ(error_of(append("output:\n  overflow: drop_old\n")),
+              "t.yaml:8:13: output.overflow: expected one of drop_oldest, drop_newest, block; did you mean "
+              "\"drop_oldest\"?");
+    EXPECT_EQ(error_of(append("output:\n  overflow_wait: 2s\n")),
+              "t.yaml:8:18: output.overflow_wait: must not exceed 1s");
+    EXPECT_EQ(error_of(append("output:\n  format: { quotes: xml }\n")),
+              "t.yaml:8:21: output.format.quotes: expected one of jsonl, csv");
+    EXPECT_EQ(error_of(append("output:\n  format: { trades: csv }\n")),
+              "t.yaml:8:13: output.format.trades: unknown key; valid keys: quotes, bars");
+    EXPECT_EQ(error_of(append("output:\n  rotate: { max_bytes: 100 }\n")),
+              "t.yaml:8:24: output.rotate.max_bytes: must be 0 (no size rotation) or at least 4096");
+    EXPECT_EQ(error_of(append("output:\n  rotate: { max_age: soon }\n")),
+              "t.yaml:8:22: output.rotate.max_age: expected a duration like \"50ms\"");
+    EXPECT_EQ(error_of(append("output:\n  retention: { max_files: -1 }\n")),
+              "t.yaml:8:27: output.retention.max_files: must be between 0 and 18446744073709551615");
+    EXPECT_EQ(error_of(append("output:\n  compression: lz4\n")),
+              "t.yaml:8:16: output.compression: expected one of none, gzip, zstd");
+}
+
 TEST(ConfigErrors, TimeoutMustNotExceedInterval) {
     EXPECT_EQ(error_of(append("    timeout: 51ms\n")),
               "t.yaml:7:14: sources[0].timeout: must not exceed the interval (50ms)");

@@ -14,7 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <zlib.h>
+#include <zstd.h>
 #include <unistd.h>
 
 namespace mdagg {
@@ -279,11 +284,11 @@ Quote numbered_quote(std::int64_t i) {
     return q;
 }
 
-// <kind>-YYYYMMDDTHHMMSSZ-<pid><suffix>
+// <kind>-YYYYMMDDTHHMMSS.mmmZ-<pid>-<seq><suffix>
 bool is_output_name(const fs::path& p, const std::string& kind, const std::string& suffix) {
     const std::string name = p.filename().string();
     const std::string pid = std::to_string(::getpid());
-    const std::string shape = kind + "-########T######Z-" + pid + suffix;
+    const std::string shape = kind + "-########T######.###Z-" + pid + "-######" + suffix;
     if (name.size() != shape.size()) return false;
     for (std::size_t i = 0; i < name.size(); ++i) {
         const bool ok = shape[i] == '#' ? (name[i] >= '0' && name[i] <= '9') : name[i] == shape[i];
@@ -298,18 +303,21 @@ TEST(JsonlSink, WritesFinalizesAndRenames) {
     {
         JsonlSink sink(universe, {out.string()});
         sink.open();
-        const fs::path qpart = only_file(out, "quotes-");
-        const fs::path bpart = only_file(out, "bars-");
-        EXPECT_TRUE(is_output_name(qpart, "quotes", ".jsonl.part")) << qpart;
-        EXPECT_TRUE(is_output_name(bpart, "bars", ".jsonl.part")) << bpart;
-        const mode_t mask = ::umask(0);
-        ::umask(mask);
-        EXPECT_EQ(fs::status(qpart).permissions() & fs::perms::all,
-                  fs::perms(0644 & ~mask));
+        EXPECT_TRUE(files_in(out).empty()) << "a segment is created when its stream has data";
 
         for (int i = 0; i < 100; ++i) sink.on_quote(numbered_quote(i));
         for (int i = 0; i < 10; ++i) sink.on_bar(some_bar(static_cast<std::uint64_t>(i)));
         sink.flush();
+        ASSERT_TRUE(eventually([&] { return sink.stats().flushes == 1; }));
+        const fs::path qpart = only_file(out, "quotes-");
+        const fs::path bpart = only_file(out, "bars-");
+        EXPECT_TRUE(is_output_name(qpart, "quotes", ".jsonl.part")) << qpart;
+        EXPECT_TRUE(is_output_name(bpart, "bars", ".jsonl.part")) << bpart;
+        EXPECT_EQ(lines_of(qpart).size(), 100u) << "a flush writes everything handed over";
+        const mode_t mask = ::umask(0);
+        ::umask(mask);
+        EXPECT_EQ(fs::status(qpart).permissions() & fs::perms::all,
+                  fs::perms(0644 & ~mask));
         for (int i = 100; i < 150; ++i) sink.on_quote(numbered_quote(i));
         EXPECT_TRUE(sink.close(steady_clock::now() + 10s));
 
@@ -346,13 +354,13 @@ TEST(JsonlSink, DataReachesTheFileOnlyOnFlushAndFlushDoesNotWait) {
     // No chunk hand-off here: only flush() may wake the writer.
     JsonlSink sink(universe, {dir.path().string(), 64 << 20, 64 << 20});
     sink.open();
-    const fs::path qpart = only_file(dir.path(), "quotes-");
 
     sink.on_quote(full_quote());
     std::this_thread::sleep_for(50ms);
-    EXPECT_EQ(fs::file_size(qpart), 0u);
+    EXPECT_TRUE(files_in(dir.path()).empty());
     sink.flush();
     ASSERT_TRUE(eventually([&] { return sink.stats().records_written == 1; }));
+    const fs::path qpart = only_file(dir.path(), "quotes-");
     EXPECT_EQ(lines_of(qpart).size(), 1u);
 
     // Tens of megabytes cannot be written in the instant between flush() returning and the
@@ -389,7 +397,9 @@ TEST(JsonlSink, RecordsBeyondTheBufferBoundAreDroppedAndCounted) {
     std::string one;
     append_quote_json(one, full_quote(), universe);
     TempDir dir;
-    JsonlSink sink(universe, {dir.path().string(), 2 * one.size() + 10});
+    SinkOptions options{dir.path().string(), 2 * one.size() + 10};
+    options.overflow = OverflowPolicy::drop_newest;
+    JsonlSink sink(universe, options);
     sink.open();
     for (int i = 0; i < 10; ++i) sink.on_quote(full_quote());
     EXPECT_EQ(sink.stats().records_dropped, 8u);
@@ -445,8 +455,7 @@ TEST(JsonlSink, MissedDeadlineAbandonsTheWriterSafely) {
     // The abandoned writer still finishes its job.
     ASSERT_TRUE(eventually([&] {
         const auto files = files_in(dir.path());
-        return files.size() == 2 && files[0].extension() == ".jsonl" &&
-               files[1].extension() == ".jsonl";
+        return files.size() == 1 && files[0].extension() == ".jsonl";
     }));
     EXPECT_EQ(lines_of(only_file(dir.path(), "quotes-")).size(), 1000u);
 }
@@ -460,7 +469,7 @@ TEST(JsonlSink, SinksOpenedInTheSameSecondKeepSeparateFiles) {
         EXPECT_TRUE(sink.close(steady_clock::now() + 10s));
     }
     const std::vector<fs::path> files = files_in(dir.path());
-    EXPECT_EQ(files.size(), 6u);
+    EXPECT_EQ(files.size(), 3u);
     int quotes = 0;
     for (const fs::path& p : files) {
         EXPECT_EQ(p.extension(), ".jsonl") << p;
@@ -543,6 +552,402 @@ TEST(JsonlSinkDeathTest, WriteErrorResumesAtTheExactByte) {
 TEST(JsonlSinkDeathTest, UnwritableTailIsCountedAndCutAtClose) {
     GTEST_FLAG_SET(death_test_style, "threadsafe");
     EXPECT_EXIT(std::exit(write_error_child(false)), ::testing::ExitedWithCode(0), "");
+}
+
+// ---- CSV ------------------------------------------------------------------------------------
+
+TEST(CsvFormat, QuoteAndBarLinesAreExact) {
+    std::string out;
+    append_quote_csv(out, full_quote(), universe);
+    EXPECT_EQ(out,
+              "sim,STOCK_7,101.25,101.26,12.50,8.00,2025-11-24T16:00:00.000000001Z,"
+              "2025-11-24T16:00:00.123456789Z,412\n");
+    Quote bare;
+    bare.source = 1;
+    bare.symbol = 1;
+    bare.bid = D("0.00000200");
+    bare.ask = D("0.00000210");
+    out.clear();
+    append_quote_csv(out, bare, universe);
+    EXPECT_EQ(out, "venue2,ETH-USD,0.00000200,0.00000210,,,,1970-01-01T00:00:00.000000000Z,\n");
+    // The header names every column a line has.
+    EXPECT_EQ(std::count(quote_csv_header.begin(), quote_csv_header.end(), ','),
+              std::count(out.begin(), out.end(), ','));
+
+    Bar b = some_bar(3);
+    b.bbo.has_ask = true;
+    b.bbo.ask = D("2.6");
+    b.bbo.ask_source = 0;
+    out.clear();
+    append_bar_csv(out, b, universe);
+    EXPECT_EQ(out,
+              "ETH-USD,1970-01-01T00:00:03.000000000Z,1970-01-01T00:00:04.000000000Z,2.5,2.5,2.5,2.5,3,0,"
+              ",,2.6,sim\n");
+    EXPECT_EQ(std::count(bar_csv_header.begin(), bar_csv_header.end(), ','),
+              std::count(out.begin(), out.end(), ','));
+}
+
+TEST(CsvFormat, FieldsAreQuotedAndNeverSpanLines) {
+    const Universe u{{"a,b"}, {"say \"hi\"\nnext"}};
+    Quote q;
+    q.bid = D("1");
+    q.ask = D("2");
+    std::string out;
+    append_quote_csv(out, q, u);
+    EXPECT_EQ(out.substr(0, out.find(",1,")), "\"a,b\",\"say \"\"hi\"\" next\"");
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1);
+}
+
+TEST(FileSink, CsvStreamsGetAHeaderAndTheirOwnExtension) {
+    TempDir dir;
+    SinkOptions o{dir.path().string()};
+    o.quotes_format = RecordFormat::csv;  // bars stay JSON lines
+    {
+        FileSink sink(universe, o);
+        sink.open();
+        for (int i = 0; i < 3; ++i) sink.on_quote(numbered_quote(i));
+        sink.on_bar(some_bar(1));
+        ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+        EXPECT_EQ(sink.stats().records_written, 4u);
+    }
+    const fs::path q = only_file(dir.path(), "quotes-");
+    EXPECT_TRUE(is_output_name(q, "quotes", ".csv")) << q;
+    const std::string text = slurp(q);
+    std::string expected(quote_csv_header);
+    for (int i = 0; i < 3; ++i) append_quote_csv(expected, numbered_quote(i), universe);
+    EXPECT_EQ(text, expected);
+    EXPECT_EQ(lines_of(only_file(dir.path(), "bars-")).size(), 1u);
+}
+
+// ---- overflow ---------------------------------------------------------------------------------
+
+std::size_t quote_line_size() {
+    std::string one;
+    append_quote_json(one, numbered_quote(100), universe);  // same width as seq 100..999
+    return one.size();
+}
+
+TEST(FileSink, DropOldestDiscardsWholeOldChunksAndKeepsTheNewest) {
+    const std::size_t line = quote_line_size();
+    TempDir dir;
+    // Chunks of 10 records, room for 50: with nothing written, record 50 evicts 100..109.
+    SinkOptions o{dir.path().string(), 50 * line, 10 * line};
+    o.overflow = OverflowPolicy::drop_oldest;
+    o.rotate_bytes = 0;
+    FileSink sink(universe, o);  // not opened: nothing is written until open()
+    for (int i = 100; i < 175; ++i) sink.on_quote(numbered_quote(i));
+    // 75 records into room for 50, a chunk of 10 at a time: 30 dropped (100..129).
+    EXPECT_EQ(sink.stats().records_dropped, 30u);
+    EXPECT_EQ(sink.stats().quotes.records_dropped, 30u);
+    EXPECT_LE(sink.stats().queued_bytes, 50 * line);
+    sink.open();
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    const auto lines = lines_of(only_file(dir.path(), "quotes-"));
+    ASSERT_EQ(lines.size(), 45u);
+    for (std::size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["seq"], 130 + i);
+    EXPECT_EQ(sink.stats().records_written + sink.stats().records_dropped, 75u);
+}
+
+TEST(FileSink, BlockWaitsBrieflyThenShedsWithoutWaitingAgain) {
+    const std::size_t line = quote_line_size();
+    TempDir dir;
+    SinkOptions o{dir.path().string(), 5 * line, 64 << 20};
+    o.overflow = OverflowPolicy::block;
+    o.overflow_wait = 100ms;
+    FileSink sink(universe, o);
+    sink.open();
+    for (int i = 100; i < 105; ++i) sink.on_quote(numbered_quote(i));
+    auto t0 = steady_clock::now();
+    sink.on_quote(numbered_quote(105));  // full, and no flush coming: waits, then drops
+    EXPECT_GE(steady_clock::now() - t0, 100ms);
+    for (int i = 106; i < 110; ++i) sink.on_quote(numbered_quote(i));
+    EXPECT_EQ(sink.stats().records_dropped, 5u);
+    EXPECT_EQ(sink.stats().overflow_waits, 1u) << "one wait per overflow episode";
+
+    // A waiting record gets in when the writer frees room in time.
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().records_written == 5; }));
+    for (int i = 110; i < 115; ++i) sink.on_quote(numbered_quote(i));
+    std::thread flusher([&] {
+        std::this_thread::sleep_for(20ms);
+        sink.flush();
+    });
+    sink.on_quote(numbered_quote(115));
+    flusher.join();
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(sink.stats().records_written, 11u);
+    EXPECT_EQ(sink.stats().records_dropped, 5u);
+}
+
+// ---- rotation, retention ----------------------------------------------------------------------
+
+std::vector<fs::path> finished(const fs::path& dir, const std::string& prefix) {
+    std::vector<fs::path> out;
+    for (const fs::path& p : files_in(dir))
+        if (p.filename().string().rfind(prefix, 0) == 0 && p.extension() != ".part") out.push_back(p);
+    return out;  // sorted by name, which is by time
+}
+
+TEST(FileSink, RotatesBySizeAtLineBoundariesInOrder) {
+    const std::size_t line = quote_line_size();
+    TempDir dir;
+    SinkOptions o{dir.path().string()};
+    o.rotate_bytes = 10 * line + line / 2;  // ten lines fit, the eleventh does not
+    o.handoff_bytes = 7 * line;            // chunk boundaries do not line up with segments
+    {
+        FileSink sink(universe, o);
+        sink.open();
+        for (int i = 100; i < 195; ++i) sink.on_quote(numbered_quote(i));
+        ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+        EXPECT_EQ(sink.stats().quotes.segments_closed, 10u);
+    }
+    const auto files = finished(dir.path(), "quotes-");
+    ASSERT_EQ(files.size(), 10u);
+    int seq = 100;
+    for (std::size_t f = 0; f < files.size(); ++f) {
+        EXPECT_LE(fs::file_size(files[f]), o.rotate_bytes) << files[f];
+        const auto lines = lines_of(files[f]);
+        EXPECT_EQ(lines.size(), f + 1 < files.size() ? 10u : 5u) << files[f];
+        for (const json& j : lines) EXPECT_EQ(j["seq"], seq++) << "names sort in write order";
+    }
+    EXPECT_EQ(seq, 195);
+}
+
+TEST(FileSink, RotatesByAgeOnATimerWithoutAnotherWrite) {
+    TempDir dir;
+    SinkOptions o{dir.path().string()};
+    o.rotate_age = 300ms;
+    FileSink sink(universe, o);
+    sink.open();
+    sink.on_quote(numbered_quote(1));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().records_written == 1; }));
+    // No more records, no flush: the writer's own timer closes the segment.
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_closed == 1; }, 5s));
+    ASSERT_EQ(finished(dir.path(), "quotes-").size(), 1u);
+    EXPECT_EQ(files_in(dir.path()).size(), 1u) << "no new segment before new data";
+    sink.on_quote(numbered_quote(2));
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    const auto files = finished(dir.path(), "quotes-");
+    ASSERT_EQ(files.size(), 2u);
+    EXPECT_EQ(lines_of(files[0])[0]["seq"], 1);
+    EXPECT_EQ(lines_of(files[1])[0]["seq"], 2);
+}
+
+TEST(FileSink, RetentionKeepsTheNewestByCountAndBytes) {
+    const std::size_t line = quote_line_size();
+    TempDir dir;
+    // Segments of another stream and foreign files are never touched.
+    fs::create_directories(dir.path());
+    std::ofstream(dir.path() / "notes.txt") << "keep me\n";
+    SinkOptions o{dir.path().string()};
+    o.rotate_bytes = 2 * line;
+    o.handoff_bytes = line;
+    o.retain_files = 3;
+    {
+        FileSink sink(universe, o);
+        sink.open();
+        for (int i = 100; i < 120; ++i) sink.on_quote(numbered_quote(i));
+        sink.on_bar(some_bar(1));
+        ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+        EXPECT_EQ(sink.stats().quotes.segments_deleted, 7u);
+    }
+    auto files = finished(dir.path(), "quotes-");
+    ASSERT_EQ(files.size(), 3u);
+    EXPECT_EQ(lines_of(files[0])[0]["seq"], 114) << "the oldest go first";
+    EXPECT_EQ(finished(dir.path(), "bars-").size(), 1u);
+    EXPECT_TRUE(fs::exists(dir.path() / "notes.txt"));
+
+    // By bytes, applied again at open() to what is already there.
+    o.retain_files = 0;
+    o.retain_bytes = 2 * 2 * line;
+    FileSink again(universe, o);
+    again.open();
+    files = finished(dir.path(), "quotes-");
+    ASSERT_EQ(files.size(), 2u);
+    EXPECT_EQ(lines_of(files[0])[0]["seq"], 116);
+    ASSERT_TRUE(again.close(steady_clock::now() + 10s));
+}
+
+// ---- crash repair -----------------------------------------------------------------------------
+
+TEST(FileSink, OpenRepairsWhatACrashLeftBehind) {
+    TempDir dir;
+    fs::create_directories(dir.path());
+    const fs::path d = dir.path();
+    std::string good;
+    for (int i = 0; i < 3; ++i) append_quote_json(good, numbered_quote(i), universe);
+    std::ofstream(d / "quotes-20260101T000000.000Z-1-000001.jsonl.part") << good << "{\"type\":\"quo";
+    std::ofstream(d / "quotes-20260101T000001.000Z-1-000002.jsonl.part") << good;  // clean end
+    {
+        std::ofstream z(d / "bars-20260101T000000.000Z-1-000003.jsonl.part", std::ios::binary);
+        z << good << std::string(4096, '\0');  // a power loss's zero-filled tail
+    }
+    std::ofstream(d / "bars-20260101T000002.000Z-1-000004.jsonl.part") << "{\"torn";  // nothing whole
+    std::ofstream(d / "quotes-20260101T000002.000Z-1-000005.csv.part")
+        << quote_csv_header << "sim,STOCK_7,1,2,,,,2025-01-01T00:00:00.000000000Z,1\nsim,ST";
+    std::ofstream(d / "quotes-20260101T000003.000Z-1-000006.jsonl.gz.part") << "half a gzip";
+    std::ofstream(d / "unrelated.part") << "not ours";
+    // A segment some other live process holds: left alone.
+    const fs::path live = d / "quotes-20260101T000004.000Z-2-000007.jsonl.part";
+    std::ofstream(live) << "{\"torn";
+    const int lock_fd = ::open(live.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(lock_fd, 0);
+    int child_ready[2];
+    ASSERT_EQ(::pipe(child_ready), 0);
+    // flock() locks are per open file description, so the holder must be another process.
+    const pid_t holder = ::fork();
+    if (holder == 0) {
+        ::flock(lock_fd, LOCK_EX);
+        (void)!::write(child_ready[1], "x", 1);
+        ::pause();
+        ::_exit(0);
+    }
+    char c;
+    ASSERT_EQ(::read(child_ready[0], &c, 1), 1);
+
+    FileSink sink(universe, {d.string()});
+    sink.open();
+    ::kill(holder, SIGKILL);
+    ::waitpid(holder, nullptr, 0);
+    ::close(lock_fd);
+    ::close(child_ready[0]);
+    ::close(child_ready[1]);
+
+    EXPECT_EQ(sink.stats().files_repaired, 5u);
+    EXPECT_EQ(slurp(d / "quotes-20260101T000000.000Z-1-000001.jsonl"), good);
+    EXPECT_EQ(slurp(d / "quotes-20260101T000001.000Z-1-000002.jsonl"), good);
+    EXPECT_EQ(slurp(d / "bars-20260101T000000.000Z-1-000003.jsonl"), good);
+    EXPECT_FALSE(fs::exists(d / "bars-20260101T000002.000Z-1-000004.jsonl.part"));
+    EXPECT_FALSE(fs::exists(d / "bars-20260101T000002.000Z-1-000004.jsonl"));
+    EXPECT_EQ(slurp(d / "quotes-20260101T000002.000Z-1-000005.csv"),
+              std::string(quote_csv_header) + "sim,STOCK_7,1,2,,,,2025-01-01T00:00:00.000000000Z,1\n");
+    EXPECT_FALSE(fs::exists(d / "quotes-20260101T000003.000Z-1-000006.jsonl.gz.part"));
+    EXPECT_TRUE(fs::exists(d / "unrelated.part"));
+    EXPECT_TRUE(fs::exists(live)) << "a live process's segment must not be touched";
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+}
+
+TEST(FileSink, RepairNeverReplacesAFinishedFile) {
+    TempDir dir;
+    fs::create_directories(dir.path());
+    const fs::path part = dir.path() / "quotes-20260101T000000.000Z-1-000001.jsonl.part";
+    std::ofstream(part) << "{}\n";
+    std::ofstream(dir.path() / "quotes-20260101T000000.000Z-1-000001.jsonl") << "{\"a\":1}\n";
+    const RepairResult r = repair_segment(part.string());
+    EXPECT_EQ(r.outcome, RepairResult::failed);
+    EXPECT_EQ(r.error, EEXIST);
+    EXPECT_EQ(slurp(dir.path() / "quotes-20260101T000000.000Z-1-000001.jsonl"), "{\"a\":1}\n");
+}
+
+// ---- compression --------------------------------------------------------------------------
+
+std::string gunzip(const fs::path& p) {
+    gzFile f = gzopen(p.c_str(), "rb");
+    EXPECT_NE(f, nullptr);
+    std::string out;
+    char buf[65536];
+    int n;
+    while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    EXPECT_EQ(n, 0);
+    gzclose(f);
+    return out;
+}
+
+std::string unzstd(const fs::path& p) {
+    const std::string in = slurp(p);
+    const auto size = ZSTD_getFrameContentSize(in.data(), in.size());
+    EXPECT_NE(size, ZSTD_CONTENTSIZE_ERROR);
+    std::string out;
+    ZSTD_DStream* ds = ZSTD_createDStream();
+    ZSTD_inBuffer input{in.data(), in.size(), 0};
+    char buf[65536];
+    while (input.pos < input.size) {
+        ZSTD_outBuffer output{buf, sizeof buf, 0};
+        const auto rc = ZSTD_decompressStream(ds, &output, &input);
+        EXPECT_FALSE(ZSTD_isError(rc)) << ZSTD_getErrorName(rc);
+        if (ZSTD_isError(rc)) break;
+        out.append(buf, output.pos);
+    }
+    ZSTD_freeDStream(ds);
+    return out;
+}
+
+void compression_round_trip(Compression method, const std::string& suffix) {
+    const std::size_t line = quote_line_size();
+    TempDir dir;
+    SinkOptions o{dir.path().string()};
+    o.rotate_bytes = 20 * line;
+    o.compression = method;
+    std::string expected;
+    for (int i = 100; i < 160; ++i) append_quote_json(expected, numbered_quote(i), universe);
+    FileSink sink(universe, o);
+    sink.open();
+    for (int i = 100; i < 160; ++i) sink.on_quote(numbered_quote(i));
+    sink.flush();
+    // Three full segments close while running and are compressed in the background.
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_compressed == 3; })) << sink.stats().segments_compressed;
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    std::string all;
+    const auto files = finished(dir.path(), "quotes-");
+    ASSERT_EQ(files.size(), 3u);
+    for (const fs::path& f : files) {
+        ASSERT_TRUE(f.string().ends_with(".jsonl" + suffix)) << f;
+        all += method == Compression::gzip ? gunzip(f) : unzstd(f);
+    }
+    EXPECT_EQ(all, expected);
+    EXPECT_EQ(sink.stats().compression_errors, 0u);
+}
+
+TEST(FileSink, GzipCompressesClosedSegments) { compression_round_trip(Compression::gzip, ".gz"); }
+TEST(FileSink, ZstdCompressesClosedSegments) { compression_round_trip(Compression::zstd, ".zst"); }
+
+TEST(FileSink, OpenCompressesSegmentsAnEarlierRunLeftUncompressed) {
+    TempDir dir;
+    fs::create_directories(dir.path());
+    std::string good;
+    append_quote_json(good, numbered_quote(1), universe);
+    std::ofstream(dir.path() / "quotes-20260101T000000.000Z-1-000001.jsonl.part") << good;
+    SinkOptions o{dir.path().string()};
+    o.compression = Compression::gzip;
+    FileSink sink(universe, o);
+    sink.open();
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_compressed == 1; }));
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(gunzip(dir.path() / "quotes-20260101T000000.000Z-1-000001.jsonl.gz"), good);
+    EXPECT_FALSE(fs::exists(dir.path() / "quotes-20260101T000000.000Z-1-000001.jsonl"));
+}
+
+// ---- disk faults ----------------------------------------------------------------------------
+
+TEST(FileSink, ADirectoryRemovedMidRunIsRecreatedAndNothingIsLost) {
+    TempDir dir;
+    const fs::path out = dir.path() / "out";
+    FileSink sink(universe, {out.string()});
+    sink.open();
+    for (int i = 0; i < 10; ++i) sink.on_quote(numbered_quote(i));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().flushes == 1; }));
+    fs::remove_all(out);
+    for (int i = 10; i < 20; ++i) sink.on_quote(numbered_quote(i));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().flushes == 2; }));
+    EXPECT_TRUE(fs::exists(out));
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    const auto lines = lines_of(only_file(out, "quotes-"));
+    EXPECT_EQ(sink.stats().bytes_written, fs::file_size(only_file(out, "quotes-"))) << "the copy is not new output";
+    ASSERT_EQ(lines.size(), 20u);
+    for (std::size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["seq"], i);
+}
+
+TEST(FileSink, OpenFailsOnAReadOnlyDirectory) {
+    if (::geteuid() == 0) GTEST_SKIP() << "root writes through directory permissions";
+    TempDir dir;
+    fs::create_directories(dir.path());
+    fs::permissions(dir.path(), fs::perms::owner_read | fs::perms::owner_exec);
+    FileSink sink(universe, {dir.path().string()});
+    EXPECT_THROW(sink.open(), std::system_error);
+    fs::permissions(dir.path(), fs::perms::owner_all);
 }
 
 }  // namespace
