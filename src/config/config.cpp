@@ -277,6 +277,7 @@ void read_sources(const Value& v, Config& c) {
 
 constexpr Key<Config> top_keys[] = {
     {"runtime", [](const Value& v, Config& c) { read_map(v, runtime_keys, c); }},
+    {"sharding", read_sharding},
     {"shutdown", [](const Value& v, Config& c) { read_map(v, shutdown_keys, c); }},
     {"log", [](const Value& v, Config& c) { read_map(v, log_keys, c); }},
     {"output", [](const Value& v, Config& c) { read_map(v, output_keys, c); }},
