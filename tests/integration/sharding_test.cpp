@@ -10,6 +10,8 @@
 #include <set>
 #include <thread>
 
+#include <unistd.h>
+
 using namespace std::chrono_literals;
 using harness::DaemonConfig;
 using harness::Process;
@@ -199,4 +201,37 @@ TEST(ShardedReplicas, AShardWithNoSymbolsRunsIdleAndDrainsCleanly) {
     EXPECT_FALSE(harness::read_output(dir / "out").empty()) << "the idle replica still finishes its files";
     auto stats = nlohmann::json::parse(harness::http_get(sim.port, "/stats"));
     EXPECT_EQ(stats["responses"].get<int>(), 0);
+}
+
+// A StatefulSet pod's host name is <name>-<ordinal>; give the daemon one in a UTS namespace.
+TEST(ShardedReplicas, IndexAutoTakesTheOrdinalFromAStatefulSetHostName) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root for a UTS namespace";
+    TempDir dir;
+    DaemonConfig c;
+    c.port = 8081;  // --check-config connects to nothing
+    c.symbols = 300;
+    auto config = harness::write_config(dir.path(), c);
+    auto with_hostname = [&](const std::string& name, const std::string& host) {
+        std::vector<std::string> argv{"/usr/bin/unshare", "--uts", "/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"",
+                                      host, "/usr/bin/env", "-u", "SHARD_INDEX", "-u", "SHARD_COUNT",
+                                      "SHARD_INDEX=auto", "SHARD_COUNT=3", MDAGG_BIN, "--check-config", config.string()};
+        return std::make_unique<Process>(name, argv, dir.path());
+    };
+    auto pod = with_hostname("pod", "mdagg-2");
+    auto code = pod->wait(10s);
+    ASSERT_TRUE(code);
+    if (*code != 0 && pod->stderr_text().find("unshare") != std::string::npos)
+        GTEST_SKIP() << "no UTS namespace here: " << pod->stderr_text();
+    EXPECT_EQ(*code, 0) << pod->stderr_text();
+    unsigned kept = 0;
+    for (int i = 0; i < 300; ++i) kept += documented_shard("STOCK_" + std::to_string(i), 3) == 2;
+    EXPECT_NE(pod->stdout_text().find("shard 2 of 3: " + std::to_string(kept) + " of 300 symbols"), std::string::npos)
+        << pod->stdout_text();
+
+    auto beyond = with_hostname("beyond", "mdagg-3");  // scaled past SHARD_COUNT
+    EXPECT_EQ(beyond->wait(10s), 2);
+    EXPECT_NE(beyond->stderr_text().find("index 3 (from the ordinal of host name \"mdagg-3\")"), std::string::npos)
+        << beyond->stderr_text();
+    auto deployment = with_hostname("deployment", "mdagg-7d9c8b-x2x4q");  // a Deployment's pod: no ordinal
+    EXPECT_EQ(deployment->wait(10s), 2);
 }
