@@ -138,6 +138,13 @@ struct Config {
     // The configured `hosts:` entries, then a default entry for each host:port no entry
     // names. SourceConfig::host indexes this.
     std::vector<HostConfig> hosts;
+    // This replica polls only the symbols whose shard_of() is `index`. The file's values may
+    // be overridden by SHARD_INDEX / SHARD_COUNT; see apply_sharding.
+    struct {
+        std::uint32_t index = 0;
+        std::uint32_t count = 1;
+        bool index_from_hostname = false;  // "index: auto": the StatefulSet pod ordinal
+    } sharding;
 };
 
 // The message is complete and ready to print: "demo.yaml:14:14: sources[0].interval: expected a
@@ -150,5 +157,32 @@ public:
 // Parse and validate; throw ConfigError on the first problem found.
 Config load_config(const std::string& path);
 Config parse_config(std::string_view yaml_text, std::string_view file_name);
+
+// ---- sharding across replicas ----
+// A symbol's shard is FNV-1a 64 of its name's bytes, mod the shard count. It depends on the
+// symbol name alone, never the source, so every source of a symbol lands on one replica (the
+// consolidated best bid/offer needs them together), and it is stable across versions,
+// platforms and restarts.
+std::uint64_t fnv1a_64(std::string_view bytes) noexcept;
+std::uint32_t shard_of(std::string_view symbol, std::uint32_t shard_count) noexcept;
+
+// What the process environment says about sharding; unset variables are nullopt.
+struct ShardingEnv {
+    std::optional<std::string> index;  // SHARD_INDEX: a number or "auto"
+    std::optional<std::string> count;  // SHARD_COUNT
+    std::string hostname;              // for "auto": a StatefulSet pod is <name>-<ordinal>
+    static ShardingEnv from_process();
+};
+
+struct ShardingResult {
+    std::size_t symbols_total = 0;  // distinct symbol names in the config
+    std::size_t symbols_kept = 0;   // of those, the ones in this shard
+    std::size_t pollers_kept = 0;   // (source, symbol) pairs left to poll
+};
+
+// Lets SHARD_INDEX / SHARD_COUNT override the file, resolves "auto" from the host name, checks
+// index < count, then keeps in each source only this shard's symbols (a source may end up
+// with none). Throws ConfigError naming the variable, key or host name at fault.
+ShardingResult apply_sharding(Config& config, const ShardingEnv& env);
 
 }  // namespace mdagg

@@ -53,8 +53,10 @@ int main(int argc, char** argv) {
     if (config_path.empty()) return usage_error("--config FILE is required");
 
     mdagg::Config config;
+    mdagg::ShardingResult shard;
     try {
         config = mdagg::load_config(config_path);
+        shard = mdagg::apply_sharding(config, mdagg::ShardingEnv::from_process());
     } catch (const mdagg::ConfigError& e) {
         std::cerr << e.what() << "\n";
         if (!check_only) mdagg::log::error("invalid config, nothing started", {{"error", e.what()}});
@@ -64,8 +66,26 @@ int main(int argc, char** argv) {
         std::size_t pollers = 0;
         for (auto& s : config.sources) pollers += s.symbols.size();
         std::cout << config_path << ": ok (" << config.sources.size() << " sources, " << pollers
-                  << " pollers)\n";
+                  << " pollers";
+        if (config.sharding.count > 1)
+            std::cout << "; shard " << config.sharding.index << " of " << config.sharding.count << ": "
+                      << shard.symbols_kept << " of " << shard.symbols_total << " symbols";
+        std::cout << ")\n";
         return mdagg::exit_ok;
+    }
+    if (auto level = mdagg::log::parse_level(config.log.level)) mdagg::log::set_level(*level);
+    if (config.sharding.count > 1) {
+        nlohmann::json fields{{"index", config.sharding.index},
+                              {"count", config.sharding.count},
+                              {"symbols", shard.symbols_kept},
+                              {"symbols_total", shard.symbols_total},
+                              {"pollers", shard.pollers_kept}};
+        // Hashing leaves a shard empty now and then when there are few symbols per shard. An
+        // idle replica is harmless and stays ready, so it runs and drains like any other.
+        if (shard.symbols_kept == 0)
+            mdagg::log::warn("this shard has no symbols: running idle", fields);
+        else
+            mdagg::log::info("sharding", fields);
     }
 
     // A closed log pipe must not kill the daemon mid-drain: write(2) then fails with EPIPE.

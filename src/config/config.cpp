@@ -546,6 +546,7 @@ struct Document {
 
 constexpr Key<Document> top_keys[] = {
     {"runtime", [](const Value& v, Document& d) { read_map(v, runtime_keys, d.config); }},
+    {"sharding", [](const Value& v, Document& d) { read_sharding(v, d.config); }},
     {"shutdown", [](const Value& v, Document& d) { read_map(v, shutdown_keys, d.config); }},
     {"log", [](const Value& v, Document& d) { read_map(v, log_keys, d.config); }},
     {"output", [](const Value& v, Document& d) { read_map(v, output_keys, d.config); }},

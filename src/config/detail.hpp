@@ -120,4 +120,7 @@ std::optional<std::string> json_pointer_error(std::string_view pointer);
 // Symbols become URL parts, file content and log fields: keep them to a safe alphabet.
 std::optional<std::string> symbol_error(std::string_view symbol);
 
+// The top-level "sharding" section (sharding.cpp).
+void read_sharding(const Value& v, Config& c);
+
 }  // namespace mdagg::config_detail
