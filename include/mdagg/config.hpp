@@ -88,6 +88,7 @@ struct HostConfig {
         // Consecutive failures across the host's pollers; 0 = no breaker. Defaults to the
         // host's poller count (at least 5): a whole round failed.
         std::uint32_t failures = 5;
+        bool failures_auto = false;  // set from the poller count; sharding recounts it
         Duration cooldown = std::chrono::seconds(1);
         Duration max_cooldown = std::chrono::seconds(30);
     } breaker;
@@ -179,6 +180,9 @@ struct ShardingResult {
     std::size_t symbols_kept = 0;   // of those, the ones in this shard
     std::size_t pollers_kept = 0;   // (source, symbol) pairs left to poll
 };
+
+// The breaker threshold of hosts that did not set one: the host's poller count, at least 5.
+void set_auto_breaker_thresholds(Config& config);
 
 // Lets SHARD_INDEX / SHARD_COUNT override the file, resolves "auto" from the host name, checks
 // index < count, then keeps in each source only this shard's symbols (a source may end up

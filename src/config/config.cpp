@@ -504,16 +504,8 @@ void resolve_hosts(Config& c, std::vector<HostDraft>& drafts, const std::vector<
         src.host = exact ? *exact : *any_port;
         if (src.host < drafts.size()) used[src.host] = true;
     }
-    // By default the breaker opens when a whole round of the host's pollers failed in a row:
-    // with 2,000 pollers a fixed small count would trip on a start-up connect storm or a few
-    // slow seconds, and then stop every poller of a host that is in fact up.
-    for (std::size_t h = 0; h < c.hosts.size(); ++h) {
-        if (!auto_failures[h]) continue;
-        std::size_t pollers = 0;
-        for (auto& src : c.sources)
-            if (src.host == h) pollers += src.symbols.size();
-        c.hosts[h].breaker.failures = static_cast<std::uint32_t>(std::clamp<std::size_t>(pollers, 5, 1'000'000));
-    }
+    for (std::size_t h = 0; h < c.hosts.size(); ++h) c.hosts[h].breaker.failures_auto = auto_failures[h];
+    set_auto_breaker_thresholds(c);
     for (std::size_t h = 0; h < drafts.size(); ++h) {
         HostDraft& d = drafts[h];
         HostConfig& host = c.hosts[h];
@@ -555,6 +547,19 @@ constexpr Key<Document> top_keys[] = {
 };
 
 }  // namespace
+
+// By default the breaker opens when a whole round of the host's pollers failed in a row: with
+// 2,000 pollers a fixed small count would trip on a start-up connect storm or a few slow
+// seconds, and then stop every poller of a host that is in fact up.
+void set_auto_breaker_thresholds(Config& c) {
+    for (std::size_t h = 0; h < c.hosts.size(); ++h) {
+        if (!c.hosts[h].breaker.failures_auto) continue;
+        std::size_t pollers = 0;
+        for (auto& src : c.sources)
+            if (src.host == h) pollers += src.symbols.size();
+        c.hosts[h].breaker.failures = static_cast<std::uint32_t>(std::clamp<std::size_t>(pollers, 5, 1'000'000));
+    }
+}
 
 Config parse_config(std::string_view yaml_text, std::string_view file_name) {
     const std::string file(file_name);  // every Value below points into it

@@ -163,6 +163,7 @@ ShardingResult apply_sharding(Config& config, const ShardingEnv& env) {
         });
         result.pollers_kept += source.symbols.size();
     }
+    set_auto_breaker_thresholds(config);  // a whole round of this replica's pollers
     return result;
 }
 

@@ -484,6 +484,15 @@ TEST(Sharding, ShardsPartitionTheSymbolsAndKeepEverySourceOfASymbolTogether) {
     EXPECT_EQ(pollers, 1500u);
 }
 
+TEST(Sharding, BreakerThresholdsCountThisReplicasPollers) {
+    Config c = parse(std::string(two_sources) + "hosts:\n  - host: \"127.0.0.1:8082\"\n    breaker: { failures: 7 }\n");
+    ASSERT_EQ(c.hosts.size(), 2u);
+    EXPECT_EQ(c.hosts[1].breaker.failures, 1000u);  // source a's host: a default entry
+    apply_sharding(c, env_of("1", "3"));
+    EXPECT_EQ(c.hosts[1].breaker.failures, c.sources[0].symbols.size());
+    EXPECT_EQ(c.hosts[0].breaker.failures, 7u);  // set in the file: kept
+}
+
 TEST(Sharding, OneShardKeepsEverything) {
     Config c = parse(two_sources);
     auto r = apply_sharding(c, env_of(std::nullopt, std::nullopt));
