@@ -31,7 +31,8 @@ using std::chrono::duration_cast;
 using std::chrono::nanoseconds;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-// Connect failures back off with full jitter: random(0, min(cap, base * 2^attempt)).
+// Connection-level failures (refused, or a fresh connection reset before any answer) back off
+// with full jitter: random(0, min(cap, base * 2^attempt)); an answer resets the attempt count.
 constexpr nanoseconds backoff_base = std::chrono::milliseconds(100);
 constexpr nanoseconds backoff_cap = std::chrono::seconds(10);
 // How long a resolved address list is trusted before the next connect looks the name up again.
@@ -436,7 +437,6 @@ struct PollerGroup::Impl {
                     }
                     break;
                 }
-                p.connect_failures = 0;
                 deadline = Clock::now() + p.source.config.timeout;
                 p.arm_deadline(deadline);
             }
@@ -466,9 +466,14 @@ struct PollerGroup::Impl {
                     continue;
                 }
                 failure = Failure{classify(ec), ec};
+                // A server that accepts and then drops or garbles every exchange is as broken
+                // as one that refuses: back off the same way instead of reconnecting each tick.
+                if (!reused && (failure->error == PollError::reset || failure->error == PollError::protocol))
+                    schedule_backoff(p);
                 break;
             }
             ++p.requests_on_connection;
+            p.connect_failures = 0;  // the connection works: an answer came back
             const int status = parser.status();
             if (!parser.keep_alive()) p.close_connection();
             if (auto used = parser.usage()) p.source.guard.on_usage(*used);

@@ -135,6 +135,7 @@ asio::awaitable<void> serve(tcp::socket socket) {
             else if (symbol == "NOMAP") out = response(200, R"({"x":1})");
             else if (symbol == "HANG") continue;
             else if (symbol == "E404") out = response(404, "{}");
+            else if (symbol == "DROP") co_return;  // accepts, reads the request, hangs up
             else if (symbol == "R429") out = "HTTP/1.1 429 X\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n{}";
             else if (symbol == "BAN") out = response(418, "{}");
             else if (symbol == "R429ONCE")
@@ -274,6 +275,25 @@ struct Fixture {
 };
 
 }  // namespace
+
+TEST(PollerGroup, AServerThatDropsEveryExchangeIsBackedOffLikeARefusal) {
+    Fixture f;
+    std::vector<std::string> symbols{"DROP"};
+    auto config = make_config(f.port(), symbols);
+    mdagg::Universe universe{{"test"}, symbols};
+    mdagg::PollerGroup group(f.io, config, universe, [](const mdagg::Quote&) {});
+    group.start([] {});
+    f.io.run_for(1s);
+    const auto& st = group.stats(0);
+    // 50 ticks; connects succeed but every exchange is cut: backoff (100 ms doubling, full
+    // jitter) skips most ticks instead of reconnecting on each.
+    EXPECT_GE(errors(st, mdagg::PollError::reset), 2u);
+    EXPECT_LT(errors(st, mdagg::PollError::reset), 25u);
+    EXPECT_GT(st.throttled_ticks.load(), 10u);
+    group.stop_scheduling();
+    f.io.run_for(100ms);
+    EXPECT_EQ(group.running(), 0u);
+}
 
 TEST(PollerGroup, A429PausesTheWholeHostForItsRetryAfter) {
     Fixture f;
