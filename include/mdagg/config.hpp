@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace mdagg {
@@ -23,6 +24,7 @@ enum class TimeUnit { s, ms, us, ns, rfc3339 };
 struct TimeField {
     std::string pointer;  // JSON Pointer (RFC 6901), '*' step = any single key
     TimeUnit unit = TimeUnit::ms;
+    bool operator==(const TimeField&) const = default;
 };
 
 // JSON Pointers into a response. An empty pointer means "not mapped".
@@ -34,6 +36,7 @@ struct FieldMap {
     std::string ask_size;  // optional
     std::optional<TimeField> exchange_time;
     std::string seq;  // optional
+    bool operator==(const FieldMap&) const = default;
 };
 
 struct Url {
@@ -42,6 +45,7 @@ struct Url {
     std::uint16_t port = 0;
     std::string target_template;  // path and query, containing "{symbol}"
     std::string target_for(std::string_view symbol) const;
+    bool operator==(const Url&) const = default;
 };
 
 struct SourceConfig {
@@ -57,6 +61,23 @@ struct SourceConfig {
     std::size_t max_body_bytes = 64 * 1024;
     std::vector<std::string> symbols;
     FieldMap fields;
+    // Operator labels for selecting pollers (POST /admin/pause {"tag": "nyse"}): the
+    // source's own tags apply to every symbol; a list entry { name: X, tags: [..] } adds more.
+    std::vector<std::string> tags;
+    std::unordered_map<std::string, std::vector<std::string>> symbol_tags;  // only tagged symbols
+    bool has_tag(std::string_view symbol, std::string_view tag) const;
+    bool operator==(const SourceConfig&) const = default;
+};
+
+// The ops HTTP server (/metrics, /healthz, /readyz, /debug/tasks, /admin/*). Off unless the
+// config has an `admin:` section, so several daemons on one host do not fight over a port.
+struct AdminConfig {
+    bool enabled = false;
+    std::string host = "127.0.0.1";  // an IP literal
+    std::uint16_t port = 9100;       // 0 = any free port (logged in "admin listening")
+    std::string token_env;           // env var holding the bearer token for POST /admin/*
+    // /healthz fails, and an error is logged, when no poll completed for this long.
+    Duration stall_after = std::chrono::seconds(60);
 };
 
 struct Config {
@@ -79,6 +100,7 @@ struct Config {
         Duration bar_interval = std::chrono::seconds(1);
         std::size_t max_buffer_bytes = 64 * 1024 * 1024;  // unflushed output; beyond it records drop
     } output;
+    AdminConfig admin;
     std::vector<SourceConfig> sources;
 };
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -53,6 +54,35 @@ struct SourceStats {
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(PollError::count_)> errors{};
     LatencyHistogram latency;   // tick to quote delivered
     LatencyHistogram lateness;  // scheduled tick to timer wake-up
+    LatencyHistogram achieved_interval;  // between one poll's start and the next (drift)
+    std::atomic<std::uint64_t> paused_ticks{0};  // ticks of pollers an operator paused
+};
+
+// What an operator made of a poller (POST /admin/pause|resume|cancel). Cancelled pollers
+// have returned for good; paused ones keep their schedule and connection, and skip polls.
+enum class PollerControl : std::uint8_t { active, paused, cancelled };
+std::string_view to_string(PollerControl c) noexcept;
+
+// One poller, for the task table (GET /debug/tasks). Names point into the PollerGroup.
+struct PollerSnapshot {
+    SourceId source = 0;
+    std::string_view source_name;
+    std::string_view symbol;
+    PollerState state = PollerState::pending;  // outcome of the latest poll
+    PollerControl control = PollerControl::active;
+    bool polling = false;  // a poll is in flight
+    std::uint64_t polls = 0, completed = 0, failed = 0, timed_out = 0;  // failed excludes timed_out
+    std::int64_t last_success_ns = 0;  // wall clock, 0 = never
+    std::int64_t last_error_ns = 0;
+    std::optional<PollError> last_error;
+    std::int64_t last_latency_ns = -1;  // latest finished poll, any outcome; -1 = none yet
+};
+
+// Selects pollers for pause/resume/cancel.
+using PollerFilter = std::function<bool(SourceId source, std::string_view symbol)>;
+struct ControlResult {
+    std::size_t matched = 0;  // pollers the filter selected
+    std::size_t changed = 0;  // of those, pollers whose control state changed
 };
 
 // Receives accepted quotes. Called on the poller's executor; must not block.
@@ -89,6 +119,16 @@ public:
     std::size_t polls_in_flight() const noexcept;
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const noexcept;
+
+    // The task table: one entry per poller, in config order. Reads atomics; any thread.
+    std::vector<PollerSnapshot> snapshot() const;
+    // Operator control, safe from any thread. pause: active -> paused (the poller keeps its
+    // schedule and connection, its ticks are counted as paused); resume: paused -> active;
+    // cancel: active or paused -> cancelled (a poll in flight finishes and is delivered, then
+    // the poller closes its connection and returns; it stays cancelled).
+    ControlResult pause(const PollerFilter& filter);
+    ControlResult resume(const PollerFilter& filter);
+    ControlResult cancel(const PollerFilter& filter);
 
 private:
     struct Impl;

@@ -1,3 +1,6 @@
+#include "ops.hpp"
+
+#include <mdagg/admin.hpp>
 #include <mdagg/aggregator.hpp>
 #include <mdagg/daemon.hpp>
 #include <mdagg/log.hpp>
@@ -17,6 +20,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 #include <unistd.h>
 #include <unordered_map>
@@ -44,6 +48,32 @@ nlohmann::json pollers_by_state(const PollerGroup& pollers) {
 
 std::int64_t wall_clock_ns() {
     return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The bearer token for POST /admin/*: the named variable's value; empty = no auth.
+std::string admin_token(const Config& config) {
+    if (config.admin.token_env.empty()) return {};
+    const char* value = std::getenv(config.admin.token_env.c_str());
+    return value ? std::string(value) : std::string();
+}
+
+// The parts of a reloaded config that a reload cannot apply yet (they need a restart).
+std::vector<std::string> needs_restart(const Config& running, const Config& loaded) {
+    std::vector<std::string> out;
+    if (running.runtime.threads != loaded.runtime.threads) out.emplace_back("runtime");
+    if (running.shutdown.grace != loaded.shutdown.grace ||
+        running.shutdown.interrupt_grace != loaded.shutdown.interrupt_grace)
+        out.emplace_back("shutdown");
+    const auto& a = running.output;
+    const auto& b = loaded.output;
+    if (a.dir != b.dir || a.flush_every != b.flush_every || a.quotes != b.quotes ||
+        a.bar_interval != b.bar_interval || a.max_buffer_bytes != b.max_buffer_bytes)
+        out.emplace_back("output");
+    if (running.admin.enabled != loaded.admin.enabled || running.admin.host != loaded.admin.host ||
+        running.admin.port != loaded.admin.port || running.admin.token_env != loaded.admin.token_env)
+        out.emplace_back("admin.listen/token_env");
+    if (running.sources != loaded.sources) out.emplace_back("sources");
+    return out;
 }
 
 // Last resort if the drain or the teardown after it hangs (a disk that never returns from
@@ -90,8 +120,10 @@ public:
           control_(asio::make_strand(io_)),
           aggregate_strand_(asio::make_strand(io_)),
           signals_(io_, SIGTERM, SIGINT),
+          reload_signals_(io_, SIGHUP),
           wake_(control_),
           summary_timer_(control_),
+          heartbeat_timer_(control_),
           flush_timer_(aggregate_strand_),
           bar_timer_(aggregate_strand_),
           sink_(universe_, SinkOptions{config.output.dir, config.output.max_buffer_bytes}),
@@ -100,7 +132,9 @@ public:
               // The aggregator's strand is the only owner of its state; this post is the whole
               // hand-off, so a poller never waits for aggregation or the disk.
               asio::post(aggregate_strand_, [this, q] { aggregator_.on_quote(q); });
-          }) {}
+          }),
+          ops_(config_, universe_, pollers_, sink_),
+          summary_every_ns_(config.log.summary_every.count()) {}
 
     int run() {
         try {
@@ -108,6 +142,7 @@ public:
         } catch (const std::system_error& e) {
             throw StartupError(e.what());
         }
+        if (config_.admin.enabled) start_admin();
         std::size_t symbols = 0;
         for (auto& s : config_.sources) symbols += s.symbols.size();
         log::info("mdagg started", {{"config", config_.file},
@@ -121,6 +156,16 @@ public:
         start_bar_timer();
         asio::co_spawn(control_, supervise(), [this](std::exception_ptr e) { on_supervisor_exit(e); });
         asio::co_spawn(control_, summaries(), [](std::exception_ptr) {});
+        asio::co_spawn(control_, heartbeats(), [](std::exception_ptr) {});
+        asio::co_spawn(control_, reloads(), [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log::error("reload handler failed; SIGHUP is ignored from now on", {{"error", ex.what()}});
+            }
+        });
+        ops_.start_loop_watchdog();
 
         std::vector<std::thread> extra;
         try {
@@ -135,6 +180,70 @@ public:
     }
 
 private:
+    void start_admin() {
+        const std::string token = admin_token(config_);
+        admin_ = std::make_unique<admin::Server>(
+            io_, admin::ServerOptions{config_.admin.host, config_.admin.port, token}, ops_);
+        std::uint16_t port = 0;
+        try {
+            port = admin_->start();
+        } catch (const std::system_error& e) {
+            throw StartupError(e.what());
+        }
+        log::info("admin listening", {{"host", config_.admin.host},
+                                      {"port", port},
+                                      {"auth", token.empty() ? "none" : "bearer"},
+                                      {"stall_after_ms", to_ms(config_.admin.stall_after)}});
+        if (!config_.admin.token_env.empty() && token.empty())
+            log::warn("admin token variable is unset or empty: POST /admin/* need no token",
+                      {{"token_env", config_.admin.token_env}});
+    }
+
+    // Stamps the loop watchdog's heartbeat and runs the readiness and stall checks.
+    asio::awaitable<void> heartbeats() {
+        for (;;) {
+            ops_.on_heartbeat(Clock::now());
+            heartbeat_timer_.expires_after(lifecycle::Operations::heartbeat_every);
+            auto [ec] = co_await heartbeat_timer_.async_wait(use_tuple);
+            if (ec) co_return;
+        }
+    }
+
+    // SIGHUP: re-read and validate the file; on error keep running as before. Applied: log
+    // level, summary interval, admin.stall_after and the admin token's value. Other changes
+    // are reported as needing a restart and not applied.
+    asio::awaitable<void> reloads() {
+        for (;;) {
+            auto [ec, signo] = co_await reload_signals_.async_wait(use_tuple);
+            if (ec) co_return;
+            (void)signo;
+            if (draining_) continue;
+            Config loaded;
+            try {
+                loaded = load_config(config_.file);
+            } catch (const ConfigError& e) {
+                log::error("reload failed: keeping the running config", {{"config", config_.file}, {"error", e.what()}});
+                continue;
+            }
+            if (auto level = log::parse_level(loaded.log.level)) log::set_level(*level);
+            summary_every_ns_ = loaded.log.summary_every.count();
+            summary_timer_.cancel();  // the summary loop re-arms with the new interval
+            ops_.set_stall_after(loaded.admin.stall_after);
+            if (admin_ && loaded.admin.token_env == config_.admin.token_env) admin_->set_token(admin_token(loaded));
+            const auto not_applied = needs_restart(config_, loaded);
+            nlohmann::json fields{{"config", config_.file},
+                                  {"log_level", loaded.log.level},
+                                  {"summary_every_ms", to_ms(loaded.log.summary_every)},
+                                  {"stall_after_ms", to_ms(loaded.admin.stall_after)}};
+            if (!not_applied.empty()) {
+                fields["not_applied"] = not_applied;
+                log::warn("config reloaded; some changes need a restart and were not applied", fields);
+            } else {
+                log::info("config reloaded", fields);
+            }
+        }
+    }
+
     void run_io() {
         try {
             io_.run();
@@ -211,9 +320,10 @@ private:
         Totals prev = totals();
         auto prev_at = Clock::now();
         for (;;) {
-            timer.expires_after(config_.log.summary_every);
+            timer.expires_after(nanoseconds(summary_every_ns_));
             auto [ec] = co_await timer.async_wait(use_tuple);
-            if (ec || draining_) co_return;
+            if (draining_) co_return;
+            if (ec) continue;  // a reload changed the interval
             Totals now = totals();
             auto at = Clock::now();
             double secs = std::chrono::duration<double>(at - prev_at).count();
@@ -271,6 +381,7 @@ private:
         auto [ec, signo] = co_await signals_.async_wait(use_tuple);
         if (ec) co_return;
         draining_ = true;
+        ops_.set_draining();  // /readyz answers 503 from here on
         const auto budget = signo == SIGINT ? config_.shutdown.interrupt_grace : config_.shutdown.grace;
         const auto t0 = Clock::now();
         const auto deadline = t0 + budget;
@@ -380,7 +491,10 @@ private:
         }
         std::fflush(stdout);
         signals_.cancel();
+        reload_signals_.cancel();
         summary_timer_.cancel();
+        heartbeat_timer_.cancel();
+        if (admin_) admin_->stop();
         io_.stop();
     }
 
@@ -391,13 +505,18 @@ private:
     asio::strand<asio::io_context::executor_type> control_;
     asio::strand<asio::io_context::executor_type> aggregate_strand_;
     asio::signal_set signals_;
+    asio::signal_set reload_signals_;
     asio::steady_timer wake_;
     asio::steady_timer summary_timer_;
+    asio::steady_timer heartbeat_timer_;
     asio::steady_timer flush_timer_;
     asio::steady_timer bar_timer_;
     JsonlSink sink_;
     Aggregator aggregator_;
     PollerGroup pollers_;
+    lifecycle::Operations ops_;
+    std::unique_ptr<admin::Server> admin_;  // after ops_: destroyed first
+    std::int64_t summary_every_ns_;         // control strand only
     std::atomic<bool> draining_{false};
     std::atomic<bool> emergency_{false};
     bool sockets_closed_ = false;  // control strand only

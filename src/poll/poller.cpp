@@ -139,6 +139,14 @@ struct Poller {
     SymbolId symbol;
     std::string symbol_name;
     std::atomic<PollerState> state{PollerState::pending};
+    // Operator control and the task table's per-poller view; written on the poller's
+    // executor (control from anywhere), read by the admin server.
+    std::atomic<PollerControl> control{PollerControl::active};
+    std::atomic<bool> polling{false};
+    std::atomic<std::uint64_t> polls{0}, completed{0}, failed{0}, timed_out{0};
+    std::atomic<std::int64_t> last_success_ns{0}, last_error_ns{0}, last_latency_ns{-1};
+    std::atomic<std::uint8_t> last_error{static_cast<std::uint8_t>(PollError::count_)};
+    Clock::time_point last_poll_start{};
     bool connected = false;
     bool deadline_expired = false;
     std::uint64_t poll_generation = 0;
@@ -179,6 +187,15 @@ std::string_view to_string(PollerState s) noexcept {
         case PollerState::failed: return "failed";
         case PollerState::cancelled: return "cancelled";
         case PollerState::timed_out: return "timed_out";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(PollerControl c) noexcept {
+    switch (c) {
+        case PollerControl::active: return "active";
+        case PollerControl::paused: return "paused";
+        case PollerControl::cancelled: return "cancelled";
     }
     return "unknown";
 }
@@ -226,6 +243,7 @@ struct PollerGroup::Impl {
             p.state.store(PollerState::failed, std::memory_order_relaxed);
         }
         st.errors[static_cast<std::size_t>(f.error)].fetch_add(1, std::memory_order_relaxed);
+        p.last_error.store(static_cast<std::uint8_t>(f.error), std::memory_order_relaxed);
         // 2,000 failing pollers must not flood stdout, nor allocate per failure.
         const auto suppressed = error_log.admit(log::Level::warn, p.source.error_keys[static_cast<std::size_t>(f.error)],
                                                 "poll failed");
@@ -432,14 +450,17 @@ struct PollerGroup::Impl {
         auto& st = p.source.stats;
         const auto max_in_flight = static_cast<std::int64_t>(p.source.config.max_in_flight);
         auto tick = p.schedule.first_tick(Clock::now().time_since_epoch());
+        auto cancelled = [&p] { return p.control.load(std::memory_order_acquire) == PollerControl::cancelled; };
         for (;;) {
-            if (stopping.load(std::memory_order_acquire)) break;
+            if (stopping.load(std::memory_order_acquire) || cancelled()) break;
             p.tick_timer.expires_at(on_timer_grid(Clock::time_point(duration_cast<Clock::duration>(tick))));
             co_await p.tick_timer.async_wait(use_tuple);
-            if (stopping.load(std::memory_order_acquire)) break;
+            if (stopping.load(std::memory_order_acquire) || cancelled()) break;
             const auto woke = Clock::now();
             st.lateness.record(woke.time_since_epoch() - tick);
-            if (woke < p.backoff_until) {
+            if (p.control.load(std::memory_order_acquire) == PollerControl::paused) {
+                st.paused_ticks.fetch_add(1, std::memory_order_relaxed);
+            } else if (woke < p.backoff_until) {
                 st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
             } else if (st.in_flight.fetch_add(1, std::memory_order_acq_rel) >= max_in_flight) {
                 st.in_flight.fetch_sub(1, std::memory_order_acq_rel);
@@ -450,12 +471,61 @@ struct PollerGroup::Impl {
                     std::atomic<std::int64_t>& n;
                     ~InFlight() { n.fetch_sub(1, std::memory_order_acq_rel); }
                 } in_flight{st.in_flight};
+                if (p.last_poll_start != Clock::time_point{}) st.achieved_interval.record(woke - p.last_poll_start);
+                p.last_poll_start = woke;
+                p.polling.store(true, std::memory_order_relaxed);
                 co_await poll_once(p);
+                p.polling.store(false, std::memory_order_relaxed);
+                note_outcome(p, Clock::now() - woke);
             }
             auto next = p.schedule.next(tick, Clock::now().time_since_epoch());
             if (next.skipped) st.skipped_ticks.fetch_add(next.skipped, std::memory_order_relaxed);
             tick = next.tick;
         }
+        // Cancelled by an operator: nothing will use the connection again.
+        if (cancelled() && !stopping.load(std::memory_order_acquire)) p.close_connection();
+    }
+
+    // The task table's per-poller view of the poll that just finished.
+    static void note_outcome(Poller& p, Clock::duration took) {
+        p.polls.fetch_add(1, std::memory_order_relaxed);
+        p.last_latency_ns.store(duration_cast<nanoseconds>(took).count(), std::memory_order_relaxed);
+        switch (p.state.load(std::memory_order_relaxed)) {
+            case PollerState::completed:
+                p.completed.fetch_add(1, std::memory_order_relaxed);
+                p.last_success_ns.store(wall_clock_ns(), std::memory_order_relaxed);
+                break;
+            case PollerState::timed_out:
+                p.timed_out.fetch_add(1, std::memory_order_relaxed);
+                p.last_error_ns.store(wall_clock_ns(), std::memory_order_relaxed);
+                break;
+            case PollerState::failed:
+                p.failed.fetch_add(1, std::memory_order_relaxed);
+                p.last_error_ns.store(wall_clock_ns(), std::memory_order_relaxed);
+                break;
+            default: break;  // cancelled by the drain
+        }
+    }
+
+    // Moves every selected poller whose control is in `from` to `to`.
+    ControlResult change_control(const PollerFilter& filter, std::initializer_list<PollerControl> from,
+                                 PollerControl to) {
+        ControlResult result;
+        for (auto& p : pollers) {
+            if (!filter(p->source.id, p->symbol_name)) continue;
+            ++result.matched;
+            for (PollerControl f : from) {
+                auto expected = f;
+                if (p->control.compare_exchange_strong(expected, to, std::memory_order_acq_rel)) {
+                    ++result.changed;
+                    // Wake a cancelled poller now rather than at its next tick.
+                    if (to == PollerControl::cancelled)
+                        asio::post(p->executor, [poller = p.get()] { poller->tick_timer.cancel(); });
+                    break;
+                }
+            }
+        }
+        return result;
     }
 
     void exited() {
@@ -550,5 +620,42 @@ std::size_t PollerGroup::polls_in_flight() const noexcept {
 }
 const SourceStats& PollerGroup::stats(SourceId source) const { return impl_->sources.at(source)->stats; }
 std::size_t PollerGroup::source_count() const noexcept { return impl_->sources.size(); }
+
+std::vector<PollerSnapshot> PollerGroup::snapshot() const {
+    std::vector<PollerSnapshot> out;
+    out.reserve(impl_->pollers.size());
+    constexpr auto r = std::memory_order_relaxed;
+    for (auto& p : impl_->pollers) {
+        PollerSnapshot s;
+        s.source = p->source.id;
+        s.source_name = p->source.config.name;
+        s.symbol = p->symbol_name;
+        s.state = p->state.load(r);
+        s.control = p->control.load(r);
+        s.polling = p->polling.load(r);
+        s.polls = p->polls.load(r);
+        s.completed = p->completed.load(r);
+        s.failed = p->failed.load(r);
+        s.timed_out = p->timed_out.load(r);
+        s.last_success_ns = p->last_success_ns.load(r);
+        s.last_error_ns = p->last_error_ns.load(r);
+        if (auto e = p->last_error.load(r); e < static_cast<std::uint8_t>(PollError::count_))
+            s.last_error = static_cast<PollError>(e);
+        s.last_latency_ns = p->last_latency_ns.load(r);
+        out.push_back(s);
+    }
+    return out;
+}
+
+ControlResult PollerGroup::pause(const PollerFilter& filter) {
+    return impl_->change_control(filter, {PollerControl::active}, PollerControl::paused);
+}
+ControlResult PollerGroup::resume(const PollerFilter& filter) {
+    return impl_->change_control(filter, {PollerControl::paused}, PollerControl::active);
+}
+ControlResult PollerGroup::cancel(const PollerFilter& filter) {
+    return impl_->change_control(filter, {PollerControl::active, PollerControl::paused},
+                                 PollerControl::cancelled);
+}
 
 }  // namespace mdagg
