@@ -392,7 +392,7 @@ TEST(ConfigErrors, UnknownKeySuggestsClosest) {
     EXPECT_EQ(error_of(replace_line(6, "    fields: {bid: /b, ask: /a, bidsize: /s}")),
               "t.yaml:6:32: sources[0].fields.bidsize: unknown key, did you mean \"bid_size\"?");
     EXPECT_EQ(error_of(append("colour: red\n")),
-              "t.yaml:7:1: colour: unknown key; valid keys: runtime, shutdown, log, output, sources");
+              "t.yaml:7:1: colour: unknown key; valid keys: runtime, shutdown, log, output, admin, sources");
 }
 
 TEST(ConfigErrors, DuplicateKey) {
@@ -594,7 +594,7 @@ TEST(ConfigAdmin, Errors) {
     EXPECT_EQ(error_of(append("admin:\n  listen: 127.0.0.1:70000\n")),
               "t.yaml:8:11: admin.listen: port must be a number between 0 and 65535");
     EXPECT_EQ(error_of(append("admin:\n  listen: \"::1:9100\"\n")),
-              "t.yaml:8:11: admin.listen: an IPv6 address needs brackets: [::1:9100]:PORT");
+              "t.yaml:8:11: admin.listen: an IPv6 address needs brackets: [::1]:PORT");
     EXPECT_EQ(error_of(append("admin:\n  token_env: MY-TOKEN\n")),
               "t.yaml:8:14: admin.token_env: invalid character '-' in an environment variable name");
     EXPECT_EQ(error_of(append("admin:\n  stall_after: 0s\n")),
@@ -625,16 +625,16 @@ TEST(ConfigTags, SourceAndSymbolTags) {
 
 TEST(ConfigTags, Errors) {
     EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {name: IBM, tags: [a b]}]")),
-              "t.yaml:5:41: sources[0].symbols[1].tags[0]: invalid character ' ' in tag; allowed: "
+              "t.yaml:5:40: sources[0].symbols[1].tags[0]: invalid character ' ' in tag; allowed: "
               "A-Z a-z 0-9 . _ -");
     EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {name: IBM, tags: [x, x]}]")),
-              "t.yaml:5:44: sources[0].symbols[1].tags[1]: duplicate tag \"x\"");
+              "t.yaml:5:43: sources[0].symbols[1].tags[1]: duplicate tag \"x\"");
     EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {tags: [x]}]")),
               "t.yaml:5:21: sources[0].symbols[1].name: required key is missing");
     EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {name: AAPL}]")),
               "t.yaml:5:21: sources[0].symbols[1]: duplicate symbol \"AAPL\", already at sources[0].symbols[0]");
     EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {name: IBM, tag: [x]}]")),
-              "t.yaml:5:32: sources[0].symbols[1].tag: unknown key, did you mean \"tags\"?");
+              "t.yaml:5:33: sources[0].symbols[1].tag: unknown key, did you mean \"tags\"?");
     EXPECT_EQ(error_of(append("    tags: nyse\n")),
               "t.yaml:7:11: sources[0].tags: expected a list, got \"nyse\"");
 }
