@@ -225,7 +225,6 @@ private:
                 log::error("reload failed: keeping the running config", {{"config", config_.file}, {"error", e.what()}});
                 continue;
             }
-            if (auto level = log::parse_level(loaded.log.level)) log::set_level(*level);
             summary_every_ns_ = loaded.log.summary_every.count();
             summary_timer_.cancel();  // the summary loop re-arms with the new interval
             ops_.set_stall_after(loaded.admin.stall_after);
@@ -241,6 +240,8 @@ private:
             } else {
                 log::info("config reloaded", fields);
             }
+            // Last, so the line above is written even when the new level hides info.
+            if (auto level = log::parse_level(loaded.log.level)) log::set_level(*level);
         }
     }
 
