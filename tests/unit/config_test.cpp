@@ -243,6 +243,9 @@ TEST(ConfigParse, DemoYamlParses) {
     EXPECT_EQ(s.fields.exchange_time->pointer, "/time");
     EXPECT_EQ(c.output.dir, "./out");
     EXPECT_EQ(c.runtime.threads, 1u);
+    EXPECT_TRUE(c.admin.enabled);
+    EXPECT_EQ(c.admin.port, 9100);
+    EXPECT_EQ(c.admin.token_env, "MDAGG_ADMIN_TOKEN");
 }
 
 // ---- Url::target_for -----------------------------------------------------------------------
