@@ -57,6 +57,10 @@ public:
     // Emits every open bar, complete or partial, with end_ns = its interval end. For drain.
     void close_all_bars();
 
+    // Makes room for the symbols and sources appended to the Universe since construction
+    // (a config reload; ids are only ever appended). Until then their quotes are rejected.
+    void grow();
+
     const Quote* latest(SymbolId symbol, SourceId source) const;
     BestBidOffer best(SymbolId symbol) const;
 

@@ -12,6 +12,8 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <string>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -63,11 +65,13 @@ struct SourceStats {
 enum class PollerControl : std::uint8_t { active, paused, cancelled };
 std::string_view to_string(PollerControl c) noexcept;
 
-// One poller, for the task table (GET /debug/tasks). Names point into the PollerGroup.
+// One poller, for the task table (GET /debug/tasks).
 struct PollerSnapshot {
     SourceId source = 0;
-    std::string_view source_name;
-    std::string_view symbol;
+    std::string source_name;
+    std::string symbol;
+    std::vector<std::string> tags;  // the source's and the symbol's
+    std::chrono::nanoseconds interval{};
     PollerState state = PollerState::pending;  // outcome of the latest poll
     PollerControl control = PollerControl::active;
     bool polling = false;  // a poll is in flight
@@ -78,12 +82,16 @@ struct PollerSnapshot {
     std::int64_t last_latency_ns = -1;  // latest finished poll, any outcome; -1 = none yet
 };
 
-// Selects pollers for pause/resume/cancel.
-using PollerFilter = std::function<bool(SourceId source, std::string_view symbol)>;
+// Selects pollers for pause/resume/cancel/retire: source name, symbol, tags.
+using PollerFilter =
+    std::function<bool(std::string_view source, std::string_view symbol, const std::vector<std::string>& tags)>;
 struct ControlResult {
     std::size_t matched = 0;  // pollers the filter selected
     std::size_t changed = 0;  // of those, pollers whose control state changed
 };
+
+// Tags of one poller: the source's, then the symbol's own.
+std::vector<std::string> poller_tags(const SourceConfig& source, std::string_view symbol);
 
 // Receives accepted quotes. Called on the poller's executor; must not block.
 using QuoteHandler = std::function<void(const Quote&)>;
@@ -117,8 +125,10 @@ public:
     std::size_t size() const noexcept;
     std::size_t running() const noexcept;  // coroutines not yet returned
     std::size_t polls_in_flight() const noexcept;
+    // Sources ever known, by SourceId; a source removed by a reload keeps its id and stats.
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const noexcept;
+    std::string source_name(SourceId source) const;
 
     // The task table: one entry per poller, in config order. Reads atomics; any thread.
     std::vector<PollerSnapshot> snapshot() const;
@@ -129,6 +139,16 @@ public:
     ControlResult pause(const PollerFilter& filter);
     ControlResult resume(const PollerFilter& filter);
     ControlResult cancel(const PollerFilter& filter);
+
+    // Reload. add() starts pollers for `symbols` (name and id) of `source`, whose config is
+    // copied; `id` continues an existing source's stats or is source_count() for a new one.
+    // Refused (returns false) once the drain started. retire() takes the selected pollers
+    // out like a drain: no new poll, a poll in flight finishes and its quote is delivered,
+    // then the connection closes and the poller is freed; until then they count as running.
+    // set_tags() replaces the tags of the source's pollers and its max_in_flight in place.
+    bool add(SourceId id, const SourceConfig& source, const std::vector<std::pair<std::string, SymbolId>>& symbols);
+    std::size_t retire(const PollerFilter& filter);
+    void set_tags(const SourceConfig& source);
 
 private:
     struct Impl;

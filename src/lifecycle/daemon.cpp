@@ -24,6 +24,7 @@
 #include <thread>
 #include <unistd.h>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace mdagg {
 namespace {
@@ -72,8 +73,19 @@ std::vector<std::string> needs_restart(const Config& running, const Config& load
     if (running.admin.enabled != loaded.admin.enabled || running.admin.host != loaded.admin.host ||
         running.admin.port != loaded.admin.port || running.admin.token_env != loaded.admin.token_env)
         out.emplace_back("admin.listen/token_env");
-    if (running.sources != loaded.sources) out.emplace_back("sources");
     return out;
+}
+
+// A source whose pollers must restart: anything but its symbols, tags and max_in_flight changed.
+bool source_changed(const SourceConfig& a, const SourceConfig& b) {
+    SourceConfig x = a, y = b;
+    for (SourceConfig* c : {&x, &y}) {
+        c->symbols.clear();
+        c->tags.clear();
+        c->symbol_tags.clear();
+        c->max_in_flight = 0;  // applied in place (it defaults to the symbol count)
+    }
+    return !(x == y);
 }
 
 // Last resort if the drain or the teardown after it hangs (a disk that never returns from
@@ -133,7 +145,8 @@ public:
               // hand-off, so a poller never waits for aggregation or the disk.
               asio::post(aggregate_strand_, [this, q] { aggregator_.on_quote(q); });
           }),
-          ops_(config_, universe_, pollers_, sink_),
+          ops_(config_, pollers_, sink_),
+          running_sources_(config.sources),
           summary_every_ns_(config.log.summary_every.count()) {}
 
     int run() {
@@ -209,9 +222,10 @@ private:
         }
     }
 
-    // SIGHUP: re-read and validate the file; on error keep running as before. Applied: log
-    // level, summary interval, admin.stall_after and the admin token's value. Other changes
-    // are reported as needing a restart and not applied.
+    // SIGHUP: re-read and validate the file; on error keep running as before. Applied: the
+    // sources (as a difference, see apply_sources), log level, summary interval,
+    // admin.stall_after and the admin token's value. Other changes need a restart and are
+    // reported as not applied.
     asio::awaitable<void> reloads() {
         for (;;) {
             auto [ec, signo] = co_await reload_signals_.async_wait(use_tuple);
@@ -234,6 +248,15 @@ private:
                                   {"log_level", loaded.log.level},
                                   {"summary_every_ms", to_ms(loaded.log.summary_every)},
                                   {"stall_after_ms", to_ms(loaded.admin.stall_after)}};
+            const PollerChanges changes = co_await apply_sources(loaded.sources);
+            if (changes.abandoned) {
+                log::warn("reload abandoned: a drain started", fields);
+                continue;
+            }
+            fields["pollers_added"] = changes.added;
+            fields["pollers_removed"] = changes.removed;
+            fields["pollers_restarted"] = changes.restarted;
+            fields["pollers"] = pollers_.size();
             if (!not_applied.empty()) {
                 fields["not_applied"] = not_applied;
                 log::warn("config reloaded; some changes need a restart and were not applied", fields);
@@ -243,6 +266,94 @@ private:
             // Last, so the line above is written even when the new level hides info.
             if (auto level = log::parse_level(loaded.log.level)) log::set_level(*level);
         }
+    }
+
+    struct PollerChanges {
+        std::size_t added = 0, removed = 0, restarted = 0;
+        bool abandoned = false;
+    };
+
+    // Applies a reloaded source list as a difference: new pollers start, removed ones drain
+    // (a poll in flight finishes and is delivered), a source whose settings changed restarts
+    // its pollers, untouched pollers keep their connection and schedule. Control strand.
+    asio::awaitable<PollerChanges> apply_sources(const std::vector<SourceConfig>& sources) {
+        PollerChanges changes;
+        // Ids are only ever appended, so ids in flight stay valid; the universe belongs to the
+        // aggregator's strand (the aggregator and the sink read it there).
+        std::unordered_map<std::string_view, SourceId> source_ids;
+        std::unordered_map<std::string_view, SymbolId> symbol_ids;
+        for (SourceId i = 0; i < universe_.sources.size(); ++i) source_ids.emplace(universe_.sources[i], i);
+        for (SymbolId i = 0; i < universe_.symbols.size(); ++i) symbol_ids.emplace(universe_.symbols[i], i);
+        std::vector<std::string> new_sources, new_symbols;
+        for (auto& src : sources) {
+            if (!source_ids.contains(src.name)) {
+                source_ids.emplace(src.name, static_cast<SourceId>(universe_.sources.size() + new_sources.size()));
+                new_sources.push_back(src.name);
+            }
+            for (auto& sym : src.symbols)
+                if (!symbol_ids.contains(sym)) {
+                    symbol_ids.emplace(sym, static_cast<SymbolId>(universe_.symbols.size() + new_symbols.size()));
+                    new_symbols.push_back(sym);
+                }
+        }
+        if (!new_sources.empty() || !new_symbols.empty()) {
+            // The maps' keys point into the strings being appended: rebuild after.
+            source_ids.clear();
+            symbol_ids.clear();
+            co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
+            for (auto& s : new_sources) universe_.sources.push_back(std::move(s));
+            for (auto& s : new_symbols) universe_.symbols.push_back(std::move(s));
+            aggregator_.grow();
+            co_await asio::post(asio::bind_executor(control_, asio::use_awaitable));
+            for (SourceId i = 0; i < universe_.sources.size(); ++i) source_ids.emplace(universe_.sources[i], i);
+            for (SymbolId i = 0; i < universe_.symbols.size(); ++i) symbol_ids.emplace(universe_.symbols[i], i);
+        }
+        if (draining_) {
+            changes.abandoned = true;
+            co_return changes;
+        }
+        auto with_ids = [&](const SourceConfig& src, auto&& keep) {
+            std::vector<std::pair<std::string, SymbolId>> out;
+            for (auto& sym : src.symbols)
+                if (keep(sym)) out.emplace_back(sym, symbol_ids.at(sym));
+            return out;
+        };
+        auto all = [](const std::string&) { return true; };
+        auto of_source = [](const std::string& name) {
+            return [name](std::string_view source, std::string_view, const std::vector<std::string>&) { return source == name; };
+        };
+        std::unordered_map<std::string_view, const SourceConfig*> old_by_name;
+        for (auto& src : running_sources_) old_by_name.emplace(src.name, &src);
+        std::unordered_map<std::string_view, const SourceConfig*> new_by_name;
+        for (auto& src : sources) new_by_name.emplace(src.name, &src);
+
+        for (auto& old : running_sources_)
+            if (!new_by_name.contains(old.name)) changes.removed += pollers_.retire(of_source(old.name));
+        for (auto& src : sources) {
+            const SourceId id = source_ids.at(src.name);
+            auto it = old_by_name.find(src.name);
+            if (it == old_by_name.end()) {
+                auto symbols = with_ids(src, all);
+                if (pollers_.add(id, src, symbols)) changes.added += symbols.size();
+                continue;
+            }
+            const SourceConfig& old = *it->second;
+            if (source_changed(old, src)) {
+                changes.restarted += pollers_.retire(of_source(src.name));
+                pollers_.add(id, src, with_ids(src, all));
+                continue;
+            }
+            std::unordered_set<std::string_view> kept(src.symbols.begin(), src.symbols.end());
+            std::unordered_set<std::string_view> had(old.symbols.begin(), old.symbols.end());
+            changes.removed += pollers_.retire([&](std::string_view source, std::string_view symbol, const std::vector<std::string>&) {
+                return source == src.name && !kept.contains(symbol);
+            });
+            auto added = with_ids(src, [&](const std::string& sym) { return !had.contains(sym); });
+            if (!added.empty() && pollers_.add(id, src, added)) changes.added += added.size();
+            pollers_.set_tags(src);
+        }
+        running_sources_ = sources;
+        co_return changes;
     }
 
     void run_io() {
@@ -516,6 +627,7 @@ private:
     Aggregator aggregator_;
     PollerGroup pollers_;
     lifecycle::Operations ops_;
+    std::vector<SourceConfig> running_sources_;  // control strand only
     std::unique_ptr<admin::Server> admin_;  // after ops_: destroyed first
     std::int64_t summary_every_ns_;         // control strand only
     std::atomic<bool> draining_{false};

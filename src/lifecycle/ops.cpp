@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <unordered_map>
 
 #ifndef MDAGG_VERSION
@@ -48,9 +49,8 @@ bool known_state(std::string_view s) {
 
 }  // namespace
 
-Operations::Operations(const Config& config, const Universe& universe, PollerGroup& pollers,
-                       const JsonlSink& sink)
-    : config_(config), universe_(universe), pollers_(pollers), sink_(sink),
+Operations::Operations(const Config& config, PollerGroup& pollers, const JsonlSink& sink)
+    : pollers_(pollers), sink_(sink),
       stall_after_ns_(config.admin.stall_after.count()), last_beat_(Clock::now().time_since_epoch().count()) {
     last_progress_.store(Clock::now().time_since_epoch().count());
 }
@@ -134,14 +134,11 @@ void Operations::start_loop_watchdog() {
     });
 }
 
-bool Operations::has_tag(SourceId source, std::string_view symbol, std::string_view tag) const {
-    return config_.sources.at(source).has_tag(symbol, tag);
-}
-
-PollerFilter Operations::filter_for(const admin::Selector& selector) const {
-    return [this, &selector](SourceId source, std::string_view symbol) {
-        return selector.matches(config_.sources.at(source).name, symbol,
-                                [&](std::string_view tag) { return has_tag(source, symbol, tag); });
+PollerFilter Operations::filter_for(const admin::Selector& selector) {
+    return [&selector](std::string_view source, std::string_view symbol, const std::vector<std::string>& tags) {
+        return selector.matches(source, symbol, [&](std::string_view tag) {
+            return std::find(tags.begin(), tags.end(), tag) != tags.end();
+        });
     };
 }
 
@@ -177,7 +174,7 @@ admin::Response Operations::tasks(const admin::Selector& filter) {
     const auto now_ns = wall_clock_ns();
     nlohmann::json rows = nlohmann::json::array();
     for (auto& p : pollers_.snapshot()) {
-        if (!state_matches(filter.state, p) || !select(p.source, p.symbol)) continue;
+        if (!state_matches(filter.state, p) || !select(p.source_name, p.symbol, p.tags)) continue;
         nlohmann::json row{{"source", p.source_name},
                            {"symbol", p.symbol},
                            {"state", to_string(p.state)},
@@ -192,11 +189,7 @@ admin::Response Operations::tasks(const admin::Selector& filter) {
                            {"last_error_at", wall_time_json(p.last_error_ns)},
                            {"last_latency_ms", p.last_latency_ns < 0 ? nlohmann::json() : nlohmann::json(p.last_latency_ns / 1e6)}};
         row["last_success_age_ms"] = p.last_success_ns > 0 ? nlohmann::json((now_ns - p.last_success_ns) / 1e6) : nlohmann::json();
-        const auto& src = config_.sources.at(p.source);
-        nlohmann::json tags = src.tags;
-        if (auto it = src.symbol_tags.find(std::string(p.symbol)); it != src.symbol_tags.end())
-            for (auto& t : it->second) tags.push_back(t);
-        row["tags"] = std::move(tags);
+        row["tags"] = p.tags;
         rows.push_back(std::move(row));
     }
     nlohmann::json body{{"count", rows.size()}, {"tasks", std::move(rows)}};
@@ -261,11 +254,12 @@ std::string Operations::metrics() {
     // A symbol is stale when no poller of it completed within three of its source's intervals.
     std::unordered_map<std::string_view, bool> fresh;
     for (auto& p : snapshot) {
-        auto& s = per.at(p.source);
+        if (p.source >= per.size()) per.resize(p.source + 1);  // a reload added it just now
+        auto& s = per[p.source];
         ++s.by_state[static_cast<std::size_t>(p.state)];
         ++s.by_control[static_cast<std::size_t>(p.control)];
         s.last_success_ns = std::max(s.last_success_ns, p.last_success_ns);
-        const auto window = 3 * config_.sources.at(p.source).interval.count();
+        const auto window = 3 * p.interval.count();
         bool& f = fresh[p.symbol];
         f = f || (p.last_success_ns > 0 && now_ns - p.last_success_ns <= window);
     }
@@ -284,8 +278,10 @@ std::string Operations::metrics() {
         {"mdagg_source_connects_total", "Connections opened.", &SourceStats::connects},
         {"mdagg_source_retries_total", "GETs re-sent once after a stale keep-alive close.", &SourceStats::retries},
     };
-    const std::size_t sources = pollers_.source_count();
-    auto name_of = [&](SourceId s) -> std::string_view { return config_.sources.at(s).name; };
+    const std::size_t sources = per.size();
+    std::vector<std::string> names(sources);
+    for (SourceId s = 0; s < sources; ++s) names[s] = pollers_.source_name(s);
+    auto name_of = [&](SourceId s) -> std::string_view { return names[s]; };
 
     w.family("mdagg_source_polls_total", "counter", "Polls finished, by outcome.");
     for (SourceId s = 0; s < sources; ++s) {
@@ -340,8 +336,8 @@ std::string Operations::metrics() {
 
     std::size_t stale = 0;
     for (auto& [symbol, f] : fresh) stale += f ? 0 : 1;
-    w.family("mdagg_aggregator_symbols", "gauge", "Symbols configured across sources.");
-    w.sample("mdagg_aggregator_symbols", {}, static_cast<double>(universe_.symbols.size()));
+    w.family("mdagg_aggregator_symbols", "gauge", "Symbols in the running config.");
+    w.sample("mdagg_aggregator_symbols", {}, static_cast<double>(fresh.size()));
     w.family("mdagg_aggregator_stale_symbols", "gauge",
              "Symbols with no good quote from any source within three of its source's intervals.");
     w.sample("mdagg_aggregator_stale_symbols", {}, static_cast<double>(stale));

@@ -22,7 +22,7 @@ class Operations final : public admin::Backend {
 public:
     using Clock = std::chrono::steady_clock;
 
-    Operations(const Config& config, const Universe& universe, PollerGroup& pollers, const JsonlSink& sink);
+    Operations(const Config& config, PollerGroup& pollers, const JsonlSink& sink);
     ~Operations() override;
 
     // Control strand, every heartbeat_every: stamps the heartbeat, latches readiness and runs
@@ -44,12 +44,9 @@ public:
     admin::Response control(admin::Action action, const admin::Selector& selector) override;
 
 private:
-    bool has_tag(SourceId source, std::string_view symbol, std::string_view tag) const;
-    PollerFilter filter_for(const admin::Selector& selector) const;
+    static PollerFilter filter_for(const admin::Selector& selector);
     std::uint64_t polls_finished() const;
 
-    const Config& config_;
-    const Universe& universe_;
     PollerGroup& pollers_;
     const JsonlSink& sink_;
     const std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -369,17 +370,20 @@ TEST(Ops, ReloadWithABrokenFileKeepsTheRunningConfig) {
     EXPECT_GT(p2["STOCK_0"], p1["STOCK_0"]);
     EXPECT_EQ(http(d.admin_port, "GET", "/healthz").status, 200);
 
-    // A valid file: the log level and summary interval apply; a source change is reported as
-    // needing a restart.
+    // A valid file: the log level, summary interval and symbols apply; a shutdown change is
+    // reported as needing a restart.
     OpsConfig next = c;
     next.log_level = "warn";
+    next.grace = "5s";
     next.symbols = "{ prefix: STOCK_, count: 11 }";
     std::ofstream(d.config) << config_text(dir, next);
     d.process->signal(SIGHUP);
     auto reloaded = d.process->wait_for_line("msg", "config reloaded; some changes need a restart and were not applied", 10s);
     ASSERT_TRUE(reloaded) << d.process->stdout_text();
-    EXPECT_EQ((*reloaded)["not_applied"], nlohmann::json::array({"sources"}));
+    EXPECT_EQ((*reloaded)["not_applied"], nlohmann::json::array({"shutdown"}));
     EXPECT_EQ((*reloaded)["log_level"], "warn");
+    EXPECT_EQ((*reloaded)["pollers_added"], 1);
+    EXPECT_EQ((*reloaded)["pollers_removed"], 0);
     std::this_thread::sleep_for(1s);  // several summary intervals
     bool after_reload = false;
     int summaries_after = 0;
@@ -388,9 +392,131 @@ TEST(Ops, ReloadWithABrokenFileKeepsTheRunningConfig) {
         else if (after_reload && l.value("msg", "") == "summary") ++summaries_after;
     }
     EXPECT_EQ(summaries_after, 0) << "info lines still written at level warn";
-    EXPECT_EQ(http(d.admin_port, "GET", "/debug/tasks").json()["count"], 10);
+    EXPECT_EQ(http(d.admin_port, "GET", "/debug/tasks").json()["count"], 11);
 
     d.process->signal(SIGTERM);
     ASSERT_EQ(d.process->wait(10s), 0) << d.process->stdout_text();
     expect_nothing_lost(dir, sim.port);
+}
+
+namespace {
+
+std::string two_source_config(const TempDir& dir, int sim_port, const std::string& sim_symbols,
+                              const std::string& sim2_interval, const std::string& extra_source) {
+    std::ostringstream out;
+    out << "log: { level: info, summary_every: 1s }\n"
+        << "output: { dir: " << (dir / "out").string() << ", flush_every: 200ms }\n"
+        << "admin: { listen: \"127.0.0.1:0\" }\n"
+        << "sources:\n";
+    auto source = [&](const std::string& name, const std::string& interval, const std::string& symbols) {
+        out << "  - name: " << name << "\n"
+            << "    url: \"http://127.0.0.1:" << sim_port << "/quotes/{symbol}\"\n"
+            << "    interval: " << interval << "\n"
+            << "    symbols: " << symbols << "\n"
+            << "    fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, seq: /seq }\n";
+    };
+    source("sim", "100ms", sim_symbols);
+    source("sim2", sim2_interval, "[STOCK_20, STOCK_21, STOCK_22, STOCK_23, STOCK_24]");
+    if (!extra_source.empty()) source(extra_source, "100ms", "[STOCK_30]");
+    return out.str();
+}
+
+struct TaskRow {
+    std::uint64_t polls = 0;
+    std::string control;
+};
+
+std::map<std::string, TaskRow> tasks_of(int port, const std::string& source) {
+    std::map<std::string, TaskRow> out;
+    const auto body = http(port, "GET", "/debug/tasks?source=" + source).json();
+    for (auto& t : body["tasks"])
+        out[t["symbol"].get<std::string>()] = {t["polls"].get<std::uint64_t>(), t["control"].get<std::string>()};
+    return out;
+}
+
+}  // namespace
+
+TEST(Ops, ReloadAddsRemovesAndRestartsPollersUnderLoadAndLosesNothing) {
+    TempDir dir;
+    // Latency keeps polls in flight when the reload lands, so removed pollers must finish them.
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "40", "--latency", "5ms-30ms"});
+    const std::string before_symbols =
+        "[STOCK_0, STOCK_1, STOCK_2, STOCK_3, STOCK_4, STOCK_5, STOCK_6, STOCK_7, STOCK_8, STOCK_9]";
+    const auto path = dir / "mdagg.yaml";
+    std::ofstream(path) << two_source_config(dir, sim.port, before_symbols, "100ms", "");
+    Process daemon("mdagg", {MDAGG_BIN, "--config", path.string()}, dir.path());
+    auto listening = daemon.wait_for_line("msg", "admin listening", 15s);
+    ASSERT_TRUE(listening) << daemon.stdout_text();
+    const int port = (*listening)["port"].get<int>();
+    ASSERT_TRUE(wait_ready(port)) << daemon.stdout_text();
+    // An operator's pause survives a reload that leaves the poller untouched.
+    ASSERT_EQ(http(port, "POST", "/admin/pause", R"({"symbols":["STOCK_7"]})").json()["changed"], 1);
+    std::this_thread::sleep_for(2s);  // enough polls that a restarted poller's count is visibly lower
+
+    auto metrics_before = http(port, "GET", "/metrics").body;
+    const auto sim_before = tasks_of(port, "sim");
+    const auto sim2_before = tasks_of(port, "sim2");
+    ASSERT_EQ(sim_before.size(), 10u);
+
+    // sim: STOCK_8 and STOCK_9 removed, STOCK_10 and STOCK_11 added (STOCK_1 gains a tag);
+    // sim2: interval changed, so its five pollers restart; sim3: new.
+    const std::string after_symbols =
+        "[STOCK_0, {name: STOCK_1, tags: [halted]}, STOCK_2, STOCK_3, STOCK_4, STOCK_5, STOCK_6, STOCK_7, "
+        "STOCK_10, STOCK_11]";
+    std::ofstream(path) << two_source_config(dir, sim.port, after_symbols, "150ms", "sim3");
+    daemon.signal(SIGHUP);
+    auto reloaded = daemon.wait_for_line("msg", "config reloaded", 10s);
+    ASSERT_TRUE(reloaded) << daemon.stdout_text();
+    EXPECT_EQ((*reloaded)["pollers_added"], 3);
+    EXPECT_EQ((*reloaded)["pollers_removed"], 2);
+    EXPECT_EQ((*reloaded)["pollers_restarted"], 5);
+
+    std::this_thread::sleep_for(1500ms);
+    const auto sim_after = tasks_of(port, "sim");
+    std::set<std::string> names;
+    for (auto& [name, row] : sim_after) names.insert(name);
+    EXPECT_EQ(names, (std::set<std::string>{"STOCK_0", "STOCK_1", "STOCK_10", "STOCK_11", "STOCK_2", "STOCK_3",
+                                            "STOCK_4", "STOCK_5", "STOCK_6", "STOCK_7"}));
+    // Untouched pollers are the same pollers: their counts went on from where they were
+    // (a restarted poller would start again from zero), and a pause stays.
+    for (auto s : {"STOCK_0", "STOCK_1", "STOCK_6"}) {
+        EXPECT_GE(sim_after.at(s).polls, sim_before.at(s).polls + 8) << s;
+    }
+    EXPECT_EQ(sim_after.at("STOCK_7").control, "paused");
+    EXPECT_EQ(sim_after.at("STOCK_7").polls, sim_before.at("STOCK_7").polls);
+    EXPECT_GT(sim_after.at("STOCK_10").polls, 0u);
+    EXPECT_EQ(http(port, "GET", "/debug/tasks?tag=halted").json()["count"], 1);
+    // Restarted and new pollers poll; the restarted ones started counting again.
+    const auto sim2_after = tasks_of(port, "sim2");
+    ASSERT_EQ(sim2_after.size(), 5u);
+    for (auto& [name, row] : sim2_after) EXPECT_LT(row.polls, sim2_before.at(name).polls) << name;
+    ASSERT_EQ(tasks_of(port, "sim3").size(), 1u);
+    EXPECT_GT(tasks_of(port, "sim3").at("STOCK_30").polls, 0u);
+
+    // Untouched pollers kept their connections: sim's new connections are those of its two
+    // new pollers, plus one per failed poll (a failure closes the connection).
+    auto metrics_after = http(port, "GET", "/metrics").body;
+    auto delta = [&](const std::string& series) {
+        return metric(metrics_after, series).value_or(0) - metric(metrics_before, series).value_or(0);
+    };
+    const double failures = delta(R"(mdagg_source_polls_total{source="sim",outcome="failed"})") +
+                            delta(R"(mdagg_source_polls_total{source="sim",outcome="timed_out"})");
+    const double connects = delta(R"(mdagg_source_connects_total{source="sim"})");
+    EXPECT_GE(connects, 2);
+    EXPECT_LE(connects, 2 + failures);
+    EXPECT_EQ(metric(metrics_after, "mdagg_aggregator_symbols"), 16);  // 10 + 5 + STOCK_30
+
+    daemon.signal(SIGTERM);
+    ASSERT_EQ(daemon.wait(10s), 0) << daemon.stdout_text();
+    // Every response the simulator wrote, removed and restarted pollers' included, is in
+    // the output, with the right source and symbol names.
+    expect_nothing_lost(dir, sim.port);
+    std::map<std::string, std::set<std::string>> seen;  // source -> symbols
+    for (auto& f : harness::read_output(dir / "out"))
+        for (auto& r : f.records)
+            if (r["type"] == "quote") seen[r["source"].get<std::string>()].insert(r["symbol"].get<std::string>());
+    EXPECT_TRUE(seen["sim"].contains("STOCK_8"));
+    EXPECT_TRUE(seen["sim"].contains("STOCK_11"));
+    EXPECT_EQ(seen["sim3"], (std::set<std::string>{"STOCK_30"}));
+    EXPECT_EQ(seen["sim2"].size(), 5u);
 }
