@@ -121,6 +121,12 @@ public:
 
     // How many pollers are in each PollerState now (the seed's TaskManager.get_stats).
     std::array<std::size_t, 6> state_counts() const noexcept;
+    // Pollers by PollerControl, and how many active ones have not finished a poll yet.
+    struct ControlCounts {
+        std::array<std::size_t, 3> by_control{};
+        std::size_t active_never_polled = 0;
+    };
+    ControlCounts control_counts() const noexcept;
 
     std::size_t size() const noexcept;
     std::size_t running() const noexcept;  // coroutines not yet returned

@@ -150,12 +150,13 @@ public:
           summary_every_ns_(config.log.summary_every.count()) {}
 
     int run() {
+        // The port first: a port in use must not leave half-created output files behind.
+        if (config_.admin.enabled) start_admin();
         try {
             sink_.open();
         } catch (const std::system_error& e) {
             throw StartupError(e.what());
         }
-        if (config_.admin.enabled) start_admin();
         std::size_t symbols = 0;
         for (auto& s : config_.sources) symbols += s.symbols.size();
         log::info("mdagg started", {{"config", config_.file},

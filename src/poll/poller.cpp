@@ -682,6 +682,19 @@ std::array<std::size_t, 6> PollerGroup::state_counts() const noexcept {
     return counts;
 }
 
+PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept {
+    ControlCounts counts;
+    std::lock_guard lock(impl_->mutex);
+    for (auto& p : impl_->pollers) {
+        if (p->retired) continue;
+        const auto control = p->control.load(std::memory_order_relaxed);
+        ++counts.by_control[static_cast<std::size_t>(control)];
+        if (control == PollerControl::active && p->polls.load(std::memory_order_relaxed) == 0)
+            ++counts.active_never_polled;
+    }
+    return counts;
+}
+
 std::size_t PollerGroup::size() const noexcept {
     std::lock_guard lock(impl_->mutex);
     return impl_->pollers.size();

@@ -574,3 +574,27 @@ TEST(Ops, MultiThreadedAdminActionsReloadsAndScrapesLoseNothing) {
     EXPECT_EQ(bad.load(), 0);
     expect_nothing_lost(dir, sim.port);
 }
+
+TEST(Ops, AdminPortInUseExitsTwoAndWritesNothing) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "5"});
+    OpsConfig c;
+    c.sim_port = sim.port;
+    c.symbols = "{ prefix: STOCK_, count: 5 }";
+    auto first = start_daemon(dir, c);
+
+    TempDir second_dir;
+    OpsConfig taken = c;
+    taken.admin = "{ listen: \"127.0.0.1:" + std::to_string(first.admin_port) + "\" }";
+    const auto path = second_dir / "mdagg.yaml";
+    std::ofstream(path) << config_text(second_dir, taken);
+    Process second("mdagg2", {MDAGG_BIN, "--config", path.string()}, second_dir.path());
+    ASSERT_EQ(second.wait(10s), 2) << second.stdout_text();
+    EXPECT_NE(second.stderr_text().find("admin server: bind 127.0.0.1:" + std::to_string(first.admin_port)),
+              std::string::npos)
+        << second.stderr_text();
+    EXPECT_FALSE(std::filesystem::exists(second_dir / "out")) << "nothing may be written when the port is taken";
+
+    first.process->signal(SIGTERM);
+    EXPECT_EQ(first.process->wait(10s), 0);
+}
