@@ -191,10 +191,7 @@ Response handle(const Request& request, Backend& backend, std::string_view token
             if (name == to_string(a)) action = a;
         if (!action) return error_response(404, "no such endpoint; try /admin/pause, /admin/resume, /admin/cancel");
         if (request.method != "POST") return error_response(405, "use POST");
-        if (!authorized(request.authorization, token)) {
-            Response r = error_response(401, "missing or wrong bearer token");
-            return r;
-        }
+        if (!authorized(request.authorization, token)) return error_response(401, "missing or wrong bearer token");
         Selector selector;
         if (auto error = parse_selector(request.body, selector)) return error_response(400, *error);
         return backend.control(*action, selector);

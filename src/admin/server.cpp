@@ -121,8 +121,11 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
             if (self->stopping.load()) co_return;
             if (ec) {
                 // EMFILE and friends: back off instead of spinning; the listener stays.
-                if (self->accept_log.admit(log::Level::warn, "admin/accept", "admin accept failed"))
-                    log::warn("admin accept failed", {{"error", ec.message()}});
+                if (auto suppressed = self->accept_log.admit(log::Level::warn, "admin/accept", "admin accept failed")) {
+                    nlohmann::json fields{{"error", ec.message()}};
+                    if (*suppressed) fields["suppressed"] = *suppressed;
+                    log::warn("admin accept failed", fields);
+                }
                 self->accept_timer.expires_after(accept_backoff);
                 co_await self->accept_timer.async_wait(nothrow);
                 continue;
@@ -130,6 +133,11 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
             auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
             if (!self->track(stream)) {
                 self->refused.fetch_add(1, std::memory_order_relaxed);
+                if (auto suppressed = self->accept_log.admit(log::Level::warn, "admin/refused", "admin connection refused")) {
+                    nlohmann::json fields{{"max_connections", self->options.max_connections}};
+                    if (*suppressed) fields["suppressed"] = *suppressed;
+                    log::warn("admin connection refused: too many open connections", fields);
+                }
                 beast::error_code ignored;
                 stream->socket().close(ignored);
                 continue;
