@@ -16,11 +16,27 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+need_promtool=false
+command -v promtool >/dev/null 2>&1 || need_promtool=true
+[ ${#missing[@]} -eq 0 ] && [ "$need_promtool" = false ] && exit 0
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-echo "setup: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The admin test validates /metrics with promtool. Debian ships it only inside the
+# `prometheus` package, whose install would also start a Prometheus server; take the one
+# binary out of the package instead.
+if [ "$need_promtool" = true ]; then
+  echo "setup: installing promtool (from Debian's prometheus package)" >&2
+  tmp=$(mktemp -d)
+  (cd "$tmp" && chmod 777 . && apt-get download -qq prometheus >/dev/null 2>&1)
+  dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -xO ./usr/bin/promtool >"$tmp/promtool"
+  $sudo install -m 0755 "$tmp/promtool" /usr/local/bin/promtool
+  rm -rf "$tmp"
+fi

@@ -78,6 +78,9 @@ public:
     std::size_t stale_count() const noexcept { return stale_count_.load(std::memory_order_relaxed); }
     // Symbols with at least one quote, fresh or stale.
     std::size_t symbols_quoted() const noexcept { return symbols_quoted_.load(std::memory_order_relaxed); }
+    // Makes room for the symbols and sources appended to the Universe since construction
+    // (a config reload; ids are only ever appended). Until then their quotes are rejected.
+    void grow();
 
     const Quote* latest(SymbolId symbol, SourceId source) const;
     BestBidOffer best(SymbolId symbol) const;

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace mdagg {
@@ -23,6 +24,7 @@ enum class TimeUnit { s, ms, us, ns, rfc3339 };
 struct TimeField {
     std::string pointer;  // JSON Pointer (RFC 6901), '*' step = any single key
     TimeUnit unit = TimeUnit::ms;
+    bool operator==(const TimeField&) const = default;
 };
 
 // JSON Pointers into a response. An empty pointer means "not mapped".
@@ -32,6 +34,7 @@ struct SuccessCheck {
     std::string pointer;                // JSON Pointer to the status field
     std::optional<std::string> equals;  // success when the value's text (string or number) is this
     bool empty = false;                 // success when the value is absent, null, "", [] or {}
+    bool operator==(const SuccessCheck&) const = default;
 };
 
 struct FieldMap {
@@ -43,6 +46,7 @@ struct FieldMap {
     std::string ask_size;  // optional
     std::optional<TimeField> exchange_time;
     std::string seq;  // optional
+    bool operator==(const FieldMap&) const = default;
 };
 
 struct Url {
@@ -51,6 +55,7 @@ struct Url {
     std::uint16_t port = 0;
     std::string target_template;  // path and query, containing "{symbol}"
     std::string target_for(std::string_view symbol) const;
+    bool operator==(const Url&) const = default;
 };
 
 struct SourceConfig {
@@ -72,6 +77,23 @@ struct SourceConfig {
     Duration stale_after{};
     std::vector<std::string> symbols;
     FieldMap fields;
+    // Operator labels for selecting pollers (POST /admin/pause {"tag": "nyse"}): the
+    // source's own tags apply to every symbol; a list entry { name: X, tags: [..] } adds more.
+    std::vector<std::string> tags;
+    std::unordered_map<std::string, std::vector<std::string>> symbol_tags;  // only tagged symbols
+    bool has_tag(std::string_view symbol, std::string_view tag) const;
+    bool operator==(const SourceConfig&) const = default;
+};
+
+// The ops HTTP server (/metrics, /healthz, /readyz, /debug/tasks, /admin/*). Off unless the
+// config has an `admin:` section, so several daemons on one host do not fight over a port.
+struct AdminConfig {
+    bool enabled = false;
+    std::string host = "127.0.0.1";  // an IP literal
+    std::uint16_t port = 9100;       // 0 = any free port (logged in "admin listening")
+    std::string token_env;           // env var holding the bearer token for POST /admin/*
+    // /healthz fails, and an error is logged, when no poll completed for this long.
+    Duration stall_after = std::chrono::seconds(60);
 };
 
 // Limits shared by every poller of one host (host and port of the sources' URLs).
@@ -84,13 +106,14 @@ struct HostConfig {
     Duration rate_limit_pause = std::chrono::seconds(1);  // after a 429
     Duration ban_pause = std::chrono::minutes(1);         // after a 418 or 403
     Duration max_pause = std::chrono::hours(1);           // cap on any signalled pause
-    struct {
+    struct Breaker {
         // Consecutive failures across the host's pollers; 0 = no breaker. Defaults to the
         // host's poller count (at least 5): a whole round failed.
         std::uint32_t failures = 5;
         bool failures_auto = false;  // set from the poller count; sharding recounts it
         Duration cooldown = std::chrono::seconds(1);
         Duration max_cooldown = std::chrono::seconds(30);
+        bool operator==(const Breaker&) const = default;
     } breaker;
     // A response header reporting the budget used in the venue's window
     // (X-MBX-USED-WEIGHT-1M); past slow_at * limit the bucket refills more slowly.
@@ -98,8 +121,10 @@ struct HostConfig {
         std::string header;
         double limit = 0;
         double slow_at = 0.8;
+        bool operator==(const Usage&) const = default;
     };
     std::optional<Usage> usage;
+    bool operator==(const HostConfig&) const = default;
 };
 // Output choices; the sink has matching enums (the daemon maps one to the other).
 enum class OutputFormat { jsonl, csv };
@@ -135,6 +160,7 @@ struct Config {
         std::uint64_t retention_max_bytes = 0;                // per stream; 0: unlimited
         OutputCompression compression = OutputCompression::none;
     } output;
+    AdminConfig admin;
     std::vector<SourceConfig> sources;
     // The configured `hosts:` entries, then a default entry for each host:port no entry
     // names. SourceConfig::host indexes this.

@@ -74,7 +74,7 @@ public:
 private:
     void refill(Clock::time_point now);
 
-    const HostConfig& config_;
+    const HostConfig config_;  // a copy: a reload may drop the Config it came from
     mutable std::mutex mutex_;  // pollers of one host may run on several threads
     Status status_;
     Clock::time_point refilled_at_;

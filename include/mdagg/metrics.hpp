@@ -16,6 +16,7 @@ public:
     struct Snapshot {
         std::array<std::uint64_t, bucket_count> counts{};
         std::uint64_t total = 0;
+        std::uint64_t sum_ns = 0;  // sum of recorded values (Prometheus needs it)
         // Upper bound of the bucket holding quantile q in [0, 1]; zero when empty.
         std::chrono::nanoseconds quantile(double q) const noexcept;
         Snapshot since(const Snapshot& earlier) const noexcept;
@@ -24,6 +25,8 @@ public:
 
     void record(std::chrono::nanoseconds value) noexcept {
         counts_[bucket_of(value)].fetch_add(1, std::memory_order_relaxed);
+        sum_ns_.fetch_add(value.count() > 0 ? static_cast<std::uint64_t>(value.count()) : 0,
+                          std::memory_order_relaxed);
     }
     Snapshot snapshot() const noexcept;
 
@@ -33,6 +36,7 @@ public:
 
 private:
     std::array<std::atomic<std::uint64_t>, bucket_count> counts_{};
+    std::atomic<std::uint64_t> sum_ns_{0};
 };
 
 }  // namespace mdagg

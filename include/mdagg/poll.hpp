@@ -13,9 +13,12 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <string>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -55,7 +58,7 @@ struct SourceStats {
     std::atomic<std::uint64_t> skipped_ticks{0};  // ticks missed while the previous poll ran
     std::atomic<std::uint64_t> throttled_ticks{0};  // ticks skipped at max_in_flight or in backoff
     std::atomic<std::uint64_t> rate_limited_ticks{0};  // the host's token bucket was empty
-    std::atomic<std::uint64_t> paused_ticks{0};        // the host was paused (Retry-After, ban)
+    std::atomic<std::uint64_t> host_paused_ticks{0};   // the host was paused (Retry-After, ban)
     std::atomic<std::uint64_t> breaker_ticks{0};       // the host's circuit breaker was open
     std::atomic<std::uint64_t> connects{0};
     std::atomic<std::uint64_t> retries{0};  // GETs re-sent once after a stale keep-alive close
@@ -63,7 +66,42 @@ struct SourceStats {
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(PollError::count_)> errors{};
     LatencyHistogram latency;   // tick to quote delivered
     LatencyHistogram lateness;  // scheduled tick to timer wake-up
+    LatencyHistogram achieved_interval;  // between one poll's start and the next (drift)
+    std::atomic<std::uint64_t> paused_ticks{0};  // ticks of pollers an operator paused
 };
+
+// What an operator made of a poller (POST /admin/pause|resume|cancel). Cancelled pollers
+// have returned for good; paused ones keep their schedule and connection, and skip polls.
+enum class PollerControl : std::uint8_t { active, paused, cancelled };
+std::string_view to_string(PollerControl c) noexcept;
+
+// One poller, for the task table (GET /debug/tasks).
+struct PollerSnapshot {
+    SourceId source = 0;
+    std::string source_name;
+    std::string symbol;
+    std::vector<std::string> tags;  // the source's and the symbol's
+    std::chrono::nanoseconds interval{};
+    PollerState state = PollerState::pending;  // outcome of the latest poll
+    PollerControl control = PollerControl::active;
+    bool polling = false;  // a poll is in flight
+    std::uint64_t polls = 0, completed = 0, failed = 0, timed_out = 0;  // failed excludes timed_out
+    std::int64_t last_success_ns = 0;  // wall clock, 0 = never
+    std::int64_t last_error_ns = 0;
+    std::optional<PollError> last_error;
+    std::int64_t last_latency_ns = -1;  // latest finished poll, any outcome; -1 = none yet
+};
+
+// Selects pollers for pause/resume/cancel/retire: source name, symbol, tags.
+using PollerFilter =
+    std::function<bool(std::string_view source, std::string_view symbol, const std::vector<std::string>& tags)>;
+struct ControlResult {
+    std::size_t matched = 0;  // pollers the filter selected
+    std::size_t changed = 0;  // of those, pollers whose control state changed
+};
+
+// Tags of one poller: the source's, then the symbol's own.
+std::vector<std::string> poller_tags(const SourceConfig& source, std::string_view symbol);
 
 // Receives accepted quotes. Called on the poller's executor; must not block.
 using QuoteHandler = std::function<void(const Quote&)>;
@@ -93,15 +131,48 @@ public:
 
     // How many pollers are in each PollerState now (the seed's TaskManager.get_stats).
     std::array<std::size_t, 6> state_counts() const noexcept;
+    // Pollers by PollerControl, and how many active ones have not finished a poll yet.
+    struct ControlCounts {
+        std::array<std::size_t, 3> by_control{};
+        std::size_t active_never_polled = 0;
+    };
+    ControlCounts control_counts() const noexcept;
 
     std::size_t size() const noexcept;
     std::size_t running() const noexcept;  // coroutines not yet returned
     std::size_t polls_in_flight() const noexcept;
+    // Sources ever known, by SourceId; a source removed by a reload keeps its id and stats.
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const noexcept;
-    // Per entry of Config::hosts: breaker, pause and bucket state.
+    // Per host guard (Config::hosts first, then hosts a reload added): breaker, pause and
+    // bucket state, and its "host[:port]" name.
     HostGuard::Status host_status(std::size_t host) const;
     std::size_t host_count() const noexcept;
+    std::string host_name(std::size_t host) const;
+    std::string source_name(SourceId source) const;
+
+    // The task table: one entry per poller, in config order. Reads atomics; any thread.
+    std::vector<PollerSnapshot> snapshot() const;
+    // Operator control, safe from any thread. pause: active -> paused (the poller keeps its
+    // schedule and connection, its ticks are counted as paused); resume: paused -> active;
+    // cancel: active or paused -> cancelled (a poll in flight finishes and is delivered, then
+    // the poller closes its connection and returns; it stays cancelled).
+    ControlResult pause(const PollerFilter& filter);
+    ControlResult resume(const PollerFilter& filter);
+    ControlResult cancel(const PollerFilter& filter);
+
+    // Reload. add() starts pollers for `symbols` (name and id) of `source`, whose config is
+    // copied; `id` continues an existing source's stats or is source_count() for a new one.
+    // Refused (returns false) once the drain started. retire() takes the selected pollers
+    // out like a drain: no new poll, a poll in flight finishes and its quote is delivered,
+    // then the connection closes and the poller is freed; until then they count as running.
+    // set_tags() replaces the tags of the source's pollers and its max_in_flight in place.
+    // `host` is the source's entry in the new config's hosts; a host already polled keeps the
+    // guard it has (hosts: changes need a restart).
+    bool add(SourceId id, const SourceConfig& source, const HostConfig& host,
+             const std::vector<std::pair<std::string, SymbolId>>& symbols);
+    std::size_t retire(const PollerFilter& filter);
+    void set_tags(const SourceConfig& source);
 
 private:
     struct Impl;

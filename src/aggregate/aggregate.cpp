@@ -53,6 +53,32 @@ Aggregator::Aggregator(const Universe& universe, std::int64_t bar_interval_ns, R
     for (OpenBar& ob : bars_) ob.bar.end_ns = no_time;
 }
 
+void Aggregator::grow() {
+    const std::size_t old_sources = per_row(latest_, bars_);
+    const std::size_t symbols = universe_.symbols.size();
+    const std::size_t sources = universe_.sources.size();
+    if (symbols < bars_.size() || sources < old_sources) throw std::logic_error("Aggregator::grow: the universe shrank");
+    if (sources != old_sources) {
+        std::vector<std::optional<Quote>> latest(symbols * sources);
+        std::vector<std::uint8_t> stale(symbols * sources, 0);
+        for (std::size_t sym = 0; sym < bars_.size(); ++sym)
+            for (std::size_t src = 0; src < old_sources; ++src) {
+                latest[sym * sources + src] = std::move(latest_[sym * old_sources + src]);
+                stale[sym * sources + src] = stale_[sym * old_sources + src];
+            }
+        latest_ = std::move(latest);
+        stale_ = std::move(stale);
+    } else {
+        latest_.resize(symbols * sources);
+        stale_.resize(symbols * sources, 0);
+    }
+    stale_after_ns_.resize(sources, 0);
+    best_.resize(symbols);
+    const std::size_t old_symbols = bars_.size();
+    bars_.resize(symbols);
+    for (std::size_t i = old_symbols; i < symbols; ++i) bars_[i].bar.end_ns = no_time;
+}
+
 void Aggregator::on_quote(const Quote& q) {
     const std::size_t n_sources = per_row(latest_, bars_);
     if (q.symbol >= bars_.size() || q.source >= n_sources) {

@@ -2,8 +2,11 @@
 // first problem in the file is the one reported. Checks that need two keys run afterwards.
 #include "detail.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -143,6 +146,57 @@ constexpr Key<Config> output_keys[] = {
      }},
 };
 
+// ---- admin ---------------------------------------------------------------------------------
+
+// "HOST:PORT" or "[V6]:PORT" with an IP literal: the ops server binds before anything else
+// starts, and a name to look up would make that depend on DNS.
+void read_listen(const Value& v, Config& c) {
+    const std::string text = read_nonempty_string(v);
+    std::string host;
+    std::string_view port;
+    constexpr std::string_view expected = "expected HOST:PORT like \"127.0.0.1:9100\" or \"[::1]:9100\"";
+    if (text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') v.fail(expected);
+        host = text.substr(1, close - 1);
+        port = std::string_view(text).substr(close + 2);
+        in6_addr a6{};
+        if (::inet_pton(AF_INET6, host.c_str(), &a6) != 1) v.fail("\"" + host + "\" is not an IPv6 address");
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string::npos) v.fail(expected);
+        host = text.substr(0, colon);
+        port = std::string_view(text).substr(colon + 1);
+        if (host.find(':') != std::string::npos) v.fail("an IPv6 address needs brackets: [" + host + "]:PORT");
+        in_addr a4{};
+        if (::inet_pton(AF_INET, host.c_str(), &a4) != 1)
+            v.fail("\"" + host + "\" is not an IPv4 address (host names are not looked up here)");
+    }
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
+        v.fail("port must be a number between 0 and 65535");
+    c.admin.host = host;
+    c.admin.port = static_cast<std::uint16_t>(value);
+}
+
+constexpr Key<Config> admin_keys[] = {
+    {"listen", read_listen},
+    {"token_env",
+     [](const Value& v, Config& c) {
+         c.admin.token_env = read_nonempty_string(v);
+         for (char ch : c.admin.token_env)
+             if (!is_ascii_alnum(ch) && ch != '_')
+                 v.fail("invalid character " + describe_char(ch) + " in an environment variable name");
+     }},
+    {"stall_after", [](const Value& v, Config& c) { c.admin.stall_after = read_duration(v); }},
+};
+
+void read_admin(const Value& v, Config& c) {
+    c.admin.enabled = true;
+    read_map(v, admin_keys, c);
+}
+
 // ---- sources[i].fields ---------------------------------------------------------------------
 
 std::string read_pointer(const Value& v) {
@@ -251,15 +305,57 @@ void read_symbol_range(const Value& v, std::vector<std::string>& out) {
         out.push_back(range.prefix + std::to_string(range.start + i));
 }
 
-void read_symbol_list(const Value& v, std::vector<std::string>& out) {
+// Tags name groups of pollers in admin selectors; same alphabet as source names.
+std::string read_tag(const Value& v) {
+    std::string tag = read_nonempty_string(v);
+    for (char c : tag)
+        if (!is_ascii_alnum(c) && c != '.' && c != '_' && c != '-')
+            v.fail("invalid character " + describe_char(c) + " in tag; allowed: A-Z a-z 0-9 . _ -");
+    return tag;
+}
+
+std::vector<std::string> read_tags(const Value& v) {
+    std::vector<std::string> tags;
+    for (const Value& item : read_list(v)) {
+        std::string tag = read_tag(item);
+        if (std::find(tags.begin(), tags.end(), tag) != tags.end())
+            item.fail("duplicate tag \"" + tag + "\"");
+        tags.push_back(std::move(tag));
+    }
+    return tags;
+}
+
+struct TaggedSymbol {
+    std::string name;
+    std::vector<std::string> tags;
+};
+
+constexpr Key<TaggedSymbol> tagged_symbol_keys[] = {
+    {"name", [](const Value& v, TaggedSymbol& t) {
+         t.name = read_string(v);
+         if (auto err = symbol_error(t.name)) v.fail(*err);
+     }, true},
+    {"tags", [](const Value& v, TaggedSymbol& t) { t.tags = read_tags(v); }},
+};
+
+void read_symbol_list(const Value& v, SourceConfig& source) {
+    std::vector<std::string>& out = source.symbols;
     const std::vector<Value> items = read_list(v);
     if (items.empty()) v.fail("must list at least one symbol");
     if (items.size() > max_symbols)
         v.fail("at most " + std::to_string(max_symbols) + " symbols per source");
     std::unordered_map<std::string, std::size_t> index_of;
     for (std::size_t i = 0; i < items.size(); ++i) {
-        std::string symbol = read_string(items[i]);
-        if (auto err = symbol_error(symbol)) items[i].fail(*err);
+        std::string symbol;
+        if (items[i].is_map()) {  // { name: X, tags: [a, b] }
+            TaggedSymbol tagged;
+            read_map(items[i], tagged_symbol_keys, tagged);
+            symbol = std::move(tagged.name);
+            if (!tagged.tags.empty()) source.symbol_tags[symbol] = std::move(tagged.tags);
+        } else {
+            symbol = read_string(items[i]);
+            if (auto err = symbol_error(symbol)) items[i].fail(*err);
+        }
         const auto [it, fresh] = index_of.emplace(symbol, i);
         if (!fresh)
             items[i].fail("duplicate symbol \"" + symbol + "\", already at " + v.path() + '[' +
@@ -268,11 +364,11 @@ void read_symbol_list(const Value& v, std::vector<std::string>& out) {
     }
 }
 
-void read_symbols(const Value& v, std::vector<std::string>& out) {
+void read_symbols(const Value& v, SourceConfig& source) {
     if (v.is_list())
-        read_symbol_list(v, out);
+        read_symbol_list(v, source);
     else if (v.is_map())
-        read_symbol_range(v, out);
+        read_symbol_range(v, source.symbols);
     else
         v.fail("expected a list like [AAPL, MSFT] or {prefix: STOCK_, count: 2000}, got " +
                v.describe());
@@ -346,7 +442,8 @@ constexpr Key<SourceDraft> source_keys[] = {
          d.stale_after = v;
      }},
     {"success", [](const Value& v, SourceDraft& d) { read_success(v, d.cfg.fields); }},
-    {"symbols", [](const Value& v, SourceDraft& d) { read_symbols(v, d.cfg.symbols); }, true},
+    {"symbols", [](const Value& v, SourceDraft& d) { read_symbols(v, d.cfg); }, true},
+    {"tags", [](const Value& v, SourceDraft& d) { d.cfg.tags = read_tags(v); }},
     {"fields", [](const Value& v, SourceDraft& d) { read_map(v, field_keys, d.cfg.fields); }, true},
 };
 
@@ -542,6 +639,7 @@ constexpr Key<Document> top_keys[] = {
     {"shutdown", [](const Value& v, Document& d) { read_map(v, shutdown_keys, d.config); }},
     {"log", [](const Value& v, Document& d) { read_map(v, log_keys, d.config); }},
     {"output", [](const Value& v, Document& d) { read_map(v, output_keys, d.config); }},
+    {"admin", [](const Value& v, Document& d) { read_admin(v, d.config); }},
     {"sources", [](const Value& v, Document& d) { read_sources(v, d.config, d.source_marks); }, true},
     {"hosts", [](const Value& v, Document& d) { read_hosts(v, d.hosts); }},
 };
@@ -559,6 +657,12 @@ void set_auto_breaker_thresholds(Config& c) {
             if (src.host == h) pollers += src.symbols.size();
         c.hosts[h].breaker.failures = static_cast<std::uint32_t>(std::clamp<std::size_t>(pollers, 5, 1'000'000));
     }
+}
+
+bool SourceConfig::has_tag(std::string_view symbol, std::string_view tag) const {
+    if (std::find(tags.begin(), tags.end(), tag) != tags.end()) return true;
+    const auto it = symbol_tags.find(std::string(symbol));
+    return it != symbol_tags.end() && std::find(it->second.begin(), it->second.end(), tag) != it->second.end();
 }
 
 Config parse_config(std::string_view yaml_text, std::string_view file_name) {

@@ -1,3 +1,6 @@
+#include "ops.hpp"
+
+#include <mdagg/admin.hpp>
 #include <mdagg/aggregator.hpp>
 #include <mdagg/daemon.hpp>
 #include <mdagg/log.hpp>
@@ -17,9 +20,11 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 #include <unistd.h>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace mdagg {
 namespace {
@@ -69,6 +74,51 @@ SinkOptions sink_options(const Config& config) {
     return s;
 }
 
+// The bearer token for POST /admin/*: the named variable's value; empty = no auth.
+std::string admin_token(const Config& config) {
+    if (config.admin.token_env.empty()) return {};
+    const char* value = std::getenv(config.admin.token_env.c_str());
+    return value ? std::string(value) : std::string();
+}
+
+// The parts of a reloaded config that a reload cannot apply yet (they need a restart).
+std::vector<std::string> needs_restart(const Config& running, const Config& loaded) {
+    std::vector<std::string> out;
+    if (running.runtime.threads != loaded.runtime.threads) out.emplace_back("runtime");
+    if (running.shutdown.grace != loaded.shutdown.grace ||
+        running.shutdown.interrupt_grace != loaded.shutdown.interrupt_grace)
+        out.emplace_back("shutdown");
+    const auto& a = running.output;
+    const auto& b = loaded.output;
+    if (a.dir != b.dir || a.flush_every != b.flush_every || a.quotes != b.quotes ||
+        a.bar_interval != b.bar_interval || a.max_buffer_bytes != b.max_buffer_bytes)
+        out.emplace_back("output");
+    if (running.admin.enabled != loaded.admin.enabled || running.admin.host != loaded.admin.host ||
+        running.admin.port != loaded.admin.port || running.admin.token_env != loaded.admin.token_env)
+        out.emplace_back("admin.listen/token_env");
+    // A host's guard keeps its bucket, pauses and breaker across reloads, and its limits.
+    // (A threshold derived from the poller count is no change of its own.)
+    auto limits = [](std::vector<HostConfig> hosts) {
+        for (auto& h : hosts)
+            if (h.breaker.failures_auto) h.breaker.failures = 0;
+        return hosts;
+    };
+    if (limits(running.hosts) != limits(loaded.hosts)) out.emplace_back("hosts");
+    return out;
+}
+
+// A source whose pollers must restart: anything but its symbols, tags and max_in_flight changed.
+bool source_changed(const SourceConfig& a, const SourceConfig& b) {
+    SourceConfig x = a, y = b;
+    for (SourceConfig* c : {&x, &y}) {
+        c->symbols.clear();
+        c->tags.clear();
+        c->symbol_tags.clear();
+        c->max_in_flight = 0;  // applied in place (it defaults to the symbol count)
+    }
+    return !(x == y);
+}
+
 // Last resort if the drain or the teardown after it hangs (a disk that never returns from
 // fsync, a bug): exit with the forced-stop code before the orchestrator's SIGKILL, so the stop
 // is visible. It writes with write(2) and takes no lock: the logger's mutex may be held by
@@ -113,8 +163,10 @@ public:
           control_(asio::make_strand(io_)),
           aggregate_strand_(asio::make_strand(io_)),
           signals_(io_, SIGTERM, SIGINT),
+          reload_signals_(io_, SIGHUP),
           wake_(control_),
           summary_timer_(control_),
+          heartbeat_timer_(control_),
           flush_timer_(aggregate_strand_),
           bar_timer_(aggregate_strand_),
           stale_timer_(aggregate_strand_),
@@ -124,12 +176,17 @@ public:
               // The aggregator's strand is the only owner of its state; this post is the whole
               // hand-off, so a poller never waits for aggregation or the disk.
               asio::post(aggregate_strand_, [this, q] { aggregator_.on_quote(q); });
-          }) {
+          }),
+          ops_(config_, pollers_, sink_),
+          running_sources_(config.sources),
+          summary_every_ns_(config.log.summary_every.count()) {
         for (SourceId s = 0; s < config.sources.size(); ++s)
             aggregator_.set_stale_after(s, config.sources[s].stale_after.count());
     }
 
     int run() {
+        // The port first: a port in use must not leave half-created output files behind.
+        if (config_.admin.enabled) start_admin();
         try {
             sink_.open();
         } catch (const std::system_error& e) {
@@ -149,6 +206,16 @@ public:
         start_stale_timer();
         asio::co_spawn(control_, supervise(), [this](std::exception_ptr e) { on_supervisor_exit(e); });
         asio::co_spawn(control_, summaries(), [](std::exception_ptr) {});
+        asio::co_spawn(control_, heartbeats(), [](std::exception_ptr) {});
+        asio::co_spawn(control_, reloads(), [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log::error("reload handler failed; SIGHUP is ignored from now on", {{"error", ex.what()}});
+            }
+        });
+        ops_.start_loop_watchdog();
 
         std::vector<std::thread> extra;
         try {
@@ -163,6 +230,178 @@ public:
     }
 
 private:
+    void start_admin() {
+        const std::string token = admin_token(config_);
+        admin_ = std::make_unique<admin::Server>(
+            io_, admin::ServerOptions{config_.admin.host, config_.admin.port, token}, ops_);
+        std::uint16_t port = 0;
+        try {
+            port = admin_->start();
+        } catch (const std::system_error& e) {
+            throw StartupError(e.what());
+        }
+        log::info("admin listening", {{"host", config_.admin.host},
+                                      {"port", port},
+                                      {"auth", token.empty() ? "none" : "bearer"},
+                                      {"stall_after_ms", to_ms(config_.admin.stall_after)}});
+        if (!config_.admin.token_env.empty() && token.empty())
+            log::warn("admin token variable is unset or empty: POST /admin/* need no token",
+                      {{"token_env", config_.admin.token_env}});
+    }
+
+    // Stamps the loop watchdog's heartbeat and runs the readiness and stall checks.
+    asio::awaitable<void> heartbeats() {
+        for (;;) {
+            ops_.on_heartbeat(Clock::now());
+            heartbeat_timer_.expires_after(lifecycle::Operations::heartbeat_every);
+            auto [ec] = co_await heartbeat_timer_.async_wait(use_tuple);
+            if (ec) co_return;
+        }
+    }
+
+    // SIGHUP: re-read and validate the file; on error keep running as before. Applied: the
+    // sources (as a difference, see apply_sources), log level, summary interval,
+    // admin.stall_after and the admin token's value. Other changes need a restart and are
+    // reported as not applied.
+    asio::awaitable<void> reloads() {
+        for (;;) {
+            auto [ec, signo] = co_await reload_signals_.async_wait(use_tuple);
+            if (ec) co_return;
+            (void)signo;
+            if (draining_) continue;
+            Config loaded;
+            try {
+                loaded = load_config(config_.file);
+            } catch (const ConfigError& e) {
+                log::error("reload failed: keeping the running config", {{"config", config_.file}, {"error", e.what()}});
+                continue;
+            }
+            summary_every_ns_ = loaded.log.summary_every.count();
+            summary_timer_.cancel();  // the summary loop re-arms with the new interval
+            ops_.set_stall_after(loaded.admin.stall_after);
+            if (admin_ && loaded.admin.token_env == config_.admin.token_env) admin_->set_token(admin_token(loaded));
+            const auto not_applied = needs_restart(config_, loaded);
+            nlohmann::json fields{{"config", config_.file},
+                                  {"log_level", loaded.log.level},
+                                  {"summary_every_ms", to_ms(loaded.log.summary_every)},
+                                  {"stall_after_ms", to_ms(loaded.admin.stall_after)}};
+            const PollerChanges changes = co_await apply_sources(loaded.sources, loaded.hosts);
+            if (changes.abandoned) {
+                log::warn("reload abandoned: a drain started", fields);
+                continue;
+            }
+            fields["pollers_added"] = changes.added;
+            fields["pollers_removed"] = changes.removed;
+            fields["pollers_restarted"] = changes.restarted;
+            fields["pollers"] = pollers_.size();
+            if (!not_applied.empty()) {
+                fields["not_applied"] = not_applied;
+                log::warn("config reloaded; some changes need a restart and were not applied", fields);
+            } else {
+                log::info("config reloaded", fields);
+            }
+            // Last, so the line above is written even when the new level hides info.
+            if (auto level = log::parse_level(loaded.log.level)) log::set_level(*level);
+        }
+    }
+
+    struct PollerChanges {
+        std::size_t added = 0, removed = 0, restarted = 0;
+        bool abandoned = false;
+    };
+
+    // Applies a reloaded source list as a difference: new pollers start, removed ones drain
+    // (a poll in flight finishes and is delivered), a source whose settings changed restarts
+    // its pollers, untouched pollers keep their connection and schedule. Control strand.
+    asio::awaitable<PollerChanges> apply_sources(const std::vector<SourceConfig>& sources,
+                                                 const std::vector<HostConfig>& hosts) {
+        PollerChanges changes;
+        // Ids are only ever appended, so ids in flight stay valid; the universe belongs to the
+        // aggregator's strand (the aggregator and the sink read it there).
+        std::unordered_map<std::string_view, SourceId> source_ids;
+        std::unordered_map<std::string_view, SymbolId> symbol_ids;
+        for (SourceId i = 0; i < universe_.sources.size(); ++i) source_ids.emplace(universe_.sources[i], i);
+        for (SymbolId i = 0; i < universe_.symbols.size(); ++i) symbol_ids.emplace(universe_.symbols[i], i);
+        std::vector<std::string> new_sources, new_symbols;
+        for (auto& src : sources) {
+            if (!source_ids.contains(src.name)) {
+                source_ids.emplace(src.name, static_cast<SourceId>(universe_.sources.size() + new_sources.size()));
+                new_sources.push_back(src.name);
+            }
+            for (auto& sym : src.symbols)
+                if (!symbol_ids.contains(sym)) {
+                    symbol_ids.emplace(sym, static_cast<SymbolId>(universe_.symbols.size() + new_symbols.size()));
+                    new_symbols.push_back(sym);
+                }
+        }
+        if (!new_sources.empty() || !new_symbols.empty()) {
+            // The maps' keys point into the strings being appended: rebuild after.
+            source_ids.clear();
+            symbol_ids.clear();
+            co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
+            for (auto& s : new_sources) universe_.sources.push_back(std::move(s));
+            for (auto& s : new_symbols) universe_.symbols.push_back(std::move(s));
+            aggregator_.grow();
+            co_await asio::post(asio::bind_executor(control_, asio::use_awaitable));
+            for (SourceId i = 0; i < universe_.sources.size(); ++i) source_ids.emplace(universe_.sources[i], i);
+            for (SymbolId i = 0; i < universe_.symbols.size(); ++i) symbol_ids.emplace(universe_.symbols[i], i);
+        }
+        // Staleness limits of new and changed sources, on the aggregator's strand.
+        co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
+        for (auto& src : sources) {
+            const auto it = std::find(universe_.sources.begin(), universe_.sources.end(), src.name);
+            if (it != universe_.sources.end())
+                aggregator_.set_stale_after(static_cast<SourceId>(it - universe_.sources.begin()), src.stale_after.count());
+        }
+        co_await asio::post(asio::bind_executor(control_, asio::use_awaitable));
+        if (draining_) {
+            changes.abandoned = true;
+            co_return changes;
+        }
+        auto with_ids = [&](const SourceConfig& src, auto&& keep) {
+            std::vector<std::pair<std::string, SymbolId>> out;
+            for (auto& sym : src.symbols)
+                if (keep(sym)) out.emplace_back(sym, symbol_ids.at(sym));
+            return out;
+        };
+        auto all = [](const std::string&) { return true; };
+        auto of_source = [](const std::string& name) {
+            return [name](std::string_view source, std::string_view, const std::vector<std::string>&) { return source == name; };
+        };
+        std::unordered_map<std::string_view, const SourceConfig*> old_by_name;
+        for (auto& src : running_sources_) old_by_name.emplace(src.name, &src);
+        std::unordered_map<std::string_view, const SourceConfig*> new_by_name;
+        for (auto& src : sources) new_by_name.emplace(src.name, &src);
+
+        for (auto& old : running_sources_)
+            if (!new_by_name.contains(old.name)) changes.removed += pollers_.retire(of_source(old.name));
+        for (auto& src : sources) {
+            const SourceId id = source_ids.at(src.name);
+            auto it = old_by_name.find(src.name);
+            if (it == old_by_name.end()) {
+                auto symbols = with_ids(src, all);
+                if (pollers_.add(id, src, hosts.at(src.host), symbols)) changes.added += symbols.size();
+                continue;
+            }
+            const SourceConfig& old = *it->second;
+            if (source_changed(old, src)) {
+                changes.restarted += pollers_.retire(of_source(src.name));
+                pollers_.add(id, src, hosts.at(src.host), with_ids(src, all));
+                continue;
+            }
+            std::unordered_set<std::string_view> kept(src.symbols.begin(), src.symbols.end());
+            std::unordered_set<std::string_view> had(old.symbols.begin(), old.symbols.end());
+            changes.removed += pollers_.retire([&](std::string_view source, std::string_view symbol, const std::vector<std::string>&) {
+                return source == src.name && !kept.contains(symbol);
+            });
+            auto added = with_ids(src, [&](const std::string& sym) { return !had.contains(sym); });
+            if (!added.empty() && pollers_.add(id, src, hosts.at(src.host), added)) changes.added += added.size();
+            pollers_.set_tags(src);
+        }
+        running_sources_ = sources;
+        co_return changes;
+    }
+
     void run_io() {
         try {
             io_.run();
@@ -240,7 +479,7 @@ private:
             t.skipped += st.skipped_ticks.load();
             t.throttled += st.throttled_ticks.load();
             t.rate_limited += st.rate_limited_ticks.load();
-            t.paused += st.paused_ticks.load();
+            t.paused += st.host_paused_ticks.load();
             t.breaker += st.breaker_ticks.load();
             t.in_flight += st.in_flight.load();
             for (std::size_t e = 0; e < t.errors.size(); ++e) t.errors[e] += st.errors[e].load();
@@ -265,11 +504,10 @@ private:
         for (std::size_t h = 0; h < pollers_.host_count(); ++h) {
             const auto st = pollers_.host_status(h);
             if (st.breaker == BreakerState::closed && st.pause == PauseReason::none) continue;
-            const auto& cfg = config_.hosts[h];
             nlohmann::json entry{{"breaker", to_string(st.breaker)}, {"pause", to_string(st.pause)}};
             if (st.pause != PauseReason::none)
                 entry["paused_for_ms"] = to_ms(st.paused_until - Clock::now());
-            out[cfg.port ? cfg.host + ':' + std::to_string(cfg.port) : cfg.host] = std::move(entry);
+            out[pollers_.host_name(h)] = std::move(entry);
         }
         return out;
     }
@@ -279,9 +517,10 @@ private:
         Totals prev = totals();
         auto prev_at = Clock::now();
         for (;;) {
-            timer.expires_after(config_.log.summary_every);
+            timer.expires_after(nanoseconds(summary_every_ns_));
             auto [ec] = co_await timer.async_wait(use_tuple);
-            if (ec || draining_) co_return;
+            if (draining_) co_return;
+            if (ec) continue;  // a reload changed the interval
             Totals now = totals();
             auto at = Clock::now();
             double secs = std::chrono::duration<double>(at - prev_at).count();
@@ -299,7 +538,7 @@ private:
                                   {"skipped_ticks", now.skipped - prev.skipped},
                                   {"throttled_ticks", now.throttled - prev.throttled},
                                   {"rate_limited_ticks", now.rate_limited - prev.rate_limited},
-                                  {"paused_ticks", now.paused - prev.paused},
+                                  {"host_paused_ticks", now.paused - prev.paused},
                                   {"breaker_ticks", now.breaker - prev.breaker},
                                   {"in_flight", now.in_flight},
                                   {"error_rate", done ? static_cast<double>(bad) / static_cast<double>(done) : 0.0},
@@ -346,6 +585,7 @@ private:
         auto [ec, signo] = co_await signals_.async_wait(use_tuple);
         if (ec) co_return;
         draining_ = true;
+        ops_.set_draining();  // /readyz answers 503 from here on
         const auto budget = signo == SIGINT ? config_.shutdown.interrupt_grace : config_.shutdown.grace;
         const auto t0 = Clock::now();
         const auto deadline = t0 + budget;
@@ -445,7 +685,7 @@ private:
                               {"skipped_ticks", t.skipped},
                               {"throttled_ticks", t.throttled},
                               {"rate_limited_ticks", t.rate_limited},
-                              {"paused_ticks", t.paused},
+                              {"host_paused_ticks", t.paused},
                               {"breaker_ticks", t.breaker},
                               {"quotes_accepted", quotes_accepted},
                               {"bars_emitted", bars_emitted},
@@ -469,7 +709,10 @@ private:
         }
         std::fflush(stdout);
         signals_.cancel();
+        reload_signals_.cancel();
         summary_timer_.cancel();
+        heartbeat_timer_.cancel();
+        if (admin_) admin_->stop();
         io_.stop();
     }
 
@@ -480,14 +723,20 @@ private:
     asio::strand<asio::io_context::executor_type> control_;
     asio::strand<asio::io_context::executor_type> aggregate_strand_;
     asio::signal_set signals_;
+    asio::signal_set reload_signals_;
     asio::steady_timer wake_;
     asio::steady_timer summary_timer_;
+    asio::steady_timer heartbeat_timer_;
     asio::steady_timer flush_timer_;
     asio::steady_timer bar_timer_;
     asio::steady_timer stale_timer_;
     JsonlSink sink_;
     Aggregator aggregator_;
     PollerGroup pollers_;
+    lifecycle::Operations ops_;
+    std::vector<SourceConfig> running_sources_;  // control strand only
+    std::unique_ptr<admin::Server> admin_;  // after ops_: destroyed first
+    std::int64_t summary_every_ns_;         // control strand only
     std::atomic<bool> draining_{false};
     std::atomic<bool> emergency_{false};
     bool sockets_closed_ = false;  // control strand only

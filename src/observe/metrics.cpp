@@ -28,6 +28,7 @@ LatencyHistogram::Snapshot LatencyHistogram::snapshot() const noexcept {
         s.counts[i] = counts_[i].load(std::memory_order_relaxed);
         s.total += s.counts[i];
     }
+    s.sum_ns = sum_ns_.load(std::memory_order_relaxed);
     return s;
 }
 
@@ -49,12 +50,14 @@ LatencyHistogram::Snapshot LatencyHistogram::Snapshot::since(const Snapshot& ear
         d.counts[i] = counts[i] - earlier.counts[i];
         d.total += d.counts[i];
     }
+    d.sum_ns = sum_ns - earlier.sum_ns;
     return d;
 }
 
 void LatencyHistogram::Snapshot::merge(const Snapshot& other) noexcept {
     for (std::size_t i = 0; i < bucket_count; ++i) counts[i] += other.counts[i];
     total += other.total;
+    sum_ns += other.sum_ns;
 }
 
 }  // namespace mdagg

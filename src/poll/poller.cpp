@@ -19,6 +19,8 @@
 #include <boost/beast/http/error.hpp>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 namespace mdagg {
 namespace {
@@ -53,9 +55,21 @@ std::int64_t wall_clock_ns() {
     return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// One source's settings for its pollers. A reload that changes a source starts new pollers
+// on a new runtime while the old ones finish on theirs; the stats (per SourceId) carry over.
+// What outlives a source's runtimes, by SourceId.
+struct SourceSlot {
+    SourceStats stats;
+    // Shared by every runtime of the source, so a reload that only changes it (or the symbol
+    // count it defaults to) applies it without restarting pollers.
+    std::atomic<std::int64_t> max_in_flight{0};
+    std::string name;
+};
+
 struct SourceRuntime {
-    SourceRuntime(const SourceConfig& c, SourceId i, HostGuard& g, const HostConfig& host)
-        : config(c), id(i), guard(g), usage_header(host.usage ? std::string_view(host.usage->header) : std::string_view()) {
+    SourceRuntime(const SourceConfig& c, SourceId i, SourceSlot& slot, HostGuard& g, const HostConfig& host)
+        : config(c), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight), guard(g),
+          usage_header(host.usage ? host.usage->header : std::string()) {
         for (std::size_t e = 0; e < error_keys.size(); ++e)
             error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
         boost::system::error_code ec;
@@ -65,11 +79,12 @@ struct SourceRuntime {
             has_numeric_endpoint = true;
         }
     }
-    const SourceConfig& config;
+    const SourceConfig config;
     SourceId id;
+    SourceStats& stats;
+    std::atomic<std::int64_t>& max_in_flight;
     HostGuard& guard;  // shared with every other source on the same host
-    std::string_view usage_header;
-    SourceStats stats;
+    std::string usage_header;
     // "source/error class": the rate-limited log's keys, built once.
     std::array<std::string, static_cast<std::size_t>(PollError::count_)> error_keys;
 
@@ -143,6 +158,19 @@ struct Poller {
     SymbolId symbol;
     std::string symbol_name;
     std::atomic<PollerState> state{PollerState::pending};
+    // Operator control and the task table's per-poller view; written on the poller's
+    // executor (control from anywhere), read by the admin server.
+    std::atomic<PollerControl> control{PollerControl::active};
+    std::atomic<bool> polling{false};
+    std::atomic<std::uint64_t> polls{0}, completed{0}, failed{0}, timed_out{0};
+    std::atomic<std::int64_t> last_success_ns{0}, last_error_ns{0}, last_latency_ns{-1};
+    std::atomic<std::uint8_t> last_error{static_cast<std::uint8_t>(PollError::count_)};
+    Clock::time_point last_poll_start{};
+    std::shared_ptr<SourceRuntime> runtime;  // keeps `source` alive as long as this poller
+    // Guarded by the group's mutex.
+    std::vector<std::string> tags;
+    bool retired = false;  // taken out by a reload; freed once its coroutine returned
+    bool exited = false;   // its coroutine returned: nothing may be posted to it any more
     bool connected = false;
     bool deadline_expired = false;
     std::uint64_t poll_generation = 0;
@@ -218,6 +246,15 @@ std::string_view to_string(PollerState s) noexcept {
     return "unknown";
 }
 
+std::string_view to_string(PollerControl c) noexcept {
+    switch (c) {
+        case PollerControl::active: return "active";
+        case PollerControl::paused: return "paused";
+        case PollerControl::cancelled: return "cancelled";
+    }
+    return "unknown";
+}
+
 std::string_view to_string(PollError e) noexcept {
     switch (e) {
         case PollError::resolve: return "resolve";
@@ -243,8 +280,16 @@ struct PollerGroup::Impl {
     explicit Impl(QuoteHandler h) : on_quote(std::move(h)), error_log(std::chrono::seconds(10)) {}
 
     QuoteHandler on_quote;
-    std::vector<std::unique_ptr<HostGuard>> hosts;  // per Config::hosts entry
-    std::vector<std::unique_ptr<SourceRuntime>> sources;
+    asio::io_context* io = nullptr;
+    bool strands = false;  // a strand per poller when the io_context runs on several threads
+    // The mutex guards the tables below (not the pollers' poll-path state): reloads and
+    // operators change them while the admin server and the supervisor read them.
+    mutable std::mutex mutex;
+    std::vector<std::unique_ptr<SourceSlot>> slots;  // by SourceId
+    // One guard per host entry, shared by every source (and reload) that polls that host.
+    std::map<std::string, std::unique_ptr<HostGuard>, std::less<>> guards;
+    std::vector<HostGuard*> hosts;  // in creation order: Config::hosts first
+    std::vector<std::string> host_keys;
     std::vector<std::unique_ptr<Poller>> pollers;
     std::atomic<bool> stopping{false};
     std::atomic<bool> cancelling{false};
@@ -268,6 +313,7 @@ struct PollerGroup::Impl {
             p.state.store(PollerState::failed, std::memory_order_relaxed);
         }
         st.errors[static_cast<std::size_t>(f.error)].fetch_add(1, std::memory_order_relaxed);
+        p.last_error.store(static_cast<std::uint8_t>(f.error), std::memory_order_relaxed);
         // 2,000 failing pollers must not flood stdout, nor allocate per failure.
         const auto suppressed = error_log.admit(log::Level::warn, p.source.error_keys[static_cast<std::size_t>(f.error)],
                                                 "poll failed");
@@ -525,18 +571,21 @@ struct PollerGroup::Impl {
 
     asio::awaitable<void> run(Poller& p) {
         auto& st = p.source.stats;
-        const auto max_in_flight = static_cast<std::int64_t>(p.source.config.max_in_flight);
         auto tick = p.schedule.first_tick(Clock::now().time_since_epoch());
+        auto cancelled = [&p] { return p.control.load(std::memory_order_acquire) == PollerControl::cancelled; };
         for (;;) {
-            if (stopping.load(std::memory_order_acquire)) break;
+            if (stopping.load(std::memory_order_acquire) || cancelled()) break;
             p.tick_timer.expires_at(on_timer_grid(Clock::time_point(duration_cast<Clock::duration>(tick))));
             co_await p.tick_timer.async_wait(use_tuple);
-            if (stopping.load(std::memory_order_acquire)) break;
+            if (stopping.load(std::memory_order_acquire) || cancelled()) break;
             const auto woke = Clock::now();
             st.lateness.record(woke.time_since_epoch() - tick);
-            if (woke < p.backoff_until) {
+            if (p.control.load(std::memory_order_acquire) == PollerControl::paused) {
+                st.paused_ticks.fetch_add(1, std::memory_order_relaxed);
+            } else if (woke < p.backoff_until) {
                 st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
-            } else if (st.in_flight.fetch_add(1, std::memory_order_acq_rel) >= max_in_flight) {
+            } else if (st.in_flight.fetch_add(1, std::memory_order_acq_rel) >=
+                       p.source.max_in_flight.load(std::memory_order_relaxed)) {
                 st.in_flight.fetch_sub(1, std::memory_order_acq_rel);
                 st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
             } else {
@@ -545,13 +594,20 @@ struct PollerGroup::Impl {
                     std::atomic<std::int64_t>& n;
                     ~InFlight() { n.fetch_sub(1, std::memory_order_acq_rel); }
                 } in_flight{st.in_flight};
+                if (p.last_poll_start != Clock::time_point{}) st.achieved_interval.record(woke - p.last_poll_start);
+                p.last_poll_start = woke;
                 // After max_in_flight, so a tick it refuses does not spend a token.
                 const Admission admission = p.source.guard.admit(woke, p.source.config.cost);
                 switch (admission) {
                     case Admission::go:
-                    case Admission::probe: co_await poll_once(p, admission == Admission::probe); break;
+                    case Admission::probe:
+                        p.polling.store(true, std::memory_order_relaxed);
+                        co_await poll_once(p, admission == Admission::probe);
+                        p.polling.store(false, std::memory_order_relaxed);
+                        note_outcome(p, Clock::now() - woke);
+                        break;
                     case Admission::throttled: st.rate_limited_ticks.fetch_add(1, std::memory_order_relaxed); break;
-                    case Admission::paused: st.paused_ticks.fetch_add(1, std::memory_order_relaxed); break;
+                    case Admission::paused: st.host_paused_ticks.fetch_add(1, std::memory_order_relaxed); break;
                     case Admission::breaker_open: st.breaker_ticks.fetch_add(1, std::memory_order_relaxed); break;
                 }
             }
@@ -559,53 +615,88 @@ struct PollerGroup::Impl {
             if (next.skipped) st.skipped_ticks.fetch_add(next.skipped, std::memory_order_relaxed);
             tick = next.tick;
         }
+        // Cancelled by an operator: nothing will use the connection again.
+        if (cancelled() && !stopping.load(std::memory_order_acquire)) p.close_connection();
+    }
+
+    // The task table's per-poller view of the poll that just finished.
+    static void note_outcome(Poller& p, Clock::duration took) {
+        p.polls.fetch_add(1, std::memory_order_relaxed);
+        p.last_latency_ns.store(duration_cast<nanoseconds>(took).count(), std::memory_order_relaxed);
+        switch (p.state.load(std::memory_order_relaxed)) {
+            case PollerState::completed:
+                p.completed.fetch_add(1, std::memory_order_relaxed);
+                p.last_success_ns.store(wall_clock_ns(), std::memory_order_relaxed);
+                break;
+            case PollerState::timed_out:
+                p.timed_out.fetch_add(1, std::memory_order_relaxed);
+                p.last_error_ns.store(wall_clock_ns(), std::memory_order_relaxed);
+                break;
+            case PollerState::failed:
+                p.failed.fetch_add(1, std::memory_order_relaxed);
+                p.last_error_ns.store(wall_clock_ns(), std::memory_order_relaxed);
+                break;
+            default: break;  // cancelled by the drain
+        }
+    }
+
+    // Moves every selected poller whose control is in `from` to `to`.
+    ControlResult change_control(const PollerFilter& filter, std::initializer_list<PollerControl> from,
+                                 PollerControl to) {
+        std::lock_guard lock(mutex);
+        ControlResult result;
+        for (auto& p : pollers) {
+            if (p->retired || p->exited || !filter(p->source.config.name, p->symbol_name, p->tags)) continue;
+            ++result.matched;
+            for (PollerControl f : from) {
+                auto expected = f;
+                if (p->control.compare_exchange_strong(expected, to, std::memory_order_acq_rel)) {
+                    ++result.changed;
+                    // Wake a cancelled poller now rather than at its next tick.
+                    if (to == PollerControl::cancelled)
+                        asio::post(p->executor, [poller = p.get()] { poller->tick_timer.cancel(); });
+                    break;
+                }
+            }
+        }
+        return result;
     }
 
     void exited() {
         if (running.fetch_sub(1, std::memory_order_acq_rel) == 1 && on_all_exited) on_all_exited();
     }
-};
 
-PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Universe& universe,
-                         QuoteHandler on_quote)
-    : impl_(std::make_unique<Impl>(std::move(on_quote))) {
-    const auto now = Clock::now();
-    for (std::size_t h = 0; h < config.hosts.size(); ++h) {
-        const HostConfig& host = config.hosts[h];
-        impl_->hosts.push_back(std::make_unique<HostGuard>(host, now));
-        // Say so at start-up rather than let the venue say it with 429s and bans.
-        const double demand = scheduled_demand(config, h);
-        if (host.rate > 0 && demand > host.rate)
-            log::warn("schedule exceeds the host's rate limit; ticks beyond it are skipped",
-                      {{"host", host.host},
-                       {"port", host.port},
-                       {"requests_per_second", demand},
-                       {"rate", host.rate},
-                       {"achievable_share", host.rate / demand}});
+    SourceSlot& slot_for(SourceId id, const SourceConfig& source) {  // under mutex
+        while (slots.size() <= id) slots.push_back(std::make_unique<SourceSlot>());
+        SourceSlot& slot = *slots[id];
+        slot.name = source.name;
+        slot.max_in_flight.store(static_cast<std::int64_t>(source.max_in_flight), std::memory_order_relaxed);
+        return slot;
     }
-    std::unordered_map<std::string_view, SymbolId> symbol_ids;
-    for (SymbolId i = 0; i < universe.symbols.size(); ++i) symbol_ids.emplace(universe.symbols[i], i);
-    for (SourceId s = 0; s < config.sources.size(); ++s) {
-        const SourceConfig& sc = config.sources[s];
-        auto& src = *impl_->sources.emplace_back(
-            std::make_unique<SourceRuntime>(sc, s, *impl_->hosts.at(sc.host), config.hosts.at(sc.host)));
-        for (auto& name : src.config.symbols)
-            // A strand only when handlers of one poller could otherwise run on two threads.
-            impl_->pollers.push_back(std::make_unique<Poller>(
-                config.runtime.threads > 1 ? asio::any_io_executor(asio::make_strand(io))
-                                           : asio::any_io_executor(io.get_executor()),
-                src, symbol_ids.at(name), name));
+
+    // Under mutex. The guard of a host entry, created on first use.
+    HostGuard& guard_for(const HostConfig& host) {
+        std::string key = host.host;
+        if (host.port) key += ':' + std::to_string(host.port);
+        auto it = guards.find(key);
+        if (it != guards.end()) return *it->second;
+        auto& guard = *guards.emplace(key, std::make_unique<HostGuard>(host, Clock::now())).first->second;
+        hosts.push_back(&guard);
+        host_keys.push_back(std::move(key));
+        return guard;
     }
-}
 
-PollerGroup::~PollerGroup() = default;
+    // Under mutex. The poller is not started.
+    Poller& make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name) {
+        auto executor = strands ? asio::any_io_executor(asio::make_strand(*io)) : asio::any_io_executor(io->get_executor());
+        auto& p = *pollers.emplace_back(std::make_unique<Poller>(executor, *runtime, id, name));
+        p.runtime = runtime;
+        p.tags = poller_tags(runtime->config, name);
+        return p;
+    }
 
-void PollerGroup::start(std::function<void()> on_all_exited) {
-    impl_->on_all_exited = std::move(on_all_exited);
-    impl_->running.store(impl_->pollers.size());
-    for (auto& p : impl_->pollers) {
-        Poller* poller = p.get();
-        asio::co_spawn(poller->executor, impl_->run(*poller), [impl = impl_.get(), poller](std::exception_ptr e) {
+    void spawn(Poller* poller) {
+        asio::co_spawn(poller->executor, run(*poller), [this, poller](std::exception_ptr e) {
             if (e) {
                 // A bug, not an I/O error: I/O errors never throw here. Keep the others going.
                 try {
@@ -616,21 +707,81 @@ void PollerGroup::start(std::function<void()> on_all_exited) {
                                                   {"error", ex.what()}});
                 }
             }
-            impl->exited();
+            bool remove = false;
+            {
+                std::lock_guard lock(mutex);
+                poller->exited = true;
+                remove = poller->retired;
+            }
+            // Freed by a handler posted behind anything already queued for this poller;
+            // nothing is posted to it after `exited` was set.
+            if (remove) asio::post(poller->executor, [this, poller] { erase(poller); });
+            exited();
         });
+    }
+
+    void erase(Poller* poller) {
+        std::unique_ptr<Poller> dead;
+        std::lock_guard lock(mutex);
+        auto it = std::find_if(pollers.begin(), pollers.end(), [&](auto& p) { return p.get() == poller; });
+        if (it == pollers.end()) return;
+        dead = std::move(*it);
+        pollers.erase(it);
+    }
+};
+
+PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Universe& universe,
+                         QuoteHandler on_quote)
+    : impl_(std::make_unique<Impl>(std::move(on_quote))) {
+    impl_->io = &io;
+    // A strand only when handlers of one poller could otherwise run on two threads.
+    impl_->strands = config.runtime.threads > 1;
+    std::unordered_map<std::string_view, SymbolId> symbol_ids;
+    for (SymbolId i = 0; i < universe.symbols.size(); ++i) symbol_ids.emplace(universe.symbols[i], i);
+    std::lock_guard lock(impl_->mutex);
+    for (std::size_t h = 0; h < config.hosts.size(); ++h) {
+        const HostConfig& host = config.hosts[h];
+        impl_->guard_for(host);  // host_status(h) indexes Config::hosts
+        // Say so at start-up rather than let the venue say it with 429s and bans.
+        const double demand = scheduled_demand(config, h);
+        if (host.rate > 0 && demand > host.rate)
+            log::warn("schedule exceeds the host's rate limit; ticks beyond it are skipped",
+                      {{"host", host.host},
+                       {"port", host.port},
+                       {"requests_per_second", demand},
+                       {"rate", host.rate},
+                       {"achievable_share", host.rate / demand}});
+    }
+    for (SourceId s = 0; s < config.sources.size(); ++s) {
+        const SourceConfig& sc = config.sources[s];
+        const HostConfig& host = config.hosts.at(sc.host);
+        auto runtime = std::make_shared<SourceRuntime>(sc, s, impl_->slot_for(s, sc), impl_->guard_for(host), host);
+        for (auto& name : runtime->config.symbols) impl_->make_poller(runtime, symbol_ids.at(name), name);
     }
 }
 
+PollerGroup::~PollerGroup() = default;
+
+void PollerGroup::start(std::function<void()> on_all_exited) {
+    impl_->on_all_exited = std::move(on_all_exited);
+    std::lock_guard lock(impl_->mutex);
+    impl_->running.store(impl_->pollers.size());
+    for (auto& p : impl_->pollers) impl_->spawn(p.get());
+}
+
 void PollerGroup::stop_scheduling() {
+    std::lock_guard lock(impl_->mutex);
     impl_->stopping.store(true, std::memory_order_release);
     for (auto& p : impl_->pollers)
-        asio::post(p->executor, [poller = p.get()] { poller->tick_timer.cancel(); });
+        if (!p->exited) asio::post(p->executor, [poller = p.get()] { poller->tick_timer.cancel(); });
 }
 
 void PollerGroup::cancel_in_flight() {
+    std::lock_guard lock(impl_->mutex);
     impl_->stopping.store(true, std::memory_order_release);
     impl_->cancelling.store(true, std::memory_order_release);
     for (auto& p : impl_->pollers) {
+        if (p->exited) continue;
         asio::post(p->executor, [poller = p.get()] {
             poller->tick_timer.cancel();
             beast::error_code ignored;
@@ -641,10 +792,15 @@ void PollerGroup::cancel_in_flight() {
 
 void PollerGroup::close_connections(std::function<void()> done) {
     // On each poller's own executor: behind any cancel the drain posted there earlier.
-    auto remaining = std::make_shared<std::atomic<std::size_t>>(impl_->pollers.size());
+    // Every poller has returned by now; retired ones closed theirs and are being freed.
+    std::lock_guard lock(impl_->mutex);
+    std::size_t live = 0;
+    for (auto& p : impl_->pollers) live += p->retired ? 0 : 1;
+    auto remaining = std::make_shared<std::atomic<std::size_t>>(live);
     auto finished = std::make_shared<std::function<void()>>(std::move(done));
-    if (impl_->pollers.empty()) (*finished)();
+    if (live == 0) (*finished)();
     for (auto& p : impl_->pollers) {
+        if (p->retired) continue;
         asio::post(p->executor, [poller = p.get(), remaining, finished] {
             poller->close_connection();
             if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1) (*finished)();
@@ -656,22 +812,148 @@ void PollerGroup::flush_logs() { impl_->error_log.flush(); }
 
 std::array<std::size_t, 6> PollerGroup::state_counts() const noexcept {
     std::array<std::size_t, 6> counts{};
-    for (auto& p : impl_->pollers) ++counts[static_cast<std::size_t>(p->state.load(std::memory_order_relaxed))];
+    std::lock_guard lock(impl_->mutex);
+    for (auto& p : impl_->pollers)
+        if (!p->retired) ++counts[static_cast<std::size_t>(p->state.load(std::memory_order_relaxed))];
     return counts;
 }
 
-std::size_t PollerGroup::size() const noexcept { return impl_->pollers.size(); }
+PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept {
+    ControlCounts counts;
+    std::lock_guard lock(impl_->mutex);
+    for (auto& p : impl_->pollers) {
+        if (p->retired) continue;
+        const auto control = p->control.load(std::memory_order_relaxed);
+        ++counts.by_control[static_cast<std::size_t>(control)];
+        if (control == PollerControl::active && p->polls.load(std::memory_order_relaxed) == 0)
+            ++counts.active_never_polled;
+    }
+    return counts;
+}
+
+std::size_t PollerGroup::size() const noexcept {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->pollers.size();
+}
 std::size_t PollerGroup::running() const noexcept { return impl_->running.load(); }
 std::size_t PollerGroup::polls_in_flight() const noexcept {
     std::int64_t n = 0;
-    for (auto& s : impl_->sources) n += s->stats.in_flight.load(std::memory_order_relaxed);
+    std::lock_guard lock(impl_->mutex);
+    for (auto& s : impl_->slots) n += s->stats.in_flight.load(std::memory_order_relaxed);
     return static_cast<std::size_t>(std::max<std::int64_t>(n, 0));
 }
-const SourceStats& PollerGroup::stats(SourceId source) const { return impl_->sources.at(source)->stats; }
-std::size_t PollerGroup::source_count() const noexcept { return impl_->sources.size(); }
+const SourceStats& PollerGroup::stats(SourceId source) const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->slots.at(source)->stats;
+}
+std::size_t PollerGroup::source_count() const noexcept {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->slots.size();
+}
+std::string PollerGroup::source_name(SourceId source) const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->slots.at(source)->name;
+}
+
+std::vector<PollerSnapshot> PollerGroup::snapshot() const {
+    std::vector<PollerSnapshot> out;
+    std::lock_guard lock(impl_->mutex);
+    out.reserve(impl_->pollers.size());
+    constexpr auto r = std::memory_order_relaxed;
+    for (auto& p : impl_->pollers) {
+        if (p->retired) continue;
+        PollerSnapshot s;
+        s.source = p->source.id;
+        s.source_name = p->source.config.name;
+        s.symbol = p->symbol_name;
+        s.tags = p->tags;
+        s.interval = p->source.config.interval;
+        s.state = p->state.load(r);
+        s.control = p->control.load(r);
+        s.polling = p->polling.load(r);
+        s.polls = p->polls.load(r);
+        s.completed = p->completed.load(r);
+        s.failed = p->failed.load(r);
+        s.timed_out = p->timed_out.load(r);
+        s.last_success_ns = p->last_success_ns.load(r);
+        s.last_error_ns = p->last_error_ns.load(r);
+        if (auto e = p->last_error.load(r); e < static_cast<std::uint8_t>(PollError::count_))
+            s.last_error = static_cast<PollError>(e);
+        s.last_latency_ns = p->last_latency_ns.load(r);
+        out.push_back(s);
+    }
+    return out;
+}
+
+ControlResult PollerGroup::pause(const PollerFilter& filter) {
+    return impl_->change_control(filter, {PollerControl::active}, PollerControl::paused);
+}
+ControlResult PollerGroup::resume(const PollerFilter& filter) {
+    return impl_->change_control(filter, {PollerControl::paused}, PollerControl::active);
+}
+ControlResult PollerGroup::cancel(const PollerFilter& filter) {
+    return impl_->change_control(filter, {PollerControl::active, PollerControl::paused},
+                                 PollerControl::cancelled);
+}
+
+bool PollerGroup::add(SourceId id, const SourceConfig& source, const HostConfig& host,
+                      const std::vector<std::pair<std::string, SymbolId>>& symbols) {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->stopping.load(std::memory_order_acquire)) return false;
+    // A host already polled keeps its guard (bucket, pauses, breaker) and its limits.
+    auto runtime = std::make_shared<SourceRuntime>(source, id, impl_->slot_for(id, source), impl_->guard_for(host), host);
+    std::vector<Poller*> fresh;
+    for (auto& [name, symbol] : symbols) fresh.push_back(&impl_->make_poller(runtime, symbol, name));
+    impl_->running.fetch_add(fresh.size(), std::memory_order_acq_rel);
+    for (Poller* p : fresh) impl_->spawn(p);
+    return true;
+}
+
+std::size_t PollerGroup::retire(const PollerFilter& filter) {
+    std::lock_guard lock(impl_->mutex);
+    std::size_t n = 0;
+    for (auto& p : impl_->pollers) {
+        if (p->retired || !filter(p->source.config.name, p->symbol_name, p->tags)) continue;
+        p->retired = true;
+        ++n;
+        if (p->exited) {  // cancelled earlier by an operator: already returned
+            asio::post(p->executor, [impl = impl_.get(), poller = p.get()] { impl->erase(poller); });
+            continue;
+        }
+        p->control.store(PollerControl::cancelled, std::memory_order_release);
+        asio::post(p->executor, [poller = p.get()] { poller->tick_timer.cancel(); });
+    }
+    return n;
+}
+
+void PollerGroup::set_tags(const SourceConfig& source) {
+    std::lock_guard lock(impl_->mutex);
+    for (auto& slot : impl_->slots)
+        if (slot->name == source.name)
+            slot->max_in_flight.store(static_cast<std::int64_t>(source.max_in_flight), std::memory_order_relaxed);
+    for (auto& p : impl_->pollers)
+        if (!p->retired && p->source.config.name == source.name) p->tags = poller_tags(source, p->symbol_name);
+}
+
+std::vector<std::string> poller_tags(const SourceConfig& source, std::string_view symbol) {
+    std::vector<std::string> tags = source.tags;
+    if (auto it = source.symbol_tags.find(std::string(symbol)); it != source.symbol_tags.end())
+        for (auto& t : it->second)
+            if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
+    return tags;
+}
+
 HostGuard::Status PollerGroup::host_status(std::size_t host) const {
+    std::lock_guard lock(impl_->mutex);
     return impl_->hosts.at(host)->status(Clock::now());
 }
-std::size_t PollerGroup::host_count() const noexcept { return impl_->hosts.size(); }
+std::size_t PollerGroup::host_count() const noexcept {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->hosts.size();
+}
+std::string PollerGroup::host_name(std::size_t host) const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->host_keys.at(host);
+}
 
 }  // namespace mdagg

@@ -124,6 +124,55 @@ TEST_F(AggregatorTest, OutOfRangeIdsAreRejectedAndCounted) {
     EXPECT_FALSE(agg.best(0).has_bid);
 }
 
+TEST_F(AggregatorTest, GrowKeepsStateAndAcceptsNewIds) {
+    agg.on_quote(quote(2, 1, "1", "2", t0));
+    agg.on_quote(quote(0, 0, "5", "6", t0));
+    universe.sources.push_back("d");   // source 3
+    universe.symbols.push_back("SOL");  // symbol 2
+    agg.on_quote(quote(3, 2, "7", "8", t0));
+    EXPECT_EQ(agg.quotes_rejected(), 1u) << "ids beyond the tables are rejected until grow()";
+    agg.grow();
+    // Latest quotes moved to the new layout, under the same ids.
+    ASSERT_NE(agg.latest(1, 2), nullptr);
+    EXPECT_EQ(agg.latest(1, 2)->bid, D("1"));
+    ASSERT_NE(agg.latest(0, 0), nullptr);
+    EXPECT_EQ(agg.latest(0, 0)->ask, D("6"));
+    EXPECT_EQ(agg.latest(1, 3), nullptr);
+    agg.on_quote(quote(3, 2, "7", "8", t0 + 1));
+    agg.on_quote(quote(3, 0, "5.5", "5.9", t0 + 2));
+    EXPECT_EQ(agg.quotes_rejected(), 1u);
+    EXPECT_EQ(agg.best(2).bid, D("7"));
+    EXPECT_EQ(agg.best(0).bid, D("5.5"));
+    EXPECT_EQ(agg.best(0).bid_source, 3u);
+    agg.close_all_bars();
+    ASSERT_EQ(sink.bars.size(), 3u);  // BTC, ETH and the new SOL
+    EXPECT_EQ(sink.bars[2].symbol, 2u);
+    EXPECT_EQ(sink.bars[2].open, D("7.5"));
+}
+
+TEST_F(AggregatorTest, GrowKeepsStalenessInTheNewLayout) {
+    agg.set_stale_after(1, 100 * ms);
+    agg.on_quote(quote(1, 1, "1", "2", t0));
+    agg.on_quote(quote(0, 1, "0.5", "3", t0));
+    agg.expire_stale(t0 + 200 * ms);  // source 1 of ETH is stale
+    ASSERT_EQ(agg.stale_count(), 1u);
+    universe.sources.push_back("d");
+    universe.symbols.push_back("SOL");
+    agg.grow();
+    agg.set_stale_after(3, 100 * ms);
+    // Still stale under the new layout: ETH's best bid is source 0's, not the stale one.
+    EXPECT_EQ(agg.best(1).bid_source, 0u);
+    agg.on_quote(quote(3, 2, "7", "8", t0 + 300 * ms));
+    agg.expire_stale(t0 + 500 * ms);
+    EXPECT_EQ(agg.stale_count(), 2u);  // the new source's quote too
+    agg.on_quote(quote(1, 1, "1.5", "2", t0 + 600 * ms));
+    EXPECT_EQ(agg.stale_count(), 1u);
+    EXPECT_EQ(agg.best(1).bid_source, 1u);
+    ASSERT_EQ(sink.marks.size(), 3u);
+    EXPECT_FALSE(sink.marks[2].stale);
+    EXPECT_EQ(sink.marks[2].source, 1u);
+}
+
 TEST_F(AggregatorTest, BarOhlcUpdatesSpreadAndBbo) {
     agg.on_quote(quote(0, 0, "9.99", "10.01", t0 + 100 * ms));   // mid 10, spread 0.02
     agg.on_quote(quote(1, 0, "11.90", "12.10", t0 + 200 * ms));  // mid 12

@@ -385,6 +385,9 @@ TEST(ConfigParse, DemoYamlParses) {
     EXPECT_EQ(s.fields.exchange_time->pointer, "/time");
     EXPECT_EQ(c.output.dir, "./out");
     EXPECT_EQ(c.runtime.threads, 1u);
+    EXPECT_TRUE(c.admin.enabled);
+    EXPECT_EQ(c.admin.port, 9100);
+    EXPECT_EQ(c.admin.token_env, "MDAGG_ADMIN_TOKEN");
 }
 
 // ---- sharding ------------------------------------------------------------------------------
@@ -760,7 +763,7 @@ TEST(ConfigErrors, UnknownKeySuggestsClosest) {
     EXPECT_EQ(error_of(replace_line(6, "    fields: {bid: /b, ask: /a, bidsize: /s}")),
               "t.yaml:6:32: sources[0].fields.bidsize: unknown key, did you mean \"bid_size\"?");
     EXPECT_EQ(error_of(append("colour: red\n")),
-              "t.yaml:7:1: colour: unknown key; valid keys: runtime, sharding, shutdown, log, output, sources, hosts");
+              "t.yaml:7:1: colour: unknown key; valid keys: runtime, sharding, shutdown, log, output, admin, sources, hosts");
 }
 
 TEST(ConfigErrors, DuplicateKey) {
@@ -928,6 +931,84 @@ TEST(ConfigErrors, LoadConfigNamesTheFile) {
 }
 
 // ---- parse_duration ------------------------------------------------------------------------
+
+TEST(ConfigAdmin, AbsentSectionMeansOff) {
+    const Config c = parse(minimal);
+    EXPECT_FALSE(c.admin.enabled);
+    EXPECT_EQ(c.admin.stall_after, 60s);  // the stall detector logs even without the server
+}
+
+TEST(ConfigAdmin, EmptySectionTurnsItOnWithDefaults) {
+    const Config c = parse(append("admin: {}\n"));
+    EXPECT_TRUE(c.admin.enabled);
+    EXPECT_EQ(c.admin.host, "127.0.0.1");
+    EXPECT_EQ(c.admin.port, 9100);
+    EXPECT_EQ(c.admin.token_env, "");
+}
+
+TEST(ConfigAdmin, EveryKey) {
+    const Config c = parse(append(
+        "admin:\n  listen: \"[::1]:0\"\n  token_env: MDAGG_ADMIN_TOKEN\n  stall_after: 1500ms\n"));
+    EXPECT_EQ(c.admin.host, "::1");
+    EXPECT_EQ(c.admin.port, 0);
+    EXPECT_EQ(c.admin.token_env, "MDAGG_ADMIN_TOKEN");
+    EXPECT_EQ(c.admin.stall_after, 1500ms);
+    EXPECT_EQ(parse(append("admin:\n  listen: 0.0.0.0:65535\n")).admin.port, 65535);
+}
+
+TEST(ConfigAdmin, Errors) {
+    EXPECT_EQ(error_of(append("admin:\n  listen: localhost:9100\n")),
+              "t.yaml:8:11: admin.listen: \"localhost\" is not an IPv4 address (host names are not "
+              "looked up here)");
+    EXPECT_EQ(error_of(append("admin:\n  listen: 127.0.0.1\n")),
+              "t.yaml:8:11: admin.listen: expected HOST:PORT like \"127.0.0.1:9100\" or \"[::1]:9100\"");
+    EXPECT_EQ(error_of(append("admin:\n  listen: 127.0.0.1:70000\n")),
+              "t.yaml:8:11: admin.listen: port must be a number between 0 and 65535");
+    EXPECT_EQ(error_of(append("admin:\n  listen: \"::1:9100\"\n")),
+              "t.yaml:8:11: admin.listen: an IPv6 address needs brackets: [::1]:PORT");
+    EXPECT_EQ(error_of(append("admin:\n  token_env: MY-TOKEN\n")),
+              "t.yaml:8:14: admin.token_env: invalid character '-' in an environment variable name");
+    EXPECT_EQ(error_of(append("admin:\n  stall_after: 0s\n")),
+              "t.yaml:8:16: admin.stall_after: must be greater than 0");
+    EXPECT_EQ(error_of(append("admin:\n  listn: 127.0.0.1:1\n")),
+              "t.yaml:8:3: admin.listn: unknown key, did you mean \"listen\"?");
+}
+
+TEST(ConfigTags, SourceAndSymbolTags) {
+    const Config c = parse(R"(sources:
+  - name: sim
+    url: "http://127.0.0.1:8081/quotes/{symbol}"
+    interval: 50ms
+    tags: [us]
+    symbols: [AAPL, { name: IBM, tags: [nyse, blue-chip] }, {name: MSFT}]
+    fields: {bid: /bid, ask: /ask}
+)");
+    const SourceConfig& s = c.sources[0];
+    EXPECT_EQ(s.symbols, (std::vector<std::string>{"AAPL", "IBM", "MSFT"}));
+    EXPECT_TRUE(s.has_tag("AAPL", "us"));
+    EXPECT_FALSE(s.has_tag("AAPL", "nyse"));
+    EXPECT_TRUE(s.has_tag("IBM", "nyse"));
+    EXPECT_TRUE(s.has_tag("IBM", "blue-chip"));
+    EXPECT_TRUE(s.has_tag("IBM", "us"));
+    EXPECT_FALSE(s.has_tag("MSFT", "nyse"));
+    EXPECT_EQ(s.symbol_tags.size(), 1u);
+}
+
+TEST(ConfigTags, Errors) {
+    EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {name: IBM, tags: [a b]}]")),
+              "t.yaml:5:40: sources[0].symbols[1].tags[0]: invalid character ' ' in tag; allowed: "
+              "A-Z a-z 0-9 . _ -");
+    EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {name: IBM, tags: [x, x]}]")),
+              "t.yaml:5:43: sources[0].symbols[1].tags[1]: duplicate tag \"x\"");
+    EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {tags: [x]}]")),
+              "t.yaml:5:21: sources[0].symbols[1].name: required key is missing");
+    EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {name: AAPL}]")),
+              "t.yaml:5:21: sources[0].symbols[1]: duplicate symbol \"AAPL\", already at sources[0].symbols[0]");
+    EXPECT_EQ(error_of(replace_line(5, "    symbols: [AAPL, {name: IBM, tag: [x]}]")),
+              "t.yaml:5:33: sources[0].symbols[1].tag: unknown key, did you mean \"tags\"?");
+    EXPECT_EQ(error_of(append("    tags: nyse\n")),
+              "t.yaml:7:11: sources[0].tags: expected a list, got \"nyse\"");
+}
 
 TEST(ParseDuration, Accepts) {
     const std::pair<std::string_view, Duration> cases[] = {

@@ -310,7 +310,7 @@ TEST(PollerGroup, A429PausesTheWholeHostForItsRetryAfter) {
     // then waits a second: a handful of OK polls at most, instead of 35.
     EXPECT_EQ(errors(st, mdagg::PollError::rate_limited), 1u);
     EXPECT_LE(ok_quotes, 3);
-    EXPECT_GT(st.paused_ticks.load(), 40u);
+    EXPECT_GT(st.host_paused_ticks.load(), 40u);
     const auto host = group.host_status(0);
     EXPECT_EQ(host.pause, mdagg::PauseReason::rate_limited);
     EXPECT_EQ(host.pauses_rate_limited, 1u);

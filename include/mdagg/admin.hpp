@@ -1,0 +1,137 @@
+// The ops HTTP server: GET /metrics (Prometheus text), /healthz, /readyz, /debug/tasks and
+// POST /admin/{pause,resume,cancel}. It runs on the daemon's io_context; what it reports and
+// does comes from a Backend the daemon implements. Routing, auth, selectors and the
+// Prometheus text are sans-io and tested without sockets.
+#pragma once
+
+#include <mdagg/metrics.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mdagg::admin {
+
+// ---- Prometheus text exposition format 0.0.4 ------------------------------------------------
+
+struct Label {
+    std::string_view name;
+    std::string_view value;
+};
+
+// Appends families to `out`. Call family() once per metric name before its samples.
+class PrometheusWriter {
+public:
+    explicit PrometheusWriter(std::string& out) : out_(out) {}
+    // type: counter, gauge or histogram.
+    void family(std::string_view name, std::string_view type, std::string_view help);
+    void sample(std::string_view name, std::initializer_list<Label> labels, double value);
+    // name_bucket{le=...} (cumulative, ending in +Inf), name_sum and name_count, in seconds.
+    // The le bounds are powers of two from 128 us to 33.5 s: each is an exact bucket bound of
+    // LatencyHistogram, so the cumulative counts are exact, not interpolated.
+    void histogram(std::string_view name, std::initializer_list<Label> labels,
+                   const LatencyHistogram::Snapshot& snapshot);
+
+private:
+    void series(std::string_view name, std::initializer_list<Label> labels,
+                std::optional<Label> extra);
+    std::string& out_;
+};
+
+// ---- selecting pollers ------------------------------------------------------------------------
+
+// Shell-style: '*' any run of characters, '?' any one; everything else literal.
+bool glob_match(std::string_view pattern, std::string_view text) noexcept;
+
+// Every given criterion must hold (AND); within `symbols`, any one name (OR).
+struct Selector {
+    std::string source;                // empty: any source
+    std::vector<std::string> symbols;  // exact names; empty: any
+    std::string glob;                  // symbol glob; empty: any
+    std::string tag;                   // empty: any
+    std::string state;                 // /debug/tasks only: a poller state or control name
+    bool all = false;                  // {"all": true}: say so to act on every poller
+
+    bool has_criteria() const noexcept {
+        return !source.empty() || !symbols.empty() || !glob.empty() || !tag.empty();
+    }
+    // Source, symbols, glob and tag; `has_tag` answers for this poller.
+    bool matches(std::string_view source_name, std::string_view symbol,
+                 const std::function<bool(std::string_view tag)>& has_tag) const;
+};
+
+// POST body: {"source": "sim", "symbols": ["A", "B"], "glob": "STOCK_1*", "tag": "nyse"} or
+// {"all": true}. Unknown keys, wrong types and an empty selector are errors (a typo must not
+// act on every poller). Returns the error message.
+std::optional<std::string> parse_selector(std::string_view json, Selector& out);
+// GET /debug/tasks?source=..&symbol=GLOB&tag=..&state=..: percent-decoded; no criterion = all.
+std::optional<std::string> parse_task_query(std::string_view query, Selector& out);
+
+// ---- routing ----------------------------------------------------------------------------------
+
+struct Response {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+};
+
+enum class Action { pause, resume, cancel };
+std::string_view to_string(Action a) noexcept;
+
+// What the endpoints report and do. Called on the admin server's executor; implementations
+// read atomics or post to the owners of the state.
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string metrics() = 0;  // Prometheus text
+    virtual Response healthz() = 0;     // 200 or 503, JSON
+    virtual Response readyz() = 0;      // 200 or 503, JSON
+    virtual Response tasks(const Selector& filter) = 0;
+    virtual Response control(Action action, const Selector& selector) = 0;
+};
+
+struct Request {
+    std::string_view method;
+    std::string_view target;         // path and query
+    std::string_view authorization;  // the header's value, empty when absent
+    std::string_view body;
+};
+
+// Routes one request. `token` empty: POST /admin/* need no authorization.
+Response handle(const Request& request, Backend& backend, std::string_view token);
+
+// ---- the server -------------------------------------------------------------------------------
+
+struct ServerOptions {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 9100;
+    std::string token;
+    std::size_t max_connections = 64;  // beyond this, new connections are closed at once
+};
+
+class Server {
+public:
+    Server(boost::asio::io_context& io, ServerOptions options, Backend& backend);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Binds and starts accepting; returns the bound port. Throws std::system_error.
+    std::uint16_t start();
+    // Stops accepting and closes every connection. Any thread.
+    void stop();
+    void set_token(std::string token);  // for a reload; any thread
+
+private:
+    struct Impl;
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace mdagg::admin

@@ -1,0 +1,72 @@
+// Private to lifecycle: what the ops endpoints report and do, and the two health watchdogs.
+// The event-loop watchdog is a thread that notices the loop not turning (a heartbeat the
+// control strand stamps stops advancing); the poll stall detector notices that no poll has
+// completed for `stall_after`. Both fail /healthz and log once per episode.
+#pragma once
+
+#include <mdagg/admin.hpp>
+#include <mdagg/config.hpp>
+#include <mdagg/poll.hpp>
+#include <mdagg/quote.hpp>
+#include <mdagg/sink.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace mdagg::lifecycle {
+
+class Operations final : public admin::Backend {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    Operations(const Config& config, PollerGroup& pollers, const JsonlSink& sink);
+    ~Operations() override;
+
+    // Control strand, every heartbeat_every: stamps the heartbeat, latches readiness and runs
+    // the stall detector.
+    static constexpr auto heartbeat_every = std::chrono::milliseconds(250);
+    void on_heartbeat(Clock::time_point now);
+    // The loop counts as stalled when the heartbeat is older than this.
+    static constexpr auto loop_stall_after = std::chrono::seconds(5);
+    void start_loop_watchdog();
+
+    void set_draining() noexcept { draining_.store(true); }
+    void set_stall_after(Duration d) noexcept { stall_after_ns_.store(d.count()); }
+    bool ready() const noexcept { return ready_.load(); }
+
+    std::string metrics() override;
+    admin::Response healthz() override;
+    admin::Response readyz() override;
+    admin::Response tasks(const admin::Selector& filter) override;
+    admin::Response control(admin::Action action, const admin::Selector& selector) override;
+
+private:
+    static PollerFilter filter_for(const admin::Selector& selector);
+    std::uint64_t polls_finished() const;
+
+    PollerGroup& pollers_;
+    const JsonlSink& sink_;
+    const std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
+    const Clock::time_point started_ = Clock::now();
+
+    std::atomic<bool> ready_{false};
+    std::atomic<bool> draining_{false};
+    std::atomic<std::int64_t> stall_after_ns_;
+    std::atomic<bool> polls_stalled_{false};
+    std::atomic<std::uint64_t> poll_stalls_{0};
+    std::atomic<Clock::rep> last_progress_{0};  // when the completed count last moved
+    std::uint64_t last_completed_ = 0;          // control strand only
+
+    std::atomic<Clock::rep> last_beat_;
+    std::atomic<bool> loop_stalled_{false};
+    std::atomic<std::uint64_t> loop_stalls_{0};
+    std::mutex watchdog_mutex_;
+    std::condition_variable watchdog_cv_;
+    bool watchdog_stop_ = false;
+    std::thread watchdog_;
+};
+
+}  // namespace mdagg::lifecycle
