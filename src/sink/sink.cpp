@@ -412,6 +412,7 @@ struct State {
     // fdatasync, rename to the final name, fsync the directory; then retention and compression.
     // Returns false, keeping the segment open, when its records cannot be saved yet (removed
     // from under us and not rescued) unless `final`.
+    // `final` (the drain) also skips the directory fsync, which finalize() does once for all.
     bool close_segment(Stream& s, bool final = false) {
         Segment& g = s.seg;
         if (g.fd < 0) return true;
@@ -435,7 +436,8 @@ struct State {
             on_failure("rename", g.part_path, errno);
             return true;
         }
-        if (int e = sync_dir(dir)) on_failure("fsync directory", dir, e);
+        if (!final)
+            if (int e = sync_dir(dir)) on_failure("fsync directory", dir, e);
         s.counters.segments_closed.fetch_add(1, std::memory_order_relaxed);
         log::info("output segment closed", {{"path", g.final_path}, {"records", g.records}, {"bytes", g.size}});
         apply_retention(s.kind);
@@ -555,6 +557,8 @@ struct State {
             }
             close_segment(s, true);
         }
+        // One directory fsync makes every rename above durable; the drain's budget is short.
+        if (int e = sync_dir(dir)) on_failure("fsync directory", dir, e);
     }
 
     // ---- retention and compression ------------------------------------------------------
@@ -661,7 +665,8 @@ void writer_main(std::shared_ptr<State> sp) {
             for (Stream& s : st.streams)
                 if (!st.write_stream(s, flushing)) break;
         }
-        if (flushing) st.sync_all(requested_at);
+        // The last round's fdatasyncs happen as finalize() closes each segment.
+        if (flushing && !last) st.sync_all(requested_at);
         st.rotate_by_age(Clock::now());
         // A fault with nothing left to retry must not leave the timer in the past (a spin).
         if (st.fault && Clock::now() >= st.retry_at) st.retry_at = Clock::now() + st.opt.retry_every;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <fstream>
@@ -251,6 +252,21 @@ TEST(Output, FillingDiskKeepsPollingCountsDropsAndRecovers) {
     std::size_t in_files = 0;
     for (auto& [pid, n] : quotes_by_pid(out)) in_files += n;
     EXPECT_EQ(in_files, d["quotes_written"].get<std::size_t>());
+    // Writes resumed after ENOSPC at the exact byte: no quote twice, none out of order.
+    std::map<std::string, long long> last_seq;
+    auto files = harness::read_output(out);
+    std::sort(files.begin(), files.end(), [](auto& a, auto& b) { return a.path < b.path; });
+    for (auto& f : files) {
+        for (auto& r : f.records) {
+            if (r["type"] != "quote") continue;
+            const auto seq = r["seq"].get<long long>();
+            auto [it, fresh] = last_seq.emplace(r["symbol"].get<std::string>(), seq);
+            if (!fresh) {
+                EXPECT_LT(it->second, seq) << f.path << ": " << r.dump();
+                it->second = seq;
+            }
+        }
+    }
 }
 
 TEST(Output, ReadOnlyOrFullDiskAtStartExitsTwo) {
