@@ -445,8 +445,8 @@ Decision FaultTable::decide(std::string_view symbol, std::size_t responses_on_co
         if (s.kind != FaultKind::rate_limit || !live(e)) continue;
         if (now - e.window_start >= s.window) {
             // A whole window without a 429 forgives earlier violations.
-            if (e.rejected_in_window == 0) e.violations = 0;
             const auto windows = (now - e.window_start) / s.window;
+            if (e.rejected_in_window == 0 || windows > 1) e.violations = 0;
             e.window_start += windows * s.window;
             e.used = 0;
             e.rejected_in_window = 0;
