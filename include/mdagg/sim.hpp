@@ -48,6 +48,8 @@
 // was written; a quote whose write failed is counted in failed_writes and its seq is lost, so
 // for every symbol last_seq == per_symbol + the failed writes of that symbol. A write that
 // completed is counted even if the client had already given up on it (timed out) by then.
+// While a quote is being written its seq is taken but not yet counted: compare the stats once
+// the client has stopped.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
