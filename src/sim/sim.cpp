@@ -327,6 +327,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         if (stopping.load() || !listener_holders.empty() || quote.open.load()) return;
         try {
             open_listener(quote);
+            log_line("quote listener reopened on port " + std::to_string(quote.port.load()));
         } catch (const std::system_error& e) {
             log_line(std::string("reopening the quote listener: ") + e.what());
             quote.reopen.expires_after(kAcceptBackoff);
@@ -365,7 +366,11 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         const auto after = spec.after;
         const auto duration = spec.duration;
         const bool drop = spec.drop_connections;
+        const std::string text =
+            spec.source.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         const std::uint64_t id = faults.add(std::move(spec), detail::SteadyClock::now());
+        // A fault timeline on stderr explains a chaos test's failure; faults change rarely.
+        log_line("fault " + std::to_string(id) + " added: " + text);
         asio::post(main, [self = shared_from_this(), id, kind, after, duration, drop] {
             if (self->stopping.load()) return;
             if (after.count() == 0) return self->activate(id, kind, duration, drop);
@@ -384,6 +389,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             fault_counts[static_cast<std::size_t>(kind)].fetch_add(1);
             listener_holders.insert(id);
             if (quote.open.load()) close_listener(quote);
+            log_line("fault " + std::to_string(id) + ": quote listener closed (" +
+                     std::string(detail::kind_name(kind)) + ")");
             if (drop) close_connections(true);
         }
         if (duration)
@@ -410,6 +417,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     bool remove_fault(std::uint64_t id) {
         if (!faults.remove(id)) return false;
+        log_line("fault " + std::to_string(id) + " removed");
         after_removal(id);
         return true;
     }
@@ -420,6 +428,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             ids.push_back(id);
             after_removal(id);
         }
+        if (!ids.empty()) log_line("faults cleared: " + std::to_string(ids.size()));
         return ids;
     }
 
