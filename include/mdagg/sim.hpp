@@ -1,12 +1,14 @@
 // mdagg-sim: an HTTP/1.1 quote simulator (Beast, C++20 coroutines, keep-alive) for the demo,
 // the tests and the benchmarks, with faults that can be switched on and off while it runs.
 //
-// Faults. A fault is a JSON object: {"kind": K, <selector>, "duration": D, "count": N, <params>}.
+// Faults. A fault is a JSON object:
+//   {"kind": K, <selector>, "after": A, "duration": D, "count": N, <params>}
 //   selector (at most one; none = every quote request):
 //     "symbols": ["STOCK_1", ...]   these symbols
 //     "symbol_ratio": R             symbols whose stable name hash falls below R (symbol_in_ratio)
 //     "request_ratio": R            each request with probability R (the connection's seeded RNG)
-//   "duration": "5s"  the fault removes itself after that long (units us, ms, s, m, h)
+//   "after": "10s"    the fault starts that long after it was added (e.g. into a run)
+//   "duration": "5s"  the fault removes itself after that long from its start (us, ms, s, m, h)
 //   "count": N        ... or after answering N requests (a ban: N triggers, each running its period)
 //   kinds and their parameters (defaults in brackets):
 //     latency            "min", "max" [min]; "distribution": "uniform" | "pareto" (scale min,
@@ -46,6 +48,8 @@
 // was written; a quote whose write failed is counted in failed_writes and its seq is lost, so
 // for every symbol last_seq == per_symbol + the failed writes of that symbol. A write that
 // completed is counted even if the client had already given up on it (timed out) by then.
+// While a quote is being written its seq is taken but not yet counted: compare the stats once
+// the client has stopped.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -102,7 +106,8 @@ public:
     //   POST   /control/faults       body: one fault -> 201 {"id": N, "kind": K}; 400 {"error",
     //                                "reason"} for a bad fault
     //   GET    /control/faults       200 {"faults": [{"id", "kind", "hits", "expires_in_ms"
-    //                                (null = no expiry), "spec", ["banned_for_ms"], ["used"]}]}
+    //                                (null = no expiry), "spec", ["starts_in_ms"],
+    //                                ["banned_for_ms"], ["used"]}]}
     //   DELETE /control/faults/{id}  200 {"deleted": [id]}; 404 if no such fault
     //   DELETE /control/faults       200 {"deleted": [ids...]}
     std::uint64_t add_fault(std::string_view json);  // throws std::invalid_argument

@@ -253,6 +253,7 @@ FaultSpec parse_fault(const nlohmann::json& json) {
     parse_selector(r, spec);
     if (spec.kind != FaultKind::restart) spec.duration = r.duration("duration");
     if (spec.duration && spec.duration->count() <= 0) fail("'duration': must be above 0");
+    spec.after = r.duration("after").value_or(Micros(0));
     if (!spec.listener_level() && spec.kind != FaultKind::rate_limit)
         spec.count = r.integer("count", 1, UINT64_MAX).value_or(0);
 
@@ -372,8 +373,9 @@ std::uint64_t FaultTable::add(FaultSpec spec, SteadyClock::time_point now) {
     std::lock_guard lock(mutex_);
     Entry e;
     e.id = next_id_++;
-    if (spec.duration) e.expires = now + *spec.duration;
-    e.window_start = now;
+    e.starts = now + spec.after;
+    if (spec.duration) e.expires = e.starts + *spec.duration;
+    e.window_start = e.starts;
     e.spec = std::make_shared<const FaultSpec>(std::move(spec));
     entries_.push_back(std::move(e));
     update_count_locked();
@@ -422,7 +424,9 @@ Decision FaultTable::decide(std::string_view symbol, std::size_t responses_on_co
                             std::uint64_t& rng, SteadyClock::time_point now) {
     Decision d;
     std::lock_guard lock(mutex_);
-    auto live = [now](const Entry& e) { return !e.expires || now < *e.expires; };
+    auto live = [now](const Entry& e) {
+        return now >= e.starts && (!e.expires || now < *e.expires);
+    };
 
     // 1. A ban in force answers everything, whichever fault or limiter imposed it.
     for (const auto& e : entries_) {
@@ -441,8 +445,8 @@ Decision FaultTable::decide(std::string_view symbol, std::size_t responses_on_co
         if (s.kind != FaultKind::rate_limit || !live(e)) continue;
         if (now - e.window_start >= s.window) {
             // A whole window without a 429 forgives earlier violations.
-            if (e.rejected_in_window == 0) e.violations = 0;
             const auto windows = (now - e.window_start) / s.window;
+            if (e.rejected_in_window == 0 || windows > 1) e.violations = 0;
             e.window_start += windows * s.window;
             e.used = 0;
             e.rejected_in_window = 0;
@@ -521,9 +525,10 @@ nlohmann::json FaultTable::list(SteadyClock::time_point now) const {
                             {"expires_in_ms", nullptr},
                             {"spec", e.spec->source}};
         if (e.expires) item["expires_in_ms"] = ms_until(*e.expires, now);
+        if (now < e.starts) item["starts_in_ms"] = ms_until(e.starts, now);
         if (now < e.banned_until) item["banned_for_ms"] = ms_until(e.banned_until, now);
         if (e.spec->kind == FaultKind::rate_limit)
-            item["used"] = now - e.window_start >= e.spec->window ? 0 : e.used;
+            item["used"] = now < e.starts || now - e.window_start >= e.spec->window ? 0 : e.used;
         out.push_back(std::move(item));
     }
     return nlohmann::json{{"faults", std::move(out)}};

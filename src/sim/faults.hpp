@@ -55,7 +55,8 @@ struct FaultSpec {
     Select select = Select::all;
     std::vector<std::string> symbols;  // sorted, for Select::symbols
     double ratio = 1.0;                // for symbol_ratio / request_ratio
-    std::optional<Micros> duration;    // the fault removes itself after this
+    Micros after{0};                   // the fault starts this long after it was added
+    std::optional<Micros> duration;    // the fault removes itself after this (from its start)
     std::uint64_t count = 0;           // ... or after this many hits; 0 = no limit
 
     int status = 0;  // status, ban, body_error
@@ -130,13 +131,15 @@ public:
     Decision decide(std::string_view symbol, std::size_t responses_on_connection,
                     std::uint64_t& rng, SteadyClock::time_point now);
 
-    // {"faults":[{"id":1,"kind":"status","hits":0,"expires_in_ms":null,"spec":{...}}, ...]}
+    // {"faults":[{"id":1,"kind":"status","hits":0,"expires_in_ms":null,"spec":{...}}, ...]},
+    // plus "starts_in_ms" for a fault not started yet.
     nlohmann::json list(SteadyClock::time_point now) const;
 
 private:
     struct Entry {
         std::uint64_t id = 0;
         std::shared_ptr<const FaultSpec> spec;
+        SteadyClock::time_point starts{};
         std::optional<SteadyClock::time_point> expires;
         std::uint64_t hits = 0;
         SteadyClock::time_point banned_until{};  // ban, rate_limit

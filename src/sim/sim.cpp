@@ -327,6 +327,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         if (stopping.load() || !listener_holders.empty() || quote.open.load()) return;
         try {
             open_listener(quote);
+            log_line("quote listener reopened on port " + std::to_string(quote.port.load()));
         } catch (const std::system_error& e) {
             log_line(std::string("reopening the quote listener: ") + e.what());
             quote.reopen.expires_after(kAcceptBackoff);
@@ -362,26 +363,49 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     std::uint64_t add_fault(detail::FaultSpec spec) {
         const auto kind = spec.kind;
+        const auto after = spec.after;
         const auto duration = spec.duration;
         const bool drop = spec.drop_connections;
+        const std::string text =
+            spec.source.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         const std::uint64_t id = faults.add(std::move(spec), detail::SteadyClock::now());
-        asio::post(main, [self = shared_from_this(), id, kind, duration, drop] {
+        // A fault timeline on stderr explains a chaos test's failure; faults change rarely.
+        log_line("fault " + std::to_string(id) + " added: " + text);
+        asio::post(main, [self = shared_from_this(), id, kind, after, duration, drop] {
             if (self->stopping.load()) return;
-            if (kind == FaultKind::refuse || kind == FaultKind::restart) {
-                self->fault_counts[static_cast<std::size_t>(kind)].fetch_add(1);
-                self->listener_holders.insert(id);
-                if (self->quote.open.load()) self->close_listener(self->quote);
-                if (drop) self->close_connections(true);
-            }
-            if (duration) {
-                auto timer = std::make_unique<asio::steady_timer>(self->main, *duration);
-                timer->async_wait([weak = std::weak_ptr<Impl>(self), id](beast::error_code ec) {
-                    if (auto impl = weak.lock(); impl && !ec) impl->remove_fault(id);
-                });
-                self->fault_timers[id] = std::move(timer);
-            }
+            if (after.count() == 0) return self->activate(id, kind, duration, drop);
+            // Removed before it starts: erasing the timer cancels the activation.
+            self->start_timer(id, after, [id, kind, duration, drop](Impl& impl) {
+                impl.activate(id, kind, duration, drop);
+            });
         });
         return id;
+    }
+
+    // On main: the fault's side effects and its end, once it starts.
+    void activate(std::uint64_t id, FaultKind kind, std::optional<std::chrono::microseconds> duration,
+                  bool drop) {
+        if (kind == FaultKind::refuse || kind == FaultKind::restart) {
+            fault_counts[static_cast<std::size_t>(kind)].fetch_add(1);
+            listener_holders.insert(id);
+            if (quote.open.load()) close_listener(quote);
+            log_line("fault " + std::to_string(id) + ": quote listener closed (" +
+                     std::string(detail::kind_name(kind)) + ")");
+            if (drop) close_connections(true);
+        }
+        if (duration)
+            start_timer(id, *duration, [id](Impl& impl) { impl.remove_fault(id); });
+        else
+            fault_timers.erase(id);
+    }
+
+    template <class Then>
+    void start_timer(std::uint64_t id, std::chrono::microseconds after, Then then) {
+        auto timer = std::make_unique<asio::steady_timer>(main, after);
+        timer->async_wait([weak = weak_from_this(), then](beast::error_code ec) {
+            if (auto impl = weak.lock(); impl && !ec && !impl->stopping.load()) then(*impl);
+        });
+        fault_timers[id] = std::move(timer);  // replaces (and so cancels) an earlier one
     }
 
     void after_removal(std::uint64_t id) {
@@ -393,6 +417,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     bool remove_fault(std::uint64_t id) {
         if (!faults.remove(id)) return false;
+        log_line("fault " + std::to_string(id) + " removed");
         after_removal(id);
         return true;
     }
@@ -403,6 +428,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             ids.push_back(id);
             after_removal(id);
         }
+        if (!ids.empty()) log_line("faults cleared: " + std::to_string(ids.size()));
         return ids;
     }
 

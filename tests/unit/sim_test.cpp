@@ -1107,9 +1107,8 @@ TEST(SimFaults, TrickleIsAGoodQuoteSentSlowly) {
     auto reply = client.get("/quotes/STOCK_1", 20s);
     ASSERT_FALSE(reply.ec) << reply.ec.message();
     EXPECT_EQ(seq_of(reply), 1u);  // it took a seq: it is a quote
-    // The body alone takes body/4 chunks of 2 ms (the head adds more; its size varies).
-    const auto bytes = reply.res.body().size();
-    EXPECT_GE(reply.elapsed, 2ms * (bytes / 4 - 1));
+    // The body alone took this many steps (the head, more).
+    EXPECT_GE(reply.elapsed, 2ms * (reply.res.body().size() / 4));
     EXPECT_EQ(seq_of(client.get("/quotes/STOCK_1")), 2u);
     const auto stats = stats_once_settled(client, 2);
     EXPECT_EQ(stats["responses"], 2);
@@ -1205,6 +1204,35 @@ TEST(SimFaults, RestartDropsEverythingAndSeqsCarryOn) {
     const auto stats = stats_over(ctl);
     EXPECT_EQ(stats["faults"]["restart"], 1);
     EXPECT_EQ(stats["active_faults"], 0);
+}
+
+TEST(SimFaults, AfterDelaysTheStartAndDurationCountsFromIt) {
+    Server server(with_control());
+    asio::io_context io;
+    Client client(io, server.port());
+    const auto start = Clock::now();
+    server.sim().add_fault(R"({"kind":"status","status":500,"after":"300ms","duration":"300ms"})");
+    const auto listed = nlohmann::json::parse(server.sim().faults_json())["faults"][0];
+    EXPECT_GT(listed["starts_in_ms"].get<int>(), 0);
+    EXPECT_GT(listed["expires_in_ms"].get<int>(), listed["starts_in_ms"].get<int>());
+    if (Clock::now() - start < 250ms) {
+        EXPECT_EQ(client.get("/quotes/STOCK_1").res.result_int(), 200);
+    }
+    ASSERT_TRUE(eventually([&] { return client.get("/quotes/STOCK_1").res.result_int() == 500; }));
+    EXPECT_GE(Clock::now() - start, 300ms);
+    ASSERT_TRUE(eventually([&] { return client.get("/quotes/STOCK_1").res.result_int() == 200; }));
+    EXPECT_GE(Clock::now() - start, 600ms);
+
+    // A listener fault starts late too; deleted before it starts, it never happens.
+    const auto port = server.port();
+    server.sim().add_fault(R"({"kind":"refuse","after":"200ms","duration":"200ms"})");
+    ASSERT_TRUE(eventually([&] { return !can_connect(port); }));
+    ASSERT_TRUE(eventually([&] { return can_connect(port); }));
+    const auto never = server.sim().add_fault(R"({"kind":"restart","after":"200ms"})");
+    EXPECT_TRUE(server.sim().remove_fault(never));
+    std::this_thread::sleep_for(400ms);
+    EXPECT_EQ(stats_over(client)["faults"]["restart"], 0);
+    EXPECT_EQ(stats_over(client)["faults"]["refuse"], 1);
 }
 
 TEST(SimFaults, RateLimitAnswers429ThenBansAndReportsUsage) {
