@@ -55,8 +55,6 @@ std::int64_t wall_clock_ns() {
     return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// One source's settings for its pollers. A reload that changes a source starts new pollers
-// on a new runtime while the old ones finish on theirs; the stats (per SourceId) carry over.
 // What outlives a source's runtimes, by SourceId.
 struct SourceSlot {
     SourceStats stats;
@@ -66,6 +64,8 @@ struct SourceSlot {
     std::string name;
 };
 
+// One source's settings for its pollers. A reload that changes a source starts new pollers
+// on a new runtime while the old ones finish on theirs; the stats (per SourceId) carry over.
 struct SourceRuntime {
     SourceRuntime(const SourceConfig& c, SourceId i, SourceSlot& slot, HostGuard& g, const HostConfig& host)
         : config(c), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight), guard(g),
