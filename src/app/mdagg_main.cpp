@@ -17,6 +17,8 @@ constexpr const char* usage_text =
     "       mdagg --check-config FILE  validate FILE and exit (0 valid, 2 invalid)\n"
     "       mdagg --version | --help\n"
     "\n"
+    "signals: SIGTERM/SIGINT drain and exit; SIGHUP re-reads FILE and applies the difference\n"
+    "\n"
     "exit codes: 0 drained cleanly, 1 fatal error or output not fully written,\n"
     "            2 bad usage, bad config or unwritable output directory (nothing started),\n"
     "            3 drain budget exceeded or second signal (forced stop)\n";
