@@ -94,6 +94,10 @@ struct AdminConfig {
     std::string token_env;           // env var holding the bearer token for POST /admin/*
     // /healthz fails, and an error is logged, when no poll completed for this long.
     Duration stall_after = std::chrono::seconds(60);
+    // Symbols (globs: * and ?) that get per-symbol series in /metrics; none by default, so
+    // 2,000 symbols do not become 2,000 label values.
+    std::vector<std::string> symbol_metrics;
+    bool operator==(const AdminConfig&) const = default;
 };
 
 // Limits shared by every poller of one host (host and port of the sources' URLs).

@@ -190,6 +190,19 @@ constexpr Key<Config> admin_keys[] = {
                  v.fail("invalid character " + describe_char(ch) + " in an environment variable name");
      }},
     {"stall_after", [](const Value& v, Config& c) { c.admin.stall_after = read_duration(v); }},
+    {"symbol_metrics",
+     [](const Value& v, Config& c) {
+         for (const Value& item : read_list(v)) {
+             std::string glob = read_nonempty_string(item);
+             // A glob is a symbol with wildcards: check it with them taken out.
+             std::string plain;
+             for (char ch : glob)
+                 if (ch != '*' && ch != '?') plain += ch;
+             if (!plain.empty())
+                 if (auto err = symbol_error(plain)) item.fail(*err);
+             c.admin.symbol_metrics.push_back(std::move(glob));
+         }
+     }},
 };
 
 void read_admin(const Value& v, Config& c) {

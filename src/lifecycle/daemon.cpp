@@ -279,6 +279,7 @@ private:
             summary_every_ns_ = loaded.log.summary_every.count();
             summary_timer_.cancel();  // the summary loop re-arms with the new interval
             ops_.set_stall_after(loaded.admin.stall_after);
+            ops_.set_symbol_metrics(loaded.admin.symbol_metrics);
             if (admin_ && loaded.admin.token_env == config_.admin.token_env) admin_->set_token(admin_token(loaded));
             const auto not_applied = needs_restart(config_, loaded);
             nlohmann::json fields{{"config", config_.file},

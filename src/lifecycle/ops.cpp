@@ -51,8 +51,14 @@ bool known_state(std::string_view s) {
 
 Operations::Operations(const Config& config, PollerGroup& pollers, const JsonlSink& sink)
     : pollers_(pollers), sink_(sink),
+      symbol_metrics_(config.admin.symbol_metrics),
       stall_after_ns_(config.admin.stall_after.count()), last_beat_(Clock::now().time_since_epoch().count()) {
     last_progress_.store(Clock::now().time_since_epoch().count());
+}
+
+void Operations::set_symbol_metrics(std::vector<std::string> globs) {
+    std::lock_guard lock(symbol_metrics_mutex_);
+    symbol_metrics_ = std::move(globs);
 }
 
 Operations::~Operations() {
@@ -334,6 +340,38 @@ std::string Operations::metrics() {
     w.family("mdagg_source_tick_lateness_seconds", "histogram", "Scheduled tick to timer wake-up.");
     for (SourceId s = 0; s < sources; ++s)
         w.histogram("mdagg_source_tick_lateness_seconds", {{"source", name_of(s)}}, pollers_.stats(s).lateness.snapshot());
+
+    // Per symbol, only for the symbols admin.symbol_metrics names.
+    std::vector<std::string> globs;
+    {
+        std::lock_guard lock(symbol_metrics_mutex_);
+        globs = symbol_metrics_;
+    }
+    if (!globs.empty()) {
+        std::vector<const PollerSnapshot*> chosen;
+        for (auto& p : snapshot)
+            for (auto& g : globs)
+                if (admin::glob_match(g, p.symbol)) {
+                    chosen.push_back(&p);
+                    break;
+                }
+        w.family("mdagg_symbol_polls_total", "counter", "Polls of one symbol, by outcome (admin.symbol_metrics).");
+        for (auto* p : chosen) {
+            const std::string_view src = name_of(p->source);
+            w.sample("mdagg_symbol_polls_total", {{"source", src}, {"symbol", p->symbol}, {"outcome", "completed"}}, static_cast<double>(p->completed));
+            w.sample("mdagg_symbol_polls_total", {{"source", src}, {"symbol", p->symbol}, {"outcome", "failed"}}, static_cast<double>(p->failed));
+            w.sample("mdagg_symbol_polls_total", {{"source", src}, {"symbol", p->symbol}, {"outcome", "timed_out"}}, static_cast<double>(p->timed_out));
+        }
+        w.family("mdagg_symbol_last_success_age_seconds", "gauge", "Age of the symbol's last good quote (admin.symbol_metrics).");
+        for (auto* p : chosen)
+            if (p->last_success_ns > 0)
+                w.sample("mdagg_symbol_last_success_age_seconds", {{"source", name_of(p->source)}, {"symbol", p->symbol}},
+                         static_cast<double>(now_ns - p->last_success_ns) / 1e9);
+        w.family("mdagg_symbol_poll_latency_seconds", "gauge", "Latency of the symbol's latest poll (admin.symbol_metrics).");
+        for (auto* p : chosen)
+            w.sample("mdagg_symbol_poll_latency_seconds", {{"source", name_of(p->source)}, {"symbol", p->symbol}},
+                     static_cast<double>(p->last_latency_ns) / 1e9);
+    }
 
     std::size_t stale = 0;
     for (auto& [symbol, f] : fresh) stale += f ? 0 : 1;

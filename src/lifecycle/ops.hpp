@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace mdagg::lifecycle {
 
@@ -35,6 +36,7 @@ public:
 
     void set_draining() noexcept { draining_.store(true); }
     void set_stall_after(Duration d) noexcept { stall_after_ns_.store(d.count()); }
+    void set_symbol_metrics(std::vector<std::string> globs);
     bool ready() const noexcept { return ready_.load(); }
 
     std::string metrics() override;
@@ -51,6 +53,9 @@ private:
     const JsonlSink& sink_;
     const std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
     const Clock::time_point started_ = Clock::now();
+
+    mutable std::mutex symbol_metrics_mutex_;
+    std::vector<std::string> symbol_metrics_;  // globs; empty = no per-symbol series
 
     std::atomic<bool> ready_{false};
     std::atomic<bool> draining_{false};

@@ -166,6 +166,7 @@ TEST(Ops, MetricsPassPromtoolAndEveryEndpointAnswers) {
     auto sim = harness::start_sim(dir.path(), {"--symbols", "20"});
     OpsConfig c;
     c.sim_port = sim.port;
+    c.admin = "{ listen: \"127.0.0.1:0\", symbol_metrics: [\"STOCK_1?\"] }";
     auto d = start_daemon(dir, c);
     ASSERT_TRUE(wait_ready(d.admin_port)) << d.process->stdout_text();
 
@@ -195,6 +196,16 @@ TEST(Ops, MetricsPassPromtoolAndEveryEndpointAnswers) {
     EXPECT_GT(metric(metrics.body, R"(mdagg_source_poll_interval_seconds_count{source="sim"})").value_or(0), 0);
     EXPECT_LT(metric(metrics.body, R"(mdagg_source_last_success_age_seconds{source="sim"})").value_or(1e9), 60);
     EXPECT_NE(metrics.body.find("mdagg_build_info{version=\""), std::string::npos);
+    // Per-symbol series only for the configured glob: STOCK_10 .. STOCK_19, not STOCK_1.
+    EXPECT_GT(metric(metrics.body, R"(mdagg_symbol_polls_total{source="sim",symbol="STOCK_12",outcome="completed"})").value_or(0), 0);
+    EXPECT_FALSE(metric(metrics.body, R"(mdagg_symbol_polls_total{source="sim",symbol="STOCK_1",outcome="completed"})"));
+    EXPECT_FALSE(metric(metrics.body, R"(mdagg_symbol_polls_total{source="sim",symbol="STOCK_2",outcome="completed"})"));
+    EXPECT_LT(metric(metrics.body, R"(mdagg_symbol_last_success_age_seconds{source="sim",symbol="STOCK_19"})").value_or(1e9), 60);
+    // The host's guard: breaker closed, not paused.
+    const std::string host = "127.0.0.1:" + std::to_string(sim.port);
+    EXPECT_EQ(metric(metrics.body, R"(mdagg_host_breaker_state{host=")" + host + R"(",state="closed"})"), 1);
+    EXPECT_EQ(metric(metrics.body, R"(mdagg_host_paused{host=")" + host + R"("})"), 0);
+    EXPECT_EQ(metric(metrics.body, "mdagg_sink_disk_fault"), 0);
 
     auto tasks = http(d.admin_port, "GET", "/debug/tasks").json();
     EXPECT_EQ(tasks["count"], 20);

@@ -956,6 +956,16 @@ TEST(ConfigAdmin, EveryKey) {
     EXPECT_EQ(parse(append("admin:\n  listen: 0.0.0.0:65535\n")).admin.port, 65535);
 }
 
+TEST(ConfigAdmin, SymbolMetricsGlobs) {
+    EXPECT_TRUE(parse(append("admin: {}\n")).admin.symbol_metrics.empty());
+    EXPECT_EQ(parse(append("admin: { symbol_metrics: [\"BTC*\", AAPL, \"?\"] }\n")).admin.symbol_metrics,
+              (std::vector<std::string>{"BTC*", "AAPL", "?"}));
+    EXPECT_EQ(error_of(append("admin: { symbol_metrics: [\"\"] }\n")),
+              "t.yaml:7:27: admin.symbol_metrics[0]: must not be empty");
+    EXPECT_EQ(error_of(append("admin: { symbol_metrics: AAPL }\n")),
+              "t.yaml:7:26: admin.symbol_metrics: expected a list, got \"AAPL\"");
+}
+
 TEST(ConfigAdmin, Errors) {
     EXPECT_EQ(error_of(append("admin:\n  listen: localhost:9100\n")),
               "t.yaml:8:11: admin.listen: \"localhost\" is not an IPv4 address (host names are not "
