@@ -226,6 +226,13 @@ public:
         }
         run_io();
         for (auto& t : extra) t.join();
+        if (pollers_.running() > 0) {
+            // Pollers stuck past the budget are still suspended mid-poll; their frames would
+            // be destroyed with the io_context, after the pollers they point into. The output
+            // is closed (or abandoned) and logged: leave without destructors.
+            std::fflush(stdout);
+            std::_Exit(exit_code_);
+        }
         return exit_code_;
     }
 
@@ -349,11 +356,14 @@ private:
         }
         // Staleness limits of new and changed sources, on the aggregator's strand.
         co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
-        for (auto& src : sources) {
-            const auto it = std::find(universe_.sources.begin(), universe_.sources.end(), src.name);
-            if (it != universe_.sources.end())
-                aggregator_.set_stale_after(static_cast<SourceId>(it - universe_.sources.begin()), src.stale_after.count());
+        for (SourceId id = 0; id < universe_.sources.size(); ++id) {
+            const auto it = std::find_if(sources.begin(), sources.end(),
+                                         [&](const SourceConfig& c) { return c.name == universe_.sources[id]; });
+            // A source the reload removed goes stale at the next sweep (its retired pollers may
+            // still deliver a last quote), so it leaves the best bid/offer.
+            aggregator_.set_stale_after(id, it != sources.end() ? it->stale_after.count() : 1);
         }
+        stale_sweep_period_ = sweep_period(sources);
         co_await asio::post(asio::bind_executor(control_, asio::use_awaitable));
         if (draining_) {
             changes.abandoned = true;
@@ -428,7 +438,7 @@ private:
     void start_flush_timer() {
         flush_timer_.expires_after(config_.output.flush_every);
         flush_timer_.async_wait([this](boost::system::error_code ec) {
-            if (ec) return;
+            if (ec || aggregate_stopped_) return;
             sink_.flush();
             start_flush_timer();
         });
@@ -442,20 +452,24 @@ private:
         const auto boundary = (now / interval + 1) * interval;
         bar_timer_.expires_after(nanoseconds(boundary - now) + milliseconds(5));
         bar_timer_.async_wait([this](boost::system::error_code ec) {
-            if (ec) return;
+            if (ec || aggregate_stopped_) return;
             aggregator_.close_bars(wall_clock_ns() - milliseconds(5).count());
             start_bar_timer();
         });
     }
 
+    static Duration sweep_period(const std::vector<SourceConfig>& sources) {
+        Duration shortest = Duration::max();
+        for (auto& s : sources) shortest = std::min(shortest, s.stale_after);
+        return std::clamp<Duration>(shortest / 10, milliseconds(10), std::chrono::seconds(1));
+    }
+
     // Sweeps for stale quotes often enough that one is marked within a tenth of its limit.
     void start_stale_timer() {
-        Duration shortest = Duration::max();
-        for (auto& s : config_.sources) shortest = std::min(shortest, s.stale_after);
-        const auto period = std::clamp<Duration>(shortest / 10, milliseconds(10), std::chrono::seconds(1));
-        stale_timer_.expires_after(period);
+        if (stale_sweep_period_ == Duration{}) stale_sweep_period_ = sweep_period(config_.sources);
+        stale_timer_.expires_after(stale_sweep_period_);
         stale_timer_.async_wait([this](boost::system::error_code ec) {
-            if (ec) return;
+            if (ec || aggregate_stopped_) return;
             aggregator_.expire_stale(wall_clock_ns());
             start_stale_timer();
         });
@@ -626,6 +640,9 @@ private:
         // 3. Final (partial) bars; everything goes to the sink. The strand runs this after
         //    every quote the pollers posted before they returned.
         co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
+        // A timer that already expired is not stopped by cancel(): its handler, queued behind
+        // this one, checks the flag.
+        aggregate_stopped_ = true;
         flush_timer_.cancel();
         bar_timer_.cancel();
         stale_timer_.cancel();
@@ -731,6 +748,8 @@ private:
     asio::steady_timer flush_timer_;
     asio::steady_timer bar_timer_;
     asio::steady_timer stale_timer_;
+    bool aggregate_stopped_ = false;  // aggregate strand only: drain stage 3 ran
+    Duration stale_sweep_period_{};   // aggregate strand only
     JsonlSink sink_;
     Aggregator aggregator_;
     PollerGroup pollers_;

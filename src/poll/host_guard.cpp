@@ -105,6 +105,8 @@ bool HostGuard::pause(Clock::time_point now, PauseReason reason, std::optional<C
     if (status_.pause != PauseReason::none && now < status_.paused_until) {
         if (until > status_.paused_until) status_.paused_until = until;
         if (reason == PauseReason::banned) status_.pause = reason;
+        status_.tokens = 0;  // and the bucket refills from the new end
+        refilled_at_ = std::max(refilled_at_, status_.paused_until);
         return false;
     }
     status_.pause = reason;

@@ -130,15 +130,17 @@ struct Poller {
     void arm_deadline(Clock::time_point deadline) {
         deadline_expired = false;
         deadline_timer.expires_at(on_timer_grid(deadline));
-        deadline_timer.async_wait([this, generation = ++poll_generation](beast::error_code ec) {
-            if (ec || generation != poll_generation) return;
+        // The handler checks the shared counter before touching the poller: a reload may free
+        // a retired poller while an expiry that lost the race is still queued.
+        deadline_timer.async_wait([this, token = poll_generation, generation = ++*poll_generation](beast::error_code ec) {
+            if (ec || generation != *token) return;
             deadline_expired = true;
             beast::error_code ignored;
             socket.cancel(ignored);
         });
     }
     void disarm_deadline() noexcept {
-        ++poll_generation;
+        ++*poll_generation;
         deadline_timer.cancel();
     }
 
@@ -173,7 +175,8 @@ struct Poller {
     bool exited = false;   // its coroutine returned: nothing may be posted to it any more
     bool connected = false;
     bool deadline_expired = false;
-    std::uint64_t poll_generation = 0;
+    std::shared_ptr<std::uint64_t> poll_generation = std::make_shared<std::uint64_t>(0);
+    bool probe_pending = false;  // admitted as the breaker's probe, not yet reported
     std::uint64_t requests_on_connection = 0;
     unsigned connect_failures = 0;
     Clock::time_point backoff_until{};
@@ -554,6 +557,7 @@ struct PollerGroup::Impl {
         const HostVerdict verdict = cancelled ? HostVerdict::neutral
                                     : failure ? verdict_of(failure->error)
                                               : HostVerdict::healthy;
+        p.probe_pending = false;
         if (auto changed = p.source.guard.report(Clock::now(), verdict, probe))
             log_host_event(p, *changed == BreakerState::open ? "circuit breaker opened" : "circuit breaker closed",
                            PauseReason::none, 0);
@@ -600,12 +604,24 @@ struct PollerGroup::Impl {
                 const Admission admission = p.source.guard.admit(woke, p.source.config.cost);
                 switch (admission) {
                     case Admission::go:
-                    case Admission::probe:
+                    case Admission::probe: {
+                        // A probe must be reported whatever happens, or the host's breaker
+                        // stays half-open for good: poll_once reports it; this covers a throw.
+                        p.probe_pending = admission == Admission::probe;
+                        struct ProbeRelease {
+                            Poller& p;
+                            ~ProbeRelease() {
+                                if (!p.probe_pending) return;
+                                p.probe_pending = false;
+                                p.source.guard.report(Clock::now(), HostVerdict::neutral, true);
+                            }
+                        } release{p};
                         p.polling.store(true, std::memory_order_relaxed);
                         co_await poll_once(p, admission == Admission::probe);
                         p.polling.store(false, std::memory_order_relaxed);
                         note_outcome(p, Clock::now() - woke);
                         break;
+                    }
                     case Admission::throttled: st.rate_limited_ticks.fetch_add(1, std::memory_order_relaxed); break;
                     case Admission::paused: st.host_paused_ticks.fetch_add(1, std::memory_order_relaxed); break;
                     case Admission::breaker_open: st.breaker_ticks.fetch_add(1, std::memory_order_relaxed); break;

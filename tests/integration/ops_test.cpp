@@ -7,11 +7,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <atomic>
@@ -355,6 +358,34 @@ TEST(Ops, StallDetectorFiresWhenEverySymbolHangs) {
     for (auto& l : d.process->stdout_json()) lines += l.value("msg", "") == "stalled: no poll completed within stall_after";
     EXPECT_EQ(lines, 1);
     EXPECT_EQ(metric(metrics, R"(mdagg_aggregator_stale_symbols)"), 5);
+    d.process->signal(SIGTERM);
+    ASSERT_EQ(d.process->wait(10s), 0) << d.process->stdout_text();
+}
+
+// The event loop itself stops turning (a handler that never returns, a page fault storm): only
+// the io thread is frozen, with ptrace, while the watchdog thread keeps watching.
+TEST(Ops, LoopWatchdogNoticesAFrozenEventLoop) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "5"});
+    OpsConfig c;
+    c.sim_port = sim.port;
+    c.symbols = "{ prefix: STOCK_, count: 5 }";
+    auto d = start_daemon(dir, c);  // threads: 1, so the main thread is the only io thread
+    ASSERT_TRUE(wait_ready(d.admin_port)) << d.process->stdout_text();
+    const pid_t io_thread = d.process->pid();
+    if (::ptrace(PTRACE_SEIZE, io_thread, nullptr, nullptr) != 0)
+        GTEST_SKIP() << "ptrace not permitted here: " << std::strerror(errno);
+    ASSERT_EQ(::ptrace(PTRACE_INTERRUPT, io_thread, nullptr, nullptr), 0) << std::strerror(errno);
+    int status = 0;
+    ASSERT_EQ(::waitpid(io_thread, &status, __WALL), io_thread);
+    const bool noticed = d.process->wait_for_line("msg", "event loop stalled: the control strand has not run", 15s).has_value();
+    ASSERT_EQ(::ptrace(PTRACE_DETACH, io_thread, nullptr, nullptr), 0) << std::strerror(errno);
+    ASSERT_TRUE(noticed) << d.process->stdout_text();
+    ASSERT_TRUE(d.process->wait_for_line("msg", "event loop turning again", 10s)) << d.process->stdout_text();
+    auto metrics = http(d.admin_port, "GET", "/metrics").body;
+    EXPECT_EQ(metric(metrics, "mdagg_event_loop_stalls_total"), 1);
+    EXPECT_EQ(metric(metrics, "mdagg_event_loop_stalled"), 0);
+    EXPECT_EQ(http(d.admin_port, "GET", "/healthz").status, 200);
     d.process->signal(SIGTERM);
     ASSERT_EQ(d.process->wait(10s), 0) << d.process->stdout_text();
 }

@@ -494,6 +494,19 @@ TEST(HostGuard, BucketRefillsFromThePauseEndNotThroughIt) {
     EXPECT_EQ(g.admit(t0 + 5s + 100ms, 1), Admission::go);
 }
 
+TEST(HostGuard, AnExtendedPauseAlsoRefillsFromItsNewEnd) {
+    const auto cfg = host(10, 10);
+    const T t0{};
+    HostGuard g(cfg, t0);
+    g.pause(t0, PauseReason::rate_limited, 1s);
+    g.pause(t0 + 500ms, PauseReason::banned, 60s);  // extends to t0 + 60.5 s
+    EXPECT_EQ(g.admit(t0 + 60s, 1), Admission::paused);
+    // No burst saved up from the first pause's end: one token 100 ms after the new end.
+    EXPECT_EQ(g.admit(t0 + 60s + 500ms, 1), Admission::throttled);
+    EXPECT_EQ(g.admit(t0 + 60s + 600ms, 1), Admission::go);
+    EXPECT_EQ(g.admit(t0 + 60s + 600ms, 1), Admission::throttled);
+}
+
 TEST(HostGuard, UsageHeaderSlowsTheBucketBeforeTheLimit) {
     auto cfg = host(100, 1);
     cfg.usage = mdagg::HostConfig::Usage{"X-Used", 1000, 0.8};
