@@ -22,7 +22,16 @@ constexpr std::size_t kMaxOversized = 256u << 20;
 
 [[noreturn]] void fail(const std::string& message) { throw std::invalid_argument(message); }
 
-std::string in_quotes(std::string_view key) { return "'" + std::string(key) + "'"; }
+// Built by appending: g++ 12 at -O3 misreads `"'" + std::string(key)` as an overflowing
+// memcpy (-Wstringop-overflow), which -Werror turns into a failed Release build.
+std::string in_quotes(std::string_view key) {
+    std::string out;
+    out.reserve(key.size() + 2);
+    out += '\'';
+    out.append(key.data(), key.size());
+    out += '\'';
+    return out;
+}
 
 // Reads typed values out of the fault object and remembers which keys were used, so that a
 // misspelt key is an error instead of a silently ignored parameter.
