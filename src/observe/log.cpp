@@ -16,9 +16,11 @@ std::atomic<int> g_level{static_cast<int>(Level::info)};
 spdlog::logger& stdout_logger() {
     // spdlog writes each line with one fwrite under its mutex and flushes it, so lines from
     // several threads never interleave and nothing sits in a buffer when the pod is killed.
-    static std::shared_ptr<spdlog::logger> logger = [] {
+    // Never destroyed: a thread the drain abandoned (a sink writer stuck on a dead disk) may
+    // still log while the process runs its static destructors on the way out.
+    static spdlog::logger* const logger = [] {
         auto sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
-        auto l = std::make_shared<spdlog::logger>("mdagg", std::move(sink));
+        auto* l = new spdlog::logger("mdagg", std::move(sink));
         l->set_pattern("%v");
         l->set_level(spdlog::level::trace);
         l->flush_on(spdlog::level::trace);
