@@ -114,7 +114,7 @@ struct HostConfig {
         // Consecutive failures across the host's pollers; 0 = no breaker. Defaults to the
         // host's poller count (at least 5): a whole round failed.
         std::uint32_t failures = 5;
-        bool failures_auto = false;  // set from the poller count; sharding recounts it
+        bool failures_auto = true;  // not set in the file: the poller count; sharding recounts it
         Duration cooldown = std::chrono::seconds(1);
         Duration max_cooldown = std::chrono::seconds(30);
         bool operator==(const Breaker&) const = default;

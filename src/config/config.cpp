@@ -507,14 +507,13 @@ void read_sources(const Value& v, Config& c, std::vector<SourceMarks>& marks) {
 struct HostDraft {
     HostConfig cfg;
     std::optional<Value> entry, host, burst, pause_cap;
-    bool has_failures = false;
 };
 
 constexpr Key<HostDraft> breaker_keys[] = {
     {"failures",
      [](const Value& v, HostDraft& d) {
          d.cfg.breaker.failures = static_cast<std::uint32_t>(read_uint(v, 0, 1'000'000));
-         d.has_failures = true;
+         d.cfg.breaker.failures_auto = false;
      }},
     {"cooldown", [](const Value& v, HostDraft& d) { d.cfg.breaker.cooldown = read_duration(v); }},
     {"max_cooldown", [](const Value& v, HostDraft& d) { d.cfg.breaker.max_cooldown = read_duration(v); }},
@@ -590,11 +589,7 @@ void read_hosts(const Value& v, std::vector<HostDraft>& out) {
 // default entry of its own host:port. Then the checks that need both lists.
 void resolve_hosts(Config& c, std::vector<HostDraft>& drafts, const std::vector<SourceMarks>& marks) {
     std::vector<bool> used(drafts.size(), false);
-    std::vector<bool> auto_failures;
-    for (auto& d : drafts) {
-        c.hosts.push_back(d.cfg);
-        auto_failures.push_back(!d.has_failures);
-    }
+    for (auto& d : drafts) c.hosts.push_back(d.cfg);
     for (std::size_t s = 0; s < c.sources.size(); ++s) {
         SourceConfig& src = c.sources[s];
         std::optional<std::size_t> exact, any_port;
@@ -608,13 +603,11 @@ void resolve_hosts(Config& c, std::vector<HostDraft>& drafts, const std::vector<
             def.host = src.url.host;
             def.port = src.url.port;
             c.hosts.push_back(std::move(def));
-            auto_failures.push_back(true);
             exact = c.hosts.size() - 1;
         }
         src.host = exact ? *exact : *any_port;
         if (src.host < drafts.size()) used[src.host] = true;
     }
-    for (std::size_t h = 0; h < c.hosts.size(); ++h) c.hosts[h].breaker.failures_auto = auto_failures[h];
     set_auto_breaker_thresholds(c);
     for (std::size_t h = 0; h < drafts.size(); ++h) {
         HostDraft& d = drafts[h];

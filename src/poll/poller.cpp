@@ -205,7 +205,7 @@ PollError classify(const beast::error_code& ec) {
     return PollError::reset;
 }
 
-PollError classify(const std::error_code& mapping_error) {
+PollError classify_mapping(const std::error_code& mapping_error) {
     if (mapping_error == MappingError::malformed_json) return PollError::malformed;
     if (mapping_error == MappingError::body_error) return PollError::body_error;
     return PollError::mapping;
@@ -363,6 +363,7 @@ struct PollerGroup::Impl {
             if (p.endpoints.empty()) co_return beast::error_code(asio::error::host_not_found_try_again);
         }
         beast::error_code ec = asio::error::host_not_found;
+        tcp::endpoint connected_to;
         for (auto& endpoint : p.endpoints) {
             if (p.deadline_expired) break;
             beast::error_code ignored;
@@ -371,6 +372,7 @@ struct PollerGroup::Impl {
                 ec = asio::error::operation_aborted;
                 break;
             }
+            connected_to = endpoint;
             std::tie(ec) = co_await p.socket.async_connect(endpoint, use_tuple);
             if (!ec || ec == asio::error::operation_aborted) break;
         }
@@ -381,9 +383,8 @@ struct PollerGroup::Impl {
         // of a request then wakes the reactor for nothing: once per poll. Registering the
         // socket anew drops EPOLLOUT; writes go straight to the socket and never wait on it.
         {
-            const auto protocol = p.socket.local_endpoint(ignored).protocol();
             const auto fd = p.socket.release(ignored);
-            if (!ignored) p.socket.assign(protocol, fd, ignored);
+            if (!ignored) p.socket.assign(connected_to.protocol(), fd, ignored);
             if (ignored) co_return ignored;
         }
         p.socket.set_option(tcp::no_delay(true), ignored);
@@ -546,7 +547,7 @@ struct PollerGroup::Impl {
             q.symbol = p.symbol;
             q.receive_time_ns = wall_clock_ns();
             if (std::error_code mec = p.mapper.map(p.body, p.symbol_name, q)) {
-                failure = Failure{classify(mec), beast::error_code(mec)};
+                failure = Failure{classify_mapping(mec), beast::error_code(mec)};
                 break;
             }
             on_quote(q);

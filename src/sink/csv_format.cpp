@@ -100,22 +100,15 @@ void append_bar_csv(std::string& out, const Bar& bar, const Universe& universe) 
     append_int(out, bar.updates);
     out.push_back(',');
     append_decimal(out, bar.last_spread);
-    out.push_back(',');
-    if (bar.bbo.has_bid) {
-        append_decimal(out, bar.bbo.bid);
+    // best_bid,best_bid_source then best_ask,best_ask_source; both empty for a missing side.
+    auto best_side = [&](bool has, Decimal price, SourceId source) {
         out.push_back(',');
-        append_name(out, universe.sources, bar.bbo.bid_source);
-    } else {
+        if (has) append_decimal(out, price);
         out.push_back(',');
-    }
-    out.push_back(',');
-    if (bar.bbo.has_ask) {
-        append_decimal(out, bar.bbo.ask);
-        out.push_back(',');
-        append_name(out, universe.sources, bar.bbo.ask_source);
-    } else {
-        out.push_back(',');
-    }
+        if (has) append_name(out, universe.sources, source);
+    };
+    best_side(bar.bbo.has_bid, bar.bbo.bid, bar.bbo.bid_source);
+    best_side(bar.bbo.has_ask, bar.bbo.ask, bar.bbo.ask_source);
     out.push_back('\n');
 }
 

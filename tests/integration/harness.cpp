@@ -206,7 +206,8 @@ std::vector<fs::path> unfinished_files(const fs::path& dir) {
 
 std::string http_get(int port, const std::string& target) { return http_request(port, "GET", target).body; }
 
-HttpResponse http_request(int port, const std::string& method, const std::string& target, const std::string& body) {
+HttpResponse http_request(int port, const std::string& method, const std::string& target, const std::string& body,
+                          const std::string& headers) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -218,7 +219,7 @@ HttpResponse http_request(int port, const std::string& method, const std::string
     }
     timeval tv{5, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + headers;
     if (!body.empty() || method == "POST")
         req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
     req += "\r\n" + body;

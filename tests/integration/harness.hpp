@@ -99,10 +99,12 @@ std::string http_get(int port, const std::string& target);
 struct HttpResponse {
     int status = 0;  // 0: no answer
     std::string body;
+    nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
 };
 // One request on a fresh connection to 127.0.0.1:port, read until the server closes.
+// `headers`: extra header lines, each ending in "\r\n".
 HttpResponse http_request(int port, const std::string& method, const std::string& target,
-                          const std::string& body = {});
+                          const std::string& body = {}, const std::string& headers = {});
 // POST /control/faults on the simulator; returns the fault's id, throws unless 201.
 std::uint64_t sim_add_fault(int port, const nlohmann::json& fault);
 

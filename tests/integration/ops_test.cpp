@@ -2,6 +2,7 @@
 // health, readiness across a drain, the task table, pause/resume/cancel, the stall
 // detector, and SIGHUP reloads.
 #include "harness.hpp"
+#include "output_checks.hpp"
 
 #include <gtest/gtest.h>
 
@@ -26,47 +27,16 @@
 using namespace std::chrono_literals;
 using harness::Process;
 using harness::TempDir;
+using harness::find_log;
 
 namespace {
 
-struct HttpResult {
-    int status = 0;  // 0: no answer
-    std::string body;
-    nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
-};
+using HttpResult = harness::HttpResponse;
 
 HttpResult http(int port, const std::string& method, const std::string& target, const std::string& body = "",
                 const std::string& token = "") {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        ::close(fd);
-        return {};
-    }
-    timeval tv{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
-    if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
-    if (method == "POST") req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-    req += "\r\n" + body;
-    (void)!::write(fd, req.data(), req.size());
-    std::string resp;
-    char buf[65536];
-    for (;;) {
-        auto n = ::read(fd, buf, sizeof buf);
-        if (n <= 0) break;
-        resp.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    HttpResult r;
-    if (resp.rfind("HTTP/1.1 ", 0) != 0) return r;
-    r.status = std::stoi(resp.substr(9, 3));
-    auto end = resp.find("\r\n\r\n");
-    if (end != std::string::npos) r.body = resp.substr(end + 4);
-    return r;
+    return harness::http_request(port, method, target, body,
+                                 token.empty() ? std::string() : "Authorization: Bearer " + token + "\r\n");
 }
 
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
@@ -122,12 +92,6 @@ Daemon start_daemon(const TempDir& dir, const OpsConfig& c) {
     if (!line) throw std::runtime_error("no \"admin listening\" line: " + d.process->stdout_text());
     d.admin_port = (*line)["port"].get<int>();
     return d;
-}
-
-std::optional<nlohmann::json> find_log(const Process& p, const std::string& msg) {
-    for (auto& line : p.stdout_json())
-        if (line.value("msg", "") == msg) return line;
-    return std::nullopt;
 }
 
 // The value of one sample line ("name{labels} value") in a Prometheus text.

@@ -1,6 +1,7 @@
 // Output under stress, with the real processes: kill -9 at random moments and restart, and a
 // disk that fills up and recovers.
 #include "harness.hpp"
+#include "output_checks.hpp"
 
 #include <gtest/gtest.h>
 
@@ -21,6 +22,7 @@ using namespace std::chrono_literals;
 using harness::DaemonConfig;
 using harness::Process;
 using harness::TempDir;
+using harness::sim_stats;
 namespace fs = std::filesystem;
 
 namespace {
@@ -29,8 +31,6 @@ std::unique_ptr<Process> start_daemon(const TempDir& dir, const fs::path& config
     return std::make_unique<Process>(name, std::vector<std::string>{MDAGG_BIN, "--config", config.string()},
                                      dir.path());
 }
-
-nlohmann::json sim_stats(int port) { return nlohmann::json::parse(harness::http_get(port, "/stats")); }
 
 std::vector<nlohmann::json> logs_with(const Process& p, const std::string& msg) {
     std::vector<nlohmann::json> out;

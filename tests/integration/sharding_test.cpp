@@ -1,6 +1,7 @@
 // Sharding across replicas: several real daemons with different shard indices against one
 // simulator poll every symbol exactly once between them.
 #include "harness.hpp"
+#include "output_checks.hpp"
 
 #include <gtest/gtest.h>
 
@@ -16,6 +17,7 @@ using namespace std::chrono_literals;
 using harness::DaemonConfig;
 using harness::Process;
 using harness::TempDir;
+using harness::find_log;
 
 namespace {
 
@@ -40,12 +42,6 @@ std::vector<std::string> daemon_argv(const std::filesystem::path& config, std::v
 
 void append_to(const std::filesystem::path& file, const std::string& text) {
     std::ofstream(file, std::ios::app) << text;
-}
-
-std::optional<nlohmann::json> find_log(const Process& p, const std::string& msg) {
-    for (auto& line : p.stdout_json())
-        if (line.value("msg", "") == msg) return line;
-    return std::nullopt;
 }
 
 struct ShardOutput {
