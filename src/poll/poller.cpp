@@ -5,14 +5,13 @@
 #include <mdagg/schedule.hpp>
 
 #include "host_resolver.hpp"
+#include "task.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/error.hpp>
@@ -31,7 +30,7 @@ using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using std::chrono::duration_cast;
 using std::chrono::nanoseconds;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+using detail::Task;
 
 // Connection-level failures (refused, or a fresh connection reset before any answer) back off
 // with full jitter: random(0, min(cap, base * 2^attempt)); an answer resets the attempt count.
@@ -132,12 +131,14 @@ struct Poller {
         deadline_timer.expires_at(on_timer_grid(deadline));
         // The handler checks the shared counter before touching the poller: a reload may free
         // a retired poller while an expiry that lost the race is still queued.
-        deadline_timer.async_wait([this, token = poll_generation, generation = ++*poll_generation](beast::error_code ec) {
-            if (ec || generation != *token) return;
-            deadline_expired = true;
-            beast::error_code ignored;
-            socket.cancel(ignored);
-        });
+        deadline_timer.async_wait(asio::bind_allocator(
+            detail::PooledAllocator<void>{},
+            [this, token = poll_generation, generation = ++*poll_generation](beast::error_code ec) {
+                if (ec || generation != *token) return;
+                deadline_expired = true;
+                beast::error_code ignored;
+                socket.cancel(ignored);
+            }));
     }
     void disarm_deadline() noexcept {
         ++*poll_generation;
@@ -181,6 +182,8 @@ struct Poller {
     unsigned connect_failures = 0;
     Clock::time_point backoff_until{};
     std::uint64_t rng_state;
+    // Runs once the coroutine has returned (and its frame is freed); `error` is what escaped it.
+    std::function<void(std::exception_ptr error)> on_exit;
 };
 
 bool is_stale_connection_error(const beast::error_code& ec) {
@@ -352,7 +355,7 @@ struct PollerGroup::Impl {
         log::write(what == "circuit breaker closed" ? log::Level::info : log::Level::warn, what, fields);
     }
 
-    asio::awaitable<beast::error_code> connect(Poller& p) {
+    Task<beast::error_code> connect(Poller& p) {
         auto& src = p.source;
         src.stats.connects.fetch_add(1, std::memory_order_relaxed);
         if (src.has_numeric_endpoint) {
@@ -373,7 +376,8 @@ struct PollerGroup::Impl {
                 break;
             }
             connected_to = endpoint;
-            std::tie(ec) = co_await p.socket.async_connect(endpoint, use_tuple);
+            std::tie(ec) = co_await detail::async<beast::error_code>(
+                [&](auto handler) { p.socket.async_connect(endpoint, std::move(handler)); });
             if (!ec || ec == asio::error::operation_aborted) break;
         }
         if (p.deadline_expired) ec = beast::error::timeout;
@@ -404,7 +408,7 @@ struct PollerGroup::Impl {
 
     // Writes the request and reads one response into `parser`. The write goes straight to the
     // socket: a request is far smaller than the send buffer.
-    asio::awaitable<beast::error_code> exchange(Poller& p, http::ResponseParser& parser) {
+    Task<beast::error_code> exchange(Poller& p, http::ResponseParser& parser) {
         beast::error_code ec;
         std::size_t written = p.socket.write_some(asio::buffer(p.request), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -417,8 +421,10 @@ struct PollerGroup::Impl {
         auto interrupted = [&] { return p.deadline_expired || cancelling.load(std::memory_order_relaxed); };
         if (written < p.request.size()) {
             if (interrupted()) co_return beast::error_code(asio::error::operation_aborted);
-            std::tie(ec, std::ignore) = co_await asio::async_write(
-                p.socket, asio::buffer(p.request.data() + written, p.request.size() - written), use_tuple);
+            std::tie(ec, std::ignore) = co_await detail::async<beast::error_code, std::size_t>([&](auto handler) {
+                asio::async_write(p.socket, asio::buffer(p.request.data() + written, p.request.size() - written),
+                                  std::move(handler));
+            });
             if (ec) co_return ec;
         }
         parser.eager(true);
@@ -442,8 +448,9 @@ struct PollerGroup::Impl {
             // socket. One send and one recv per poll, like wrk.
             if (interrupted()) co_return beast::error_code(asio::error::operation_aborted);
             std::size_t n = 0;
-            std::tie(ec, n) = co_await p.socket.async_read_some(
-                p.buffer.prepare(std::min<std::size_t>(room, 4096)), use_tuple);
+            std::tie(ec, n) = co_await detail::async<beast::error_code, std::size_t>([&](auto handler) {
+                p.socket.async_read_some(p.buffer.prepare(std::min<std::size_t>(room, 4096)), std::move(handler));
+            });
             if (ec == asio::error::eof) {
                 // A close-delimited body ends here; anything else was cut short.
                 if (!parser.got_some()) co_return beast::error_code(beast::http::error::end_of_stream);
@@ -456,7 +463,7 @@ struct PollerGroup::Impl {
     }
 
     // One poll: connect if needed, GET, read, map, deliver. Never throws for I/O errors.
-    asio::awaitable<void> poll_once(Poller& p, bool probe) {
+    Task<void> poll_once(Poller& p, bool probe) {
         auto& st = p.source.stats;
         const auto start = Clock::now();
         // Two budgets: connect_timeout for opening a connection, then timeout for the
@@ -574,14 +581,14 @@ struct PollerGroup::Impl {
         }
     }
 
-    asio::awaitable<void> run(Poller& p) {
+    Task<void> run(Poller& p) {
         auto& st = p.source.stats;
         auto tick = p.schedule.first_tick(Clock::now().time_since_epoch());
         auto cancelled = [&p] { return p.control.load(std::memory_order_acquire) == PollerControl::cancelled; };
         for (;;) {
             if (stopping.load(std::memory_order_acquire) || cancelled()) break;
             p.tick_timer.expires_at(on_timer_grid(Clock::time_point(duration_cast<Clock::duration>(tick))));
-            co_await p.tick_timer.async_wait(use_tuple);
+            co_await detail::async<beast::error_code>([&](auto handler) { p.tick_timer.async_wait(std::move(handler)); });
             if (stopping.load(std::memory_order_acquire) || cancelled()) break;
             const auto woke = Clock::now();
             st.lateness.record(woke.time_since_epoch() - tick);
@@ -713,7 +720,7 @@ struct PollerGroup::Impl {
     }
 
     void spawn(Poller* poller) {
-        asio::co_spawn(poller->executor, run(*poller), [this, poller](std::exception_ptr e) {
+        poller->on_exit = [this, poller](std::exception_ptr e) {
             if (e) {
                 // A bug, not an I/O error: I/O errors never throw here. Keep the others going.
                 try {
@@ -734,7 +741,10 @@ struct PollerGroup::Impl {
             // nothing is posted to it after `exited` was set.
             if (remove) asio::post(poller->executor, [this, poller] { erase(poller); });
             exited();
-        });
+        };
+        run(*poller).spawn(
+            poller->executor, [](void* p, std::exception_ptr e) { static_cast<Poller*>(p)->on_exit(std::move(e)); },
+            poller);
     }
 
     void erase(Poller* poller) {
