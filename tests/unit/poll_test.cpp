@@ -14,7 +14,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -116,7 +118,8 @@ std::atomic<int> g_429_sent{0};
 // Answers GET /quotes/<symbol> by symbol: OK (a quote), BIG (over the body limit), E500,
 // GARBAGE (not HTTP), NOMAP (JSON without the mapped fields), HANG (never answers), E404,
 // R429 (429, Retry-After: 1), BAN (418, no Retry-After), BODYERR (a 200 whose code is not "0"),
-// JUNK (a 200 that is not JSON), FLAKY (see above).
+// JUNK (a 200 that is not JSON), FLAKY (see above), IDLECLOSE (answers like OK, then closes the
+// idle connection 5 ms later without saying so).
 asio::awaitable<void> serve(tcp::socket socket) {
     std::string buffer;
     for (;;) {
@@ -148,8 +151,15 @@ asio::awaitable<void> serve(tcp::socket socket) {
             else if (symbol == "JUNK") out = response(200, R"({"b":"1.00",)");
             else if (symbol == "FLAKY")
                 out = g_flaky_healthy ? response(200, R"({"b":"1.00","a":"1.01"})") : response(503, "{}");
+            else if (symbol == "IDLECLOSE") out = response(200, R"({"b":"1.00","a":"1.01"})");
             auto [wec, w] = co_await asio::async_write(socket, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
             if (wec || symbol == "GARBAGE") co_return;
+            if (symbol == "IDLECLOSE") {
+                // A keep-alive timeout shorter than the poll interval: close, unannounced.
+                asio::steady_timer idle(socket.get_executor(), 5ms);
+                co_await idle.async_wait(asio::as_tuple(asio::use_awaitable));
+                co_return;
+            }
         }
     }
 }
@@ -241,6 +251,69 @@ TEST(PollerGroup, EachFailureIsCountedInItsClassAndHealthyPollersDeliver) {
     std::size_t total = 0;
     for (auto n : states) total += n;
     EXPECT_EQ(total, symbols.size());
+}
+
+TEST(PollerGroup, AKeepAliveConnectionTheServerClosedWhileIdleIsRetriedNotTimedOut) {
+    // The close arrives between polls, when no read is pending; the next request is then
+    // answered by a reset, which must end the poll at once (and retry it on a new connection),
+    // not leave it waiting for its deadline.
+    asio::io_context io(1);
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    asio::co_spawn(io, accept_loop(acceptor), asio::detached);
+    std::vector<std::string> symbols{"IDLECLOSE"};
+    auto config = make_config(acceptor.local_endpoint().port(), symbols);
+    mdagg::Universe universe{{"test"}, symbols};
+    int quotes = 0;
+    mdagg::PollerGroup group(io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
+    bool all_exited = false;
+    group.start([&] { all_exited = true; });
+    io.run_for(600ms);
+    const auto& st = group.stats(0);
+    EXPECT_GE(quotes, 20) << "every tick (20 ms) should deliver";
+    EXPECT_EQ(st.failed.load(), 0u);
+    EXPECT_EQ(st.timed_out.load(), 0u);
+    EXPECT_GE(st.retries.load(), 15u) << "each poll after the first finds its connection closed";
+    EXPECT_GE(st.connects.load(), 15u);
+    group.stop_scheduling();
+    group.cancel_in_flight();
+    io.run_for(100ms);
+    EXPECT_TRUE(all_exited);
+}
+
+TEST(PollerGroup, MultiThreadedPollersDeliverTimeOutAndStopOnTheirStrands) {
+    // Two io threads: the timer wheel hands ticks and deadlines to each poller's strand.
+    asio::io_context io(2);
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    asio::co_spawn(io, accept_loop(acceptor), asio::detached);
+    std::vector<std::string> symbols;
+    for (int i = 0; i < 20; ++i) symbols.push_back("OK");
+    symbols.push_back("HANG");
+    symbols.push_back("IDLECLOSE");
+    auto config = make_config(acceptor.local_endpoint().port(), symbols);
+    config.runtime.threads = 2;
+    mdagg::Universe universe{{"test"}, {"OK", "HANG", "IDLECLOSE"}};
+    std::atomic<int> quotes{0};
+    mdagg::PollerGroup group(io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
+    std::atomic<bool> all_exited{false};
+    group.start([&] { all_exited = true; });
+    auto guard = asio::make_work_guard(io);
+    std::thread first([&] { io.run(); });
+    std::thread second([&] { io.run(); });
+    std::this_thread::sleep_for(500ms);
+    const auto& st = group.stats(0);
+    EXPECT_GE(quotes.load(), 21 * 15) << "every healthy poller keeps its 20 ms schedule";
+    // A hung poll uses its whole 20 ms budget, so it skips every other tick.
+    EXPECT_GE(errors(st, mdagg::PollError::timeout), 8u) << "the deadline must end each hung poll";
+    EXPECT_EQ(st.failed.load(), 0u);
+    group.stop_scheduling();
+    group.cancel_in_flight();
+    for (int i = 0; i < 100 && !all_exited; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(all_exited);
+    EXPECT_EQ(st.in_flight.load(), 0);
+    acceptor.close();
+    io.stop();
+    first.join();
+    second.join();
 }
 
 TEST(PollerGroup, RefusedConnectionsAreConnectErrorsAndBackOff) {
