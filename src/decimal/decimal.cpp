@@ -56,8 +56,11 @@ std::optional<Decimal> Decimal::parse(std::string_view text) noexcept {
     }
     // JSON syntax: at least one integer digit (".5" rejected) and, after a point, at least
     // one fraction digit ("5." rejected). Leading zeros are tolerated: "007" is unambiguous.
+    // The digits are also summed as they go: for the usual "101.25" (no exponent, 18 digits
+    // at most, so no overflow) that sum is the mantissa and the fraction's length the scale.
+    std::uint64_t sum = 0;
     const char* const int_begin = p;
-    while (p != end && is_digit(*p)) ++p;
+    while (p != end && is_digit(*p)) sum = sum * 10 + static_cast<unsigned>(*p++ - '0');
     const std::size_t int_len = static_cast<std::size_t>(p - int_begin);
     if (int_len == 0) return std::nullopt;
 
@@ -65,9 +68,13 @@ std::optional<Decimal> Decimal::parse(std::string_view text) noexcept {
     std::size_t frac_len = 0;
     if (p != end && *p == '.') {
         frac_begin = ++p;
-        while (p != end && is_digit(*p)) ++p;
+        while (p != end && is_digit(*p)) sum = sum * 10 + static_cast<unsigned>(*p++ - '0');
         frac_len = static_cast<std::size_t>(p - frac_begin);
         if (frac_len == 0) return std::nullopt;
+    }
+    if (p == end && int_len + frac_len <= 18) {
+        const auto magnitude = static_cast<std::int64_t>(sum);
+        return Decimal(negative ? -magnitude : magnitude, static_cast<int>(frac_len));
     }
 
     long long exponent = 0;

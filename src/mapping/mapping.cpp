@@ -125,9 +125,21 @@ bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 // Negative times are refused: 0 already means "none" and no venue predates 1970.
 std::optional<std::int64_t> units_to_ns(std::string_view t, int unit_digits) noexcept {
     std::size_t i = 0;
-    while (i < t.size() && is_digit(t[i])) ++i;
+    std::int64_t whole = 0;  // the integer digits while they surely fit
+    while (i < t.size() && is_digit(t[i])) {
+        if (i < 18) whole = whole * 10 + (t[i] - '0');
+        ++i;
+    }
     const std::size_t int_len = i;
     if (int_len == 0) return std::nullopt;
+    // The usual case, an integer count of the unit ("1764000000000" ms): one scaling.
+    if (i == t.size() && int_len <= 18) {
+        static constexpr std::int64_t pow10[] = {1, 10, 100, 1'000, 10'000, 100'000, 1'000'000, 10'000'000,
+                                                 100'000'000, 1'000'000'000};
+        std::int64_t ns = 0;
+        if (__builtin_mul_overflow(whole, pow10[unit_digits], &ns)) return std::nullopt;
+        return ns;
+    }
     std::size_t frac_len = 0;
     if (i < t.size() && t[i] == '.') {
         const std::size_t begin = ++i;
@@ -253,7 +265,10 @@ struct QuoteMapper::Impl {
         for (unsigned f = 0; f < f_count; ++f) {
             if (!(live & bit(f))) continue;
             const Step& s = pointers[f][step];
-            if (s.wildcard || s.key == content) pending |= bit(f);
+            // Length and first byte first: most keys differ there, and memcmp is a call.
+            if (s.wildcard || (s.key.size() == content.size() &&
+                               (content.empty() || (s.key[0] == content[0] && s.key == content))))
+                pending |= bit(f);
         }
     }
 

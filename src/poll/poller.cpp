@@ -154,6 +154,7 @@ struct Poller {
     std::atomic<std::int64_t> last_success_ns{0}, last_error_ns{0}, last_latency_ns{-1};
     std::atomic<std::uint8_t> last_error{static_cast<std::uint8_t>(PollError::count_)};
     Clock::time_point last_poll_start{};
+    Clock::time_point poll_ended{};
     std::shared_ptr<SourceRuntime> runtime;  // keeps `source` alive as long as this poller
     // Guarded by the group's mutex.
     std::vector<std::string> tags;
@@ -296,6 +297,16 @@ struct PollerGroup::Impl {
     std::optional<asio::steady_timer> wheel_timer;
     bool wheel_running = false;  // its timer is armed or its handler is running
     std::vector<detail::WheelEntry*> wheel_due;  // reused by the wheel's handler
+    // With one io thread, while the wheel's handler fires a round: pollers that have sent
+    // their request wait here to start reading, in order.
+    bool deferring_reads = false;
+    std::vector<std::coroutine_handle<>> deferred_reads;
+    struct DeferRead {
+        Impl& group;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) { group.deferred_reads.push_back(h); }
+        void await_resume() const noexcept {}
+    };
 
     std::unique_lock<std::mutex> lock_wheel() {
         return strands ? std::unique_lock<std::mutex>(wheel_mutex) : std::unique_lock<std::mutex>();
@@ -334,7 +345,11 @@ struct PollerGroup::Impl {
                 wheel_due.clear();
             }
         }
+        deferring_reads = !strands;
         for (auto* e : wheel_due) fire(static_cast<PollerEntry&>(*e));
+        deferring_reads = false;
+        for (auto h : deferred_reads) h.resume();
+        deferred_reads.clear();
         {
             auto lock = lock_wheel();
             if (wheel.size() == 0) {  // nothing waits: idle until the next wheel_add
@@ -525,6 +540,9 @@ struct PollerGroup::Impl {
             written = 0;
         }
         if (ec) co_return ec;
+        // In the wheel's round, the reads start once every poller due has sent: by then most
+        // answers are in, and reading them costs neither an empty recv nor a wakeup.
+        if (deferring_reads) co_await DeferRead{*this};
         // The deadline or a drain may have fired while this poller was not suspended on the
         // socket, where cancel() finds nothing to cancel: check before every wait.
         auto interrupted = [&] { return p.deadline_expired || cancelling.load(std::memory_order_relaxed); };
@@ -572,9 +590,9 @@ struct PollerGroup::Impl {
     }
 
     // One poll: connect if needed, GET, read, map, deliver. Never throws for I/O errors.
-    Task<void> poll_once(Poller& p, bool probe) {
+    // `start` is the tick's wake-up time; the poll's end goes to p.poll_ended.
+    Task<void> poll_once(Poller& p, bool probe, Clock::time_point start) {
         auto& st = p.source.stats;
-        const auto start = Clock::now();
         // Two budgets: connect_timeout for opening a connection, then timeout for the
         // request and response, so a fresh connection never stretches the exchange.
         auto deadline = start + p.source.config.timeout;
@@ -675,7 +693,8 @@ struct PollerGroup::Impl {
                                     : failure ? verdict_of(failure->error)
                                               : HostVerdict::healthy;
         p.probe_pending = false;
-        if (auto changed = p.source.guard.report(Clock::now(), verdict, probe))
+        const auto end = p.poll_ended = Clock::now();
+        if (auto changed = p.source.guard.report(end, verdict, probe))
             log_host_event(p, *changed == BreakerState::open ? "circuit breaker opened" : "circuit breaker closed",
                            PauseReason::none, 0);
         if (cancelled) {
@@ -685,7 +704,7 @@ struct PollerGroup::Impl {
             record_failure(p, *failure);
         } else {
             st.completed.fetch_add(1, std::memory_order_relaxed);
-            st.latency.record(Clock::now() - start);
+            st.latency.record(end - start);
             p.state.store(PollerState::completed, std::memory_order_relaxed);
         }
     }
@@ -699,6 +718,7 @@ struct PollerGroup::Impl {
             co_await sleep_until_tick(p, Clock::time_point(duration_cast<Clock::duration>(tick)));
             if (stopping.load(std::memory_order_acquire) || cancelled()) break;
             const auto woke = Clock::now();
+            auto now = woke;  // until a poll ends
             st.lateness.record(woke.time_since_epoch() - tick);
             if (p.control.load(std::memory_order_acquire) == PollerControl::paused) {
                 st.paused_ticks.fetch_add(1, std::memory_order_relaxed);
@@ -733,9 +753,10 @@ struct PollerGroup::Impl {
                             }
                         } release{p};
                         p.polling.store(true, std::memory_order_relaxed);
-                        co_await poll_once(p, admission == Admission::probe);
+                        co_await poll_once(p, admission == Admission::probe, woke);
                         p.polling.store(false, std::memory_order_relaxed);
-                        note_outcome(p, Clock::now() - woke);
+                        now = p.poll_ended;
+                        note_outcome(p, now - woke);
                         break;
                     }
                     case Admission::throttled: st.rate_limited_ticks.fetch_add(1, std::memory_order_relaxed); break;
@@ -743,7 +764,7 @@ struct PollerGroup::Impl {
                     case Admission::breaker_open: st.breaker_ticks.fetch_add(1, std::memory_order_relaxed); break;
                 }
             }
-            auto next = p.schedule.next(tick, Clock::now().time_since_epoch());
+            auto next = p.schedule.next(tick, now.time_since_epoch());
             if (next.skipped) st.skipped_ticks.fetch_add(next.skipped, std::memory_order_relaxed);
             tick = next.tick;
         }
@@ -758,7 +779,7 @@ struct PollerGroup::Impl {
         switch (p.state.load(std::memory_order_relaxed)) {
             case PollerState::completed:
                 p.completed.fetch_add(1, std::memory_order_relaxed);
-                p.last_success_ns.store(wall_clock_ns(), std::memory_order_relaxed);
+                p.last_success_ns.store(p.quote.receive_time_ns, std::memory_order_relaxed);
                 break;
             case PollerState::timed_out:
                 p.timed_out.fetch_add(1, std::memory_order_relaxed);

@@ -950,3 +950,37 @@ TEST(Rfc3339, Rejects) {
         EXPECT_FALSE(parse_rfc3339_ns(bad)) << '"' << bad << '"';
     }
 }
+
+TEST(MappingJsonReader, StringScanFindsEachSpecialByteAtEveryOffsetOfAWord) {
+    // Plain runs are skipped 8 bytes at a time: put each byte that ends or interrupts a run at
+    // every offset of the first three words of a key and of a value, and require nlohmann's
+    // verdict and, when valid, the exact decoded content (it must equal the symbol expected).
+    const std::vector<std::string> specials = {"\"", "\\\\", "\\n", "\\u00e9", "\x01", "\x1f", " ", "\x7f",
+                                               "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\x80", "\xff"};
+    FieldMap f = bid_ask("/bid", "/ask");
+    f.symbol = "/sym";
+    QuoteMapper m(f);
+    int valid = 0;
+    for (const auto& special : specials) {
+        for (std::size_t offset = 0; offset < 24; ++offset) {
+            const std::string text = std::string(offset, 'a') + special + std::string(9, 'b');
+            for (const bool in_key : {false, true}) {
+                const std::string body = in_key ? R"({")" + text + R"(":1,"sym":"X","bid":"1","ask":"2"})"
+                                                : R"({"bid":"1","ask":"2","sym":")" + text + R"("})";
+                const std::optional<bool> theirs = nlohmann_valid(body);
+                ASSERT_TRUE(theirs.has_value());
+                std::string expected = "X";
+                if (*theirs && !in_key) expected = nlohmann::json::parse(body)["sym"].get<std::string>();
+                Quote q;
+                const auto ec = m.map(body, expected, q);
+                EXPECT_EQ(ec != MappingError::malformed_json, *theirs) << ::testing::PrintToString(body);
+                if (*theirs) {
+                    EXPECT_FALSE(ec) << ::testing::PrintToString(body) << ": " << ec.message();
+                    ++valid;
+                }
+            }
+        }
+    }
+    EXPECT_GT(valid, 300);  // both verdicts occur: the comparison means something
+    EXPECT_LT(valid, 13 * 24 * 2);
+}
