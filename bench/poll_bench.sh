@@ -92,16 +92,17 @@ YAML
   ratio=$(echo "$mdagg_us / $wrk_us" | bc -l)
   paced_ratio=$(echo "$mdagg_us / $paced_us" | bc -l)
   floor_ratio=$(echo "$mdagg_us / $floor_us" | bc -l)
-  printf 'run %d: polls/s %.0f of %.0f scheduled, mdagg %.2f us CPU/poll; wrk flat out %.2f us CPU/req (%s req), ratio %.2f; wrk paced %.2f us (%.0f req/s), ratio %.2f; paced floor client %.2f us (%.0f req/s), ratio %.2f; peak RSS %.1f MiB, tick lateness p50/p99 %s ms, drain %s ms\n' \
+  floor_vs_wrk=$(echo "$floor_us / $wrk_us" | bc -l)  # what pacing alone costs
+  printf 'run %d: polls/s %.0f of %.0f scheduled, mdagg %.2f us CPU/poll; wrk flat out %.2f us CPU/req (%s req), ratio %.2f; wrk paced %.2f us (%.0f req/s), ratio %.2f; paced floor client %.2f us (%.0f req/s), ratio %.2f (floor itself %.2f of wrk flat out); peak RSS %.1f MiB, tick lateness p50/p99 %s ms, drain %s ms\n' \
     "$run" "$polls_s" "$sched" "$mdagg_us" "$wrk_us" "$wrk_req" "$ratio" "$paced_us" "$(echo "$paced_req / $secs" | bc -l)" "$paced_ratio" \
-    "$floor_us" "$floor_rps" "$floor_ratio" "$(echo "$rss_kib/1024" | bc -l)" "$(echo $lateness | tr ' ' '/')" "$drain_ms"
-  results+=("$polls_s $mdagg_us $wrk_us $ratio $paced_us $paced_ratio $floor_us $floor_ratio $rss_kib $drain_ms")
+    "$floor_us" "$floor_rps" "$floor_ratio" "$floor_vs_wrk" "$(echo "$rss_kib/1024" | bc -l)" "$(echo $lateness | tr ' ' '/')" "$drain_ms"
+  results+=("$polls_s $mdagg_us $wrk_us $ratio $paced_us $paced_ratio $floor_us $floor_ratio $floor_vs_wrk $rss_kib $drain_ms")
   rm -rf "$work/out"
 done
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 names=(polls_per_s mdagg_us_per_poll wrk_us_per_req cpu_ratio wrk_paced_us_per_req paced_ratio
-       floor_us_per_req floor_ratio peak_rss_kib drain_ms)
+       floor_us_per_req floor_ratio floor_vs_wrk peak_rss_kib drain_ms)
 line="median of $runs runs (schedule $(printf '%.0f' "$sched") polls/s):"
 for i in "${!names[@]}"; do
   m=$(printf '%s\n' "${results[@]}" | awk -v f=$((i + 1)) '{ print $f }' | median)

@@ -1,8 +1,5 @@
 #include "json_reader.hpp"
 
-#include <bit>
-#include <cstring>
-
 namespace mdagg::detail {
 namespace {
 
@@ -70,43 +67,12 @@ void append_utf8(std::string& out, unsigned cp) {
     }
 }
 
-// One past the run of plain bytes at p (printable ASCII other than '"' and '\\'), 8 bytes at
-// a time: keys and values are mostly such runs, and bytewise scanning was a third of a quote's
-// mapping cost.
-const char* skip_plain(const char* p, const char* end) noexcept {
-    constexpr std::uint64_t ones = 0x0101010101010101ULL;
-    constexpr std::uint64_t high = 0x8080808080808080ULL;
-    while (end - p >= 8) {
-        std::uint64_t w;
-        std::memcpy(&w, p, sizeof w);
-        // The high bit of each byte that is '"', '\\', below 0x20 or from 0x80 up. A borrow
-        // can mark a byte above a marked one too, never below: the lowest mark is exact.
-        const std::uint64_t q = w ^ (ones * '"');
-        const std::uint64_t b = w ^ (ones * '\\');
-        const std::uint64_t marks = (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & high;
-        if (marks != 0) {
-            if constexpr (std::endian::native == std::endian::little)
-                return p + (std::countr_zero(marks) >> 3);
-            break;  // a big-endian machine finds it bytewise
-        }
-        p += 8;
-    }
-    while (p != end) {
-        const auto c = static_cast<unsigned char>(*p);
-        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
-        ++p;
-    }
-    return p;
-}
-
 }  // namespace
 
-bool scan_json_string(const char*& p, const char* end, std::string_view& content,
-                      bool& escaped) noexcept {
-    const char* const start = ++p;  // past the opening quote
+bool scan_json_string_rest(const char* start, const char*& p, const char* end, std::string_view& content,
+                           bool& escaped) noexcept {
     escaped = false;
     for (;;) {
-        p = skip_plain(p, end);
         if (p == end) return false;
         const auto c = static_cast<unsigned char>(*p);
         if (c == '"') {
@@ -118,7 +84,7 @@ bool scan_json_string(const char*& p, const char* end, std::string_view& content
         if (c >= 0x80) {
             const int n = utf8_sequence(p, end);
             if (n == 0) return false;
-            p += n;
+            p = skip_plain(p + n, end);
             continue;
         }
         escaped = true;
@@ -148,6 +114,7 @@ bool scan_json_string(const char*& p, const char* end, std::string_view& content
         default:
             return false;
         }
+        p = skip_plain(p, end);
     }
 }
 

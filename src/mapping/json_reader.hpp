@@ -10,8 +10,10 @@
 // (nlohmann reports them as out_of_range 406).
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,11 +22,54 @@ namespace mdagg::detail {
 
 enum class JsonKind : std::uint8_t { string, integer, number, boolean, null };
 
+// One past the run of plain bytes at p: printable ASCII other than '"' and '\\'.
+inline const char* skip_plain(const char* p, const char* end) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ULL;
+    constexpr std::uint64_t high = 0x8080808080808080ULL;
+    // 8 bytes at a time: keys and values are mostly such runs.
+    while (end - p >= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p, sizeof w);
+        // The high bit of each byte that is '"', '\\', below 0x20 or from 0x80 up. A borrow
+        // can mark a byte above a marked one too, never below: the lowest mark is exact.
+        const std::uint64_t q = w ^ (ones * '"');
+        const std::uint64_t b = w ^ (ones * '\\');
+        const std::uint64_t marks = (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w) & high;
+        if (marks != 0) {
+            if constexpr (std::endian::native == std::endian::little)
+                return p + (std::countr_zero(marks) >> 3);
+            break;  // a big-endian machine finds it bytewise
+        }
+        p += 8;
+    }
+    while (p != end) {
+        const auto c = static_cast<unsigned char>(*p);
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
+        ++p;
+    }
+    return p;
+}
+
+// Continues scan_json_string() at the first byte that is not plain.
+bool scan_json_string_rest(const char* start, const char*& p, const char* end, std::string_view& content,
+                           bool& escaped) noexcept;
+
 // Both scan functions take `p` at the opening character and leave it one past the token.
 // The string's content excludes the quotes and is validated (escapes, surrogate pairs, UTF-8,
-// no control characters); `escaped` says whether decode_json_string() is needed.
-bool scan_json_string(const char*& p, const char* end, std::string_view& content,
-                      bool& escaped) noexcept;
+// no control characters); `escaped` says whether decode_json_string() is needed. Inline for
+// the usual plain string, which is most of a quote body.
+inline bool scan_json_string(const char*& p, const char* end, std::string_view& content,
+                             bool& escaped) noexcept {
+    const char* const start = ++p;  // past the opening quote
+    p = skip_plain(p, end);
+    if (p != end && *p == '"') {
+        content = std::string_view(start, static_cast<std::size_t>(p - start));
+        ++p;
+        escaped = false;
+        return true;
+    }
+    return scan_json_string_rest(start, p, end, content, escaped);
+}
 // `integer` is false when the token has a fraction or an exponent.
 bool scan_json_number(const char*& p, const char* end, bool& integer) noexcept;
 // Decodes the escapes of content already validated by scan_json_string(); reuses `out`.
@@ -54,7 +99,7 @@ private:
     template <class Handler>
     static bool read_key(const char*& p, const char* end, Handler& h);
 
-    std::vector<bool> stack_;  // true: array
+    std::vector<std::uint8_t> stack_;  // 1: array (not vector<bool>: its bit arithmetic showed)
 };
 
 template <class Handler>

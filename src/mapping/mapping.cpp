@@ -3,6 +3,7 @@
 #include "json_reader.hpp"
 
 #include <array>
+#include <bit>
 #include <limits>
 #include <stdexcept>
 #include <utility>
@@ -235,8 +236,8 @@ struct QuoteMapper::Impl {
     void begin_container() {
         const std::uint8_t live = pending & wanted;
         std::uint8_t below = 0;
-        for (unsigned f = 0; f < f_count; ++f) {
-            if (!(live & bit(f))) continue;
+        for (std::uint8_t rest = live; rest; rest &= static_cast<std::uint8_t>(rest - 1)) {
+            const auto f = static_cast<unsigned>(std::countr_zero(rest));
             if (pointers[f].size() == frames.size()) {
                 capture(f, Kind::container, {}, false);
                 if (f == f_success) success_depth = frames.size() + 1;
@@ -262,8 +263,8 @@ struct QuoteMapper::Impl {
             content = key_buf;
         }
         const std::size_t step = frames.size() - 1;
-        for (unsigned f = 0; f < f_count; ++f) {
-            if (!(live & bit(f))) continue;
+        for (std::uint8_t rest = live; rest; rest &= static_cast<std::uint8_t>(rest - 1)) {
+            const auto f = static_cast<unsigned>(std::countr_zero(rest));
             const Step& s = pointers[f][step];
             // Length and first byte first: most keys differ there, and memcmp is a call.
             if (s.wildcard || (s.key.size() == content.size() &&
@@ -280,8 +281,9 @@ struct QuoteMapper::Impl {
         pending = 0;
         if (!live) return;
         const std::size_t step = frames.size() - 1;
-        for (unsigned f = 0; f < f_count; ++f) {
-            if ((live & bit(f)) && pointers[f][step].index == index) pending |= bit(f);
+        for (std::uint8_t rest = live; rest; rest &= static_cast<std::uint8_t>(rest - 1)) {
+            const auto f = static_cast<unsigned>(std::countr_zero(rest));
+            if (pointers[f][step].index == index) pending |= bit(f);
         }
     }
 
@@ -291,11 +293,10 @@ struct QuoteMapper::Impl {
         if (!live) return;
         static constexpr Kind kinds[] = {Kind::string, Kind::integer, Kind::number,
                                          Kind::boolean, Kind::null};
-        for (unsigned f = 0; f < f_count; ++f) {
+        for (std::uint8_t rest = live; rest; rest &= static_cast<std::uint8_t>(rest - 1)) {
+            const auto f = static_cast<unsigned>(std::countr_zero(rest));
             // A pointer that goes deeper than a scalar finds nothing here.
-            if ((live & bit(f)) && pointers[f].size() == frames.size()) {
-                capture(f, kinds[static_cast<unsigned>(kind)], text, escaped);
-            }
+            if (pointers[f].size() == frames.size()) capture(f, kinds[static_cast<unsigned>(kind)], text, escaped);
         }
     }
 
