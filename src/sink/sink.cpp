@@ -107,6 +107,8 @@ std::atomic<std::uint64_t> segment_counter{0};
 
 struct Chunk {
     std::string data;  // whole lines only
+    // Lines in data (the formatters never put a line break inside a record); for the writer's
+    // `current`, the lines not yet written.
     std::uint64_t records = 0;
     std::uint64_t seq = 0;  // creation order across both streams, for drop_oldest
 };
@@ -294,7 +296,12 @@ struct State {
                 return false;
             }
             const auto wrote = static_cast<std::size_t>(w);
-            const std::uint64_t lines = count_lines(p, p + wrote);
+            // Records are counted without reading them again when a write takes the rest of
+            // the chunk, as all but a short write or a rotation's split do.
+            const bool rest_of_chunk = source == Source::records &&
+                                       p + wrote == s.current.data.data() + s.current.data.size();
+            const std::uint64_t lines = rest_of_chunk ? s.current.records : count_lines(p, p + wrote);
+            if (source == Source::records) s.current.records -= lines;
             const char* nl =
                 std::find(std::make_reverse_iterator(p + wrote), std::make_reverse_iterator(p), '\n').base();
             if (nl != p) g.line_end = g.size + static_cast<std::uint64_t>(nl - p);
