@@ -795,7 +795,7 @@ RepairResult repair_segment(const std::string& part_path) {
 }
 
 struct FileSink::Impl {
-    Impl(const Universe& u, const SinkOptions& options) : universe(u) {
+    Impl(const Universe& u, const SinkOptions& options) : formatter(u) {
         st->opt = options;
         if (st->opt.handoff_bytes == 0) st->opt.handoff_bytes = 1;
         st->dir = options.dir.empty() ? "." : options.dir;
@@ -809,7 +809,7 @@ struct FileSink::Impl {
         }
     }
 
-    const Universe& universe;
+    RecordFormatter formatter;  // the strand's, like the Universe it reads
     std::shared_ptr<State> st = std::make_shared<State>();
     std::thread writer;
     std::thread compressor;
@@ -1039,9 +1039,9 @@ void FileSink::on_quote(const Quote& quote) {
     thread_local std::string line;
     line.clear();
     if (impl_->st->streams[quotes].format == RecordFormat::csv) {
-        append_quote_csv(line, quote, impl_->universe);
+        impl_->formatter.quote_csv(line, quote);
     } else {
-        append_quote_json(line, quote, impl_->universe);
+        impl_->formatter.quote_json(line, quote);
     }
     impl_->append(quotes, line);
 }
@@ -1050,9 +1050,9 @@ void FileSink::on_bar(const Bar& bar) {
     thread_local std::string line;
     line.clear();
     if (impl_->st->streams[bars].format == RecordFormat::csv) {
-        append_bar_csv(line, bar, impl_->universe);
+        impl_->formatter.bar_csv(line, bar);
     } else {
-        append_bar_json(line, bar, impl_->universe);
+        impl_->formatter.bar_json(line, bar);
     }
     impl_->append(bars, line);
 }
@@ -1060,7 +1060,7 @@ void FileSink::on_bar(const Bar& bar) {
 void FileSink::on_stale(const StaleMark& mark) {
     thread_local std::string line;
     line.clear();
-    append_stale_json(line, mark, impl_->universe);
+    impl_->formatter.stale_json(line, mark);
     impl_->append(events, line);
 }
 
