@@ -43,18 +43,28 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
     return n;
 }
 
-// The calendar date of a day, cached per thread: the date changes once a day, so the costly
-// civil-date arithmetic runs once a day per slot. Several slots keep an exchange time and a
-// receive time on either side of midnight (or a venue's old timestamp) from evicting each
-// other on every record.
-struct DateSlot {
-    std::int64_t day = std::numeric_limits<std::int64_t>::min();  // no day has this number
-    char text[10];  // "YYYY-MM-DD"
+// The text of a time is cached per thread at two levels. "YYYY-MM-DDTHH:MM:SS" of the last
+// seconds formatted: a record's times mostly repeat a recent second, so usually only the
+// fraction is formatted; two slots (by parity) keep an exchange time and a receive time in
+// adjacent seconds from evicting each other. Below that the "YYYY-MM-DD" of recent days, so
+// a second that misses (a venue's old timestamp, say) costs no calendar arithmetic unless its
+// day is new too.
+struct SecondSlot {
+    std::int64_t second = std::numeric_limits<std::int64_t>::min();  // no instant has this second
+    char text[19];
 };
-thread_local DateSlot date_cache[4];
+thread_local SecondSlot second_cache[2];
+
+struct DaySlot {
+    std::int64_t day = std::numeric_limits<std::int64_t>::min();
+    char text[10];
+};
+thread_local DaySlot day_cache[4];
+
+constexpr std::int64_t ns_per_s = 1'000'000'000;
 
 const char* date_text(std::int64_t day) noexcept {
-    DateSlot& slot = date_cache[static_cast<std::uint64_t>(day) % std::size(date_cache)];
+    DaySlot& slot = day_cache[static_cast<std::uint64_t>(day) % std::size(day_cache)];
     if (slot.day != day) {
         using namespace std::chrono;
         const year_month_day ymd{sys_days{days{day}}};
@@ -71,34 +81,42 @@ const char* date_text(std::int64_t day) noexcept {
     return slot.text;
 }
 
-}  // namespace
-
-char* put_rfc3339(char* p, std::int64_t ns) noexcept {
-    constexpr std::int64_t ns_per_s = 1'000'000'000;
+// Fills slot.text for `second`, counted from the epoch (negative before 1970).
+void format_second(SecondSlot& slot, std::int64_t second) noexcept {
     constexpr std::int64_t s_per_day = 86'400;
-    // Floor division: a time before 1970 still has a fraction in [0, 1 s) and a time of day
-    // in [0, 1 day).
-    std::int64_t secs = ns / ns_per_s;
-    std::int64_t frac = ns % ns_per_s;
-    if (frac < 0) {
-        frac += ns_per_s;
-        --secs;
-    }
-    std::int64_t day = secs / s_per_day;
-    std::int64_t sod = secs % s_per_day;
+    // Floor division: a second before 1970 still has a time of day in [0, 1 day).
+    std::int64_t day = second / s_per_day;
+    std::int64_t sod = second % s_per_day;
     if (sod < 0) {
         sod += s_per_day;
         --day;
     }
-    std::memcpy(p, date_text(day), 10);
-    p += 10;
+    std::memcpy(slot.text, date_text(day), 10);
     const auto tod = static_cast<unsigned>(sod);
+    char* p = slot.text + 10;
     *p++ = 'T';
     p = put_2digits(p, tod / 3600);
     *p++ = ':';
     p = put_2digits(p, tod / 60 % 60);
     *p++ = ':';
-    p = put_2digits(p, tod % 60);
+    put_2digits(p, tod % 60);
+    slot.second = second;
+}
+
+}  // namespace
+
+char* put_rfc3339(char* p, std::int64_t ns) noexcept {
+    // Floor division: a time before 1970 still has a fraction in [0, 1 s).
+    std::int64_t second = ns / ns_per_s;
+    std::int64_t frac = ns % ns_per_s;
+    if (frac < 0) {
+        frac += ns_per_s;
+        --second;
+    }
+    SecondSlot& slot = second_cache[second & 1];
+    if (slot.second != second) format_second(slot, second);
+    std::memcpy(p, slot.text, sizeof slot.text);
+    p += sizeof slot.text;
     *p++ = '.';
     auto f = static_cast<std::uint32_t>(frac);  // 9 digits: 1 + 4 pairs
     *p++ = static_cast<char>('0' + f / 100'000'000);

@@ -280,8 +280,9 @@ TEST(JsonFormat, Rfc3339RandomInstantsAndDaysThatShareACacheSlot) {
         const auto ns = static_cast<std::int64_t>(rng());  // anywhere in 1677..2262
         ASSERT_EQ(rfc3339(ns), reference_rfc3339(ns)) << ns;
     }
-    // Days 4 apart map to the same slot, days 1 apart to neighbours; times near "now" on both
-    // sides of midnight, seconds repeating and time going backwards.
+    // The caches' slot collisions: half days apart (an even number of seconds: the same second
+    // slot), days 4 apart (the same day slot); around a midnight, so the second and the day
+    // change within a few microseconds; seconds repeating and time going backwards.
     const std::int64_t day_ns = 86'400'000'000'000;
     const std::int64_t base = ns_at(2025y / 11 / 24, 23h + 59min + 59s + 999'999'000ns);
     for (int i = 0; i < 20000; ++i) {
