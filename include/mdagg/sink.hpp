@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mdagg {
 
@@ -29,6 +30,25 @@ void append_quote_csv(std::string& out, const Quote& q, const Universe& universe
 void append_bar_csv(std::string& out, const Bar& bar, const Universe& universe);
 extern const std::string_view quote_csv_header;  // "source,symbol,...\n"
 extern const std::string_view bar_csv_header;
+
+// The same lines as the functions above, for one Universe, with each name escaped once rather
+// than on every record. A reload only appends names (an id never changes meaning), so names
+// past the cache are escaped when first seen; an id outside the Universe prints as above. Not
+// thread-safe: like the Universe it reads, it belongs to the aggregator's strand.
+class RecordFormatter {
+public:
+    explicit RecordFormatter(const Universe& universe) : universe_(universe) {}
+
+    void quote_json(std::string& out, const Quote& q);
+    void bar_json(std::string& out, const Bar& bar);
+    void stale_json(std::string& out, const StaleMark& mark);
+    void quote_csv(std::string& out, const Quote& q);
+    void bar_csv(std::string& out, const Bar& bar);
+
+private:
+    const Universe& universe_;
+    std::vector<std::string> json_sources_, json_symbols_, csv_sources_, csv_symbols_;
+};
 
 enum class RecordFormat { jsonl, csv };
 enum class OverflowPolicy {
@@ -104,7 +124,9 @@ public:
     // writer. Throws std::system_error with a message naming the path when it cannot.
     void open();
 
-    void on_quote(const Quote& quote) override;  // queue only, never touches the disk
+    // From one strand at a time (the aggregator's), which also owns the Universe: the names
+    // it escapes once are kept here. Queue only, never touch the disk.
+    void on_quote(const Quote& quote) override;
     void on_bar(const Bar& bar) override;
     void on_stale(const StaleMark& mark) override;  // the events stream, always JSON lines
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <limits>
 
 namespace mdagg {
@@ -20,6 +21,53 @@ constexpr std::array<std::int64_t, Decimal::max_scale + 1> pow10_i64 = [] {
 constexpr std::uint64_t int64_max = std::numeric_limits<std::int64_t>::max();
 
 bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+// "00".."99": format() writes two digits per division.
+constexpr std::array<char, 200> digit_pairs = [] {
+    std::array<char, 200> t{};
+    for (std::size_t i = 0; i < 100; ++i) {
+        t[2 * i] = static_cast<char>('0' + i / 10);
+        t[2 * i + 1] = static_cast<char>('0' + i % 10);
+    }
+    return t;
+}();
+
+// Writes v as exactly `width` digits (zero-padded), right to left. Most prices and sizes fit
+// in 32 bits, where dividing by 100 is a cheaper multiplication.
+template <class UInt>
+void put_pairs(char* end, UInt v, int width) noexcept {
+    for (; width >= 2; width -= 2) {
+        end -= 2;
+        std::memcpy(end, &digit_pairs[static_cast<std::size_t>(2 * (v % 100))], 2);
+        v /= 100;
+    }
+    if (width == 1) end[-1] = static_cast<char>('0' + v);
+}
+
+char* put_fixed(char* out, std::uint64_t v, int width) noexcept {
+    if (v <= std::numeric_limits<std::uint32_t>::max()) {
+        put_pairs(out + width, static_cast<std::uint32_t>(v), width);
+    } else {
+        put_pairs(out + width, v, width);
+    }
+    return out + width;
+}
+
+// Writes v in as many digits as it has ("0" for 0).
+char* put_uint(char* out, std::uint64_t v) noexcept {
+    // 10^0..10^19, every power of ten a uint64 holds.
+    static constexpr std::array<std::uint64_t, 20> pow10 = [] {
+        std::array<std::uint64_t, 20> t{1};
+        for (std::size_t i = 1; i < t.size(); ++i) t[i] = t[i - 1] * 10;
+        return t;
+    }();
+    // bits * log10(2) is the digit count or one less; one comparison settles which. v | 1
+    // gives 0 its one digit without changing the answer for any other v.
+    const int bits = 64 - __builtin_clzll(v | 1);
+    const int t = (bits * 1233) >> 12;
+    const int width = t + ((v | 1) >= pow10[static_cast<std::size_t>(t)] ? 1 : 0);
+    return put_fixed(out, v, width);
+}
 
 // The constructor does not check the scale; clamping keeps misuse from overrunning format()'s
 // buffer or overflowing the 128-bit arithmetic below.
@@ -135,28 +183,17 @@ std::optional<Decimal> Decimal::parse(std::string_view text) noexcept {
 
 char* Decimal::format(char* out) const noexcept {
     // uint64 negation keeps INT64_MIN's magnitude representable.
-    std::uint64_t magnitude = mantissa_ < 0 ? 0 - static_cast<std::uint64_t>(mantissa_)
-                                            : static_cast<std::uint64_t>(mantissa_);
-    char digits[20];
-    int n = 0;
-    do {
-        digits[n++] = static_cast<char>('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude != 0);
-
+    const std::uint64_t magnitude = mantissa_ < 0 ? 0 - static_cast<std::uint64_t>(mantissa_)
+                                                  : static_cast<std::uint64_t>(mantissa_);
     const int scale = checked_scale(scale_);
+    const auto unit = static_cast<std::uint64_t>(pow10_i64[scale]);
     if (mantissa_ < 0) *out++ = '-';
-    if (n <= scale) {
-        *out++ = '0';
-        *out++ = '.';
-        out = std::fill_n(out, scale - n, '0');
-        while (n > 0) *out++ = digits[--n];
-        return out;
-    }
-    while (n > scale) *out++ = digits[--n];
+    // The integer part ("0" when the magnitude is below one), then exactly `scale` digits,
+    // leading zeros included: 200 at scale 8 is "0.00000200".
+    out = put_uint(out, magnitude / unit);
     if (scale > 0) {
         *out++ = '.';
-        while (n > 0) *out++ = digits[--n];
+        out = put_fixed(out, magnitude % unit, scale);
     }
     return out;
 }

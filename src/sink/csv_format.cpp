@@ -15,12 +15,12 @@ const std::string_view bar_csv_header =
     "symbol,start,end,open,high,low,close,updates,spread,best_bid,best_bid_source,best_ask,"
     "best_ask_source\n";
 
-namespace {
+namespace sink_detail {
 
 // RFC 4180 quoting when needed. Crash repair and the readers rely on one record per line, so
 // a line break or other control byte inside a name (which the config never allows) becomes a
 // space rather than a quoted line break.
-void append_field(std::string& out, std::string_view s) {
+char* put_csv_field(char* p, std::string_view s) noexcept {
     bool plain = true;  // nothing to quote or replace: the common case, copied whole
     for (char c : s) {
         const auto u = static_cast<unsigned char>(c);
@@ -29,87 +29,107 @@ void append_field(std::string& out, std::string_view s) {
             break;
         }
     }
-    if (plain) {
-        out.append(s);
-        return;
-    }
-    out.push_back('"');
+    if (plain) return put(p, s);
+    *p++ = '"';
     for (char c : s) {
         const auto u = static_cast<unsigned char>(c);
         if (c == '"') {
-            out += "\"\"";
+            *p++ = '"';
+            *p++ = '"';
         } else if (u < 0x20 || u == 0x7f) {
-            out.push_back(' ');
+            *p++ = ' ';
         } else {
-            out.push_back(c);
+            *p++ = c;
         }
     }
-    out.push_back('"');
+    *p++ = '"';
+    return p;
 }
 
-void append_name(std::string& out, const std::vector<std::string>& names, std::uint32_t id) {
-    if (id < names.size()) append_field(out, names[id]);  // unknown id: empty field
+}  // namespace sink_detail
+
+namespace {
+
+using namespace sink_detail;
+
+template <class Names>
+void quote_csv(std::string& out, const Quote& q, const Names& sources, const Names& symbols) {
+    constexpr std::size_t fixed = 16 + 4 * Decimal::max_chars + 2 * rfc3339_chars + int_bound;
+    LineBuffer buf(out, fixed + sources.bound(q.source) + symbols.bound(q.symbol));
+    char* p = buf.begin();
+    p = sources.put(p, q.source);
+    *p++ = ',';
+    p = symbols.put(p, q.symbol);
+    *p++ = ',';
+    p = q.bid.format(p);
+    *p++ = ',';
+    p = q.ask.format(p);
+    *p++ = ',';
+    if (q.has_bid_size) p = q.bid_size.format(p);
+    *p++ = ',';
+    if (q.has_ask_size) p = q.ask_size.format(p);
+    *p++ = ',';
+    if (q.exchange_time_ns != 0) p = put_rfc3339(p, q.exchange_time_ns);
+    *p++ = ',';
+    p = put_rfc3339(p, q.receive_time_ns);
+    *p++ = ',';
+    if (q.seq >= 0) p = put_int(p, q.seq);
+    *p++ = '\n';
+    buf.commit(p);
 }
 
-void append_decimal(std::string& out, Decimal d) {
-    char buf[Decimal::max_chars];
-    out.append(buf, d.format(buf));
-}
-
-template <class Int>
-void append_int(std::string& out, Int v) {
-    char buf[24];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, r.ptr);
+template <class Names>
+void bar_csv(std::string& out, const Bar& bar, const Names& sources, const Names& symbols) {
+    constexpr std::size_t fixed = 24 + 7 * Decimal::max_chars + 2 * rfc3339_chars + int_bound;
+    LineBuffer buf(out, fixed + symbols.bound(bar.symbol) + sources.bound(bar.bbo.bid_source) +
+                            sources.bound(bar.bbo.ask_source));
+    char* p = buf.begin();
+    p = symbols.put(p, bar.symbol);
+    *p++ = ',';
+    p = put_rfc3339(p, bar.start_ns);
+    *p++ = ',';
+    p = put_rfc3339(p, bar.end_ns);
+    for (Decimal d : {bar.open, bar.high, bar.low, bar.close}) {
+        *p++ = ',';
+        p = d.format(p);
+    }
+    *p++ = ',';
+    p = put_int(p, bar.updates);
+    *p++ = ',';
+    p = bar.last_spread.format(p);
+    // best_bid,best_bid_source then best_ask,best_ask_source; both empty for a missing side.
+    auto best_side = [&](bool has, Decimal price, SourceId source) {
+        *p++ = ',';
+        if (has) p = price.format(p);
+        *p++ = ',';
+        if (has) p = sources.put(p, source);
+    };
+    best_side(bar.bbo.has_bid, bar.bbo.bid, bar.bbo.bid_source);
+    best_side(bar.bbo.has_ask, bar.bbo.ask, bar.bbo.ask_source);
+    *p++ = '\n';
+    buf.commit(p);
 }
 
 }  // namespace
 
 void append_quote_csv(std::string& out, const Quote& q, const Universe& universe) {
-    append_name(out, universe.sources, q.source);
-    out.push_back(',');
-    append_name(out, universe.symbols, q.symbol);
-    out.push_back(',');
-    append_decimal(out, q.bid);
-    out.push_back(',');
-    append_decimal(out, q.ask);
-    out.push_back(',');
-    if (q.has_bid_size) append_decimal(out, q.bid_size);
-    out.push_back(',');
-    if (q.has_ask_size) append_decimal(out, q.ask_size);
-    out.push_back(',');
-    if (q.exchange_time_ns != 0) sink_detail::append_rfc3339(out, q.exchange_time_ns);
-    out.push_back(',');
-    sink_detail::append_rfc3339(out, q.receive_time_ns);
-    out.push_back(',');
-    if (q.seq >= 0) append_int(out, q.seq);
-    out.push_back('\n');
+    quote_csv(out, q, EscapedNames{universe.sources, csv_name}, EscapedNames{universe.symbols, csv_name});
 }
 
 void append_bar_csv(std::string& out, const Bar& bar, const Universe& universe) {
-    append_name(out, universe.symbols, bar.symbol);
-    out.push_back(',');
-    sink_detail::append_rfc3339(out, bar.start_ns);
-    out.push_back(',');
-    sink_detail::append_rfc3339(out, bar.end_ns);
-    for (Decimal d : {bar.open, bar.high, bar.low, bar.close}) {
-        out.push_back(',');
-        append_decimal(out, d);
-    }
-    out.push_back(',');
-    append_int(out, bar.updates);
-    out.push_back(',');
-    append_decimal(out, bar.last_spread);
-    // best_bid,best_bid_source then best_ask,best_ask_source; both empty for a missing side.
-    auto best_side = [&](bool has, Decimal price, SourceId source) {
-        out.push_back(',');
-        if (has) append_decimal(out, price);
-        out.push_back(',');
-        if (has) append_name(out, universe.sources, source);
-    };
-    best_side(bar.bbo.has_bid, bar.bbo.bid, bar.bbo.bid_source);
-    best_side(bar.bbo.has_ask, bar.bbo.ask, bar.bbo.ask_source);
-    out.push_back('\n');
+    bar_csv(out, bar, EscapedNames{universe.sources, csv_name}, EscapedNames{universe.symbols, csv_name});
+}
+
+void RecordFormatter::quote_csv(std::string& out, const Quote& q) {
+    sync_names(csv_sources_, universe_.sources, csv_name);
+    sync_names(csv_symbols_, universe_.symbols, csv_name);
+    mdagg::quote_csv(out, q, CachedNames{csv_sources_, csv_name}, CachedNames{csv_symbols_, csv_name});
+}
+
+void RecordFormatter::bar_csv(std::string& out, const Bar& bar) {
+    sync_names(csv_sources_, universe_.sources, csv_name);
+    sync_names(csv_symbols_, universe_.symbols, csv_name);
+    mdagg::bar_csv(out, bar, CachedNames{csv_sources_, csv_name}, CachedNames{csv_symbols_, csv_name});
 }
 
 }  // namespace mdagg

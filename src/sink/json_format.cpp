@@ -1,14 +1,17 @@
 // Hand-written JSON lines: this runs once per record on the aggregator strand, so no
-// intermediate DOM, no locale, no allocation beyond growing `out`.
+// intermediate DOM, no locale, no allocation beyond growing `out`. Each record is written
+// into one buffer sized for its worst case and appended once.
 #include <mdagg/sink.hpp>
 
 #include "detail.hpp"
 
 #include <charconv>
 #include <chrono>
+#include <limits>
 #include <string_view>
 
 namespace mdagg {
+namespace sink_detail {
 namespace {
 
 // Length of the well-formed UTF-8 sequence starting at s[i], 0 when it is not one.
@@ -40,10 +43,103 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
     return n;
 }
 
+// The text of a time is cached per thread at two levels. "YYYY-MM-DDTHH:MM:SS" of the last
+// seconds formatted: a record's times mostly repeat a recent second, so usually only the
+// fraction is formatted; two slots (by parity) keep an exchange time and a receive time in
+// adjacent seconds from evicting each other. Below that the "YYYY-MM-DD" of recent days, so
+// a second that misses (a venue's old timestamp, say) costs no calendar arithmetic unless its
+// day is new too.
+struct SecondSlot {
+    std::int64_t second = std::numeric_limits<std::int64_t>::min();  // no instant has this second
+    char text[19];
+};
+thread_local SecondSlot second_cache[2];
+
+struct DaySlot {
+    std::int64_t day = std::numeric_limits<std::int64_t>::min();
+    char text[10];
+};
+thread_local DaySlot day_cache[4];
+
+constexpr std::int64_t ns_per_s = 1'000'000'000;
+
+const char* date_text(std::int64_t day) noexcept {
+    DaySlot& slot = day_cache[static_cast<std::uint64_t>(day) % std::size(day_cache)];
+    if (slot.day != day) {
+        using namespace std::chrono;
+        const year_month_day ymd{sys_days{days{day}}};
+        // int64 nanoseconds span years 1677..2262, so the year always has four digits.
+        const auto y = static_cast<unsigned>(static_cast<int>(ymd.year()));
+        char* p = put_2digits(slot.text, y / 100);
+        p = put_2digits(p, y % 100);
+        *p++ = '-';
+        p = put_2digits(p, static_cast<unsigned>(ymd.month()));
+        *p++ = '-';
+        put_2digits(p, static_cast<unsigned>(ymd.day()));
+        slot.day = day;
+    }
+    return slot.text;
+}
+
+// Fills slot.text for `second`, counted from the epoch (negative before 1970).
+void format_second(SecondSlot& slot, std::int64_t second) noexcept {
+    constexpr std::int64_t s_per_day = 86'400;
+    // Floor division: a second before 1970 still has a time of day in [0, 1 day).
+    std::int64_t day = second / s_per_day;
+    std::int64_t sod = second % s_per_day;
+    if (sod < 0) {
+        sod += s_per_day;
+        --day;
+    }
+    std::memcpy(slot.text, date_text(day), 10);
+    const auto tod = static_cast<unsigned>(sod);
+    char* p = slot.text + 10;
+    *p++ = 'T';
+    p = put_2digits(p, tod / 3600);
+    *p++ = ':';
+    p = put_2digits(p, tod / 60 % 60);
+    *p++ = ':';
+    put_2digits(p, tod % 60);
+    slot.second = second;
+}
+
+}  // namespace
+
+char* put_rfc3339(char* p, std::int64_t ns) noexcept {
+    // Floor division: a time before 1970 still has a fraction in [0, 1 s).
+    std::int64_t second = ns / ns_per_s;
+    std::int64_t frac = ns % ns_per_s;
+    if (frac < 0) {
+        frac += ns_per_s;
+        --second;
+    }
+    SecondSlot& slot = second_cache[second & 1];
+    if (slot.second != second) format_second(slot, second);
+    std::memcpy(p, slot.text, sizeof slot.text);
+    p += sizeof slot.text;
+    *p++ = '.';
+    auto f = static_cast<std::uint32_t>(frac);  // 9 digits: 1 + 4 pairs
+    *p++ = static_cast<char>('0' + f / 100'000'000);
+    f %= 100'000'000;
+    p = put_2digits(p, f / 1'000'000);
+    f %= 1'000'000;
+    p = put_2digits(p, f / 10'000);
+    f %= 10'000;
+    p = put_2digits(p, f / 100);
+    p = put_2digits(p, f % 100);
+    *p++ = 'Z';
+    return p;
+}
+
+void append_rfc3339(std::string& out, std::int64_t ns) {
+    char buf[rfc3339_chars];
+    out.append(buf, put_rfc3339(buf, ns));
+}
+
 // Names come from configuration; invalid UTF-8 becomes U+FFFD so every line stays valid JSON.
-void append_string(std::string& out, std::string_view s) {
+char* put_json_string(char* p, std::string_view s) noexcept {
     static constexpr char hex[] = "0123456789abcdef";
-    out.push_back('"');
+    *p++ = '"';
     std::size_t run = 0;  // start of the bytes not yet copied
     std::size_t i = 0;
     while (i < s.size()) {
@@ -58,175 +154,185 @@ void append_string(std::string& out, std::string_view s) {
                 continue;
             }
         }
-        out.append(s.data() + run, i - run);
+        p = put(p, s.substr(run, i - run));
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"': p = put(p, "\\\""); break;
+            case '\\': p = put(p, "\\\\"); break;
+            case '\b': p = put(p, "\\b"); break;
+            case '\f': p = put(p, "\\f"); break;
+            case '\n': p = put(p, "\\n"); break;
+            case '\r': p = put(p, "\\r"); break;
+            case '\t': p = put(p, "\\t"); break;
             default:
                 if (c >= 0x80) {
-                    out += "\\ufffd";
+                    p = put(p, "\\ufffd");
                 } else {
                     const char u[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
-                    out.append(u, sizeof u);
+                    p = put(p, std::string_view(u, sizeof u));
                 }
         }
         run = ++i;
     }
-    out.append(s.data() + run, i - run);
-    out.push_back('"');
+    p = put(p, s.substr(run, i - run));
+    *p++ = '"';
+    return p;
 }
 
-void append_name(std::string& out, const std::vector<std::string>& names, std::uint32_t id) {
-    if (id < names.size()) {
-        append_string(out, names[id]);
-    } else {
-        out += "null";  // an id outside the Universe has no name; do not invent one
+void extend_names(std::vector<std::string>& cache, const std::vector<std::string>& names, const NameStyle& style) {
+    while (cache.size() < names.size()) {
+        const std::string& name = names[cache.size()];
+        std::string text(style.bound(name.size()), '\0');
+        text.resize(static_cast<std::size_t>(style.escape(text.data(), name) - text.data()));
+        cache.push_back(std::move(text));
     }
-}
-
-void append_decimal(std::string& out, Decimal d) {
-    char buf[Decimal::max_chars + 2];
-    buf[0] = '"';
-    char* end = d.format(buf + 1);
-    *end++ = '"';
-    out.append(buf, end);
-}
-
-template <class Int>
-void append_int(std::string& out, Int v) {
-    char buf[24];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, r.ptr);
-}
-
-// Writes v as exactly `width` digits, right to left.
-char* put_digits(char* p, std::uint64_t v, int width) {
-    for (int i = width - 1; i >= 0; --i) {
-        p[i] = static_cast<char>('0' + v % 10);
-        v /= 10;
-    }
-    return p + width;
-}
-
-// "2025-11-24T16:00:00.123456789Z" (quoted). int64 nanoseconds span years 1677..2262.
-void append_time(std::string& out, std::int64_t ns) {
-    out.push_back('"');
-    sink_detail::append_rfc3339(out, ns);
-    out.push_back('"');
-}
-
-}  // namespace
-
-namespace sink_detail {
-
-// int64 nanoseconds span years 1677..2262, so the year always has four digits.
-void append_rfc3339(std::string& out, std::int64_t ns) {
-    using namespace std::chrono;
-    const sys_time<nanoseconds> tp{nanoseconds{ns}};
-    const sys_days day = floor<days>(tp);
-    const year_month_day ymd{day};
-    const auto secs = floor<seconds>(tp);
-    const hh_mm_ss<seconds> hms{secs - day};
-    char buf[32];
-    char* p = buf;
-    p = put_digits(p, static_cast<unsigned>(static_cast<int>(ymd.year())), 4);
-    *p++ = '-';
-    p = put_digits(p, static_cast<unsigned>(ymd.month()), 2);
-    *p++ = '-';
-    p = put_digits(p, static_cast<unsigned>(ymd.day()), 2);
-    *p++ = 'T';
-    p = put_digits(p, static_cast<std::uint64_t>(hms.hours().count()), 2);
-    *p++ = ':';
-    p = put_digits(p, static_cast<std::uint64_t>(hms.minutes().count()), 2);
-    *p++ = ':';
-    p = put_digits(p, static_cast<std::uint64_t>(hms.seconds().count()), 2);
-    *p++ = '.';
-    p = put_digits(p, static_cast<std::uint64_t>((tp - secs).count()), 9);
-    *p++ = 'Z';
-    out.append(buf, p);
 }
 
 }  // namespace sink_detail
 
-void append_quote_json(std::string& out, const Quote& q, const Universe& universe) {
-    out += R"({"type":"quote","source":)";
-    append_name(out, universe.sources, q.source);
-    out += R"(,"symbol":)";
-    append_name(out, universe.symbols, q.symbol);
-    out += R"(,"bid":)";
-    append_decimal(out, q.bid);
-    out += R"(,"ask":)";
-    append_decimal(out, q.ask);
+namespace {
+
+using namespace sink_detail;
+
+// Worst cases of the fixed parts of a record, names excluded.
+constexpr std::size_t decimal_bound = Decimal::max_chars + 2;
+constexpr std::size_t time_bound = rfc3339_chars + 2;
+
+char* put_decimal(char* p, Decimal d) noexcept {
+    *p++ = '"';
+    p = d.format(p);
+    *p++ = '"';
+    return p;
+}
+
+char* put_time(char* p, std::int64_t ns) noexcept {
+    *p++ = '"';
+    p = put_rfc3339(p, ns);
+    *p++ = '"';
+    return p;
+}
+
+template <class Names>
+void quote_json(std::string& out, const Quote& q, const Names& sources, const Names& symbols) {
+    constexpr std::size_t fixed = 160 + 4 * decimal_bound + 2 * time_bound + int_bound;
+    LineBuffer buf(out, fixed + sources.bound(q.source) + symbols.bound(q.symbol));
+    char* p = buf.begin();
+    p = put(p, R"({"type":"quote","source":)");
+    p = sources.put(p, q.source);
+    p = put(p, R"(,"symbol":)");
+    p = symbols.put(p, q.symbol);
+    p = put(p, R"(,"bid":)");
+    p = put_decimal(p, q.bid);
+    p = put(p, R"(,"ask":)");
+    p = put_decimal(p, q.ask);
     if (q.has_bid_size) {
-        out += R"(,"bid_size":)";
-        append_decimal(out, q.bid_size);
+        p = put(p, R"(,"bid_size":)");
+        p = put_decimal(p, q.bid_size);
     }
     if (q.has_ask_size) {
-        out += R"(,"ask_size":)";
-        append_decimal(out, q.ask_size);
+        p = put(p, R"(,"ask_size":)");
+        p = put_decimal(p, q.ask_size);
     }
     if (q.exchange_time_ns != 0) {
-        out += R"(,"exchange_time":)";
-        append_time(out, q.exchange_time_ns);
+        p = put(p, R"(,"exchange_time":)");
+        p = put_time(p, q.exchange_time_ns);
     }
-    out += R"(,"receive_time":)";
-    append_time(out, q.receive_time_ns);
+    p = put(p, R"(,"receive_time":)");
+    p = put_time(p, q.receive_time_ns);
     if (q.seq >= 0) {
-        out += R"(,"seq":)";
-        append_int(out, q.seq);
+        p = put(p, R"(,"seq":)");
+        p = put_int(p, q.seq);
     }
-    out += "}\n";
+    p = put(p, "}\n");
+    buf.commit(p);
+}
+
+template <class Names>
+void bar_json(std::string& out, const Bar& bar, const Names& sources, const Names& symbols) {
+    constexpr std::size_t fixed = 256 + 7 * decimal_bound + 2 * time_bound + int_bound;
+    LineBuffer buf(out, fixed + symbols.bound(bar.symbol) + sources.bound(bar.bbo.bid_source) +
+                            sources.bound(bar.bbo.ask_source));
+    char* p = buf.begin();
+    p = put(p, R"({"type":"bar","symbol":)");
+    p = symbols.put(p, bar.symbol);
+    p = put(p, R"(,"start":)");
+    p = put_time(p, bar.start_ns);
+    p = put(p, R"(,"end":)");
+    p = put_time(p, bar.end_ns);
+    p = put(p, R"(,"open":)");
+    p = put_decimal(p, bar.open);
+    p = put(p, R"(,"high":)");
+    p = put_decimal(p, bar.high);
+    p = put(p, R"(,"low":)");
+    p = put_decimal(p, bar.low);
+    p = put(p, R"(,"close":)");
+    p = put_decimal(p, bar.close);
+    p = put(p, R"(,"updates":)");
+    p = put_int(p, bar.updates);
+    p = put(p, R"(,"spread":)");
+    p = put_decimal(p, bar.last_spread);
+    if (bar.bbo.has_bid) {
+        p = put(p, R"(,"best_bid":)");
+        p = put_decimal(p, bar.bbo.bid);
+        p = put(p, R"(,"best_bid_source":)");
+        p = sources.put(p, bar.bbo.bid_source);
+    }
+    if (bar.bbo.has_ask) {
+        p = put(p, R"(,"best_ask":)");
+        p = put_decimal(p, bar.bbo.ask);
+        p = put(p, R"(,"best_ask_source":)");
+        p = sources.put(p, bar.bbo.ask_source);
+    }
+    p = put(p, "}\n");
+    buf.commit(p);
+}
+
+template <class Names>
+void stale_json(std::string& out, const StaleMark& mark, const Names& sources, const Names& symbols) {
+    constexpr std::size_t fixed = 128 + 2 * time_bound;
+    LineBuffer buf(out, fixed + sources.bound(mark.source) + symbols.bound(mark.symbol));
+    char* p = buf.begin();
+    p = put(p, R"({"type":"stale","source":)");
+    p = sources.put(p, mark.source);
+    p = put(p, R"(,"symbol":)");
+    p = symbols.put(p, mark.symbol);
+    p = mark.stale ? put(p, R"(,"stale":true,"time":)") : put(p, R"(,"stale":false,"time":)");
+    p = put_time(p, mark.at_ns);
+    p = put(p, R"(,"last_receive_time":)");
+    p = put_time(p, mark.last_receive_ns);
+    p = put(p, "}\n");
+    buf.commit(p);
+}
+
+}  // namespace
+
+void append_quote_json(std::string& out, const Quote& q, const Universe& universe) {
+    quote_json(out, q, EscapedNames{universe.sources, json_name}, EscapedNames{universe.symbols, json_name});
 }
 
 void append_bar_json(std::string& out, const Bar& bar, const Universe& universe) {
-    out += R"({"type":"bar","symbol":)";
-    append_name(out, universe.symbols, bar.symbol);
-    out += R"(,"start":)";
-    append_time(out, bar.start_ns);
-    out += R"(,"end":)";
-    append_time(out, bar.end_ns);
-    out += R"(,"open":)";
-    append_decimal(out, bar.open);
-    out += R"(,"high":)";
-    append_decimal(out, bar.high);
-    out += R"(,"low":)";
-    append_decimal(out, bar.low);
-    out += R"(,"close":)";
-    append_decimal(out, bar.close);
-    out += R"(,"updates":)";
-    append_int(out, bar.updates);
-    out += R"(,"spread":)";
-    append_decimal(out, bar.last_spread);
-    if (bar.bbo.has_bid) {
-        out += R"(,"best_bid":)";
-        append_decimal(out, bar.bbo.bid);
-        out += R"(,"best_bid_source":)";
-        append_name(out, universe.sources, bar.bbo.bid_source);
-    }
-    if (bar.bbo.has_ask) {
-        out += R"(,"best_ask":)";
-        append_decimal(out, bar.bbo.ask);
-        out += R"(,"best_ask_source":)";
-        append_name(out, universe.sources, bar.bbo.ask_source);
-    }
-    out += "}\n";
+    bar_json(out, bar, EscapedNames{universe.sources, json_name}, EscapedNames{universe.symbols, json_name});
 }
 
 void append_stale_json(std::string& out, const StaleMark& mark, const Universe& universe) {
-    out += R"({"type":"stale","source":)";
-    append_name(out, universe.sources, mark.source);
-    out += R"(,"symbol":)";
-    append_name(out, universe.symbols, mark.symbol);
-    out += mark.stale ? R"(,"stale":true,"time":)" : R"(,"stale":false,"time":)";
-    append_time(out, mark.at_ns);
-    out += R"(,"last_receive_time":)";
-    append_time(out, mark.last_receive_ns);
-    out += "}\n";
+    stale_json(out, mark, EscapedNames{universe.sources, json_name}, EscapedNames{universe.symbols, json_name});
+}
+
+void RecordFormatter::quote_json(std::string& out, const Quote& q) {
+    sync_names(json_sources_, universe_.sources, json_name);
+    sync_names(json_symbols_, universe_.symbols, json_name);
+    mdagg::quote_json(out, q, CachedNames{json_sources_, json_name}, CachedNames{json_symbols_, json_name});
+}
+
+void RecordFormatter::bar_json(std::string& out, const Bar& bar) {
+    sync_names(json_sources_, universe_.sources, json_name);
+    sync_names(json_symbols_, universe_.symbols, json_name);
+    mdagg::bar_json(out, bar, CachedNames{json_sources_, json_name}, CachedNames{json_symbols_, json_name});
+}
+
+void RecordFormatter::stale_json(std::string& out, const StaleMark& mark) {
+    sync_names(json_sources_, universe_.sources, json_name);
+    sync_names(json_symbols_, universe_.symbols, json_name);
+    mdagg::stale_json(out, mark, CachedNames{json_sources_, json_name}, CachedNames{json_symbols_, json_name});
 }
 
 }  // namespace mdagg

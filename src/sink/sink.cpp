@@ -107,6 +107,8 @@ std::atomic<std::uint64_t> segment_counter{0};
 
 struct Chunk {
     std::string data;  // whole lines only
+    // Lines in data (the formatters never put a line break inside a record); for the writer's
+    // `current`, the lines not yet written.
     std::uint64_t records = 0;
     std::uint64_t seq = 0;  // creation order across both streams, for drop_oldest
 };
@@ -294,7 +296,12 @@ struct State {
                 return false;
             }
             const auto wrote = static_cast<std::size_t>(w);
-            const std::uint64_t lines = count_lines(p, p + wrote);
+            // Records are counted without reading them again when a write takes the rest of
+            // the chunk, as all but a short write or a rotation's split do.
+            const bool rest_of_chunk = source == Source::records &&
+                                       p + wrote == s.current.data.data() + s.current.data.size();
+            const std::uint64_t lines = rest_of_chunk ? s.current.records : count_lines(p, p + wrote);
+            if (source == Source::records) s.current.records -= lines;
             const char* nl =
                 std::find(std::make_reverse_iterator(p + wrote), std::make_reverse_iterator(p), '\n').base();
             if (nl != p) g.line_end = g.size + static_cast<std::uint64_t>(nl - p);
@@ -788,7 +795,7 @@ RepairResult repair_segment(const std::string& part_path) {
 }
 
 struct FileSink::Impl {
-    Impl(const Universe& u, const SinkOptions& options) : universe(u) {
+    Impl(const Universe& u, const SinkOptions& options) : formatter(u) {
         st->opt = options;
         if (st->opt.handoff_bytes == 0) st->opt.handoff_bytes = 1;
         st->dir = options.dir.empty() ? "." : options.dir;
@@ -802,7 +809,7 @@ struct FileSink::Impl {
         }
     }
 
-    const Universe& universe;
+    RecordFormatter formatter;  // the strand's, like the Universe it reads
     std::shared_ptr<State> st = std::make_shared<State>();
     std::thread writer;
     std::thread compressor;
@@ -1032,9 +1039,9 @@ void FileSink::on_quote(const Quote& quote) {
     thread_local std::string line;
     line.clear();
     if (impl_->st->streams[quotes].format == RecordFormat::csv) {
-        append_quote_csv(line, quote, impl_->universe);
+        impl_->formatter.quote_csv(line, quote);
     } else {
-        append_quote_json(line, quote, impl_->universe);
+        impl_->formatter.quote_json(line, quote);
     }
     impl_->append(quotes, line);
 }
@@ -1043,9 +1050,9 @@ void FileSink::on_bar(const Bar& bar) {
     thread_local std::string line;
     line.clear();
     if (impl_->st->streams[bars].format == RecordFormat::csv) {
-        append_bar_csv(line, bar, impl_->universe);
+        impl_->formatter.bar_csv(line, bar);
     } else {
-        append_bar_json(line, bar, impl_->universe);
+        impl_->formatter.bar_json(line, bar);
     }
     impl_->append(bars, line);
 }
@@ -1053,7 +1060,7 @@ void FileSink::on_bar(const Bar& bar) {
 void FileSink::on_stale(const StaleMark& mark) {
     thread_local std::string line;
     line.clear();
-    append_stale_json(line, mark, impl_->universe);
+    impl_->formatter.stale_json(line, mark);
     impl_->append(events, line);
 }
 

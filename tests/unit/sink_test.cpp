@@ -1,13 +1,17 @@
 #include <mdagg/sink.hpp>
 
+#include "detail.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -192,6 +196,120 @@ TEST(JsonFormat, Rfc3339Nanoseconds) {
     EXPECT_EQ(time_text(INT64_MAX), "2262-04-11T23:47:16.854775807Z");
 }
 
+std::string rfc3339(std::int64_t ns) {
+    std::string out;
+    sink_detail::append_rfc3339(out, ns);
+    return out;
+}
+
+// An instant on 1677-09-21, the day INT64_MIN (00:12:43.145224192) falls on: the offset from
+// INT64_MIN added by hand, so no chrono arithmetic comes near int64's end.
+std::string rfc3339_of_first_day(std::int64_t ns) {
+    const std::int64_t since_min = static_cast<std::int64_t>(static_cast<std::uint64_t>(ns) -
+                                                             static_cast<std::uint64_t>(INT64_MIN));
+    const std::int64_t ns_of_day = (12 * 60 + 43) * 1'000'000'000LL + 145'224'192 + since_min;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "1677-09-21T%02lld:%02lld:%02lld.%09lldZ",
+                  static_cast<long long>(ns_of_day / 3'600'000'000'000), static_cast<long long>(ns_of_day / 60'000'000'000 % 60),
+                  static_cast<long long>(ns_of_day / 1'000'000'000 % 60), static_cast<long long>(ns_of_day % 1'000'000'000));
+    return buf;
+}
+
+// The formatter before the per-thread date cache: std::chrono's calendar on every call.
+// Its floor<seconds> overflows int64 in the first second of the range, where the text is
+// made by hand instead (and Rfc3339AtTheEndsOfTheRange checks literal text).
+std::string reference_rfc3339(std::int64_t ns) {
+    if (ns < INT64_MIN + 1'000'000'000) return rfc3339_of_first_day(ns);
+    const sys_time<nanoseconds> tp{nanoseconds{ns}};
+    const sys_days day = floor<days>(tp);
+    const year_month_day ymd{day};
+    const auto secs = floor<seconds>(tp);
+    const hh_mm_ss<seconds> hms{secs - day};
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02u" "T%02lld:%02lld:%02lld.%09lldZ", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                  static_cast<long long>(hms.hours().count()), static_cast<long long>(hms.minutes().count()),
+                  static_cast<long long>(hms.seconds().count()), static_cast<long long>((tp - secs).count()));
+    return buf;
+}
+
+
+// Instants around every boundary the text has: second, minute, hour, day, month, year, leap
+// days (2000 and 2024 are leap years, 1900 and 2100 are not), the epoch and int64's ends.
+std::vector<std::int64_t> boundary_instants() {
+    std::vector<sys_days> days_ = {1970y / 1 / 1, 1969y / 12 / 31, 1900y / 2 / 28, 1900y / 3 / 1,
+                                   2000y / 2 / 28, 2000y / 2 / 29, 2000y / 3 / 1, 2024y / 2 / 28,
+                                   2024y / 2 / 29, 2024y / 3 / 1, 2025y / 12 / 31, 2026y / 1 / 1,
+                                   2100y / 2 / 28, 2100y / 3 / 1, 1677y / 9 / 22, 2262y / 4 / 11};
+    std::vector<std::int64_t> out = {0, -1, 1, INT64_MAX, INT64_MIN, INT64_MIN + 1, INT64_MAX - 1};
+    for (sys_days d : days_)
+        for (nanoseconds t : std::initializer_list<nanoseconds>{0ns, 1ns, 999'999'999ns, 1s, 59s, 1min, 1h - 1ns, 1h, 12h + 34min + 56s + 789ns,
+                              24h - 1s, 24h - 1ns, 24h}) {
+            const std::int64_t midnight = duration_cast<nanoseconds>(d.time_since_epoch()).count();
+            if (midnight > INT64_MAX - t.count()) continue;  // past 2262-04-11T23:47:16.854775807
+            out.push_back(midnight + t.count());
+            out.push_back(-(midnight + t.count()));  // the mirror image, before 1970 or after
+        }
+    return out;
+}
+
+TEST(JsonFormat, Rfc3339AtTheEndsOfTheRange) {
+    EXPECT_EQ(rfc3339(INT64_MIN), "1677-09-21T00:12:43.145224192Z");
+    EXPECT_EQ(rfc3339(INT64_MIN + 1), "1677-09-21T00:12:43.145224193Z");
+    EXPECT_EQ(rfc3339(INT64_MIN + 86'400'000'000'000), "1677-09-22T00:12:43.145224192Z");
+    EXPECT_EQ(rfc3339(INT64_MAX), "2262-04-11T23:47:16.854775807Z");
+    EXPECT_EQ(rfc3339_of_first_day(INT64_MIN + 1), "1677-09-21T00:12:43.145224193Z");
+}
+
+TEST(JsonFormat, Rfc3339MatchesTheCalendarAcrossEveryBoundary) {
+    // The date is cached per thread: run the instants forwards, backwards and interleaved so
+    // cached days are hit, missed, evicted and brought back in every order.
+    std::vector<std::int64_t> instants = boundary_instants();
+    std::vector<std::int64_t> order = instants;
+    order.insert(order.end(), instants.rbegin(), instants.rend());
+    for (std::size_t i = 0; i + 1 < instants.size(); i += 2) {
+        order.push_back(instants[i + 1]);
+        order.push_back(instants[i]);
+    }
+    for (std::int64_t ns : order) ASSERT_EQ(rfc3339(ns), reference_rfc3339(ns)) << ns;
+}
+
+TEST(JsonFormat, Rfc3339RandomInstantsAndDaysThatShareACacheSlot) {
+    std::mt19937_64 rng(20261126);
+    for (int i = 0; i < 20000; ++i) {
+        const auto ns = static_cast<std::int64_t>(rng());  // anywhere in 1677..2262
+        ASSERT_EQ(rfc3339(ns), reference_rfc3339(ns)) << ns;
+    }
+    // The caches' slot collisions: half days apart (an even number of seconds: the same second
+    // slot), days 4 apart (the same day slot); around a midnight, so the second and the day
+    // change within a few microseconds; seconds repeating and time going backwards.
+    const std::int64_t day_ns = 86'400'000'000'000;
+    const std::int64_t base = ns_at(2025y / 11 / 24, 23h + 59min + 59s + 999'999'000ns);
+    for (int i = 0; i < 20000; ++i) {
+        const std::int64_t ns = base + static_cast<std::int64_t>(rng() % 9) * day_ns / 2 -
+                                static_cast<std::int64_t>(rng() % 5) * day_ns +
+                                static_cast<std::int64_t>(rng() % 3'000) - 1'000;
+        ASSERT_EQ(rfc3339(ns), reference_rfc3339(ns)) << ns;
+        ASSERT_EQ(rfc3339(-ns), reference_rfc3339(-ns)) << -ns;
+    }
+}
+
+TEST(JsonFormat, Rfc3339CacheIsPerThread) {
+    // Threads formatting different days at once must each see their own dates.
+    std::vector<std::thread> threads;
+    std::atomic<int> mismatches{0};
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([t, &mismatches] {
+            const std::int64_t base = ns_at(sys_days{2020y / 1 / 1} + days{t * 400}, 12h);
+            for (int i = 0; i < 20000; ++i) {
+                const std::int64_t ns = base + (i % 7) * 86'400'000'000'000 + i;
+                if (rfc3339(ns) != reference_rfc3339(ns)) ++mismatches;
+            }
+        });
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(mismatches.load(), 0);
+}
+
 // ---- JsonlSink -----------------------------------------------------------------------------
 
 class TempDir {
@@ -352,7 +470,7 @@ TEST(JsonlSink, WritesFinalizesAndRenames) {
 TEST(JsonlSink, DataReachesTheFileOnlyOnFlushAndFlushDoesNotWait) {
     TempDir dir;
     // No chunk hand-off here: only flush() may wake the writer.
-    JsonlSink sink(universe, {dir.path().string(), 64 << 20, 64 << 20});
+    JsonlSink sink(universe, {dir.path().string(), 256 << 20, 256 << 20});
     sink.open();
 
     sink.on_quote(full_quote());
@@ -364,8 +482,10 @@ TEST(JsonlSink, DataReachesTheFileOnlyOnFlushAndFlushDoesNotWait) {
     EXPECT_EQ(lines_of(qpart).size(), 1u);
 
     // Tens of megabytes cannot be written in the instant between flush() returning and the
-    // next statement, so seeing them unwritten shows flush() only handed them over.
-    constexpr int n = 50'000;
+    // next statement, so seeing them unwritten shows flush() only handed them over. (The
+    // writer no longer rereads what it wrote to count lines, so it takes this much data to
+    // outlast a loaded machine's scheduling delay.)
+    constexpr int n = 200'000;
     for (int i = 0; i < n; ++i) sink.on_quote(numbered_quote(i));
     const auto before = steady_clock::now();
     sink.flush();
@@ -598,6 +718,115 @@ TEST(CsvFormat, FieldsAreQuotedAndNeverSpanLines) {
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1);
 }
 
+// ---- RecordFormatter ------------------------------------------------------------------------
+
+// Names that need every kind of escape, invalid UTF-8 (U+FFFD), and ones long enough that the
+// line no longer fits the formatter's stack buffer.
+Universe awkward_universe() {
+    Universe u;
+    u.sources = {"sim", "src\\1", "a,b", std::string(3000, 'x'), std::string(400, '\x01'), ""};
+    u.symbols = {"STOCK_7", "A\"B\n\t\x01z\xc3\xa9\xff\xe2\x82", "say \"hi\"\nnext", "\xed\xa0\x80\xf4\x90\x80\x80",
+                 "\xf0\x9f\x92\xb9 emoji", std::string(2000, '"'), "\x7f"};
+    return u;
+}
+
+Quote quote_of(SourceId source, SymbolId symbol, std::int64_t i) {
+    Quote q = full_quote();
+    q.source = source;
+    q.symbol = symbol;
+    q.seq = i;
+    q.bid = Decimal(10125 + i, 2);
+    q.receive_time_ns += i * 1'234'567'891;
+    return q;
+}
+
+TEST(RecordFormatter, SameLinesAsTheFreeFunctionsWithNamesEscapedOnce) {
+    const Universe u = awkward_universe();
+    RecordFormatter f(u);
+    std::int64_t i = 0;
+    // Ids past the Universe print null / an empty field, as the free functions do.
+    for (SourceId src = 0; src <= u.sources.size() + 1; ++src)
+        for (SymbolId sym = 0; sym <= u.symbols.size() + 1; ++sym, ++i) {
+            const Quote q = quote_of(src, sym, i);
+            std::string want = "prefix|", got = "prefix|";  // appends, keeping what is there
+            append_quote_json(want, q, u);
+            f.quote_json(got, q);
+            ASSERT_EQ(got, want) << src << "/" << sym;
+            EXPECT_TRUE(json::accept(got.substr(7))) << got;  // valid JSON and UTF-8
+            want = got = "prefix|";
+            append_quote_csv(want, q, u);
+            f.quote_csv(got, q);
+            ASSERT_EQ(got, want) << src << "/" << sym;
+            EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), 1);
+
+            Bar b = some_bar(static_cast<std::uint64_t>(i));
+            b.symbol = sym;
+            b.bbo.has_bid = b.bbo.has_ask = true;
+            b.bbo.bid = D("1.5");
+            b.bbo.ask = D("1.75");
+            b.bbo.bid_source = src;
+            b.bbo.ask_source = static_cast<SourceId>(u.sources.size() - 1 - src % u.sources.size());
+            want = got = "";
+            append_bar_json(want, b, u);
+            f.bar_json(got, b);
+            ASSERT_EQ(got, want);
+            want = got = "";
+            append_bar_csv(want, b, u);
+            f.bar_csv(got, b);
+            ASSERT_EQ(got, want);
+
+            StaleMark m{sym, src, (i & 1) != 0, q.receive_time_ns, q.receive_time_ns - 5};
+            want = got = "";
+            append_stale_json(want, m, u);
+            f.stale_json(got, m);
+            ASSERT_EQ(got, want);
+        }
+    std::string out;
+    f.quote_json(out, quote_of(0, 1, 0));
+    const json j = json::parse(out);
+    EXPECT_EQ(j["symbol"], "A\"B\n\t\x01z\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    out.clear();
+    f.quote_json(out, quote_of(3, 5, 0));  // the longest line: written into `out` itself
+    EXPECT_EQ(json::parse(out)["symbol"], std::string(2000, '"'));
+    EXPECT_EQ(json::parse(out)["source"], std::string(3000, 'x'));
+}
+
+TEST(RecordFormatter, NamesAReloadAppendsAreFormattedFromThenOn) {
+    Universe u{{"sim"}, {"STOCK_7"}};
+    RecordFormatter f(u);
+    std::string out;
+    f.quote_json(out, quote_of(1, 1, 0));
+    EXPECT_TRUE(json::parse(out)["source"].is_null());
+    EXPECT_TRUE(json::parse(out)["symbol"].is_null());
+    out.clear();
+    f.quote_csv(out, quote_of(1, 1, 0));
+    EXPECT_EQ(out.substr(0, 2), ",,");
+
+    // A reload appends names: ids never change meaning, so the new ids get their names.
+    u.sources.push_back("venue \"2\"");
+    u.symbols.push_back("ETH,USD");
+    u.symbols.push_back("SOL-USD");
+    for (int round = 0; round < 2; ++round) {  // the second round comes from the cache
+        out.clear();
+        f.quote_json(out, quote_of(1, 1, 0));
+        EXPECT_EQ(json::parse(out)["source"], "venue \"2\"");
+        EXPECT_EQ(json::parse(out)["symbol"], "ETH,USD");
+        out.clear();
+        f.quote_json(out, quote_of(0, 2, 0));
+        EXPECT_EQ(json::parse(out)["source"], "sim");
+        EXPECT_EQ(json::parse(out)["symbol"], "SOL-USD");
+        out.clear();
+        f.quote_csv(out, quote_of(1, 1, 0));
+        EXPECT_EQ(out.substr(0, 23), "\"venue \"\"2\"\"\",\"ETH,USD\"");
+        std::string want;
+        append_quote_csv(want, quote_of(1, 1, 0), u);
+        EXPECT_EQ(out, want);
+        out.clear();
+        f.quote_json(out, quote_of(1, 3, 0));
+        EXPECT_TRUE(json::parse(out)["symbol"].is_null()) << "still past the Universe";
+    }
+}
+
 TEST(FileSink, CsvStreamsGetAHeaderAndTheirOwnExtension) {
     TempDir dir;
     SinkOptions o{dir.path().string()};
@@ -711,6 +940,58 @@ TEST(FileSink, RotatesBySizeAtLineBoundariesInOrder) {
         for (const json& j : lines) EXPECT_EQ(j["seq"], seq++) << "names sort in write order";
     }
     EXPECT_EQ(seq, 195);
+}
+
+TEST(FileSink, RecordsAreCountedExactlyWhenWritesSplitChunks) {
+    // The writer counts a chunk's records without rereading it when a write takes the rest
+    // of the chunk; rotation splits chunks mid-way, where the written part is counted.
+    const std::size_t line = quote_line_size();
+    TempDir dir;
+    SinkOptions o{dir.path().string()};
+    o.rotate_bytes = 4 * line + line / 3;
+    o.handoff_bytes = 3 * line;
+    o.quotes_format = RecordFormat::csv;  // a header row that must not count as a record
+    FileSink sink(universe, o);
+    sink.open();
+    for (int i = 100; i < 197; ++i) {
+        sink.on_quote(numbered_quote(i));
+        if (i % 11 == 0) {
+            sink.flush();
+            const std::uint64_t want = static_cast<std::uint64_t>(i - 99);
+            ASSERT_TRUE(eventually([&] { return sink.stats().quotes.records_written == want; }))
+                << sink.stats().quotes.records_written << " != " << want;
+        }
+    }
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(sink.stats().quotes.records_written, 97u);
+    std::uint64_t lines = 0, bytes = 0;
+    for (const fs::path& f : finished(dir.path(), "quotes-")) {
+        const std::string text = slurp(f);
+        lines += static_cast<std::uint64_t>(std::count(text.begin(), text.end(), '\n')) - 1;  // header
+        bytes += text.size();
+    }
+    EXPECT_EQ(lines, 97u);
+    EXPECT_EQ(sink.stats().quotes.bytes_written, bytes);
+}
+
+TEST(FileSink, NamesAReloadAddsAppearInTheOutput) {
+    Universe u{{"sim"}, {"STOCK_7"}};
+    TempDir dir;
+    FileSink sink(u, {dir.path().string()});
+    sink.open();
+    Quote q = full_quote();
+    q.symbol = 1;
+    sink.on_quote(q);  // not in the Universe (yet): null
+    u.symbols.push_back("ETH-\"USD\"");  // a reload appends, on the strand that formats
+    sink.on_quote(q);
+    q.symbol = 0;
+    sink.on_quote(q);
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    const auto lines = lines_of(only_file(dir.path(), "quotes-"));
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_TRUE(lines[0]["symbol"].is_null());
+    EXPECT_EQ(lines[1]["symbol"], "ETH-\"USD\"");
+    EXPECT_EQ(lines[2]["symbol"], "STOCK_7");
 }
 
 TEST(FileSink, RotatesByAgeOnATimerWithoutAnotherWrite) {
