@@ -850,6 +850,13 @@ struct PollerGroup::Impl {
 
     void spawn(Poller* poller) {
         poller->on_exit = [this, poller](std::exception_ptr e) {
+            {
+                // A poll that threw left its deadline in the wheel. Out now, on the poller's
+                // strand, so the wheel posts nothing for it after the erase posted below.
+                auto lock = lock_wheel();
+                wheel.remove(poller->tick_entry);
+                wheel.remove(poller->deadline_entry);
+            }
             if (e) {
                 // A bug, not an I/O error: I/O errors never throw here. Keep the others going.
                 try {

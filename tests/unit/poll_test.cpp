@@ -316,6 +316,34 @@ TEST(PollerGroup, MultiThreadedPollersDeliverTimeOutAndStopOnTheirStrands) {
     second.join();
 }
 
+TEST(PollerGroup, APollThatThrowsEndsItsPollerAndLeavesNothingInTheTimerWheel) {
+    // The quote hand-off throws mid-poll, between the deadline's arm and disarm. The poller
+    // ends (a bug is logged, the others go on); once retired it is freed, and the timer wheel
+    // must not touch its deadline afterwards (ASan watches this test in CI).
+    asio::io_context io(1);
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    asio::co_spawn(io, accept_loop(acceptor), asio::detached);
+    std::vector<std::string> symbols{"OK"};
+    auto config = make_config(acceptor.local_endpoint().port(), symbols);
+    config.sources[0].timeout = 3s;  // the thrown poll's deadline outlives the poller
+    mdagg::Universe universe{{"test"}, symbols};
+    int calls = 0;
+    mdagg::PollerGroup group(io, config, universe, [&](const mdagg::Quote&) {
+        ++calls;
+        throw std::runtime_error("a bug in the hand-off");
+    });
+    bool all_exited = false;
+    group.start([&] { all_exited = true; });
+    io.run_for(100ms);
+    EXPECT_EQ(calls, 1);
+    EXPECT_TRUE(all_exited);
+    EXPECT_EQ(group.running(), 0u);
+    EXPECT_EQ(group.retire([](std::string_view, std::string_view, const std::vector<std::string>&) { return true; }), 1u);
+    // The wheel visits the deadline's slot once a revolution (1,024 ms) until it is due.
+    io.run_for(1200ms);
+    EXPECT_EQ(group.size(), 0u) << "the retired poller is freed";
+}
+
 TEST(PollerGroup, RefusedConnectionsAreConnectErrorsAndBackOff) {
     asio::io_context io(1);
     // A port with nothing listening: bind, note the port, close.
