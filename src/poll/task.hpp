@@ -129,7 +129,9 @@ public:
 
     // Starts the task as a root on `executor`: its first step runs from a posted handler.
     // `done(context, error)` runs on completion, after the frame is freed; `error` is what
-    // escaped the body, if anything.
+    // escaped the body, if anything. A root still suspended when its io_context is destroyed
+    // is never freed (a pending operation's handler holds only a handle): the daemon drains
+    // its pollers first, or leaves with _Exit when some are stuck.
     template <class Executor>
     void spawn(const Executor& executor, void (*done)(void*, std::exception_ptr), void* context) && {
         auto h = std::exchange(h_, {});
