@@ -298,7 +298,8 @@ struct PollerGroup::Impl {
     bool wheel_running = false;  // its timer is armed or its handler is running
     std::vector<detail::WheelEntry*> wheel_due;  // reused by the wheel's handler
     // With one io thread, while the wheel's handler fires a round: pollers that have sent
-    // their request wait here to start reading, in order.
+    // their request wait here to start reading, in order. Never written with several threads,
+    // where pollers on other threads read the flag.
     bool deferring_reads = false;
     std::vector<std::coroutine_handle<>> deferred_reads;
     struct DeferRead {
@@ -345,11 +346,13 @@ struct PollerGroup::Impl {
                 wheel_due.clear();
             }
         }
-        deferring_reads = !strands;
-        for (auto* e : wheel_due) fire(static_cast<PollerEntry&>(*e));
-        deferring_reads = false;
-        for (auto h : deferred_reads) h.resume();
-        deferred_reads.clear();
+        if (!strands) {  // one io thread: the entries are still here, to fire in two phases
+            deferring_reads = true;
+            for (auto* e : wheel_due) fire(static_cast<PollerEntry&>(*e));
+            deferring_reads = false;
+            for (auto h : deferred_reads) h.resume();
+            deferred_reads.clear();
+        }
         {
             auto lock = lock_wheel();
             if (wheel.size() == 0) {  // nothing waits: idle until the next wheel_add
