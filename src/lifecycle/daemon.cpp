@@ -158,7 +158,6 @@ public:
     explicit Daemon(const Config& config)
         : watchdog_(),
           config_(config),
-          single_io_thread_(config.runtime.threads == 1),
           universe_(make_universe(config)),
           io_(static_cast<int>(config.runtime.threads)),
           control_(asio::make_strand(io_)),
@@ -178,7 +177,7 @@ public:
               // hand-off, so a poller never waits for aggregation or the disk. With one io
               // thread every handler, the strand's included, runs on it one at a time, so the
               // poller's own handler may as well aggregate: no copy, no queue, no strand lock.
-              if (single_io_thread_) {
+              if (config_.runtime.threads == 1) {
                   aggregator_.on_quote(q);
                   return;
               }
@@ -743,7 +742,6 @@ private:
 
     DrainWatchdog watchdog_;  // first member: destroyed last, so it also bounds the teardown
     const Config& config_;
-    const bool single_io_thread_;
     Universe universe_;
     asio::io_context io_;
     asio::strand<asio::io_context::executor_type> control_;

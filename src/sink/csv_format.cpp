@@ -121,15 +121,13 @@ void append_bar_csv(std::string& out, const Bar& bar, const Universe& universe) 
 }
 
 void RecordFormatter::quote_csv(std::string& out, const Quote& q) {
-    sync_names(csv_sources_, universe_.sources, csv_name);
-    sync_names(csv_symbols_, universe_.symbols, csv_name);
-    mdagg::quote_csv(out, q, CachedNames{csv_sources_, csv_name}, CachedNames{csv_symbols_, csv_name});
+    const auto names = cached_names(csv_sources_, csv_symbols_, universe_, csv_name);
+    mdagg::quote_csv(out, q, names.sources, names.symbols);
 }
 
 void RecordFormatter::bar_csv(std::string& out, const Bar& bar) {
-    sync_names(csv_sources_, universe_.sources, csv_name);
-    sync_names(csv_symbols_, universe_.symbols, csv_name);
-    mdagg::bar_csv(out, bar, CachedNames{csv_sources_, csv_name}, CachedNames{csv_symbols_, csv_name});
+    const auto names = cached_names(csv_sources_, csv_symbols_, universe_, csv_name);
+    mdagg::bar_csv(out, bar, names.sources, names.symbols);
 }
 
 }  // namespace mdagg

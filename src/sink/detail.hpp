@@ -132,9 +132,15 @@ struct CachedNames {
 // Escapes the names a reload appended since the last call: ids only ever grow, and a name
 // never changes. A record pays only for the size check.
 void extend_names(std::vector<std::string>& cache, const std::vector<std::string>& names, const NameStyle& style);
-inline void sync_names(std::vector<std::string>& cache, const std::vector<std::string>& names,
-                       const NameStyle& style) {
-    if (cache.size() < names.size()) extend_names(cache, names, style);
+struct CachedUniverse {
+    CachedNames sources, symbols;
+};
+// The RecordFormatter's escaped source and symbol names in one style, up to date.
+inline CachedUniverse cached_names(std::vector<std::string>& sources, std::vector<std::string>& symbols,
+                                   const Universe& universe, const NameStyle& style) {
+    if (sources.size() < universe.sources.size()) extend_names(sources, universe.sources, style);
+    if (symbols.size() < universe.symbols.size()) extend_names(symbols, universe.symbols, style);
+    return {{sources, style}, {symbols, style}};
 }
 
 // Compresses everything readable from in_fd into out_fd (gzip or zstd). Returns 0, an errno

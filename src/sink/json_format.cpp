@@ -270,18 +270,14 @@ void bar_json(std::string& out, const Bar& bar, const Names& sources, const Name
     p = put_int(p, bar.updates);
     p = put(p, R"(,"spread":)");
     p = put_decimal(p, bar.last_spread);
-    if (bar.bbo.has_bid) {
-        p = put(p, R"(,"best_bid":)");
-        p = put_decimal(p, bar.bbo.bid);
-        p = put(p, R"(,"best_bid_source":)");
-        p = sources.put(p, bar.bbo.bid_source);
-    }
-    if (bar.bbo.has_ask) {
-        p = put(p, R"(,"best_ask":)");
-        p = put_decimal(p, bar.bbo.ask);
-        p = put(p, R"(,"best_ask_source":)");
-        p = sources.put(p, bar.bbo.ask_source);
-    }
+    auto best_side = [&](bool has, std::string_view price_key, Decimal price, std::string_view source_key,
+                         SourceId source) {
+        if (!has) return;
+        p = put(put_decimal(put(p, price_key), price), source_key);
+        p = sources.put(p, source);
+    };
+    best_side(bar.bbo.has_bid, R"(,"best_bid":)", bar.bbo.bid, R"(,"best_bid_source":)", bar.bbo.bid_source);
+    best_side(bar.bbo.has_ask, R"(,"best_ask":)", bar.bbo.ask, R"(,"best_ask_source":)", bar.bbo.ask_source);
     p = put(p, "}\n");
     buf.commit(p);
 }
@@ -318,21 +314,18 @@ void append_stale_json(std::string& out, const StaleMark& mark, const Universe& 
 }
 
 void RecordFormatter::quote_json(std::string& out, const Quote& q) {
-    sync_names(json_sources_, universe_.sources, json_name);
-    sync_names(json_symbols_, universe_.symbols, json_name);
-    mdagg::quote_json(out, q, CachedNames{json_sources_, json_name}, CachedNames{json_symbols_, json_name});
+    const auto names = cached_names(json_sources_, json_symbols_, universe_, json_name);
+    mdagg::quote_json(out, q, names.sources, names.symbols);
 }
 
 void RecordFormatter::bar_json(std::string& out, const Bar& bar) {
-    sync_names(json_sources_, universe_.sources, json_name);
-    sync_names(json_symbols_, universe_.symbols, json_name);
-    mdagg::bar_json(out, bar, CachedNames{json_sources_, json_name}, CachedNames{json_symbols_, json_name});
+    const auto names = cached_names(json_sources_, json_symbols_, universe_, json_name);
+    mdagg::bar_json(out, bar, names.sources, names.symbols);
 }
 
 void RecordFormatter::stale_json(std::string& out, const StaleMark& mark) {
-    sync_names(json_sources_, universe_.sources, json_name);
-    sync_names(json_symbols_, universe_.symbols, json_name);
-    mdagg::stale_json(out, mark, CachedNames{json_sources_, json_name}, CachedNames{json_symbols_, json_name});
+    const auto names = cached_names(json_sources_, json_symbols_, universe_, json_name);
+    mdagg::stale_json(out, mark, names.sources, names.symbols);
 }
 
 }  // namespace mdagg

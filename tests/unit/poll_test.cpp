@@ -253,15 +253,28 @@ TEST(PollerGroup, EachFailureIsCountedInItsClassAndHealthyPollersDeliver) {
     EXPECT_EQ(total, symbols.size());
 }
 
+namespace {
+
+struct Fixture {
+    explicit Fixture(int io_threads = 1) : io(io_threads) {
+        asio::co_spawn(io, accept_loop(acceptor), asio::detached);
+    }
+    std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+    asio::io_context io;
+    tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+    std::map<std::string, int> quotes;
+};
+
+}  // namespace
+
 TEST(PollerGroup, AKeepAliveConnectionTheServerClosedWhileIdleIsRetriedNotTimedOut) {
     // The close arrives between polls, when no read is pending; the next request is then
     // answered by a reset, which must end the poll at once (and retry it on a new connection),
     // not leave it waiting for its deadline.
-    asio::io_context io(1);
-    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    asio::co_spawn(io, accept_loop(acceptor), asio::detached);
+    Fixture f;
+    auto& io = f.io;
     std::vector<std::string> symbols{"IDLECLOSE"};
-    auto config = make_config(acceptor.local_endpoint().port(), symbols);
+    auto config = make_config(f.port(), symbols);
     mdagg::Universe universe{{"test"}, symbols};
     int quotes = 0;
     mdagg::PollerGroup group(io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
@@ -282,14 +295,13 @@ TEST(PollerGroup, AKeepAliveConnectionTheServerClosedWhileIdleIsRetriedNotTimedO
 
 TEST(PollerGroup, MultiThreadedPollersDeliverTimeOutAndStopOnTheirStrands) {
     // Two io threads: the timer wheel hands ticks and deadlines to each poller's strand.
-    asio::io_context io(2);
-    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    asio::co_spawn(io, accept_loop(acceptor), asio::detached);
+    Fixture f(2);
+    auto& io = f.io;
     std::vector<std::string> symbols;
     for (int i = 0; i < 20; ++i) symbols.push_back("OK");
     symbols.push_back("HANG");
     symbols.push_back("IDLECLOSE");
-    auto config = make_config(acceptor.local_endpoint().port(), symbols);
+    auto config = make_config(f.port(), symbols);
     config.runtime.threads = 2;
     mdagg::Universe universe{{"test"}, {"OK", "HANG", "IDLECLOSE"}};
     std::atomic<int> quotes{0};
@@ -310,7 +322,7 @@ TEST(PollerGroup, MultiThreadedPollersDeliverTimeOutAndStopOnTheirStrands) {
     for (int i = 0; i < 100 && !all_exited; ++i) std::this_thread::sleep_for(10ms);
     EXPECT_TRUE(all_exited);
     EXPECT_EQ(st.in_flight.load(), 0);
-    acceptor.close();
+    f.acceptor.close();
     io.stop();
     first.join();
     second.join();
@@ -320,11 +332,10 @@ TEST(PollerGroup, APollThatThrowsEndsItsPollerAndLeavesNothingInTheTimerWheel) {
     // The quote hand-off throws mid-poll, between the deadline's arm and disarm. The poller
     // ends (a bug is logged, the others go on); once retired it is freed, and the timer wheel
     // must not touch its deadline afterwards (ASan watches this test in CI).
-    asio::io_context io(1);
-    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    asio::co_spawn(io, accept_loop(acceptor), asio::detached);
+    Fixture f;
+    auto& io = f.io;
     std::vector<std::string> symbols{"OK"};
-    auto config = make_config(acceptor.local_endpoint().port(), symbols);
+    auto config = make_config(f.port(), symbols);
     config.sources[0].timeout = 3s;  // the thrown poll's deadline outlives the poller
     mdagg::Universe universe{{"test"}, symbols};
     int calls = 0;
@@ -367,18 +378,6 @@ TEST(PollerGroup, RefusedConnectionsAreConnectErrorsAndBackOff) {
     io.run_for(100ms);
     EXPECT_EQ(group.running(), 0u);
 }
-
-namespace {
-
-struct Fixture {
-    asio::io_context io{1};
-    tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
-    std::map<std::string, int> quotes;
-    Fixture() { asio::co_spawn(io, accept_loop(acceptor), asio::detached); }
-    std::uint16_t port() const { return acceptor.local_endpoint().port(); }
-};
-
-}  // namespace
 
 TEST(PollerGroup, AServerThatDropsEveryExchangeIsBackedOffLikeARefusal) {
     Fixture f;
