@@ -360,8 +360,16 @@ function checkAccess(objects, w, container, config) {
   if (!listen || loopback(host)) return problems;
 
   const tokenEnv = config.admin?.token_env;
+  const tokenFile = config.admin?.token_file;
   const entry = tokenEnv && container.env?.find((e) => e.name === tokenEnv);
-  if (!tokenEnv) problems.push(`${at}: admin.listen ${listen} is not loopback and the config names no admin.token_env`);
+  if (tokenFile) {
+    // admin.token_file: a mounted Secret, which must not be optional either.
+    const mount = (container.volumeMounts ?? []).find((m) => tokenFile.startsWith(m.mountPath.replace(/\/$/, "") + "/"));
+    const volume = mount && w.spec.template.spec.volumes?.find((v) => v.name === mount.name);
+    if (!volume?.secret) problems.push(`${at}: admin.token_file ${tokenFile} is not on a mounted Secret`);
+    else if (volume.secret.optional === true)
+      problems.push(`${at}: the Secret ${volume.secret.secretName} holding admin.token_file is optional: without it the pod would start with no admin token`);
+  } else if (!tokenEnv) problems.push(`${at}: admin.listen ${listen} is not loopback and the config names no admin.token_env`);
   else if (!entry) problems.push(`${at}: admin.token_env ${tokenEnv} is not set in the container`);
   else if (!entry.valueFrom?.secretKeyRef) problems.push(`${at}: ${tokenEnv} must come from a Secret (secretKeyRef), not the manifest`);
   else if (entry.valueFrom.secretKeyRef.optional === true)

@@ -97,6 +97,23 @@ test("the admin token comes from a Secret the pod cannot start without", () => {
   expectProblem((o) => {
     configMap(o).data["mdagg.yaml"] = configMap(o).data["mdagg.yaml"].replace(/ +token_env: .*\n/, "");
   }, /admin.listen 0.0.0.0:9100 is not loopback and the config names no admin.token_env/);
+  // admin.token_file (a mounted Secret) instead of the variable.
+  const withFile = (o) => {
+    configMap(o).data["mdagg.yaml"] = configMap(o).data["mdagg.yaml"].replace(/token_env: .*/, "token_file: /etc/mdagg-admin/token");
+    sts(o).spec.template.spec.volumes.push({ name: "admin-token", secret: { secretName: "mdagg-admin" } });
+    container(o).volumeMounts.push({ name: "admin-token", mountPath: "/etc/mdagg-admin", readOnly: true });
+  };
+  const objects0 = sharded();
+  withFile(objects0);
+  assert.deepEqual(checkWorkloads(objects0), []);
+  expectProblem((o) => {
+    withFile(o);
+    sts(o).spec.template.spec.volumes.at(-1).secret.optional = true;
+  }, /Secret mdagg-admin holding admin.token_file is optional/);
+  expectProblem((o) => {
+    withFile(o);
+    container(o).volumeMounts.pop();
+  }, /admin.token_file \/etc\/mdagg-admin\/token is not on a mounted Secret/);
   // --check-config sees the variable only when a required Secret sets it.
   const objects = sharded();
   assert.equal(tokenEnvOf(objects, configMap(objects).metadata.name), "MDAGG_ADMIN_TOKEN");
