@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# CI stage for deploy/: renders the kustomize base and overlays, validates every manifest
-# offline against the Kubernetes schemas, checks mdagg's pod rules, and runs
-# `mdagg --check-config` on the config each render mounts.
-# Env: MDAGG_BIN (default build/mdagg, which must be built).
+# CI stage for deploy/: renders the kustomize base, overlays and monitoring, validates every
+# manifest offline against the Kubernetes schemas, checks mdagg's pod rules (required admin
+# token Secret, NetworkPolicy, PodDisruptionBudget, ...), runs `mdagg --check-config` on the
+# config each render mounts, runs promtool on the alert rules and their unit tests, and
+# checks every metric of the alerts and the Grafana dashboard against a real /metrics scrape.
+# Env: MDAGG_BIN, MDAGG_SIM_BIN (default build/mdagg and build/mdagg-sim, which must be built).
+# promtool comes from scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")"
 mdagg=$(realpath "${MDAGG_BIN:-../../build/mdagg}")
+sim=$(realpath "${MDAGG_SIM_BIN:-../../build/mdagg-sim}")
+command -v promtool >/dev/null || { echo "deploy checks: no promtool; run scripts/setup.sh" >&2; exit 2; }
 
 # Debian 12's nodejs and npm, unless a node and npm are already there.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -22,3 +27,4 @@ fi
 npm ci --no-audit --no-fund --loglevel=error
 node --test
 MDAGG_BIN=$mdagg node validate.mjs
+MDAGG_BIN=$mdagg MDAGG_SIM_BIN=$sim node monitoring.mjs
