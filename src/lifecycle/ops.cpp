@@ -419,6 +419,10 @@ std::string Operations::metrics() {
     w.sample("mdagg_sink_files_repaired_total", {}, static_cast<double>(sink.files_repaired));
     w.family("mdagg_sink_segments_deleted_total", "counter", "Finished segments removed by retention.");
     w.sample("mdagg_sink_segments_deleted_total", {}, static_cast<double>(sink.segments_deleted));
+    w.family("mdagg_sink_segments_compressed_total", "counter", "Finished segments compressed.");
+    w.sample("mdagg_sink_segments_compressed_total", {}, static_cast<double>(sink.segments_compressed));
+    w.family("mdagg_sink_compression_errors_total", "counter", "Compressions that failed; the segment stays uncompressed.");
+    w.sample("mdagg_sink_compression_errors_total", {}, static_cast<double>(sink.compression_errors));
     w.family("mdagg_sink_repair_errors_total", "counter",
              "Files named like segments that start-up repair could not handle or refused (not regular files).");
     w.sample("mdagg_sink_repair_errors_total", {}, static_cast<double>(sink.repair_errors));

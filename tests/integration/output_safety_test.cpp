@@ -287,13 +287,15 @@ TEST_P(OutputCompression, FinishedSegmentsAreCompressedWhileRunning) {
     TempDir dir;
     auto sim = harness::start_sim(dir.path(), {"--symbols", "20"});
     DaemonConfig c = small_config(sim.port);
-    c.extra.clear();
     c.output_extra = "rotate: { max_age: 1s }, compression: " + method;
     harness::write_config(dir.path(), c);
     const fs::path out = dir / "out";
     auto daemon = start(dir, "mdagg");
+    const int port = admin_port(*daemon);
     ASSERT_TRUE(eventually([&] { return names(out, "quotes-", suffix).size() >= 3; }, 30s))
         << daemon->stdout_text();
+    EXPECT_GE(metric(port, "mdagg_sink_segments_compressed_total"), 3) << "compressions are counted";
+    EXPECT_EQ(metric(port, "mdagg_sink_compression_errors_total"), 0);
     daemon->signal(SIGTERM);
     EXPECT_EQ(daemon->wait(30s), 0) << daemon->stdout_text();
 
