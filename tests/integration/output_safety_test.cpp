@@ -349,7 +349,7 @@ TEST_P(OutputRetention, TheOldestFinishedSegmentsGoAndTheNewestStay) {
         }
         return paths;
     };
-    ASSERT_TRUE(eventually([&] { return removed_quotes().size() >= 3; }, 40s)) << daemon->stdout_text();
+    ASSERT_TRUE(eventually([&] { return removed_quotes().size() >= 3; }, 60s)) << daemon->stdout_text();
     const double deleted_metric = metric(port, "mdagg_sink_segments_deleted_total");
     daemon->signal(SIGTERM);
     EXPECT_EQ(daemon->wait(30s), 0) << daemon->stdout_text();
@@ -385,7 +385,7 @@ TEST_P(OutputRetention, TheOldestFinishedSegmentsGoAndTheNewestStay) {
 
 INSTANTIATE_TEST_SUITE_P(Bounds, OutputRetention,
                          ::testing::Values(RetentionCase{"max_files", "{ max_files: 2 }", 2, 0},
-                                           RetentionCase{"max_bytes", "{ max_bytes: 150000 }", 0, 150000}),
+                                           RetentionCase{"max_bytes", "{ max_bytes: 300000 }", 0, 300000}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace
