@@ -100,6 +100,12 @@ struct SinkStats {
     std::uint64_t segments_compressed = 0;
     std::uint64_t compression_errors = 0;
     std::uint64_t files_repaired = 0;  // .part files of a crashed run finalized at open()
+    // .part files open() could not repair or refused to touch (a symlink or other non-regular
+    // file named like a segment or a compression temp): left where they are.
+    std::uint64_t repair_errors = 0;
+    // Segments kept as .part at close because an fdatasync or ftruncate of theirs failed: the
+    // kernel may have dropped their dirty pages, so they are never published as finished.
+    std::uint64_t segments_unsynced = 0;
     std::uint64_t overflow_waits = 0;  // block policy: records that had to wait for room
     std::uint64_t queued_bytes = 0;    // not yet written
     bool disk_fault = false;           // the latest output syscall failed
@@ -113,15 +119,20 @@ struct SinkStats {
 // Segments: <dir>/<stream>-<UTC open time, ms>-<pid>-<seq>.<jsonl|csv>, with stream quotes,
 // bars or events (stale marks); names sort by time and never repeat across restarts. A segment is created when its
 // stream first has data, named *.part while open, and on close fdatasync'd, renamed and the
-// directory fsync'd. flush() writes and fdatasyncs everything handed over so far.
+// directory fsync'd. flush() writes and fdatasyncs everything handed over so far. A segment
+// any fdatasync or ftruncate of which failed stays *.part for the next start's repair (on
+// Linux a later fdatasync can succeed after the failed one dropped its pages). Names starting
+// with a dot are state files (<dir>/.mdagg.lock is this sink's) and never taken for segments.
 class FileSink final : public RecordSink {
 public:
     FileSink(const Universe& universe, SinkOptions options);
     ~FileSink() override;
 
-    // Creates the directory if needed, repairs the .part segments a crashed run left behind
-    // (one log line each), applies retention, proves the directory writable and starts the
-    // writer. Throws std::system_error with a message naming the path when it cannot.
+    // Creates the directory if needed, takes an exclusive flock on <dir>/.mdagg.lock (held
+    // until the sink is destroyed; it holds our pid), repairs the .part segments a crashed run
+    // left behind (one log line each), applies retention, proves the directory writable and
+    // starts the writer. Throws std::system_error with a message naming the path when it
+    // cannot, and naming the holder's pid when another process holds the lock.
     void open();
 
     // From one strand at a time (the aggregator's), which also owns the Universe: the names
@@ -150,9 +161,10 @@ using JsonlSink = FileSink;  // the name from before CSV existed
 // Finalizes one segment a crashed run left as *.part: truncates a torn last line (and
 // anything after a NUL byte a power loss may leave in the tail), fdatasyncs, renames it to the
 // final name and fsyncs the directory; an empty file is removed instead. Skips a file another
-// live process holds locked. Exposed for tests.
+// live process holds locked, and refuses (never opens or follows) anything but a regular file.
+// Exposed for tests.
 struct RepairResult {
-    enum Outcome { finalized, removed_empty, skipped_live, failed } outcome = failed;
+    enum Outcome { finalized, removed_empty, skipped_live, refused, failed } outcome = failed;
     std::string final_path;
     std::uint64_t original_bytes = 0;
     std::uint64_t kept_bytes = 0;

@@ -574,6 +574,7 @@ private:
                                   {"output_queued_bytes", sink.queued_bytes},
                                   {"output_disk_fault", sink.disk_fault},
                                   {"output_write_errors", sink.write_errors},
+                                  {"output_segments_unsynced", sink.segments_unsynced},
                                   {"errors", errors},
                                   {"pollers", pollers_by_state(pollers_)},
                                   {"hosts", hosts_not_healthy()}});
@@ -686,10 +687,11 @@ private:
         const bool in_budget = Clock::now() <= deadline;
         if (!(sink_closed && pollers_done && in_budget && !emergency_)) {
             exit_code_ = exit_drain_timeout;
-        } else if (sink.records_dropped > 0 || sink.disk_fault) {
+        } else if (sink.records_dropped > 0 || sink.disk_fault || sink.segments_unsynced > 0) {
             // Drained in time, but not every record reached the disk (dropped while the disk
-            // failed or the queue was full, or refused at close). Recovered write errors that
-            // lost nothing do not count.
+            // failed or the queue was full, or refused at close), or a segment is not known to
+            // be durable (its fdatasync failed: kept .part). Recovered write errors that lost
+            // nothing do not count.
             exit_code_ = exit_fatal;
         } else {
             exit_code_ = exit_ok;
@@ -720,6 +722,7 @@ private:
                               {"quotes_dropped", sink.quotes.records_dropped},
                               {"write_errors", sink.write_errors},
                               {"segments_closed", sink.segments_closed},
+                              {"segments_unsynced", sink.segments_unsynced},
                               {"files_repaired", sink.files_repaired}};
         if (exit_code_ == exit_ok) {
             log::info("drain complete", fields);

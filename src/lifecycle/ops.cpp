@@ -417,6 +417,18 @@ std::string Operations::metrics() {
     w.sample("mdagg_sink_segments_closed_total", {}, static_cast<double>(sink.segments_closed));
     w.family("mdagg_sink_files_repaired_total", "counter", "Segments of a crashed run repaired at start-up.");
     w.sample("mdagg_sink_files_repaired_total", {}, static_cast<double>(sink.files_repaired));
+    w.family("mdagg_sink_segments_deleted_total", "counter", "Finished segments removed by retention.");
+    w.sample("mdagg_sink_segments_deleted_total", {}, static_cast<double>(sink.segments_deleted));
+    w.family("mdagg_sink_segments_compressed_total", "counter", "Finished segments compressed.");
+    w.sample("mdagg_sink_segments_compressed_total", {}, static_cast<double>(sink.segments_compressed));
+    w.family("mdagg_sink_compression_errors_total", "counter", "Compressions that failed; the segment stays uncompressed.");
+    w.sample("mdagg_sink_compression_errors_total", {}, static_cast<double>(sink.compression_errors));
+    w.family("mdagg_sink_repair_errors_total", "counter",
+             "Files named like segments that start-up repair could not handle or refused (not regular files).");
+    w.sample("mdagg_sink_repair_errors_total", {}, static_cast<double>(sink.repair_errors));
+    w.family("mdagg_sink_segments_unsynced_total", "counter",
+             "Segments kept as .part because their fdatasync or ftruncate failed; the next start repairs them.");
+    w.sample("mdagg_sink_segments_unsynced_total", {}, static_cast<double>(sink.segments_unsynced));
     w.family("mdagg_sink_records_total", "counter", "Records handed to write(2).");
     w.sample("mdagg_sink_records_total", {}, static_cast<double>(sink.records_written));
     w.family("mdagg_sink_bytes_total", "counter", "Bytes handed to write(2).");

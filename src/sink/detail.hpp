@@ -12,7 +12,18 @@
 #include <string_view>
 #include <vector>
 
+#include <sys/types.h>
+
 namespace mdagg::sink_detail {
+
+// The syscalls whose failure decides whether a segment is durable, behind one seam so that
+// unit tests can inject the error (each returns -1 with errno set, like the call it stands
+// for). Process-wide: a test swaps an entry while no sink runs and restores it afterwards.
+struct FileOps {
+    int (*fdatasync)(int fd);
+    int (*ftruncate)(int fd, off_t length);
+};
+FileOps& file_ops();
 
 // "2025-11-24T16:00:00.123456789Z", unquoted.
 void append_rfc3339(std::string& out, std::int64_t ns);

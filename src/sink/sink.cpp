@@ -26,9 +26,18 @@
 #include <unistd.h>
 
 namespace mdagg {
+
+namespace sink_detail {
+FileOps& file_ops() {
+    static FileOps ops{::fdatasync, ::ftruncate};
+    return ops;
+}
+}  // namespace sink_detail
+
 namespace {
 
 namespace fs = std::filesystem;
+using sink_detail::file_ops;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -123,6 +132,9 @@ struct Segment {
     std::uint64_t records = 0;
     Clock::time_point opened_at{};
     bool dirty = false;  // written since the last fdatasync
+    // An fdatasync or ftruncate of this segment failed: its pages may be gone even if a later
+    // fdatasync succeeds, so it is never renamed to a finished name.
+    bool sync_failed = false;
 };
 
 struct Counters {
@@ -150,9 +162,18 @@ struct Stream {
 // Everything the writer and compressor threads touch. Shared so threads abandoned at a
 // close() deadline keep it alive after the FileSink is gone.
 struct State {
+    State() = default;
+    State(const State&) = delete;
+    State& operator=(const State&) = delete;
+    ~State() {
+        if (lock_fd >= 0) ::close(lock_fd);
+    }
+
     SinkOptions opt;
     std::string dir;
     Stream streams[kinds];
+    // <dir>/.mdagg.lock, flock'ed while this sink (or a writer it abandoned) may still write.
+    int lock_fd = -1;
 
     std::mutex m;
     std::condition_variable wake;  // writer: flush, stop, full chunk
@@ -188,10 +209,11 @@ struct State {
 
     log::RateLimited drop_log{std::chrono::seconds(10)};
     log::RateLimited fault_log{std::chrono::seconds(10)};
+    log::RateLimited unsynced_log{std::chrono::seconds(10)};
 
     std::atomic<std::uint64_t> write_errors{0}, segments_compressed{0}, compression_errors{0},
-        files_repaired{0}, overflow_waits{0}, flushes{0}, flush_latency_last_us{0},
-        flush_latency_max_us{0};
+        files_repaired{0}, repair_errors{0}, segments_unsynced{0}, overflow_waits{0}, flushes{0},
+        flush_latency_last_us{0}, flush_latency_max_us{0};
     std::atomic<bool> disk_fault{false};
     std::atomic<int> last_error{0};
 
@@ -352,6 +374,7 @@ struct State {
         // The lock tells a starting process that this segment is alive, not a crash's leftover.
         (void)::flock(g.fd, LOCK_EX | LOCK_NB);
         g.size = g.line_end = g.records = 0;
+        g.sync_failed = false;
         g.header_bytes = 0;
         g.opened_at = Clock::now();
         if (!s.header.empty()) {
@@ -411,12 +434,14 @@ struct State {
             return false;
         }
         s.seg.opened_at = orphan.opened_at;
+        s.seg.sync_failed = orphan.sync_failed;  // the copy read what may be the dropped pages
         ::close(orphan.fd);
         log::info("output segment rescued", {{"path", s.seg.part_path}, {"records", s.seg.records}});
         return true;
     }
 
     // fdatasync, rename to the final name, fsync the directory; then retention and compression.
+    // A segment whose sync failed, now or at any flush, stays .part (see Segment::sync_failed).
     // Returns false, keeping the segment open, when its records cannot be saved yet (removed
     // from under us and not rescued) unless `final`.
     // `final` (the drain) also skips the directory fsync, which finalize() does once for all.
@@ -425,17 +450,41 @@ struct State {
         if (g.fd < 0) return true;
         if (g.size != g.line_end) {
             // Only after a failed write: cut the torn line so every line in the file parses.
-            if (::ftruncate(g.fd, static_cast<off_t>(g.line_end)) != 0) on_failure("truncate", g.part_path, errno);
-            else g.size = g.line_end;
+            if (file_ops().ftruncate(g.fd, static_cast<off_t>(g.line_end)) != 0) {
+                on_failure("truncate", g.part_path, errno);
+                g.sync_failed = true;  // the torn line stays; the next start's repair cuts it
+            } else {
+                g.size = g.line_end;
+            }
         }
         if (!rescue_if_orphaned(s) && !final) return false;
-        if (::fdatasync(g.fd) != 0) on_failure("fdatasync", g.part_path, errno);
-        if (::close(g.fd) != 0) on_failure("close", g.part_path, errno);
+        if (file_ops().fdatasync(g.fd) != 0) {
+            on_failure("fdatasync", g.part_path, errno);
+            g.sync_failed = true;
+        }
+        // NFS and others report a lost write-back only here.
+        if (::close(g.fd) != 0) {
+            on_failure("close", g.part_path, errno);
+            g.sync_failed = true;
+        }
         g.fd = -1;
         g.dirty = false;
         if (g.line_end <= g.header_bytes) {
             // Nothing but a header (the first write failed): not worth a file.
             ::unlink(g.part_path.c_str());
+            return true;
+        }
+        if (g.sync_failed) {
+            // The records may not be on the disk, and no later fsync can tell: publishing it
+            // would claim durability. The next start's repair reads what the disk really has.
+            segments_unsynced.fetch_add(1, std::memory_order_relaxed);
+            unsynced_log.write(log::Level::error, "sink.unsynced",
+                               "output segment kept as .part: its fdatasync failed, so it is not known to "
+                               "be on disk; the next start repairs it",
+                               {{"path", g.part_path},
+                                {"records", g.records},
+                                {"bytes", g.size},
+                                {"segments_unsynced_total", segments_unsynced.load(std::memory_order_relaxed)}});
             return true;
         }
         if (::rename(g.part_path.c_str(), g.final_path.c_str()) != 0) {
@@ -505,8 +554,9 @@ struct State {
             if (g.fd < 0) continue;
             if (!rescue_if_orphaned(s)) ok = false;
             if (!g.dirty) continue;
-            if (::fdatasync(g.fd) != 0) {
+            if (file_ops().fdatasync(g.fd) != 0) {
                 on_failure("fdatasync", g.part_path, errno);
+                g.sync_failed = true;  // a retry that succeeds proves nothing about these pages
                 ok = false;
             } else {
                 g.dirty = false;
@@ -525,7 +575,9 @@ struct State {
         for (Stream& s : streams) {
             Segment& g = s.seg;
             if (g.fd < 0 || now - g.opened_at < opt.rotate_age) continue;
-            if (fault || g.size != g.line_end || g.line_end <= g.header_bytes) {
+            // A segment whose sync failed is closed even during a fault: it stays .part anyway,
+            // and rotating it keeps what waits for the next start's repair to one age.
+            if ((fault && !g.sync_failed) || g.size != g.line_end || g.line_end <= g.header_bytes) {
                 g.opened_at = now;  // cannot close it cleanly now; try again one age later
                 continue;
             }
@@ -578,8 +630,11 @@ struct State {
         for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
             const std::string name = it->path().filename().string();
             if (!is_finished_segment(name, kind)) continue;
+            // Only our own files: a symlink named like a segment is not one.
+            std::error_code type_ec;
+            if (!it->is_regular_file(type_ec) || it->is_symlink(type_ec)) continue;
             std::error_code size_ec;
-            const auto size = fs::file_size(it->path(), size_ec);
+            const auto size = it->file_size(size_ec);
             if (!size_ec) files.emplace_back(name, size);
         }
         if (ec) {
@@ -616,15 +671,42 @@ struct State {
         ccv.notify_one();
     }
 
+    // The temp file is new (O_EXCL, which never follows a symlink): a name planted in the
+    // directory makes the compression fail, never writes through it.
+    int create_compression_temp(const std::string& tmp) {
+        const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+        const int fd = ::open(tmp.c_str(), flags, 0644);
+        if (fd >= 0 || errno != EEXIST) return fd;
+        // A stale temp of our own naming (an attempt close() cancelled) is replaced; anything
+        // else under that name (a symlink) is left alone and fails this compression.
+        struct stat sb;
+        if (::lstat(tmp.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            errno = EEXIST;
+            return -1;
+        }
+        if (::unlink(tmp.c_str()) != 0) return -1;  // unlink never follows a symlink
+        return ::open(tmp.c_str(), flags, 0644);
+    }
+
     void compress_one(const std::string& src) {
         const std::string dst = src + sink_detail::compression_suffix(opt.compression);
         const std::string tmp = dst + ".part";
-        const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
-        if (in < 0) return;  // retention got there first
-        const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        int err = out < 0 ? errno : sink_detail::compress_stream(in, out, opt.compression, cstop);
-        ::close(in);
-        if (err == 0 && ::fdatasync(out) != 0) err = errno;
+        const int in = ::open(src.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (in < 0 && errno == ENOENT) return;  // retention got there first
+        struct stat in_sb;
+        int err = 0;
+        if (in < 0) {
+            err = errno;  // ELOOP: a symlink named like a segment
+        } else if (::fstat(in, &in_sb) != 0) {
+            err = errno;
+        } else if (!S_ISREG(in_sb.st_mode)) {
+            err = EINVAL;
+        }
+        const int out = err != 0 ? -1 : create_compression_temp(tmp);
+        if (err == 0 && out < 0) err = errno;
+        if (err == 0) err = sink_detail::compress_stream(in, out, opt.compression, cstop);
+        if (in >= 0) ::close(in);
+        if (err == 0 && file_ops().fdatasync(out) != 0) err = errno;
         if (out >= 0 && ::close(out) != 0 && err == 0) err = errno;
         if (err == 0) {
             std::lock_guard lk(fs_mutex);
@@ -645,7 +727,7 @@ struct State {
                 return;
             }
         }
-        ::unlink(tmp.c_str());
+        if (out >= 0) ::unlink(tmp.c_str());  // only a temp we created
         if (err == -1) return;  // cancelled by close(); the next start compresses it
         compression_errors.fetch_add(1, std::memory_order_relaxed);
         fault_log.write(log::Level::error, "sink.compress", "cannot compress output segment; it stays uncompressed",
@@ -709,11 +791,29 @@ void compressor_main(std::shared_ptr<State> sp) {
 
 }  // namespace
 
-RepairResult repair_segment(const std::string& part_path) {
+namespace {
+
+// Crash repair of <dir>/<name>, relative to the directory's descriptor and never through a
+// symlink: a name planted in the directory must not make us truncate or rename its target.
+RepairResult repair_at(int dfd, const std::string& dir, const std::string& name) {
     RepairResult r;
-    r.final_path = part_path.substr(0, part_path.size() - (ends_with(part_path, ".part") ? 5 : 0));
-    const int fd = ::open(part_path.c_str(), O_RDWR | O_CLOEXEC);
+    const std::string final_name = name.substr(0, name.size() - (ends_with(name, ".part") ? 5 : 0));
+    r.final_path = dir + "/" + final_name;
+    const auto refuse = [&](int err) {
+        r.outcome = RepairResult::refused;
+        r.error = err;
+        return r;
+    };
+    struct stat lsb;
+    if (::fstatat(dfd, name.c_str(), &lsb, AT_SYMLINK_NOFOLLOW) != 0) {
+        r.error = errno;
+        return r;
+    }
+    if (!S_ISREG(lsb.st_mode)) return refuse(S_ISLNK(lsb.st_mode) ? ELOOP : EINVAL);
+    // O_NONBLOCK: something swapped in since the check (a FIFO) must not block the open.
+    const int fd = ::openat(dfd, name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
+        if (errno == ELOOP) return refuse(ELOOP);
         r.error = errno;
         return r;
     }
@@ -723,14 +823,18 @@ RepairResult repair_segment(const std::string& part_path) {
         ::close(fd);
         return r;
     };
+    struct stat sb;
+    if (::fstat(fd, &sb) != 0) return fail(errno);
+    if (!S_ISREG(sb.st_mode)) {
+        ::close(fd);
+        return refuse(EINVAL);
+    }
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno != EWOULDBLOCK) return fail(errno);
         ::close(fd);
         r.outcome = RepairResult::skipped_live;
         return r;
     }
-    struct stat sb;
-    if (::fstat(fd, &sb) != 0) return fail(errno);
     r.original_bytes = static_cast<std::uint64_t>(sb.st_size);
 
     // Keep up to the last '\n' before the end, and before the first NUL in the tail: a power
@@ -764,33 +868,86 @@ RepairResult repair_segment(const std::string& part_path) {
     }
     r.kept_bytes = keep;
     if (keep != r.original_bytes && ::ftruncate(fd, static_cast<off_t>(keep)) != 0) return fail(errno);
-    const std::string dir = parent_of(part_path);
     if (keep == 0) {
         ::close(fd);
-        if (::unlink(part_path.c_str()) != 0) {
+        if (::unlinkat(dfd, name.c_str(), 0) != 0) {
             r.error = errno;
             return r;
         }
-        (void)sync_dir(dir);
+        (void)::fsync(dfd);
         r.outcome = RepairResult::removed_empty;
         return r;
     }
     if (::fdatasync(fd) != 0) return fail(errno);
     ::close(fd);
-    struct stat fb;
-    if (::lstat(r.final_path.c_str(), &fb) == 0) {
-        r.error = EEXIST;  // never replace a finished file
-        return r;
+    // Never replace a finished file (nor a symlink in its place).
+    if (::renameat2(dfd, name.c_str(), dfd, final_name.c_str(), RENAME_NOREPLACE) != 0) {
+        if (errno != EINVAL && errno != ENOSYS) {
+            r.error = errno;
+            return r;
+        }
+        // A filesystem without RENAME_NOREPLACE: check, then rename.
+        struct stat fb;
+        if (::fstatat(dfd, final_name.c_str(), &fb, AT_SYMLINK_NOFOLLOW) == 0) {
+            r.error = EEXIST;
+            return r;
+        }
+        if (::renameat(dfd, name.c_str(), dfd, final_name.c_str()) != 0) {
+            r.error = errno;
+            return r;
+        }
     }
-    if (::rename(part_path.c_str(), r.final_path.c_str()) != 0) {
+    if (::fsync(dfd) != 0) {
         r.error = errno;
         return r;
     }
-    if (int e = sync_dir(dir)) {
-        r.error = e;
+    r.outcome = RepairResult::finalized;
+    return r;
+}
+
+constexpr const char* lock_name = ".mdagg.lock";
+
+// One process per directory: two daemons would delete each other's segments by retention.
+// The lock file is never removed (an unlink would let two processes lock two different files).
+int lock_directory(const std::string& dir, int dfd) {
+    const std::string path = dir + "/" + lock_name;
+    const int fd = ::openat(dfd, lock_name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot open lock file " + path);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        char buf[24] = {};
+        const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        if (err != EWOULDBLOCK) throw std::system_error(err, std::generic_category(), "cannot lock " + path);
+        std::string holder(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+        holder.erase(std::find_if(holder.begin(), holder.end(), [](char c) { return c < '0' || c > '9'; }),
+                     holder.end());
+        throw std::system_error(err, std::generic_category(),
+                                "output directory " + dir + " is in use by another mdagg process (pid " +
+                                    (holder.empty() ? std::string("unknown") : holder) + ", holding " + path + ")");
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+        log::warn("cannot write our pid into the output directory's lock file; the lock holds anyway",
+                  {{"path", path}, {"error", error_text(errno)}});
+    return fd;
+}
+
+}  // namespace
+
+RepairResult repair_segment(const std::string& part_path) {
+    const std::string dir = parent_of(part_path);
+    const auto slash = part_path.rfind('/');
+    const std::string name = slash == std::string::npos ? part_path : part_path.substr(slash + 1);
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        RepairResult r;
+        r.final_path = part_path.substr(0, part_path.size() - (ends_with(part_path, ".part") ? 5 : 0));
+        r.error = errno;
         return r;
     }
-    r.outcome = RepairResult::finalized;
+    RepairResult r = repair_at(dfd, dir, name);
+    ::close(dfd);
     return r;
 }
 
@@ -957,23 +1114,38 @@ void FileSink::open() {
     std::error_code ec;
     fs::create_directories(st.dir, ec);
     if (ec) throw std::system_error(ec, "cannot create output directory " + st.dir);
+    // Everything below opens names relative to this descriptor, never through a symlink.
+    const int dfd = ::open(st.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) throw std::system_error(errno, std::generic_category(), "cannot open output directory " + st.dir);
+    const std::unique_ptr<const int, void (*)(const int*)> dfd_guard(&dfd, [](const int* fd) { ::close(*fd); });
+    if (st.lock_fd < 0) st.lock_fd = lock_directory(st.dir, dfd);
 
-    // Crash repair, before any new segment exists.
+    // Crash repair, before any new segment exists. Dot-files are state, never segments.
     std::vector<std::string> parts;
     for (fs::directory_iterator it(st.dir, ec), end; !ec && it != end; it.increment(ec)) {
         const std::string name = it->path().filename().string();
-        if (is_part_segment(name)) parts.push_back(st.dir + "/" + name);
+        if (!name.starts_with('.') && is_part_segment(name)) parts.push_back(name);
     }
     if (ec) throw std::system_error(ec, "cannot list output directory " + st.dir);
     std::sort(parts.begin(), parts.end());
-    for (const std::string& part : parts) {
-        const std::string name = fs::path(part).filename().string();
+    const auto count_refusal = [&](const std::string& path, int err) {
+        st.repair_errors.fetch_add(1, std::memory_order_relaxed);
+        log::error("refused to repair a file named like an output segment: not a regular file; left alone",
+                   {{"path", path}, {"error", error_text(err)}});
+    };
+    for (const std::string& name : parts) {
+        const std::string part = st.dir + "/" + name;
         if (is_compression_temp(name)) {
             // An interrupted compression; its source is still there and is compressed again.
-            if (::unlink(part.c_str()) == 0) log::info("removed an unfinished compression", {{"path", part}});
+            struct stat sb;
+            if (::fstatat(dfd, name.c_str(), &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(sb.st_mode)) {
+                count_refusal(part, S_ISLNK(sb.st_mode) ? ELOOP : EINVAL);
+            } else if (::unlinkat(dfd, name.c_str(), 0) == 0) {
+                log::info("removed an unfinished compression", {{"path", part}});
+            }
             continue;
         }
-        const RepairResult r = repair_segment(part);
+        const RepairResult r = repair_at(dfd, st.dir, name);
         switch (r.outcome) {
             case RepairResult::finalized:
                 st.files_repaired.fetch_add(1, std::memory_order_relaxed);
@@ -990,20 +1162,29 @@ void FileSink::open() {
             case RepairResult::skipped_live:
                 log::warn("output segment is held by another running process; left alone", {{"path", part}});
                 break;
+            case RepairResult::refused:
+                count_refusal(part, r.error);
+                break;
             case RepairResult::failed:
+                st.repair_errors.fetch_add(1, std::memory_order_relaxed);
                 log::error("cannot repair output segment", {{"path", part}, {"error", error_text(r.error)}});
                 break;
         }
     }
 
     // Prove the directory takes data now, so a read-only or full disk fails start-up clearly.
-    const std::string probe = st.dir + "/.mdagg-probe-" + std::to_string(::getpid());
-    const int pfd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    // O_EXCL never opens what is there; a leftover of that name is ours (pid reuse) or
+    // planted, and unlinkat removes the name, never a symlink's target.
+    const std::string probe_name = ".mdagg-probe-" + std::to_string(::getpid());
+    const int probe_flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int pfd = ::openat(dfd, probe_name.c_str(), probe_flags, 0644);
+    if (pfd < 0 && errno == EEXIST && ::unlinkat(dfd, probe_name.c_str(), 0) == 0)
+        pfd = ::openat(dfd, probe_name.c_str(), probe_flags, 0644);
     if (pfd < 0) throw std::system_error(errno, std::generic_category(), "cannot write to output directory " + st.dir);
     const bool wrote = ::write(pfd, "\n", 1) == 1;
     const int werr = wrote ? 0 : errno;
     ::close(pfd);
-    ::unlink(probe.c_str());
+    ::unlinkat(dfd, probe_name.c_str(), 0);
     if (!wrote) throw std::system_error(werr ? werr : EIO, std::generic_category(), "cannot write to output directory " + st.dir);
 
     for (int k = 0; k < kinds; ++k) st.apply_retention(static_cast<Kind>(k));
@@ -1011,8 +1192,10 @@ void FileSink::open() {
         std::vector<std::string> pending;
         for (fs::directory_iterator it(st.dir, ec), end; !ec && it != end; it.increment(ec)) {
             const std::string name = it->path().filename().string();
+            std::error_code type_ec;
             if ((ends_with(name, ".jsonl") || ends_with(name, ".csv")) &&
-                (is_finished_segment(name, quotes) || is_finished_segment(name, bars)))
+                (is_finished_segment(name, quotes) || is_finished_segment(name, bars)) &&
+                it->symlink_status(type_ec).type() == fs::file_type::regular)
                 pending.push_back(st.dir + "/" + name);
         }
         std::sort(pending.begin(), pending.end());
@@ -1100,6 +1283,8 @@ SinkStats FileSink::stats() const {
     s.segments_compressed = st.segments_compressed.load(std::memory_order_relaxed);
     s.compression_errors = st.compression_errors.load(std::memory_order_relaxed);
     s.files_repaired = st.files_repaired.load(std::memory_order_relaxed);
+    s.repair_errors = st.repair_errors.load(std::memory_order_relaxed);
+    s.segments_unsynced = st.segments_unsynced.load(std::memory_order_relaxed);
     s.overflow_waits = st.overflow_waits.load(std::memory_order_relaxed);
     s.disk_fault = st.disk_fault.load(std::memory_order_relaxed);
     s.last_error = st.last_error.load(std::memory_order_relaxed);

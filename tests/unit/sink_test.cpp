@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -330,9 +331,11 @@ private:
     fs::path path_;
 };
 
+// Output files: dot-files are state (the directory lock, other modules' state files).
 std::vector<fs::path> files_in(const fs::path& dir) {
     std::vector<fs::path> out;
-    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path());
+    for (const auto& e : fs::directory_iterator(dir))
+        if (!e.path().filename().string().starts_with('.')) out.push_back(e.path());
     std::sort(out.begin(), out.end());
     return out;
 }
@@ -1229,6 +1232,278 @@ TEST(FileSink, OpenFailsOnAReadOnlyDirectory) {
     FileSink sink(universe, {dir.path().string()});
     EXPECT_THROW(sink.open(), std::system_error);
     fs::permissions(dir.path(), fs::perms::owner_all);
+}
+
+// ---- durability and directory safety ------------------------------------------------------
+
+// Replaces one syscall of the sink's seam for a test's lifetime; install before a sink opens,
+// and let it go only after every sink of the test is gone.
+class FileOpsOverride {
+public:
+    FileOpsOverride() : saved_(sink_detail::file_ops()) {}
+    ~FileOpsOverride() { sink_detail::file_ops() = saved_; }
+    FileOpsOverride(const FileOpsOverride&) = delete;
+    FileOpsOverride& operator=(const FileOpsOverride&) = delete;
+
+private:
+    sink_detail::FileOps saved_;
+};
+
+std::atomic<bool> fail_fdatasync{false};
+std::atomic<int> fdatasync_failures{0};
+
+int fdatasync_failing_on_demand(int fd) {
+    if (fail_fdatasync.load()) {
+        fdatasync_failures.fetch_add(1);
+        errno = EIO;
+        return -1;
+    }
+    return ::fdatasync(fd);
+}
+
+std::vector<fs::path> with_suffix(const fs::path& dir, const std::string& prefix, const std::string& suffix) {
+    std::vector<fs::path> out;
+    for (const fs::path& p : files_in(dir)) {
+        const std::string name = p.filename().string();
+        if (name.starts_with(prefix) && name.ends_with(suffix)) out.push_back(p);
+    }
+    return out;
+}
+
+// On Linux a failed fdatasync may drop the dirty pages and report success next time; a
+// segment whose flush failed once must not be renamed as if durable, even when later flushes
+// and the close succeed.
+TEST(FileSink, ASegmentWhoseFdatasyncFailedOnceStaysPartAndIsCounted) {
+    FileOpsOverride restore;
+    sink_detail::file_ops().fdatasync = fdatasync_failing_on_demand;
+    fail_fdatasync = false;
+    fdatasync_failures = 0;
+    TempDir dir;
+    std::string expected;
+    for (int i = 0; i < 10; ++i) append_quote_json(expected, numbered_quote(i), universe);
+    {
+        FileSink sink(universe, {dir.path().string()});
+        sink.open();
+        for (int i = 0; i < 5; ++i) sink.on_quote(numbered_quote(i));
+        fail_fdatasync = true;
+        sink.flush();
+        ASSERT_TRUE(eventually([&] { return sink.stats().write_errors >= 1; }));
+        EXPECT_GE(fdatasync_failures.load(), 1);
+        fail_fdatasync = false;
+        for (int i = 5; i < 10; ++i) sink.on_quote(numbered_quote(i));
+        sink.on_bar(some_bar(1));
+        sink.flush();
+        ASSERT_TRUE(eventually([&] { return sink.stats().flushes >= 1; })) << "the retried fdatasync succeeds";
+        ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+        const SinkStats s = sink.stats();
+        EXPECT_EQ(s.segments_unsynced, 1u);
+        EXPECT_EQ(s.segments_closed, 1u) << "only the bars segment is published";
+        EXPECT_EQ(s.records_written, 11u);
+    }
+    EXPECT_TRUE(with_suffix(dir.path(), "quotes-", ".jsonl").empty()) << "an unsynced segment was published";
+    const auto parts = with_suffix(dir.path(), "quotes-", ".jsonl.part");
+    ASSERT_EQ(parts.size(), 1u);
+    EXPECT_EQ(slurp(parts[0]), expected);
+    EXPECT_EQ(with_suffix(dir.path(), "bars-", ".jsonl").size(), 1u);
+
+    // The next start's repair reads what the disk has and publishes it.
+    FileSink next(universe, {dir.path().string()});
+    next.open();
+    EXPECT_EQ(next.stats().files_repaired, 1u);
+    EXPECT_EQ(slurp(only_file(dir.path(), "quotes-")), expected);
+    ASSERT_TRUE(next.close(steady_clock::now() + 10s));
+}
+
+TEST(FileSink, AFailedFdatasyncAtCloseKeepsTheSegmentPart) {
+    FileOpsOverride restore;
+    sink_detail::file_ops().fdatasync = fdatasync_failing_on_demand;
+    fail_fdatasync = false;
+    TempDir dir;
+    FileSink sink(universe, {dir.path().string()});
+    sink.open();
+    for (int i = 0; i < 3; ++i) sink.on_quote(numbered_quote(i));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().flushes >= 1; }));
+    fail_fdatasync = true;
+    for (int i = 3; i < 6; ++i) sink.on_quote(numbered_quote(i));
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    fail_fdatasync = false;
+    EXPECT_EQ(sink.stats().segments_unsynced, 1u);
+    EXPECT_EQ(sink.stats().segments_closed, 0u);
+    EXPECT_TRUE(with_suffix(dir.path(), "quotes-", ".jsonl").empty());
+    ASSERT_EQ(with_suffix(dir.path(), "quotes-", ".jsonl.part").size(), 1u);
+}
+
+// A torn tail that cannot be cut (ftruncate fails) stays in a .part file for the repair: a
+// finished file holds only whole lines. In a child process, for RLIMIT_FSIZE.
+int failed_truncate_child() {
+    std::signal(SIGXFSZ, SIG_IGN);
+    FileOpsOverride restore;
+    sink_detail::file_ops().ftruncate = [](int, off_t) {
+        errno = EIO;
+        return -1;
+    };
+    TempDir dir;
+    {
+        JsonlSink sink(universe, {dir.path().string()});
+        sink.open();
+        std::string expected;
+        for (int i = 0; i < 10; ++i) append_quote_json(expected, numbered_quote(i), universe);
+        const rlim_t limit = expected.size() / 2 + 7;  // not on a line boundary
+        if (expected[limit - 1] == '\n') return 10;
+        rlimit rl{limit, RLIM_INFINITY};
+        if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) return 11;
+        for (int i = 0; i < 10; ++i) sink.on_quote(numbered_quote(i));
+        if (!sink.close(steady_clock::now() + 10s)) return 12;
+        if (sink.stats().segments_unsynced != 1) return 13;
+        if (!with_suffix(dir.path(), "quotes-", ".jsonl").empty()) return 14;
+        const auto parts = with_suffix(dir.path(), "quotes-", ".jsonl.part");
+        if (parts.size() != 1 || fs::file_size(parts[0]) != limit) return 15;
+    }
+    sink_detail::file_ops().ftruncate = ::ftruncate;
+    JsonlSink next(universe, {dir.path().string()});
+    next.open();
+    if (next.stats().files_repaired != 1) return 16;
+    const std::string text = slurp(only_file(dir.path(), "quotes-"));
+    if (text.empty() || text.back() != '\n') return 17;
+    if (!next.close(steady_clock::now() + 10s)) return 18;
+    return 0;
+}
+
+TEST(JsonlSinkDeathTest, AFailedTruncateOfATornTailKeepsTheSegmentPart) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    EXPECT_EXIT(std::exit(failed_truncate_child()), ::testing::ExitedWithCode(0), "");
+}
+
+TEST(FileSink, ASecondSinkOnTheDirectoryIsRefusedNamingTheHolder) {
+    TempDir dir;
+    auto first = std::make_unique<FileSink>(universe, SinkOptions{dir.path().string()});
+    first->open();
+    EXPECT_EQ(slurp(dir.path() / ".mdagg.lock"), std::to_string(::getpid()) + "\n");
+    // flock() conflicts between open file descriptions, also within one process.
+    FileSink second(universe, {dir.path().string()});
+    try {
+        second.open();
+        FAIL() << "a second sink opened a locked directory";
+    } catch (const std::system_error& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("pid " + std::to_string(::getpid())), std::string::npos) << what;
+        EXPECT_NE(what.find(dir.path().string()), std::string::npos) << what;
+    }
+    first->on_quote(numbered_quote(1));
+    ASSERT_TRUE(first->close(steady_clock::now() + 10s));
+    first.reset();  // the lock goes with the sink
+    FileSink third(universe, {dir.path().string()});
+    third.open();
+    ASSERT_TRUE(third.close(steady_clock::now() + 10s));
+    EXPECT_EQ(lines_of(only_file(dir.path(), "quotes-")).size(), 1u);
+}
+
+TEST(FileSink, RepairRetentionAndCompressionIgnoreDotFiles) {
+    TempDir dir;
+    fs::create_directories(dir.path());
+    const fs::path d = dir.path();
+    for (const char* name : {".mdagg-hosts.json", ".mdagg-drain.json", ".quotes-20260101T000000.000Z-1-000001.jsonl",
+                             ".quotes-20260101T000000.000Z-1-000002.jsonl.part"})
+        std::ofstream(d / name) << "{\"torn";
+    const std::size_t line = quote_line_size();
+    SinkOptions o{d.string()};
+    o.rotate_bytes = line;
+    o.retain_files = 1;
+    o.compression = Compression::gzip;
+    FileSink sink(universe, o);
+    sink.open();
+    for (int i = 0; i < 4; ++i) sink.on_quote(numbered_quote(i));
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(sink.stats().files_repaired, 0u);
+    EXPECT_EQ(sink.stats().repair_errors, 0u);
+    for (const char* name : {".mdagg-hosts.json", ".mdagg-drain.json", ".quotes-20260101T000000.000Z-1-000001.jsonl",
+                             ".quotes-20260101T000000.000Z-1-000002.jsonl.part"})
+        EXPECT_EQ(slurp(d / name), "{\"torn") << name;
+    EXPECT_EQ(finished(d, "quotes-").size(), 1u);
+}
+
+// A symlink named like a .part segment: repair must neither truncate its target nor rename it.
+TEST(FileSink, RepairRefusesASymlinkNamedLikeASegment) {
+    TempDir dir;
+    const fs::path out = dir.path() / "out";
+    fs::create_directories(out);
+    const fs::path target = dir.path() / "precious.txt";
+    const std::string precious = "{\"a\":1}\n{\"torn";
+    std::ofstream(target) << precious;
+    const fs::path link = out / "quotes-20260101T000000.000Z-1-000001.jsonl.part";
+    fs::create_symlink(target, link);
+
+    const RepairResult r = repair_segment(link.string());
+    EXPECT_EQ(r.outcome, RepairResult::refused);
+    EXPECT_EQ(r.error, ELOOP);
+
+    FileSink sink(universe, {out.string()});
+    sink.open();
+    EXPECT_EQ(sink.stats().repair_errors, 1u);
+    EXPECT_EQ(sink.stats().files_repaired, 0u);
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(slurp(target), precious) << "repair wrote through a symlink";
+    EXPECT_TRUE(fs::is_symlink(link)) << "the symlink is left where it is";
+    EXPECT_FALSE(fs::exists(fs::symlink_status(out / "quotes-20260101T000000.000Z-1-000001.jsonl")));
+}
+
+// The start-up probe is a name of our own: a symlink planted under it is not written through.
+TEST(FileSink, TheStartupProbeNeverWritesThroughASymlink) {
+    TempDir dir;
+    const fs::path out = dir.path() / "out";
+    fs::create_directories(out);
+    const fs::path target = dir.path() / "precious.txt";
+    std::ofstream(target) << "precious";
+    fs::create_symlink(target, out / (".mdagg-probe-" + std::to_string(::getpid())));
+    FileSink sink(universe, {out.string()});
+    sink.open();
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(slurp(target), "precious");
+}
+
+// Plants a symlink named like the compression temp of the segment being closed, in the
+// moment between its last fdatasync and its rename, so the compressor meets it.
+fs::path planted_target;
+int fdatasync_planting_compression_temp(int fd) {
+    char link[64];
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    std::error_code ec;
+    const std::string path = fs::read_symlink(link, ec).string();
+    if (!ec && path.ends_with(".jsonl.part") && path.find("/quotes-") != std::string::npos) {
+        const std::string final_path = path.substr(0, path.size() - 5);
+        fs::create_symlink(planted_target, final_path + ".gz.part", ec);
+    }
+    return ::fdatasync(fd);
+}
+
+TEST(FileSink, CompressionNeverWritesThroughAPlantedTempName) {
+    FileOpsOverride restore;
+    TempDir dir;
+    const fs::path out = dir.path() / "out";
+    fs::create_directories(out);
+    planted_target = dir.path() / "precious.txt";
+    std::ofstream(planted_target) << "precious";
+    sink_detail::file_ops().fdatasync = fdatasync_planting_compression_temp;
+    SinkOptions o{out.string()};
+    o.compression = Compression::gzip;
+    {
+        FileSink sink(universe, o);
+        sink.open();
+        sink.on_quote(numbered_quote(1));
+        ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    }
+    sink_detail::file_ops().fdatasync = ::fdatasync;
+    ASSERT_EQ(with_suffix(out, "quotes-", ".gz.part").size(), 1u) << "the planted name";
+    // The next start refuses the planted temp, and compressing around it fails, counted.
+    FileSink next(universe, o);
+    next.open();
+    EXPECT_EQ(next.stats().repair_errors, 1u);
+    ASSERT_TRUE(eventually([&] { return next.stats().compression_errors == 1; }));
+    ASSERT_TRUE(next.close(steady_clock::now() + 10s));
+    EXPECT_EQ(slurp(planted_target), "precious") << "compression wrote through a symlink";
+    EXPECT_EQ(with_suffix(out, "quotes-", ".jsonl").size(), 1u) << "the segment stays uncompressed";
+    EXPECT_TRUE(with_suffix(out, "quotes-", ".jsonl.gz").empty());
 }
 
 }  // namespace
