@@ -212,5 +212,40 @@ TEST(Routes, AdminActionsNeedPostAndTheTokenWhenSet) {
     EXPECT_TRUE(b.actions[2].second.all);
 }
 
+
+// Bytes a client sent that are not UTF-8 used to make the JSON dump of the error throw:
+// no answer, a dropped connection and an error line per request.
+TEST(Routes, BadBytesInQueriesAre400sWithValidJson) {
+    FakeBackend b;
+    for (std::string target : {"/debug/tasks?state=%FF", "/debug/tasks?source=%C3%28", "/debug/tasks?tag=%E2%82",
+                               "/debug/tasks?symbol=%ED%A0%80", "/debug/tasks?symbol=%F4%90%80%80",
+                               "/debug/tasks?symbol=%C0%AF", "/debug/tasks?\xFF=1"}) {
+        Response r;
+        ASSERT_NO_THROW(r = handle({"GET", target, "", ""}, b, "")) << target;
+        EXPECT_EQ(r.status, 400) << target;
+        const auto body = nlohmann::json::parse(r.body, nullptr, false);
+        ASSERT_TRUE(body.is_object()) << target << ": " << r.body;
+        EXPECT_TRUE(body["error"].is_string());
+    }
+    Selector s;
+    EXPECT_EQ(parse_task_query("state=%FF", s), "\"state\" is not valid UTF-8 once percent-decoded");
+    // Well-formed multi-byte text passes through to the backend.
+    ASSERT_EQ(handle({"GET", "/debug/tasks?tag=%E2%82%AC%F0%9F%98%80%C3%A9", "", ""}, b, "").status, 200);
+    EXPECT_EQ(b.last_filter.tag, "\u20ac\U0001F600\u00e9");
+}
+
+TEST(Routes, JsonTextReplacesBytesThatAreNotUtf8) {
+    EXPECT_EQ(json_text({{"error", std::string("unknown state \"\xFF\"")}}), "{\"error\":\"unknown state \\\"\xEF\xBF\xBD\\\"\"}");
+    EXPECT_EQ(json_text({{"a", 1}}), "{\"a\":1}");
+}
+
+TEST(Routes, ProbePaths) {
+    EXPECT_TRUE(is_probe_path("/healthz"));
+    EXPECT_TRUE(is_probe_path("/readyz?verbose=1"));
+    EXPECT_FALSE(is_probe_path("/metrics"));
+    EXPECT_FALSE(is_probe_path("/healthz/x"));
+    EXPECT_FALSE(is_probe_path("/admin/cancel"));
+}
+
 }  // namespace
 }  // namespace mdagg::admin
