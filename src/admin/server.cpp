@@ -3,6 +3,8 @@
 // matters more here than the allocation-free framing of the poll path.
 #include <mdagg/admin.hpp>
 
+#include "admission.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -46,7 +48,7 @@ constexpr std::size_t linger_limit = 256 * 1024;
 struct Server::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::io_context& io_context, ServerOptions opts, Backend& b)
         : io(io_context), options(std::move(opts)), backend(b), exposed(*this), token(options.token),
-          acceptor(asio::make_strand(io)), accept_timer(acceptor.get_executor()) {}
+          acceptor(asio::make_strand(io)), accept_timer(acceptor.get_executor()), admission(options) {}
 
     // The daemon's backend, with the server's own series appended to /metrics.
     struct Exposed final : Backend {
@@ -76,11 +78,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         Impl& impl;
     };
 
-    enum class Slot { regular, probe };
-    struct PeerConnections {
-        std::size_t regular = 0;
-        std::size_t probe = 0;
-    };
+    using Slot = ConnectionAdmission::Slot;
 
     asio::io_context& io;
     const ServerOptions options;
@@ -99,9 +97,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     mutable std::mutex connections_mutex;
     // Weak: each connection belongs to its coroutine; this map only finds it to close.
     std::unordered_map<beast::tcp_stream*, std::weak_ptr<beast::tcp_stream>> live;
-    std::unordered_map<std::string, PeerConnections> peers;  // by IP address
-    std::size_t regular_open = 0;
-    std::size_t probe_open = 0;
+    ConnectionAdmission admission;
 
     std::string current_token() {
         std::lock_guard lock(token_mutex);
@@ -213,31 +209,17 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         }
     }
 
-    // A regular slot while the peer is within its share and the server within its bound;
-    // else a probe slot when one is free and the peer holds none; else nothing (counted).
     std::optional<Slot> admit(const std::shared_ptr<beast::tcp_stream>& stream, const std::string& peer) {
-        bool full = false;
+        ConnectionAdmission::Refusal why{};
         {
             std::lock_guard lock(connections_mutex);
             if (stopping.load()) return std::nullopt;
-            auto& mine = peers[peer];
-            full = regular_open >= options.max_connections;
-            std::optional<Slot> slot;
-            if (!full && mine.regular < options.max_connections_per_peer) {
-                ++regular_open;
-                ++mine.regular;
-                slot = Slot::regular;
-            } else if (probe_open < options.probe_slots && mine.probe == 0) {
-                ++probe_open;
-                ++mine.probe;
-                slot = Slot::probe;
-            }
-            if (slot) {
+            if (const auto slot = admission.admit(peer, why)) {
                 live.emplace(stream.get(), stream);
                 return slot;
             }
-            if (mine.regular == 0 && mine.probe == 0) peers.erase(peer);
         }
+        const bool full = why == ConnectionAdmission::Refusal::full;
         (full ? rejected_full : rejected_per_peer).fetch_add(1, std::memory_order_relaxed);
         warn_limited("admin/refused", "admin connection refused: too many open connections",
                      {{"peer", peer},
@@ -251,15 +233,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     void release(beast::tcp_stream* stream, const std::string& peer, Slot slot) {
         std::lock_guard lock(connections_mutex);
         live.erase(stream);
-        auto it = peers.find(peer);
-        if (slot == Slot::regular) {
-            --regular_open;
-            if (it != peers.end()) --it->second.regular;
-        } else {
-            --probe_open;
-            if (it != peers.end()) --it->second.probe;
-        }
-        if (it != peers.end() && it->second.regular == 0 && it->second.probe == 0) peers.erase(it);
+        admission.release(peer, slot);
     }
 
     // After an early answer (413) the client may still be sending: read and discard for a

@@ -1,5 +1,7 @@
 #include <mdagg/admin.hpp>
 
+#include "admission.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -245,6 +247,46 @@ TEST(Routes, ProbePaths) {
     EXPECT_FALSE(is_probe_path("/metrics"));
     EXPECT_FALSE(is_probe_path("/healthz/x"));
     EXPECT_FALSE(is_probe_path("/admin/cancel"));
+}
+
+
+// 64 slow clients used to hold every connection, so the probes timed out and the pod was
+// restarted: one peer gets a share, and past the bounds a probe slot, one per peer.
+TEST(Admission, PeersShareTheCapAndProbeSlotsAreReserved) {
+    ServerOptions options;
+    options.max_connections = 4;
+    options.max_connections_per_peer = 2;
+    options.probe_slots = 2;
+    ConnectionAdmission a(options);
+    using Slot = ConnectionAdmission::Slot;
+    using Refusal = ConnectionAdmission::Refusal;
+    Refusal why{};
+    EXPECT_EQ(a.admit("10.0.0.1", why), Slot::regular);
+    EXPECT_EQ(a.admit("10.0.0.1", why), Slot::regular);
+    // The peer's share is taken: a probe slot, then nothing.
+    EXPECT_EQ(a.admit("10.0.0.1", why), Slot::probe);
+    EXPECT_EQ(a.admit("10.0.0.1", why), std::nullopt);
+    EXPECT_EQ(why, Refusal::per_peer);
+    EXPECT_EQ(a.admit("10.0.0.2", why), Slot::regular);
+    EXPECT_EQ(a.admit("10.0.0.2", why), Slot::regular);
+    // Every regular slot is taken: another peer's probe still gets in.
+    EXPECT_EQ(a.admit("10.0.0.3", why), Slot::probe);
+    EXPECT_EQ(a.admit("10.0.0.4", why), std::nullopt);  // both probe slots taken
+    EXPECT_EQ(why, Refusal::full);
+    EXPECT_EQ(a.regular_open(), 4u);
+    EXPECT_EQ(a.probe_open(), 2u);
+    // Releasing frees the slot for anyone; a refused peer leaves no entry behind.
+    a.release("10.0.0.3", Slot::probe);
+    EXPECT_EQ(a.admit("10.0.0.4", why), Slot::probe);
+    a.release("10.0.0.2", Slot::regular);
+    EXPECT_EQ(a.admit("10.0.0.5", why), Slot::regular);
+    for (auto peer : {"10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.5"}) a.release(peer, Slot::regular);
+    a.release("10.0.0.1", Slot::probe);
+    a.release("10.0.0.4", Slot::probe);
+    a.release("10.0.0.9", Slot::regular);  // unknown: ignored
+    EXPECT_EQ(a.regular_open(), 0u);
+    EXPECT_EQ(a.probe_open(), 0u);
+    EXPECT_EQ(a.peers(), 0u);
 }
 
 }  // namespace
