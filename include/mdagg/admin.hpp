@@ -7,7 +7,9 @@
 #include <mdagg/metrics.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -107,13 +109,29 @@ struct Request {
 // Routes one request. `token` empty: POST /admin/* need no authorization.
 Response handle(const Request& request, Backend& backend, std::string_view token);
 
+// Compact JSON text in which bytes that are not UTF-8 (a client's, echoed in an error) become
+// U+FFFD instead of making the dump throw.
+std::string json_text(const nlohmann::json& value);
+
+// Paths a connection in a reserved probe slot may ask for (see ServerOptions::probe_slots).
+bool is_probe_path(std::string_view target) noexcept;
+
 // ---- the server -------------------------------------------------------------------------------
 
+// Connection admission. Slow or idle clients must not starve the liveness and readiness
+// probes: one peer (IP address) holds at most max_connections_per_peer of the
+// max_connections; past either bound a connection may take one of probe_slots reserved
+// slots (one per peer), where it has probe_read_timeout to send a single request and only
+// GET /healthz and /readyz are answered (anything else: 503). Past that it is closed at once
+// and counted in mdagg_admin_connections_rejected_total.
 struct ServerOptions {
     std::string host = "127.0.0.1";
     std::uint16_t port = 9100;
     std::string token;
-    std::size_t max_connections = 64;  // beyond this, new connections are closed at once
+    std::size_t max_connections = 64;
+    std::size_t max_connections_per_peer = 16;
+    std::size_t probe_slots = 4;
+    std::chrono::milliseconds probe_read_timeout{2000};
 };
 
 class Server {
@@ -128,6 +146,14 @@ public:
     // Stops accepting and closes every connection. Any thread.
     void stop();
     void set_token(std::string token);  // for a reload; any thread
+
+    struct Stats {
+        std::uint64_t rejected_full = 0;      // every slot, reserved ones included, taken
+        std::uint64_t rejected_per_peer = 0;  // the peer held its share and a probe slot
+        std::uint64_t probe_slot_uses = 0;    // connections served in a reserved slot
+        std::size_t open = 0;
+    };
+    Stats stats() const;
 
 private:
     struct Impl;

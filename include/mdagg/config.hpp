@@ -97,6 +97,9 @@ struct AdminConfig {
     // Symbols (globs: * and ?) that get per-symbol series in /metrics; none by default, so
     // 2,000 symbols do not become 2,000 label values.
     std::vector<std::string> symbol_metrics;
+    // A listen address other than loopback with no token is refused at start-up (anyone who
+    // reaches the port could cancel every poller) unless this says it is meant.
+    bool allow_unauthenticated = false;
     bool operator==(const AdminConfig&) const = default;
 };
 

@@ -5,7 +5,9 @@
 #include <mdagg/config.hpp>
 #include <mdagg/quote.hpp>
 
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 namespace mdagg {
 
@@ -25,6 +27,11 @@ class StartupError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };
+
+// An admin server anyone on the network could use to stop every poller: a listen address
+// other than loopback, no token, and no admin.allow_unauthenticated. The message (naming
+// admin.listen and the fixes) when refused, nullopt otherwise. --check-config reports it too.
+std::optional<std::string> admin_exposure_error(const Config& config);
 
 // Runs until a signal drains the daemon; returns the process exit code. Throws StartupError.
 int run_daemon(const Config& config);

@@ -35,8 +35,51 @@ std::optional<std::string> percent_decode(std::string_view text) {
     return out;
 }
 
+// A well-formed UTF-8 sequence (RFC 3629: no overlongs, no surrogates, at most U+10FFFF).
+bool valid_utf8(std::string_view text) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        std::size_t extra = 0;
+        unsigned char lo = 0x80, hi = 0xBF;  // bounds of the second byte
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            extra = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            extra = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            extra = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else {
+            return false;
+        }
+        if (text.size() - i <= extra) return false;  // truncated sequence
+        for (std::size_t k = 1; k <= extra; ++k) {
+            const auto b = static_cast<unsigned char>(text[i + k]);
+            if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return false;
+        }
+        i += extra + 1;
+    }
+    return true;
+}
+
+}  // namespace
+
+// Whatever a client sent may be echoed in an error: bytes that are not UTF-8 become U+FFFD
+// instead of making the dump throw.
+std::string json_text(const nlohmann::json& value) {
+    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+namespace {
+
 Response json_response(int status, const nlohmann::json& body) {
-    return Response{status, "application/json", body.dump() + "\n"};
+    return Response{status, "application/json", json_text(body) + "\n"};
 }
 
 Response error_response(int status, std::string_view message) {
@@ -142,6 +185,7 @@ std::optional<std::string> parse_task_query(std::string_view query, Selector& ou
         const std::string_view key = pair.substr(0, eq);
         auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
         if (!value) return "bad percent-encoding in \"" + std::string(key) + "\"";
+        if (!valid_utf8(*value)) return "\"" + std::string(key) + "\" is not valid UTF-8 once percent-decoded";
         if (key == "source") {
             out.source = *value;
         } else if (key == "symbol") {
@@ -155,6 +199,11 @@ std::optional<std::string> parse_task_query(std::string_view query, Selector& ou
         }
     }
     return std::nullopt;
+}
+
+bool is_probe_path(std::string_view target) noexcept {
+    const std::string_view path = target.substr(0, target.find('?'));
+    return path == "/healthz" || path == "/readyz";
 }
 
 std::string_view to_string(Action a) noexcept {

@@ -64,6 +64,11 @@ int main(int argc, char** argv) {
         if (!check_only) mdagg::log::error("invalid config, nothing started", {{"error", e.what()}});
         return mdagg::exit_usage;
     }
+    if (auto exposed = mdagg::admin_exposure_error(config)) {
+        std::cerr << config_path << ": " << *exposed << "\n";
+        if (!check_only) mdagg::log::error("refusing to start, nothing started", {{"error", *exposed}});
+        return mdagg::exit_usage;
+    }
     if (check_only) {
         std::size_t pollers = 0;
         for (auto& s : config.sources) pollers += s.symbols.size();

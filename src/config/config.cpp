@@ -190,6 +190,7 @@ constexpr Key<Config> admin_keys[] = {
                  v.fail("invalid character " + describe_char(ch) + " in an environment variable name");
      }},
     {"stall_after", [](const Value& v, Config& c) { c.admin.stall_after = read_duration(v); }},
+    {"allow_unauthenticated", [](const Value& v, Config& c) { c.admin.allow_unauthenticated = read_bool(v); }},
     {"symbol_metrics",
      [](const Value& v, Config& c) {
          for (const Value& item : read_list(v)) {

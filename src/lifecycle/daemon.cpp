@@ -10,6 +10,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -79,6 +80,19 @@ std::string admin_token(const Config& config) {
     if (config.admin.token_env.empty()) return {};
     const char* value = std::getenv(config.admin.token_env.c_str());
     return value ? std::string(value) : std::string();
+}
+
+// A token for POST /admin/* can be read at start-up. Every way of supplying one answers here.
+bool admin_token_available(const Config& config) { return !admin_token(config).empty(); }
+
+// 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: only this host can connect.
+bool is_loopback(const std::string& host) {
+    boost::system::error_code ec;
+    const auto address = asio::ip::make_address(host, ec);
+    if (ec) return false;
+    if (address.is_v6() && address.to_v6().is_v4_mapped())
+        return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).is_loopback();
+    return address.is_loopback();
 }
 
 // The parts of a reloaded config that a reload cannot apply yet (they need a restart).
@@ -260,6 +274,9 @@ private:
         if (!config_.admin.token_env.empty() && token.empty())
             log::warn("admin token variable is unset or empty: POST /admin/* need no token",
                       {{"token_env", config_.admin.token_env}});
+        if (token.empty() && !is_loopback(config_.admin.host))
+            log::warn("admin server reachable from the network without a token (admin.allow_unauthenticated)",
+                      {{"host", config_.admin.host}});
     }
 
     // Stamps the loop watchdog's heartbeat and runs the readiness and stall checks.
@@ -300,6 +317,7 @@ private:
                                   {"summary_every_ms", to_ms(loaded.log.summary_every)},
                                   {"stall_after_ms", to_ms(loaded.admin.stall_after)}};
             const PollerChanges changes = co_await apply_sources(loaded.sources, loaded.hosts);
+            ops_.invalidate_snapshot();
             if (changes.abandoned) {
                 log::warn("reload abandoned: a drain started", fields);
                 continue;
@@ -552,6 +570,7 @@ private:
             auto lateness = now.lateness.since(prev.lateness);
             auto sink = sink_.stats();
             const nlohmann::json errors = errors_by_class(now, prev);
+            const auto controls = pollers_.control_counts();
             log::info("summary", {{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
                                   {"completed", now.completed - prev.completed},
                                   {"failed", now.failed - prev.failed},
@@ -577,6 +596,8 @@ private:
                                   {"output_segments_unsynced", sink.segments_unsynced},
                                   {"errors", errors},
                                   {"pollers", pollers_by_state(pollers_)},
+                                  {"pollers_paused", controls.by_control[static_cast<std::size_t>(PollerControl::paused)]},
+                                  {"pollers_cancelled", controls.by_control[static_cast<std::size_t>(PollerControl::cancelled)]},
                                   {"hosts", hosts_not_healthy()}});
             prev = now;
             prev_at = at;
@@ -773,6 +794,20 @@ private:
 };
 
 }  // namespace
+
+std::optional<std::string> admin_exposure_error(const Config& config) {
+    const auto& a = config.admin;
+    if (!a.enabled || a.allow_unauthenticated || is_loopback(a.host) || admin_token_available(config))
+        return std::nullopt;
+    const std::string listen = a.host.find(':') != std::string::npos ? "[" + a.host + "]:" + std::to_string(a.port)
+                                                                       : a.host + ":" + std::to_string(a.port);
+    std::string why = a.token_env.empty() ? "no admin.token_env is set"
+                                          : "admin.token_env names " + a.token_env + ", which is unset or empty";
+    return "admin.listen " + listen + " is not a loopback address and " + why +
+           ": anyone who can reach the port could pause or cancel every poller. Set admin.token_env to a "
+           "variable holding a token (and set it), listen on 127.0.0.1, or set admin.allow_unauthenticated: "
+           "true if the network is closed off otherwise";
+}
 
 Universe make_universe(const Config& config) {
     Universe u;

@@ -85,6 +85,16 @@ void Operations::on_heartbeat(Clock::time_point now) {
     // Counts only, no copies: this runs four times a second on the event loop.
     const auto counts = pollers_.control_counts();
     const std::size_t active = counts.by_control[static_cast<std::size_t>(PollerControl::active)];
+    const std::size_t stopped = counts.by_control[static_cast<std::size_t>(PollerControl::paused)] +
+                                counts.by_control[static_cast<std::size_t>(PollerControl::cancelled)];
+    if (stopped > 0 && now >= next_control_check_) {
+        next_control_check_ = now + control_check_every;
+        warn_stopped_sources(now);
+    } else if (stopped == 0 && !stopped_warned_.empty()) {
+        for (auto& [source, since] : stopped_warned_)
+            log::info("source no longer stopped by an operator", {{"source", source}});
+        stopped_warned_.clear();
+    }
     if (!ready_.load() && counts.active_never_polled == 0) {
         ready_.store(true);
         log::info("ready: the first round of polls finished",
@@ -113,6 +123,66 @@ void Operations::on_heartbeat(Clock::time_point now) {
                     {"since_last_completed_ms", seconds(since) * 1e3},
                     {"active_pollers", active},
                     {"pollers", by_state}});
+    }
+}
+
+std::shared_ptr<const std::vector<PollerSnapshot>> Operations::poller_snapshot() {
+    std::lock_guard lock(snapshot_mutex_);
+    const auto now = Clock::now();
+    if (!snapshot_ || now - snapshot_taken_ >= snapshot_ttl) {
+        snapshot_ = std::make_shared<const std::vector<PollerSnapshot>>(pollers_.snapshot());
+        snapshot_taken_ = now;
+        snapshots_taken_.fetch_add(1, std::memory_order_relaxed);
+    }
+    return snapshot_;
+}
+
+void Operations::invalidate_snapshot() {
+    std::lock_guard lock(snapshot_mutex_);
+    snapshot_.reset();
+}
+
+// Nothing else shows that an operator stopped a source: /healthz and /readyz stay 200 (an
+// operator's pause is no failure), so say it in the log until someone resumes it.
+void Operations::warn_stopped_sources(Clock::time_point now) {
+    struct Controls {
+        std::size_t active = 0, paused = 0, cancelled = 0;
+    };
+    std::unordered_map<std::string_view, Controls> by_source;
+    const auto snapshot = poller_snapshot();
+    for (const auto& p : *snapshot) {
+        auto& c = by_source[p.source_name];
+        switch (p.control) {
+            case PollerControl::active: ++c.active; break;
+            case PollerControl::paused: ++c.paused; break;
+            case PollerControl::cancelled: ++c.cancelled; break;
+        }
+    }
+    for (auto it = stopped_warned_.begin(); it != stopped_warned_.end();) {
+        auto found = by_source.find(it->first);
+        if (found == by_source.end() || found->second.active > 0) {
+            log::info("source no longer stopped by an operator", {{"source", it->first}});
+            it = stopped_warned_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (const auto& [source, c] : by_source) {
+        if (c.active > 0) continue;
+        const bool all_cancelled = c.paused == 0;
+        auto [it, first] = stopped_warned_.try_emplace(std::string(source), StoppedWarning{now, all_cancelled});
+        // Paused, then cancelled: that is news, not a repeat.
+        if (!first && now - it->second.at < control_warn_every && it->second.all_cancelled == all_cancelled) continue;
+        it->second = StoppedWarning{now, all_cancelled};
+        const nlohmann::json fields{{"source", source},
+                                    {"pollers", c.paused + c.cancelled},
+                                    {"paused", c.paused},
+                                    {"cancelled", c.cancelled},
+                                    {"repeat_every_s", std::chrono::duration<double>(control_warn_every).count()}};
+        if (all_cancelled)
+            log::warn("every poller of the source is cancelled by an operator: nothing polls it until a restart", fields);
+        else
+            log::warn("every poller of the source is paused or cancelled by an operator: nothing polls it", fields);
     }
 }
 
@@ -167,14 +237,15 @@ admin::Response Operations::readyz() {
 admin::Response Operations::tasks(const admin::Selector& filter) {
     if (!filter.state.empty() && !known_state(filter.state))
         return {400, "application/json",
-                nlohmann::json{{"error", "unknown state \"" + filter.state +
-                                             "\"; valid: pending, running, completed, failed, cancelled, "
-                                             "timed_out, active, paused, polling"}}
-                        .dump() + "\n"};
+                admin::json_text({{"error", "unknown state \"" + filter.state +
+                                                "\"; valid: pending, running, completed, failed, cancelled, "
+                                                "timed_out, active, paused, polling"}}) +
+                    "\n"};
     const auto select = filter_for(filter);
     const auto now_ns = wall_clock_ns();
     nlohmann::json rows = nlohmann::json::array();
-    for (auto& p : pollers_.snapshot()) {
+    const auto snapshot = poller_snapshot();
+    for (const auto& p : *snapshot) {
         if (!state_matches(filter.state, p) || !select(p.source_name, p.symbol, p.tags)) continue;
         nlohmann::json row{{"source", p.source_name},
                            {"symbol", p.symbol},
@@ -194,7 +265,7 @@ admin::Response Operations::tasks(const admin::Selector& filter) {
         rows.push_back(std::move(row));
     }
     nlohmann::json body{{"count", rows.size()}, {"tasks", std::move(rows)}};
-    return {200, "application/json", body.dump() + "\n"};
+    return {200, "application/json", admin::json_text(body) + "\n"};
 }
 
 admin::Response Operations::control(admin::Action action, const admin::Selector& selector) {
@@ -205,6 +276,7 @@ admin::Response Operations::control(admin::Action action, const admin::Selector&
         case admin::Action::resume: r = pollers_.resume(select); break;
         case admin::Action::cancel: r = pollers_.cancel(select); break;
     }
+    invalidate_snapshot();
     nlohmann::json sel = nlohmann::json::object();
     if (selector.all) sel["all"] = true;
     if (!selector.source.empty()) sel["source"] = selector.source;
@@ -223,7 +295,8 @@ std::string Operations::metrics() {
     admin::PrometheusWriter w(out);
     const auto now = Clock::now();
     const auto now_ns = wall_clock_ns();
-    const auto snapshot = pollers_.snapshot();
+    const auto snapshot_ptr = poller_snapshot();
+    const auto& snapshot = *snapshot_ptr;
 
     w.family("mdagg_build_info", "gauge", "Build information; the value is always 1.");
     w.sample("mdagg_build_info", {{"version", MDAGG_VERSION}}, 1);
@@ -244,6 +317,9 @@ std::string Operations::metrics() {
     w.sample("mdagg_polls_stalled", {}, polls_stalled_.load() ? 1 : 0);
     w.family("mdagg_poll_stalls_total", "counter", "Times no poll completed for stall_after.");
     w.sample("mdagg_poll_stalls_total", {}, static_cast<double>(poll_stalls_.load()));
+    w.family("mdagg_admin_poller_snapshots_total", "counter",
+             "Copies of the poller table taken for /metrics and /debug/tasks (shared for 1 s).");
+    w.sample("mdagg_admin_poller_snapshots_total", {}, static_cast<double>(snapshots_taken_.load()));
 
     // Per source. Names: the source label is the config's source name.
     struct PerSource {

@@ -13,8 +13,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace mdagg::lifecycle {
@@ -39,6 +42,16 @@ public:
     void set_symbol_metrics(std::vector<std::string> globs);
     bool ready() const noexcept { return ready_.load(); }
 
+    // /metrics and /debug/tasks share one copy of the poller table for this long, so that
+    // repeated scrapes do not copy 2,000 rows each on the pollers' threads. An operator
+    // action or a reload drops it at once.
+    static constexpr auto snapshot_ttl = std::chrono::seconds(1);
+    void invalidate_snapshot();
+    // An operator who paused or cancelled every poller of a source stopped it: checked this
+    // often while any poller is paused or cancelled, warned once a minute per source.
+    static constexpr auto control_check_every = std::chrono::seconds(5);
+    static constexpr auto control_warn_every = std::chrono::seconds(60);
+
     std::string metrics() override;
     admin::Response healthz() override;
     admin::Response readyz() override;
@@ -48,6 +61,8 @@ public:
 private:
     static PollerFilter filter_for(const admin::Selector& selector);
     std::uint64_t polls_finished() const;
+    std::shared_ptr<const std::vector<PollerSnapshot>> poller_snapshot();
+    void warn_stopped_sources(Clock::time_point now);
 
     PollerGroup& pollers_;
     const JsonlSink& sink_;
@@ -64,6 +79,18 @@ private:
     std::atomic<std::uint64_t> poll_stalls_{0};
     std::atomic<Clock::rep> last_progress_{0};  // when the completed count last moved
     std::uint64_t last_completed_ = 0;          // control strand only
+
+    std::mutex snapshot_mutex_;  // held while a snapshot is taken: concurrent scrapes share it
+    std::shared_ptr<const std::vector<PollerSnapshot>> snapshot_;
+    Clock::time_point snapshot_taken_{};
+    std::atomic<std::uint64_t> snapshots_taken_{0};
+
+    Clock::time_point next_control_check_{};                              // control strand only
+    struct StoppedWarning {
+        Clock::time_point at;
+        bool all_cancelled = false;
+    };
+    std::unordered_map<std::string, StoppedWarning> stopped_warned_;  // control strand only
 
     std::atomic<Clock::rep> last_beat_;
     std::atomic<bool> loop_stalled_{false};

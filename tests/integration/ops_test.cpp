@@ -371,7 +371,7 @@ TEST(Ops, ReloadWithABrokenFileKeepsTheRunningConfig) {
     EXPECT_NE((*failed)["error"].get<std::string>().find("mdagg.yaml:"), std::string::npos);
     // Still running and polling as before.
     auto p1 = polls_by_symbol(d.admin_port);
-    std::this_thread::sleep_for(500ms);
+    std::this_thread::sleep_for(1200ms);  // past the 1 s the task table is shared for
     auto p2 = polls_by_symbol(d.admin_port);
     EXPECT_EQ(p2.size(), 10u);
     EXPECT_GT(p2["STOCK_0"], p1["STOCK_0"]);

@@ -1,5 +1,7 @@
 #include <mdagg/admin.hpp>
 
+#include "admission.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -210,6 +212,81 @@ TEST(Routes, AdminActionsNeedPostAndTheTokenWhenSet) {
     EXPECT_EQ(b.actions[1].first, Action::resume);
     EXPECT_EQ(b.actions[2].first, Action::cancel);
     EXPECT_TRUE(b.actions[2].second.all);
+}
+
+
+// Bytes a client sent that are not UTF-8 used to make the JSON dump of the error throw:
+// no answer, a dropped connection and an error line per request.
+TEST(Routes, BadBytesInQueriesAre400sWithValidJson) {
+    FakeBackend b;
+    for (std::string target : {"/debug/tasks?state=%FF", "/debug/tasks?source=%C3%28", "/debug/tasks?tag=%E2%82",
+                               "/debug/tasks?symbol=%ED%A0%80", "/debug/tasks?symbol=%F4%90%80%80",
+                               "/debug/tasks?symbol=%C0%AF", "/debug/tasks?\xFF=1"}) {
+        Response r;
+        ASSERT_NO_THROW(r = handle({"GET", target, "", ""}, b, "")) << target;
+        EXPECT_EQ(r.status, 400) << target;
+        const auto body = nlohmann::json::parse(r.body, nullptr, false);
+        ASSERT_TRUE(body.is_object()) << target << ": " << r.body;
+        EXPECT_TRUE(body["error"].is_string());
+    }
+    Selector s;
+    EXPECT_EQ(parse_task_query("state=%FF", s), "\"state\" is not valid UTF-8 once percent-decoded");
+    // Well-formed multi-byte text passes through to the backend.
+    ASSERT_EQ(handle({"GET", "/debug/tasks?tag=%E2%82%AC%F0%9F%98%80%C3%A9", "", ""}, b, "").status, 200);
+    EXPECT_EQ(b.last_filter.tag, "\u20ac\U0001F600\u00e9");
+}
+
+TEST(Routes, JsonTextReplacesBytesThatAreNotUtf8) {
+    EXPECT_EQ(json_text({{"error", std::string("unknown state \"\xFF\"")}}), "{\"error\":\"unknown state \\\"\xEF\xBF\xBD\\\"\"}");
+    EXPECT_EQ(json_text({{"a", 1}}), "{\"a\":1}");
+}
+
+TEST(Routes, ProbePaths) {
+    EXPECT_TRUE(is_probe_path("/healthz"));
+    EXPECT_TRUE(is_probe_path("/readyz?verbose=1"));
+    EXPECT_FALSE(is_probe_path("/metrics"));
+    EXPECT_FALSE(is_probe_path("/healthz/x"));
+    EXPECT_FALSE(is_probe_path("/admin/cancel"));
+}
+
+
+// 64 slow clients used to hold every connection, so the probes timed out and the pod was
+// restarted: one peer gets a share, and past the bounds a probe slot, one per peer.
+TEST(Admission, PeersShareTheCapAndProbeSlotsAreReserved) {
+    ServerOptions options;
+    options.max_connections = 4;
+    options.max_connections_per_peer = 2;
+    options.probe_slots = 2;
+    ConnectionAdmission a(options);
+    using Slot = ConnectionAdmission::Slot;
+    using Refusal = ConnectionAdmission::Refusal;
+    Refusal why{};
+    EXPECT_EQ(a.admit("10.0.0.1", why), Slot::regular);
+    EXPECT_EQ(a.admit("10.0.0.1", why), Slot::regular);
+    // The peer's share is taken: a probe slot, then nothing.
+    EXPECT_EQ(a.admit("10.0.0.1", why), Slot::probe);
+    EXPECT_EQ(a.admit("10.0.0.1", why), std::nullopt);
+    EXPECT_EQ(why, Refusal::per_peer);
+    EXPECT_EQ(a.admit("10.0.0.2", why), Slot::regular);
+    EXPECT_EQ(a.admit("10.0.0.2", why), Slot::regular);
+    // Every regular slot is taken: another peer's probe still gets in.
+    EXPECT_EQ(a.admit("10.0.0.3", why), Slot::probe);
+    EXPECT_EQ(a.admit("10.0.0.4", why), std::nullopt);  // both probe slots taken
+    EXPECT_EQ(why, Refusal::full);
+    EXPECT_EQ(a.regular_open(), 4u);
+    EXPECT_EQ(a.probe_open(), 2u);
+    // Releasing frees the slot for anyone; a refused peer leaves no entry behind.
+    a.release("10.0.0.3", Slot::probe);
+    EXPECT_EQ(a.admit("10.0.0.4", why), Slot::probe);
+    a.release("10.0.0.2", Slot::regular);
+    EXPECT_EQ(a.admit("10.0.0.5", why), Slot::regular);
+    for (auto peer : {"10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.5"}) a.release(peer, Slot::regular);
+    a.release("10.0.0.1", Slot::probe);
+    a.release("10.0.0.4", Slot::probe);
+    a.release("10.0.0.9", Slot::regular);  // unknown: ignored
+    EXPECT_EQ(a.regular_open(), 0u);
+    EXPECT_EQ(a.probe_open(), 0u);
+    EXPECT_EQ(a.peers(), 0u);
 }
 
 }  // namespace

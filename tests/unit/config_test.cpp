@@ -1055,5 +1055,15 @@ TEST(ParseDuration, Rejects) {
     for (std::string_view text : cases) EXPECT_FALSE(parse_duration(text)) << '"' << text << '"';
 }
 
+TEST(ConfigAdmin, AllowUnauthenticated) {
+    EXPECT_FALSE(parse(append("admin: {}\n")).admin.allow_unauthenticated);
+    EXPECT_TRUE(parse(append("admin: { listen: \"0.0.0.0:9100\", allow_unauthenticated: true }\n"))
+                    .admin.allow_unauthenticated);
+    EXPECT_FALSE(parse(append("admin: { allow_unauthenticated: false }\n")).admin.allow_unauthenticated);
+    EXPECT_EQ(error_of(append("admin: { allow_unauthenticated: yes }\n")).rfind("t.yaml:7:33: admin.allow_unauthenticated: ", 0), 0u)
+        << error_of(append("admin: { allow_unauthenticated: yes }\n"));
+    EXPECT_EQ(error_of(append("admin: { allow_unauthenticated: \"true\" }\n")).rfind("t.yaml:7:33: admin.allow_unauthenticated: ", 0), 0u);
+}
+
 }  // namespace
 }  // namespace mdagg
