@@ -82,12 +82,10 @@ public:
     // (a config reload). Until then their quotes are rejected.
     void grow();
     // A symbol a reload removed, once no poller holds it and every quote of it was handed
-    // to on_quote: its state is dropped at once, or, while its bar is open, when close_bars
-    // (or close_all_bars) emits that bar. Then its id shows in take_released() and may be
-    // given to another symbol, which starts with an empty row.
+    // to on_quote: its open bar is emitted now (no quote can change it any more), with
+    // end_ns = its interval's end, and its state is dropped. The id may then go to another
+    // symbol, which starts with an empty row.
     void release_symbol(SymbolId symbol);
-    // Moves the ids whose release completed since the last call to `out`.
-    void take_released(std::vector<SymbolId>& out);
 
     const Quote* latest(SymbolId symbol, SourceId source) const;
     BestBidOffer best(SymbolId symbol) const;
@@ -114,7 +112,6 @@ private:
     static Cell* find(Row& row, SourceId source) noexcept;
     void update_best(SymbolId symbol);
     void emit(OpenBar& ob);
-    void clear_symbol(SymbolId symbol);
 
     const Universe& universe_;
     std::int64_t bar_interval_ns_;
@@ -125,9 +122,7 @@ private:
     std::atomic<std::size_t> stale_count_{0};
     std::atomic<std::size_t> symbols_quoted_{0};
     std::vector<BestBidOffer> best_;
-    std::vector<OpenBar> bars_;             // per symbol; its size bounds symbol ids
-    std::vector<std::uint8_t> releasing_;   // per symbol: released while its bar was open
-    std::vector<SymbolId> released_;        // for take_released()
+    std::vector<OpenBar> bars_;  // per symbol; its size bounds symbol ids
     std::uint64_t quotes_accepted_ = 0;
     std::uint64_t bars_emitted_ = 0;
     std::uint64_t quotes_rejected_ = 0;

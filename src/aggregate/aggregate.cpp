@@ -11,8 +11,8 @@
 //   bars are unaffected, since they only ever see quotes as they arrive.
 // - Any accepted quote advances the symbol's time, so a one-sided quote in a later interval
 //   still emits the open bar; it just does not open a new one.
-// - A released symbol's open bar is emitted on time, not cut short: the symbol was polled
-//   until the reload, so its last interval is as complete as any other.
+// - A released symbol's open bar is emitted at the release rather than at its interval's
+//   end: no quote can reach it any more, so only its best bid/offer is taken earlier.
 #include <mdagg/aggregator.hpp>
 
 #include <algorithm>
@@ -52,7 +52,6 @@ void Aggregator::grow() {
         throw std::logic_error("Aggregator::grow: the universe shrank");
     rows_.resize(symbols);
     best_.resize(symbols);
-    releasing_.resize(symbols, 0);
     const std::size_t old_symbols = bars_.size();
     bars_.resize(symbols);
     // A closed OpenBar keeps the end of the last emitted interval; no_time means none yet.
@@ -134,45 +133,26 @@ void Aggregator::on_quote(const Quote& q) {
 
 void Aggregator::release_symbol(SymbolId symbol) {
     if (symbol >= bars_.size()) return;
-    if (bars_[symbol].open) {
-        releasing_[symbol] = 1;  // its bar closes on time, then the row goes
-        return;
-    }
-    clear_symbol(symbol);
-}
-
-void Aggregator::take_released(std::vector<SymbolId>& out) {
-    out.insert(out.end(), released_.begin(), released_.end());
-    released_.clear();
-}
-
-void Aggregator::clear_symbol(SymbolId symbol) {
+    if (bars_[symbol].open) emit(bars_[symbol]);
     Row& row = rows_[symbol];
     for (const Cell& c : row)
         if (c.stale) stale_count_.fetch_sub(1, std::memory_order_relaxed);
     if (!row.empty()) symbols_quoted_.fetch_sub(1, std::memory_order_relaxed);
-    row.clear();
+    row.clear();  // keeps its capacity for the id's next symbol
     best_[symbol] = {};
     bars_[symbol] = {};
     bars_[symbol].bar.end_ns = no_time;
-    releasing_[symbol] = 0;
-    released_.push_back(symbol);
 }
 
 void Aggregator::close_bars(std::int64_t now_ns) {
-    for (SymbolId sym = 0; sym < bars_.size(); ++sym) {
-        OpenBar& ob = bars_[sym];
-        if (!ob.open || ob.bar.end_ns > now_ns) continue;
-        emit(ob);
-        if (releasing_[sym]) clear_symbol(sym);
+    for (OpenBar& ob : bars_) {
+        if (ob.open && ob.bar.end_ns <= now_ns) emit(ob);
     }
 }
 
 void Aggregator::close_all_bars() {
-    for (SymbolId sym = 0; sym < bars_.size(); ++sym) {
-        if (!bars_[sym].open) continue;
-        emit(bars_[sym]);
-        if (releasing_[sym]) clear_symbol(sym);
+    for (OpenBar& ob : bars_) {
+        if (ob.open) emit(ob);
     }
 }
 

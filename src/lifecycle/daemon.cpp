@@ -342,8 +342,7 @@ private:
         auto map_ids = [&] {
             for (SourceId i = 0; i < universe_.sources.size(); ++i) source_ids.emplace(universe_.sources[i], i);
             for (SymbolId i = 0; i < universe_.symbols.size(); ++i)
-                if (!universe_.symbols[i].empty() && !releasing_symbols_.contains(i))
-                    symbol_ids.emplace(universe_.symbols[i], i);
+                if (!universe_.symbols[i].empty()) symbol_ids.emplace(universe_.symbols[i], i);
         };
         map_ids();
         std::vector<std::string> new_sources, new_symbols;
@@ -355,18 +354,16 @@ private:
             for (auto& sym : src.symbols)
                 if (!symbol_ids.contains(sym) && adding.insert(sym).second) new_symbols.push_back(sym);
         }
-        if (!new_sources.empty() || !new_symbols.empty() || !releasing_symbols_.empty()) {
+        if (!new_sources.empty() || !new_symbols.empty() || !releasable.empty()) {
             // The maps' keys point into the strings about to change: rebuild after.
             source_ids.clear();
             symbol_ids.clear();
             co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
-            // Behind every quote of the released symbols' pollers, which are gone.
-            for (SymbolId id : releasable) aggregator_.release_symbol(id);
-            std::vector<SymbolId> released;
-            aggregator_.take_released(released);
-            for (SymbolId id : released) {
+            // Behind every quote of the released symbols' pollers, which are gone. Their last
+            // bars are written here, under their own names, before the ids change hands.
+            for (SymbolId id : releasable) {
+                aggregator_.release_symbol(id);
                 universe_.release_symbol(id);
-                releasing_symbols_.erase(id);
             }
             for (auto& s : new_sources) universe_.sources.push_back(std::move(s));
             for (auto& s : new_symbols) universe_.add_symbol(std::move(s));
@@ -439,12 +436,11 @@ private:
         co_return changes;
     }
 
-    // A symbol's id goes back to the universe in three steps, so that no record ever shows
-    // another symbol's name: a reload removes the symbol (retiring_symbols_); once none of its
-    // pollers is left (their last quotes are queued for the aggregator by then) a later
-    // reload hands it to the aggregator (releasing_symbols_), which drops its state at once or
-    // after emitting its open bar; the reload after that frees and reuses it. A symbol that
-    // comes back while retiring keeps its id; one that comes back later gets a new one.
+    // A symbol's id goes back to the universe in two steps, so that no record ever shows
+    // another symbol's name: a reload removes the symbol (retiring_symbols_); a later reload
+    // that finds none of its pollers left (their last quotes are queued for the aggregator by
+    // then) has the aggregator write its last bar and drop its state, and frees the id for
+    // that reload's new symbols. A symbol that comes back while retiring keeps its id.
     // Control strand; `wanted` are the reloaded config's symbols.
     std::vector<SymbolId> releasable_symbol_ids(const std::unordered_set<std::string_view>& wanted) {
         std::vector<SymbolId> out;
@@ -458,7 +454,6 @@ private:
                 ++it;
             } else {
                 out.push_back(id);
-                releasing_symbols_.insert(id);
                 it = retiring_symbols_.erase(it);
             }
         }
@@ -806,8 +801,7 @@ private:
     PollerGroup pollers_;
     lifecycle::Operations ops_;
     std::vector<SourceConfig> running_sources_;  // control strand only
-    std::unordered_set<SymbolId> retiring_symbols_;   // control strand only: removed, pollers may remain
-    std::unordered_set<SymbolId> releasing_symbols_;  // control strand only: handed to the aggregator
+    std::unordered_set<SymbolId> retiring_symbols_;  // control strand only: removed, pollers may remain
     std::unique_ptr<admin::Server> admin_;  // after ops_: destroyed first
     std::int64_t summary_every_ns_;         // control strand only
     std::atomic<bool> draining_{false};

@@ -504,70 +504,53 @@ TEST_F(AggregatorTest, BestBidOfferMatchesAReferenceOverEverySourceAndStaleness)
     EXPECT_EQ(agg.symbols_quoted(), quoted);
 }
 
-TEST_F(AggregatorTest, AReleasedSymbolWithoutAnOpenBarIsDroppedAtOnce) {
+TEST_F(AggregatorTest, AReleasedSymbolIsDroppedWithItsCounts) {
     agg.set_stale_after(0, 100 * ms);
     agg.on_quote(quote(0, 1, "0", "101", t0));  // one-sided: no bar
     agg.on_quote(quote(1, 1, "0", "102", t0));
+    agg.on_quote(quote(1, 0, "5", "6", t0));
     agg.expire_stale(t0 + 200 * ms);
     EXPECT_EQ(agg.stale_count(), 1u);
-    EXPECT_EQ(agg.symbols_quoted(), 1u);
+    EXPECT_EQ(agg.symbols_quoted(), 2u);
     agg.release_symbol(1);
-    std::vector<SymbolId> released;
-    agg.take_released(released);
-    EXPECT_EQ(released, std::vector<SymbolId>{1});
+    EXPECT_TRUE(sink.bars.empty()) << "it had no open bar";
     EXPECT_EQ(agg.stale_count(), 0u);
-    EXPECT_EQ(agg.symbols_quoted(), 0u);
+    EXPECT_EQ(agg.symbols_quoted(), 1u);
     EXPECT_EQ(agg.latest(1, 0), nullptr);
     EXPECT_EQ(agg.latest(1, 1), nullptr);
     EXPECT_FALSE(agg.best(1).has_ask);
-    released.clear();
-    agg.take_released(released);
-    EXPECT_TRUE(released.empty()) << "each release is reported once";
+    ASSERT_NE(agg.latest(0, 1), nullptr) << "other symbols keep theirs";
+    EXPECT_EQ(agg.best(0).bid_source, 1u);
 }
 
-TEST_F(AggregatorTest, AReleasedSymbolKeepsItsIdUntilItsOpenBarIsEmitted) {
+TEST_F(AggregatorTest, AReleasedSymbolsOpenBarIsWrittenAndItsIdStartsAfresh) {
     agg.on_quote(quote(0, 0, "100", "102", t0 + 10 * ms));
     agg.on_quote(quote(1, 0, "100.5", "103", t0 + 20 * ms));
     agg.release_symbol(0);
-    std::vector<SymbolId> released;
-    agg.take_released(released);
-    EXPECT_TRUE(released.empty()) << "the bar of [t0, t0 + 1s) is still open";
-    agg.close_bars(t0 + 500 * ms);
-    agg.take_released(released);
-    EXPECT_TRUE(released.empty());
-
-    agg.close_bars(t0 + sec);
-    ASSERT_EQ(sink.bars.size(), 1u);
+    ASSERT_EQ(sink.bars.size(), 1u) << "no quote can reach the bar any more: it is written now";
     EXPECT_EQ(sink.bars[0].symbol, 0u);
+    EXPECT_EQ(sink.bars[0].start_ns, t0);
+    EXPECT_EQ(sink.bars[0].end_ns, t0 + sec);
     EXPECT_EQ(sink.bars[0].updates, 2u);
-    EXPECT_EQ(sink.bars[0].bbo.bid, D("100.5")) << "the bar closes with the symbol's own best";
-    agg.take_released(released);
-    EXPECT_EQ(released, std::vector<SymbolId>{0});
+    EXPECT_EQ(sink.bars[0].bbo.bid, D("100.5")) << "with the symbol's own best";
+    agg.close_all_bars();
+    EXPECT_EQ(sink.bars.size(), 1u) << "and only once";
 
     // The id now belongs to another symbol, which starts from nothing: no latest, no best,
-    // and a first bar of its own (not reopening or clamped by the previous symbol's).
+    // and a first bar of its own (not clamped by the previous symbol's last bar).
     universe.release_symbol(0);
     EXPECT_EQ(universe.add_symbol("SOL"), 0u);
     agg.grow();
     EXPECT_EQ(agg.latest(0, 1), nullptr);
     EXPECT_FALSE(agg.best(0).has_bid);
-    agg.on_quote(quote(2, 0, "7", "9", t0 + 300 * ms));  // earlier than the last bar's end
+    agg.on_quote(quote(2, 0, "7", "9", t0 + 300 * ms));  // inside the previous symbol's bar
     agg.close_all_bars();
     ASSERT_EQ(sink.bars.size(), 2u);
     EXPECT_EQ(sink.bars[1].start_ns, t0);
     EXPECT_EQ(sink.bars[1].open, D("8"));
     EXPECT_EQ(sink.bars[1].updates, 1u);
     EXPECT_EQ(sink.bars[1].bbo.bid_source, 2u);
-}
-
-TEST_F(AggregatorTest, CloseAllBarsCompletesPendingReleases) {
-    agg.on_quote(quote(0, 1, "1", "2", t0));
-    agg.release_symbol(1);
-    agg.close_all_bars();
-    std::vector<SymbolId> released;
-    agg.take_released(released);
-    EXPECT_EQ(released, std::vector<SymbolId>{1});
-    EXPECT_EQ(agg.symbols_quoted(), 0u);
+    EXPECT_EQ(agg.symbols_quoted(), 1u);
 }
 
 TEST(Universe, ReleasedSymbolIdsAreReusedAndChangeTheRevision) {
