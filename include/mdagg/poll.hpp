@@ -145,7 +145,8 @@ public:
     // Sources ever known, by SourceId; a source removed by a reload keeps its id and stats.
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const noexcept;
-    // Per host guard (Config::hosts first, then hosts a reload added): breaker, pause and
+    // Per host guard (Config::hosts first, then hosts a reload added; a reload that drops a
+    // host frees its guard once no poller uses it, which shifts the indices): breaker, pause and
     // bucket state, and its "host[:port]" name.
     HostGuard::Status host_status(std::size_t host) const;
     std::size_t host_count() const noexcept;
