@@ -79,8 +79,13 @@ public:
     // Symbols with at least one quote, fresh or stale.
     std::size_t symbols_quoted() const noexcept { return symbols_quoted_.load(std::memory_order_relaxed); }
     // Makes room for the symbols and sources appended to the Universe since construction
-    // (a config reload; ids are only ever appended). Until then their quotes are rejected.
+    // (a config reload). Until then their quotes are rejected.
     void grow();
+    // A symbol a reload removed, once no poller holds it and every quote of it was handed
+    // to on_quote: its open bar is emitted now (no quote can change it any more), with
+    // end_ns = its interval's end, and its state is dropped. The id may then go to another
+    // symbol, which starts with an empty row.
+    void release_symbol(SymbolId symbol);
 
     const Quote* latest(SymbolId symbol, SourceId source) const;
     BestBidOffer best(SymbolId symbol) const;
@@ -95,6 +100,16 @@ private:
         Bar bar;
         bool open = false;
     };
+    // The latest quote of one source for the symbol of its row, and whether it is stale.
+    struct Cell {
+        SourceId source = 0;
+        bool stale = false;
+        Quote quote;
+    };
+    // A symbol's cells, sorted by source id: only the sources that quoted it, so the table
+    // grows with the (symbol, source) pairs in use, not with symbols x sources.
+    using Row = std::vector<Cell>;
+    static Cell* find(Row& row, SourceId source) noexcept;
     void update_best(SymbolId symbol);
     void emit(OpenBar& ob);
 
@@ -102,14 +117,12 @@ private:
     std::int64_t bar_interval_ns_;
     RecordSink& sink_;
     bool forward_quotes_;
-    // latest_[symbol * sources + source], and whether that quote is stale
-    std::vector<std::optional<Quote>> latest_;
-    std::vector<std::uint8_t> stale_;
-    std::vector<std::int64_t> stale_after_ns_;  // per source
+    std::vector<Row> rows_;                     // per symbol
+    std::vector<std::int64_t> stale_after_ns_;  // per source; its size bounds source ids
     std::atomic<std::size_t> stale_count_{0};
     std::atomic<std::size_t> symbols_quoted_{0};
     std::vector<BestBidOffer> best_;
-    std::vector<OpenBar> bars_;
+    std::vector<OpenBar> bars_;  // per symbol; its size bounds symbol ids
     std::uint64_t quotes_accepted_ = 0;
     std::uint64_t bars_emitted_ = 0;
     std::uint64_t quotes_rejected_ = 0;

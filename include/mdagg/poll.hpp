@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace mdagg {
@@ -144,11 +145,15 @@ public:
     // Sources ever known, by SourceId; a source removed by a reload keeps its id and stats.
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const noexcept;
-    // Per host guard (Config::hosts first, then hosts a reload added): breaker, pause and
+    // Per host guard (Config::hosts first, then hosts a reload added; a reload that drops a
+    // host frees its guard once no poller uses it, which shifts the indices): breaker, pause and
     // bucket state, and its "host[:port]" name.
     HostGuard::Status host_status(std::size_t host) const;
     std::size_t host_count() const noexcept;
     std::string host_name(std::size_t host) const;
+    // Every guard's "host[:port]" name and state, read under one lock: a reload may free
+    // guards between calls of the three above.
+    std::vector<std::pair<std::string, HostGuard::Status>> host_statuses() const;
     std::string source_name(SourceId source) const;
 
     // The task table: one entry per poller, in config order. Reads atomics; any thread.
@@ -173,6 +178,13 @@ public:
              const std::vector<std::pair<std::string, SymbolId>>& symbols);
     std::size_t retire(const PollerFilter& filter);
     void set_tags(const SourceConfig& source);
+    // The reloaded config's host entries. The guard of a host it does not name is freed, with
+    // its metric series, once no poller uses it (at once, or when the last retired one goes).
+    void set_hosts(const std::vector<HostConfig>& hosts);
+    // Symbol ids that some poller still refers to, sorted: active ones and retired ones not
+    // freed yet (a poll in flight). A removed symbol's id may be reused only once it is gone
+    // from here (and its last quote reached the aggregator, which is queued before that).
+    std::vector<SymbolId> symbols_held() const;
 
 private:
     struct Impl;

@@ -13,10 +13,34 @@ using SourceId = std::uint32_t;
 using SymbolId = std::uint32_t;
 
 // Ids index these tables. A symbol name shared by two sources has one id, which is what
-// lets the aggregator consolidate across sources.
+// lets the aggregator consolidate across sources. A symbol that a reload removed gives its id
+// back once nothing refers to it any more (no poller, no queued quote, no open bar: the
+// daemon checks), and the next new symbol takes it, so config churn does not grow the tables
+// indexed by id. A released id's name is empty until then.
 struct Universe {
     std::vector<std::string> sources;
     std::vector<std::string> symbols;
+    std::vector<SymbolId> free_symbols{};  // released ids, reused last in first out
+    // Bumped whenever an id's name changes (released or reused), so caches keyed by id (the
+    // formatters' escaped names) know to refresh; appending a new id does not change it.
+    std::uint64_t revision = 0;
+
+    SymbolId add_symbol(std::string name) {
+        if (free_symbols.empty()) {
+            symbols.push_back(std::move(name));
+            return static_cast<SymbolId>(symbols.size() - 1);
+        }
+        const SymbolId id = free_symbols.back();
+        free_symbols.pop_back();
+        symbols[id] = std::move(name);
+        ++revision;
+        return id;
+    }
+    void release_symbol(SymbolId id) {
+        std::string().swap(symbols[id]);  // frees a long name's heap block too
+        free_symbols.push_back(id);
+        ++revision;
+    }
 };
 
 // Trivially copyable so handing it to the aggregator's strand costs no allocation.

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -32,9 +33,11 @@ extern const std::string_view quote_csv_header;  // "source,symbol,...\n"
 extern const std::string_view bar_csv_header;
 
 // The same lines as the functions above, for one Universe, with each name escaped once rather
-// than on every record. A reload only appends names (an id never changes meaning), so names
-// past the cache are escaped when first seen; an id outside the Universe prints as above. Not
-// thread-safe: like the Universe it reads, it belongs to the aggregator's strand.
+// than on every record. Names a reload appends are escaped when first seen; when a reload
+// releases or reuses an id (Universe::revision moves) the cache starts over, so a reused id
+// never prints its previous name and a released one's text is freed. An id outside the
+// Universe prints as above. Not thread-safe: like the Universe it reads, it belongs to the
+// aggregator's strand.
 class RecordFormatter {
 public:
     explicit RecordFormatter(const Universe& universe) : universe_(universe) {}
@@ -46,7 +49,14 @@ public:
     void bar_csv(std::string& out, const Bar& bar);
 
 private:
+    void refresh() {
+        if (revision_ == universe_.revision) return;
+        for (auto* cache : {&json_sources_, &json_symbols_, &csv_sources_, &csv_symbols_}) cache->clear();
+        revision_ = universe_.revision;
+    }
+
     const Universe& universe_;
+    std::uint64_t revision_ = 0;
     std::vector<std::string> json_sources_, json_symbols_, csv_sources_, csv_symbols_;
 };
 

@@ -11,8 +11,11 @@
 //   bars are unaffected, since they only ever see quotes as they arrive.
 // - Any accepted quote advances the symbol's time, so a one-sided quote in a later interval
 //   still emits the open bar; it just does not open a new one.
+// - A released symbol's open bar is emitted at the release rather than at its interval's
+//   end: no quote can reach it any more, so only its best bid/offer is taken earlier.
 #include <mdagg/aggregator.hpp>
 
+#include <algorithm>
 #include <limits>
 #include <stdexcept>
 
@@ -20,13 +23,6 @@ namespace mdagg {
 namespace {
 
 constexpr std::int64_t no_time = std::numeric_limits<std::int64_t>::min();
-
-// Sources per symbol, derived from the tables sized at construction rather than read from
-// universe_, which the caller could grow later: ids are checked against what was allocated.
-template <class Cells, class Rows>
-std::size_t per_row(const Cells& cells, const Rows& rows) {
-    return rows.empty() ? 0 : cells.size() / rows.size();
-}
 
 // Floor division: receive times before the epoch still land in [start, start + I).
 std::int64_t interval_start(std::int64_t t, std::int64_t interval) {
@@ -42,46 +38,36 @@ Aggregator::Aggregator(const Universe& universe, std::int64_t bar_interval_ns, R
     : universe_(universe),
       bar_interval_ns_(bar_interval_ns),
       sink_(sink),
-      forward_quotes_(forward_quotes),
-      latest_(universe.symbols.size() * universe.sources.size()),
-      stale_(latest_.size(), 0),
-      stale_after_ns_(universe.sources.size(), 0),
-      best_(universe.symbols.size()),
-      bars_(universe.symbols.size()) {
+      forward_quotes_(forward_quotes) {
     if (bar_interval_ns <= 0) throw std::invalid_argument("Aggregator: bar interval must be > 0");
-    // A closed OpenBar keeps the end of the last emitted interval; no_time means none yet.
-    for (OpenBar& ob : bars_) ob.bar.end_ns = no_time;
+    grow();
 }
 
+// Sizes are taken from the Universe only here; the hot path checks ids against the tables,
+// so a Universe grown by a caller that has not called grow() yet cannot be read past them.
 void Aggregator::grow() {
-    const std::size_t old_sources = per_row(latest_, bars_);
     const std::size_t symbols = universe_.symbols.size();
     const std::size_t sources = universe_.sources.size();
-    if (symbols < bars_.size() || sources < old_sources) throw std::logic_error("Aggregator::grow: the universe shrank");
-    if (sources != old_sources) {
-        std::vector<std::optional<Quote>> latest(symbols * sources);
-        std::vector<std::uint8_t> stale(symbols * sources, 0);
-        for (std::size_t sym = 0; sym < bars_.size(); ++sym)
-            for (std::size_t src = 0; src < old_sources; ++src) {
-                latest[sym * sources + src] = std::move(latest_[sym * old_sources + src]);
-                stale[sym * sources + src] = stale_[sym * old_sources + src];
-            }
-        latest_ = std::move(latest);
-        stale_ = std::move(stale);
-    } else {
-        latest_.resize(symbols * sources);
-        stale_.resize(symbols * sources, 0);
-    }
-    stale_after_ns_.resize(sources, 0);
+    if (symbols < bars_.size() || sources < stale_after_ns_.size())
+        throw std::logic_error("Aggregator::grow: the universe shrank");
+    rows_.resize(symbols);
     best_.resize(symbols);
     const std::size_t old_symbols = bars_.size();
     bars_.resize(symbols);
+    // A closed OpenBar keeps the end of the last emitted interval; no_time means none yet.
     for (std::size_t i = old_symbols; i < symbols; ++i) bars_[i].bar.end_ns = no_time;
+    stale_after_ns_.resize(sources, 0);
+}
+
+// A symbol has a handful of sources at most: a scan beats any index.
+Aggregator::Cell* Aggregator::find(Row& row, SourceId source) noexcept {
+    for (Cell& c : row)
+        if (c.source == source) return &c;
+    return nullptr;
 }
 
 void Aggregator::on_quote(const Quote& q) {
-    const std::size_t n_sources = per_row(latest_, bars_);
-    if (q.symbol >= bars_.size() || q.source >= n_sources) {
+    if (q.symbol >= bars_.size() || q.source >= stale_after_ns_.size()) {
         ++quotes_rejected_;
         return;
     }
@@ -99,15 +85,19 @@ void Aggregator::on_quote(const Quote& q) {
     }
     if (!ob.open && ob.bar.end_ns != no_time && t < ob.bar.end_ns) t = ob.bar.end_ns;
 
-    const std::size_t cell = std::size_t{q.symbol} * n_sources + q.source;
-    if (!latest_[cell]) {
-        bool first = true;
-        for (std::size_t s = 0; s < n_sources; ++s) first = first && !latest_[cell - q.source + s];
-        if (first) symbols_quoted_.fetch_add(1, std::memory_order_relaxed);
+    Row& row = rows_[q.symbol];
+    Cell* cell = find(row, q.source);
+    if (cell) {
+        cell->quote = q;
+    } else {
+        // The first quote of this (symbol, source): the only time the row allocates, and a
+        // reused id's row keeps its capacity.
+        if (row.empty()) symbols_quoted_.fetch_add(1, std::memory_order_relaxed);
+        auto at = std::find_if(row.begin(), row.end(), [&](const Cell& c) { return c.source > q.source; });
+        cell = &*row.insert(at, Cell{q.source, false, q});
     }
-    latest_[cell] = q;
-    if (stale_[cell]) {
-        stale_[cell] = 0;
+    if (cell->stale) {
+        cell->stale = false;
         stale_count_.fetch_sub(1, std::memory_order_relaxed);
         sink_.on_stale({q.symbol, q.source, false, q.receive_time_ns, q.receive_time_ns});
     }
@@ -141,6 +131,19 @@ void Aggregator::on_quote(const Quote& q) {
     if (forward_quotes_) sink_.on_quote(q);
 }
 
+void Aggregator::release_symbol(SymbolId symbol) {
+    if (symbol >= bars_.size()) return;
+    if (bars_[symbol].open) emit(bars_[symbol]);
+    Row& row = rows_[symbol];
+    for (const Cell& c : row)
+        if (c.stale) stale_count_.fetch_sub(1, std::memory_order_relaxed);
+    if (!row.empty()) symbols_quoted_.fetch_sub(1, std::memory_order_relaxed);
+    row.clear();  // keeps its capacity for the id's next symbol
+    best_[symbol] = {};
+    bars_[symbol] = {};
+    bars_[symbol].bar.end_ns = no_time;
+}
+
 void Aggregator::close_bars(std::int64_t now_ns) {
     for (OpenBar& ob : bars_) {
         if (ob.open && ob.bar.end_ns <= now_ns) emit(ob);
@@ -158,26 +161,25 @@ void Aggregator::set_stale_after(SourceId source, std::int64_t ns) {
 }
 
 void Aggregator::expire_stale(std::int64_t now_ns) {
-    const std::size_t n = per_row(latest_, bars_);
-    for (std::size_t cell = 0; cell < latest_.size(); ++cell) {
-        const auto source = static_cast<SourceId>(cell % n);
-        const std::int64_t limit = stale_after_ns_[source];
-        if (limit <= 0 || stale_[cell] || !latest_[cell]) continue;
-        const std::int64_t received = latest_[cell]->receive_time_ns;
-        if (now_ns - received <= limit) continue;
-        stale_[cell] = 1;
-        stale_count_.fetch_add(1, std::memory_order_relaxed);
-        const auto symbol = static_cast<SymbolId>(cell / n);
-        update_best(symbol);
-        sink_.on_stale({symbol, source, true, received, now_ns});
+    for (SymbolId symbol = 0; symbol < rows_.size(); ++symbol) {
+        for (Cell& c : rows_[symbol]) {
+            const std::int64_t limit = stale_after_ns_[c.source];
+            if (limit <= 0 || c.stale) continue;
+            const std::int64_t received = c.quote.receive_time_ns;
+            if (now_ns - received <= limit) continue;
+            c.stale = true;
+            stale_count_.fetch_add(1, std::memory_order_relaxed);
+            update_best(symbol);
+            sink_.on_stale({symbol, c.source, true, received, now_ns});
+        }
     }
 }
 
 const Quote* Aggregator::latest(SymbolId symbol, SourceId source) const {
-    const std::size_t n_sources = per_row(latest_, bars_);
-    if (symbol >= bars_.size() || source >= n_sources) return nullptr;
-    const std::optional<Quote>& q = latest_[std::size_t{symbol} * n_sources + source];
-    return q ? &*q : nullptr;
+    if (symbol >= rows_.size()) return nullptr;
+    for (const Cell& c : rows_[symbol])
+        if (c.source == source) return &c.quote;
+    return nullptr;
 }
 
 BestBidOffer Aggregator::best(SymbolId symbol) const {
@@ -187,22 +189,19 @@ BestBidOffer Aggregator::best(SymbolId symbol) const {
 // Recomputed from every source's latest (a handful per symbol) rather than patched
 // incrementally: a source withdrawing or worsening the best must hand it to the runner-up.
 void Aggregator::update_best(SymbolId symbol) {
-    const std::size_t n = per_row(latest_, bars_);
-    const std::optional<Quote>* row = latest_.data() + std::size_t{symbol} * n;
     BestBidOffer b;
-    const std::uint8_t* stale = stale_.data() + std::size_t{symbol} * n;
-    for (SourceId s = 0; s < n; ++s) {
-        if (!row[s] || stale[s]) continue;
-        const Quote& q = *row[s];
-        // Strict comparisons keep the lower source id on ties.
+    // Cells are in source id order and the comparisons strict, so ties keep the lower id.
+    for (const Cell& c : rows_[symbol]) {
+        if (c.stale) continue;
+        const Quote& q = c.quote;
         if (!q.bid.is_zero() && (!b.has_bid || q.bid > b.bid)) {
             b.bid = q.bid;
-            b.bid_source = s;
+            b.bid_source = c.source;
             b.has_bid = true;
         }
         if (!q.ask.is_zero() && (!b.has_ask || q.ask < b.ask)) {
             b.ask = q.ask;
-            b.ask_source = s;
+            b.ask_source = c.source;
             b.has_ask = true;
         }
     }

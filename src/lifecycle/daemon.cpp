@@ -348,35 +348,46 @@ private:
     asio::awaitable<PollerChanges> apply_sources(const std::vector<SourceConfig>& sources,
                                                  const std::vector<HostConfig>& hosts) {
         PollerChanges changes;
-        // Ids are only ever appended, so ids in flight stay valid; the universe belongs to the
-        // aggregator's strand (the aggregator and the sink read it there).
+        // The universe belongs to the aggregator's strand (the aggregator and the sink read it
+        // there) and changes only in the hop below, which this coroutine awaits: reading it
+        // here is safe. Source ids are only ever appended; symbol ids of removed symbols are
+        // reused once nothing refers to them (releasable_symbol_ids).
+        std::unordered_set<std::string_view> wanted;
+        for (auto& src : sources) wanted.insert(src.symbols.begin(), src.symbols.end());
+        const std::vector<SymbolId> releasable = releasable_symbol_ids(wanted);
         std::unordered_map<std::string_view, SourceId> source_ids;
         std::unordered_map<std::string_view, SymbolId> symbol_ids;
-        for (SourceId i = 0; i < universe_.sources.size(); ++i) source_ids.emplace(universe_.sources[i], i);
-        for (SymbolId i = 0; i < universe_.symbols.size(); ++i) symbol_ids.emplace(universe_.symbols[i], i);
+        auto map_ids = [&] {
+            for (SourceId i = 0; i < universe_.sources.size(); ++i) source_ids.emplace(universe_.sources[i], i);
+            for (SymbolId i = 0; i < universe_.symbols.size(); ++i)
+                if (!universe_.symbols[i].empty()) symbol_ids.emplace(universe_.symbols[i], i);
+        };
+        map_ids();
         std::vector<std::string> new_sources, new_symbols;
+        std::unordered_set<std::string_view> adding;
         for (auto& src : sources) {
-            if (!source_ids.contains(src.name)) {
-                source_ids.emplace(src.name, static_cast<SourceId>(universe_.sources.size() + new_sources.size()));
+            if (!source_ids.contains(src.name) &&
+                std::find(new_sources.begin(), new_sources.end(), src.name) == new_sources.end())
                 new_sources.push_back(src.name);
-            }
             for (auto& sym : src.symbols)
-                if (!symbol_ids.contains(sym)) {
-                    symbol_ids.emplace(sym, static_cast<SymbolId>(universe_.symbols.size() + new_symbols.size()));
-                    new_symbols.push_back(sym);
-                }
+                if (!symbol_ids.contains(sym) && adding.insert(sym).second) new_symbols.push_back(sym);
         }
-        if (!new_sources.empty() || !new_symbols.empty()) {
-            // The maps' keys point into the strings being appended: rebuild after.
+        if (!new_sources.empty() || !new_symbols.empty() || !releasable.empty()) {
+            // The maps' keys point into the strings about to change: rebuild after.
             source_ids.clear();
             symbol_ids.clear();
             co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
+            // Behind every quote of the released symbols' pollers, which are gone. Their last
+            // bars are written here, under their own names, before the ids change hands.
+            for (SymbolId id : releasable) {
+                aggregator_.release_symbol(id);
+                universe_.release_symbol(id);
+            }
             for (auto& s : new_sources) universe_.sources.push_back(std::move(s));
-            for (auto& s : new_symbols) universe_.symbols.push_back(std::move(s));
+            for (auto& s : new_symbols) universe_.add_symbol(std::move(s));
             aggregator_.grow();
             co_await asio::post(asio::bind_executor(control_, asio::use_awaitable));
-            for (SourceId i = 0; i < universe_.sources.size(); ++i) source_ids.emplace(universe_.sources[i], i);
-            for (SymbolId i = 0; i < universe_.symbols.size(); ++i) symbol_ids.emplace(universe_.symbols[i], i);
+            map_ids();
         }
         // Staleness limits of new and changed sources, on the aggregator's strand.
         co_await asio::post(asio::bind_executor(aggregate_strand_, asio::use_awaitable));
@@ -433,8 +444,38 @@ private:
             if (!added.empty() && pollers_.add(id, src, hosts.at(src.host), added)) changes.added += added.size();
             pollers_.set_tags(src);
         }
+        // Symbols no source polls any more: their ids wait for their retired pollers.
+        for (auto& old : running_sources_)
+            for (auto& sym : old.symbols)
+                if (auto it = symbol_ids.find(sym); it != symbol_ids.end() && !wanted.contains(sym))
+                    retiring_symbols_.insert(it->second);
+        pollers_.set_hosts(hosts);
         running_sources_ = sources;
         co_return changes;
+    }
+
+    // A symbol's id goes back to the universe in two steps, so that no record ever shows
+    // another symbol's name: a reload removes the symbol (retiring_symbols_); a later reload
+    // that finds none of its pollers left (their last quotes are queued for the aggregator by
+    // then) has the aggregator write its last bar and drop its state, and frees the id for
+    // that reload's new symbols. A symbol that comes back while retiring keeps its id.
+    // Control strand; `wanted` are the reloaded config's symbols.
+    std::vector<SymbolId> releasable_symbol_ids(const std::unordered_set<std::string_view>& wanted) {
+        std::vector<SymbolId> out;
+        if (retiring_symbols_.empty()) return out;
+        const std::vector<SymbolId> held = pollers_.symbols_held();
+        for (auto it = retiring_symbols_.begin(); it != retiring_symbols_.end();) {
+            const SymbolId id = *it;
+            if (wanted.contains(universe_.symbols[id])) {
+                it = retiring_symbols_.erase(it);
+            } else if (std::binary_search(held.begin(), held.end(), id)) {
+                ++it;
+            } else {
+                out.push_back(id);
+                it = retiring_symbols_.erase(it);
+            }
+        }
+        return out;
     }
 
     void run_io() {
@@ -540,13 +581,12 @@ private:
     // Hosts that are paused or whose breaker is not closed; an empty object when all are well.
     nlohmann::json hosts_not_healthy() const {
         nlohmann::json out = nlohmann::json::object();
-        for (std::size_t h = 0; h < pollers_.host_count(); ++h) {
-            const auto st = pollers_.host_status(h);
+        for (const auto& [name, st] : pollers_.host_statuses()) {
             if (st.breaker == BreakerState::closed && st.pause == PauseReason::none) continue;
             nlohmann::json entry{{"breaker", to_string(st.breaker)}, {"pause", to_string(st.pause)}};
             if (st.pause != PauseReason::none)
                 entry["paused_for_ms"] = to_ms(st.paused_until - Clock::now());
-            out[pollers_.host_name(h)] = std::move(entry);
+            out[name] = std::move(entry);
         }
         return out;
     }
@@ -785,6 +825,7 @@ private:
     PollerGroup pollers_;
     lifecycle::Operations ops_;
     std::vector<SourceConfig> running_sources_;  // control strand only
+    std::unordered_set<SymbolId> retiring_symbols_;  // control strand only: removed, pollers may remain
     std::unique_ptr<admin::Server> admin_;  // after ops_: destroyed first
     std::int64_t summary_every_ns_;         // control strand only
     std::atomic<bool> draining_{false};

@@ -459,8 +459,7 @@ std::string Operations::metrics() {
 
     // Hosts: a handful, so one series each.
     const auto host_now = std::chrono::steady_clock::now();
-    std::vector<std::pair<std::string, HostGuard::Status>> hosts;
-    for (std::size_t h = 0; h < pollers_.host_count(); ++h) hosts.emplace_back(pollers_.host_name(h), pollers_.host_status(h));
+    const std::vector<std::pair<std::string, HostGuard::Status>> hosts = pollers_.host_statuses();
     w.family("mdagg_host_breaker_state", "gauge", "1 for the circuit breaker's current state (closed, open, half_open).");
     for (auto& [name, st] : hosts)
         for (auto state : {BreakerState::closed, BreakerState::open, BreakerState::half_open})

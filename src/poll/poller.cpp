@@ -63,8 +63,9 @@ struct SourceSlot {
 // One source's settings for its pollers. A reload that changes a source starts new pollers
 // on a new runtime while the old ones finish on theirs; the stats (per SourceId) carry over.
 struct SourceRuntime {
-    SourceRuntime(const SourceConfig& c, SourceId i, SourceSlot& slot, HostGuard& g, const HostConfig& host)
-        : config(c), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight), guard(g),
+    SourceRuntime(const SourceConfig& c, SourceId i, SourceSlot& slot, std::shared_ptr<HostGuard> g,
+                  const HostConfig& host)
+        : config(c), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight), guard(*g), guard_owner(std::move(g)),
           usage_header(host.usage ? host.usage->header : std::string()) {
         for (std::size_t e = 0; e < error_keys.size(); ++e)
             error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
@@ -80,6 +81,7 @@ struct SourceRuntime {
     SourceStats& stats;
     std::atomic<std::int64_t>& max_in_flight;
     HostGuard& guard;  // shared with every other source on the same host
+    std::shared_ptr<HostGuard> guard_owner;  // a host no longer configured keeps it until its last poller goes
     std::string usage_header;
     // "source/error class": the rate-limited log's keys, built once.
     std::array<std::string, static_cast<std::size_t>(PollError::count_)> error_keys;
@@ -279,7 +281,10 @@ struct PollerGroup::Impl {
     mutable std::mutex mutex;
     std::vector<std::unique_ptr<SourceSlot>> slots;  // by SourceId
     // One guard per host entry, shared by every source (and reload) that polls that host.
-    std::map<std::string, std::unique_ptr<HostGuard>, std::less<>> guards;
+    // A guard whose host the running config no longer names goes with the last poller that
+    // used it, and its metric series with it.
+    std::map<std::string, std::shared_ptr<HostGuard>, std::less<>> guards;
+    std::vector<std::string> configured_hosts;  // keys of the running config's host entries
     std::vector<HostGuard*> hosts;  // in creation order: Config::hosts first
     std::vector<std::string> host_keys;
     std::vector<std::unique_ptr<Poller>> pollers;
@@ -830,16 +835,38 @@ struct PollerGroup::Impl {
         return slot;
     }
 
-    // Under mutex. The guard of a host entry, created on first use.
-    HostGuard& guard_for(const HostConfig& host) {
+    static std::string host_key(const HostConfig& host) {
         std::string key = host.host;
         if (host.port) key += ':' + std::to_string(host.port);
+        return key;
+    }
+
+    // Under mutex. The guard of a host entry, created on first use.
+    std::shared_ptr<HostGuard> guard_for(const HostConfig& host) {
+        std::string key = host_key(host);
         auto it = guards.find(key);
-        if (it != guards.end()) return *it->second;
-        auto& guard = *guards.emplace(key, std::make_unique<HostGuard>(host, Clock::now())).first->second;
-        hosts.push_back(&guard);
+        if (it != guards.end()) return it->second;
+        auto guard = guards.emplace(key, std::make_shared<HostGuard>(host, Clock::now())).first->second;
+        hosts.push_back(guard.get());
         host_keys.push_back(std::move(key));
         return guard;
+    }
+
+    // Under mutex. Frees the guards of hosts the running config does not name and no
+    // poller uses (the map holds the only reference).
+    void prune_hosts() {
+        for (std::size_t h = 0; h < hosts.size();) {
+            auto it = guards.find(host_keys[h]);
+            const bool configured =
+                std::find(configured_hosts.begin(), configured_hosts.end(), host_keys[h]) != configured_hosts.end();
+            if (configured || it->second.use_count() > 1) {
+                ++h;
+                continue;
+            }
+            guards.erase(it);
+            hosts.erase(hosts.begin() + static_cast<std::ptrdiff_t>(h));
+            host_keys.erase(host_keys.begin() + static_cast<std::ptrdiff_t>(h));
+        }
     }
 
     // Under mutex. The poller is not started.
@@ -888,11 +915,18 @@ struct PollerGroup::Impl {
 
     void erase(Poller* poller) {
         std::unique_ptr<Poller> dead;
+        {
+            std::lock_guard lock(mutex);
+            auto it = std::find_if(pollers.begin(), pollers.end(), [&](auto& p) { return p.get() == poller; });
+            if (it == pollers.end()) return;
+            dead = std::move(*it);
+            pollers.erase(it);
+        }
+        // The last poller of a runtime takes the runtime with it, and maybe the last use of
+        // a host guard that a reload left unconfigured.
+        dead.reset();
         std::lock_guard lock(mutex);
-        auto it = std::find_if(pollers.begin(), pollers.end(), [&](auto& p) { return p.get() == poller; });
-        if (it == pollers.end()) return;
-        dead = std::move(*it);
-        pollers.erase(it);
+        prune_hosts();
     }
 };
 
@@ -909,6 +943,7 @@ PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Unive
     for (std::size_t h = 0; h < config.hosts.size(); ++h) {
         const HostConfig& host = config.hosts[h];
         impl_->guard_for(host);  // host_status(h) indexes Config::hosts
+        impl_->configured_hosts.push_back(Impl::host_key(host));
         // Say so at start-up rather than let the venue say it with 429s and bans.
         const double demand = scheduled_demand(config, h);
         if (host.rate > 0 && demand > host.rate)
@@ -1076,6 +1111,23 @@ bool PollerGroup::add(SourceId id, const SourceConfig& source, const HostConfig&
     return true;
 }
 
+std::vector<SymbolId> PollerGroup::symbols_held() const {
+    std::vector<SymbolId> out;
+    std::lock_guard lock(impl_->mutex);
+    out.reserve(impl_->pollers.size());
+    for (auto& p : impl_->pollers) out.push_back(p->symbol);
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+void PollerGroup::set_hosts(const std::vector<HostConfig>& hosts) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->configured_hosts.clear();
+    for (auto& h : hosts) impl_->configured_hosts.push_back(Impl::host_key(h));
+    impl_->prune_hosts();
+}
+
 std::size_t PollerGroup::retire(const PollerFilter& filter) {
     std::lock_guard lock(impl_->mutex);
     std::size_t n = 0;
@@ -1113,6 +1165,13 @@ std::vector<std::string> poller_tags(const SourceConfig& source, std::string_vie
 HostGuard::Status PollerGroup::host_status(std::size_t host) const {
     std::lock_guard lock(impl_->mutex);
     return impl_->hosts.at(host)->status(Clock::now());
+}
+std::vector<std::pair<std::string, HostGuard::Status>> PollerGroup::host_statuses() const {
+    std::vector<std::pair<std::string, HostGuard::Status>> out;
+    const auto now = Clock::now();
+    std::lock_guard lock(impl_->mutex);
+    for (std::size_t h = 0; h < impl_->hosts.size(); ++h) out.emplace_back(impl_->host_keys[h], impl_->hosts[h]->status(now));
+    return out;
 }
 std::size_t PollerGroup::host_count() const noexcept {
     std::lock_guard lock(impl_->mutex);

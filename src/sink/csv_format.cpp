@@ -121,11 +121,13 @@ void append_bar_csv(std::string& out, const Bar& bar, const Universe& universe) 
 }
 
 void RecordFormatter::quote_csv(std::string& out, const Quote& q) {
+    refresh();
     const auto names = cached_names(csv_sources_, csv_symbols_, universe_, csv_name);
     mdagg::quote_csv(out, q, names.sources, names.symbols);
 }
 
 void RecordFormatter::bar_csv(std::string& out, const Bar& bar) {
+    refresh();
     const auto names = cached_names(csv_sources_, csv_symbols_, universe_, csv_name);
     mdagg::bar_csv(out, bar, names.sources, names.symbols);
 }

@@ -140,8 +140,9 @@ struct CachedNames {
     }
 };
 
-// Escapes the names a reload appended since the last call: ids only ever grow, and a name
-// never changes. A record pays only for the size check.
+// Escapes the names a reload appended since the last call. A name at a cached id changes
+// only with Universe::revision, and RecordFormatter empties its caches first. A record pays
+// only for the two checks.
 void extend_names(std::vector<std::string>& cache, const std::vector<std::string>& names, const NameStyle& style);
 struct CachedUniverse {
     CachedNames sources, symbols;

@@ -314,16 +314,19 @@ void append_stale_json(std::string& out, const StaleMark& mark, const Universe& 
 }
 
 void RecordFormatter::quote_json(std::string& out, const Quote& q) {
+    refresh();
     const auto names = cached_names(json_sources_, json_symbols_, universe_, json_name);
     mdagg::quote_json(out, q, names.sources, names.symbols);
 }
 
 void RecordFormatter::bar_json(std::string& out, const Bar& bar) {
+    refresh();
     const auto names = cached_names(json_sources_, json_symbols_, universe_, json_name);
     mdagg::bar_json(out, bar, names.sources, names.symbols);
 }
 
 void RecordFormatter::stale_json(std::string& out, const StaleMark& mark) {
+    refresh();
     const auto names = cached_names(json_sources_, json_symbols_, universe_, json_name);
     mdagg::stale_json(out, mark, names.sources, names.symbols);
 }

@@ -426,6 +426,149 @@ TEST_F(AggregatorTest, BarsCarryTheBestBidOfferWithoutStaleSources) {
     EXPECT_FALSE(agg.best(0).has_ask);
 }
 
+TEST_F(AggregatorTest, BestBidOfferMatchesAReferenceOverEverySourceAndStaleness) {
+    // The table keeps only the (symbol, source) pairs that quoted: its best bid/offer must be
+    // what a scan of every source's latest non-stale quote gives, ties to the lower source id.
+    for (int i = 0; i < 7; ++i) universe.sources.push_back("s" + std::to_string(i));  // 10 sources
+    for (int i = 0; i < 30; ++i) universe.symbols.push_back("X" + std::to_string(i));  // 32 symbols
+    agg.grow();
+    for (SourceId s = 0; s < 10; ++s) agg.set_stale_after(s, (s % 3 + 1) * 100 * ms);
+    struct Latest {
+        bool has = false, stale = false;
+        Quote q;
+    };
+    std::vector<std::vector<Latest>> ref(32, std::vector<Latest>(10));
+    std::uint64_t state = 42;
+    auto next = [&](std::uint64_t n) {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return (state >> 33) % n;
+    };
+    std::int64_t now = t0;
+    for (int step = 0; step < 5000; ++step) {
+        now += static_cast<std::int64_t>(next(3)) * ms;
+        if (next(50) == 0) {
+            agg.expire_stale(now);
+            for (SourceId s = 0; s < 10; ++s)
+                for (auto& row : ref)
+                    if (row[s].has && now - row[s].q.receive_time_ns > (s % 3 + 1) * 100 * ms) row[s].stale = true;
+            continue;
+        }
+        // Few price levels, so ties are common; zero sides now and then.
+        const auto source = static_cast<SourceId>(next(10));
+        const auto symbol = static_cast<SymbolId>(next(32));
+        const std::string bid = next(8) == 0 ? "0" : std::to_string(100 + next(4));
+        const std::string ask = next(8) == 0 ? "0" : std::to_string(104 + next(4));
+        const Quote q = quote(source, symbol, bid.c_str(), ask.c_str(), now);
+        agg.on_quote(q);
+        ref[symbol][source] = {true, false, q};
+
+        BestBidOffer want;
+        for (SourceId s = 0; s < 10; ++s) {
+            const Latest& l = ref[symbol][s];
+            if (!l.has || l.stale) continue;
+            if (!l.q.bid.is_zero() && (!want.has_bid || l.q.bid > want.bid)) {
+                want.bid = l.q.bid;
+                want.bid_source = s;
+                want.has_bid = true;
+            }
+            if (!l.q.ask.is_zero() && (!want.has_ask || l.q.ask < want.ask)) {
+                want.ask = l.q.ask;
+                want.ask_source = s;
+                want.has_ask = true;
+            }
+        }
+        const BestBidOffer got = agg.best(symbol);
+        ASSERT_EQ(got.has_bid, want.has_bid) << step;
+        ASSERT_EQ(got.has_ask, want.has_ask) << step;
+        if (want.has_bid) {
+            ASSERT_EQ(got.bid, want.bid) << step;
+            ASSERT_EQ(got.bid_source, want.bid_source) << step;
+        }
+        if (want.has_ask) {
+            ASSERT_EQ(got.ask, want.ask) << step;
+            ASSERT_EQ(got.ask_source, want.ask_source) << step;
+        }
+        ASSERT_NE(agg.latest(symbol, source), nullptr);
+        EXPECT_EQ(agg.latest(symbol, source)->bid, q.bid);
+    }
+    std::size_t stale = 0, quoted = 0;
+    for (auto& row : ref) {
+        bool any = false;
+        for (auto& l : row) {
+            stale += l.has && l.stale;
+            any = any || l.has;
+        }
+        quoted += any;
+    }
+    EXPECT_EQ(agg.stale_count(), stale);
+    EXPECT_EQ(agg.symbols_quoted(), quoted);
+}
+
+TEST_F(AggregatorTest, AReleasedSymbolIsDroppedWithItsCounts) {
+    agg.set_stale_after(0, 100 * ms);
+    agg.on_quote(quote(0, 1, "0", "101", t0));  // one-sided: no bar
+    agg.on_quote(quote(1, 1, "0", "102", t0));
+    agg.on_quote(quote(1, 0, "5", "6", t0));
+    agg.expire_stale(t0 + 200 * ms);
+    EXPECT_EQ(agg.stale_count(), 1u);
+    EXPECT_EQ(agg.symbols_quoted(), 2u);
+    agg.release_symbol(1);
+    EXPECT_TRUE(sink.bars.empty()) << "it had no open bar";
+    EXPECT_EQ(agg.stale_count(), 0u);
+    EXPECT_EQ(agg.symbols_quoted(), 1u);
+    EXPECT_EQ(agg.latest(1, 0), nullptr);
+    EXPECT_EQ(agg.latest(1, 1), nullptr);
+    EXPECT_FALSE(agg.best(1).has_ask);
+    ASSERT_NE(agg.latest(0, 1), nullptr) << "other symbols keep theirs";
+    EXPECT_EQ(agg.best(0).bid_source, 1u);
+}
+
+TEST_F(AggregatorTest, AReleasedSymbolsOpenBarIsWrittenAndItsIdStartsAfresh) {
+    agg.on_quote(quote(0, 0, "100", "102", t0 + 10 * ms));
+    agg.on_quote(quote(1, 0, "100.5", "103", t0 + 20 * ms));
+    agg.release_symbol(0);
+    ASSERT_EQ(sink.bars.size(), 1u) << "no quote can reach the bar any more: it is written now";
+    EXPECT_EQ(sink.bars[0].symbol, 0u);
+    EXPECT_EQ(sink.bars[0].start_ns, t0);
+    EXPECT_EQ(sink.bars[0].end_ns, t0 + sec);
+    EXPECT_EQ(sink.bars[0].updates, 2u);
+    EXPECT_EQ(sink.bars[0].bbo.bid, D("100.5")) << "with the symbol's own best";
+    agg.close_all_bars();
+    EXPECT_EQ(sink.bars.size(), 1u) << "and only once";
+
+    // The id now belongs to another symbol, which starts from nothing: no latest, no best,
+    // and a first bar of its own (not clamped by the previous symbol's last bar).
+    universe.release_symbol(0);
+    EXPECT_EQ(universe.add_symbol("SOL"), 0u);
+    agg.grow();
+    EXPECT_EQ(agg.latest(0, 1), nullptr);
+    EXPECT_FALSE(agg.best(0).has_bid);
+    agg.on_quote(quote(2, 0, "7", "9", t0 + 300 * ms));  // inside the previous symbol's bar
+    agg.close_all_bars();
+    ASSERT_EQ(sink.bars.size(), 2u);
+    EXPECT_EQ(sink.bars[1].start_ns, t0);
+    EXPECT_EQ(sink.bars[1].open, D("8"));
+    EXPECT_EQ(sink.bars[1].updates, 1u);
+    EXPECT_EQ(sink.bars[1].bbo.bid_source, 2u);
+    EXPECT_EQ(agg.symbols_quoted(), 1u);
+}
+
+TEST(Universe, ReleasedSymbolIdsAreReusedAndChangeTheRevision) {
+    Universe u{{"a"}, {"A", "B", "C"}};
+    const auto r0 = u.revision;
+    EXPECT_EQ(u.add_symbol("D"), 3u);
+    EXPECT_EQ(u.revision, r0) << "appending changes no existing id's name";
+    u.release_symbol(1);
+    EXPECT_TRUE(u.symbols[1].empty());
+    EXPECT_GT(u.revision, r0);
+    const auto r1 = u.revision;
+    EXPECT_EQ(u.add_symbol("E"), 1u);
+    EXPECT_EQ(u.symbols[1], "E");
+    EXPECT_GT(u.revision, r1);
+    EXPECT_EQ(u.add_symbol("F"), 4u);
+    EXPECT_EQ(u.symbols.size(), 5u);
+}
+
 TEST(AggregatorConstruction, RejectsANonPositiveInterval) {
     Universe u{{"a"}, {"X"}};
     struct NullSink : RecordSink {

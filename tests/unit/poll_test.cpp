@@ -355,6 +355,44 @@ TEST(PollerGroup, APollThatThrowsEndsItsPollerAndLeavesNothingInTheTimerWheel) {
     EXPECT_EQ(group.size(), 0u) << "the retired poller is freed";
 }
 
+TEST(PollerGroup, RetiredSymbolsAreNoLongerHeldAndAnUnconfiguredHostsGuardGoesWithItsLastPoller) {
+    Fixture f;
+    auto& io = f.io;
+    std::vector<std::string> symbols{"OK", "OK2"};
+    auto config = make_config(f.port(), symbols);
+    mdagg::Universe universe{{"test"}, symbols};
+    mdagg::PollerGroup group(io, config, universe, [](const mdagg::Quote&) {});
+    group.start([] {});
+    // A reload adds a source on another host (nothing listens there: its polls fail).
+    mdagg::SourceConfig other = config.sources[0];
+    other.name = "other";
+    other.url.host = "127.0.0.2";
+    other.symbols = {"ELSEWHERE"};
+    mdagg::HostConfig other_host = config.hosts[0];
+    other_host.host = "127.0.0.2";
+    ASSERT_TRUE(group.add(1, other, other_host, {{"ELSEWHERE", 2}}));
+    io.run_for(100ms);
+    EXPECT_EQ(group.symbols_held(), (std::vector<mdagg::SymbolId>{0, 1, 2}));
+    ASSERT_EQ(group.host_count(), 2u);
+
+    // The next reload drops that source and OK2: the guard stays while its poller does.
+    group.set_hosts(config.hosts);
+    EXPECT_EQ(group.host_count(), 2u) << "a poller still uses the guard";
+    auto dropped = [](std::string_view source, std::string_view symbol, const std::vector<std::string>&) {
+        return source == "other" || symbol == "OK2";
+    };
+    EXPECT_EQ(group.retire(dropped), 2u);
+    for (int i = 0; i < 50 && group.size() > 1; ++i) io.run_for(20ms);
+    EXPECT_EQ(group.size(), 1u);
+    EXPECT_EQ(group.symbols_held(), std::vector<mdagg::SymbolId>{0});
+    const auto hosts = group.host_statuses();
+    ASSERT_EQ(hosts.size(), 1u) << "the unconfigured host's guard (and its series) is freed";
+    EXPECT_EQ(hosts[0].first, "127.0.0.1:" + std::to_string(f.port()));
+    group.stop_scheduling();
+    group.cancel_in_flight();
+    io.run_for(100ms);
+}
+
 TEST(PollerGroup, RefusedConnectionsAreConnectErrorsAndBackOff) {
     asio::io_context io(1);
     // A port with nothing listening: bind, note the port, close.

@@ -830,6 +830,36 @@ TEST(RecordFormatter, NamesAReloadAppendsAreFormattedFromThenOn) {
     }
 }
 
+TEST(RecordFormatter, AReusedIdPrintsItsNewNameNeverThePreviousOne) {
+    Universe u{{"sim"}, {"OLD,1", "KEPT"}};
+    RecordFormatter f(u);
+    std::string json_line, csv_line;
+    f.quote_json(json_line, quote_of(0, 0, 0));
+    f.quote_csv(csv_line, quote_of(0, 0, 0));
+    EXPECT_EQ(json::parse(json_line)["symbol"], "OLD,1");
+
+    // A reload removed OLD,1; once nothing referred to it its id went to a new symbol.
+    u.release_symbol(0);
+    ASSERT_EQ(u.add_symbol("NEW"), 0u);
+    for (int round = 0; round < 2; ++round) {
+        json_line.clear();
+        csv_line.clear();
+        f.quote_json(json_line, quote_of(0, 0, 0));
+        f.quote_csv(csv_line, quote_of(0, 0, 0));
+        EXPECT_EQ(json::parse(json_line)["symbol"], "NEW");
+        EXPECT_EQ(csv_line.substr(0, 8), "sim,NEW,");
+        Bar b = some_bar(1);
+        b.symbol = 0;
+        std::string got, want;
+        f.bar_json(got, b);
+        append_bar_json(want, b, u);
+        EXPECT_EQ(got, want);
+        got.clear();
+        f.quote_json(got, quote_of(0, 1, 0));
+        EXPECT_EQ(json::parse(got)["symbol"], "KEPT");
+    }
+}
+
 TEST(FileSink, CsvStreamsGetAHeaderAndTheirOwnExtension) {
     TempDir dir;
     SinkOptions o{dir.path().string()};
