@@ -244,6 +244,14 @@ std::string Operations::metrics() {
     w.sample("mdagg_polls_stalled", {}, polls_stalled_.load() ? 1 : 0);
     w.family("mdagg_poll_stalls_total", "counter", "Times no poll completed for stall_after.");
     w.sample("mdagg_poll_stalls_total", {}, static_cast<double>(poll_stalls_.load()));
+    if (last_drain_) {
+        w.family("mdagg_last_drain_duration_seconds", "gauge",
+                 "How long the previous process's drain took (from .mdagg-drain.json in output.dir).");
+        w.sample("mdagg_last_drain_duration_seconds", {}, last_drain_->duration_seconds);
+        w.family("mdagg_last_drain_exit_code", "gauge",
+                 "The previous process's exit code after its drain: 0 clean, 1 output incomplete, 3 budget exceeded or forced.");
+        w.sample("mdagg_last_drain_exit_code", {}, last_drain_->exit_code);
+    }
 
     // Per source. Names: the source label is the config's source name.
     struct PerSource {

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -38,6 +39,11 @@ public:
     void set_stall_after(Duration d) noexcept { stall_after_ns_.store(d.count()); }
     void set_symbol_metrics(std::vector<std::string> globs);
     bool ready() const noexcept { return ready_.load(); }
+    // The previous process's drain (its .mdagg-drain.json), exported as mdagg_last_drain_*.
+    // Set before the event loop runs; without it the series are absent.
+    void set_last_drain(double duration_seconds, int exit_code) noexcept {
+        last_drain_ = LastDrain{duration_seconds, exit_code};
+    }
 
     std::string metrics() override;
     admin::Response healthz() override;
@@ -56,6 +62,12 @@ private:
 
     mutable std::mutex symbol_metrics_mutex_;
     std::vector<std::string> symbol_metrics_;  // globs; empty = no per-symbol series
+
+    struct LastDrain {
+        double duration_seconds;
+        int exit_code;
+    };
+    std::optional<LastDrain> last_drain_;
 
     std::atomic<bool> ready_{false};
     std::atomic<bool> draining_{false};
