@@ -1,3 +1,4 @@
+#include "drain_record.hpp"
 #include "ops.hpp"
 
 #include <mdagg/admin.hpp>
@@ -12,7 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
+#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -22,7 +23,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <thread>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
@@ -134,20 +140,25 @@ bool source_changed(const SourceConfig& a, const SourceConfig& b) {
 }
 
 // Last resort if the drain or the teardown after it hangs (a disk that never returns from
-// fsync, a bug): exit with the forced-stop code before the orchestrator's SIGKILL, so the stop
-// is visible. It writes with write(2) and takes no lock: the logger's mutex may be held by
-// the very thread that hangs.
+// fsync, a blocked event loop, a bug): exit with the forced-stop code before the
+// orchestrator's SIGKILL, so the stop is visible. Armed by the signal thread the moment the
+// signal arrives. It takes no lock (the logger's mutex may be held by the very thread that
+// hangs) and never blocks on its own output: the log line is skipped when stdout cannot take
+// it now, and the drain record gets a bounded moment on a helper thread.
 class DrainWatchdog {
 public:
-    void arm(Clock::time_point fire_at) {
+    explicit DrainWatchdog(std::string output_dir) : output_dir_(std::move(output_dir)) {}
+
+    void arm(Clock::time_point started, Clock::time_point fire_at, Clock::duration budget) {
         if (thread_.joinable()) return;
-        thread_ = std::thread([this, fire_at] {
+        thread_ = std::thread([this, started, fire_at, budget] {
             std::unique_lock lock(mutex_);
             if (cv_.wait_until(lock, fire_at, [this] { return disarmed_; })) return;
             static constexpr char line[] =
                 "{\"level\":\"error\",\"msg\":\"drain watchdog fired: the drain did not finish within "
                 "its budget; forcing exit\",\"exit_code\":3}\n";
-            (void)!::write(STDOUT_FILENO, line, sizeof line - 1);
+            write_if_writable(line, sizeof line - 1);
+            record(Clock::now() - started, budget);
             ::_exit(exit_drain_timeout);
         });
     }
@@ -161,23 +172,108 @@ public:
     }
 
 private:
+    static void write_if_writable(const char* line, std::size_t size) {
+        pollfd out{STDOUT_FILENO, POLLOUT, 0};
+        if (::poll(&out, 1, 0) != 1 || !(out.revents & POLLOUT)) return;
+        // A pipe with a free slot and a file take a short line at once; a socket might not.
+        if (::send(STDOUT_FILENO, line, size, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0 || errno != ENOTSOCK) return;
+        (void)!::write(STDOUT_FILENO, line, size);
+    }
+
+    // The disk may be what hangs: the record gets at most 250 ms.
+    void record(Clock::duration elapsed, Clock::duration budget) const {
+        lifecycle::DrainRecord r;
+        r.duration_ms = to_ms(elapsed);
+        r.budget_ms = to_ms(budget);
+        r.exit_code = exit_drain_timeout;
+        r.forced_by_watchdog = true;
+        r.wall_time_ns = wall_clock_ns();
+        std::atomic<bool> done{false};
+        try {
+            std::thread([&] {
+                lifecycle::write_drain_record(output_dir_.c_str(), r);
+                done = true;
+            }).detach();
+        } catch (const std::system_error&) {
+            return;
+        }
+        for (int i = 0; i < 25 && !done; ++i) std::this_thread::sleep_for(milliseconds(10));
+    }
+
+    const std::string output_dir_;
     std::mutex mutex_;
     std::condition_variable cv_;
     bool disarmed_ = false;
     std::thread thread_;
 };
 
+// SIGTERM, SIGINT and SIGHUP are blocked in every thread (run_daemon blocks them before any
+// thread starts) and taken here with sigwait, so a drain's deadline and its watchdog start
+// when the signal arrives, however long the event loop takes to turn.
+class SignalThread {
+public:
+    static sigset_t handled() {
+        sigset_t set;
+        sigemptyset(&set);
+        for (int signo : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, signo);
+        return set;
+    }
+
+    void start(std::function<void(int)> on_signal) {
+        thread_ = std::thread([this, on_signal = std::move(on_signal)] {
+            const sigset_t set = handled();
+            for (;;) {
+                int signo = 0;
+                if (::sigwait(&set, &signo) != 0) continue;
+                if (stopping_) return;
+                on_signal(signo);
+            }
+        });
+    }
+
+    // Wakes the thread with a SIGHUP of its own; one sent to the process from here on stays
+    // pending until exit.
+    void stop() {
+        if (!thread_.joinable()) return;
+        stopping_ = true;
+        ::pthread_kill(thread_.native_handle(), SIGHUP);
+        thread_.join();
+    }
+    ~SignalThread() { stop(); }
+
+private:
+    std::atomic<bool> stopping_{false};
+    std::thread thread_;
+};
+
+// Signals the signal thread handed to the control strand, awaited like an asio::signal_set:
+// async_wait completes with (error_code, signal number). Control strand only.
+class PostedSignals {
+public:
+    template <class Executor>
+    explicit PostedSignals(const Executor& executor) : channel_(executor, 16) {}
+    template <class Token>
+    auto async_wait(Token&& token) {
+        return channel_.async_receive(std::forward<Token>(token));
+    }
+    void deliver(int signo) { (void)channel_.try_send(boost::system::error_code(), signo); }
+    void cancel() { channel_.cancel(); }
+
+private:
+    asio::experimental::channel<void(boost::system::error_code, int)> channel_;
+};
+
 class Daemon {
 public:
     explicit Daemon(const Config& config)
-        : watchdog_(),
+        : watchdog_(config.output.dir),
           config_(config),
           universe_(make_universe(config)),
           io_(static_cast<int>(config.runtime.threads)),
           control_(asio::make_strand(io_)),
           aggregate_strand_(asio::make_strand(io_)),
-          signals_(io_, SIGTERM, SIGINT),
-          reload_signals_(io_, SIGHUP),
+          signals_(control_),
+          reload_signals_(control_),
           wake_(control_),
           summary_timer_(control_),
           heartbeat_timer_(control_),
@@ -204,13 +300,22 @@ public:
             aggregator_.set_stale_after(s, config.sources[s].stale_after.count());
     }
 
+    ~Daemon() { signal_thread_.stop(); }
+
     int run() {
+        signal_thread_.start([this](int signo) { on_signal(signo); });
         // The port first: a port in use must not leave half-created output files behind.
         if (config_.admin.enabled) start_admin();
         try {
             sink_.open();
         } catch (const std::system_error& e) {
             throw StartupError(e.what());
+        }
+        if (auto last = lifecycle::read_drain_record(config_.output.dir)) {
+            ops_.set_last_drain(last->duration_ms / 1000.0, last->exit_code);
+            log::info("previous drain", {{"drain_ms", last->duration_ms},
+                                         {"exit_code", last->exit_code},
+                                         {"forced_by_watchdog", last->forced_by_watchdog}});
         }
         std::size_t symbols = 0;
         for (auto& s : config_.sources) symbols += s.symbols.size();
@@ -257,6 +362,23 @@ public:
     }
 
 private:
+    // Signal thread. The first SIGTERM/SIGINT fixes the drain's start and arms the watchdog
+    // before the event loop hears of it.
+    void on_signal(int signo) {
+        if (signo == SIGHUP) {
+            asio::post(control_, [this] { reload_signals_.deliver(SIGHUP); });
+            return;
+        }
+        if (!drain_signalled_) {
+            drain_signalled_ = true;
+            const auto budget = signo == SIGINT ? config_.shutdown.interrupt_grace : config_.shutdown.grace;
+            drain_started_ = Clock::now();
+            watchdog_.arm(drain_started_, drain_started_ + budget + std::min<Clock::duration>(budget / 10, milliseconds(250)),
+                          budget);
+        }
+        asio::post(control_, [this, signo] { signals_.deliver(signo); });
+    }
+
     void start_admin() {
         const std::string token = admin_token(config_);
         admin_ = std::make_unique<admin::Server>(
@@ -667,15 +789,15 @@ private:
     asio::awaitable<void> supervise() {
         auto [ec, signo] = co_await signals_.async_wait(use_tuple);
         if (ec) co_return;
+        if (test_block_loop_ms_ > 0) std::this_thread::sleep_for(milliseconds(test_block_loop_ms_));
         draining_ = true;
         ops_.set_draining();  // /readyz answers 503 from here on
         const auto budget = signo == SIGINT ? config_.shutdown.interrupt_grace : config_.shutdown.grace;
-        const auto t0 = Clock::now();
+        const auto t0 = drain_started_;  // set by the signal thread before it posted the signal
         const auto deadline = t0 + budget;
         // In-flight polls get until cancel_at; the rest of the budget is kept for the flush.
         const auto reserve = std::min<Clock::duration>(budget / 4, std::chrono::seconds(1));
         const auto cancel_at = deadline - reserve;
-        watchdog_.arm(deadline + std::min<Clock::duration>(budget / 10, milliseconds(250)));
         log::info("drain started", {{"signal", signo == SIGINT ? "SIGINT" : "SIGTERM"},
                                     {"budget_ms", to_ms(budget)},
                                     {"polls_in_flight", pollers_.polls_in_flight()}});
@@ -795,6 +917,15 @@ private:
             fields["emergency"] = emergency_.load();
             log::error("drain incomplete: budget exceeded or forced", fields);
         }
+        lifecycle::DrainRecord record;
+        record.duration_ms = to_ms(elapsed);
+        record.budget_ms = to_ms(budget);
+        record.exit_code = exit_code_;
+        record.records_abandoned = static_cast<std::int64_t>(sink.records_dropped);
+        record.wall_time_ns = wall_clock_ns();
+        if (!lifecycle::write_drain_record(config_.output.dir.c_str(), record))
+            log::warn("cannot write the drain record", {{"file", config_.output.dir + "/" + lifecycle::drain_record_name},
+                                                        {"error", std::strerror(errno)}});
         std::fflush(stdout);
         signals_.cancel();
         reload_signals_.cancel();
@@ -805,13 +936,22 @@ private:
     }
 
     DrainWatchdog watchdog_;  // first member: destroyed last, so it also bounds the teardown
+    SignalThread signal_thread_;  // stopped in ~Daemon, before the strands it posts to go
+    bool drain_signalled_ = false;     // signal thread only
+    Clock::time_point drain_started_;  // written by the signal thread before it posts the signal
+    // Tests only: the event loop sleeps this long when the drain starts (a loop blocked by a
+    // bug or a stuck handler), to prove the watchdog does not depend on it.
+    const long test_block_loop_ms_ = [] {
+        const char* v = std::getenv("MDAGG_TEST_BLOCK_LOOP_MS");
+        return v ? std::strtol(v, nullptr, 10) : 0L;
+    }();
     const Config& config_;
     Universe universe_;
     asio::io_context io_;
     asio::strand<asio::io_context::executor_type> control_;
     asio::strand<asio::io_context::executor_type> aggregate_strand_;
-    asio::signal_set signals_;
-    asio::signal_set reload_signals_;
+    PostedSignals signals_;         // SIGTERM, SIGINT
+    PostedSignals reload_signals_;  // SIGHUP
     asio::steady_timer wake_;
     asio::steady_timer summary_timer_;
     asio::steady_timer heartbeat_timer_;
@@ -863,6 +1003,10 @@ Universe make_universe(const Config& config) {
 }
 
 int run_daemon(const Config& config) {
+    // Before any thread starts, so that every thread inherits the mask and only the signal
+    // thread takes these signals.
+    const sigset_t handled = SignalThread::handled();
+    ::pthread_sigmask(SIG_BLOCK, &handled, nullptr);
     if (auto level = log::parse_level(config.log.level)) log::set_level(*level);
     Daemon daemon(config);
     return daemon.run();

@@ -320,6 +320,14 @@ std::string Operations::metrics() {
     w.family("mdagg_admin_poller_snapshots_total", "counter",
              "Copies of the poller table taken for /metrics and /debug/tasks (shared for 1 s).");
     w.sample("mdagg_admin_poller_snapshots_total", {}, static_cast<double>(snapshots_taken_.load()));
+    if (last_drain_) {
+        w.family("mdagg_last_drain_duration_seconds", "gauge",
+                 "How long the previous process's drain took (from .mdagg-drain.json in output.dir).");
+        w.sample("mdagg_last_drain_duration_seconds", {}, last_drain_->duration_seconds);
+        w.family("mdagg_last_drain_exit_code", "gauge",
+                 "The previous process's exit code after its drain: 0 clean, 1 output incomplete, 3 budget exceeded or forced.");
+        w.sample("mdagg_last_drain_exit_code", {}, last_drain_->exit_code);
+    }
 
     // Per source. Names: the source label is the config's source name.
     struct PerSource {

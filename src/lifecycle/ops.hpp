@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -41,6 +42,11 @@ public:
     void set_stall_after(Duration d) noexcept { stall_after_ns_.store(d.count()); }
     void set_symbol_metrics(std::vector<std::string> globs);
     bool ready() const noexcept { return ready_.load(); }
+    // The previous process's drain (its .mdagg-drain.json), exported as mdagg_last_drain_*.
+    // Set before the event loop runs; without it the series are absent.
+    void set_last_drain(double duration_seconds, int exit_code) noexcept {
+        last_drain_ = LastDrain{duration_seconds, exit_code};
+    }
 
     // /metrics and /debug/tasks share one copy of the poller table for this long, so that
     // repeated scrapes do not copy 2,000 rows each on the pollers' threads. An operator
@@ -71,6 +77,12 @@ private:
 
     mutable std::mutex symbol_metrics_mutex_;
     std::vector<std::string> symbol_metrics_;  // globs; empty = no per-symbol series
+
+    struct LastDrain {
+        double duration_seconds;
+        int exit_code;
+    };
+    std::optional<LastDrain> last_drain_;
 
     std::atomic<bool> ready_{false};
     std::atomic<bool> draining_{false};

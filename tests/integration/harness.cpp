@@ -196,14 +196,18 @@ std::vector<OutputFile> read_output(const fs::path& dir) {
     return files;
 }
 
+// The daemon's own state files in output.dir (.mdagg-drain.json, .mdagg.lock, ...); their
+// temp files (.tmp) are unfinished.
+static bool is_state_file(const fs::path& p) {
+    const auto name = p.filename().string();
+    return name.starts_with(".mdagg") && p.extension() != ".tmp";
+}
+
 std::vector<fs::path> unfinished_files(const fs::path& dir) {
     std::vector<fs::path> out;
     if (!fs::exists(dir)) return out;
-    for (auto& entry : fs::directory_iterator(dir)) {
-        // Dot-files are the daemon's state (.mdagg.lock and others), not output.
-        if (entry.path().filename().string().starts_with('.')) continue;
-        if (entry.path().extension() != ".jsonl") out.push_back(entry.path());
-    }
+    for (auto& entry : fs::directory_iterator(dir))
+        if (entry.path().extension() != ".jsonl" && !is_state_file(entry.path())) out.push_back(entry.path());
     return out;
 }
 

@@ -148,11 +148,17 @@ std::string reference_format(std::int64_t mantissa, int scale) {
         digits.insert(digits.begin(), static_cast<char>('0' + magnitude % 10));
         magnitude /= 10;
     } while (magnitude != 0);
-    const int n = static_cast<int>(digits.size());
-    std::string out = mantissa < 0 ? "-" : "";
-    if (n <= scale) return out + "0." + std::string(static_cast<std::size_t>(scale - n), '0') + digits;
-    out += digits.substr(0, static_cast<std::size_t>(n - scale));
-    if (scale > 0) out += "." + digits.substr(static_cast<std::size_t>(n - scale));
+    const auto n = digits.size();
+    const auto point = static_cast<std::size_t>(scale);
+    // Appends in place: g++ 12 -O3 takes `"." + std::string` for an overlapping copy (-Wrestrict).
+    std::string out;
+    if (mantissa < 0) out.push_back('-');
+    if (n <= point) {
+        out.append("0.").append(point - n, '0').append(digits);
+        return out;
+    }
+    out.append(digits, 0, n - point);
+    if (point > 0) out.append(1, '.').append(digits, n - point);
     return out;
 }
 
