@@ -1399,6 +1399,32 @@ TEST(FileSink, ASecondSinkOnTheDirectoryIsRefusedNamingTheHolder) {
     EXPECT_EQ(lines_of(only_file(dir.path(), "quotes-")).size(), 1u);
 }
 
+// The flock belongs to the lock file: when the writer recreates a removed directory, it locks
+// the new lock file, or a second daemon could take the directory meanwhile.
+TEST(FileSink, ARecreatedDirectoryIsLockedAgain) {
+    TempDir dir;
+    const fs::path out = dir.path() / "out";
+    FileSink first(universe, {out.string()});
+    first.open();
+    first.on_quote(numbered_quote(1));
+    first.flush();
+    ASSERT_TRUE(eventually([&] { return first.stats().flushes == 1; }));
+    fs::remove_all(out);
+    first.on_quote(numbered_quote(2));
+    first.flush();
+    ASSERT_TRUE(eventually([&] { return first.stats().flushes == 2; })) << "the segment was rescued";
+    EXPECT_EQ(slurp(out / ".mdagg.lock"), std::to_string(::getpid()) + "\n");
+    FileSink second(universe, {out.string()});
+    try {
+        second.open();
+        FAIL() << "a second sink opened the recreated directory";
+    } catch (const std::system_error& e) {
+        EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(::getpid())), std::string::npos) << e.what();
+    }
+    ASSERT_TRUE(first.close(steady_clock::now() + 10s));
+    EXPECT_EQ(lines_of(only_file(out, "quotes-")).size(), 2u);
+}
+
 TEST(FileSink, RepairRetentionAndCompressionIgnoreDotFiles) {
     TempDir dir;
     fs::create_directories(dir.path());
