@@ -412,6 +412,7 @@ struct State {
         keep_directory_locked();
         const std::string stem = dir + "/" + kind_name[s.kind] + "-" + utc_stamp_ms() + "-" + std::to_string(::getpid()) + "-";
         int err = 0;
+        bool recreated = false;
         for (int attempt = 0; attempt < 100; ++attempt) {
             char seq[24];
             std::snprintf(seq, sizeof seq, "%06llu",
@@ -427,6 +428,15 @@ struct State {
             g.fd = ::open(g.part_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
             if (g.fd >= 0) break;
             err = errno;
+            if (err == ENOENT && !recreated) {
+                // The directory was removed while no segment was open (with one open, a rescue
+                // recreates it): recreate it here likewise, and its lock.
+                std::error_code ec;
+                fs::create_directories(dir, ec);
+                recreated = true;
+                keep_directory_locked();
+                continue;
+            }
             if (err != EEXIST) break;
         }
         if (g.fd < 0) {

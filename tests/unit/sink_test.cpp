@@ -1224,6 +1224,28 @@ TEST(FileSink, ADirectoryRemovedMidRunIsRecreatedAndNothingIsLost) {
     for (std::size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["seq"], i);
 }
 
+// Removed while no segment is open (each one closes at its size limit): the next segment
+// recreates the directory too, instead of failing until the records drop.
+TEST(FileSink, ADirectoryRemovedBetweenSegmentsIsRecreated) {
+    TempDir dir;
+    const fs::path out = dir.path() / "out";
+    SinkOptions o{out.string()};
+    o.rotate_bytes = quote_line_size();
+    FileSink sink(universe, o);
+    sink.open();
+    sink.on_quote(numbered_quote(100));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_closed == 1; }));
+    fs::remove_all(out);
+    sink.on_quote(numbered_quote(101));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_closed == 2; })) << "the directory was not recreated";
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(sink.stats().write_errors, 0u);
+    EXPECT_EQ(lines_of(only_file(out, "quotes-"))[0]["seq"], 101);
+    EXPECT_EQ(slurp(out / ".mdagg.lock"), std::to_string(::getpid()) + "\n") << "the new directory is locked";
+}
+
 TEST(FileSink, OpenFailsOnAReadOnlyDirectory) {
     if (::geteuid() == 0) GTEST_SKIP() << "root writes through directory permissions";
     TempDir dir;
