@@ -628,17 +628,24 @@ TEST(JsonlSink, OpenFailureNamesThePath) {
 
 // RLIMIT_FSIZE makes write(2) come up short and then fail with EFBIG, mid-line: the next
 // flush must resume at the exact byte. Runs in a child process so the limit stays there.
+// Appends ten quotes' lines to `expected` and limits the file size halfway through them, off a
+// line boundary; returns the limit, or 0 when it cannot be set there.
+rlim_t limit_file_size_mid_line(std::string& expected) {
+    for (int i = 0; i < 10; ++i) append_quote_json(expected, numbered_quote(i), universe);
+    const rlim_t limit = expected.size() / 2 + 7;
+    if (expected[limit - 1] == '\n') return 0;
+    const rlimit rl{limit, RLIM_INFINITY};
+    return ::setrlimit(RLIMIT_FSIZE, &rl) == 0 ? limit : 0;
+}
+
 int write_error_child(bool lift_limit) {
     std::signal(SIGXFSZ, SIG_IGN);
     TempDir dir;
     JsonlSink sink(universe, {dir.path().string()});
     sink.open();
     std::string expected;
-    for (int i = 0; i < 10; ++i) append_quote_json(expected, numbered_quote(i), universe);
-    const rlim_t limit = expected.size() / 2 + 7;  // not on a line boundary
-    if (expected[limit - 1] == '\n') return 10;
-    rlimit rl{limit, RLIM_INFINITY};
-    if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) return 11;
+    const rlim_t limit = limit_file_size_mid_line(expected);
+    if (limit == 0) return 10;
 
     for (int i = 0; i < 10; ++i) sink.on_quote(numbered_quote(i));
     sink.flush();
@@ -647,7 +654,7 @@ int write_error_child(bool lift_limit) {
     if (s.bytes_written != limit || s.records_written >= 10) return 13;
 
     if (lift_limit) {
-        rl.rlim_cur = RLIM_INFINITY;
+        const rlimit rl{RLIM_INFINITY, RLIM_INFINITY};
         if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) return 14;
         sink.flush();
         if (!eventually([&] { return sink.stats().records_written == 10; })) return 15;
@@ -1370,11 +1377,8 @@ int failed_truncate_child() {
         JsonlSink sink(universe, {dir.path().string()});
         sink.open();
         std::string expected;
-        for (int i = 0; i < 10; ++i) append_quote_json(expected, numbered_quote(i), universe);
-        const rlim_t limit = expected.size() / 2 + 7;  // not on a line boundary
-        if (expected[limit - 1] == '\n') return 10;
-        rlimit rl{limit, RLIM_INFINITY};
-        if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) return 11;
+        const rlim_t limit = limit_file_size_mid_line(expected);
+        if (limit == 0) return 10;
         for (int i = 0; i < 10; ++i) sink.on_quote(numbered_quote(i));
         if (!sink.close(steady_clock::now() + 10s)) return 12;
         if (sink.stats().segments_unsynced != 1) return 13;
