@@ -1363,6 +1363,27 @@ TEST(FileSink, AFailedFdatasyncAtCloseKeepsTheSegmentPart) {
     ASSERT_EQ(with_suffix(dir.path(), "quotes-", ".jsonl.part").size(), 1u);
 }
 
+// With no write since the failed fdatasync the fault lasts; the unsynced segment still
+// rotates by age (it stays .part either way), so what waits for the repair stays one age long.
+TEST(FileSink, AnUnsyncedSegmentRotatesByAgeWhileTheFaultLasts) {
+    FileOpsOverride restore;
+    sink_detail::file_ops().fdatasync = fdatasync_failing_on_demand;
+    fail_fdatasync = true;
+    TempDir dir;
+    SinkOptions o{dir.path().string()};
+    o.rotate_age = 200ms;
+    FileSink sink(universe, o);
+    sink.open();
+    sink.on_quote(numbered_quote(1));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_unsynced == 1; })) << "no rotation during the fault";
+    EXPECT_TRUE(sink.stats().disk_fault);
+    fail_fdatasync = false;
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(with_suffix(dir.path(), "quotes-", ".jsonl.part").size(), 1u);
+    EXPECT_TRUE(with_suffix(dir.path(), "quotes-", ".jsonl").empty());
+}
+
 // A torn tail that cannot be cut (ftruncate fails) stays in a .part file for the repair: a
 // finished file holds only whole lines. In a child process, for RLIMIT_FSIZE.
 int failed_truncate_child() {
