@@ -1211,6 +1211,21 @@ TEST(FileSink, OpenCompressesSegmentsAnEarlierRunLeftUncompressed) {
 
 // ---- disk faults ----------------------------------------------------------------------------
 
+// dir's lock file names this process, and a second sink there (another daemon) is refused
+// naming it: flock() conflicts between open file descriptions, also within one process.
+void expect_locked_by_this_process(const fs::path& dir) {
+    EXPECT_EQ(slurp(dir / ".mdagg.lock"), std::to_string(::getpid()) + "\n");
+    FileSink second(universe, {dir.string()});
+    try {
+        second.open();
+        ADD_FAILURE() << "a second sink opened a locked directory";
+    } catch (const std::system_error& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("pid " + std::to_string(::getpid())), std::string::npos) << what;
+        EXPECT_NE(what.find(dir.string()), std::string::npos) << what;
+    }
+}
+
 TEST(FileSink, ADirectoryRemovedMidRunIsRecreatedAndNothingIsLost) {
     TempDir dir;
     const fs::path out = dir.path() / "out";
@@ -1224,6 +1239,8 @@ TEST(FileSink, ADirectoryRemovedMidRunIsRecreatedAndNothingIsLost) {
     sink.flush();
     ASSERT_TRUE(eventually([&] { return sink.stats().flushes == 2; }));
     EXPECT_TRUE(fs::exists(out));
+    // The flock went with the removed lock file: the writer locks the new one.
+    expect_locked_by_this_process(out);
     ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
     const auto lines = lines_of(only_file(out, "quotes-"));
     EXPECT_EQ(sink.stats().bytes_written, fs::file_size(only_file(out, "quotes-"))) << "the copy is not new output";
@@ -1247,10 +1264,10 @@ TEST(FileSink, ADirectoryRemovedBetweenSegmentsIsRecreated) {
     sink.on_quote(numbered_quote(101));
     sink.flush();
     ASSERT_TRUE(eventually([&] { return sink.stats().segments_closed == 2; })) << "the directory was not recreated";
+    expect_locked_by_this_process(out);
     ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
     EXPECT_EQ(sink.stats().write_errors, 0u);
     EXPECT_EQ(lines_of(only_file(out, "quotes-"))[0]["seq"], 101);
-    EXPECT_EQ(slurp(out / ".mdagg.lock"), std::to_string(::getpid()) + "\n") << "the new directory is locked";
 }
 
 TEST(FileSink, OpenFailsOnAReadOnlyDirectory) {
@@ -1426,17 +1443,7 @@ TEST(FileSink, ASecondSinkOnTheDirectoryIsRefusedNamingTheHolder) {
     TempDir dir;
     auto first = std::make_unique<FileSink>(universe, SinkOptions{dir.path().string()});
     first->open();
-    EXPECT_EQ(slurp(dir.path() / ".mdagg.lock"), std::to_string(::getpid()) + "\n");
-    // flock() conflicts between open file descriptions, also within one process.
-    FileSink second(universe, {dir.path().string()});
-    try {
-        second.open();
-        FAIL() << "a second sink opened a locked directory";
-    } catch (const std::system_error& e) {
-        const std::string what = e.what();
-        EXPECT_NE(what.find("pid " + std::to_string(::getpid())), std::string::npos) << what;
-        EXPECT_NE(what.find(dir.path().string()), std::string::npos) << what;
-    }
+    expect_locked_by_this_process(dir.path());
     first->on_quote(numbered_quote(1));
     ASSERT_TRUE(first->close(steady_clock::now() + 10s));
     first.reset();  // the lock goes with the sink
@@ -1444,32 +1451,6 @@ TEST(FileSink, ASecondSinkOnTheDirectoryIsRefusedNamingTheHolder) {
     third.open();
     ASSERT_TRUE(third.close(steady_clock::now() + 10s));
     EXPECT_EQ(lines_of(only_file(dir.path(), "quotes-")).size(), 1u);
-}
-
-// The flock belongs to the lock file: when the writer recreates a removed directory, it locks
-// the new lock file, or a second daemon could take the directory meanwhile.
-TEST(FileSink, ARecreatedDirectoryIsLockedAgain) {
-    TempDir dir;
-    const fs::path out = dir.path() / "out";
-    FileSink first(universe, {out.string()});
-    first.open();
-    first.on_quote(numbered_quote(1));
-    first.flush();
-    ASSERT_TRUE(eventually([&] { return first.stats().flushes == 1; }));
-    fs::remove_all(out);
-    first.on_quote(numbered_quote(2));
-    first.flush();
-    ASSERT_TRUE(eventually([&] { return first.stats().flushes == 2; })) << "the segment was rescued";
-    EXPECT_EQ(slurp(out / ".mdagg.lock"), std::to_string(::getpid()) + "\n");
-    FileSink second(universe, {out.string()});
-    try {
-        second.open();
-        FAIL() << "a second sink opened the recreated directory";
-    } catch (const std::system_error& e) {
-        EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(::getpid())), std::string::npos) << e.what();
-    }
-    ASSERT_TRUE(first.close(steady_clock::now() + 10s));
-    EXPECT_EQ(lines_of(only_file(out, "quotes-")).size(), 2u);
 }
 
 TEST(FileSink, RepairRetentionAndCompressionIgnoreDotFiles) {
