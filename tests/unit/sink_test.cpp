@@ -1477,6 +1477,28 @@ TEST(FileSink, RepairRetentionAndCompressionIgnoreDotFiles) {
     EXPECT_EQ(finished(d, "quotes-").size(), 1u);
 }
 
+// Retention counts and removes only regular files: a symlink named like the oldest finished
+// segment is neither counted toward max_files nor removed.
+TEST(FileSink, RetentionLeavesASymlinkNamedLikeASegment) {
+    TempDir dir;
+    const fs::path out = dir.path() / "out";
+    fs::create_directories(out);
+    const fs::path target = dir.path() / "precious.jsonl";
+    std::ofstream(target) << "precious\n";
+    const fs::path link = out / "quotes-20200101T000000.000Z-1-000001.jsonl";
+    fs::create_symlink(target, link);
+    SinkOptions o{out.string()};
+    o.rotate_bytes = quote_line_size();
+    o.retain_files = 2;
+    FileSink sink(universe, o);
+    sink.open();
+    for (int i = 100; i < 103; ++i) sink.on_quote(numbered_quote(i));
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_TRUE(fs::is_symlink(fs::symlink_status(link))) << "retention removed a symlink";
+    EXPECT_EQ(slurp(target), "precious\n");
+    EXPECT_EQ(sink.stats().segments_deleted, 1u) << "the symlink counted toward max_files";
+}
+
 // A symlink named like a .part segment: repair must neither truncate its target nor rename it.
 TEST(FileSink, RepairRefusesASymlinkNamedLikeASegment) {
     TempDir dir;
