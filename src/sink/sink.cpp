@@ -159,6 +159,44 @@ struct Stream {
     Counters counters;
 };
 
+constexpr const char* lock_name = ".mdagg.lock";
+
+// An exclusive flock on <dir>/.mdagg.lock (opened relative to dfd, never through a symlink),
+// with our pid written into it; or why not, and the holder's pid when another process has it.
+struct DirectoryLock {
+    int fd = -1;
+    int error = 0;
+    bool opened = false;  // the error is flock's, not open's
+    std::string holder = "unknown";
+};
+
+DirectoryLock try_lock_directory(const std::string& dir, int dfd) {
+    DirectoryLock lock;
+    const int fd = ::openat(dfd, lock_name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        lock.error = errno;
+        return lock;
+    }
+    lock.opened = true;
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        lock.error = errno;
+        char buf[24] = {};
+        const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        std::string holder(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+        holder.erase(std::find_if(holder.begin(), holder.end(), [](char c) { return c < '0' || c > '9'; }),
+                     holder.end());
+        if (!holder.empty()) lock.holder = holder;
+        return lock;
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+        log::warn("cannot write our pid into the output directory's lock file; the lock holds anyway",
+                  {{"path", dir + "/" + lock_name}, {"error", error_text(errno)}});
+    lock.fd = fd;
+    return lock;
+}
+
 // Everything the writer and compressor threads touch. Shared so threads abandoned at a
 // close() deadline keep it alive after the FileSink is gone.
 struct State {
@@ -173,6 +211,7 @@ struct State {
     std::string dir;
     Stream streams[kinds];
     // <dir>/.mdagg.lock, flock'ed while this sink (or a writer it abandoned) may still write.
+    // Set by open(), then the writer's (keep_directory_locked).
     int lock_fd = -1;
 
     std::mutex m;
@@ -210,6 +249,7 @@ struct State {
     log::RateLimited drop_log{std::chrono::seconds(10)};
     log::RateLimited fault_log{std::chrono::seconds(10)};
     log::RateLimited unsynced_log{std::chrono::seconds(10)};
+    log::RateLimited lock_log{std::chrono::seconds(10)};
 
     std::atomic<std::uint64_t> write_errors{0}, segments_compressed{0}, compression_errors{0},
         files_repaired{0}, repair_errors{0}, segments_unsynced{0}, overflow_waits{0}, flushes{0},
@@ -344,12 +384,35 @@ struct State {
         return true;
     }
 
+    // The flock lives on the lock file's inode: when that file is gone (the directory removed
+    // and recreated, or the file deleted) another daemon could lock a new one. Take the new one.
+    void keep_directory_locked() {
+        struct stat sb;
+        if (lock_fd < 0 || ::fstat(lock_fd, &sb) != 0 || sb.st_nlink > 0) return;
+        const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) return;  // the segment's create fails too, and is retried
+        const DirectoryLock lock = try_lock_directory(dir, dfd);
+        ::close(dfd);
+        if (lock.fd >= 0) {
+            ::close(lock_fd);
+            lock_fd = lock.fd;
+            log::warn("output directory lock file was removed; locked again", {{"path", dir + "/" + lock_name}});
+            return;
+        }
+        lock_log.write(log::Level::error, "sink.lock",
+                       "output directory lock lost: its file was removed and cannot be locked again; another "
+                       "process may write and apply retention here",
+                       {{"path", dir + "/" + lock_name}, {"holder_pid", lock.holder}, {"error", error_text(lock.error)}});
+    }
+
     // Opens the next segment of s when none is open.
     bool ensure_segment(Stream& s) {
         Segment& g = s.seg;
         if (g.fd >= 0) return true;
+        keep_directory_locked();
         const std::string stem = dir + "/" + kind_name[s.kind] + "-" + utc_stamp_ms() + "-" + std::to_string(::getpid()) + "-";
         int err = 0;
+        bool recreated = false;
         for (int attempt = 0; attempt < 100; ++attempt) {
             char seq[24];
             std::snprintf(seq, sizeof seq, "%06llu",
@@ -365,6 +428,15 @@ struct State {
             g.fd = ::open(g.part_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
             if (g.fd >= 0) break;
             err = errno;
+            if (err == ENOENT && !recreated) {
+                // The directory was removed while no segment was open (with one open, a rescue
+                // recreates it): recreate it here likewise, and its lock.
+                std::error_code ec;
+                fs::create_directories(dir, ec);
+                recreated = true;
+                keep_directory_locked();
+                continue;
+            }
             if (err != EEXIST) break;
         }
         if (g.fd < 0) {
@@ -905,32 +977,19 @@ RepairResult repair_at(int dfd, const std::string& dir, const std::string& name)
     return r;
 }
 
-constexpr const char* lock_name = ".mdagg.lock";
-
 // One process per directory: two daemons would delete each other's segments by retention.
 // The lock file is never removed (an unlink would let two processes lock two different files).
 int lock_directory(const std::string& dir, int dfd) {
+    const DirectoryLock lock = try_lock_directory(dir, dfd);
     const std::string path = dir + "/" + lock_name;
-    const int fd = ::openat(dfd, lock_name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot open lock file " + path);
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        const int err = errno;
-        char buf[24] = {};
-        const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-        ::close(fd);
-        if (err != EWOULDBLOCK) throw std::system_error(err, std::generic_category(), "cannot lock " + path);
-        std::string holder(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
-        holder.erase(std::find_if(holder.begin(), holder.end(), [](char c) { return c < '0' || c > '9'; }),
-                     holder.end());
-        throw std::system_error(err, std::generic_category(),
-                                "output directory " + dir + " is in use by another mdagg process (pid " +
-                                    (holder.empty() ? std::string("unknown") : holder) + ", holding " + path + ")");
+    if (lock.fd >= 0) return lock.fd;
+    if (lock.error != EWOULDBLOCK) {
+        throw std::system_error(lock.error, std::generic_category(),
+                                (lock.opened ? "cannot lock " : "cannot open lock file ") + path);
     }
-    const std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
-        log::warn("cannot write our pid into the output directory's lock file; the lock holds anyway",
-                  {{"path", path}, {"error", error_text(errno)}});
-    return fd;
+    throw std::system_error(lock.error, std::generic_category(),
+                            "output directory " + dir + " is in use by another mdagg process (pid " + lock.holder +
+                                ", holding " + path + ")");
 }
 
 }  // namespace

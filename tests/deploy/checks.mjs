@@ -77,71 +77,63 @@ const metadata = {
   required: ["name"],
   fields: { name: str, namespace: str, labels: labelMap, annotations: labelMap },
 };
+// A custom resource: apiVersion, kind, metadata and the given spec schema.
+const customResource = (spec) => ({
+  type: "object",
+  required: ["apiVersion", "kind", "metadata", "spec"],
+  fields: { apiVersion: str, kind: str, metadata, spec },
+});
 const CRD_SCHEMAS = {
-  "monitoring.coreos.com/v1 ServiceMonitor": {
+  "monitoring.coreos.com/v1 ServiceMonitor": customResource({
     type: "object",
-    required: ["apiVersion", "kind", "metadata", "spec"],
+    required: ["selector", "endpoints"],
     fields: {
-      apiVersion: str, kind: str, metadata,
-      spec: {
-        type: "object",
-        required: ["selector", "endpoints"],
-        fields: {
-          selector: labelSelector,
-          namespaceSelector: { type: "object", fields: { any: { type: "boolean" }, matchNames: { type: "array", items: str } } },
-          jobLabel: str,
-          endpoints: {
-            type: "array",
-            minItems: 1,
-            items: {
-              type: "object",
-              required: ["port"],
-              fields: {
-                port: str, path: str, scheme: { type: "string", enum: ["http", "https"] },
-                interval: { type: "string", pattern: /^(\d+(ms|s|m|h))+$/ },
-                scrapeTimeout: { type: "string", pattern: /^(\d+(ms|s|m|h))+$/ },
-                honorLabels: { type: "boolean" },
+      selector: labelSelector,
+      namespaceSelector: { type: "object", fields: { any: { type: "boolean" }, matchNames: { type: "array", items: str } } },
+      jobLabel: str,
+      endpoints: {
+        type: "array",
+        minItems: 1,
+        items: {
+          type: "object",
+          required: ["port"],
+          fields: {
+            port: str, path: str, scheme: { type: "string", enum: ["http", "https"] },
+            interval: { type: "string", pattern: /^(\d+(ms|s|m|h))+$/ },
+            scrapeTimeout: { type: "string", pattern: /^(\d+(ms|s|m|h))+$/ },
+            honorLabels: { type: "boolean" },
+          },
+        },
+      },
+    },
+  }),
+  "monitoring.coreos.com/v1 PrometheusRule": customResource({
+    type: "object",
+    required: ["groups"],
+    fields: {
+      groups: {
+        type: "array",
+        minItems: 1,
+        items: {
+          type: "object",
+          required: ["name", "rules"],
+          fields: {
+            name: str,
+            interval: str,
+            rules: {
+              type: "array",
+              minItems: 1,
+              items: {
+                type: "object",
+                required: ["expr"],
+                fields: { alert: str, record: str, expr: str, for: str, labels: labelMap, annotations: labelMap },
               },
             },
           },
         },
       },
     },
-  },
-  "monitoring.coreos.com/v1 PrometheusRule": {
-    type: "object",
-    required: ["apiVersion", "kind", "metadata", "spec"],
-    fields: {
-      apiVersion: str, kind: str, metadata,
-      spec: {
-        type: "object",
-        required: ["groups"],
-        fields: {
-          groups: {
-            type: "array",
-            minItems: 1,
-            items: {
-              type: "object",
-              required: ["name", "rules"],
-              fields: {
-                name: str,
-                interval: str,
-                rules: {
-                  type: "array",
-                  minItems: 1,
-                  items: {
-                    type: "object",
-                    required: ["expr"],
-                    fields: { alert: str, record: str, expr: str, for: str, labels: labelMap, annotations: labelMap },
-                  },
-                },
-              },
-            },
-          },
-        },
-      },
-    },
-  },
+  }),
 };
 
 function schemaProblems(value, schema, path) {

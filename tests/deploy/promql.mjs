@@ -13,7 +13,6 @@ export const PENDING_METRICS = new Set([
   "mdagg_last_drain_duration_seconds",
   "mdagg_last_drain_exit_code",
   "mdagg_admin_connections_rejected_total",
-  "mdagg_sink_segments_unsynced_total",
 ]);
 
 const KEYWORDS = new Set([

@@ -628,17 +628,24 @@ TEST(JsonlSink, OpenFailureNamesThePath) {
 
 // RLIMIT_FSIZE makes write(2) come up short and then fail with EFBIG, mid-line: the next
 // flush must resume at the exact byte. Runs in a child process so the limit stays there.
+// Appends ten quotes' lines to `expected` and limits the file size halfway through them, off a
+// line boundary; returns the limit, or 0 when it cannot be set there.
+rlim_t limit_file_size_mid_line(std::string& expected) {
+    for (int i = 0; i < 10; ++i) append_quote_json(expected, numbered_quote(i), universe);
+    const rlim_t limit = expected.size() / 2 + 7;
+    if (expected[limit - 1] == '\n') return 0;
+    const rlimit rl{limit, RLIM_INFINITY};
+    return ::setrlimit(RLIMIT_FSIZE, &rl) == 0 ? limit : 0;
+}
+
 int write_error_child(bool lift_limit) {
     std::signal(SIGXFSZ, SIG_IGN);
     TempDir dir;
     JsonlSink sink(universe, {dir.path().string()});
     sink.open();
     std::string expected;
-    for (int i = 0; i < 10; ++i) append_quote_json(expected, numbered_quote(i), universe);
-    const rlim_t limit = expected.size() / 2 + 7;  // not on a line boundary
-    if (expected[limit - 1] == '\n') return 10;
-    rlimit rl{limit, RLIM_INFINITY};
-    if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) return 11;
+    const rlim_t limit = limit_file_size_mid_line(expected);
+    if (limit == 0) return 10;
 
     for (int i = 0; i < 10; ++i) sink.on_quote(numbered_quote(i));
     sink.flush();
@@ -647,7 +654,7 @@ int write_error_child(bool lift_limit) {
     if (s.bytes_written != limit || s.records_written >= 10) return 13;
 
     if (lift_limit) {
-        rl.rlim_cur = RLIM_INFINITY;
+        const rlimit rl{RLIM_INFINITY, RLIM_INFINITY};
         if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) return 14;
         sink.flush();
         if (!eventually([&] { return sink.stats().records_written == 10; })) return 15;
@@ -1234,6 +1241,21 @@ TEST(FileSink, OpenCompressesSegmentsAnEarlierRunLeftUncompressed) {
 
 // ---- disk faults ----------------------------------------------------------------------------
 
+// dir's lock file names this process, and a second sink there (another daemon) is refused
+// naming it: flock() conflicts between open file descriptions, also within one process.
+void expect_locked_by_this_process(const fs::path& dir) {
+    EXPECT_EQ(slurp(dir / ".mdagg.lock"), std::to_string(::getpid()) + "\n");
+    FileSink second(universe, {dir.string()});
+    try {
+        second.open();
+        ADD_FAILURE() << "a second sink opened a locked directory";
+    } catch (const std::system_error& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("pid " + std::to_string(::getpid())), std::string::npos) << what;
+        EXPECT_NE(what.find(dir.string()), std::string::npos) << what;
+    }
+}
+
 TEST(FileSink, ADirectoryRemovedMidRunIsRecreatedAndNothingIsLost) {
     TempDir dir;
     const fs::path out = dir.path() / "out";
@@ -1247,11 +1269,35 @@ TEST(FileSink, ADirectoryRemovedMidRunIsRecreatedAndNothingIsLost) {
     sink.flush();
     ASSERT_TRUE(eventually([&] { return sink.stats().flushes == 2; }));
     EXPECT_TRUE(fs::exists(out));
+    // The flock went with the removed lock file: the writer locks the new one.
+    expect_locked_by_this_process(out);
     ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
     const auto lines = lines_of(only_file(out, "quotes-"));
     EXPECT_EQ(sink.stats().bytes_written, fs::file_size(only_file(out, "quotes-"))) << "the copy is not new output";
     ASSERT_EQ(lines.size(), 20u);
     for (std::size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["seq"], i);
+}
+
+// Removed while no segment is open (each one closes at its size limit): the next segment
+// recreates the directory too, instead of failing until the records drop.
+TEST(FileSink, ADirectoryRemovedBetweenSegmentsIsRecreated) {
+    TempDir dir;
+    const fs::path out = dir.path() / "out";
+    SinkOptions o{out.string()};
+    o.rotate_bytes = quote_line_size();
+    FileSink sink(universe, o);
+    sink.open();
+    sink.on_quote(numbered_quote(100));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_closed == 1; }));
+    fs::remove_all(out);
+    sink.on_quote(numbered_quote(101));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_closed == 2; })) << "the directory was not recreated";
+    expect_locked_by_this_process(out);
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(sink.stats().write_errors, 0u);
+    EXPECT_EQ(lines_of(only_file(out, "quotes-"))[0]["seq"], 101);
 }
 
 TEST(FileSink, OpenFailsOnAReadOnlyDirectory) {
@@ -1364,6 +1410,27 @@ TEST(FileSink, AFailedFdatasyncAtCloseKeepsTheSegmentPart) {
     ASSERT_EQ(with_suffix(dir.path(), "quotes-", ".jsonl.part").size(), 1u);
 }
 
+// With no write since the failed fdatasync the fault lasts; the unsynced segment still
+// rotates by age (it stays .part either way), so what waits for the repair stays one age long.
+TEST(FileSink, AnUnsyncedSegmentRotatesByAgeWhileTheFaultLasts) {
+    FileOpsOverride restore;
+    sink_detail::file_ops().fdatasync = fdatasync_failing_on_demand;
+    fail_fdatasync = true;
+    TempDir dir;
+    SinkOptions o{dir.path().string()};
+    o.rotate_age = 200ms;
+    FileSink sink(universe, o);
+    sink.open();
+    sink.on_quote(numbered_quote(1));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_unsynced == 1; })) << "no rotation during the fault";
+    EXPECT_TRUE(sink.stats().disk_fault);
+    fail_fdatasync = false;
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(with_suffix(dir.path(), "quotes-", ".jsonl.part").size(), 1u);
+    EXPECT_TRUE(with_suffix(dir.path(), "quotes-", ".jsonl").empty());
+}
+
 // A torn tail that cannot be cut (ftruncate fails) stays in a .part file for the repair: a
 // finished file holds only whole lines. In a child process, for RLIMIT_FSIZE.
 int failed_truncate_child() {
@@ -1378,11 +1445,8 @@ int failed_truncate_child() {
         JsonlSink sink(universe, {dir.path().string()});
         sink.open();
         std::string expected;
-        for (int i = 0; i < 10; ++i) append_quote_json(expected, numbered_quote(i), universe);
-        const rlim_t limit = expected.size() / 2 + 7;  // not on a line boundary
-        if (expected[limit - 1] == '\n') return 10;
-        rlimit rl{limit, RLIM_INFINITY};
-        if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) return 11;
+        const rlim_t limit = limit_file_size_mid_line(expected);
+        if (limit == 0) return 10;
         for (int i = 0; i < 10; ++i) sink.on_quote(numbered_quote(i));
         if (!sink.close(steady_clock::now() + 10s)) return 12;
         if (sink.stats().segments_unsynced != 1) return 13;
@@ -1409,17 +1473,7 @@ TEST(FileSink, ASecondSinkOnTheDirectoryIsRefusedNamingTheHolder) {
     TempDir dir;
     auto first = std::make_unique<FileSink>(universe, SinkOptions{dir.path().string()});
     first->open();
-    EXPECT_EQ(slurp(dir.path() / ".mdagg.lock"), std::to_string(::getpid()) + "\n");
-    // flock() conflicts between open file descriptions, also within one process.
-    FileSink second(universe, {dir.path().string()});
-    try {
-        second.open();
-        FAIL() << "a second sink opened a locked directory";
-    } catch (const std::system_error& e) {
-        const std::string what = e.what();
-        EXPECT_NE(what.find("pid " + std::to_string(::getpid())), std::string::npos) << what;
-        EXPECT_NE(what.find(dir.path().string()), std::string::npos) << what;
-    }
+    expect_locked_by_this_process(dir.path());
     first->on_quote(numbered_quote(1));
     ASSERT_TRUE(first->close(steady_clock::now() + 10s));
     first.reset();  // the lock goes with the sink
@@ -1451,6 +1505,28 @@ TEST(FileSink, RepairRetentionAndCompressionIgnoreDotFiles) {
                              ".quotes-20260101T000000.000Z-1-000002.jsonl.part"})
         EXPECT_EQ(slurp(d / name), "{\"torn") << name;
     EXPECT_EQ(finished(d, "quotes-").size(), 1u);
+}
+
+// Retention counts and removes only regular files: a symlink named like the oldest finished
+// segment is neither counted toward max_files nor removed.
+TEST(FileSink, RetentionLeavesASymlinkNamedLikeASegment) {
+    TempDir dir;
+    const fs::path out = dir.path() / "out";
+    fs::create_directories(out);
+    const fs::path target = dir.path() / "precious.jsonl";
+    std::ofstream(target) << "precious\n";
+    const fs::path link = out / "quotes-20200101T000000.000Z-1-000001.jsonl";
+    fs::create_symlink(target, link);
+    SinkOptions o{out.string()};
+    o.rotate_bytes = quote_line_size();
+    o.retain_files = 2;
+    FileSink sink(universe, o);
+    sink.open();
+    for (int i = 100; i < 103; ++i) sink.on_quote(numbered_quote(i));
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_TRUE(fs::is_symlink(fs::symlink_status(link))) << "retention removed a symlink";
+    EXPECT_EQ(slurp(target), "precious\n");
+    EXPECT_EQ(sink.stats().segments_deleted, 1u) << "the symlink counted toward max_files";
 }
 
 // A symlink named like a .part segment: repair must neither truncate its target nor rename it.
