@@ -896,3 +896,25 @@ TEST(TimerWheel, EntriesBeyondTheRingWaitForTheirTimeAndPastOnesFireAtOnce) {
     w.add(e[2], 200);
     EXPECT_EQ(fire(w, 10'000, e), (std::vector<int>{2}));
 }
+
+// Pollers are added before the wheel's first advance; a start-up that is slow to reach it
+// must not leave the entries already due for a whole revolution.
+TEST(TimerWheel, TheFirstAdvanceFiresEntriesAddedBeforeItThatAreAlreadyDue) {
+    TimerWheel w(1024);
+    std::vector<WheelEntry> e(3);
+    w.add(e[0], 1000);
+    w.add(e[1], 1003);
+    w.add(e[2], 1004);
+    EXPECT_EQ(fire(w, 1003, e), (std::vector<int>{0, 1}));
+    EXPECT_EQ(fire(w, 1004, e), (std::vector<int>{2}));
+    EXPECT_EQ(w.size(), 0u);
+}
+
+TEST(TimerWheel, TheFirstAdvanceFiresEntriesAddedFarEarlierThanTheRing) {
+    TimerWheel w(16);
+    std::vector<WheelEntry> e(2);
+    w.add(e[0], 10);
+    w.add(e[1], 500);
+    EXPECT_EQ(fire(w, 200, e), (std::vector<int>{0}));
+    EXPECT_EQ(fire(w, 500, e), (std::vector<int>{1}));
+}
