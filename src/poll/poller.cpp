@@ -200,8 +200,10 @@ PollError classify_mapping(const std::error_code& mapping_error) {
     return PollError::mapping;
 }
 
-PollError classify_status(int status) {
-    if (status == 429) return PollError::rate_limited;
+// A 503 with Retry-After is the server asking for a pause, as a 429 does: handled (and counted)
+// as rate_limited, so it pauses the host without counting against its breaker.
+PollError classify_status(int status, bool retry_after) {
+    if (status == 429 || (status == 503 && retry_after)) return PollError::rate_limited;
     if (status == 418 || status == 403) return PollError::banned;
     if (status >= 500) return PollError::http_5xx;
     if (status >= 400) return PollError::http_4xx;
@@ -535,7 +537,8 @@ struct PollerGroup::Impl {
 
     // Writes the request and reads one response into `parser`. The write goes straight to the
     // socket: a request is far smaller than the send buffer.
-    Task<beast::error_code> exchange(Poller& p, http::ResponseParser& parser) {
+    // Interim (1xx) responses are skipped: p.parser ends up holding the final response.
+    Task<beast::error_code> exchange(Poller& p) {
         beast::error_code ec;
         std::size_t written = p.socket.write_some(asio::buffer(p.request), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -557,11 +560,11 @@ struct PollerGroup::Impl {
             });
             if (ec) co_return ec;
         }
-        parser.eager(true);
+        p.parser->eager(true);
         for (;;) {
             // Bytes already buffered (from this read or left over) are parsed first.
-            while (p.buffer.size() > 0 && !parser.is_done()) {
-                std::size_t used = parser.put(p.buffer.data(), ec);
+            while (p.buffer.size() > 0 && !p.parser->is_done()) {
+                std::size_t used = http::put_response(p.parser, p.buffer.data(), ec);
                 p.buffer.consume(used);
                 if (ec == beast::http::error::need_more) {
                     ec = {};
@@ -570,7 +573,7 @@ struct PollerGroup::Impl {
                 if (ec) co_return ec;
                 if (used == 0) break;
             }
-            if (parser.is_done()) co_return beast::error_code{};
+            if (p.parser->is_done()) co_return beast::error_code{};
             const std::size_t room = p.buffer.max_size() - p.buffer.size();
             if (room == 0) co_return beast::error_code(beast::http::error::buffer_overflow);
             if (interrupted()) co_return beast::error_code(asio::error::operation_aborted);
@@ -583,8 +586,9 @@ struct PollerGroup::Impl {
             });
             if (ec == asio::error::eof) {
                 // A close-delimited body ends here; anything else was cut short.
-                if (!parser.got_some()) co_return beast::error_code(beast::http::error::end_of_stream);
-                parser.put_eof(ec);
+                if (!p.parser->got_some() && p.parser->interim_skipped() == 0)
+                    co_return beast::error_code(beast::http::error::end_of_stream);
+                p.parser->put_eof(ec);
                 co_return ec;
             }
             if (ec) co_return ec;
@@ -634,9 +638,10 @@ struct PollerGroup::Impl {
             const bool reused = p.requests_on_connection > 0;
             // The parser lives in the Poller, not in this frame: Asio recycles coroutine frames
             // only up to ~1 KiB, and a frame holding it would cost a malloc per poll.
-            auto& parser = p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes,
-                                            p.source.usage_header);
-            auto ec = co_await exchange(p, parser);
+            p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes, p.source.usage_header);
+            auto ec = co_await exchange(p);
+            // exchange() replaces the parser after each interim (1xx) response: the final one.
+            auto& parser = *p.parser;
             if (ec) {
                 p.close_connection();
                 if (p.deadline_expired) {
@@ -665,10 +670,9 @@ struct PollerGroup::Impl {
             if (!parser.keep_alive()) p.close_connection();
             if (auto used = parser.usage()) p.source.guard.on_usage(*used);
             if (status < 200 || status > 299) {
-                const PollError e = classify_status(status);
+                const PollError e = classify_status(status, !parser.retry_after().empty());
                 // The whole host waits: every poller of it would hit the same limit.
-                const bool rate_limited = e == PollError::rate_limited || (status == 503 && !parser.retry_after().empty());
-                if (rate_limited || e == PollError::banned) {
+                if (e == PollError::rate_limited || e == PollError::banned) {
                     std::optional<Clock::duration> wait;
                     if (auto ra = http::parse_retry_after(parser.retry_after(), std::chrono::system_clock::now()))
                         wait = *ra;
