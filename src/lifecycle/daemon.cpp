@@ -198,6 +198,10 @@ public:
         } catch (const std::system_error& e) {
             throw StartupError(e.what());
         }
+        // Pauses and bans the hosts asked for before a restart still run: honour them before
+        // the first poll, or a restart loop would hit a venue that banned us and lengthen the ban.
+        host_pauses_.emplace(config_.output.dir);
+        pollers_.restore_pauses(host_pauses_->load(std::chrono::system_clock::now()));
         std::size_t symbols = 0;
         for (auto& s : config_.sources) symbols += s.symbols.size();
         log::info("mdagg started", {{"config", config_.file},
@@ -266,6 +270,7 @@ private:
     asio::awaitable<void> heartbeats() {
         for (;;) {
             ops_.on_heartbeat(Clock::now());
+            if (host_pauses_) host_pauses_->update(pollers_.server_pauses());  // written off-thread
             heartbeat_timer_.expires_after(lifecycle::Operations::heartbeat_every);
             auto [ec] = co_await heartbeat_timer_.async_wait(use_tuple);
             if (ec) co_return;
@@ -760,6 +765,7 @@ private:
     Aggregator aggregator_;
     PollerGroup pollers_;
     lifecycle::Operations ops_;
+    std::optional<HostPauseFile> host_pauses_;  // from run(); updated on the control strand
     std::vector<SourceConfig> running_sources_;  // control strand only
     std::unique_ptr<admin::Server> admin_;  // after ops_: destroyed first
     std::int64_t summary_every_ns_;         // control strand only

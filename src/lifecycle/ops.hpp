@@ -10,6 +10,8 @@
 #include <mdagg/quote.hpp>
 #include <mdagg/sink.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -48,6 +50,7 @@ public:
 private:
     static PollerFilter filter_for(const admin::Selector& selector);
     std::uint64_t polls_finished() const;
+    nlohmann::json paused_hosts() const;
 
     PollerGroup& pollers_;
     const JsonlSink& sink_;

@@ -992,11 +992,19 @@ std::array<std::size_t, 6> PollerGroup::state_counts() const noexcept {
 PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept {
     ControlCounts counts;
     std::lock_guard lock(impl_->mutex);
+    const auto now = Clock::now();
+    // A handful of hosts: a flat list beats a set.
+    std::vector<const HostGuard*> paused;
+    for (const HostGuard* g : impl_->hosts)
+        if (g->status(now).pause != PauseReason::none) paused.push_back(g);
     for (auto& p : impl_->pollers) {
         if (p->retired) continue;
         const auto control = p->control.load(std::memory_order_relaxed);
         ++counts.by_control[static_cast<std::size_t>(control)];
-        if (control == PollerControl::active && p->polls.load(std::memory_order_relaxed) == 0)
+        if (control != PollerControl::active) continue;
+        if (!paused.empty() && std::find(paused.begin(), paused.end(), &p->source.guard) != paused.end())
+            ++counts.active_on_paused_host;
+        else if (p->polls.load(std::memory_order_relaxed) == 0)
             ++counts.active_never_polled;
     }
     return counts;
@@ -1125,6 +1133,39 @@ std::size_t PollerGroup::host_count() const noexcept {
 std::string PollerGroup::host_name(std::size_t host) const {
     std::lock_guard lock(impl_->mutex);
     return impl_->host_keys.at(host);
+}
+
+std::vector<ServerPause> PollerGroup::server_pauses() const {
+    std::vector<ServerPause> out;
+    std::lock_guard lock(impl_->mutex);
+    const auto now = Clock::now();
+    const auto wall = std::chrono::system_clock::now();
+    for (std::size_t h = 0; h < impl_->hosts.size(); ++h) {
+        const auto st = impl_->hosts[h]->status(now);
+        if (st.pause == PauseReason::none) continue;
+        const auto until = wall + duration_cast<std::chrono::system_clock::duration>(st.paused_until - now);
+        out.push_back({impl_->host_keys[h], st.pause, std::chrono::floor<std::chrono::milliseconds>(until)});
+    }
+    return out;
+}
+
+std::size_t PollerGroup::restore_pauses(const std::vector<ServerPause>& pauses) {
+    std::lock_guard lock(impl_->mutex);
+    const auto now = Clock::now();
+    const auto wall = std::chrono::system_clock::now();
+    std::size_t applied = 0;
+    for (auto& p : pauses) {
+        auto it = impl_->guards.find(p.host);
+        if (it == impl_->guards.end() || p.until <= wall) continue;
+        HostGuard& guard = *it->second;
+        guard.pause(now, p.reason, duration_cast<Clock::duration>(p.until - wall));
+        ++applied;
+        log::warn("host paused: a pause the server asked for before the restart still runs",
+                  {{"host", p.host},
+                   {"reason", to_string(p.reason)},
+                   {"pause_ms", std::chrono::duration<double, std::milli>(guard.status(now).paused_until - now).count()}});
+    }
+    return applied;
 }
 
 }  // namespace mdagg

@@ -15,6 +15,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1010,4 +1013,64 @@ TEST(PollerGroup, SwitchingProtocolsIsAProtocolErrorAndClosesTheConnection) {
     EXPECT_GE(errors(st, mdagg::PollError::protocol), 1u);
     EXPECT_EQ(errors(st, mdagg::PollError::http_other), 0u);
     EXPECT_EQ(st.connects.load(), st.polls_started.load()) << "each 101 closes its connection";
+}
+
+// .mdagg-hosts.json: server-requested pauses that survive a restart.
+TEST(HostPauseFile, PausesRoundTripThroughTheFileAndExpiredOnesAreDropped) {
+    const auto dir = std::filesystem::temp_directory_path() / ("mdagg-hostpause-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto now = std::chrono::system_clock::now();
+    const auto ms = [](auto t) { return std::chrono::floor<std::chrono::milliseconds>(t); };
+    std::vector<mdagg::ServerPause> pauses{{"api.example.com", mdagg::PauseReason::banned, ms(now + 120s)},
+                                           {"127.0.0.1:8081", mdagg::PauseReason::rate_limited, ms(now + 3s)}};
+    {
+        mdagg::HostPauseFile file(dir.string());
+        EXPECT_TRUE(file.load(now).empty()) << "no file yet: no pauses";
+        file.update(pauses);
+    }  // the destructor writes what is pending
+    EXPECT_FALSE(std::filesystem::exists(dir / ".mdagg-hosts.json.tmp"));
+    {
+        mdagg::HostPauseFile file(dir.string());
+        EXPECT_EQ(file.load(now), pauses);
+        // Read 10 s later, the rate limit has ended and only the ban remains.
+        EXPECT_EQ(file.load(now + 10s), (std::vector<mdagg::ServerPause>{pauses[0]}));
+        file.update({});  // every pause ended
+    }
+    EXPECT_TRUE(mdagg::HostPauseFile(dir.string()).load(now).empty());
+    // A corrupt or foreign file is ignored (and logged), never fatal.
+    for (const char* text : {"{not json", R"({"version":2,"hosts":[]})", R"({"version":1,"hosts":[{"host":"x"}]})",
+                             R"({"version":1,"hosts":[{"host":"x","reason":"tired","until_unix_ms":1}]})"}) {
+        { std::ofstream(dir / ".mdagg-hosts.json") << text; }
+        EXPECT_TRUE(mdagg::HostPauseFile(dir.string()).load(now).empty()) << text;
+        EXPECT_THROW(mdagg::HostPauseFile::parse(text, now), std::invalid_argument) << text;
+    }
+    std::filesystem::remove_all(dir);
+}
+
+TEST(PollerGroup, RestoredPausesHoldTheHostAndCountItsPollersAsWaitingNotStarting) {
+    Fixture f;
+    std::vector<std::string> symbols{"OK"};
+    auto config = make_config(f.port(), symbols);
+    config.hosts[0].max_pause = 1h;
+    mdagg::Universe universe{{"test"}, symbols};
+    int quotes = 0;
+    mdagg::PollerGroup group(f.io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
+    const auto until = std::chrono::system_clock::now() + 120s;
+    EXPECT_EQ(group.restore_pauses({{group.host_name(0), mdagg::PauseReason::banned, until},
+                                    {"elsewhere:1", mdagg::PauseReason::banned, until}}),
+              1u);
+    group.start([] {});
+    f.io.run_for(300ms);
+    EXPECT_EQ(quotes, 0) << "a restored ban holds the host";
+    EXPECT_GT(group.stats(0).host_paused_ticks.load(), 5u);
+    const auto counts = group.control_counts();
+    EXPECT_EQ(counts.active_on_paused_host, 1u);
+    EXPECT_EQ(counts.active_never_polled, 0u);
+    const auto pauses = group.server_pauses();
+    ASSERT_EQ(pauses.size(), 1u);
+    EXPECT_EQ(pauses[0].reason, mdagg::PauseReason::banned);
+    EXPECT_LT(std::chrono::abs(pauses[0].until - until), 1s);
+    group.stop_scheduling();
+    f.io.run_for(100ms);
+    EXPECT_EQ(group.running(), 0u);
 }
