@@ -9,6 +9,7 @@
 #include <csignal>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -249,4 +250,122 @@ TEST(Interim, EveryQuoteAfterAnInterimResponseIsTheRightOne) {
         EXPECT_EQ(seqs.back(), stats["last_seq"][symbol].get<long long>()) << symbol;
         EXPECT_EQ(seqs.front(), 1) << symbol;
     }
+}
+
+// max_in_flight below the symbol count: while a latency fault keeps every request long, the
+// simulator never has more of the daemon's requests in progress than the bound.
+TEST(MaxInFlight, TheSimulatorNeverSeesMoreConcurrentRequestsThanTheBound) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "20", "--control", "127.0.0.1:0"});
+    // Shorter than the poll timeout: a request the daemon gave up on would linger in the simulator.
+    harness::sim_add_fault(sim.control_port, {{"kind", "latency"}, {"min", "100ms"}});
+    harness::DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 20;
+    c.interval = "250ms";
+    c.source_extra = "    max_in_flight: 4\n";
+    c.extra = "admin: { listen: \"127.0.0.1:0\" }\n";
+    auto daemon = harness::start_daemon(dir, harness::write_config(dir.path(), c));
+    const int admin = admin_port_of(*daemon);
+    std::this_thread::sleep_for(4s);
+    const auto stats = harness::sim_stats(sim.control_port);
+    EXPECT_LE(stats["max_concurrent_requests"].get<int>(), 4) << stats.dump();
+    EXPECT_GE(stats["max_concurrent_requests"].get<int>(), 3) << "the bound was never approached: the test shows nothing";
+    EXPECT_GT(stats["responses"].get<int>(), 40);
+    EXPECT_GT(metric(metrics(admin), R"(mdagg_source_throttled_ticks_total{source="sim"})").value_or(0), 0);
+    daemon->signal(SIGTERM);
+    EXPECT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
+}
+
+// hosts[].usage: the venue's used-weight header slows the daemon before the venue's limit,
+// so it meets fewer 429s than the same daemon without it.
+namespace {
+struct UsageRun {
+    std::uint64_t too_many = 0;  // the simulator's 429s
+    double min_rate_factor = 1;
+};
+UsageRun run_against_rate_limit(bool with_usage) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "10", "--control", "127.0.0.1:0"});
+    harness::sim_add_fault(sim.control_port,
+                           {{"kind", "rate_limit"}, {"limit", 60}, {"window", "1s"}, {"usage_header", "X-MBX-USED-WEIGHT-1M"},
+                            {"retry_after_form", "none"}});
+    harness::sim_add_fault(sim.control_port, {{"kind", "latency"}, {"min", "40ms"}});  // a few in flight at a 429
+    harness::DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 10;
+    c.interval = "100ms";  // 100 requests/s against a limit of 60/s
+    c.extra = "admin: { listen: \"127.0.0.1:0\" }\n" +
+              // Without Retry-After a 429 pauses for rate_limit_pause: short, so the limit is met often.
+              hosts_yaml("    rate: 100\n    burst: 1\n    rate_limit_pause: 100ms\n" +
+                         std::string(with_usage ? "    usage: { header: X-MBX-USED-WEIGHT-1M, limit: 60, slow_at: 0.5 }\n" : ""));
+    auto daemon = harness::start_daemon(dir, harness::write_config(dir.path(), c));
+    const int admin = admin_port_of(*daemon);
+    UsageRun run;
+    for (auto until = std::chrono::steady_clock::now() + 6s; std::chrono::steady_clock::now() < until;) {
+        run.min_rate_factor = std::min(
+            run.min_rate_factor, metric(metrics(admin), R"(mdagg_host_rate_factor{host="127.0.0.1"})").value_or(1));
+        std::this_thread::sleep_for(100ms);
+    }
+    run.too_many = harness::sim_stats(sim.control_port)["faults"]["rate_limited"].get<std::uint64_t>();
+    daemon->signal(SIGTERM);
+    EXPECT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
+    return run;
+}
+}  // namespace
+
+TEST(UsageHeader, SlowsTheDaemonBeforeTheVenuesLimit) {
+    const auto without = run_against_rate_limit(false);
+    const auto with = run_against_rate_limit(true);
+    EXPECT_EQ(without.min_rate_factor, 1);
+    EXPECT_LT(with.min_rate_factor, 1) << "the usage header never slowed the host";
+    std::cout << "429s without the usage header: " << without.too_many << ", with it: " << with.too_many
+              << "; lowest rate factor with it: " << with.min_rate_factor << "\n";
+    EXPECT_GE(without.too_many, 6u) << "the rate limit was never reached: the comparison shows nothing";
+    EXPECT_LT(with.too_many * 2, without.too_many) << "with: " << with.too_many << ", without: " << without.too_many;
+}
+
+// The circuit breaker in the running daemon: a failing host opens it (metric, log), a probe
+// after each cooldown finds it still failing, and the first probe after the fault ends closes it.
+TEST(Breaker, OpensProbesAfterItsCooldownAndClosesWhenTheHostHeals) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "5", "--control", "127.0.0.1:0"});
+    harness::DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 5;
+    c.interval = "100ms";
+    c.extra = "admin: { listen: \"127.0.0.1:0\" }\n" +
+              hosts_yaml("    breaker: { failures: 5, cooldown: 1s, max_cooldown: 1s }\n");
+    auto daemon = harness::start_daemon(dir, harness::write_config(dir.path(), c));
+    const int admin = admin_port_of(*daemon);
+    ASSERT_TRUE(wait_until([&] { return harness::http_request(admin, "GET", "/readyz").status == 200; }, 20s));
+
+    const auto fault = harness::sim_add_fault(sim.control_port, {{"kind", "status"}, {"status", 500}});
+    auto opened = daemon->wait_for_line("msg", "circuit breaker opened", 10s);
+    ASSERT_TRUE(opened) << daemon->stdout_text();
+    EXPECT_EQ((*opened)["host"], "127.0.0.1");
+    std::this_thread::sleep_for(200ms);  // polls admitted before it opened finish
+    auto text = metrics(admin);
+    EXPECT_EQ(metric(text, R"(mdagg_host_breaker_state{host="127.0.0.1",state="closed"})"), 0);
+    const auto opens = metric(text, R"(mdagg_host_breaker_opens_total{host="127.0.0.1"})").value_or(0);
+    EXPECT_GE(opens, 1);
+    // While open, only the probes reach the host: one per cooldown (1 s), each failing and
+    // re-opening the breaker, instead of 50 requests a second.
+    const auto before = harness::sim_stats(sim.control_port)["faults"]["status"].get<std::uint64_t>();
+    std::this_thread::sleep_for(3500ms);
+    const auto probes = harness::sim_stats(sim.control_port)["faults"]["status"].get<std::uint64_t>() - before;
+    EXPECT_GE(probes, 2u);
+    EXPECT_LE(probes, 5u);
+    text = metrics(admin);
+    EXPECT_GE(metric(text, R"(mdagg_host_breaker_opens_total{host="127.0.0.1"})").value_or(0), opens + 2)
+        << "each failed probe re-opens it";
+    EXPECT_GT(metric(text, R"(mdagg_source_breaker_ticks_total{source="sim"})").value_or(0), 50);
+
+    ASSERT_EQ(harness::http_request(sim.control_port, "DELETE", "/control/faults/" + std::to_string(fault)).status, 200);
+    ASSERT_TRUE(daemon->wait_for_line("msg", "circuit breaker closed", 5s)) << daemon->stdout_text();
+    const auto healed = responses(sim.control_port);
+    ASSERT_TRUE(wait_until([&] { return responses(sim.control_port) > healed + 20; }, 5s)) << "polling did not resume";
+    EXPECT_EQ(metric(metrics(admin), R"(mdagg_host_breaker_state{host="127.0.0.1",state="closed"})"), 1);
+    daemon->signal(SIGTERM);
+    EXPECT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
 }
