@@ -199,8 +199,11 @@ std::vector<OutputFile> read_output(const fs::path& dir) {
 std::vector<fs::path> unfinished_files(const fs::path& dir) {
     std::vector<fs::path> out;
     if (!fs::exists(dir)) return out;
-    for (auto& entry : fs::directory_iterator(dir))
+    for (auto& entry : fs::directory_iterator(dir)) {
+        // The daemon's state files (.mdagg-hosts.json, ...) are not output.
+        if (entry.path().filename().string().rfind(".mdagg", 0) == 0) continue;
         if (entry.path().extension() != ".jsonl") out.push_back(entry.path());
+    }
     return out;
 }
 
