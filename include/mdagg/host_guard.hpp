@@ -8,9 +8,14 @@
 #include <mdagg/config.hpp>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
 
 namespace mdagg {
 
@@ -85,5 +90,52 @@ private:
 
 // Requests per second the sources of host `host` ask for (symbols * cost / interval).
 double scheduled_demand(const Config& config, std::size_t host);
+
+// A pause a host asked for (Retry-After, a ban), on the wall clock: steady time does not
+// survive a restart, and these must (a restart must not hit a venue that banned us).
+struct ServerPause {
+    std::string host;  // the guard's "host[:port]"
+    PauseReason reason = PauseReason::rate_limited;
+    std::chrono::system_clock::time_point until;
+    bool operator==(const ServerPause&) const = default;
+};
+
+// `<output.dir>/.mdagg-hosts.json`: the server-requested host pauses, so that a restarted
+// daemon honours them. Loaded once at start-up; rewritten (temp file with O_EXCL, fsync,
+// rename, fsync of the directory) by its own thread whenever the set of pauses changes, so
+// neither the poll path nor the event loop waits for the disk.
+class HostPauseFile {
+public:
+    static constexpr const char* file_name = ".mdagg-hosts.json";
+
+    explicit HostPauseFile(std::string dir);
+    ~HostPauseFile();  // writes what is pending, then stops its thread
+    HostPauseFile(const HostPauseFile&) = delete;
+    HostPauseFile& operator=(const HostPauseFile&) = delete;
+
+    // The pauses still running at `now`; expired ones are dropped, a missing file is none, a
+    // corrupt one is logged and ignored.
+    std::vector<ServerPause> load(std::chrono::system_clock::time_point now);
+    // Cheap, any thread: hands `current` to the writer when it differs from what was written
+    // (another host, another reason, or an end moved by more than a second).
+    void update(const std::vector<ServerPause>& current);
+
+    static std::string to_json(const std::vector<ServerPause>& pauses);
+    // Throws std::invalid_argument on anything but the file's format.
+    static std::vector<ServerPause> parse(std::string_view text, std::chrono::system_clock::time_point now);
+
+private:
+    void run();
+    void write(const std::string& content);
+
+    const std::string dir_;
+    std::vector<ServerPause> last_;  // handed to the writer; update()'s caller only
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::optional<std::string> pending_;
+    bool stop_ = false;
+    bool failing_ = false;  // writer thread only: log a failure once per episode
+    std::thread thread_;
+};
 
 }  // namespace mdagg

@@ -34,6 +34,8 @@ public:
                    std::string_view usage_header = {});
 
     int status() const noexcept { return status_; }
+    // Interim (1xx) responses skipped before this one on the same exchange.
+    unsigned interim_skipped() const noexcept { return interim_skipped_; }
     // Raw Retry-After value ("" when absent); truncated to 63 characters.
     std::string_view retry_after() const noexcept { return {retry_after_.data(), retry_after_size_}; }
     // The usage header's value, when present and numeric.
@@ -55,12 +57,29 @@ private:
     std::size_t on_chunk_body_impl(std::uint64_t, string_view data, error_code& ec) override;
     void on_finish_impl(error_code&) override {}
 
+    friend std::size_t put_response(std::optional<ResponseParser>&, boost::asio::const_buffer, error_code&);
+
     std::string& body_;
+    std::size_t body_limit_;
+    std::uint32_t header_limit_;
+    unsigned interim_skipped_ = 0;
     int status_ = 0;
     std::array<char, 63> retry_after_{};
     std::size_t retry_after_size_ = 0;
     std::string_view usage_header_;
     std::optional<double> usage_;
 };
+
+// Interim responses a single exchange may carry before its final one; more is a protocol error.
+inline constexpr unsigned max_interim_responses = 8;
+
+// Feeds `data` to `parser` and returns the bytes it used. An interim response (RFC 9110 15.2:
+// 100 Continue, 103 Early Hints) is not the answer: the parser is replaced by a fresh one with
+// the same settings and parsing goes on, so the final response is the one read and no answer is
+// left on the connection for the next poll. 101 Switching Protocols (never asked for) and more
+// than max_interim_responses interim responses set `ec` to http::error::bad_status. `ec` is
+// http::error::need_more when the final response is incomplete.
+std::size_t put_response(std::optional<ResponseParser>& parser, boost::asio::const_buffer data,
+                         boost::beast::error_code& ec);
 
 }  // namespace mdagg::http

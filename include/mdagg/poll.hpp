@@ -133,9 +133,13 @@ public:
     // How many pollers are in each PollerState now (the seed's TaskManager.get_stats).
     std::array<std::size_t, 6> state_counts() const noexcept;
     // Pollers by PollerControl, and how many active ones have not finished a poll yet.
+    // Active pollers whose host is paused by the server (Retry-After, a ban) are expected
+    // neither to poll nor to complete: they count in active_on_paused_host, not in
+    // active_never_polled.
     struct ControlCounts {
         std::array<std::size_t, 3> by_control{};
         std::size_t active_never_polled = 0;
+        std::size_t active_on_paused_host = 0;
     };
     ControlCounts control_counts() const noexcept;
 
@@ -154,6 +158,11 @@ public:
     // Every guard's "host[:port]" name and state, read under one lock: a reload may free
     // guards between calls of the three above.
     std::vector<std::pair<std::string, HostGuard::Status>> host_statuses() const;
+    // The pauses the hosts asked for that are running now, on the wall clock, by host name.
+    std::vector<ServerPause> server_pauses() const;
+    // Start-up, before start(): pauses each named host until its end (its max_pause still
+    // caps it). Unknown hosts are skipped. Returns how many were applied.
+    std::size_t restore_pauses(const std::vector<ServerPause>& pauses);
     std::string source_name(SourceId source) const;
 
     // The task table: one entry per poller, in config order. Reads atomics; any thread.

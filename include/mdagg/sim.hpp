@@ -37,6 +37,8 @@
 //                        beyond it 429 + Retry-After (end of window); "ban_after" N [0 = never]
 //                        429s in a row of windows -> "ban_status" [418] for "ban_period" [10s];
 //                        "usage_header" (e.g. X-MBX-USED-WEIGHT-1M) reports the weight used
+//     interim            "status" [100] (100 Continue or 103 Early Hints) sent first, then a good
+//                        quote (it takes a seq) on the same connection
 //   refuse, restart and rate_limit take no selector and no count.
 // Precedence per quote request: a ban in force; then rate limits (counted on every request);
 // then every matching latency fault adds its delay; then the oldest matching fault (lowest id)

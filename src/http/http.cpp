@@ -29,7 +29,7 @@ std::string make_get_request(std::string_view host, std::uint16_t port, std::str
 
 ResponseParser::ResponseParser(std::string& body, std::size_t body_limit, std::uint32_t header_limit,
                                std::string_view usage_header)
-    : body_(body), usage_header_(usage_header) {
+    : body_(body), body_limit_(body_limit), header_limit_(header_limit), usage_header_(usage_header) {
     body_.clear();
     this->body_limit(body_limit);
     this->header_limit(header_limit);
@@ -145,6 +145,35 @@ std::size_t ResponseParser::on_body_impl(string_view data, error_code&) {
 std::size_t ResponseParser::on_chunk_body_impl(std::uint64_t, string_view data, error_code&) {
     body_.append(data.data(), data.size());
     return data.size();
+}
+
+std::size_t put_response(std::optional<ResponseParser>& parser, boost::asio::const_buffer data,
+                         boost::beast::error_code& ec) {
+    std::size_t used = 0;
+    for (;;) {
+        used += parser->put(boost::asio::const_buffer(static_cast<const char*>(data.data()) + used, data.size() - used), ec);
+        if (ec || !parser->is_done()) return used;
+        const int status = parser->status();
+        if (status < 100 || status > 199) return used;  // the final response
+        if (status == 101 || parser->interim_skipped_ >= max_interim_responses) {
+            ec = boost::beast::http::error::bad_status;
+            return used;
+        }
+        const ResponseParser& done = *parser;
+        std::string& body = done.body_;
+        const auto body_limit = done.body_limit_;
+        const auto header_limit = done.header_limit_;
+        const auto usage_header = done.usage_header_;
+        const bool eager = done.eager();
+        const unsigned skipped = done.interim_skipped_ + 1;
+        parser.emplace(body, body_limit, header_limit, usage_header);
+        parser->eager(eager);
+        parser->interim_skipped_ = skipped;
+        if (used == data.size()) {
+            ec = boost::beast::http::error::need_more;
+            return used;
+        }
+    }
 }
 
 }  // namespace mdagg::http

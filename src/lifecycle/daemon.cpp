@@ -317,6 +317,10 @@ public:
                                          {"exit_code", last->exit_code},
                                          {"forced_by_watchdog", last->forced_by_watchdog}});
         }
+        // Pauses and bans the hosts asked for before a restart still run: honour them before
+        // the first poll, or a restart loop would hit a venue that banned us and lengthen the ban.
+        host_pauses_.emplace(config_.output.dir);
+        pollers_.restore_pauses(host_pauses_->load(std::chrono::system_clock::now()));
         std::size_t symbols = 0;
         for (auto& s : config_.sources) symbols += s.symbols.size();
         log::info("mdagg started", {{"config", config_.file},
@@ -405,6 +409,7 @@ private:
     asio::awaitable<void> heartbeats() {
         for (;;) {
             ops_.on_heartbeat(Clock::now());
+            if (host_pauses_) host_pauses_->update(pollers_.server_pauses());  // written off-thread
             heartbeat_timer_.expires_after(lifecycle::Operations::heartbeat_every);
             auto [ec] = co_await heartbeat_timer_.async_wait(use_tuple);
             if (ec) co_return;
@@ -964,6 +969,7 @@ private:
     Aggregator aggregator_;
     PollerGroup pollers_;
     lifecycle::Operations ops_;
+    std::optional<HostPauseFile> host_pauses_;  // from run(); updated on the control strand
     std::vector<SourceConfig> running_sources_;  // control strand only
     std::unordered_set<SymbolId> retiring_symbols_;  // control strand only: removed, pollers may remain
     std::unique_ptr<admin::Server> admin_;  // after ops_: destroyed first

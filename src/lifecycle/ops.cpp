@@ -83,10 +83,10 @@ void Operations::on_heartbeat(Clock::time_point now) {
 
     // Readiness: every poller an operator has not paused or cancelled has finished a poll.
     // Counts only, no copies: this runs four times a second on the event loop.
-    const auto counts = pollers_.control_counts();
-    const std::size_t active = counts.by_control[static_cast<std::size_t>(PollerControl::active)];
-    const std::size_t stopped = counts.by_control[static_cast<std::size_t>(PollerControl::paused)] +
-                                counts.by_control[static_cast<std::size_t>(PollerControl::cancelled)];
+    const auto control = pollers_.control_counts();
+    const std::size_t active = control.by_control[static_cast<std::size_t>(PollerControl::active)];
+    const std::size_t stopped = control.by_control[static_cast<std::size_t>(PollerControl::paused)] +
+                                control.by_control[static_cast<std::size_t>(PollerControl::cancelled)];
     if (stopped > 0 && now >= next_control_check_) {
         next_control_check_ = now + control_check_every;
         warn_stopped_sources(now);
@@ -95,16 +95,18 @@ void Operations::on_heartbeat(Clock::time_point now) {
             log::info("source no longer stopped by an operator", {{"source", source}});
         stopped_warned_.clear();
     }
-    if (!ready_.load() && counts.active_never_polled == 0) {
+    if (!ready_.load() && control.active_never_polled == 0) {
         ready_.store(true);
         log::info("ready: the first round of polls finished",
                   {{"pollers", pollers_.size()}, {"startup_ms", seconds(now - started_) * 1e3}});
     }
 
-    // Stall detection. Pollers the operator paused or cancelled are not expected to complete.
+    // Stall detection. Pollers the operator paused or cancelled are not expected to complete,
+    // nor those of a host the server paused or banned: failing liveness for that would restart
+    // the pod, which hits the venue again and lengthens the ban.
     const std::uint64_t completed = polls_finished();
     const auto stall_after = nanoseconds(stall_after_ns_.load());
-    if (completed != last_completed_ || active == 0) {
+    if (completed != last_completed_ || active == control.active_on_paused_host) {
         last_completed_ = completed;
         last_progress_.store(now.time_since_epoch().count());
         if (polls_stalled_.exchange(false))
@@ -122,6 +124,7 @@ void Operations::on_heartbeat(Clock::time_point now) {
                    {{"stall_after_ms", seconds(stall_after) * 1e3},
                     {"since_last_completed_ms", seconds(since) * 1e3},
                     {"active_pollers", active},
+                    {"active_pollers_on_paused_hosts", control.active_on_paused_host},
                     {"pollers", by_state}});
     }
 }
@@ -213,6 +216,18 @@ PollerFilter Operations::filter_for(const admin::Selector& selector) {
     };
 }
 
+// Hosts paused or banned by the server: not a liveness failure, but shown in /healthz and
+// /readyz (and alertable from mdagg_host_paused).
+nlohmann::json Operations::paused_hosts() const {
+    nlohmann::json out = nlohmann::json::array();
+    const auto now = std::chrono::system_clock::now();
+    for (auto& p : pollers_.server_pauses())
+        out.push_back({{"host", p.host},
+                       {"reason", to_string(p.reason)},
+                       {"remaining_ms", std::chrono::duration<double, std::milli>(p.until - now).count()}});
+    return out;
+}
+
 admin::Response Operations::healthz() {
     nlohmann::json body;
     std::vector<std::string> problems;
@@ -223,6 +238,7 @@ admin::Response Operations::healthz() {
     if (!problems.empty()) body["problems"] = problems;
     body["since_last_poll_completed_ms"] = seconds(since) * 1e3;
     body["stall_after_ms"] = seconds(nanoseconds(stall_after_ns_.load())) * 1e3;
+    if (auto paused = paused_hosts(); !paused.empty()) body["hosts_paused_by_server"] = std::move(paused);
     return {problems.empty() ? 200 : 503, "application/json", body.dump() + "\n"};
 }
 
@@ -231,7 +247,11 @@ admin::Response Operations::readyz() {
         return {503, "application/json", R"({"status":"draining"})" "\n"};
     if (!ready_.load())
         return {503, "application/json", R"({"status":"starting","reason":"first round of polls not finished"})" "\n"};
-    return {200, "application/json", R"({"status":"ready"})" "\n"};
+    auto paused = paused_hosts();
+    if (paused.empty()) return {200, "application/json", R"({"status":"ready"})" "\n"};
+    // Ready all the same: the pollers of a paused host wait for the end the server gave.
+    nlohmann::json body{{"status", "ready"}, {"hosts_paused_by_server", std::move(paused)}};
+    return {200, "application/json", body.dump() + "\n"};
 }
 
 admin::Response Operations::tasks(const admin::Selector& filter) {

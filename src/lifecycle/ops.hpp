@@ -10,6 +10,8 @@
 #include <mdagg/quote.hpp>
 #include <mdagg/sink.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -69,6 +71,7 @@ private:
     std::uint64_t polls_finished() const;
     std::shared_ptr<const std::vector<PollerSnapshot>> poller_snapshot();
     void warn_stopped_sources(Clock::time_point now);
+    nlohmann::json paused_hosts() const;
 
     PollerGroup& pollers_;
     const JsonlSink& sink_;

@@ -202,8 +202,10 @@ PollError classify_mapping(const std::error_code& mapping_error) {
     return PollError::mapping;
 }
 
-PollError classify_status(int status) {
-    if (status == 429) return PollError::rate_limited;
+// A 503 with Retry-After is the server asking for a pause, as a 429 does: handled (and counted)
+// as rate_limited, so it pauses the host without counting against its breaker.
+PollError classify_status(int status, bool retry_after) {
+    if (status == 429 || (status == 503 && retry_after)) return PollError::rate_limited;
     if (status == 418 || status == 403) return PollError::banned;
     if (status >= 500) return PollError::http_5xx;
     if (status >= 400) return PollError::http_4xx;
@@ -540,7 +542,8 @@ struct PollerGroup::Impl {
 
     // Writes the request and reads one response into `parser`. The write goes straight to the
     // socket: a request is far smaller than the send buffer.
-    Task<beast::error_code> exchange(Poller& p, http::ResponseParser& parser) {
+    // Interim (1xx) responses are skipped: p.parser ends up holding the final response.
+    Task<beast::error_code> exchange(Poller& p) {
         beast::error_code ec;
         std::size_t written = p.socket.write_some(asio::buffer(p.request), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -562,11 +565,11 @@ struct PollerGroup::Impl {
             });
             if (ec) co_return ec;
         }
-        parser.eager(true);
+        p.parser->eager(true);
         for (;;) {
             // Bytes already buffered (from this read or left over) are parsed first.
-            while (p.buffer.size() > 0 && !parser.is_done()) {
-                std::size_t used = parser.put(p.buffer.data(), ec);
+            while (p.buffer.size() > 0 && !p.parser->is_done()) {
+                std::size_t used = http::put_response(p.parser, p.buffer.data(), ec);
                 p.buffer.consume(used);
                 if (ec == beast::http::error::need_more) {
                     ec = {};
@@ -575,7 +578,7 @@ struct PollerGroup::Impl {
                 if (ec) co_return ec;
                 if (used == 0) break;
             }
-            if (parser.is_done()) co_return beast::error_code{};
+            if (p.parser->is_done()) co_return beast::error_code{};
             const std::size_t room = p.buffer.max_size() - p.buffer.size();
             if (room == 0) co_return beast::error_code(beast::http::error::buffer_overflow);
             if (interrupted()) co_return beast::error_code(asio::error::operation_aborted);
@@ -588,8 +591,9 @@ struct PollerGroup::Impl {
             });
             if (ec == asio::error::eof) {
                 // A close-delimited body ends here; anything else was cut short.
-                if (!parser.got_some()) co_return beast::error_code(beast::http::error::end_of_stream);
-                parser.put_eof(ec);
+                if (!p.parser->got_some() && p.parser->interim_skipped() == 0)
+                    co_return beast::error_code(beast::http::error::end_of_stream);
+                p.parser->put_eof(ec);
                 co_return ec;
             }
             if (ec) co_return ec;
@@ -639,9 +643,10 @@ struct PollerGroup::Impl {
             const bool reused = p.requests_on_connection > 0;
             // The parser lives in the Poller, not in this frame: Asio recycles coroutine frames
             // only up to ~1 KiB, and a frame holding it would cost a malloc per poll.
-            auto& parser = p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes,
-                                            p.source.usage_header);
-            auto ec = co_await exchange(p, parser);
+            p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes, p.source.usage_header);
+            auto ec = co_await exchange(p);
+            // exchange() replaces the parser after each interim (1xx) response: the final one.
+            auto& parser = *p.parser;
             if (ec) {
                 p.close_connection();
                 if (p.deadline_expired) {
@@ -670,10 +675,9 @@ struct PollerGroup::Impl {
             if (!parser.keep_alive()) p.close_connection();
             if (auto used = parser.usage()) p.source.guard.on_usage(*used);
             if (status < 200 || status > 299) {
-                const PollError e = classify_status(status);
+                const PollError e = classify_status(status, !parser.retry_after().empty());
                 // The whole host waits: every poller of it would hit the same limit.
-                const bool rate_limited = e == PollError::rate_limited || (status == 503 && !parser.retry_after().empty());
-                if (rate_limited || e == PollError::banned) {
+                if (e == PollError::rate_limited || e == PollError::banned) {
                     std::optional<Clock::duration> wait;
                     if (auto ra = http::parse_retry_after(parser.retry_after(), std::chrono::system_clock::now()))
                         wait = *ra;
@@ -1023,11 +1027,19 @@ std::array<std::size_t, 6> PollerGroup::state_counts() const noexcept {
 PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept {
     ControlCounts counts;
     std::lock_guard lock(impl_->mutex);
+    const auto now = Clock::now();
+    // A handful of hosts: a flat list beats a set.
+    std::vector<const HostGuard*> paused;
+    for (const HostGuard* g : impl_->hosts)
+        if (g->status(now).pause != PauseReason::none) paused.push_back(g);
     for (auto& p : impl_->pollers) {
         if (p->retired) continue;
         const auto control = p->control.load(std::memory_order_relaxed);
         ++counts.by_control[static_cast<std::size_t>(control)];
-        if (control == PollerControl::active && p->polls.load(std::memory_order_relaxed) == 0)
+        if (control != PollerControl::active) continue;
+        if (!paused.empty() && std::find(paused.begin(), paused.end(), &p->source.guard) != paused.end())
+            ++counts.active_on_paused_host;
+        else if (p->polls.load(std::memory_order_relaxed) == 0)
             ++counts.active_never_polled;
     }
     return counts;
@@ -1180,6 +1192,39 @@ std::size_t PollerGroup::host_count() const noexcept {
 std::string PollerGroup::host_name(std::size_t host) const {
     std::lock_guard lock(impl_->mutex);
     return impl_->host_keys.at(host);
+}
+
+std::vector<ServerPause> PollerGroup::server_pauses() const {
+    std::vector<ServerPause> out;
+    std::lock_guard lock(impl_->mutex);
+    const auto now = Clock::now();
+    const auto wall = std::chrono::system_clock::now();
+    for (std::size_t h = 0; h < impl_->hosts.size(); ++h) {
+        const auto st = impl_->hosts[h]->status(now);
+        if (st.pause == PauseReason::none) continue;
+        const auto until = wall + duration_cast<std::chrono::system_clock::duration>(st.paused_until - now);
+        out.push_back({impl_->host_keys[h], st.pause, std::chrono::floor<std::chrono::milliseconds>(until)});
+    }
+    return out;
+}
+
+std::size_t PollerGroup::restore_pauses(const std::vector<ServerPause>& pauses) {
+    std::lock_guard lock(impl_->mutex);
+    const auto now = Clock::now();
+    const auto wall = std::chrono::system_clock::now();
+    std::size_t applied = 0;
+    for (auto& p : pauses) {
+        auto it = impl_->guards.find(p.host);
+        if (it == impl_->guards.end() || p.until <= wall) continue;
+        HostGuard& guard = *it->second;
+        guard.pause(now, p.reason, duration_cast<Clock::duration>(p.until - wall));
+        ++applied;
+        log::warn("host paused: a pause the server asked for before the restart still runs",
+                  {{"host", p.host},
+                   {"reason", to_string(p.reason)},
+                   {"pause_ms", std::chrono::duration<double, std::milli>(guard.status(now).paused_until - now).count()}});
+    }
+    return applied;
 }
 
 }  // namespace mdagg

@@ -32,7 +32,8 @@ public:
     void add(WheelEntry& e, std::int64_t due_ms) noexcept {
         remove(e);
         e.due_ms = due_ms;
-        if (cursor_ != unset && due_ms < cursor_) due_ms = cursor_;
+        if (cursor_ == unset) earliest_before_start_ = std::min(earliest_before_start_, due_ms);
+        else if (due_ms < cursor_) due_ms = cursor_;
         WheelEntry& head = heads_[slot(due_ms)];
         e.prev = head.prev;
         e.next = &head;
@@ -54,7 +55,9 @@ public:
     // slot passed since the last call once (all of them after a gap longer than the ring).
     // Entries further out than the ring stay in their slot until a later revolution.
     void advance(std::int64_t now_ms, std::vector<WheelEntry*>& due) {
-        if (cursor_ == unset) cursor_ = now_ms;
+        // The first advance starts at the earliest entry added before it, not at now: entries
+        // already due would otherwise sit in slots it never visits until the next revolution.
+        if (cursor_ == unset) cursor_ = std::min(now_ms, earliest_before_start_);
         if (now_ms < cursor_) return;
         const auto span = static_cast<std::uint64_t>(now_ms - cursor_) + 1;
         const std::int64_t visits = static_cast<std::int64_t>(std::min<std::uint64_t>(span, heads_.size()));
@@ -83,6 +86,7 @@ private:
 
     std::vector<WheelEntry> heads_;  // a sentinel per slot: circular doubly linked lists
     std::int64_t cursor_ = unset;    // the first millisecond not yet visited
+    std::int64_t earliest_before_start_ = std::numeric_limits<std::int64_t>::max();
     std::size_t size_ = 0;
 };
 

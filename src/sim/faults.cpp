@@ -16,7 +16,8 @@ namespace {
 constexpr std::array<std::string_view, kFaultKinds> kKindNames = {
     "latency",   "hang",      "reset",     "close_after",     "status",  "too_many_requests",
     "ban",       "body_error", "malformed", "truncated",      "oversized", "endless_headers",
-    "trickle",   "refuse",    "restart",   "rate_limit",      "rate_limited"};
+    "trickle",   "refuse",    "restart",   "rate_limit",      "rate_limited",
+    "interim"};
 
 constexpr std::size_t kMaxOversized = 256u << 20;
 
@@ -369,6 +370,11 @@ FaultSpec parse_fault(const nlohmann::json& json) {
                 fail("'usage_header': not a valid header name");
             if (spec.limit == 0 && spec.usage_header.empty())
                 fail("kind 'rate_limit' needs a 'limit', a 'usage_header' or both");
+            break;
+        case FaultKind::interim:
+            // RFC 9110 15.2: the interim answers a client must skip (101 would switch protocols).
+            spec.status = parse_status(r, 100, 100, 103);
+            if (spec.status != 100 && spec.status != 103) fail("'status': expected 100 or 103");
             break;
         case FaultKind::rate_limited:
         case FaultKind::none:

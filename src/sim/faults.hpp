@@ -38,6 +38,7 @@ enum class FaultKind : std::uint8_t {
     restart,
     rate_limit,
     rate_limited,
+    interim,  // 1xx interim response(s) before a good quote
     none,  // not a fault: answer normally
 };
 inline constexpr std::size_t kFaultKinds = static_cast<std::size_t>(FaultKind::none);
@@ -59,7 +60,7 @@ struct FaultSpec {
     std::optional<Micros> duration;    // the fault removes itself after this (from its start)
     std::uint64_t count = 0;           // ... or after this many hits; 0 = no limit
 
-    int status = 0;  // status, ban, body_error
+    int status = 0;  // status, ban, body_error, interim
     Distribution distribution = Distribution::uniform;
     Micros min{0};
     Micros max{0};

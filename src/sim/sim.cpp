@@ -235,6 +235,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     std::atomic<std::uint64_t> bad_requests{0};
     std::atomic<std::uint64_t> control_requests{0};
     std::atomic<std::uint64_t> next_connection_id{0};
+    std::atomic<std::uint64_t> quote_requests_in_progress{0};
+    std::atomic<std::uint64_t> max_concurrent_requests{0};  // high-water mark of the above
 
     std::mutex connections_mutex;
     // Weak: a connection's lifetime belongs to its coroutine; this map only finds it to close.
@@ -754,6 +756,22 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 count_quote(index, !ec);
                 co_return ec ? After::close : done;
             }
+            case FaultKind::interim: {
+                // A good quote (it takes a seq) after an interim response, written on its own
+                // so the client sees it arrive before the final answer. HTTP/1.0 clients never
+                // get a 1xx (RFC 9110 15.2).
+                if (version != 10) {
+                    c.head = d.status == 103 ? "HTTP/1.1 103 Early Hints\r\nLink: </quotes>; rel=preload\r\n\r\n"
+                                             : "HTTP/1.1 100 Continue\r\n\r\n";
+                    if (co_await write_bytes(c, c.head)) co_return After::close;
+                }
+                fill_extra(c, d);
+                ++c.responses;
+                fill_response(c, Route::quote, index, keep_alive, version);
+                const beast::error_code ec = co_await write_response(c);
+                count_quote(index, !ec);
+                co_return ec ? After::close : done;
+            }
             case FaultKind::latency:
             case FaultKind::refuse:
             case FaultKind::restart:
@@ -762,6 +780,14 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 break;
         }
         co_return done;
+    }
+
+    Impl* enter_quote_request() {
+        const auto now = quote_requests_in_progress.fetch_add(1, std::memory_order_relaxed) + 1;
+        auto seen = max_concurrent_requests.load(std::memory_order_relaxed);
+        while (now > seen && !max_concurrent_requests.compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
+        }
+        return this;
     }
 
     void count_quote(std::size_t index, bool written) {
@@ -806,6 +832,14 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
             std::size_t index = 0;
             const Route route = self->route(parser.method(), c->target, c->control_plane, index);
+            // A quote request is in progress from here until its answer is written (or the
+            // connection gives up on it): a test checks a client's concurrency bound with this.
+            struct InProgress {
+                Impl* impl;
+                ~InProgress() {
+                    if (impl) impl->quote_requests_in_progress.fetch_sub(1, std::memory_order_relaxed);
+                }
+            } in_progress{route == Route::quote || route == Route::hung ? self->enter_quote_request() : nullptr};
             if (route == Route::hung) {
                 self->hung_requests.fetch_add(1, std::memory_order_relaxed);
                 stream.expires_never();  // held until the client gives up or stop()
@@ -892,6 +926,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         field("not_found", not_found.load());
         field("bad_requests", bad_requests.load());
         field("control_requests", control_requests.load());
+        field("max_concurrent_requests", max_concurrent_requests.load());
         out += quote.open.load() ? "\"listening\":true," : "\"listening\":false,";
         field("active_faults", faults.size(detail::SteadyClock::now()));
         out += "\"faults\":{";

@@ -91,8 +91,8 @@ struct OutputFile {
 };
 // Parses every *.jsonl file under dir; a line that is not valid JSON fails the calling test.
 std::vector<OutputFile> read_output(const fs::path& dir);
-// Files under dir whose name does not end in .jsonl (for example leftover .part files), not
-// counting dot-files (the daemon's state files).
+// Files under dir whose name does not end in .jsonl (for example leftover .part files), except
+// the daemon's state files (.mdagg*).
 std::vector<fs::path> unfinished_files(const fs::path& dir);
 
 std::string http_get(int port, const std::string& target);

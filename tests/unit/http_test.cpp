@@ -4,6 +4,8 @@
 #include <boost/beast/http/error.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <optional>
 #include <string>
 
 namespace {
@@ -148,4 +150,75 @@ TEST(RetryAfter, AllThreeHttpDateForms) {
                      "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT",
                      "Sun, 06 Nov 1994 08:49 GMT", "Sun, 06 Nov 1994 08:49:37 GMT extra tokens here"})
         EXPECT_FALSE(mdagg::http::parse_retry_after(bad, now)) << bad;
+}
+
+// Interim responses (RFC 9110 15.2) come before the answer on the same connection.
+namespace {
+
+// Feeds `bytes` in pieces of `step` the way the poller does, through put_response.
+Parsed feed_response(std::optional<mdagg::http::ResponseParser>& p, std::string_view bytes, std::size_t step) {
+    Parsed r;
+    p->eager(true);
+    std::size_t available = 0;
+    while (!p->is_done()) {
+        if (r.consumed == available) {
+            if (available == bytes.size()) break;
+            available = std::min(bytes.size(), available + step);
+        }
+        r.ec = {};
+        const auto n = mdagg::http::put_response(
+            p, boost::asio::buffer(bytes.data() + r.consumed, available - r.consumed), r.ec);
+        r.consumed += n;
+        if (r.ec == beast::http::error::need_more) {
+            if (available == bytes.size()) break;
+            available = std::min(bytes.size(), available + step);
+            continue;
+        }
+        if (r.ec) return r;
+    }
+    return r;
+}
+
+}  // namespace
+
+TEST(ResponseParser, InterimResponsesAreSkippedAndTheFinalOneIsRead) {
+    const std::string interim = "HTTP/1.1 100 Continue\r\n\r\n"
+                                "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nRetry-After: 9\r\n\r\n";
+    const std::string final_response = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
+    const std::string next = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+    for (std::size_t step : {std::size_t{1}, std::size_t{7}, std::size_t{4096}}) {
+        SCOPED_TRACE(step);
+        std::string body;
+        std::optional<mdagg::http::ResponseParser> p;
+        p.emplace(body, 1024);
+        const std::string bytes = interim + final_response + next;
+        auto r = feed_response(p, bytes, step);
+        ASSERT_FALSE(r.ec) << r.ec.message();
+        ASSERT_TRUE(p->is_done());
+        EXPECT_EQ(p->status(), 200);
+        EXPECT_EQ(p->interim_skipped(), 2u);
+        EXPECT_EQ(body, "{\"a\":1}");
+        EXPECT_TRUE(p->retry_after().empty()) << "an interim response's headers are not the answer's";
+        // The next response stays unread, for the next poll.
+        EXPECT_EQ(r.consumed, interim.size() + final_response.size());
+    }
+}
+
+TEST(ResponseParser, SwitchingProtocolsIsAProtocolError) {
+    std::string body;
+    std::optional<mdagg::http::ResponseParser> p;
+    p.emplace(body, 1024);
+    auto r = feed_response(p, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", 4096);
+    EXPECT_EQ(r.ec, beast::http::error::bad_status);
+}
+
+TEST(ResponseParser, EndlessInterimResponsesAreAProtocolError) {
+    std::string body;
+    std::optional<mdagg::http::ResponseParser> p;
+    p.emplace(body, 1024);
+    std::string bytes;
+    for (unsigned i = 0; i <= mdagg::http::max_interim_responses; ++i) bytes += "HTTP/1.1 100 Continue\r\n\r\n";
+    bytes += "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+    auto r = feed_response(p, bytes, 4096);
+    EXPECT_EQ(r.ec, beast::http::error::bad_status);
 }

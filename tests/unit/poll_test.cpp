@@ -15,6 +15,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -114,6 +117,10 @@ std::string response(int status, const std::string& body, bool keep_alive = true
 std::atomic<bool> g_flaky_healthy{true};
 // R429ONCE answers 429 to its first request only.
 std::atomic<int> g_429_sent{0};
+// R503ONCE answers 503 with Retry-After: 3 to its first request only.
+std::atomic<int> g_503_sent{0};
+// C100/C103 count their requests: each answer's bid is the request's number.
+std::atomic<int> g_interim_requests{0};
 
 // Answers GET /quotes/<symbol> by symbol: OK (a quote), BIG (over the body limit), E500,
 // GARBAGE (not HTTP), NOMAP (JSON without the mapped fields), HANG (never answers), E404,
@@ -152,6 +159,20 @@ asio::awaitable<void> serve(tcp::socket socket) {
             else if (symbol == "FLAKY")
                 out = g_flaky_healthy ? response(200, R"({"b":"1.00","a":"1.01"})") : response(503, "{}");
             else if (symbol == "IDLECLOSE") out = response(200, R"({"b":"1.00","a":"1.01"})");
+            else if (symbol == "R503ONCE")
+                out = g_503_sent++ == 0 ? "HTTP/1.1 503 X\r\nRetry-After: 3\r\nContent-Length: 2\r\n\r\n{}"
+                                        : response(200, R"({"b":"1.00","a":"1.01"})");
+            else if (symbol == "S101") out = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n";
+            else if (symbol == "C100" || symbol == "C103") {
+                // The interim response goes out on its own, then the answer.
+                const std::string interim = symbol == "C100" ? "HTTP/1.1 100 Continue\r\n\r\n"
+                                                             : "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+                socket.set_option(tcp::no_delay(true));  // no Nagle wait for the second write
+                auto [iec, iw] = co_await asio::async_write(socket, asio::buffer(interim), asio::as_tuple(asio::use_awaitable));
+                if (iec) co_return;
+                const int n = ++g_interim_requests;
+                out = response(200, R"({"b":")" + std::to_string(n) + R"(","a":"1000000"})");
+            }
             auto [wec, w] = co_await asio::async_write(socket, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
             if (wec || symbol == "GARBAGE") co_return;
             if (symbol == "IDLECLOSE") {
@@ -933,4 +954,161 @@ TEST(TimerWheel, EntriesBeyondTheRingWaitForTheirTimeAndPastOnesFireAtOnce) {
     // A gap of many revolutions visits each slot once and fires what is due.
     w.add(e[2], 200);
     EXPECT_EQ(fire(w, 10'000, e), (std::vector<int>{2}));
+}
+
+// Pollers are added before the wheel's first advance; a start-up that is slow to reach it
+// must not leave the entries already due for a whole revolution.
+TEST(TimerWheel, TheFirstAdvanceFiresEntriesAddedBeforeItThatAreAlreadyDue) {
+    TimerWheel w(1024);
+    std::vector<WheelEntry> e(3);
+    w.add(e[0], 1000);
+    w.add(e[1], 1003);
+    w.add(e[2], 1004);
+    EXPECT_EQ(fire(w, 1003, e), (std::vector<int>{0, 1}));
+    EXPECT_EQ(fire(w, 1004, e), (std::vector<int>{2}));
+    EXPECT_EQ(w.size(), 0u);
+}
+
+TEST(TimerWheel, TheFirstAdvanceFiresEntriesAddedFarEarlierThanTheRing) {
+    TimerWheel w(16);
+    std::vector<WheelEntry> e(2);
+    w.add(e[0], 10);
+    w.add(e[1], 500);
+    EXPECT_EQ(fire(w, 200, e), (std::vector<int>{0}));
+    EXPECT_EQ(fire(w, 500, e), (std::vector<int>{1}));
+}
+
+// A 503 with Retry-After is the server asking for a pause, like a 429: the host waits for the
+// header's time (not rate_limit_pause), and the breaker does not count it as a failure.
+TEST(PollerGroup, A503WithRetryAfterPausesTheHostForItsRetryAfterWithoutABreakerFailure) {
+    Fixture f;
+    std::vector<std::string> symbols{"OK", "R503ONCE"};
+    auto config = make_config(f.port(), symbols);
+    config.hosts[0].rate_limit_pause = 1s;
+    config.hosts[0].breaker.failures = 1;  // a single failing poll would open it
+    mdagg::Universe universe{{"test"}, symbols};
+    int quotes = 0;
+    g_503_sent = 0;
+    mdagg::PollerGroup group(f.io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
+    group.start([] {});
+    f.io.run_for(1500ms);
+    const auto& st = group.stats(0);
+    EXPECT_EQ(errors(st, mdagg::PollError::rate_limited), 1u);
+    EXPECT_EQ(errors(st, mdagg::PollError::http_5xx), 0u);
+    const auto host = group.host_status(0);
+    EXPECT_EQ(host.breaker, mdagg::BreakerState::closed);
+    EXPECT_EQ(host.breaker_opens, 0u);
+    EXPECT_EQ(host.pause, mdagg::PauseReason::rate_limited) << "Retry-After: 3 outlasts the 1 s default";
+    const auto left = host.paused_until - std::chrono::steady_clock::now();
+    EXPECT_GT(left, 1s);
+    EXPECT_LE(left, 3s);
+    const int before = quotes;
+    f.io.run_for(2s);
+    EXPECT_GT(quotes, before + 10) << "the pause ends after Retry-After";
+    group.stop_scheduling();
+    group.cancel_in_flight();
+    f.io.run_for(100ms);
+    EXPECT_EQ(group.running(), 0u);
+}
+
+// An interim 1xx response is not the answer: the poll reads on to the final one, so every
+// answer belongs to its own request and none is left on the connection for the next poll.
+TEST(PollerGroup, InterimResponsesAreSkippedAndEveryPollReadsItsOwnAnswer) {
+    for (std::string symbol : {"C100", "C103"}) {
+        SCOPED_TRACE(symbol);
+        Fixture f;
+        std::vector<std::string> symbols{symbol};
+        auto config = make_config(f.port(), symbols);
+        mdagg::Universe universe{{"test"}, symbols};
+        g_interim_requests = 0;
+        std::vector<std::string> bids;
+        mdagg::PollerGroup group(f.io, config, universe, [&](const mdagg::Quote& q) { bids.push_back(q.bid.to_string()); });
+        group.start([] {});
+        f.io.run_for(500ms);
+        group.stop_scheduling();
+        f.io.run_for(100ms);
+        const auto& st = group.stats(0);
+        EXPECT_EQ(errors(st, mdagg::PollError::http_other), 0u);
+        EXPECT_EQ(st.failed.load() + st.timed_out.load(), 0u);
+        ASSERT_GE(bids.size(), 10u);
+        for (std::size_t i = 0; i < bids.size(); ++i) ASSERT_EQ(bids[i], std::to_string(i + 1)) << "poll " << i;
+        EXPECT_EQ(static_cast<int>(bids.size()), g_interim_requests.load());
+        EXPECT_EQ(st.connects.load(), 1u) << "the connection stays usable";
+    }
+}
+
+TEST(PollerGroup, SwitchingProtocolsIsAProtocolErrorAndClosesTheConnection) {
+    Fixture f;
+    std::vector<std::string> symbols{"S101"};
+    auto config = make_config(f.port(), symbols);
+    mdagg::Universe universe{{"test"}, symbols};
+    mdagg::PollerGroup group(f.io, config, universe, [&](const mdagg::Quote&) {});
+    group.start([] {});
+    f.io.run_for(300ms);
+    group.stop_scheduling();
+    f.io.run_for(100ms);
+    const auto& st = group.stats(0);
+    EXPECT_GE(errors(st, mdagg::PollError::protocol), 1u);
+    EXPECT_EQ(errors(st, mdagg::PollError::http_other), 0u);
+    EXPECT_EQ(st.connects.load(), st.polls_started.load()) << "each 101 closes its connection";
+}
+
+// .mdagg-hosts.json: server-requested pauses that survive a restart.
+TEST(HostPauseFile, PausesRoundTripThroughTheFileAndExpiredOnesAreDropped) {
+    const auto dir = std::filesystem::temp_directory_path() / ("mdagg-hostpause-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto now = std::chrono::system_clock::now();
+    const auto ms = [](auto t) { return std::chrono::floor<std::chrono::milliseconds>(t); };
+    std::vector<mdagg::ServerPause> pauses{{"api.example.com", mdagg::PauseReason::banned, ms(now + 120s)},
+                                           {"127.0.0.1:8081", mdagg::PauseReason::rate_limited, ms(now + 3s)}};
+    {
+        mdagg::HostPauseFile file(dir.string());
+        EXPECT_TRUE(file.load(now).empty()) << "no file yet: no pauses";
+        file.update(pauses);
+    }  // the destructor writes what is pending
+    EXPECT_FALSE(std::filesystem::exists(dir / ".mdagg-hosts.json.tmp"));
+    {
+        mdagg::HostPauseFile file(dir.string());
+        EXPECT_EQ(file.load(now), pauses);
+        // Read 10 s later, the rate limit has ended and only the ban remains.
+        EXPECT_EQ(file.load(now + 10s), (std::vector<mdagg::ServerPause>{pauses[0]}));
+        file.update({});  // every pause ended
+    }
+    EXPECT_TRUE(mdagg::HostPauseFile(dir.string()).load(now).empty());
+    // A corrupt or foreign file is ignored (and logged), never fatal.
+    for (const char* text : {"{not json", R"({"version":2,"hosts":[]})", R"({"version":1,"hosts":[{"host":"x"}]})",
+                             R"({"version":1,"hosts":[{"host":"x","reason":"tired","until_unix_ms":1}]})"}) {
+        { std::ofstream(dir / ".mdagg-hosts.json") << text; }
+        EXPECT_TRUE(mdagg::HostPauseFile(dir.string()).load(now).empty()) << text;
+        EXPECT_THROW(mdagg::HostPauseFile::parse(text, now), std::invalid_argument) << text;
+    }
+    std::filesystem::remove_all(dir);
+}
+
+TEST(PollerGroup, RestoredPausesHoldTheHostAndCountItsPollersAsWaitingNotStarting) {
+    Fixture f;
+    std::vector<std::string> symbols{"OK"};
+    auto config = make_config(f.port(), symbols);
+    config.hosts[0].max_pause = 1h;
+    mdagg::Universe universe{{"test"}, symbols};
+    int quotes = 0;
+    mdagg::PollerGroup group(f.io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
+    const auto until = std::chrono::system_clock::now() + 120s;
+    EXPECT_EQ(group.restore_pauses({{group.host_name(0), mdagg::PauseReason::banned, until},
+                                    {"elsewhere:1", mdagg::PauseReason::banned, until}}),
+              1u);
+    group.start([] {});
+    f.io.run_for(300ms);
+    EXPECT_EQ(quotes, 0) << "a restored ban holds the host";
+    EXPECT_GT(group.stats(0).host_paused_ticks.load(), 5u);
+    const auto counts = group.control_counts();
+    EXPECT_EQ(counts.active_on_paused_host, 1u);
+    EXPECT_EQ(counts.active_never_polled, 0u);
+    const auto pauses = group.server_pauses();
+    ASSERT_EQ(pauses.size(), 1u);
+    EXPECT_EQ(pauses[0].reason, mdagg::PauseReason::banned);
+    EXPECT_LT(std::chrono::abs(pauses[0].until - until), 1s);
+    group.stop_scheduling();
+    f.io.run_for(100ms);
+    EXPECT_EQ(group.running(), 0u);
 }

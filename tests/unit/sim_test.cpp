@@ -1368,3 +1368,53 @@ TEST(Sim, FaultsUnderManyThreadsKeepTheAccounting) {
 }
 
 }  // namespace
+
+TEST(SimFaults, InterimSendsA1xxBeforeAGoodQuote) {
+    Server server(small());
+    for (int status : {100, 103}) {
+        SCOPED_TRACE(status);
+        server.sim().add_fault(nlohmann::json{{"kind", "interim"}, {"status", status}, {"count", 1}}.dump());
+        const auto r = raw_exchange(server.port(), "GET /quotes/STOCK_1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5s);
+        const std::string interim = status == 100 ? "HTTP/1.1 100 Continue\r\n\r\n" : "HTTP/1.1 103 Early Hints\r\n";
+        ASSERT_EQ(r.bytes.rfind(interim, 0), 0u) << r.bytes;
+        const auto final_at = r.bytes.find("HTTP/1.1 200 OK\r\n");
+        ASSERT_NE(final_at, std::string::npos) << r.bytes;
+        EXPECT_NE(r.bytes.find("\"seq\":" + std::to_string(status == 100 ? 1 : 2)), std::string::npos) << r.bytes;
+    }
+    // An HTTP/1.0 client never gets a 1xx (RFC 9110 15.2), only the quote.
+    server.sim().add_fault(R"({"kind":"interim","count":1})");
+    const auto r10 = raw_exchange(server.port(), "GET /quotes/STOCK_1 HTTP/1.0\r\n\r\n", 5s);
+    EXPECT_EQ(r10.bytes.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << r10.bytes;
+    asio::io_context io;
+    Client client(io, server.port());
+    const auto stats = stats_once_settled(client, 3);
+    EXPECT_EQ(stats["faults"]["interim"], 3);
+    EXPECT_EQ(stats["responses"], 3);
+    EXPECT_EQ(stats["last_seq"]["STOCK_1"], 3);
+}
+
+TEST(SimControl, BadInterimStatusIsRefused) {
+    Server server(small());
+    EXPECT_THROW(server.sim().add_fault(R"({"kind":"interim","status":101})"), std::invalid_argument);
+    EXPECT_THROW(server.sim().add_fault(R"({"kind":"interim","status":102})"), std::invalid_argument);
+    EXPECT_NO_THROW(server.sim().add_fault(R"({"kind":"interim","status":103})"));
+}
+
+TEST(Sim, MaxConcurrentRequestsIsTheHighWaterMarkOfQuoteRequestsInProgress) {
+    auto options = small();
+    options.latency_min = 600ms;
+    options.latency_max = 600ms;
+    Server server(options);
+    std::vector<std::thread> clients;
+    for (int i = 0; i < 3; ++i)
+        clients.emplace_back([&, i] {
+            raw_exchange(server.port(),
+                         "GET /quotes/STOCK_" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5s);
+        });
+    for (auto& t : clients) t.join();
+    asio::io_context io;
+    Client client(io, server.port());
+    for (int i = 0; i < 2; ++i) ASSERT_FALSE(client.get("/quotes/STOCK_1").ec);  // one at a time
+    const auto stats = stats_once_settled(client, 5);
+    EXPECT_EQ(stats["max_concurrent_requests"], 3);
+}
