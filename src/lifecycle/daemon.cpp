@@ -1,4 +1,5 @@
 #include "ops.hpp"
+#include "token_watch.hpp"
 
 #include <mdagg/admin.hpp>
 #include <mdagg/aggregator.hpp>
@@ -74,47 +75,18 @@ SinkOptions sink_options(const Config& config) {
     return s;
 }
 
-// The bearer token for POST /admin/*: the named variable's value; empty = no auth.
-std::string admin_token(const Config& config) {
-    if (config.admin.token_env.empty()) return {};
-    const char* value = std::getenv(config.admin.token_env.c_str());
-    return value ? std::string(value) : std::string();
-}
-
-// The parts of a reloaded config that a reload cannot apply yet (they need a restart).
-std::vector<std::string> needs_restart(const Config& running, const Config& loaded) {
-    std::vector<std::string> out;
-    if (running.runtime.threads != loaded.runtime.threads) out.emplace_back("runtime");
-    if (running.shutdown.grace != loaded.shutdown.grace ||
-        running.shutdown.interrupt_grace != loaded.shutdown.interrupt_grace)
-        out.emplace_back("shutdown");
-    const auto& a = running.output;
-    const auto& b = loaded.output;
-    if (a.dir != b.dir || a.flush_every != b.flush_every || a.quotes != b.quotes ||
-        a.bar_interval != b.bar_interval || a.max_buffer_bytes != b.max_buffer_bytes)
-        out.emplace_back("output");
-    if (running.admin.enabled != loaded.admin.enabled || running.admin.host != loaded.admin.host ||
-        running.admin.port != loaded.admin.port || running.admin.token_env != loaded.admin.token_env)
-        out.emplace_back("admin.listen/token_env");
-    // A host's guard keeps its bucket, pauses and breaker across reloads, and its limits.
-    // (A threshold derived from the poller count is no change of its own.)
-    auto limits = [](std::vector<HostConfig> hosts) {
-        for (auto& h : hosts)
-            if (h.breaker.failures_auto) h.breaker.failures = 0;
-        return hosts;
-    };
-    if (limits(running.hosts) != limits(loaded.hosts)) out.emplace_back("hosts");
-    return out;
-}
-
-// A source whose pollers must restart: anything but its symbols, tags and max_in_flight changed.
-bool source_changed(const SourceConfig& a, const SourceConfig& b) {
+// A source whose pollers must restart: anything but its symbols, tags and max_in_flight
+// changed, or its host entry is another one (another guard), wherever it sits in the list.
+bool source_changed(const SourceConfig& a, const HostConfig& a_host, const SourceConfig& b,
+                    const HostConfig& b_host) {
+    if (a_host.host != b_host.host || a_host.port != b_host.port) return true;
     SourceConfig x = a, y = b;
     for (SourceConfig* c : {&x, &y}) {
         c->symbols.clear();
         c->tags.clear();
         c->symbol_tags.clear();
         c->max_in_flight = 0;  // applied in place (it defaults to the symbol count)
+        c->host = 0;           // an index into its own config's hosts: compared above
     }
     return !(x == y);
 }
@@ -185,6 +157,8 @@ public:
           }),
           ops_(config_, pollers_, sink_),
           running_sources_(config.sources),
+          running_hosts_(config.hosts),
+          effective_(config),
           summary_every_ns_(config.log.summary_every.count()) {
         for (SourceId s = 0; s < config.sources.size(); ++s)
             aggregator_.set_stale_after(s, config.sources[s].stale_after.count());
@@ -244,7 +218,13 @@ public:
 
 private:
     void start_admin() {
-        const std::string token = admin_token(config_);
+        std::string token;
+        const auto stamp = file_stamp(config_.admin.token_file);
+        try {
+            token = admin_token(config_);
+        } catch (const ConfigError& e) {
+            throw StartupError(e.what());
+        }
         admin_ = std::make_unique<admin::Server>(
             io_, admin::ServerOptions{config_.admin.host, config_.admin.port, token}, ops_);
         std::uint16_t port = 0;
@@ -260,6 +240,10 @@ private:
         if (!config_.admin.token_env.empty() && token.empty())
             log::warn("admin token variable is unset or empty: POST /admin/* need no token",
                       {{"token_env", config_.admin.token_env}});
+        if (!config_.admin.token_file.empty() && token.empty())
+            log::warn("admin.token_file is empty: POST /admin/* need no token until it holds one",
+                      {{"token_file", config_.admin.token_file}});
+        token_watch_.watch(config_.admin.token_file, stamp);  // admin_ is set: the watcher may use it
     }
 
     // Stamps the loop watchdog's heartbeat and runs the readiness and stall checks.
@@ -272,10 +256,25 @@ private:
         }
     }
 
-    // SIGHUP: re-read and validate the file; on error keep running as before. Applied: the
-    // sources (as a difference, see apply_sources), log level, summary interval,
-    // admin.stall_after and the admin token's value. Other changes need a restart and are
-    // reported as not applied.
+    // The token on SIGHUP; between reloads token_watch_ follows the file. An unreadable file
+    // keeps the token in effect: a reload must never switch authentication off by accident.
+    void reload_admin_token(const Config& loaded) {
+        if (!admin_) return;
+        try {
+            const auto stamp = file_stamp(loaded.admin.token_file);
+            admin_->set_token(admin_token(loaded));
+            token_watch_.watch(loaded.admin.token_file, stamp);
+        } catch (const ConfigError& e) {
+            log::error("cannot read admin.token_file: keeping the current token", {{"error", e.what()}});
+            token_watch_.watch(loaded.admin.token_file, std::nullopt);  // picked up once readable
+        }
+    }
+
+    // SIGHUP: re-read and validate the file and shard it as at start-up; on error keep running
+    // as before. Each key is applied or reported by its policy in reload_rules(): the sources
+    // as a difference of pollers (see apply_sources), the live output keys in the sink, the
+    // admin token, log and stall settings at once; keys that need a restart are listed in
+    // not_applied until then.
     asio::awaitable<void> reloads() {
         for (;;) {
             auto [ec, signo] = co_await reload_signals_.async_wait(use_tuple);
@@ -283,33 +282,44 @@ private:
             (void)signo;
             if (draining_) continue;
             Config loaded;
+            ShardingResult shard;
             try {
                 loaded = load_config(config_.file);
+                // The same rules as at start-up: the file, SHARD_INDEX / SHARD_COUNT, "auto".
+                shard = apply_sharding(loaded, ShardingEnv::from_process());
             } catch (const ConfigError& e) {
                 log::error("reload failed: keeping the running config", {{"config", config_.file}, {"error", e.what()}});
                 continue;
             }
+            const ReloadDiff diff = reload_diff(effective_, loaded);
             summary_every_ns_ = loaded.log.summary_every.count();
             summary_timer_.cancel();  // the summary loop re-arms with the new interval
             ops_.set_stall_after(loaded.admin.stall_after);
             ops_.set_symbol_metrics(loaded.admin.symbol_metrics);
-            if (admin_ && loaded.admin.token_env == config_.admin.token_env) admin_->set_token(admin_token(loaded));
-            const auto not_applied = needs_restart(config_, loaded);
+            sink_.reconfigure(sink_options(loaded));
+            reload_admin_token(loaded);
             nlohmann::json fields{{"config", config_.file},
                                   {"log_level", loaded.log.level},
                                   {"summary_every_ms", to_ms(loaded.log.summary_every)},
                                   {"stall_after_ms", to_ms(loaded.admin.stall_after)}};
+            if (loaded.sharding.count > 1 || effective_.sharding.count > 1)
+                fields["sharding"] = {{"index", loaded.sharding.index},
+                                      {"count", loaded.sharding.count},
+                                      {"symbols", shard.symbols_kept},
+                                      {"symbols_total", shard.symbols_total}};
             const PollerChanges changes = co_await apply_sources(loaded.sources, loaded.hosts);
             if (changes.abandoned) {
                 log::warn("reload abandoned: a drain started", fields);
                 continue;
             }
+            adopt_live_keys(effective_, loaded);
             fields["pollers_added"] = changes.added;
             fields["pollers_removed"] = changes.removed;
             fields["pollers_restarted"] = changes.restarted;
             fields["pollers"] = pollers_.size();
-            if (!not_applied.empty()) {
-                fields["not_applied"] = not_applied;
+            if (!diff.applied.empty()) fields["applied"] = diff.applied;
+            if (!diff.not_applied.empty()) {
+                fields["not_applied"] = diff.not_applied;
                 log::warn("config reloaded; some changes need a restart and were not applied", fields);
             } else {
                 log::info("config reloaded", fields);
@@ -401,7 +411,7 @@ private:
                 continue;
             }
             const SourceConfig& old = *it->second;
-            if (source_changed(old, src)) {
+            if (source_changed(old, running_hosts_.at(old.host), src, hosts.at(src.host))) {
                 changes.restarted += pollers_.retire(of_source(src.name));
                 pollers_.add(id, src, hosts.at(src.host), with_ids(src, all));
                 continue;
@@ -416,6 +426,7 @@ private:
             pollers_.set_tags(src);
         }
         running_sources_ = sources;
+        running_hosts_ = hosts;
         co_return changes;
     }
 
@@ -761,7 +772,14 @@ private:
     PollerGroup pollers_;
     lifecycle::Operations ops_;
     std::vector<SourceConfig> running_sources_;  // control strand only
+    std::vector<HostConfig> running_hosts_;      // control strand only: what running_sources_ index
+    // The config in effect: restart-only keys keep their start-up values. Control strand only.
+    Config effective_;
     std::unique_ptr<admin::Server> admin_;  // after ops_: destroyed first
+    // After admin_: stopped before the server it hands tokens to is destroyed.
+    lifecycle::TokenFileWatcher token_watch_{std::chrono::seconds(1), [this](std::string token) {
+                                                 if (admin_) admin_->set_token(std::move(token));
+                                             }};
     std::int64_t summary_every_ns_;         // control strand only
     std::atomic<bool> draining_{false};
     std::atomic<bool> emergency_{false};
