@@ -1,5 +1,6 @@
 // What SIGHUP does with each config key: one row per key of the schema, so a key added to the
-// parser without a decision here fails reload_test (config_test.cpp, ReloadPolicy).
+// parser without a decision here fails ReloadPolicy.EverySchemaKeyHasExactlyOneRule
+// (tests/unit/config_test.cpp).
 #include <mdagg/config.hpp>
 
 #include <algorithm>
