@@ -92,6 +92,8 @@ struct AdminConfig {
     std::string host = "127.0.0.1";  // an IP literal
     std::uint16_t port = 9100;       // 0 = any free port (logged in "admin listening")
     std::string token_env;           // env var holding the bearer token for POST /admin/*
+    // Or a file holding it (a mounted Secret), re-read on SIGHUP and when it changes.
+    std::string token_file;
     // /healthz fails, and an error is logged, when no poll completed for this long.
     Duration stall_after = std::chrono::seconds(60);
     // Symbols (globs: * and ?) that get per-symbol series in /metrics; none by default, so
@@ -221,5 +223,54 @@ void set_auto_breaker_thresholds(Config& config);
 // index < count, then keeps in each source only this shard's symbols (a source may end up
 // with none). Throws ConfigError naming the variable, key or host name at fault.
 ShardingResult apply_sharding(Config& config, const ShardingEnv& env);
+
+// ---- the admin token ----
+// The bearer token for POST /admin/*: the contents of admin.token_file (one trailing "\n" or
+// "\r\n" cut), else the value of the admin.token_env variable; empty when neither is set or
+// the value is empty, which means no authentication. Throws ConfigError naming the file, never
+// its contents, when it cannot be read. The one place that reads the token: start-up checks
+// ("a non-loopback listen address needs a token") call it too.
+std::string admin_token(const Config& config);
+inline bool admin_token_configured(const Config& config) { return !admin_token(config).empty(); }
+
+// What stat(2) says of a path, through symlinks: a Kubernetes Secret update swaps a `..data`
+// symlink, so the path then leads to another inode; an edit in place changes mtime or size.
+struct FileStamp {
+    std::uint64_t device = 0, inode = 0, size = 0;
+    std::int64_t mtime_ns = 0;
+    bool operator==(const FileStamp&) const = default;
+};
+std::optional<FileStamp> file_stamp(const std::string& path);  // nullopt when stat fails
+
+// ---- reload ----
+// Every config key has one reload policy: `live` keys take effect on SIGHUP, `restart` keys
+// are reported in the `not_applied` field of `config reloaded` while their new value waits for
+// a restart. Keys are schema paths: "output.rotate.max_bytes", "sources[].interval".
+enum class ReloadPolicy { live, restart };
+
+struct ReloadRule {
+    std::string_view key;
+    ReloadPolicy policy;
+    // Whether `loaded` changes this key of `running`; null for keys whose change the daemon
+    // applies as a whole and reports in its own fields (a source's keys: pollers_restarted).
+    bool (*differs)(const Config& running, const Config& loaded);
+    // live keys: `running` takes `loaded`'s value, so `running` stays the config in effect.
+    void (*adopt)(Config& running, const Config& loaded);
+};
+
+// The table, one row per key of config_schema_keys().
+const std::vector<ReloadRule>& reload_rules();
+
+// Every key the parser accepts, as paths like the rules' (walked from its key tables).
+std::vector<std::string> config_schema_keys();
+
+struct ReloadDiff {
+    std::vector<std::string> applied;      // live keys whose value changed
+    std::vector<std::string> not_applied;  // restart keys whose value differs from the one in effect
+};
+// `running`: the config in effect (start-up values of restart keys, latest of live ones).
+ReloadDiff reload_diff(const Config& running, const Config& loaded);
+// Makes `running` the config in effect after `loaded` was applied: live keys take its values.
+void adopt_live_keys(Config& running, const Config& loaded);
 
 }  // namespace mdagg

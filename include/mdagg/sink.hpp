@@ -154,6 +154,13 @@ public:
     // Asks the writer to write and fdatasync what is queued; returns at once.
     void flush();
 
+    // A reload's settings; the other fields of `options` (dir, formats, ...) are ignored.
+    // max_buffer_bytes, overflow and overflow_wait hold from the next record; rotation and
+    // retention from the writer's next round, which it starts at once (an open segment past a
+    // lowered max_bytes closes then, retention prunes then); segments compressed from now on
+    // use the new compression (none: they stay as they are). Same caller as close().
+    void reconfigure(const SinkOptions& options);
+
     // Writes what is queued, fsyncs, renames and fsyncs the directory; waits until done or
     // the deadline. Returns false when the deadline passed first (the writer is abandoned).
     // Pending compressions are abandoned; the next open() compresses those segments.

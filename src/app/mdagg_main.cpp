@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
     try {
         config = mdagg::load_config(config_path);
         shard = mdagg::apply_sharding(config, mdagg::ShardingEnv::from_process());
+        // A Secret that is not mounted fails here, not at the first POST. --check-config
+        // validates the file alone, like the output directory.
+        if (!check_only) (void)mdagg::admin_token(config);
     } catch (const mdagg::ConfigError& e) {
         std::cerr << e.what() << "\n";
         if (!check_only) mdagg::log::error("invalid config, nothing started", {{"error", e.what()}});

@@ -32,6 +32,17 @@ constexpr std::uint64_t max_buffer_bytes = std::uint64_t{64} * 1024 * 1024 * 102
 // Segments smaller than this would rotate on every flush.
 constexpr std::uint64_t min_rotate_bytes = 4096;
 
+// Ceilings of the durations (README, Configuration). Each is far above any sane setting and
+// far below the 292 years a signed 64-bit count of nanoseconds holds, so what is derived from
+// them (10 * interval, now + pause, t0 + grace, twice a cooldown) cannot overflow.
+using namespace std::chrono_literals;
+constexpr Duration max_period = 1h;        // intervals, timeouts, cooldowns, stall_after
+constexpr Duration max_grace = 10min;      // drain budgets: Kubernetes waits in the same range
+constexpr Duration max_bar = 24h;          // one bar per day is the longest that makes sense
+constexpr Duration max_stale = 24h;        // must exceed an interval (max_period) by far
+constexpr Duration max_long_pause = 168h;  // a ban or a file rotation age: a week
+static_assert(10 * max_period < max_stale);
+
 constexpr std::string_view output_formats[] = {"jsonl", "csv"};          // OutputFormat order
 constexpr std::string_view overflow_policies[] = {"drop_oldest", "drop_newest", "block"};
 constexpr std::string_view compressions[] = {"none", "gzip", "zstd"};    // OutputCompression order
@@ -60,21 +71,22 @@ constexpr Key<Config> runtime_keys[] = {
 };
 
 constexpr Key<Config> shutdown_keys[] = {
-    {"grace", [](const Value& v, Config& c) { c.shutdown.grace = read_duration(v); }},
+    {"grace", [](const Value& v, Config& c) { c.shutdown.grace = read_duration(v, max_grace); }},
     {"interrupt_grace",
-     [](const Value& v, Config& c) { c.shutdown.interrupt_grace = read_duration(v); }},
+     [](const Value& v, Config& c) { c.shutdown.interrupt_grace = read_duration(v, max_grace); }},
 };
 
 constexpr Key<Config> log_keys[] = {
     {"level",
      [](const Value& v, Config& c) { c.log.level = log_levels[read_choice(v, log_levels)]; }},
-    {"summary_every", [](const Value& v, Config& c) { c.log.summary_every = read_duration(v); }},
+    {"summary_every",
+     [](const Value& v, Config& c) { c.log.summary_every = read_duration(v, max_period); }},
 };
 
 // A duration, or 0 to switch the feature off.
-Duration read_duration_or_zero(const Value& v) {
+Duration read_duration_or_zero(const Value& v, Duration max) {
     if (v.is_plain() && v.node().Scalar() == "0") return Duration::zero();
-    return read_duration(v);
+    return read_duration(v, max);
 }
 
 OutputFormat read_format(const Value& v) {
@@ -104,7 +116,7 @@ constexpr Key<Config> rotate_keys[] = {
          if (c.output.rotate_max_bytes != 0 && c.output.rotate_max_bytes < min_rotate_bytes)
              v.fail("must be 0 (no size rotation) or at least " + std::to_string(min_rotate_bytes));
      }},
-    {"max_age", [](const Value& v, Config& c) { c.output.rotate_max_age = read_duration_or_zero(v); }},
+    {"max_age", [](const Value& v, Config& c) { c.output.rotate_max_age = read_duration_or_zero(v, max_long_pause); }},
 };
 
 constexpr Key<Config> retention_keys[] = {
@@ -120,9 +132,9 @@ constexpr Key<Config> retention_keys[] = {
 
 constexpr Key<Config> output_keys[] = {
     {"dir", [](const Value& v, Config& c) { c.output.dir = read_nonempty_string(v); }},
-    {"flush_every", [](const Value& v, Config& c) { c.output.flush_every = read_duration(v); }},
+    {"flush_every", [](const Value& v, Config& c) { c.output.flush_every = read_duration(v, max_period); }},
     {"quotes", [](const Value& v, Config& c) { c.output.quotes = read_bool(v); }},
-    {"bar_interval", [](const Value& v, Config& c) { c.output.bar_interval = read_duration(v); }},
+    {"bar_interval", [](const Value& v, Config& c) { c.output.bar_interval = read_duration(v, max_bar); }},
     {"max_buffer_bytes",
      [](const Value& v, Config& c) {
          c.output.max_buffer_bytes = read_uint(v, min_buffer_bytes, max_buffer_bytes);
@@ -133,9 +145,8 @@ constexpr Key<Config> output_keys[] = {
      }},
     {"overflow_wait",
      [](const Value& v, Config& c) {
-         c.output.overflow_wait = read_duration(v);
          // It stalls the aggregator (and, with one thread, the pollers): keep it short.
-         if (c.output.overflow_wait > std::chrono::seconds(1)) v.fail("must not exceed 1s");
+         c.output.overflow_wait = read_duration(v, 1s);
      }},
     {"format", read_formats},
     {"rotate", [](const Value& v, Config& c) { read_map(v, rotate_keys, c); }},
@@ -188,8 +199,14 @@ constexpr Key<Config> admin_keys[] = {
          for (char ch : c.admin.token_env)
              if (!is_ascii_alnum(ch) && ch != '_')
                  v.fail("invalid character " + describe_char(ch) + " in an environment variable name");
+         if (!c.admin.token_file.empty()) v.fail("set either admin.token_env or admin.token_file, not both");
      }},
-    {"stall_after", [](const Value& v, Config& c) { c.admin.stall_after = read_duration(v); }},
+    {"token_file",
+     [](const Value& v, Config& c) {
+         c.admin.token_file = read_nonempty_string(v);
+         if (!c.admin.token_env.empty()) v.fail("set either admin.token_env or admin.token_file, not both");
+     }},
+    {"stall_after", [](const Value& v, Config& c) { c.admin.stall_after = read_duration(v, max_period); }},
     {"allow_unauthenticated", [](const Value& v, Config& c) { c.admin.allow_unauthenticated = read_bool(v); }},
     {"symbol_metrics",
      [](const Value& v, Config& c) {
@@ -422,19 +439,18 @@ constexpr Key<SourceDraft> source_keys[] = {
      true},
     {"interval",
      [](const Value& v, SourceDraft& d) {
-         d.cfg.interval = read_duration(v);
+         d.cfg.interval = read_duration(v, max_period);
          d.interval = v;
      },
      true},
     {"timeout",
      [](const Value& v, SourceDraft& d) {
-         d.cfg.timeout = read_duration(v);
+         d.cfg.timeout = read_duration(v, max_period);
          d.timeout = v;
      }},
     {"connect_timeout",
      [](const Value& v, SourceDraft& d) {
-         d.cfg.connect_timeout = read_duration(v);
-         if (d.cfg.connect_timeout > std::chrono::minutes(1)) v.fail("must not exceed 1m");
+         d.cfg.connect_timeout = read_duration(v, 1min);
      }},
     {"max_in_flight",
      [](const Value& v, SourceDraft& d) {
@@ -452,7 +468,7 @@ constexpr Key<SourceDraft> source_keys[] = {
      }},
     {"stale_after",
      [](const Value& v, SourceDraft& d) {
-         d.cfg.stale_after = read_duration(v);
+         d.cfg.stale_after = read_duration(v, max_stale);
          d.stale_after = v;
      }},
     {"success", [](const Value& v, SourceDraft& d) { read_success(v, d.cfg.fields); }},
@@ -516,8 +532,9 @@ constexpr Key<HostDraft> breaker_keys[] = {
          d.cfg.breaker.failures = static_cast<std::uint32_t>(read_uint(v, 0, 1'000'000));
          d.cfg.breaker.failures_auto = false;
      }},
-    {"cooldown", [](const Value& v, HostDraft& d) { d.cfg.breaker.cooldown = read_duration(v); }},
-    {"max_cooldown", [](const Value& v, HostDraft& d) { d.cfg.breaker.max_cooldown = read_duration(v); }},
+    {"cooldown", [](const Value& v, HostDraft& d) { d.cfg.breaker.cooldown = read_duration(v, max_period); }},
+    {"max_cooldown",
+     [](const Value& v, HostDraft& d) { d.cfg.breaker.max_cooldown = read_duration(v, max_period); }},
 };
 
 constexpr Key<HostConfig::Usage> usage_keys[] = {
@@ -552,11 +569,12 @@ constexpr Key<HostDraft> host_keys[] = {
          d.cfg.burst = read_number(v, 1, 1e9);
          d.burst = v;
      }},
-    {"rate_limit_pause", [](const Value& v, HostDraft& d) { d.cfg.rate_limit_pause = read_duration(v); }},
-    {"ban_pause", [](const Value& v, HostDraft& d) { d.cfg.ban_pause = read_duration(v); }},
+    {"rate_limit_pause",
+     [](const Value& v, HostDraft& d) { d.cfg.rate_limit_pause = read_duration(v, max_period); }},
+    {"ban_pause", [](const Value& v, HostDraft& d) { d.cfg.ban_pause = read_duration(v, max_long_pause); }},
     {"max_pause",
      [](const Value& v, HostDraft& d) {
-         d.cfg.max_pause = read_duration(v);
+         d.cfg.max_pause = read_duration(v, max_long_pause);
          d.pause_cap = v;
      }},
     {"breaker", [](const Value& v, HostDraft& d) { read_map(v, breaker_keys, d); }},
@@ -651,7 +669,40 @@ constexpr Key<Document> top_keys[] = {
     {"hosts", [](const Value& v, Document& d) { read_hosts(v, d.hosts); }},
 };
 
+template <class T, std::size_t N>
+void list_keys(std::vector<std::string>& out, std::string_view prefix, const Key<T> (&keys)[N],
+               std::initializer_list<std::string_view> sections = {}) {
+    for (const Key<T>& k : keys)
+        if (std::find(sections.begin(), sections.end(), k.name) == sections.end())
+            out.push_back(std::string(prefix) + std::string(k.name));
+}
+
 }  // namespace
+
+// A key that holds a mapping is listed through its own table instead (its `sections` here).
+std::vector<std::string> config_schema_keys() {
+    std::vector<std::string> out;
+    list_keys(out, "", top_keys, {"runtime", "sharding", "shutdown", "log", "output", "admin", "sources", "hosts"});
+    list_keys(out, "runtime.", runtime_keys);
+    for (std::string_view name : sharding_key_names()) out.push_back("sharding." + std::string(name));
+    list_keys(out, "shutdown.", shutdown_keys);
+    list_keys(out, "log.", log_keys);
+    list_keys(out, "output.", output_keys, {"format", "rotate", "retention"});
+    list_keys(out, "output.format.", format_keys);
+    list_keys(out, "output.rotate.", rotate_keys);
+    list_keys(out, "output.retention.", retention_keys);
+    list_keys(out, "admin.", admin_keys);
+    list_keys(out, "sources[].", source_keys, {"success", "fields"});
+    list_keys(out, "sources[].success.", success_keys);
+    list_keys(out, "sources[].symbols.", range_keys);           // { prefix, count, start }
+    list_keys(out, "sources[].symbols[].", tagged_symbol_keys);  // [ { name, tags } ]
+    list_keys(out, "sources[].fields.", field_keys, {"exchange_time"});
+    list_keys(out, "sources[].fields.exchange_time.", time_keys);
+    list_keys(out, "hosts[].", host_keys, {"breaker", "usage"});
+    list_keys(out, "hosts[].breaker.", breaker_keys);
+    list_keys(out, "hosts[].usage.", usage_keys);
+    return out;
+}
 
 // By default the breaker opens when a whole round of the host's pollers failed in a row: with
 // 2,000 pollers a fixed small count would trip on a start-up connect storm or a few slow

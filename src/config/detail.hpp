@@ -61,7 +61,11 @@ std::uint64_t read_uint(const Value& v, std::uint64_t min, std::uint64_t max);
 // A plain decimal number ("10", "0.5"), finite, within [min, max].
 double read_number(const Value& v, double min, double max);
 bool read_bool(const Value& v);        // YAML 1.2: true/false (True/TRUE/...), unquoted
-Duration read_duration(const Value& v);  // > 0
+// > 0 and at most `max`: every duration has a ceiling, so sums and multiples derived from it
+// (10 * interval, now + pause, t0 + grace) stay far inside the 64-bit nanosecond range.
+Duration read_duration(const Value& v, Duration max);
+// "1h", "90s", "250ms": the largest unit that divides it exactly.
+std::string duration_text(Duration d);
 // Index into `choices`; suggests the closest choice on a typo.
 std::size_t read_choice(const Value& v, std::span<const std::string_view> choices);
 std::vector<Value> read_list(const Value& v);  // elements as Values "path[i]"; may be empty
@@ -122,5 +126,6 @@ std::optional<std::string> symbol_error(std::string_view symbol);
 
 // The top-level "sharding" section (sharding.cpp).
 void read_sharding(const Value& v, Config& c);
+std::vector<std::string_view> sharding_key_names();
 
 }  // namespace mdagg::config_detail

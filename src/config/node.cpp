@@ -159,12 +159,25 @@ bool read_bool(const Value& v) {
     v.fail("expected true or false");
 }
 
-Duration read_duration(const Value& v) {
+std::string duration_text(Duration d) {
+    struct Unit {
+        std::int64_t ns;
+        const char* suffix;
+    };
+    constexpr Unit units[] = {{3'600'000'000'000, "h"}, {60'000'000'000, "m"}, {1'000'000'000, "s"},
+                              {1'000'000, "ms"}, {1'000, "us"}};
+    for (const Unit& u : units)
+        if (d.count() != 0 && d.count() % u.ns == 0) return std::to_string(d.count() / u.ns) + u.suffix;
+    return std::to_string(d.count()) + "ns";
+}
+
+Duration read_duration(const Value& v, Duration max) {
     constexpr std::string_view expected = "expected a duration like \"50ms\"";
     if (!v.is_scalar()) v.fail(std::string(expected) + ", got " + v.describe());
     const std::optional<Duration> d = parse_duration(v.node().Scalar());
     if (!d) v.fail(expected);
     if (d->count() <= 0) v.fail("must be greater than 0");
+    if (*d > max) v.fail("must not exceed " + duration_text(max));
     return *d;
 }
 

@@ -80,6 +80,12 @@ void read_sharding(const Value& v, Config& c) {
         d.index->fail("must be less than sharding.count (" + std::to_string(c.sharding.count) + ")");
 }
 
+std::vector<std::string_view> sharding_key_names() {
+    std::vector<std::string_view> names;
+    for (const auto& k : sharding_keys) names.push_back(k.name);
+    return names;
+}
+
 }  // namespace config_detail
 
 std::uint64_t fnv1a_64(std::string_view bytes) noexcept {

@@ -1,5 +1,6 @@
 #include "drain_record.hpp"
 #include "ops.hpp"
+#include "token_watch.hpp"
 
 #include <mdagg/admin.hpp>
 #include <mdagg/aggregator.hpp>
@@ -81,16 +82,6 @@ SinkOptions sink_options(const Config& config) {
     return s;
 }
 
-// The bearer token for POST /admin/*: the named variable's value; empty = no auth.
-std::string admin_token(const Config& config) {
-    if (config.admin.token_env.empty()) return {};
-    const char* value = std::getenv(config.admin.token_env.c_str());
-    return value ? std::string(value) : std::string();
-}
-
-// A token for POST /admin/* can be read at start-up. Every way of supplying one answers here.
-bool admin_token_available(const Config& config) { return !admin_token(config).empty(); }
-
 // 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: only this host can connect.
 bool is_loopback(const std::string& host) {
     boost::system::error_code ec;
@@ -101,40 +92,18 @@ bool is_loopback(const std::string& host) {
     return address.is_loopback();
 }
 
-// The parts of a reloaded config that a reload cannot apply yet (they need a restart).
-std::vector<std::string> needs_restart(const Config& running, const Config& loaded) {
-    std::vector<std::string> out;
-    if (running.runtime.threads != loaded.runtime.threads) out.emplace_back("runtime");
-    if (running.shutdown.grace != loaded.shutdown.grace ||
-        running.shutdown.interrupt_grace != loaded.shutdown.interrupt_grace)
-        out.emplace_back("shutdown");
-    const auto& a = running.output;
-    const auto& b = loaded.output;
-    if (a.dir != b.dir || a.flush_every != b.flush_every || a.quotes != b.quotes ||
-        a.bar_interval != b.bar_interval || a.max_buffer_bytes != b.max_buffer_bytes)
-        out.emplace_back("output");
-    if (running.admin.enabled != loaded.admin.enabled || running.admin.host != loaded.admin.host ||
-        running.admin.port != loaded.admin.port || running.admin.token_env != loaded.admin.token_env)
-        out.emplace_back("admin.listen/token_env");
-    // A host's guard keeps its bucket, pauses and breaker across reloads, and its limits.
-    // (A threshold derived from the poller count is no change of its own.)
-    auto limits = [](std::vector<HostConfig> hosts) {
-        for (auto& h : hosts)
-            if (h.breaker.failures_auto) h.breaker.failures = 0;
-        return hosts;
-    };
-    if (limits(running.hosts) != limits(loaded.hosts)) out.emplace_back("hosts");
-    return out;
-}
-
-// A source whose pollers must restart: anything but its symbols, tags and max_in_flight changed.
-bool source_changed(const SourceConfig& a, const SourceConfig& b) {
+// A source whose pollers must restart: anything but its symbols, tags and max_in_flight
+// changed, or its host entry is another one (another guard), wherever it sits in the list.
+bool source_changed(const SourceConfig& a, const HostConfig& a_host, const SourceConfig& b,
+                    const HostConfig& b_host) {
+    if (a_host.host != b_host.host || a_host.port != b_host.port) return true;
     SourceConfig x = a, y = b;
     for (SourceConfig* c : {&x, &y}) {
         c->symbols.clear();
         c->tags.clear();
         c->symbol_tags.clear();
         c->max_in_flight = 0;  // applied in place (it defaults to the symbol count)
+        c->host = 0;           // an index into its own config's hosts: compared above
     }
     return !(x == y);
 }
@@ -295,6 +264,8 @@ public:
           }),
           ops_(config_, pollers_, sink_),
           running_sources_(config.sources),
+          running_hosts_(config.hosts),
+          effective_(config),
           summary_every_ns_(config.log.summary_every.count()) {
         for (SourceId s = 0; s < config.sources.size(); ++s)
             aggregator_.set_stale_after(s, config.sources[s].stale_after.count());
@@ -384,7 +355,13 @@ private:
     }
 
     void start_admin() {
-        const std::string token = admin_token(config_);
+        std::string token;
+        const auto stamp = file_stamp(config_.admin.token_file);
+        try {
+            token = admin_token(config_);
+        } catch (const ConfigError& e) {
+            throw StartupError(e.what());
+        }
         admin_ = std::make_unique<admin::Server>(
             io_, admin::ServerOptions{config_.admin.host, config_.admin.port, token}, ops_);
         std::uint16_t port = 0;
@@ -403,6 +380,10 @@ private:
         if (token.empty() && !is_loopback(config_.admin.host))
             log::warn("admin server reachable from the network without a token (admin.allow_unauthenticated)",
                       {{"host", config_.admin.host}});
+        if (!config_.admin.token_file.empty() && token.empty())
+            log::warn("admin.token_file is empty: POST /admin/* need no token until it holds one",
+                      {{"token_file", config_.admin.token_file}});
+        token_watch_.watch(config_.admin.token_file, stamp);  // admin_ is set: the watcher may use it
     }
 
     // Stamps the loop watchdog's heartbeat and runs the readiness and stall checks.
@@ -416,10 +397,38 @@ private:
         }
     }
 
-    // SIGHUP: re-read and validate the file; on error keep running as before. Applied: the
-    // sources (as a difference, see apply_sources), log level, summary interval,
-    // admin.stall_after and the admin token's value. Other changes need a restart and are
-    // reported as not applied.
+    // The token on SIGHUP; between reloads token_watch_ follows the file. An unreadable file
+    // keeps the token in effect: a reload must never switch authentication off by accident.
+    // A reload or a rewritten token file may not open a port reachable from the network: the
+    // start-up refused that (admin_exposure_error), so an empty token keeps the current one.
+    // Any thread (the token file watcher calls it).
+    void install_admin_token(std::string token) {
+        if (!admin_) return;
+        if (token.empty() && !config_.admin.allow_unauthenticated && !is_loopback(config_.admin.host)) {
+            log::error("refusing an empty admin token on a non-loopback admin.listen: keeping the current token",
+                       {{"listen_host", config_.admin.host}});
+            return;
+        }
+        admin_->set_token(std::move(token));
+    }
+
+    void reload_admin_token(const Config& loaded) {
+        if (!admin_) return;
+        try {
+            const auto stamp = file_stamp(loaded.admin.token_file);
+            install_admin_token(admin_token(loaded));
+            token_watch_.watch(loaded.admin.token_file, stamp);
+        } catch (const ConfigError& e) {
+            log::error("cannot read admin.token_file: keeping the current token", {{"error", e.what()}});
+            token_watch_.watch(loaded.admin.token_file, std::nullopt);  // picked up once readable
+        }
+    }
+
+    // SIGHUP: re-read and validate the file and shard it as at start-up; on error keep running
+    // as before. Each key is applied or reported by its policy in reload_rules(): the sources
+    // as a difference of pollers (see apply_sources), the live output keys in the sink, the
+    // admin token, log and stall settings at once; keys that need a restart are listed in
+    // not_applied until then.
     asio::awaitable<void> reloads() {
         for (;;) {
             auto [ec, signo] = co_await reload_signals_.async_wait(use_tuple);
@@ -427,34 +436,45 @@ private:
             (void)signo;
             if (draining_) continue;
             Config loaded;
+            ShardingResult shard;
             try {
                 loaded = load_config(config_.file);
+                // The same rules as at start-up: the file, SHARD_INDEX / SHARD_COUNT, "auto".
+                shard = apply_sharding(loaded, ShardingEnv::from_process());
             } catch (const ConfigError& e) {
                 log::error("reload failed: keeping the running config", {{"config", config_.file}, {"error", e.what()}});
                 continue;
             }
+            const ReloadDiff diff = reload_diff(effective_, loaded);
             summary_every_ns_ = loaded.log.summary_every.count();
             summary_timer_.cancel();  // the summary loop re-arms with the new interval
             ops_.set_stall_after(loaded.admin.stall_after);
             ops_.set_symbol_metrics(loaded.admin.symbol_metrics);
-            if (admin_ && loaded.admin.token_env == config_.admin.token_env) admin_->set_token(admin_token(loaded));
-            const auto not_applied = needs_restart(config_, loaded);
+            sink_.reconfigure(sink_options(loaded));
+            reload_admin_token(loaded);
             nlohmann::json fields{{"config", config_.file},
                                   {"log_level", loaded.log.level},
                                   {"summary_every_ms", to_ms(loaded.log.summary_every)},
                                   {"stall_after_ms", to_ms(loaded.admin.stall_after)}};
+            if (loaded.sharding.count > 1 || effective_.sharding.count > 1)
+                fields["sharding"] = {{"index", loaded.sharding.index},
+                                      {"count", loaded.sharding.count},
+                                      {"symbols", shard.symbols_kept},
+                                      {"symbols_total", shard.symbols_total}};
             const PollerChanges changes = co_await apply_sources(loaded.sources, loaded.hosts);
             ops_.invalidate_snapshot();
             if (changes.abandoned) {
                 log::warn("reload abandoned: a drain started", fields);
                 continue;
             }
+            adopt_live_keys(effective_, loaded);
             fields["pollers_added"] = changes.added;
             fields["pollers_removed"] = changes.removed;
             fields["pollers_restarted"] = changes.restarted;
             fields["pollers"] = pollers_.size();
-            if (!not_applied.empty()) {
-                fields["not_applied"] = not_applied;
+            if (!diff.applied.empty()) fields["applied"] = diff.applied;
+            if (!diff.not_applied.empty()) {
+                fields["not_applied"] = diff.not_applied;
                 log::warn("config reloaded; some changes need a restart and were not applied", fields);
             } else {
                 log::info("config reloaded", fields);
@@ -557,7 +577,7 @@ private:
                 continue;
             }
             const SourceConfig& old = *it->second;
-            if (source_changed(old, src)) {
+            if (source_changed(old, running_hosts_.at(old.host), src, hosts.at(src.host))) {
                 changes.restarted += pollers_.retire(of_source(src.name));
                 pollers_.add(id, src, hosts.at(src.host), with_ids(src, all));
                 continue;
@@ -578,6 +598,7 @@ private:
                     retiring_symbols_.insert(it->second);
         pollers_.set_hosts(hosts);
         running_sources_ = sources;
+        running_hosts_ = hosts;
         co_return changes;
     }
 
@@ -972,7 +993,14 @@ private:
     std::optional<HostPauseFile> host_pauses_;  // from run(); updated on the control strand
     std::vector<SourceConfig> running_sources_;  // control strand only
     std::unordered_set<SymbolId> retiring_symbols_;  // control strand only: removed, pollers may remain
+    std::vector<HostConfig> running_hosts_;      // control strand only: what running_sources_ index
+    // The config in effect: restart-only keys keep their start-up values. Control strand only.
+    Config effective_;
     std::unique_ptr<admin::Server> admin_;  // after ops_: destroyed first
+    // After admin_: stopped before the server it hands tokens to is destroyed.
+    lifecycle::TokenFileWatcher token_watch_{std::chrono::seconds(1), [this](std::string token) {
+                                                 install_admin_token(std::move(token));
+                                             }};
     std::int64_t summary_every_ns_;         // control strand only
     std::atomic<bool> draining_{false};
     std::atomic<bool> emergency_{false};
@@ -984,15 +1012,18 @@ private:
 
 std::optional<std::string> admin_exposure_error(const Config& config) {
     const auto& a = config.admin;
-    if (!a.enabled || a.allow_unauthenticated || is_loopback(a.host) || admin_token_available(config))
+    // A token file counts by its presence: --check-config does not read it, and an unreadable
+    // one stops the start-up anyway (an empty one is warned about).
+    if (!a.enabled || a.allow_unauthenticated || is_loopback(a.host) || !a.token_file.empty() ||
+        admin_token_configured(config))
         return std::nullopt;
     const std::string listen = a.host.find(':') != std::string::npos ? "[" + a.host + "]:" + std::to_string(a.port)
                                                                        : a.host + ":" + std::to_string(a.port);
-    std::string why = a.token_env.empty() ? "no admin.token_env is set"
+    std::string why = a.token_env.empty() ? "neither admin.token_env nor admin.token_file is set"
                                           : "admin.token_env names " + a.token_env + ", which is unset or empty";
     return "admin.listen " + listen + " is not a loopback address and " + why +
-           ": anyone who can reach the port could pause or cancel every poller. Set admin.token_env to a "
-           "variable holding a token (and set it), listen on 127.0.0.1, or set admin.allow_unauthenticated: "
+           ": anyone who can reach the port could pause or cancel every poller. Set admin.token_file (a "
+           "mounted Secret) or admin.token_env (and the variable), listen on 127.0.0.1, or set admin.allow_unauthenticated: "
            "true if the network is closed off otherwise";
 }
 

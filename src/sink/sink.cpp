@@ -15,9 +15,11 @@
 #include <filesystem>
 #include <iterator>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -229,6 +231,10 @@ struct State {
     Clock::time_point flush_requested_at{};
     bool stop = false;
     bool finished = false;
+    // FileSink::reconfigure: rotation and retention wait here for the writer's next round.
+    std::optional<SinkOptions> reconfigured;
+    // The codec of segments compressed from now on; the compressor reads it per segment.
+    std::atomic<Compression> codec{Compression::none};
 
     // Writer thread only.
     bool fault = false;
@@ -692,6 +698,22 @@ struct State {
         if (int e = sync_dir(dir)) on_failure("fsync directory", dir, e);
     }
 
+    // A reload's rotation and retention, on the writer thread. A segment already past a
+    // lowered size limit closes now rather than at its next write; retention prunes at once.
+    void adopt(const SinkOptions& o) {
+        opt.rotate_bytes = o.rotate_bytes;
+        opt.rotate_age = o.rotate_age;
+        opt.retain_files = o.retain_files;
+        opt.retain_bytes = o.retain_bytes;
+        for (Stream& s : streams) {
+            const Segment& g = s.seg;
+            if (g.fd >= 0 && opt.rotate_bytes > 0 && g.size >= opt.rotate_bytes && !fault &&
+                g.size == g.line_end && g.line_end > g.header_bytes)
+                close_segment(s);
+        }
+        for (int k = 0; k < kinds; ++k) apply_retention(static_cast<Kind>(k));
+    }
+
     // ---- retention and compression ------------------------------------------------------
 
     void apply_retention(Kind kind) {
@@ -735,7 +757,7 @@ struct State {
     }
 
     void enqueue_compression(const std::string& path) {
-        if (opt.compression == Compression::none) return;
+        if (codec.load() == Compression::none) return;
         {
             std::lock_guard lk(cm);
             cqueue.push_back(path);
@@ -761,7 +783,9 @@ struct State {
     }
 
     void compress_one(const std::string& src) {
-        const std::string dst = src + sink_detail::compression_suffix(opt.compression);
+        const Compression compression = codec.load();
+        if (compression == Compression::none) return;  // switched off by a reload meanwhile
+        const std::string dst = src + sink_detail::compression_suffix(compression);
         const std::string tmp = dst + ".part";
         const int in = ::open(src.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (in < 0 && errno == ENOENT) return;  // retention got there first
@@ -776,7 +800,7 @@ struct State {
         }
         const int out = err != 0 ? -1 : create_compression_temp(tmp);
         if (err == 0 && out < 0) err = errno;
-        if (err == 0) err = sink_detail::compress_stream(in, out, opt.compression, cstop);
+        if (err == 0) err = sink_detail::compress_stream(in, out, compression, cstop);
         if (in >= 0) ::close(in);
         if (err == 0 && file_ops().fdatasync(out) != 0) err = errno;
         if (out >= 0 && ::close(out) != 0 && err == 0) err = errno;
@@ -812,14 +836,16 @@ void writer_main(std::shared_ptr<State> sp) {
     std::unique_lock lk(st.m);
     for (;;) {
         st.wake.wait_until(lk, st.next_timer(Clock::now()), [&] {
-            return st.flush_requested || st.stop || (!st.fault && st.sealed_available());
+            return st.flush_requested || st.stop || st.reconfigured || (!st.fault && st.sealed_available());
         });
+        const std::optional<SinkOptions> reconfigured = std::exchange(st.reconfigured, std::nullopt);
         // Producers drop once stop is set, so this round is the last when stop is seen.
         const bool last = st.stop;
         const bool flushing = st.flush_requested || last;
         const auto requested_at = st.flush_requested ? st.flush_requested_at : Clock::now();
         st.flush_requested = false;
         lk.unlock();
+        if (reconfigured) st.adopt(*reconfigured);
         // While the disk fails, only a flush or the retry timer tries again.
         const auto now = Clock::now();
         if (!st.fault || flushing || now >= st.retry_at) {
@@ -1013,6 +1039,7 @@ RepairResult repair_segment(const std::string& part_path) {
 struct FileSink::Impl {
     Impl(const Universe& u, const SinkOptions& options) : formatter(u) {
         st->opt = options;
+        st->codec = options.compression;
         if (st->opt.handoff_bytes == 0) st->opt.handoff_bytes = 1;
         st->dir = options.dir.empty() ? "." : options.dir;
         const RecordFormat formats[kinds] = {options.quotes_format, options.bars_format, RecordFormat::jsonl};
@@ -1247,7 +1274,7 @@ void FileSink::open() {
     if (!wrote) throw std::system_error(werr ? werr : EIO, std::generic_category(), "cannot write to output directory " + st.dir);
 
     for (int k = 0; k < kinds; ++k) st.apply_retention(static_cast<Kind>(k));
-    if (st.opt.compression != Compression::none) {
+    if (st.codec.load() != Compression::none) {
         std::vector<std::string> pending;
         for (fs::directory_iterator it(st.dir, ec), end; !ec && it != end; it.increment(ec)) {
             const std::string name = it->path().filename().string();
@@ -1314,6 +1341,29 @@ void FileSink::flush() {
         impl_->st->flush_requested = true;
     }
     impl_->st->wake.notify_one();
+}
+
+void FileSink::reconfigure(const SinkOptions& options) {
+    State& st = *impl_->st;
+    bool start_compressor = false;
+    {
+        std::lock_guard lk(st.m);
+        if (st.stop) return;
+        start_compressor = st.opened && options.compression != Compression::none && !impl_->compressor.joinable();
+    }
+    // Running before the writer can hand it a segment; close() (the same caller) joins it.
+    if (start_compressor) impl_->compressor = std::thread(compressor_main, impl_->st);
+    st.codec.store(options.compression);
+    {
+        std::lock_guard lk(st.m);
+        st.opt.max_buffer_bytes = options.max_buffer_bytes;
+        st.opt.overflow = options.overflow;
+        st.opt.overflow_wait = options.overflow_wait;
+        if (st.shedding && st.held <= st.opt.max_buffer_bytes / 2) st.shedding = false;
+        st.reconfigured = options;
+        if (st.space_waiters > 0) st.space.notify_all();  // a larger bound makes room
+    }
+    st.wake.notify_one();
 }
 
 bool FileSink::close(std::chrono::steady_clock::time_point deadline) {

@@ -387,7 +387,7 @@ TEST(Ops, ReloadWithABrokenFileKeepsTheRunningConfig) {
     d.process->signal(SIGHUP);
     auto reloaded = d.process->wait_for_line("msg", "config reloaded; some changes need a restart and were not applied", 10s);
     ASSERT_TRUE(reloaded) << d.process->stdout_text();
-    EXPECT_EQ((*reloaded)["not_applied"], nlohmann::json::array({"shutdown"}));
+    EXPECT_EQ((*reloaded)["not_applied"], nlohmann::json::array({"shutdown.grace"}));
     EXPECT_EQ((*reloaded)["log_level"], "warn");
     EXPECT_EQ((*reloaded)["pollers_added"], 1);
     EXPECT_EQ((*reloaded)["pollers_removed"], 0);

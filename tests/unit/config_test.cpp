@@ -1065,5 +1065,327 @@ TEST(ConfigAdmin, AllowUnauthenticated) {
     EXPECT_EQ(error_of(append("admin: { allow_unauthenticated: \"true\" }\n")).rfind("t.yaml:7:33: admin.allow_unauthenticated: ", 0), 0u);
 }
 
+// ---- duration ceilings ---------------------------------------------------------------------
+
+struct DurationCeiling {
+    std::string yaml_at;    // the config with {} for the value
+    std::string at_max;     // accepted
+    std::string over_max;   // 1ns more: rejected
+    std::string expected;   // the error for over_max
+};
+
+// The ceilings the README documents, each at its value and 1ns above.
+std::vector<DurationCeiling> duration_ceilings() {
+    const std::string host = "hosts:\n  - host: 127.0.0.1\n";
+    return {
+        {replace_line(4, "    interval: {}"), "1h", "3600000000001ns", "t.yaml:4:15: sources[0].interval: must not exceed 1h"},
+        {replace_line(4, "    interval: 1h") + "    timeout: {}\n", "1h", "3600000000001ns",
+         "t.yaml:7:14: sources[0].timeout: must not exceed 1h"},
+        {append("    connect_timeout: {}\n"), "1m", "60000000001ns", "t.yaml:7:22: sources[0].connect_timeout: must not exceed 1m"},
+        {append("    stale_after: {}\n"), "24h", "86400000000001ns", "t.yaml:7:18: sources[0].stale_after: must not exceed 24h"},
+        {append("shutdown:\n  grace: {}\n"), "10m", "600000000001ns", "t.yaml:8:10: shutdown.grace: must not exceed 10m"},
+        {append("shutdown:\n  interrupt_grace: {}\n"), "10m", "600000000001ns",
+         "t.yaml:8:20: shutdown.interrupt_grace: must not exceed 10m"},
+        {append("log:\n  summary_every: {}\n"), "1h", "3600000000001ns", "t.yaml:8:18: log.summary_every: must not exceed 1h"},
+        {append("output:\n  flush_every: {}\n"), "1h", "3600000000001ns", "t.yaml:8:16: output.flush_every: must not exceed 1h"},
+        {append("output:\n  bar_interval: {}\n"), "24h", "86400000000001ns", "t.yaml:8:17: output.bar_interval: must not exceed 24h"},
+        {append("output:\n  overflow_wait: {}\n"), "1s", "1000000001ns", "t.yaml:8:18: output.overflow_wait: must not exceed 1s"},
+        {append("output:\n  rotate:\n    max_age: {}\n"), "168h", "604800000000001ns",
+         "t.yaml:9:14: output.rotate.max_age: must not exceed 168h"},
+        {append("admin:\n  stall_after: {}\n"), "1h", "3600000000001ns", "t.yaml:8:16: admin.stall_after: must not exceed 1h"},
+        {append(host + "    rate_limit_pause: {}\n"), "1h", "3600000000001ns",
+         "t.yaml:9:23: hosts[0].rate_limit_pause: must not exceed 1h"},
+        {append(host + "    ban_pause: {}\n"), "168h", "604800000000001ns", "t.yaml:9:16: hosts[0].ban_pause: must not exceed 168h"},
+        {append(host + "    max_pause: {}\n"), "168h", "604800000000001ns", "t.yaml:9:16: hosts[0].max_pause: must not exceed 168h"},
+        {append(host + "    breaker:\n      cooldown: {}\n      max_cooldown: 1h\n"), "1h", "3600000000001ns",
+         "t.yaml:10:17: hosts[0].breaker.cooldown: must not exceed 1h"},
+        {append(host + "    breaker:\n      max_cooldown: {}\n"), "1h", "3600000000001ns",
+         "t.yaml:10:21: hosts[0].breaker.max_cooldown: must not exceed 1h"},
+    };
+}
+
+std::string with_value(std::string yaml, const std::string& value) {
+    return yaml.replace(yaml.find("{}"), 2, value);
+}
+
+TEST(ConfigErrors, EveryDurationHasACeiling) {
+    for (const auto& c : duration_ceilings()) {
+        EXPECT_EQ(error_of(with_value(c.yaml_at, c.at_max)), "(no error)") << c.expected;
+        EXPECT_EQ(error_of(with_value(c.yaml_at, c.over_max)), c.expected);
+    }
+}
+
+// Overflow-checked a + b and a * b on nanosecond counts.
+bool add_fits(std::int64_t a, std::int64_t b) {
+    std::int64_t r;
+    return !__builtin_add_overflow(a, b, &r);
+}
+bool mul_fits(std::int64_t a, std::int64_t b) {
+    std::int64_t r;
+    return !__builtin_mul_overflow(a, b, &r);
+}
+
+// The values derived from durations (the default staleness, the drain's deadline and its
+// watchdog, the next bar boundary, a pause or cooldown from now, the age of a segment) fit
+// with every duration at its ceiling, and far from the edge: a factor 1000 to spare.
+TEST(ConfigParse, DerivedDurationsCannotOverflowAtTheCeilings) {
+    const Config c = parse(replace_line(4, "    interval: 1h") + "    timeout: 1h\n" + R"(
+shutdown: { grace: 10m, interrupt_grace: 10m }
+log: { summary_every: 1h }
+output: { flush_every: 1h, bar_interval: 24h, rotate: { max_age: 168h } }
+admin: { stall_after: 1h }
+hosts:
+  - host: 127.0.0.1
+    rate_limit_pause: 1h
+    ban_pause: 168h
+    max_pause: 168h
+    breaker: { cooldown: 1h, max_cooldown: 1h }
+)");
+    const SourceConfig& s = c.sources[0];
+    EXPECT_EQ(s.stale_after, 10h);  // 10 * interval
+    const HostConfig& h = c.hosts[0];
+    const std::int64_t steady_now = std::chrono::steady_clock::now().time_since_epoch().count();
+    const std::int64_t wall_now = std::chrono::system_clock::now().time_since_epoch().count();
+    constexpr std::int64_t spare = 1000;
+    for (std::int64_t now : {steady_now, wall_now}) {
+        for (Duration d : {s.stale_after, c.shutdown.grace + c.shutdown.grace / 10, c.output.bar_interval * 2,
+                           h.max_pause, h.ban_pause, h.rate_limit_pause, h.breaker.max_cooldown * 2,
+                           c.output.rotate_max_age, c.admin.stall_after, c.log.summary_every, 3 * s.interval,
+                           s.timeout + s.connect_timeout}) {
+            ASSERT_TRUE(mul_fits(d.count(), spare)) << d.count();
+            EXPECT_TRUE(add_fits(now, d.count() * spare)) << d.count();
+        }
+    }
+    // The multiples taken of a parsed value: 10 intervals, the bar boundary (now / bar + 1) * bar.
+    EXPECT_TRUE(mul_fits(s.interval.count(), 10 * spare));
+    EXPECT_TRUE(mul_fits(wall_now / c.output.bar_interval.count() + 1, c.output.bar_interval.count()));
+}
+
+// ---- reload policies -------------------------------------------------------------------------
+
+TEST(ReloadPolicy, EverySchemaKeyHasExactlyOneRule) {
+    const std::vector<std::string> keys = config_schema_keys();
+    ASSERT_GT(keys.size(), 60u);  // the walk found the nested tables
+    std::map<std::string, int> rules_of;
+    for (const ReloadRule& rule : reload_rules()) ++rules_of[std::string(rule.key)];
+    for (const std::string& key : keys) EXPECT_EQ(rules_of[key], 1) << key << ": give it a row in src/config/reload.cpp";
+    const std::set<std::string> schema(keys.begin(), keys.end());
+    for (const ReloadRule& rule : reload_rules()) {
+        EXPECT_TRUE(schema.contains(std::string(rule.key))) << rule.key << ": no such key in the schema";
+        // A live key must say how the running config takes its value; a restart key never does.
+        EXPECT_EQ(rule.policy == ReloadPolicy::live, rule.adopt != nullptr) << rule.key;
+    }
+    for (const char* key : {"sharding.count", "output.rotate.max_bytes", "output.retention.max_files",
+                            "admin.token_file", "sources[].fields.exchange_time.unit", "hosts[].usage.slow_at",
+                            "sources[].symbols[].tags", "sources[].symbols.prefix"})
+        EXPECT_TRUE(schema.contains(key)) << key;
+}
+
+ReloadPolicy policy_of(std::string_view key) {
+    for (const ReloadRule& rule : reload_rules())
+        if (rule.key == key) return rule.policy;
+    ADD_FAILURE() << "no rule for " << key;
+    return ReloadPolicy::restart;
+}
+
+TEST(ReloadPolicy, TheDocumentedLiveAndRestartKeys) {
+    for (const char* key : {"sharding.index", "sharding.count", "log.level", "log.summary_every",
+                            "output.max_buffer_bytes", "output.overflow", "output.overflow_wait",
+                            "output.rotate.max_bytes", "output.rotate.max_age", "output.retention.max_files",
+                            "output.retention.max_bytes", "output.compression", "admin.token_env",
+                            "admin.token_file", "admin.stall_after", "admin.symbol_metrics", "sources[].interval",
+                            "hosts[].host"})
+        EXPECT_EQ(policy_of(key), ReloadPolicy::live) << key;
+    for (const char* key : {"runtime.threads", "shutdown.grace", "shutdown.interrupt_grace", "output.dir",
+                            "output.flush_every", "output.quotes", "output.bar_interval", "output.format.quotes",
+                            "output.format.bars", "admin.listen", "hosts[].rate", "hosts[].breaker.failures"})
+        EXPECT_EQ(policy_of(key), ReloadPolicy::restart) << key;
+}
+
+TEST(ReloadPolicy, DiffListsChangedKeysByPolicy) {
+    const Config running = parse(minimal);
+    EXPECT_TRUE(reload_diff(running, running).applied.empty());
+    EXPECT_TRUE(reload_diff(running, running).not_applied.empty());
+
+    const Config loaded = parse(append(R"(runtime: { threads: 2 }
+output:
+  dir: /elsewhere
+  format: { bars: csv }
+  rotate: { max_bytes: 65536 }
+  retention: { max_files: 3 }
+  compression: gzip
+  overflow: block
+log: { level: warn }
+)"));
+    const ReloadDiff diff = reload_diff(running, loaded);
+    EXPECT_EQ(diff.applied, (std::vector<std::string>{"log.level", "output.overflow", "output.rotate.max_bytes",
+                                                       "output.retention.max_files", "output.compression"}));
+    EXPECT_EQ(diff.not_applied,
+              (std::vector<std::string>{"runtime.threads", "output.dir", "output.format.bars"}));
+
+    // The live keys are in effect afterwards; the restart keys stay reported until a restart.
+    Config effective = running;
+    adopt_live_keys(effective, loaded);
+    const ReloadDiff again = reload_diff(effective, loaded);
+    EXPECT_TRUE(again.applied.empty());
+    EXPECT_EQ(again.not_applied, diff.not_applied);
+    EXPECT_EQ(effective.output.rotate_max_bytes, 65536u);
+    EXPECT_EQ(effective.output.dir, running.output.dir);
+    EXPECT_EQ(effective.runtime.threads, running.runtime.threads);
+}
+
+TEST(ReloadPolicy, HostLimitsOfAPolledHostNeedARestartANewHostDoesNot) {
+    const Config running = parse(minimal);  // 127.0.0.1:8081, a default entry
+    const Config limited = parse(append("hosts:\n  - host: \"127.0.0.1:8081\"\n    rate: 5\n"));
+    // The burst follows the rate unless set.
+    EXPECT_EQ(reload_diff(running, limited).not_applied, (std::vector<std::string>{"hosts[].rate", "hosts[].burst"}));
+    EXPECT_TRUE(reload_diff(running, limited).applied.empty());
+
+    const Config other_host = parse(append(R"(  - name: other
+    url: "http://127.0.0.2:9000/q/{symbol}"
+    interval: 1s
+    symbols: [X, Y]
+    fields: {bid: /bid, ask: /ask}
+hosts:
+  - host: 127.0.0.2
+    rate: 3
+)"));
+    const ReloadDiff diff = reload_diff(running, other_host);
+    EXPECT_EQ(diff.applied, (std::vector<std::string>{"hosts[].host"}));
+    EXPECT_TRUE(diff.not_applied.empty());
+    Config effective = running;
+    adopt_live_keys(effective, other_host);
+    EXPECT_EQ(effective.hosts.size(), 2u);
+    // Now polled: its limits are held by its guard like any other's.
+    const Config other_faster = parse(append(R"(  - name: other
+    url: "http://127.0.0.2:9000/q/{symbol}"
+    interval: 1s
+    symbols: [X, Y]
+    fields: {bid: /bid, ask: /ask}
+hosts:
+  - host: 127.0.0.2
+    rate: 4
+)"));
+    EXPECT_EQ(reload_diff(effective, other_faster).not_applied,
+              (std::vector<std::string>{"hosts[].rate", "hosts[].burst"}));
+
+    // The breaker threshold that follows the poller count changes with the symbols: no change.
+    const Config more_symbols = parse(replace_line(5, "    symbols: { prefix: S, count: 50 }"));
+    EXPECT_TRUE(reload_diff(running, more_symbols).not_applied.empty());
+}
+
+TEST(ReloadPolicy, ShardingIsComparedAsResolved) {
+    const std::string yaml = std::string(R"(sharding: { index: 0, count: 2 }
+)") + std::string(minimal);
+    ShardingEnv env;
+    Config running = parse(yaml);
+    apply_sharding(running, env);
+    Config same = parse(yaml);
+    apply_sharding(same, env);
+    EXPECT_TRUE(reload_diff(running, same).applied.empty());
+    EXPECT_TRUE(reload_diff(running, same).not_applied.empty());
+
+    env.count = "3";  // SHARD_COUNT overrides the file, on reload as at start-up
+    Config recounted = parse(yaml);
+    apply_sharding(recounted, env);
+    EXPECT_EQ(reload_diff(running, recounted).applied, (std::vector<std::string>{"sharding.count"}));
+}
+
+// ---- the admin token -------------------------------------------------------------------------
+
+struct TempFile {
+    std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                ("mdagg-config-test-" + std::to_string(::getpid()));
+    TempFile() { std::filesystem::create_directories(dir); }
+    ~TempFile() { std::filesystem::remove_all(dir); }
+    std::filesystem::path write(const std::string& name, const std::string& text) const {
+        std::ofstream(dir / name, std::ios::binary) << text;
+        return dir / name;
+    }
+};
+
+Config with_token_file(const std::filesystem::path& path) {
+    return parse(append("admin: { token_file: \"" + path.string() + "\" }\n"));
+}
+
+TEST(ConfigAdmin, TokenFileIsReadWithOneTrailingNewlineCut) {
+    TempFile t;
+    EXPECT_EQ(admin_token(with_token_file(t.write("a", "s3cret\n"))), "s3cret");
+    EXPECT_EQ(admin_token(with_token_file(t.write("b", "s3cret\r\n"))), "s3cret");
+    EXPECT_EQ(admin_token(with_token_file(t.write("c", "s3cret"))), "s3cret");
+    EXPECT_EQ(admin_token(with_token_file(t.write("d", ""))), "");
+    EXPECT_FALSE(admin_token_configured(with_token_file(t.dir / "d")));
+    EXPECT_TRUE(admin_token_configured(with_token_file(t.dir / "a")));
+}
+
+TEST(ConfigAdmin, UnreadableTokenFileNamesThePathNeverTheContents) {
+    TempFile t;
+    const auto missing = t.dir / "missing";
+    try {
+        admin_token(with_token_file(missing));
+        ADD_FAILURE() << "no error";
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  "admin.token_file \"" + missing.string() + "\": cannot read: No such file or directory");
+    }
+    const auto huge = t.write("huge", std::string(70'000, 'S'));
+    try {
+        admin_token(with_token_file(huge));
+        ADD_FAILURE() << "no error";
+    } catch (const ConfigError& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find(huge.string()), std::string::npos) << message;
+        EXPECT_EQ(message.find("SSSS"), std::string::npos) << message;
+    }
+    EXPECT_THROW(admin_token(with_token_file(t.dir)), ConfigError);  // a directory
+}
+
+TEST(ConfigAdmin, TokenEnvAndTokenFileExcludeEachOther) {
+    EXPECT_EQ(error_of(append("admin:\n  token_env: T\n  token_file: /t\n")),
+              "t.yaml:9:15: admin.token_file: set either admin.token_env or admin.token_file, not both");
+    EXPECT_EQ(error_of(append("admin:\n  token_file: /t\n  token_env: T\n")),
+              "t.yaml:9:14: admin.token_env: set either admin.token_env or admin.token_file, not both");
+    EXPECT_EQ(error_of(append("admin:\n  token_file: \"\"\n")), "t.yaml:8:15: admin.token_file: must not be empty");
+}
+
+TEST(ConfigAdmin, TokenFromTheEnvironmentVariable) {
+    ::setenv("MDAGG_CONFIG_TEST_TOKEN", "from-env", 1);
+    EXPECT_EQ(admin_token(parse(append("admin: { token_env: MDAGG_CONFIG_TEST_TOKEN }\n"))), "from-env");
+    ::unsetenv("MDAGG_CONFIG_TEST_TOKEN");
+    EXPECT_EQ(admin_token(parse(append("admin: { token_env: MDAGG_CONFIG_TEST_TOKEN }\n"))), "");
+    EXPECT_EQ(admin_token(parse(append("admin: {}\n"))), "");
+}
+
+// A Kubernetes Secret volume: token -> ..data/token, ..data -> ..<timestamp>; an update writes
+// a new timestamped directory and swaps ..data.
+TEST(ConfigAdmin, FileStampSeesASecretSymlinkSwapAndAnEditInPlace) {
+    TempFile t;
+    namespace fs = std::filesystem;
+    fs::create_directories(t.dir / "..v1");
+    std::ofstream(t.dir / "..v1" / "token") << "one\n";
+    fs::create_directory_symlink("..v1", t.dir / "..data");
+    fs::create_symlink("..data/token", t.dir / "token");
+    const std::string path = (t.dir / "token").string();
+    const auto first = file_stamp(path);
+    ASSERT_TRUE(first);
+    EXPECT_EQ(file_stamp(path), first);
+    EXPECT_EQ(admin_token(with_token_file(path)), "one");
+
+    fs::create_directories(t.dir / "..v2");
+    std::ofstream(t.dir / "..v2" / "token") << "two\n";
+    fs::create_directory_symlink("..v2", t.dir / "..data_tmp");
+    fs::rename(t.dir / "..data_tmp", t.dir / "..data");  // atomic, as the kubelet does
+    fs::remove_all(t.dir / "..v1");
+    const auto second = file_stamp(path);
+    ASSERT_TRUE(second);
+    EXPECT_NE(second, first);
+    EXPECT_EQ(admin_token(with_token_file(path)), "two");
+
+    std::ofstream(t.dir / "..v2" / "token") << "three, longer\n";  // in place: size and mtime
+    EXPECT_NE(file_stamp(path), second);
+    fs::remove(t.dir / "..v2" / "token");
+    EXPECT_FALSE(file_stamp(path));
+}
+
 }  // namespace
 }  // namespace mdagg

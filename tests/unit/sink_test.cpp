@@ -1612,5 +1612,66 @@ TEST(FileSink, CompressionNeverWritesThroughAPlantedTempName) {
     EXPECT_TRUE(with_suffix(out, "quotes-", ".jsonl.gz").empty());
 }
 
+// ---- reconfigure (SIGHUP) -------------------------------------------------------------------
+
+TEST(FileSink, ReconfigureAppliesRotationRetentionAndCompressionWhileRunning) {
+    const std::size_t line = quote_line_size();
+    TempDir dir;
+    SinkOptions o{dir.path().string()};
+    o.rotate_bytes = 0;
+    o.handoff_bytes = line;
+    FileSink sink(universe, o);
+    sink.open();
+    for (int i = 100; i < 130; ++i) sink.on_quote(numbered_quote(i));
+    sink.flush();
+    ASSERT_TRUE(eventually([&] { return sink.stats().records_written == 30; }));
+
+    SinkOptions next = o;
+    next.rotate_bytes = 5 * line + line / 2;  // five lines a segment
+    next.retain_files = 2;
+    next.compression = Compression::gzip;    // the compressor was never started
+    sink.reconfigure(next);
+    // The open segment is past the new limit: it closes without waiting for another write.
+    ASSERT_TRUE(eventually([&] { return sink.stats().segments_closed == 1; }));
+    for (int i = 130; i < 150; ++i) sink.on_quote(numbered_quote(i));
+    sink.flush();
+    // 130..149 fill four segments; three close while running (the fourth stays open), so
+    // retention keeps the newest two of four closed, both compressed.
+    ASSERT_TRUE(eventually([&] {
+        const auto files = finished(dir.path(), "quotes-");
+        return files.size() == 2 && std::all_of(files.begin(), files.end(), [](const fs::path& f) {
+                   return f.extension() == ".gz";
+               });
+    })) << files_in(dir.path()).size();
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    EXPECT_EQ(sink.stats().quotes.segments_closed, 5u);
+    EXPECT_EQ(sink.stats().quotes.segments_deleted, 3u);
+    const auto files = finished(dir.path(), "quotes-");
+    ASSERT_EQ(files.size(), 2u);
+    std::string expected;
+    for (int i = 140; i < 150; ++i) append_quote_json(expected, numbered_quote(i), universe);
+    EXPECT_EQ(gunzip(files[0]) + slurp(files[1]), expected);  // the last closed at close(): not compressed
+}
+
+TEST(FileSink, ReconfigureChangesTheOverflowPolicyAndBound) {
+    const std::size_t line = quote_line_size();
+    TempDir dir;
+    SinkOptions o{dir.path().string(), 50 * line, line};
+    o.overflow = OverflowPolicy::drop_oldest;
+    FileSink sink(universe, o);  // not opened: everything stays queued
+    SinkOptions next = o;
+    next.max_buffer_bytes = 5 * line;
+    next.overflow = OverflowPolicy::drop_newest;
+    sink.reconfigure(next);
+    for (int i = 100; i < 108; ++i) sink.on_quote(numbered_quote(i));
+    EXPECT_EQ(sink.stats().records_dropped, 3u);  // the newest three, not the oldest
+    sink.open();
+    ASSERT_TRUE(sink.close(steady_clock::now() + 10s));
+    const auto lines = lines_of(only_file(dir.path(), "quotes-"));
+    ASSERT_EQ(lines.size(), 5u);
+    EXPECT_EQ(lines.front()["seq"], 100);
+    EXPECT_EQ(lines.back()["seq"], 104);
+}
+
 }  // namespace
 }  // namespace mdagg
