@@ -185,7 +185,11 @@ std::optional<std::string> parse_task_query(std::string_view query, Selector& ou
         const std::string_view key = pair.substr(0, eq);
         auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
         if (!value) return "bad percent-encoding in \"" + std::string(key) + "\"";
-        if (!valid_utf8(*value)) return "\"" + std::string(key) + "\" is not valid UTF-8 once percent-decoded";
+        if (!valid_utf8(*value)) {
+            // Appended in place: g++ 12 -O3 misreads `"\"" + std::string` (-Wstringop-overflow).
+            std::string message(1, '"');
+            return message.append(key).append("\" is not valid UTF-8 once percent-decoded");
+        }
         if (key == "source") {
             out.source = *value;
         } else if (key == "symbol") {
