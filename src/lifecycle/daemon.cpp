@@ -127,6 +127,7 @@ public:
                 "{\"level\":\"error\",\"msg\":\"drain watchdog fired: the drain did not finish within "
                 "its budget; forcing exit\",\"exit_code\":3}\n";
             write_if_writable(line, sizeof line - 1);
+            fired_.store(true);  // the drain's own record, if still being written, is not renamed
             record(Clock::now() - started, budget);
             ::_exit(exit_drain_timeout);
         });
@@ -149,27 +150,45 @@ private:
         (void)!::write(STDOUT_FILENO, line, size);
     }
 
-    // The disk may be what hangs: the record gets at most 250 ms.
-    void record(Clock::duration elapsed, Clock::duration budget) const {
-        lifecycle::DrainRecord r;
+    // The disk may be what hangs: the record gets at most 250 ms. The helper thread may outlive
+    // this frame (until _exit), so what it reads lives on the heap.
+    void record(Clock::duration elapsed, Clock::duration budget) {
+        struct Pending {
+            std::string dir;
+            lifecycle::DrainRecord record;
+            std::atomic<bool> done{false};
+        };
+        std::shared_ptr<Pending> pending;
+        try {
+            pending = std::make_shared<Pending>();
+            pending->dir = output_dir_;
+        } catch (const std::bad_alloc&) {
+            return;
+        }
+        auto& r = pending->record;
         r.duration_ms = to_ms(elapsed);
         r.budget_ms = to_ms(budget);
         r.exit_code = exit_drain_timeout;
         r.forced_by_watchdog = true;
         r.wall_time_ns = wall_clock_ns();
-        std::atomic<bool> done{false};
         try {
-            std::thread([&] {
-                lifecycle::write_drain_record(output_dir_.c_str(), r);
-                done = true;
+            std::thread([pending] {
+                lifecycle::write_drain_record(pending->dir.c_str(), pending->record, lifecycle::watchdog_temp_name);
+                pending->done = true;
             }).detach();
         } catch (const std::system_error&) {
             return;
         }
-        for (int i = 0; i < 25 && !done; ++i) std::this_thread::sleep_for(milliseconds(10));
+        for (int i = 0; i < 25 && !pending->done; ++i) std::this_thread::sleep_for(milliseconds(10));
     }
 
+public:
+    // Set once the watchdog forces the exit: its record, not the drain's, tells what happened.
+    const std::atomic<bool>& fired() const noexcept { return fired_; }
+
+private:
     const std::string output_dir_;
+    std::atomic<bool> fired_{false};
     std::mutex mutex_;
     std::condition_variable cv_;
     bool disarmed_ = false;
@@ -362,6 +381,11 @@ private:
         } catch (const ConfigError& e) {
             throw StartupError(e.what());
         }
+        // admin_exposure_error counts a token file by its presence; an empty one opens nothing.
+        if (token.empty() && !config_.admin.allow_unauthenticated && !is_loopback(config_.admin.host))
+            throw StartupError("admin.token_file " + config_.admin.token_file +
+                               " is empty and admin.listen is not a loopback address: refusing to serve "
+                               "POST /admin/* without a token (admin.allow_unauthenticated: true allows it)");
         admin_ = std::make_unique<admin::Server>(
             io_, admin::ServerOptions{config_.admin.host, config_.admin.port, token}, ops_);
         std::uint16_t port = 0;
@@ -943,13 +967,18 @@ private:
             fields["emergency"] = emergency_.load();
             log::error("drain incomplete: budget exceeded or forced", fields);
         }
+        // Pauses a server asked for in the last heartbeat or during the drain must outlive the
+        // process too (the file's destructor writes what is pending).
+        if (host_pauses_) host_pauses_->update(pollers_.server_pauses());
         lifecycle::DrainRecord record;
         record.duration_ms = to_ms(elapsed);
         record.budget_ms = to_ms(budget);
         record.exit_code = exit_code_;
         record.records_abandoned = static_cast<std::int64_t>(sink.records_dropped);
         record.wall_time_ns = wall_clock_ns();
-        if (!lifecycle::write_drain_record(config_.output.dir.c_str(), record))
+        if (!lifecycle::write_drain_record(config_.output.dir.c_str(), record, lifecycle::drain_temp_name,
+                                           &watchdog_.fired()) &&
+            !watchdog_.fired())
             log::warn("cannot write the drain record", {{"file", config_.output.dir + "/" + lifecycle::drain_record_name},
                                                         {"error", std::strerror(errno)}});
         std::fflush(stdout);

@@ -12,8 +12,6 @@
 namespace mdagg::lifecycle {
 namespace {
 
-constexpr const char* temp_name = ".mdagg-drain.json.tmp";
-
 bool write_all(int fd, const char* data, std::size_t size) noexcept {
     while (size > 0) {
         const ssize_t n = ::write(fd, data, size);
@@ -27,7 +25,8 @@ bool write_all(int fd, const char* data, std::size_t size) noexcept {
 
 }  // namespace
 
-bool write_drain_record(const char* dir, const DrainRecord& r) noexcept {
+bool write_drain_record(const char* dir, const DrainRecord& r, const char* temp_name,
+                        const std::atomic<bool>* abandon) noexcept {
     char abandoned[24] = "null";
     if (r.records_abandoned >= 0) std::snprintf(abandoned, sizeof abandoned, "%" PRId64, r.records_abandoned);
     const std::time_t secs = static_cast<std::time_t>(r.wall_time_ns / 1'000'000'000);
@@ -55,6 +54,7 @@ bool write_drain_record(const char* dir, const DrainRecord& r) noexcept {
     if (fd >= 0) {
         ok = write_all(fd, text, static_cast<std::size_t>(len)) && ::fsync(fd) == 0;
         ok = ::close(fd) == 0 && ok;
+        if (abandon && abandon->load()) ok = false;
         ok = ok && ::renameat(dfd, temp_name, dfd, drain_record_name) == 0 && ::fsync(dfd) == 0;
         if (!ok) (void)::unlinkat(dfd, temp_name, 0);
     }

@@ -3,6 +3,7 @@
 // visible after the restart that followed it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,7 +24,13 @@ struct DrainRecord {
 // Replaces the record atomically: a temp file created with O_EXCL|O_NOFOLLOW next to it,
 // fsync, rename, fsync of the directory. Allocates nothing and takes no lock, so the drain
 // watchdog can call it while another thread hangs. Returns false on any failure.
-bool write_drain_record(const char* dir, const DrainRecord& record) noexcept;
+// The drain and the watchdog write through temp files of their own, so one never removes the
+// other's; `abandon`, when given and set by the time the temp is complete, skips the rename
+// (the watchdog's record wins over a drain that was still writing when it fired).
+inline constexpr const char* drain_temp_name = ".mdagg-drain.json.tmp";
+inline constexpr const char* watchdog_temp_name = ".mdagg-drain.json.watchdog.tmp";
+bool write_drain_record(const char* dir, const DrainRecord& record, const char* temp_name = drain_temp_name,
+                        const std::atomic<bool>* abandon = nullptr) noexcept;
 
 // The record a previous process left, or nullopt when there is none or it is unreadable.
 std::optional<DrainRecord> read_drain_record(const std::string& dir);

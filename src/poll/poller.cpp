@@ -863,7 +863,10 @@ struct PollerGroup::Impl {
             auto it = guards.find(host_keys[h]);
             const bool configured =
                 std::find(configured_hosts.begin(), configured_hosts.end(), host_keys[h]) != configured_hosts.end();
-            if (configured || it->second.use_count() > 1) {
+            // A host the server paused or banned keeps its guard until the pause ends, so the
+            // pause is still persisted and still holds if a reload brings the host back.
+            const bool server_paused = it->second->status(Clock::now()).pause != PauseReason::none;
+            if (configured || server_paused || it->second.use_count() > 1) {
                 ++h;
                 continue;
             }

@@ -56,7 +56,6 @@ test("unknown names, families without samples and misused suffixes are reported"
     { where: "no samples", expr: "empty" },
     { where: "suffix", expr: "g_count" },
     { where: "prometheus", expr: "up == 0" },
-    { where: "pending", expr: "mdagg_last_drain_exit_code == 3" },
   ];
   assert.deepEqual(checkNames(uses, scrape), [
     "typo: m_totl is not a metric the daemon exports",

@@ -23,9 +23,9 @@ extern char** environ;
 
 namespace harness {
 
-TempDir::TempDir() {
+TempDir::TempDir(const fs::path& base) {
     std::random_device rd;
-    path_ = fs::temp_directory_path() / ("mdagg-it-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    path_ = base / ("mdagg-it-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
     fs::create_directories(path_);
 }
 

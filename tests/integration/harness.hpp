@@ -17,7 +17,9 @@ namespace fs = std::filesystem;
 // A fresh directory under the system temp dir, removed when the test passes.
 class TempDir {
 public:
-    TempDir();
+    TempDir() : TempDir(fs::temp_directory_path()) {}
+    // Under base, e.g. /dev/shm for a test whose fsyncs must not wait for a busy disk.
+    explicit TempDir(const fs::path& base);
     ~TempDir();
     const fs::path& path() const { return path_; }
     fs::path operator/(const std::string& name) const { return path_ / name; }

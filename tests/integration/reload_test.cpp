@@ -405,6 +405,23 @@ TEST(Reload, SighupRereadsTheAdminTokenFile) {
     ASSERT_EQ(daemon.wait(15s), 0) << daemon.stdout_text();
 }
 
+// A Secret whose key is there but empty: the token file counts as configured for the
+// exposure check, yet it holds no token, so a non-loopback listener must not start.
+TEST(Reload, EmptyTokenFileOnANonLoopbackListenStopsTheStart) {
+    TempDir dir;
+    DaemonConfig c;
+    c.port = 1;
+    c.symbols = 1;
+    const fs::path empty = dir / "empty-secret";
+    std::ofstream(empty) << "\n";
+    c.extra = "admin: { listen: \"0.0.0.0:0\", token_file: \"" + empty.string() + "\" }\n";
+    const auto config = harness::write_config(dir.path(), c);
+    Process daemon("mdagg", {MDAGG_BIN, "--config", config.string()}, dir.path());
+    ASSERT_EQ(daemon.wait(10s), 2) << daemon.stdout_text() << daemon.stderr_text();
+    EXPECT_NE(daemon.stderr_text().find("is empty and admin.listen is not a loopback address"), std::string::npos)
+        << daemon.stderr_text();
+}
+
 TEST(Reload, UnreadableTokenFileAtStartIsAConfigError) {
     TempDir dir;
     DaemonConfig c;

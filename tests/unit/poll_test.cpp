@@ -414,6 +414,44 @@ TEST(PollerGroup, RetiredSymbolsAreNoLongerHeldAndAnUnconfiguredHostsGuardGoesWi
     io.run_for(100ms);
 }
 
+// A reload that drops a host the server banned must not forget the ban: the guard stays (and
+// the ban stays persisted) until it ends, and a reload that brings the host back finds it.
+TEST(PollerGroup, AServerBannedHostKeepsItsGuardAfterItsLastPollerGoes) {
+    Fixture f;
+    auto& io = f.io;
+    std::vector<std::string> symbols{"OK"};
+    auto config = make_config(f.port(), symbols);
+    mdagg::Universe universe{{"test"}, symbols};
+    mdagg::PollerGroup group(io, config, universe, [](const mdagg::Quote&) {});
+    group.start([] {});
+    mdagg::SourceConfig other = config.sources[0];
+    other.name = "other";
+    other.url.host = "127.0.0.2";
+    other.symbols = {"ELSEWHERE"};
+    mdagg::HostConfig other_host = config.hosts[0];
+    other_host.host = "127.0.0.2";
+    other_host.max_pause = 1h;
+    ASSERT_TRUE(group.add(1, other, other_host, {{"ELSEWHERE", 1}}));
+    ASSERT_EQ(group.host_count(), 2u);
+    const auto until = std::chrono::system_clock::now() + 120s;
+    ASSERT_EQ(group.restore_pauses({{group.host_name(1), mdagg::PauseReason::banned, until}}), 1u);
+
+    group.set_hosts(config.hosts);
+    EXPECT_EQ(group.retire([](std::string_view source, std::string_view, const std::vector<std::string>&) {
+                  return source == "other";
+              }),
+              1u);
+    for (int i = 0; i < 50 && group.size() > 1; ++i) io.run_for(20ms);
+    ASSERT_EQ(group.size(), 1u);
+    EXPECT_EQ(group.host_count(), 2u) << "the banned host's guard was freed with its last poller";
+    const auto pauses = group.server_pauses();
+    ASSERT_EQ(pauses.size(), 1u) << "the ban is no longer persisted";
+    EXPECT_EQ(pauses[0].reason, mdagg::PauseReason::banned);
+    group.stop_scheduling();
+    group.cancel_in_flight();
+    io.run_for(100ms);
+}
+
 TEST(PollerGroup, RefusedConnectionsAreConnectErrorsAndBackOff) {
     asio::io_context io(1);
     // A port with nothing listening: bind, note the port, close.
