@@ -11,6 +11,10 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
+# ccache keys hold absolute paths unless they are under CCACHE_BASEDIR: with the checkout as
+# the base, a clone in another folder (CI's) reuses what an earlier clone compiled.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
+
 build_dir=${BUILD_DIR:-build}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${MDAGG_BUILD_TYPE:-RelWithDebInfo}" \
   -DMDAGG_SANITIZE="${MDAGG_SANITIZE:-}" >/dev/null
