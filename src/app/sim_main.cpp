@@ -41,7 +41,7 @@ constexpr std::string_view kUsage =
     "  --seed N                            random seed (default 1)\n"
     "  --version, --help\n"
     "Faults are added, listed and removed at run time with POST/GET/DELETE /control/faults\n"
-    "(on either listener); README.md lists the kinds and their parameters.\n";
+    "(on either listener); docs/simulator.md lists the kinds and their parameters.\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;

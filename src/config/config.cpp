@@ -32,7 +32,7 @@ constexpr std::uint64_t max_buffer_bytes = std::uint64_t{64} * 1024 * 1024 * 102
 // Segments smaller than this would rotate on every flush.
 constexpr std::uint64_t min_rotate_bytes = 4096;
 
-// Ceilings of the durations (README, Configuration). Each is far above any sane setting and
+// Ceilings of the durations (docs/configuration.md, Validation). Each is far above any sane setting and
 // far below the 292 years a signed 64-bit count of nanoseconds holds, so what is derived from
 // them (10 * interval, now + pause, t0 + grace, twice a cooldown) cannot overflow.
 using namespace std::chrono_literals;

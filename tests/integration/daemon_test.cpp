@@ -172,8 +172,8 @@ TEST(Daemon, TwoThousandPollersAtFiftyMillisecondsAllComplete) {
     auto done = find_log(*daemon, "drain complete");
     ASSERT_TRUE(done) << daemon->stdout_text();
 
-    // The daemon has stopped: every answer the simulator counted is final (README, Simulator
-    // faults: accounting).
+    // The daemon has stopped: every answer the simulator counted is final (docs/simulator.md,
+    // Accounting).
     auto stats = sim_stats(sim.port);
     auto out = check_output(dir);
     ASSERT_EQ(out.seqs.size(), 2000u) << "some symbols were never quoted";

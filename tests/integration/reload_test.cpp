@@ -59,7 +59,7 @@ std::optional<nlohmann::json> wait_for_reload(const Process& p, std::size_t n, s
     return found;
 }
 
-// The documented shard function (README): FNV-1a 64 of the name, mod the count.
+// The documented shard function (docs/configuration.md): FNV-1a 64 of the name, mod the count.
 unsigned documented_shard(const std::string& symbol, unsigned count) {
     std::uint64_t h = 14695981039346656037ull;
     for (unsigned char c : symbol) {

@@ -1074,7 +1074,7 @@ struct DurationCeiling {
     std::string expected;   // the error for over_max
 };
 
-// The ceilings the README documents, each at its value and 1ns above.
+// The ceilings docs/configuration.md documents, each at its value and 1ns above.
 std::vector<DurationCeiling> duration_ceilings() {
     const std::string host = "hosts:\n  - host: 127.0.0.1\n";
     return {
