@@ -1,18 +1,21 @@
 // The documentation's promises that code can check: README.md gives the two commands, every
 // config example in README.md and docs/configuration.md passes the real `mdagg --check-config`,
 // every relative link between the pages reaches a file and a heading, no paragraph is written
-// twice (each fact has one page), and `mdagg-sim --help` names the page that lists its faults.
+// twice (each fact has one page), `mdagg-sim --help` names the page that lists its faults, and
+// every metric family a real /metrics scrape shows is named in docs/operations.md.
 #include "harness.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 using namespace std::chrono_literals;
 using harness::Process;
@@ -235,4 +238,58 @@ TEST(Docs, SimulatorHelpNamesThePageOfItsFaults) {
     const std::string page = read(root / m[1].str());
     for (const char* kind : {"latency", "hang", "reset", "restart", "rate_limit", "interim"})
         EXPECT_NE(page.find(std::string("| `") + kind + "` |"), std::string::npos) << m[1] << " lacks " << kind;
+}
+
+namespace {
+
+// The metric names docs/operations.md mentions, with `a_{b,c}_d` spelled out.
+std::set<std::string> documented_metrics(const std::string& text) {
+    std::set<std::string> out;
+    // A brace group followed by more of the name is a choice; one at the end holds labels.
+    const std::regex token(R"(mdagg_[a-z0-9_]*(\{[a-z0-9_,]+\}[a-z0-9_]+)?)");
+    for (std::sregex_iterator it(text.begin(), text.end(), token), end; it != end; ++it) {
+        const std::string t = it->str();
+        const auto open = t.find('{');
+        if (open == std::string::npos) {
+            out.insert(t);
+            continue;
+        }
+        const auto close = t.find('}');
+        std::istringstream alternatives(t.substr(open + 1, close - open - 1));
+        for (std::string a; std::getline(alternatives, a, ',');)
+            out.insert(t.substr(0, open) + a + t.substr(close + 1));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST(Docs, EveryExportedMetricFamilyIsDocumented) {
+    const fs::path root = source_dir();
+    ASSERT_FALSE(root.empty());
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "5"});
+    harness::DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 5;
+    // Per-symbol series exist only for the symbols admin.symbol_metrics names.
+    c.extra = "admin: { listen: \"127.0.0.1:0\", symbol_metrics: [\"STOCK_1\"] }\n";
+    Process daemon("mdagg", {MDAGG_BIN, "--config", harness::write_config(dir.path(), c).string()}, dir.path());
+    auto listening = daemon.wait_for_line("msg", "admin listening", 15s);
+    ASSERT_TRUE(listening) << daemon.stdout_text();
+    std::this_thread::sleep_for(500ms);  // some polls, so every family has its samples
+    const std::string scrape = harness::http_get((*listening)["port"].get<int>(), "/metrics");
+    daemon.signal(SIGTERM);
+    EXPECT_EQ(daemon.wait(10s), 0);
+
+    const auto documented = documented_metrics(read(root / "docs/operations.md"));
+    std::istringstream in(scrape);
+    int families = 0;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("# TYPE ", 0) != 0) continue;
+        const std::string name = line.substr(7, line.find(' ', 7) - 7);
+        ++families;
+        EXPECT_EQ(documented.count(name), 1u) << name << " is exported but not in docs/operations.md";
+    }
+    EXPECT_GE(families, 30) << scrape;
 }
