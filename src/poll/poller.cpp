@@ -165,8 +165,7 @@ void PollerGroup::cancel_in_flight() {
         if (p->exited) continue;
         asio::post(p->executor, [impl = impl_.get(), poller = p.get()] {
             impl->wake(*poller);
-            beast::error_code ignored;
-            poller->socket.cancel(ignored);
+            poller->connection.cancel();
         });
     }
 }

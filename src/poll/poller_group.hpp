@@ -116,30 +116,32 @@ struct PollerGroup::Impl {
     // A poller that is polling, or whose tick is already on its way, needs nothing.
     void wake(Poller& p);
 
-    struct Failure {
-        PollError error;
-        beast::error_code ec;
-        int status = 0;
-    };
-
-    void record_failure(Poller& p, const Failure& f);
+    void record_failure(Poller& p, const detail::PollResult& f);
 
     // Pauses and breaker changes: one line per change, rate-limited per host and event, since a
     // host flapping every cooldown would otherwise log every second.
     void log_host_event(Poller& p, std::string_view what, PauseReason reason, int status);
 
-    Task<beast::error_code> connect(Poller& p);
-
-    void schedule_backoff(Poller& p);
-
-    // Writes the request and reads one response into `parser`. The write goes straight to the
-    // socket: a request is far smaller than the send buffer.
-    // Interim (1xx) responses are skipped: p.parser ends up holding the final response.
-    Task<beast::error_code> exchange(Poller& p);
-
-    // One poll: connect if needed, GET, read, map, deliver. Never throws for I/O errors.
-    // `start` is the tick's wake-up time; the poll's end goes to p.poll_ended.
+    // One poll: connect if needed, GET, read, map, deliver (poll_path.cpp). Never throws for
+    // I/O errors. `start` is the tick's wake-up time; the poll's end goes to p.poll_ended.
     Task<void> poll_once(Poller& p, bool probe, Clock::time_point start);
+    // The driver: carries out the poll's state machine (poll_fsm.hpp) on a transport.
+    template <class Transport>
+    Task<void> drive(Poller& p, Transport& conn, bool probe, Clock::time_point start);
+    template <class Transport>
+    Task<detail::PollAction> connect(Poller& p, Transport& conn);
+    template <class Transport>
+    std::size_t begin_exchange(Poller& p, Transport& conn, beast::error_code& ec);
+    bool interrupted(const Poller& p) const noexcept;
+    detail::PollAction failed(Poller& p, const beast::error_code& ec);
+    detail::PollAction read_failed(Poller& p, const beast::error_code& ec);
+    detail::PollAction parsed(Poller& p, const detail::ParseResult& r);
+    static detail::ParseResult parse(Poller& p, beast::flat_buffer& buffer);
+    static detail::ParseResult parse_eof(Poller& p);
+    static detail::ParseResult& answer(Poller& p, detail::ParseResult& r);
+    detail::PollAction deliver(Poller& p);
+    void carry_out(Poller& p, const detail::PollAction& a);
+    void end_poll(Poller& p, bool probe, Clock::time_point start);
 
     Task<void> run(Poller& p);
 

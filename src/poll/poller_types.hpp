@@ -8,8 +8,10 @@
 #include <mdagg/schedule.hpp>
 
 #include "host_resolver.hpp"
+#include "poll_fsm.hpp"
 #include "task.hpp"
 #include "timer_wheel.hpp"
+#include "transport.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -102,8 +104,7 @@ struct PollerEntry : detail::WheelEntry {
 struct Poller {
     Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
         : executor(std::move(ex)),
-          socket(executor),
-          buffer(src.config.max_body_bytes + max_header_bytes),
+          connection(executor, src.config.max_body_bytes + max_header_bytes),
           request(http::make_get_request(src.config.url.host, src.config.url.port,
                                          src.config.url.target_for(name))),
           mapper(src.config.fields),
@@ -111,30 +112,19 @@ struct Poller {
           source(src),
           symbol(sym),
           symbol_name(std::move(name)),
-          rng_state(0x9E3779B97F4A7C15ULL ^ static_cast<std::uint64_t>(schedule.offset().count()) ^ sym) {}
-
-    std::uint64_t next_random() noexcept {  // xorshift64*: cheap, good enough for jitter
-        rng_state ^= rng_state >> 12;
-        rng_state ^= rng_state << 25;
-        rng_state ^= rng_state >> 27;
-        return rng_state * 2685821657736338717ULL;
-    }
+          fsm(src.config.connect_timeout, src.config.timeout,
+              static_cast<std::uint64_t>(schedule.offset().count()) ^ sym) {}
 
     void close_connection() noexcept {
-        beast::error_code ignored;
-        socket.shutdown(tcp::socket::shutdown_both, ignored);
-        socket.close(ignored);
-        connected = false;
-        requests_on_connection = 0;
-        buffer.clear();  // leftover bytes belonged to the old connection
+        connection.close();
+        fsm.on_closed();
     }
 
     asio::any_io_executor executor;  // a strand when the io_context runs on several threads
-    tcp::socket socket;
+    TcpTransport connection;  // the one connection; hedging across mirrors would hold more
     PollerEntry tick_entry{*this, false};
     PollerEntry deadline_entry{*this, true};
     std::coroutine_handle<> tick_waiter;  // the coroutine while it waits for its tick
-    beast::flat_buffer buffer;
     std::string body;
     std::optional<http::ResponseParser> parser;  // one per response, constructed in place
     std::vector<tcp::endpoint> endpoints;  // where the next connect goes; capacity kept
@@ -145,6 +135,7 @@ struct Poller {
     SourceRuntime& source;
     SymbolId symbol;
     std::string symbol_name;
+    PollFsm fsm;  // the poll policy's state; on the poller's executor
     std::atomic<PollerState> state{PollerState::pending};
     // Operator control and the task table's per-poller view; written on the poller's
     // executor (control from anywhere), read by the admin server.
@@ -160,14 +151,10 @@ struct Poller {
     std::vector<std::string> tags;
     bool retired = false;  // taken out by a reload; freed once its coroutine returned
     bool exited = false;   // its coroutine returned: nothing may be posted to it any more
-    bool connected = false;
     bool deadline_expired = false;
     std::uint64_t poll_generation = 0;  // counts deadline arms and disarms
     bool probe_pending = false;  // admitted as the breaker's probe, not yet reported
-    std::uint64_t requests_on_connection = 0;
-    unsigned connect_failures = 0;
     Clock::time_point backoff_until{};
-    std::uint64_t rng_state;
     // Runs once the coroutine has returned (and its frame is freed); `error` is what escaped it.
     std::function<void(std::exception_ptr error)> on_exit;
 };

@@ -53,8 +53,7 @@ void PollerGroup::Impl::fire(PollerEntry& e) {
         return;
     }
     p.deadline_expired = true;
-    beast::error_code ignored;
-    p.socket.cancel(ignored);  // the poll's pending socket operation ends with an error
+    p.connection.cancel();  // the poll's pending operation ends with an error
 }
 
 // Under the wheel's lock. The posted handler runs before the poller can be freed: freeing
