@@ -65,17 +65,14 @@ HostVerdict verdict_of(PollError e) {
     }
 }
 
-PollAction PollFsm::on_tick(time_point start, time_point now) {
+PollAction PollFsm::on_tick(time_point start) {
     s_.attempt = 0;
-    s_.pause = {};
-    s_.usage.reset();
-    s_.result = {};
-    if (!s_.connected) return connect(now);
+    if (!s_.connected) return connect(start);
     s_.phase = Phase::ready;
     s_.reused = s_.requests_on_connection > 0;
     s_.deadline = start + timeout_;
     PollAction a = act(Kind::write);
-    a.arm_deadline = true;
+    a.effects = PollAction::arm_deadline;
     return a;
 }
 
@@ -83,7 +80,7 @@ PollAction PollFsm::connect(time_point now) {
     s_.phase = Phase::connecting;
     s_.deadline = now + connect_timeout_;
     PollAction a = act(Kind::connect);
-    a.arm_deadline = true;
+    a.effects = PollAction::arm_deadline;
     return a;
 }
 
@@ -94,26 +91,14 @@ PollAction PollFsm::on_connected(time_point now) {
     s_.phase = Phase::ready;
     s_.deadline = now + timeout_;
     PollAction a = act(Kind::write);
-    a.arm_deadline = true;
+    a.effects = PollAction::arm_deadline;
     return a;
-}
-
-PollAction PollFsm::on_written(bool complete) {
-    s_.phase = Phase::exchanging;
-    return act(complete ? Kind::parse : Kind::write_rest);
-}
-
-PollAction PollFsm::on_parsed(const ParseResult& r, time_point now) {
-    if (r.ec) return fail_exchange(r.ec, now);
-    if (r.complete) return on_response(r);
-    if (r.buffer_full) return fail_exchange(beast::http::error::buffer_overflow, now);
-    return act(Kind::read);
 }
 
 PollAction PollFsm::on_eof(bool response_started, time_point now) {
     // A close-delimited body ends here; anything else was cut short.
     if (response_started) return act(Kind::parse_eof);
-    return fail_exchange(beast::http::error::end_of_stream, now);
+    return on_failed(beast::http::error::end_of_stream, now);
 }
 
 PollAction PollFsm::on_failed(const error_code& ec, time_point now) {
@@ -121,7 +106,7 @@ PollAction PollFsm::on_failed(const error_code& ec, time_point now) {
     schedule_backoff(now);
     const PollError e = classify(ec);
     PollAction a = close_and(fail(e == PollError::reset ? PollError::connect : e, ec));
-    a.back_off = true;
+    a.effects |= PollAction::back_off;
     return a;
 }
 
@@ -129,7 +114,7 @@ PollAction PollFsm::on_deadline(time_point now) {
     const bool connecting = s_.phase == Phase::connecting;
     if (connecting) schedule_backoff(now);
     PollAction a = close_and(fail(PollError::timeout, beast::error::timeout));
-    a.back_off = connecting;
+    if (connecting) a.effects |= PollAction::back_off;
     return a;
 }
 
@@ -140,14 +125,12 @@ PollAction PollFsm::on_cancel() {
     return close ? close_and(a) : a;
 }
 
-PollAction PollFsm::on_delivered() { return finish(act(Kind::done), PollerState::completed); }
-
 PollAction PollFsm::on_mapping_failed(const std::error_code& ec) {
     return fail(classify_mapping(ec), error_code(ec));
 }
 
 PollAction PollFsm::close_and(PollAction a) {
-    a.close = true;
+    a.effects |= PollAction::close;
     on_closed();
     return a;
 }
@@ -159,22 +142,12 @@ PollAction PollFsm::fail(PollError e, const error_code& ec, int status) {
     return finish(act(Kind::done), e == PollError::timeout ? PollerState::timed_out : PollerState::failed);
 }
 
-PollAction PollFsm::finish(PollAction a, PollerState outcome) {
-    s_.phase = Phase::idle;
-    s_.result.outcome = outcome;
-    s_.result.verdict = outcome == PollerState::cancelled ? HostVerdict::neutral
-                        : outcome == PollerState::completed ? HostVerdict::healthy
-                                                            : verdict_of(s_.result.error);
-    a.kind = Kind::done;
-    return a;
-}
-
 PollAction PollFsm::fail_exchange(const error_code& ec, time_point now) {
     // A keep-alive connection the server closed while idle: retry the GET once.
     if (s_.reused && s_.attempt == 0 && is_stale_connection_error(ec) && now < s_.deadline) {
         s_.attempt = 1;
         PollAction a = close_and(connect(now));
-        a.count_retry = true;
+        a.effects |= PollAction::count_retry;
         return a;
     }
     const PollError e = classify(ec);
@@ -183,7 +156,7 @@ PollAction PollFsm::fail_exchange(const error_code& ec, time_point now) {
     const bool back_off = !s_.reused && (e == PollError::reset || e == PollError::protocol);
     if (back_off) schedule_backoff(now);
     PollAction a = close_and(fail(e, ec));
-    a.back_off = back_off;
+    if (back_off) a.effects |= PollAction::back_off;
     return a;
 }
 
@@ -193,8 +166,8 @@ PollAction PollFsm::on_response(const ParseResult& r) {
     PollAction a = act(Kind::deliver);
     if (!r.keep_alive) a = close_and(a);
     if (r.usage) {
-        s_.usage = r.usage;
-        a.report_usage = true;
+        s_.usage = *r.usage;
+        a.effects |= PollAction::report_usage;
     }
     if (r.status >= 200 && r.status <= 299) {
         s_.phase = Phase::delivering;
@@ -205,13 +178,12 @@ PollAction PollFsm::on_response(const ParseResult& r) {
     if (e == PollError::rate_limited || e == PollError::banned) {
         s_.pause.reason = e == PollError::banned ? PauseReason::banned : PauseReason::rate_limited;
         s_.pause.status = r.status;
+        s_.pause.wait.reset();
         if (auto wait = http::parse_retry_after(r.retry_after, r.wall_now)) s_.pause.wait = *wait;
-        a.pause_host = true;
+        a.effects |= PollAction::pause_host;
     }
     PollAction done = fail(e, {}, r.status);
-    done.close = a.close;
-    done.report_usage = a.report_usage;
-    done.pause_host = a.pause_host;
+    done.effects = a.effects;
     return done;
 }
 

@@ -35,8 +35,9 @@ PollError classify_status(int status, bool retry_after);
 // dead or overloaded host produces count against it; an answer of any other kind shows it alive.
 HostVerdict verdict_of(PollError e);
 
-// What the driver does next. Side effects come first, in field order: close the connection,
-// count a retry, arm the deadline, report usage, pause the host; then `kind`.
+// What the driver does next: first the side effects in `effects`, in the order of their
+// bits (close the connection, count a retry, arm the deadline, report usage, pause the host,
+// back off), then `kind`.
 struct PollAction {
     enum class Kind : std::uint8_t {
         connect,     // resolve and connect (the deadline is armed for it)
@@ -48,13 +49,18 @@ struct PollAction {
         deliver,     // map the body and hand the quote on, then on_delivered / on_mapping_failed
         done,        // the poll is over: PollFsm::result()
     };
+    enum Effect : std::uint8_t {
+        close = 1,
+        count_retry = 2,
+        arm_deadline = 4,  // at PollFsm::deadline()
+        report_usage = 8,  // PollFsm::usage()
+        pause_host = 16,   // PollFsm::pause()
+        back_off = 32,     // no poll before PollFsm::backoff_until()
+    };
     Kind kind = Kind::done;
-    bool close = false;
-    bool count_retry = false;
-    bool arm_deadline = false;  // at PollFsm::deadline()
-    bool report_usage = false;  // PollFsm::usage()
-    bool pause_host = false;    // PollFsm::pause()
-    bool back_off = false;      // with done: no poll before PollFsm::backoff_until()
+    std::uint8_t effects = 0;  // Effect bits; most actions have none
+
+    bool has(Effect e) const noexcept { return (effects & e) != 0; }
 };
 
 struct PollResult {
@@ -65,11 +71,10 @@ struct PollResult {
     HostVerdict verdict = HostVerdict::healthy;
 };
 
-// A complete response, or why there is none yet: what the driver read off the parser.
+// What the driver read off the parser after feeding it: a complete response, or not yet.
+// Parse errors, and a response larger than the buffer, come as on_failed.
 struct ParseResult {
-    boost::system::error_code ec;  // the parser's error, other than need_more
     bool complete = false;
-    bool buffer_full = false;  // incomplete, and no room left to read into
     int status = 0;
     bool keep_alive = true;
     std::string_view retry_after;  // raw header value; "" when absent
@@ -97,8 +102,8 @@ struct PollFsmState {
     bool reused = false;  // the exchange runs on a connection that answered before
     PollClock::time_point deadline{};
     PollClock::time_point backoff_until{};
-    HostPause pause;
-    std::optional<double> usage;
+    HostPause pause;   // with PollAction::pause_host
+    double usage = 0;  // with PollAction::report_usage
     PollResult result;
 };
 
@@ -115,20 +120,26 @@ public:
     // The tick was admitted at `start`. Two budgets: connect_timeout for opening a connection,
     // then timeout for the request and response, so a fresh connection never stretches the
     // exchange.
-    PollAction on_tick(time_point start, time_point now);
+    PollAction on_tick(time_point start);
     PollAction on_connected(time_point now);
     // The direct write took everything (`complete`), or it must wait for the rest.
-    PollAction on_written(bool complete);
-    PollAction on_parsed(const ParseResult& r, time_point now);
-    PollAction on_read() { return act(PollAction::Kind::parse); }
+    PollAction on_written(bool complete) noexcept {
+        s_.phase = PollFsmState::Phase::exchanging;
+        return act(complete ? PollAction::Kind::parse : PollAction::Kind::write_rest);
+    }
+    PollAction on_parsed(const ParseResult& r) {
+        return r.complete ? on_response(r) : act(PollAction::Kind::read);
+    }
+    PollAction on_read() const noexcept { return act(PollAction::Kind::parse); }
     // The server closed the connection; `response_started`: some of a response came first.
     // With nothing received it closed an idle keep-alive connection.
     PollAction on_eof(bool response_started, time_point now);
-    // An operation failed (connect, write, read); the deadline and a drain have their own events.
+    // An operation failed (connect, write, read, parse); the deadline and a drain have their
+    // own events.
     PollAction on_failed(const error_code& ec, time_point now);
     PollAction on_deadline(time_point now);
     PollAction on_cancel();
-    PollAction on_delivered();
+    PollAction on_delivered() noexcept { return finish(act(PollAction::Kind::done), PollerState::completed); }
     PollAction on_mapping_failed(const std::error_code& ec);
     // The connection was closed outside a poll (operator cancel, drain).
     void on_closed() noexcept {
@@ -141,11 +152,11 @@ public:
     time_point deadline() const noexcept { return s_.deadline; }
     time_point backoff_until() const noexcept { return s_.backoff_until; }
     const HostPause& pause() const noexcept { return s_.pause; }
-    double usage() const noexcept { return s_.usage.value_or(0); }
+    double usage() const noexcept { return s_.usage; }
     const PollResult& result() const noexcept { return s_.result; }
 
 private:
-    PollAction act(PollAction::Kind k) const noexcept {
+    static PollAction act(PollAction::Kind k) noexcept {
         PollAction a;
         a.kind = k;
         return a;
@@ -155,7 +166,15 @@ private:
     PollAction fail(PollError e, const error_code& ec, int status = 0);
     PollAction fail_exchange(const error_code& ec, time_point now);
     PollAction on_response(const ParseResult& r);
-    PollAction finish(PollAction a, PollerState outcome);
+    PollAction finish(PollAction a, PollerState outcome) noexcept {
+        s_.phase = PollFsmState::Phase::idle;
+        s_.result.outcome = outcome;
+        s_.result.verdict = outcome == PollerState::cancelled ? HostVerdict::neutral
+                            : outcome == PollerState::completed ? HostVerdict::healthy
+                                                                : verdict_of(s_.result.error);
+        a.kind = PollAction::Kind::done;
+        return a;
+    }
     void schedule_backoff(time_point now);
     std::uint64_t next_random() noexcept;
 

@@ -66,9 +66,9 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
     p.state.store(PollerState::running, std::memory_order_relaxed);
     p.source.stats.polls_started.fetch_add(1, std::memory_order_relaxed);
     std::size_t written = 0;
-    PollAction a = p.fsm.on_tick(start, Clock::now());
+    PollAction a = p.fsm.on_tick(start);
     for (;;) {
-        carry_out(p, a);
+        if (a.effects) carry_out(p, a);
         switch (a.kind) {
             case Kind::connect:
                 if (cancelling.load(std::memory_order_relaxed)) a = p.fsm.on_cancel();
@@ -100,7 +100,7 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
                 a = ec ? failed(p, ec) : p.fsm.on_written(true);
                 break;
             }
-            case Kind::parse: a = parsed(p, parse(p, conn.buffer())); break;
+            case Kind::parse: a = parse(p, conn.buffer()); break;
             case Kind::read: {
                 if (interrupted(p)) {
                     a = failed(p, asio::error::operation_aborted);
@@ -112,7 +112,7 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
                 a = ec ? read_failed(p, ec) : p.fsm.on_read();
                 break;
             }
-            case Kind::parse_eof: a = parsed(p, parse_eof(p)); break;
+            case Kind::parse_eof: a = parse_eof(p); break;
             case Kind::deliver: a = deliver(p); break;
             case Kind::done: end_poll(p, probe, start); co_return;
         }
@@ -172,40 +172,36 @@ PollAction PollerGroup::Impl::read_failed(Poller& p, const beast::error_code& ec
     return failed(p, ec);
 }
 
-// A poll whose deadline passed ends timed out, unless its answer is complete.
-PollAction PollerGroup::Impl::parsed(Poller& p, const ParseResult& r) {
-    if (!r.complete && p.deadline_expired) return p.fsm.on_deadline(Clock::now());
-    return p.fsm.on_parsed(r, Clock::now());
-}
-
 // Feeds the buffered bytes (this read's, or left over from the last) to the parser.
-ParseResult PollerGroup::Impl::parse(Poller& p, beast::flat_buffer& buffer) {
-    ParseResult r;
+PollAction PollerGroup::Impl::parse(Poller& p, beast::flat_buffer& buffer) {
+    beast::error_code ec;
     while (buffer.size() > 0 && !p.parser->is_done()) {
-        const std::size_t used = http::put_response(p.parser, buffer.data(), r.ec);
+        const std::size_t used = http::put_response(p.parser, buffer.data(), ec);
         buffer.consume(used);
-        if (r.ec == beast::http::error::need_more) {
-            r.ec = {};
+        if (ec == beast::http::error::need_more) {
+            ec = {};
             break;
         }
-        if (r.ec) return r;
+        if (ec) return failed(p, ec);
         if (used == 0) break;
     }
-    if (p.parser->is_done()) return answer(p, r);
-    r.buffer_full = buffer.size() >= buffer.max_size();
-    return r;
+    if (p.parser->is_done()) return p.fsm.on_parsed(answer(p));
+    // No room left to read into: the answer is larger than the body limit allows.
+    if (buffer.size() >= buffer.max_size()) return failed(p, beast::http::error::buffer_overflow);
+    return p.fsm.on_parsed({});
 }
 
 // A close-delimited body ends at the close; anything else was cut short.
-ParseResult PollerGroup::Impl::parse_eof(Poller& p) {
-    ParseResult r;
-    p.parser->put_eof(r.ec);
-    return r.ec ? r : answer(p, r);
+PollAction PollerGroup::Impl::parse_eof(Poller& p) {
+    beast::error_code ec;
+    p.parser->put_eof(ec);
+    return ec ? failed(p, ec) : p.fsm.on_parsed(answer(p));
 }
 
 // The final response (interim ones were skipped: p.parser holds the last).
-ParseResult& PollerGroup::Impl::answer(Poller& p, ParseResult& r) {
+ParseResult PollerGroup::Impl::answer(const Poller& p) {
     const auto& parser = *p.parser;
+    ParseResult r;
     r.complete = true;
     r.status = parser.status();
     r.keep_alive = parser.keep_alive();
@@ -228,17 +224,17 @@ PollAction PollerGroup::Impl::deliver(Poller& p) {
 
 // The side effects an action asks for before its kind.
 void PollerGroup::Impl::carry_out(Poller& p, const PollAction& a) {
-    if (a.close) p.connection.close();
-    if (a.count_retry) p.source.stats.retries.fetch_add(1, std::memory_order_relaxed);
-    if (a.arm_deadline) arm_deadline(p, p.fsm.deadline());
-    if (a.report_usage) p.source.guard.on_usage(p.fsm.usage());
-    if (a.pause_host) {
+    if (a.has(PollAction::close)) p.connection.close();
+    if (a.has(PollAction::count_retry)) p.source.stats.retries.fetch_add(1, std::memory_order_relaxed);
+    if (a.has(PollAction::arm_deadline)) arm_deadline(p, p.fsm.deadline());
+    if (a.has(PollAction::report_usage)) p.source.guard.on_usage(p.fsm.usage());
+    if (a.has(PollAction::pause_host)) {
         // The whole host waits: every poller of it would hit the same limit.
         const auto& pause = p.fsm.pause();
         if (p.source.guard.pause(Clock::now(), pause.reason, pause.wait))
             log_host_event(p, "host paused", pause.reason, pause.status);
     }
-    if (a.back_off) p.backoff_until = p.fsm.backoff_until();
+    if (a.has(PollAction::back_off)) p.backoff_until = p.fsm.backoff_until();
 }
 
 // Reports the outcome to the host's breaker and counts it.

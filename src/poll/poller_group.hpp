@@ -135,10 +135,9 @@ struct PollerGroup::Impl {
     bool interrupted(const Poller& p) const noexcept;
     detail::PollAction failed(Poller& p, const beast::error_code& ec);
     detail::PollAction read_failed(Poller& p, const beast::error_code& ec);
-    detail::PollAction parsed(Poller& p, const detail::ParseResult& r);
-    static detail::ParseResult parse(Poller& p, beast::flat_buffer& buffer);
-    static detail::ParseResult parse_eof(Poller& p);
-    static detail::ParseResult& answer(Poller& p, detail::ParseResult& r);
+    detail::PollAction parse(Poller& p, beast::flat_buffer& buffer);
+    detail::PollAction parse_eof(Poller& p);
+    static detail::ParseResult answer(const Poller& p);
     detail::PollAction deliver(Poller& p);
     void carry_out(Poller& p, const detail::PollAction& a);
     void end_poll(Poller& p, bool probe, Clock::time_point start);
