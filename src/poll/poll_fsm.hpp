@@ -1,0 +1,186 @@
+#pragma once
+// The policy of one poll, sans-io, in the manner of Boost.Redis's reader_fsm/writer_fsm: the
+// driver (poll_path.cpp) feeds it what happened (tick admitted, connected, bytes written, the
+// HTTP parser's result, the deadline, a cancel, the server closing the connection) and carries
+// out the action it returns. No sockets, no clocks: time comes in with the events. The retry
+// after a stale keep-alive, backoff with full jitter, the classification of errors and
+// statuses and the host pauses live here, and are unit tested without sockets
+// (tests/unit/poll_fsm_test.cpp).
+#include <mdagg/host_guard.hpp>
+#include <mdagg/poll.hpp>
+
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace mdagg::detail {
+
+using PollClock = std::chrono::steady_clock;
+
+// Connection-level failures (refused, or a fresh connection reset before any answer) back off
+// with full jitter: random(0, min(cap, base * 2^attempt)); an answer resets the attempt count.
+inline constexpr std::chrono::nanoseconds backoff_base = std::chrono::milliseconds(100);
+inline constexpr std::chrono::nanoseconds backoff_cap = std::chrono::seconds(10);
+
+bool is_stale_connection_error(const boost::system::error_code& ec);
+PollError classify(const boost::system::error_code& ec);
+PollError classify_mapping(const std::error_code& mapping_error);
+// A 503 with Retry-After is the server asking for a pause, as a 429 does: handled (and counted)
+// as rate_limited, so it pauses the host without counting against its breaker.
+PollError classify_status(int status, bool retry_after);
+// What a poll's outcome says about its host, for the circuit breaker: only failures that a
+// dead or overloaded host produces count against it; an answer of any other kind shows it alive.
+HostVerdict verdict_of(PollError e);
+
+// What the driver does next: first the side effects in `effects`, in the order of their
+// bits (close the connection, count a retry, arm the deadline, report usage, pause the host,
+// back off), then `kind`.
+struct PollAction {
+    enum class Kind : std::uint8_t {
+        connect,     // resolve and connect (the deadline is armed for it)
+        write,       // a new exchange: a fresh parser, then the request straight to the socket
+        write_rest,  // wait to write the rest of the request
+        parse,       // feed the buffered bytes to the parser, then on_parsed
+        read,        // wait for bytes, then on_read / on_eof
+        parse_eof,   // the server closed after part of a response: tell the parser, then on_parsed
+        deliver,     // map the body and hand the quote on, then on_delivered / on_mapping_failed
+        done,        // the poll is over: PollFsm::result()
+    };
+    enum Effect : std::uint8_t {
+        close = 1,
+        count_retry = 2,
+        arm_deadline = 4,  // at PollFsm::deadline()
+        report_usage = 8,  // PollFsm::usage()
+        pause_host = 16,   // PollFsm::pause()
+        back_off = 32,     // no poll before PollFsm::backoff_until()
+    };
+    Kind kind = Kind::done;
+    std::uint8_t effects = 0;  // Effect bits; most actions have none
+
+    bool has(Effect e) const noexcept { return (effects & e) != 0; }
+};
+
+struct PollResult {
+    PollerState outcome = PollerState::completed;  // completed, failed, timed_out or cancelled
+    PollError error = PollError::count_;           // when failed or timed_out
+    boost::system::error_code detail;
+    int status = 0;  // the HTTP status of a failed answer
+    HostVerdict verdict = HostVerdict::healthy;
+};
+
+// What the driver read off the parser after feeding it: a complete response, or not yet.
+// Parse errors, and a response larger than the buffer, come as on_failed.
+struct ParseResult {
+    bool complete = false;
+    int status = 0;
+    bool keep_alive = true;
+    std::string_view retry_after;  // raw header value; "" when absent
+    std::optional<double> usage;
+    std::chrono::system_clock::time_point wall_now{};  // for an HTTP-date Retry-After
+};
+
+struct HostPause {
+    PauseReason reason = PauseReason::none;
+    std::optional<PollClock::duration> wait;  // from Retry-After; none: the host's default
+    int status = 0;
+};
+
+// All of a poller's poll state: one plain struct.
+struct PollFsmState {
+    enum class Phase : std::uint8_t { idle, connecting, ready, exchanging, delivering };
+    // Across polls.
+    bool connected = false;
+    std::uint64_t requests_on_connection = 0;
+    unsigned connect_failures = 0;
+    std::uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+    // This poll.
+    Phase phase = Phase::idle;
+    std::uint8_t attempt = 0;
+    bool reused = false;  // the exchange runs on a connection that answered before
+    PollClock::time_point deadline{};
+    PollClock::time_point backoff_until{};
+    HostPause pause;   // with PollAction::pause_host
+    double usage = 0;  // with PollAction::report_usage
+    PollResult result;
+};
+
+class PollFsm {
+public:
+    using time_point = PollClock::time_point;
+    using error_code = boost::system::error_code;
+
+    PollFsm(PollClock::duration connect_timeout, PollClock::duration timeout, std::uint64_t seed)
+        : connect_timeout_(connect_timeout), timeout_(timeout) {
+        s_.rng_state ^= seed;
+    }
+
+    // The tick was admitted at `start`. Two budgets: connect_timeout for opening a connection,
+    // then timeout for the request and response, so a fresh connection never stretches the
+    // exchange.
+    PollAction on_tick(time_point start);
+    PollAction on_connected(time_point now);
+    // The direct write took everything (`complete`), or it must wait for the rest.
+    PollAction on_written(bool complete) noexcept {
+        s_.phase = PollFsmState::Phase::exchanging;
+        return act(complete ? PollAction::Kind::parse : PollAction::Kind::write_rest);
+    }
+    PollAction on_parsed(const ParseResult& r) {
+        return r.complete ? on_response(r) : act(PollAction::Kind::read);
+    }
+    PollAction on_read() const noexcept { return act(PollAction::Kind::parse); }
+    // The server closed the connection; `response_started`: some of a response came first.
+    // With nothing received it closed an idle keep-alive connection.
+    PollAction on_eof(bool response_started, time_point now);
+    // An operation failed (connect, write, read, parse); the deadline and a drain have their
+    // own events.
+    PollAction on_failed(const error_code& ec, time_point now);
+    PollAction on_deadline(time_point now);
+    PollAction on_cancel();
+    PollAction on_delivered() noexcept { return finish(act(PollAction::Kind::done), PollerState::completed); }
+    PollAction on_mapping_failed(const std::error_code& ec);
+    // The connection was closed outside a poll (operator cancel, drain).
+    void on_closed() noexcept {
+        s_.connected = false;
+        s_.requests_on_connection = 0;
+    }
+
+    const PollFsmState& state() const noexcept { return s_; }
+    bool connected() const noexcept { return s_.connected; }
+    time_point deadline() const noexcept { return s_.deadline; }
+    time_point backoff_until() const noexcept { return s_.backoff_until; }
+    const HostPause& pause() const noexcept { return s_.pause; }
+    double usage() const noexcept { return s_.usage; }
+    const PollResult& result() const noexcept { return s_.result; }
+
+private:
+    static PollAction act(PollAction::Kind k) noexcept {
+        PollAction a;
+        a.kind = k;
+        return a;
+    }
+    PollAction connect(time_point now);
+    PollAction close_and(PollAction a);
+    PollAction fail(PollError e, const error_code& ec, int status = 0);
+    PollAction fail_exchange(const error_code& ec, time_point now);
+    PollAction on_response(const ParseResult& r);
+    PollAction finish(PollAction a, PollerState outcome) noexcept {
+        s_.phase = PollFsmState::Phase::idle;
+        s_.result.outcome = outcome;
+        s_.result.verdict = outcome == PollerState::cancelled ? HostVerdict::neutral
+                            : outcome == PollerState::completed ? HostVerdict::healthy
+                                                                : verdict_of(s_.result.error);
+        a.kind = PollAction::Kind::done;
+        return a;
+    }
+    void schedule_backoff(time_point now);
+    std::uint64_t next_random() noexcept;
+
+    PollClock::duration connect_timeout_;
+    PollClock::duration timeout_;
+    PollFsmState s_;
+};
+
+}  // namespace mdagg::detail

@@ -1,0 +1,285 @@
+// One poll, driven: PollFsm (poll_fsm.hpp) decides; the driver here carries out its actions on
+// the poller's transport, the timer wheel's deadline and the host guard, and counts the outcome.
+#include "poller_group.hpp"
+
+#include <boost/beast/http/error.hpp>
+
+#include <algorithm>
+
+namespace mdagg {
+
+using detail::ParseResult;
+using detail::PollAction;
+using Kind = PollAction::Kind;
+
+void PollerGroup::Impl::record_failure(Poller& p, const detail::PollResult& f) {
+    auto& st = p.source.stats;
+    if (f.error == PollError::timeout) {
+        st.timed_out.fetch_add(1, std::memory_order_relaxed);
+        p.state.store(PollerState::timed_out, std::memory_order_relaxed);
+    } else {
+        st.failed.fetch_add(1, std::memory_order_relaxed);
+        p.state.store(PollerState::failed, std::memory_order_relaxed);
+    }
+    st.errors[static_cast<std::size_t>(f.error)].fetch_add(1, std::memory_order_relaxed);
+    p.last_error.store(static_cast<std::uint8_t>(f.error), std::memory_order_relaxed);
+    // 2,000 failing pollers must not flood stdout, nor allocate per failure.
+    const auto suppressed = error_log.admit(log::Level::warn, p.source.error_keys[static_cast<std::size_t>(f.error)],
+                                            "poll failed");
+    if (!suppressed) return;
+    nlohmann::json fields{{"source", p.source.config.name},
+                          {"symbol", p.symbol_name},
+                          {"error", to_string(f.error)}};
+    if (f.detail) fields["detail"] = f.detail.message();
+    if (f.status) fields["status"] = f.status;
+    if (*suppressed) fields["suppressed"] = *suppressed;
+    log::write(log::Level::warn, "poll failed", fields);
+}
+
+// Pauses and breaker changes: one line per change, rate-limited per host and event, since a
+// host flapping every cooldown would otherwise log every second.
+void PollerGroup::Impl::log_host_event(Poller& p, std::string_view what, PauseReason reason, int status) {
+    const auto& host = p.source.config.url;
+    const auto key = host.host + ':' + std::to_string(host.port) + '/' + std::string(what);
+    const auto suppressed = error_log.admit(log::Level::warn, key, what);
+    if (!suppressed) return;
+    const auto st = p.source.guard.status(Clock::now());
+    nlohmann::json fields{{"host", host.host}, {"port", host.port}, {"source", p.source.config.name},
+                          {"symbol", p.symbol_name}};
+    if (reason != PauseReason::none) {
+        fields["reason"] = to_string(reason);
+        fields["status"] = status;
+        fields["pause_ms"] = std::chrono::duration<double, std::milli>(st.paused_until - Clock::now()).count();
+    } else {
+        fields["breaker"] = to_string(st.breaker);
+        fields["breaker_opens"] = st.breaker_opens;
+    }
+    if (*suppressed) fields["suppressed"] = *suppressed;
+    log::write(what == "circuit breaker closed" ? log::Level::info : log::Level::warn, what, fields);
+}
+
+// Carries out the state machine's actions until it is done. Never throws for I/O errors.
+// `start` is the tick's wake-up time; the poll's end goes to p.poll_ended. The waits are
+// inline, so a poll is one coroutine frame (two when it connects).
+template <class Transport>
+Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Clock::time_point start) {
+    p.state.store(PollerState::running, std::memory_order_relaxed);
+    p.source.stats.polls_started.fetch_add(1, std::memory_order_relaxed);
+    std::size_t written = 0;
+    PollAction a = p.fsm.on_tick(start);
+    for (;;) {
+        if (a.effects) carry_out(p, a);
+        switch (a.kind) {
+            case Kind::connect:
+                if (cancelling.load(std::memory_order_relaxed)) a = p.fsm.on_cancel();
+                else a = co_await connect(p, conn);
+                break;
+            case Kind::write: {
+                if (cancelling.load(std::memory_order_relaxed)) {
+                    a = p.fsm.on_cancel();
+                    break;
+                }
+                beast::error_code ec;
+                written = begin_exchange(p, conn, ec);
+                if (ec) {
+                    a = failed(p, ec);
+                    break;
+                }
+                // In the wheel's round, the reads start once every poller due has sent: by then
+                // most answers are in, and reading them costs neither an empty recv nor a wakeup.
+                if (deferring_reads) co_await DeferRead{*this};
+                a = p.fsm.on_written(written == p.request.size());
+                break;
+            }
+            case Kind::write_rest: {
+                if (interrupted(p)) {
+                    a = failed(p, asio::error::operation_aborted);
+                    break;
+                }
+                auto [ec, n] = co_await conn.write(asio::buffer(p.request) + written);
+                a = ec ? failed(p, ec) : p.fsm.on_written(true);
+                break;
+            }
+            case Kind::parse: a = parse(p, conn.buffer()); break;
+            case Kind::read: {
+                if (interrupted(p)) {
+                    a = failed(p, asio::error::operation_aborted);
+                    break;
+                }
+                auto& buffer = conn.buffer();
+                auto [ec, n] = co_await conn.read_some(std::min<std::size_t>(buffer.max_size() - buffer.size(), 4096));
+                if (!ec) buffer.commit(n);
+                a = ec ? read_failed(p, ec) : p.fsm.on_read();
+                break;
+            }
+            case Kind::parse_eof: a = parse_eof(p); break;
+            case Kind::deliver: a = deliver(p); break;
+            case Kind::done: end_poll(p, probe, start); co_return;
+        }
+    }
+}
+
+Task<void> PollerGroup::Impl::poll_once(Poller& p, bool probe, Clock::time_point start) {
+    return drive(p, p.connection, probe, start);
+}
+
+// Resolves (from the cache; a lookup runs off the event loop) and connects.
+template <class Transport>
+Task<PollAction> PollerGroup::Impl::connect(Poller& p, Transport& conn) {
+    auto& src = p.source;
+    src.stats.connects.fetch_add(1, std::memory_order_relaxed);
+    if (src.has_numeric_endpoint) {
+        p.endpoints.assign(1, src.numeric_endpoint);
+    } else {
+        src.resolver.endpoints(p.endpoints, Clock::now());
+        // No address yet: a lookup is under way; the next tick retries.
+        if (p.endpoints.empty()) co_return p.fsm.on_failed(asio::error::host_not_found_try_again, Clock::now());
+    }
+    auto stop = [this, &p] { return interrupted(p); };
+    const beast::error_code ec = co_await conn.connect(p.endpoints, stop);
+    if (ec || p.deadline_expired) co_return failed(p, ec);
+    co_return p.fsm.on_connected(Clock::now());
+}
+
+// A fresh parser for the response, then the request straight to the socket. Returns the
+// bytes written. The parser lives in the Poller, not in a frame: Asio recycles coroutine
+// frames only up to ~1 KiB, and a frame holding it would cost a malloc per poll.
+template <class Transport>
+std::size_t PollerGroup::Impl::begin_exchange(Poller& p, Transport& conn, beast::error_code& ec) {
+    p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes, p.source.usage_header);
+    p.parser->eager(true);
+    return conn.write_now(asio::buffer(p.request), ec);
+}
+
+// The deadline or a drain may have fired while the poll was not suspended on the transport,
+// where cancel() finds nothing to cancel: checked before every wait.
+bool PollerGroup::Impl::interrupted(const Poller& p) const noexcept {
+    return p.deadline_expired || cancelling.load(std::memory_order_relaxed);
+}
+
+// The poll's deadline comes first, then a drain's cancel, then what the operation said.
+PollAction PollerGroup::Impl::failed(Poller& p, const beast::error_code& ec) {
+    if (p.deadline_expired) return p.fsm.on_deadline(Clock::now());
+    if (ec == asio::error::operation_aborted && cancelling.load(std::memory_order_relaxed)) return p.fsm.on_cancel();
+    return p.fsm.on_failed(ec, Clock::now());
+}
+
+PollAction PollerGroup::Impl::read_failed(Poller& p, const beast::error_code& ec) {
+    // The server closed: after part of a response (or an interim one) that may be its end,
+    // which the parser decides; with nothing, it closed an idle keep-alive connection.
+    const bool started = p.parser->got_some() || p.parser->interim_skipped() > 0;
+    if (ec == asio::error::eof && (started || !p.deadline_expired)) return p.fsm.on_eof(started, Clock::now());
+    return failed(p, ec);
+}
+
+// Feeds the buffered bytes (this read's, or left over from the last) to the parser.
+PollAction PollerGroup::Impl::parse(Poller& p, beast::flat_buffer& buffer) {
+    beast::error_code ec;
+    while (buffer.size() > 0 && !p.parser->is_done()) {
+        const std::size_t used = http::put_response(p.parser, buffer.data(), ec);
+        buffer.consume(used);
+        if (ec == beast::http::error::need_more) {
+            ec = {};
+            break;
+        }
+        if (ec) return failed(p, ec);
+        if (used == 0) break;
+    }
+    if (p.parser->is_done()) return p.fsm.on_parsed(answer(p));
+    // No room left to read into: the answer is larger than the body limit allows.
+    if (buffer.size() >= buffer.max_size()) return failed(p, beast::http::error::buffer_overflow);
+    return p.fsm.on_parsed({});
+}
+
+// A close-delimited body ends at the close; anything else was cut short.
+PollAction PollerGroup::Impl::parse_eof(Poller& p) {
+    beast::error_code ec;
+    p.parser->put_eof(ec);
+    return ec ? failed(p, ec) : p.fsm.on_parsed(answer(p));
+}
+
+// The final response (interim ones were skipped: p.parser holds the last).
+ParseResult PollerGroup::Impl::answer(const Poller& p) {
+    const auto& parser = *p.parser;
+    ParseResult r;
+    r.complete = true;
+    r.status = parser.status();
+    r.keep_alive = parser.keep_alive();
+    r.retry_after = parser.retry_after();
+    r.usage = parser.usage();
+    if (!r.retry_after.empty()) r.wall_now = std::chrono::system_clock::now();  // for an HTTP-date
+    return r;
+}
+
+PollAction PollerGroup::Impl::deliver(Poller& p) {
+    Quote& q = p.quote;
+    q = Quote{};
+    q.source = p.source.id;
+    q.symbol = p.symbol;
+    q.receive_time_ns = wall_clock_ns();
+    if (std::error_code ec = p.mapper.map(p.body, p.symbol_name, q)) return p.fsm.on_mapping_failed(ec);
+    on_quote(q);
+    return p.fsm.on_delivered();
+}
+
+// The side effects an action asks for before its kind.
+void PollerGroup::Impl::carry_out(Poller& p, const PollAction& a) {
+    if (a.has(PollAction::close)) p.connection.close();
+    if (a.has(PollAction::count_retry)) p.source.stats.retries.fetch_add(1, std::memory_order_relaxed);
+    if (a.has(PollAction::arm_deadline)) arm_deadline(p, p.fsm.deadline());
+    if (a.has(PollAction::report_usage)) p.source.guard.on_usage(p.fsm.usage());
+    if (a.has(PollAction::pause_host)) {
+        // The whole host waits: every poller of it would hit the same limit.
+        const auto& pause = p.fsm.pause();
+        if (p.source.guard.pause(Clock::now(), pause.reason, pause.wait))
+            log_host_event(p, "host paused", pause.reason, pause.status);
+    }
+    if (a.has(PollAction::back_off)) p.backoff_until = p.fsm.backoff_until();
+}
+
+// Reports the outcome to the host's breaker and counts it.
+void PollerGroup::Impl::end_poll(Poller& p, bool probe, Clock::time_point start) {
+    disarm_deadline(p);
+    const detail::PollResult& r = p.fsm.result();
+    auto& st = p.source.stats;
+    p.probe_pending = false;
+    const auto end = p.poll_ended = Clock::now();
+    if (auto changed = p.source.guard.report(end, r.verdict, probe))
+        log_host_event(p, *changed == BreakerState::open ? "circuit breaker opened" : "circuit breaker closed",
+                       PauseReason::none, 0);
+    switch (r.outcome) {
+        case PollerState::cancelled:
+            st.cancelled.fetch_add(1, std::memory_order_relaxed);
+            p.state.store(PollerState::cancelled, std::memory_order_relaxed);
+            break;
+        case PollerState::completed:
+            st.completed.fetch_add(1, std::memory_order_relaxed);
+            st.latency.record(end - start);
+            p.state.store(PollerState::completed, std::memory_order_relaxed);
+            break;
+        default: record_failure(p, r); break;
+    }
+}
+
+// The task table's per-poller view of the poll that just finished.
+void PollerGroup::Impl::note_outcome(Poller& p, Clock::duration took) {
+    p.polls.fetch_add(1, std::memory_order_relaxed);
+    p.last_latency_ns.store(duration_cast<nanoseconds>(took).count(), std::memory_order_relaxed);
+    switch (p.state.load(std::memory_order_relaxed)) {
+        case PollerState::completed:
+            p.completed.fetch_add(1, std::memory_order_relaxed);
+            p.last_success_ns.store(p.quote.receive_time_ns, std::memory_order_relaxed);
+            break;
+        case PollerState::timed_out:
+            p.timed_out.fetch_add(1, std::memory_order_relaxed);
+            p.last_error_ns.store(wall_clock_ns(), std::memory_order_relaxed);
+            break;
+        case PollerState::failed:
+            p.failed.fetch_add(1, std::memory_order_relaxed);
+            p.last_error_ns.store(wall_clock_ns(), std::memory_order_relaxed);
+            break;
+        default: break;  // cancelled by the drain
+    }
+}
+
+}  // namespace mdagg

@@ -1,0 +1,172 @@
+// The pollers' private vocabulary, shared by the files of src/poll that implement PollerGroup:
+// a source's runtime settings, one poller's state and its places in the timer wheel.
+#pragma once
+
+#include <mdagg/http.hpp>
+#include <mdagg/mapping.hpp>
+#include <mdagg/poll.hpp>
+#include <mdagg/schedule.hpp>
+
+#include "host_resolver.hpp"
+#include "poll_fsm.hpp"
+#include "task.hpp"
+#include "timer_wheel.hpp"
+#include "transport.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/error.hpp>
+
+#include <atomic>
+#include <coroutine>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mdagg {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using std::chrono::duration_cast;
+using std::chrono::nanoseconds;
+using detail::Task;
+
+namespace detail {
+
+// How long a resolved address list is trusted before the next connect looks the name up again.
+constexpr auto resolve_ttl = std::chrono::seconds(30);
+constexpr std::uint32_t max_header_bytes = 8 * 1024;
+
+// Ticks and deadlines live on the timer wheel's 1 ms grid, rounded up: the pollers due in one
+// millisecond fire together from one Asio timer.
+inline std::int64_t grid_ms_ceil(Clock::time_point t) {
+    return std::chrono::ceil<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+inline std::int64_t wall_clock_ns() {
+    return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// What outlives a source's runtimes, by SourceId.
+struct SourceSlot {
+    SourceStats stats;
+    // Shared by every runtime of the source, so a reload that only changes it (or the symbol
+    // count it defaults to) applies it without restarting pollers.
+    std::atomic<std::int64_t> max_in_flight{0};
+    std::string name;
+};
+
+// One source's settings for its pollers. A reload that changes a source starts new pollers
+// on a new runtime while the old ones finish on theirs; the stats (per SourceId) carry over.
+struct SourceRuntime {
+    SourceRuntime(const SourceConfig& c, SourceId i, SourceSlot& slot, std::shared_ptr<HostGuard> g,
+                  const HostConfig& host)
+        : config(c), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight), guard(*g), guard_owner(std::move(g)),
+          usage_header(host.usage ? host.usage->header : std::string()) {
+        for (std::size_t e = 0; e < error_keys.size(); ++e)
+            error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
+        boost::system::error_code ec;
+        auto address = asio::ip::make_address(c.url.host, ec);
+        if (!ec) {
+            numeric_endpoint = tcp::endpoint(address, c.url.port);
+            has_numeric_endpoint = true;
+        }
+    }
+    const SourceConfig config;
+    SourceId id;
+    SourceStats& stats;
+    std::atomic<std::int64_t>& max_in_flight;
+    HostGuard& guard;  // shared with every other source on the same host
+    std::shared_ptr<HostGuard> guard_owner;  // a host no longer configured keeps it until its last poller goes
+    std::string usage_header;
+    // "source/error class": the rate-limited log's keys, built once.
+    std::array<std::string, static_cast<std::size_t>(PollError::count_)> error_keys;
+
+    tcp::endpoint numeric_endpoint;
+    bool has_numeric_endpoint = false;
+    detail::HostResolver resolver{config.url.host, config.url.port, resolve_ttl};
+};
+
+struct Poller;
+
+// A poller's place in the timer wheel: its next tick, or its poll's deadline.
+struct PollerEntry : detail::WheelEntry {
+    PollerEntry(Poller& p, bool d) : poller(&p), deadline(d) {}
+    Poller* poller;
+    bool deadline;
+    std::uint64_t generation = 0;  // of the poll a deadline belongs to; under the wheel's lock
+};
+
+struct Poller {
+    Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
+        : executor(std::move(ex)),
+          connection(executor, src.config.max_body_bytes + max_header_bytes),
+          request(http::make_get_request(src.config.url.host, src.config.url.port,
+                                         src.config.url.target_for(name))),
+          mapper(src.config.fields),
+          schedule(src.config.interval, phase_offset(src.config.name, name, src.config.interval)),
+          source(src),
+          symbol(sym),
+          symbol_name(std::move(name)),
+          fsm(src.config.connect_timeout, src.config.timeout,
+              static_cast<std::uint64_t>(schedule.offset().count()) ^ sym) {}
+
+    void close_connection() noexcept {
+        connection.close();
+        fsm.on_closed();
+    }
+
+    asio::any_io_executor executor;  // a strand when the io_context runs on several threads
+    TcpTransport connection;  // the one connection; hedging across mirrors would hold more
+    PollerEntry tick_entry{*this, false};
+    PollerEntry deadline_entry{*this, true};
+    std::coroutine_handle<> tick_waiter;  // the coroutine while it waits for its tick
+    std::string body;
+    std::optional<http::ResponseParser> parser;  // one per response, constructed in place
+    std::vector<tcp::endpoint> endpoints;  // where the next connect goes; capacity kept
+    Quote quote;
+    std::string request;
+    QuoteMapper mapper;
+    Schedule schedule;
+    SourceRuntime& source;
+    SymbolId symbol;
+    std::string symbol_name;
+    PollFsm fsm;  // the poll policy's state; on the poller's executor
+    std::atomic<PollerState> state{PollerState::pending};
+    // Operator control and the task table's per-poller view; written on the poller's
+    // executor (control from anywhere), read by the admin server.
+    std::atomic<PollerControl> control{PollerControl::active};
+    std::atomic<bool> polling{false};
+    std::atomic<std::uint64_t> polls{0}, completed{0}, failed{0}, timed_out{0};
+    std::atomic<std::int64_t> last_success_ns{0}, last_error_ns{0}, last_latency_ns{-1};
+    std::atomic<std::uint8_t> last_error{static_cast<std::uint8_t>(PollError::count_)};
+    Clock::time_point last_poll_start{};
+    Clock::time_point poll_ended{};
+    std::shared_ptr<SourceRuntime> runtime;  // keeps `source` alive as long as this poller
+    // Guarded by the group's mutex.
+    std::vector<std::string> tags;
+    bool retired = false;  // taken out by a reload; freed once its coroutine returned
+    bool exited = false;   // its coroutine returned: nothing may be posted to it any more
+    bool deadline_expired = false;
+    std::uint64_t poll_generation = 0;  // counts deadline arms and disarms
+    bool probe_pending = false;  // admitted as the breaker's probe, not yet reported
+    Clock::time_point backoff_until{};
+    // Runs once the coroutine has returned (and its frame is freed); `error` is what escaped it.
+    std::function<void(std::exception_ptr error)> on_exit;
+};
+
+}  // namespace detail
+
+using detail::grid_ms_ceil;
+using detail::max_header_bytes;
+using detail::wall_clock_ns;
+using detail::Poller;
+using detail::PollerEntry;
+using detail::SourceRuntime;
+using detail::SourceSlot;
+
+}  // namespace mdagg
