@@ -1,0 +1,71 @@
+// Private to lifecycle: the Aggregation stage. It owns the aggregator, its three timers
+// (flush, bar, stale sweep), the rule by which quotes reach it, and every change to the
+// Universe (made on its strand, where the aggregator and the sink read it).
+#pragma once
+
+#include "output.hpp"
+#include "reload_plan.hpp"
+#include "stage.hpp"
+
+#include <mdagg/aggregator.hpp>
+#include <mdagg/config.hpp>
+#include <mdagg/poll.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+namespace mdagg::lifecycle {
+
+class Aggregation final : public Stage {
+public:
+    // `universe` outlives the stage and changes only through it; `control` is the
+    // supervisor's strand, to which the reload and drain steps return.
+    Aggregation(boost::asio::io_context& io, boost::asio::any_io_executor control, const Config& config,
+                Universe& universe, RecordSink& records, Output& output);
+
+    // The hand-off from the pollers, called on a poller's executor.
+    QuoteHandler quote_handler();
+    const Aggregator& aggregator() const noexcept { return aggregator_; }
+    // Control strand, between the reload steps below (which are the only writers).
+    const Universe& universe() const noexcept { return universe_; }
+
+    void start() override;
+    // Quotes come from the Ingest stage only, which is drained first.
+    void stop_intake() override {}
+    boost::asio::awaitable<StageOutcome> drain(StageDeadline deadline) override;
+    boost::asio::awaitable<void> close(Clock::time_point) override { co_return; }
+    void report(nlohmann::json& fields, bool incomplete) const override;
+
+    // Reload, from the control strand. The released symbols' last bars are written under
+    // their own names before their ids change hands; then the new sources and symbols.
+    boost::asio::awaitable<void> update_universe(const ReloadPlan& plan);
+    // Staleness limits of new and changed sources; a source the reload removed goes stale at
+    // the next sweep (its retired pollers may still deliver a last quote).
+    boost::asio::awaitable<void> set_sources(const std::vector<SourceConfig>& sources);
+
+private:
+    void start_flush_timer();
+    void start_bar_timer();
+    void start_stale_timer();
+    static Duration sweep_period(const std::vector<SourceConfig>& sources);
+    boost::asio::awaitable<void> to_strand();
+    boost::asio::awaitable<void> to_control();
+
+    const Config& config_;
+    Universe& universe_;
+    Output& output_;
+    boost::asio::any_io_executor control_;
+    boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+    Aggregator aggregator_;
+    const bool direct_;  // one io thread: the poller's handler aggregates itself
+    boost::asio::steady_timer flush_timer_;
+    boost::asio::steady_timer bar_timer_;
+    boost::asio::steady_timer stale_timer_;
+    bool stopped_ = false;            // strand only: drained
+    Duration stale_sweep_period_{};   // strand only
+    std::uint64_t quotes_accepted_ = 0, bars_emitted_ = 0;  // as of the drain
+};
+
+}  // namespace mdagg::lifecycle

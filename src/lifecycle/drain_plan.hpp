@@ -1,0 +1,43 @@
+// Private to lifecycle: the drain's timetable and how its outcome becomes the exit code.
+// Plain functions of time points, so tests run them on simulated time.
+#pragma once
+
+#include <mdagg/config.hpp>
+
+#include <chrono>
+
+namespace mdagg::lifecycle {
+
+using Clock = std::chrono::steady_clock;
+
+struct DrainPlan {
+    Clock::time_point started;     // the signal's arrival
+    Clock::duration budget{};      // shutdown.grace, or shutdown.interrupt_grace for SIGINT
+    Clock::time_point deadline;    // started + budget
+    Clock::duration reserve{};     // kept for the final bars and the sinks: min(budget/4, 1 s)
+    Clock::time_point cancel_at;   // in-flight polls still running then are cancelled
+    Clock::time_point give_up_at;  // cancelled pollers not returned by then are abandoned
+    Clock::time_point watchdog_at; // the watchdog forces exit 3: deadline + min(budget/10, 250 ms)
+};
+
+// The budget a drain signal grants: SIGINT (a person at a terminal) the shorter one.
+Clock::duration drain_budget(int signo, const Config& config);
+DrainPlan plan_drain(Clock::time_point started, Clock::duration budget);
+
+// The sinks' close deadline: the plan's, or after a second signal at most 1 s from `now`.
+Clock::time_point sink_deadline(const DrainPlan& plan, Clock::time_point now, bool emergency);
+
+// What the stages reported, for the exit code.
+struct DrainResult {
+    bool pollers_done = false;       // every poller returned (none abandoned)
+    bool sinks_closed = false;       // every sink closed before its deadline
+    bool in_budget = false;          // the drain ended by its deadline
+    bool emergency = false;          // a second signal forced it
+    bool output_incomplete = false;  // records lost, a disk fault, or a segment not known durable
+};
+
+// exit_drain_timeout when the drain ran out of time or was forced; exit_fatal when it drained
+// in time but not every record is known to be on disk; exit_ok otherwise.
+int drain_exit_code(const DrainResult& result);
+
+}  // namespace mdagg::lifecycle

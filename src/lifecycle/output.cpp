@@ -1,0 +1,69 @@
+#include "output.hpp"
+
+namespace mdagg::lifecycle {
+
+namespace asio = boost::asio;
+
+SinkDrainOutcome FileSinkDrain::drain(Clock::time_point deadline) {
+    SinkDrainOutcome out;
+    out.in_time = sink_.close(deadline);
+    const SinkStats s = sink_.stats();
+    out.records_lost = s.records_dropped;
+    // Not every record reached the disk (dropped while the disk failed or the queue was full,
+    // or refused at close), or a segment is not known to be durable (its fdatasync failed:
+    // kept .part). Recovered write errors that lost nothing do not count.
+    out.incomplete = s.records_dropped > 0 || s.disk_fault || s.segments_unsynced > 0;
+    out.fields = stats();
+    return out;
+}
+
+nlohmann::json FileSinkDrain::stats() const {
+    const SinkStats sink = sink_.stats();
+    return {{"records_written", sink.records_written},
+            {"bytes_written", sink.bytes_written},
+            {"records_dropped", sink.records_dropped},
+            {"quotes_written", sink.quotes.records_written},
+            {"quotes_dropped", sink.quotes.records_dropped},
+            {"write_errors", sink.write_errors},
+            {"segments_closed", sink.segments_closed},
+            {"segments_unsynced", sink.segments_unsynced},
+            {"files_repaired", sink.files_repaired}};
+}
+
+void Output::flush() {
+    for (auto& s : sinks_) s->flush();
+}
+
+void Output::stop_intake() {
+    for (auto& s : sinks_) s->stop_intake();
+}
+
+// Each sink gets the whole deadline: they write to different places and drain in parallel
+// threads of their own, so waiting for one leaves the others' writers running.
+asio::awaitable<StageOutcome> Output::drain(StageDeadline deadline) {
+    StageOutcome out;
+    outcomes_.clear();
+    for (auto& s : sinks_) {
+        outcomes_.push_back(s->drain(deadline.deadline));
+        const auto& o = outcomes_.back();
+        out.in_time = out.in_time && o.in_time;
+        out.records_lost += o.records_lost;
+        out.output_incomplete = out.output_incomplete || o.incomplete;
+    }
+    co_return out;
+}
+
+asio::awaitable<void> Output::close(Clock::time_point) {
+    for (auto& s : sinks_) s->close();
+    co_return;
+}
+
+// The sinks' counters as they are now (a sink abandoned at its deadline may still count).
+void Output::report(nlohmann::json& fields, bool incomplete) const {
+    bool closed = true;
+    for (const auto& s : sinks_) fields.update(s->stats());
+    for (const auto& o : outcomes_) closed = closed && o.in_time;
+    if (incomplete) fields["sink_closed"] = closed;
+}
+
+}  // namespace mdagg::lifecycle

@@ -1,0 +1,67 @@
+// Private to lifecycle: the Output stage, the sinks the aggregator's records go to. Each sink
+// is drained through SinkDrain; the stage drains them all against one deadline.
+#pragma once
+
+#include "stage.hpp"
+
+#include <mdagg/sink.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace mdagg::lifecycle {
+
+// One sink as the Output stage drains it.
+struct SinkDrainOutcome {
+    bool in_time = true;             // every record taken in was written (or refused) by the deadline
+    std::uint64_t records_lost = 0;  // dropped, refused at close or not delivered
+    bool incomplete = false;         // lost records, or output not known to be durable
+    nlohmann::json fields = nlohmann::json::object();  // for the drain line, the sink's own keys
+};
+
+class SinkDrain {
+public:
+    virtual ~SinkDrain() = default;
+    // Hands what is queued to the sink's writer; every output.flush_every and at the final bars.
+    virtual void flush() = 0;
+    virtual void stop_intake() = 0;
+    virtual SinkDrainOutcome drain(Clock::time_point deadline) = 0;
+    virtual void close() = 0;
+    // Counters for the drain line (same keys as SinkDrainOutcome::fields).
+    virtual nlohmann::json stats() const = 0;
+};
+
+// The files (FileSink): its close(deadline) writes, fsyncs and renames everything, so drain
+// is the whole close and close() has nothing left to do.
+class FileSinkDrain final : public SinkDrain {
+public:
+    explicit FileSinkDrain(FileSink& sink) : sink_(sink) {}
+    void flush() override { sink_.flush(); }
+    void stop_intake() override {}  // records after close are counted as dropped by the sink
+    SinkDrainOutcome drain(Clock::time_point deadline) override;
+    void close() override {}
+    nlohmann::json stats() const override;
+
+private:
+    FileSink& sink_;
+};
+
+class Output final : public Stage {
+public:
+    // Drained in the order added.
+    void add(std::unique_ptr<SinkDrain> sink) { sinks_.push_back(std::move(sink)); }
+    // Aggregation strand.
+    void flush();
+
+    void start() override {}
+    void stop_intake() override;
+    boost::asio::awaitable<StageOutcome> drain(StageDeadline deadline) override;
+    boost::asio::awaitable<void> close(Clock::time_point deadline) override;
+    void report(nlohmann::json& fields, bool incomplete) const override;
+
+private:
+    std::vector<std::unique_ptr<SinkDrain>> sinks_;
+    std::vector<SinkDrainOutcome> outcomes_;  // from drain()
+};
+
+}  // namespace mdagg::lifecycle
