@@ -1,5 +1,6 @@
 #include "drain_record.hpp"
 #include "ops.hpp"
+#include "reports.hpp"
 #include "token_watch.hpp"
 
 #include <mdagg/admin.hpp>
@@ -45,15 +46,6 @@ using std::chrono::nanoseconds;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 double to_ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-// {"pending": n, "running": n, ...}: pollers by the state of their latest poll.
-nlohmann::json pollers_by_state(const PollerGroup& pollers) {
-    nlohmann::json out = nlohmann::json::object();
-    auto counts = pollers.state_counts();
-    for (std::size_t i = 0; i < counts.size(); ++i)
-        out[std::string(to_string(static_cast<PollerState>(i)))] = counts[i];
-    return out;
-}
 
 std::int64_t wall_clock_ns() {
     return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -263,8 +255,6 @@ public:
           signals_(control_),
           reload_signals_(control_),
           wake_(control_),
-          summary_timer_(control_),
-          heartbeat_timer_(control_),
           flush_timer_(aggregate_strand_),
           bar_timer_(aggregate_strand_),
           stale_timer_(aggregate_strand_),
@@ -285,7 +275,7 @@ public:
           running_sources_(config.sources),
           running_hosts_(config.hosts),
           effective_(config),
-          summary_every_ns_(config.log.summary_every.count()) {
+          reports_(control_, pollers_, sink_, aggregator_, ops_, host_pauses_, draining_, config.log.summary_every) {
         for (SourceId s = 0; s < config.sources.size(); ++s)
             aggregator_.set_stale_after(s, config.sources[s].stale_after.count());
     }
@@ -324,8 +314,8 @@ public:
         start_bar_timer();
         start_stale_timer();
         asio::co_spawn(control_, supervise(), [this](std::exception_ptr e) { on_supervisor_exit(e); });
-        asio::co_spawn(control_, summaries(), [](std::exception_ptr) {});
-        asio::co_spawn(control_, heartbeats(), [](std::exception_ptr) {});
+        asio::co_spawn(control_, reports_.summaries(), [](std::exception_ptr) {});
+        asio::co_spawn(control_, reports_.heartbeats(), [](std::exception_ptr) {});
         asio::co_spawn(control_, reloads(), [](std::exception_ptr e) {
             if (!e) return;
             try {
@@ -410,17 +400,6 @@ private:
         token_watch_.watch(config_.admin.token_file, stamp);  // admin_ is set: the watcher may use it
     }
 
-    // Stamps the loop watchdog's heartbeat and runs the readiness and stall checks.
-    asio::awaitable<void> heartbeats() {
-        for (;;) {
-            ops_.on_heartbeat(Clock::now());
-            if (host_pauses_) host_pauses_->update(pollers_.server_pauses());  // written off-thread
-            heartbeat_timer_.expires_after(lifecycle::Operations::heartbeat_every);
-            auto [ec] = co_await heartbeat_timer_.async_wait(use_tuple);
-            if (ec) co_return;
-        }
-    }
-
     // The token on SIGHUP; between reloads token_watch_ follows the file. An unreadable file
     // keeps the token in effect: a reload must never switch authentication off by accident.
     // A reload or a rewritten token file may not open a port reachable from the network: the
@@ -470,8 +449,7 @@ private:
                 continue;
             }
             const ReloadDiff diff = reload_diff(effective_, loaded);
-            summary_every_ns_ = loaded.log.summary_every.count();
-            summary_timer_.cancel();  // the summary loop re-arms with the new interval
+            reports_.set_summary_every(loaded.log.summary_every);
             ops_.set_stall_after(loaded.admin.stall_after);
             ops_.set_symbol_metrics(loaded.admin.symbol_metrics);
             sink_.reconfigure(sink_options(loaded));
@@ -712,110 +690,6 @@ private:
         });
     }
 
-    struct Totals {
-        std::uint64_t started = 0, completed = 0, failed = 0, timed_out = 0, cancelled = 0,
-                      skipped = 0, throttled = 0, rate_limited = 0, paused = 0, breaker = 0;
-        std::int64_t in_flight = 0;
-        std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)> errors{};
-        LatencyHistogram::Snapshot latency, lateness;
-    };
-    Totals totals() const {
-        Totals t;
-        for (SourceId s = 0; s < pollers_.source_count(); ++s) {
-            auto& st = pollers_.stats(s);
-            t.started += st.polls_started.load();
-            t.completed += st.completed.load();
-            t.failed += st.failed.load();
-            t.timed_out += st.timed_out.load();
-            t.cancelled += st.cancelled.load();
-            t.skipped += st.skipped_ticks.load();
-            t.throttled += st.throttled_ticks.load();
-            t.rate_limited += st.rate_limited_ticks.load();
-            t.paused += st.host_paused_ticks.load();
-            t.breaker += st.breaker_ticks.load();
-            t.in_flight += st.in_flight.load();
-            for (std::size_t e = 0; e < t.errors.size(); ++e) t.errors[e] += st.errors[e].load();
-            t.latency.merge(st.latency.snapshot());
-            t.lateness.merge(st.lateness.snapshot());
-        }
-        return t;
-    }
-
-    // Counts by error class since `since`, only the classes that occurred.
-    static nlohmann::json errors_by_class(const Totals& now) { return errors_by_class(now, Totals()); }
-    static nlohmann::json errors_by_class(const Totals& now, const Totals& since) {
-        nlohmann::json errors = nlohmann::json::object();
-        for (std::size_t e = 0; e < now.errors.size(); ++e)
-            if (auto n = now.errors[e] - since.errors[e]) errors[std::string(to_string(static_cast<PollError>(e)))] = n;
-        return errors;
-    }
-
-    // Hosts that are paused or whose breaker is not closed; an empty object when all are well.
-    nlohmann::json hosts_not_healthy() const {
-        nlohmann::json out = nlohmann::json::object();
-        for (const auto& [name, st] : pollers_.host_statuses()) {
-            if (st.breaker == BreakerState::closed && st.pause == PauseReason::none) continue;
-            nlohmann::json entry{{"breaker", to_string(st.breaker)}, {"pause", to_string(st.pause)}};
-            if (st.pause != PauseReason::none)
-                entry["paused_for_ms"] = to_ms(st.paused_until - Clock::now());
-            out[name] = std::move(entry);
-        }
-        return out;
-    }
-
-    asio::awaitable<void> summaries() {
-        auto& timer = summary_timer_;
-        Totals prev = totals();
-        auto prev_at = Clock::now();
-        for (;;) {
-            timer.expires_after(nanoseconds(summary_every_ns_));
-            auto [ec] = co_await timer.async_wait(use_tuple);
-            if (draining_) co_return;
-            if (ec) continue;  // a reload changed the interval
-            Totals now = totals();
-            auto at = Clock::now();
-            double secs = std::chrono::duration<double>(at - prev_at).count();
-            auto done = (now.completed - prev.completed) + (now.failed - prev.failed) +
-                        (now.timed_out - prev.timed_out);
-            auto bad = (now.failed - prev.failed) + (now.timed_out - prev.timed_out);
-            auto latency = now.latency.since(prev.latency);
-            auto lateness = now.lateness.since(prev.lateness);
-            auto sink = sink_.stats();
-            const nlohmann::json errors = errors_by_class(now, prev);
-            const auto controls = pollers_.control_counts();
-            log::info("summary", {{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
-                                  {"completed", now.completed - prev.completed},
-                                  {"failed", now.failed - prev.failed},
-                                  {"timed_out", now.timed_out - prev.timed_out},
-                                  {"skipped_ticks", now.skipped - prev.skipped},
-                                  {"throttled_ticks", now.throttled - prev.throttled},
-                                  {"rate_limited_ticks", now.rate_limited - prev.rate_limited},
-                                  {"host_paused_ticks", now.paused - prev.paused},
-                                  {"breaker_ticks", now.breaker - prev.breaker},
-                                  {"in_flight", now.in_flight},
-                                  {"error_rate", done ? static_cast<double>(bad) / static_cast<double>(done) : 0.0},
-                                  {"latency_p50_ms", to_ms(latency.quantile(0.5))},
-                                  {"latency_p99_ms", to_ms(latency.quantile(0.99))},
-                                  {"tick_lateness_p50_ms", to_ms(lateness.quantile(0.5))},
-                                  {"tick_lateness_p99_ms", to_ms(lateness.quantile(0.99))},
-                                  {"records_written", sink.records_written},
-                                  {"records_dropped", sink.records_dropped},
-                                  {"symbols_quoted", aggregator_.symbols_quoted()},
-                                  {"stale_quotes", aggregator_.stale_count()},
-                                  {"output_queued_bytes", sink.queued_bytes},
-                                  {"output_disk_fault", sink.disk_fault},
-                                  {"output_write_errors", sink.write_errors},
-                                  {"output_segments_unsynced", sink.segments_unsynced},
-                                  {"errors", errors},
-                                  {"pollers", pollers_by_state(pollers_)},
-                                  {"pollers_paused", controls.by_control[static_cast<std::size_t>(PollerControl::paused)]},
-                                  {"pollers_cancelled", controls.by_control[static_cast<std::size_t>(PollerControl::cancelled)]},
-                                  {"hosts", hosts_not_healthy()}});
-            prev = now;
-            prev_at = at;
-        }
-    }
-
     // Waits on the control strand until every poller coroutine returned, `limit` passed, or
     // (when `until_emergency`) a second signal arrived. Returns true when the pollers are all
     // gone.
@@ -868,7 +742,7 @@ private:
 
         // 2. In-flight polls may complete; then the rest are cancelled.
         bool pollers_done = co_await wait_for_pollers(cancel_at, true);
-        std::uint64_t cancelled_before = totals().cancelled;
+        std::uint64_t cancelled_before = lifecycle::totals(pollers_).cancelled;
         if (!pollers_done) {
             // Cancelled pollers return within a few turns of the loop; wait for them even in an
             // emergency, or a quote read just before the cancel would miss the final flush.
@@ -914,7 +788,7 @@ private:
         pollers_.flush_logs();
         end_stage("close_sockets_ms");
 
-        const auto t = totals();
+        const auto t = lifecycle::totals(pollers_);
         const auto sink = sink_.stats();
         const auto elapsed = Clock::now() - t0;
         const bool in_budget = Clock::now() <= deadline;
@@ -939,8 +813,8 @@ private:
                               {"polls_timed_out", t.timed_out},
                               {"polls_cancelled", t.cancelled},
                               {"polls_cancelled_by_drain", t.cancelled - cancelled_before},
-                              {"pollers", pollers_by_state(pollers_)},
-                              {"errors", errors_by_class(t)},
+                              {"pollers", lifecycle::pollers_by_state(pollers_)},
+                              {"errors", lifecycle::errors_by_class(t)},
                               {"skipped_ticks", t.skipped},
                               {"throttled_ticks", t.throttled},
                               {"rate_limited_ticks", t.rate_limited},
@@ -984,8 +858,7 @@ private:
         std::fflush(stdout);
         signals_.cancel();
         reload_signals_.cancel();
-        summary_timer_.cancel();
-        heartbeat_timer_.cancel();
+        reports_.cancel();
         if (admin_) admin_->stop();
         io_.stop();
     }
@@ -1008,8 +881,6 @@ private:
     PostedSignals signals_;         // SIGTERM, SIGINT
     PostedSignals reload_signals_;  // SIGHUP
     asio::steady_timer wake_;
-    asio::steady_timer summary_timer_;
-    asio::steady_timer heartbeat_timer_;
     asio::steady_timer flush_timer_;
     asio::steady_timer bar_timer_;
     asio::steady_timer stale_timer_;
@@ -1030,11 +901,11 @@ private:
     lifecycle::TokenFileWatcher token_watch_{std::chrono::seconds(1), [this](std::string token) {
                                                  install_admin_token(std::move(token));
                                              }};
-    std::int64_t summary_every_ns_;         // control strand only
     std::atomic<bool> draining_{false};
     std::atomic<bool> emergency_{false};
     bool sockets_closed_ = false;  // control strand only
     std::atomic<int> exit_code_{exit_ok};
+    lifecycle::Reports reports_;  // last: refers to the members above
 };
 
 }  // namespace

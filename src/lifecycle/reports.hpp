@@ -1,0 +1,71 @@
+// Private to lifecycle: the poll totals, the periodic summary line and the heartbeat.
+#pragma once
+
+#include "ops.hpp"
+
+#include <mdagg/aggregator.hpp>
+#include <mdagg/host_guard.hpp>
+#include <mdagg/metrics.hpp>
+#include <mdagg/poll.hpp>
+#include <mdagg/sink.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+
+namespace mdagg::lifecycle {
+
+// Every source's poll counters added up.
+struct Totals {
+    std::uint64_t started = 0, completed = 0, failed = 0, timed_out = 0, cancelled = 0,
+                  skipped = 0, throttled = 0, rate_limited = 0, paused = 0, breaker = 0;
+    std::int64_t in_flight = 0;
+    std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)> errors{};
+    LatencyHistogram::Snapshot latency, lateness;
+};
+Totals totals(const PollerGroup& pollers);
+
+// Counts by error class since `since`, only the classes that occurred.
+nlohmann::json errors_by_class(const Totals& now, const Totals& since = Totals());
+// Hosts that are paused or whose breaker is not closed; an empty object when all are well.
+nlohmann::json hosts_not_healthy(const PollerGroup& pollers);
+// {"pending": n, "running": n, ...}: pollers by the state of their latest poll.
+nlohmann::json pollers_by_state(const PollerGroup& pollers);
+
+// The "summary" line every log.summary_every, and the heartbeat that stamps the loop
+// watchdog and persists server pauses. Both loops run on the control strand.
+class Reports {
+public:
+    Reports(const boost::asio::any_io_executor& control, const PollerGroup& pollers, const FileSink& sink,
+            const Aggregator& aggregator, Operations& ops, std::optional<HostPauseFile>& host_pauses,
+            const std::atomic<bool>& draining, Duration summary_every);
+
+    // Returns once the drain started.
+    boost::asio::awaitable<void> summaries();
+    boost::asio::awaitable<void> heartbeats();
+
+    // A reload: the summary loop re-arms with the new interval. Control strand.
+    void set_summary_every(Duration every);
+    // Stops both loops. Control strand.
+    void cancel();
+
+private:
+    const PollerGroup& pollers_;
+    const FileSink& sink_;
+    const Aggregator& aggregator_;
+    Operations& ops_;
+    std::optional<HostPauseFile>& host_pauses_;  // emplaced by Daemon::run
+    const std::atomic<bool>& draining_;
+    boost::asio::steady_timer summary_timer_;
+    boost::asio::steady_timer heartbeat_timer_;
+    std::int64_t summary_every_ns_;  // control strand only
+};
+
+}  // namespace mdagg::lifecycle
