@@ -1,4 +1,5 @@
 #include "ops.hpp"
+#include "reports.hpp"
 
 #include <mdagg/aggregator_metrics.hpp>
 #include <mdagg/log.hpp>
@@ -116,16 +117,12 @@ void Operations::on_heartbeat(Clock::time_point now) {
     const auto since = now - Clock::time_point(Clock::duration(last_progress_.load()));
     if (since >= stall_after && !polls_stalled_.exchange(true)) {
         poll_stalls_.fetch_add(1);
-        nlohmann::json by_state = nlohmann::json::object();
-        auto counts = pollers_.state_counts();
-        for (std::size_t i = 0; i < counts.size(); ++i)
-            by_state[std::string(to_string(static_cast<PollerState>(i)))] = counts[i];
         log::error("stalled: no poll completed within stall_after",
                    {{"stall_after_ms", seconds(stall_after) * 1e3},
                     {"since_last_completed_ms", seconds(since) * 1e3},
                     {"active_pollers", active},
                     {"active_pollers_on_paused_hosts", control.active_on_paused_host},
-                    {"pollers", by_state}});
+                    {"pollers", pollers_by_state(pollers_)}});
     }
 }
 
