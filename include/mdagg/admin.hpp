@@ -21,31 +21,10 @@
 
 namespace mdagg::admin {
 
-// ---- Prometheus text exposition format 0.0.4 ------------------------------------------------
-
-struct Label {
-    std::string_view name;
-    std::string_view value;
-};
-
-// Appends families to `out`. Call family() once per metric name before its samples.
-class PrometheusWriter {
-public:
-    explicit PrometheusWriter(std::string& out) : out_(out) {}
-    // type: counter, gauge or histogram.
-    void family(std::string_view name, std::string_view type, std::string_view help);
-    void sample(std::string_view name, std::initializer_list<Label> labels, double value);
-    // name_bucket{le=...} (cumulative, ending in +Inf), name_sum and name_count, in seconds.
-    // The le bounds are powers of two from 128 us to 33.5 s: each is an exact bucket bound of
-    // LatencyHistogram, so the cumulative counts are exact, not interpolated.
-    void histogram(std::string_view name, std::initializer_list<Label> labels,
-                   const LatencyHistogram::Snapshot& snapshot);
-
-private:
-    void series(std::string_view name, std::initializer_list<Label> labels,
-                std::optional<Label> extra);
-    std::string& out_;
-};
+// The Prometheus text writer moved to <mdagg/metrics.hpp>; the admin server appends its own
+// families with it.
+using mdagg::Label;
+using mdagg::PrometheusWriter;
 
 // ---- selecting pollers ------------------------------------------------------------------------
 

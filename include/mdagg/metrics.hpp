@@ -1,4 +1,6 @@
-// Lock-free latency histogram: log-linear buckets (four per power of two) from 1 us to ~1 h.
+// Metrics every module writes: a lock-free latency histogram, and the Prometheus text writer
+// each module appends its own families to (a module's metric names, labels and help live with
+// the module that counts them).
 #pragma once
 
 #include <array>
@@ -6,6 +8,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
 
 namespace mdagg {
 
@@ -37,6 +43,32 @@ public:
 private:
     std::array<std::atomic<std::uint64_t>, bucket_count> counts_{};
     std::atomic<std::uint64_t> sum_ns_{0};
+};
+
+// ---- Prometheus text exposition format 0.0.4 ------------------------------------------------
+
+struct Label {
+    std::string_view name;
+    std::string_view value;
+};
+
+// Appends families to `out`. Call family() once per metric name before its samples.
+class PrometheusWriter {
+public:
+    explicit PrometheusWriter(std::string& out) : out_(out) {}
+    // type: counter, gauge or histogram.
+    void family(std::string_view name, std::string_view type, std::string_view help);
+    void sample(std::string_view name, std::initializer_list<Label> labels, double value);
+    // name_bucket{le=...} (cumulative, ending in +Inf), name_sum and name_count, in seconds.
+    // The le bounds are powers of two from 128 us to 33.5 s: each is an exact bucket bound of
+    // LatencyHistogram, so the cumulative counts are exact, not interpolated.
+    void histogram(std::string_view name, std::initializer_list<Label> labels,
+                   const LatencyHistogram::Snapshot& snapshot);
+
+private:
+    void series(std::string_view name, std::initializer_list<Label> labels,
+                std::optional<Label> extra);
+    std::string& out_;
 };
 
 }  // namespace mdagg

@@ -1,6 +1,10 @@
 #include "ops.hpp"
+#include "reports.hpp"
 
+#include <mdagg/aggregator_metrics.hpp>
 #include <mdagg/log.hpp>
+#include <mdagg/poll_metrics.hpp>
+#include <mdagg/sink_metrics.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -71,10 +75,7 @@ Operations::~Operations() {
 }
 
 std::uint64_t Operations::polls_finished() const {
-    std::uint64_t n = 0;
-    for (SourceId s = 0; s < pollers_.source_count(); ++s)
-        n += pollers_.stats(s).completed.load(std::memory_order_relaxed);
-    return n;
+    return PollStats::read(pollers_, PollDetail::counters).total.completed;
 }
 
 void Operations::on_heartbeat(Clock::time_point now) {
@@ -116,16 +117,12 @@ void Operations::on_heartbeat(Clock::time_point now) {
     const auto since = now - Clock::time_point(Clock::duration(last_progress_.load()));
     if (since >= stall_after && !polls_stalled_.exchange(true)) {
         poll_stalls_.fetch_add(1);
-        nlohmann::json by_state = nlohmann::json::object();
-        auto counts = pollers_.state_counts();
-        for (std::size_t i = 0; i < counts.size(); ++i)
-            by_state[std::string(to_string(static_cast<PollerState>(i)))] = counts[i];
         log::error("stalled: no poll completed within stall_after",
                    {{"stall_after_ms", seconds(stall_after) * 1e3},
                     {"since_last_completed_ms", seconds(since) * 1e3},
                     {"active_pollers", active},
                     {"active_pollers_on_paused_hosts", control.active_on_paused_host},
-                    {"pollers", by_state}});
+                    {"pollers", pollers_by_state(pollers_)}});
     }
 }
 
@@ -309,15 +306,8 @@ admin::Response Operations::control(admin::Action action, const admin::Selector&
     return {200, "application/json", body.dump() + "\n"};
 }
 
-std::string Operations::metrics() {
-    std::string out;
-    out.reserve(32 * 1024);
-    admin::PrometheusWriter w(out);
-    const auto now = Clock::now();
-    const auto now_ns = wall_clock_ns();
-    const auto snapshot_ptr = poller_snapshot();
-    const auto& snapshot = *snapshot_ptr;
-
+// The daemon's own families; each module writes its own after them.
+void Operations::write_process_metrics(PrometheusWriter& w, Clock::time_point now) const {
     w.family("mdagg_build_info", "gauge", "Build information; the value is always 1.");
     w.sample("mdagg_build_info", {{"version", MDAGG_VERSION}}, 1);
     w.family("mdagg_start_time_seconds", "gauge", "When the daemon started, in seconds since the Unix epoch.");
@@ -348,198 +338,46 @@ std::string Operations::metrics() {
                  "The previous process's exit code after its drain: 0 clean, 1 output incomplete, 3 budget exceeded or forced.");
         w.sample("mdagg_last_drain_exit_code", {}, last_drain_->exit_code);
     }
+}
 
-    // Per source. Names: the source label is the config's source name.
-    struct PerSource {
-        std::array<std::size_t, 6> by_state{};
-        std::array<std::size_t, 3> by_control{};
-        std::int64_t last_success_ns = 0;
-    };
-    std::vector<PerSource> per(pollers_.source_count());
-    // A symbol is stale when no poller of it completed within three of its source's intervals.
-    std::unordered_map<std::string_view, bool> fresh;
-    for (auto& p : snapshot) {
-        if (p.source >= per.size()) per.resize(p.source + 1);  // a reload added it just now
-        auto& s = per[p.source];
-        ++s.by_state[static_cast<std::size_t>(p.state)];
-        ++s.by_control[static_cast<std::size_t>(p.control)];
-        s.last_success_ns = std::max(s.last_success_ns, p.last_success_ns);
-        const auto window = 3 * p.interval.count();
-        bool& f = fresh[p.symbol];
-        f = f || (p.last_success_ns > 0 && now_ns - p.last_success_ns <= window);
-    }
-
-    using Counter = std::atomic<std::uint64_t> SourceStats::*;
-    struct CounterMetric {
-        const char* name;
-        const char* help;
-        Counter field;
-    };
-    static constexpr CounterMetric counters[] = {
-        {"mdagg_source_skipped_ticks_total", "Ticks missed while the previous poll ran.", &SourceStats::skipped_ticks},
-        {"mdagg_source_throttled_ticks_total", "Ticks skipped at max_in_flight or in connect backoff.",
-         &SourceStats::throttled_ticks},
-        {"mdagg_source_paused_ticks_total", "Ticks of pollers an operator paused.", &SourceStats::paused_ticks},
-        {"mdagg_source_rate_limited_ticks_total", "Ticks skipped because the host's token bucket was empty.",
-         &SourceStats::rate_limited_ticks},
-        {"mdagg_source_host_paused_ticks_total", "Ticks skipped while the host was paused (Retry-After, ban).",
-         &SourceStats::host_paused_ticks},
-        {"mdagg_source_breaker_ticks_total", "Ticks skipped while the host's circuit breaker was open.",
-         &SourceStats::breaker_ticks},
-        {"mdagg_source_connects_total", "Connections opened.", &SourceStats::connects},
-        {"mdagg_source_retries_total", "GETs re-sent once after a stale keep-alive close.", &SourceStats::retries},
-    };
-    const std::size_t sources = per.size();
-    std::vector<std::string> names(sources);
-    for (SourceId s = 0; s < sources; ++s) names[s] = pollers_.source_name(s);
-    auto name_of = [&](SourceId s) -> std::string_view { return names[s]; };
-
-    w.family("mdagg_source_polls_total", "counter", "Polls finished, by outcome.");
-    for (SourceId s = 0; s < sources; ++s) {
-        auto& st = pollers_.stats(s);
-        w.sample("mdagg_source_polls_total", {{"source", name_of(s)}, {"outcome", "completed"}}, static_cast<double>(st.completed.load()));
-        w.sample("mdagg_source_polls_total", {{"source", name_of(s)}, {"outcome", "failed"}}, static_cast<double>(st.failed.load()));
-        w.sample("mdagg_source_polls_total", {{"source", name_of(s)}, {"outcome", "timed_out"}}, static_cast<double>(st.timed_out.load()));
-        w.sample("mdagg_source_polls_total", {{"source", name_of(s)}, {"outcome", "cancelled"}}, static_cast<double>(st.cancelled.load()));
-    }
-    w.family("mdagg_source_poll_errors_total", "counter", "Failed polls, by error class.");
-    for (SourceId s = 0; s < sources; ++s)
-        for (std::size_t e = 0; e < static_cast<std::size_t>(PollError::count_); ++e)
-            w.sample("mdagg_source_poll_errors_total",
-                     {{"source", name_of(s)}, {"class", to_string(static_cast<PollError>(e))}},
-                     static_cast<double>(pollers_.stats(s).errors[e].load()));
-    for (auto& c : counters) {
-        w.family(c.name, "counter", c.help);
-        for (SourceId s = 0; s < sources; ++s)
-            w.sample(c.name, {{"source", name_of(s)}}, static_cast<double>((pollers_.stats(s).*c.field).load()));
-    }
-    w.family("mdagg_source_polls_in_flight", "gauge", "Polls under way.");
-    for (SourceId s = 0; s < sources; ++s)
-        w.sample("mdagg_source_polls_in_flight", {{"source", name_of(s)}}, static_cast<double>(pollers_.stats(s).in_flight.load()));
-    w.family("mdagg_source_last_success_age_seconds", "gauge",
-             "Age of the source's newest good quote; +Inf before the first.");
-    for (SourceId s = 0; s < sources; ++s) {
-        const auto last = per[s].last_success_ns;
-        w.sample("mdagg_source_last_success_age_seconds", {{"source", name_of(s)}},
-                 last > 0 ? static_cast<double>(now_ns - last) / 1e9 : std::numeric_limits<double>::infinity());
-    }
-    w.family("mdagg_source_pollers", "gauge", "Pollers by the outcome of their latest poll.");
-    for (SourceId s = 0; s < sources; ++s)
-        for (std::size_t i = 0; i < per[s].by_state.size(); ++i)
-            w.sample("mdagg_source_pollers", {{"source", name_of(s)}, {"state", to_string(static_cast<PollerState>(i))}},
-                     static_cast<double>(per[s].by_state[i]));
-    w.family("mdagg_source_pollers_control", "gauge", "Pollers by operator control: active, paused, cancelled.");
-    for (SourceId s = 0; s < sources; ++s)
-        for (std::size_t i = 0; i < per[s].by_control.size(); ++i)
-            w.sample("mdagg_source_pollers_control", {{"source", name_of(s)}, {"control", to_string(static_cast<PollerControl>(i))}},
-                     static_cast<double>(per[s].by_control[i]));
-    w.family("mdagg_source_poll_duration_seconds", "histogram", "Poll latency, tick to quote delivered.");
-    for (SourceId s = 0; s < sources; ++s)
-        w.histogram("mdagg_source_poll_duration_seconds", {{"source", name_of(s)}}, pollers_.stats(s).latency.snapshot());
-    w.family("mdagg_source_poll_interval_seconds", "histogram",
-             "Achieved time between a poller's consecutive polls (compare with the configured interval).");
-    for (SourceId s = 0; s < sources; ++s)
-        w.histogram("mdagg_source_poll_interval_seconds", {{"source", name_of(s)}},
-                    pollers_.stats(s).achieved_interval.snapshot());
-    w.family("mdagg_source_tick_lateness_seconds", "histogram", "Scheduled tick to timer wake-up.");
-    for (SourceId s = 0; s < sources; ++s)
-        w.histogram("mdagg_source_tick_lateness_seconds", {{"source", name_of(s)}}, pollers_.stats(s).lateness.snapshot());
-
-    // Per symbol, only for the symbols admin.symbol_metrics names.
+// The pollers of the symbols admin.symbol_metrics names; none without it (no such families).
+std::optional<std::vector<const PollerSnapshot*>> Operations::symbol_metrics_pollers(
+    const std::vector<PollerSnapshot>& table) const {
     std::vector<std::string> globs;
     {
         std::lock_guard lock(symbol_metrics_mutex_);
         globs = symbol_metrics_;
     }
-    if (!globs.empty()) {
-        std::vector<const PollerSnapshot*> chosen;
-        for (auto& p : snapshot)
-            for (auto& g : globs)
-                if (admin::glob_match(g, p.symbol)) {
-                    chosen.push_back(&p);
-                    break;
-                }
-        w.family("mdagg_symbol_polls_total", "counter", "Polls of one symbol, by outcome (admin.symbol_metrics).");
-        for (auto* p : chosen) {
-            const std::string_view src = name_of(p->source);
-            w.sample("mdagg_symbol_polls_total", {{"source", src}, {"symbol", p->symbol}, {"outcome", "completed"}}, static_cast<double>(p->completed));
-            w.sample("mdagg_symbol_polls_total", {{"source", src}, {"symbol", p->symbol}, {"outcome", "failed"}}, static_cast<double>(p->failed));
-            w.sample("mdagg_symbol_polls_total", {{"source", src}, {"symbol", p->symbol}, {"outcome", "timed_out"}}, static_cast<double>(p->timed_out));
-        }
-        w.family("mdagg_symbol_last_success_age_seconds", "gauge", "Age of the symbol's last good quote (admin.symbol_metrics).");
-        for (auto* p : chosen)
-            if (p->last_success_ns > 0)
-                w.sample("mdagg_symbol_last_success_age_seconds", {{"source", name_of(p->source)}, {"symbol", p->symbol}},
-                         static_cast<double>(now_ns - p->last_success_ns) / 1e9);
-        w.family("mdagg_symbol_poll_latency_seconds", "gauge", "Latency of the symbol's latest poll (admin.symbol_metrics).");
-        for (auto* p : chosen)
-            w.sample("mdagg_symbol_poll_latency_seconds", {{"source", name_of(p->source)}, {"symbol", p->symbol}},
-                     static_cast<double>(p->last_latency_ns) / 1e9);
-    }
+    if (globs.empty()) return std::nullopt;
+    std::vector<const PollerSnapshot*> chosen;
+    for (const auto& p : table)
+        for (const auto& g : globs)
+            if (admin::glob_match(g, p.symbol)) {
+                chosen.push_back(&p);
+                break;
+            }
+    return chosen;
+}
 
-    std::size_t stale = 0;
-    for (auto& [symbol, f] : fresh) stale += f ? 0 : 1;
-    w.family("mdagg_aggregator_symbols", "gauge", "Symbols in the running config.");
-    w.sample("mdagg_aggregator_symbols", {}, static_cast<double>(fresh.size()));
-    w.family("mdagg_aggregator_stale_symbols", "gauge",
-             "Symbols with no good quote from any source within three of its source's intervals.");
-    w.sample("mdagg_aggregator_stale_symbols", {}, static_cast<double>(stale));
-
-    // Hosts: a handful, so one series each.
-    const auto host_now = std::chrono::steady_clock::now();
-    const std::vector<std::pair<std::string, HostGuard::Status>> hosts = pollers_.host_statuses();
-    w.family("mdagg_host_breaker_state", "gauge", "1 for the circuit breaker's current state (closed, open, half_open).");
-    for (auto& [name, st] : hosts)
-        for (auto state : {BreakerState::closed, BreakerState::open, BreakerState::half_open})
-            w.sample("mdagg_host_breaker_state", {{"host", name}, {"state", to_string(state)}}, st.breaker == state ? 1 : 0);
-    w.family("mdagg_host_breaker_opens_total", "counter", "Times the circuit breaker opened.");
-    for (auto& [name, st] : hosts) w.sample("mdagg_host_breaker_opens_total", {{"host", name}}, static_cast<double>(st.breaker_opens));
-    w.family("mdagg_host_paused", "gauge", "1 while the host is paused by a rate limit or a ban.");
-    for (auto& [name, st] : hosts) w.sample("mdagg_host_paused", {{"host", name}}, st.pause != PauseReason::none ? 1 : 0);
-    w.family("mdagg_host_pause_remaining_seconds", "gauge", "Time left of the host's pause.");
-    for (auto& [name, st] : hosts)
-        w.sample("mdagg_host_pause_remaining_seconds", {{"host", name}},
-                 st.pause != PauseReason::none ? seconds(st.paused_until - host_now) : 0.0);
-    w.family("mdagg_host_pauses_total", "counter", "Pauses of the host, by reason.");
-    for (auto& [name, st] : hosts) {
-        w.sample("mdagg_host_pauses_total", {{"host", name}, {"reason", "rate_limited"}}, static_cast<double>(st.pauses_rate_limited));
-        w.sample("mdagg_host_pauses_total", {{"host", name}, {"reason", "banned"}}, static_cast<double>(st.pauses_banned));
-    }
-    w.family("mdagg_host_rate_factor", "gauge", "Share of the host's rate in use: below 1 while a usage header slows it.");
-    for (auto& [name, st] : hosts) w.sample("mdagg_host_rate_factor", {{"host", name}}, st.rate_factor);
-
-    const SinkStats sink = sink_.stats();
-    w.family("mdagg_sink_disk_fault", "gauge", "1 while writes to the output directory fail.");
-    w.sample("mdagg_sink_disk_fault", {}, sink.disk_fault ? 1 : 0);
-    w.family("mdagg_sink_queued_bytes", "gauge", "Output not yet written.");
-    w.sample("mdagg_sink_queued_bytes", {}, static_cast<double>(sink.queued_bytes));
-    w.family("mdagg_sink_flush_latency_seconds", "gauge", "Write and fdatasync of one flush: the last and the largest.");
-    w.sample("mdagg_sink_flush_latency_seconds", {{"which", "last"}}, static_cast<double>(sink.flush_latency_last_us) / 1e6);
-    w.sample("mdagg_sink_flush_latency_seconds", {{"which", "max"}}, static_cast<double>(sink.flush_latency_max_us) / 1e6);
-    w.family("mdagg_sink_segments_closed_total", "counter", "Output segments finished (renamed to their final name).");
-    w.sample("mdagg_sink_segments_closed_total", {}, static_cast<double>(sink.segments_closed));
-    w.family("mdagg_sink_files_repaired_total", "counter", "Segments of a crashed run repaired at start-up.");
-    w.sample("mdagg_sink_files_repaired_total", {}, static_cast<double>(sink.files_repaired));
-    w.family("mdagg_sink_segments_deleted_total", "counter", "Finished segments removed by retention.");
-    w.sample("mdagg_sink_segments_deleted_total", {}, static_cast<double>(sink.segments_deleted));
-    w.family("mdagg_sink_segments_compressed_total", "counter", "Finished segments compressed.");
-    w.sample("mdagg_sink_segments_compressed_total", {}, static_cast<double>(sink.segments_compressed));
-    w.family("mdagg_sink_compression_errors_total", "counter", "Compressions that failed; the segment stays uncompressed.");
-    w.sample("mdagg_sink_compression_errors_total", {}, static_cast<double>(sink.compression_errors));
-    w.family("mdagg_sink_repair_errors_total", "counter",
-             "Files named like segments that start-up repair could not handle or refused (not regular files).");
-    w.sample("mdagg_sink_repair_errors_total", {}, static_cast<double>(sink.repair_errors));
-    w.family("mdagg_sink_segments_unsynced_total", "counter",
-             "Segments kept as .part because their fdatasync or ftruncate failed; the next start repairs them.");
-    w.sample("mdagg_sink_segments_unsynced_total", {}, static_cast<double>(sink.segments_unsynced));
-    w.family("mdagg_sink_records_total", "counter", "Records handed to write(2).");
-    w.sample("mdagg_sink_records_total", {}, static_cast<double>(sink.records_written));
-    w.family("mdagg_sink_bytes_total", "counter", "Bytes handed to write(2).");
-    w.sample("mdagg_sink_bytes_total", {}, static_cast<double>(sink.bytes_written));
-    w.family("mdagg_sink_records_dropped_total", "counter", "Records dropped because the output buffer was full.");
-    w.sample("mdagg_sink_records_dropped_total", {}, static_cast<double>(sink.records_dropped));
-    w.family("mdagg_sink_write_errors_total", "counter", "Failed writes.");
-    w.sample("mdagg_sink_write_errors_total", {}, static_cast<double>(sink.write_errors));
+std::string Operations::metrics() {
+    std::string out;
+    out.reserve(32 * 1024);
+    PrometheusWriter w(out);
+    const auto now = Clock::now();
+    const auto now_ns = wall_clock_ns();
+    // The table before the stats: a source has its stats before its first poller. And before
+    // the process families, which count the copies of it.
+    const auto table_ptr = poller_snapshot();
+    const auto& table = *table_ptr;
+    write_process_metrics(w, now);
+    const auto poll = PollStats::read(pollers_, PollDetail::with_histograms);
+    write_source_metrics(w, poll, table, now_ns);
+    if (const auto chosen = symbol_metrics_pollers(table))
+        write_symbol_metrics(w, *chosen, poll.source_names, now_ns);
+    const auto fresh = symbol_freshness(table, now_ns);
+    write_aggregator_metrics(w, {fresh.symbols, fresh.stale});
+    write_host_metrics(w, pollers_.host_statuses(), std::chrono::steady_clock::now());
+    write_sink_metrics(w, sink_.stats());
     return out;
 }
 

@@ -68,6 +68,9 @@ public:
 
 private:
     static PollerFilter filter_for(const admin::Selector& selector);
+    void write_process_metrics(PrometheusWriter& w, Clock::time_point now) const;
+    std::optional<std::vector<const PollerSnapshot*>> symbol_metrics_pollers(
+        const std::vector<PollerSnapshot>& table) const;
     std::uint64_t polls_finished() const;
     std::shared_ptr<const std::vector<PollerSnapshot>> poller_snapshot();
     void warn_stopped_sources(Clock::time_point now);

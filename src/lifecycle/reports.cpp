@@ -28,31 +28,27 @@ nlohmann::json pollers_by_state(const PollerGroup& pollers) {
 }
 
 Totals totals(const PollerGroup& pollers) {
+    const PollCounters c = PollStats::read(pollers, PollDetail::counters).total;
     Totals t;
-    for (SourceId s = 0; s < pollers.source_count(); ++s) {
-        auto& st = pollers.stats(s);
-        t.started += st.polls_started.load();
-        t.completed += st.completed.load();
-        t.failed += st.failed.load();
-        t.timed_out += st.timed_out.load();
-        t.cancelled += st.cancelled.load();
-        t.skipped += st.skipped_ticks.load();
-        t.throttled += st.throttled_ticks.load();
-        t.rate_limited += st.rate_limited_ticks.load();
-        t.paused += st.host_paused_ticks.load();
-        t.breaker += st.breaker_ticks.load();
-        t.in_flight += st.in_flight.load();
-        for (std::size_t e = 0; e < t.errors.size(); ++e) t.errors[e] += st.errors[e].load();
-        t.latency.merge(st.latency.snapshot());
-        t.lateness.merge(st.lateness.snapshot());
-    }
+    t.started = c.polls_started;
+    t.completed = c.completed;
+    t.failed = c.failed;
+    t.timed_out = c.timed_out;
+    t.cancelled = c.cancelled;
+    t.skipped = c.skipped_ticks;
+    t.throttled = c.throttled_ticks;
+    t.rate_limited = c.rate_limited_ticks;
+    t.paused = c.host_paused_ticks;
+    t.breaker = c.breaker_ticks;
+    t.in_flight = c.in_flight;
+    t.errors = c.errors;
     return t;
 }
 
-nlohmann::json errors_by_class(const Totals& now, const Totals& since) {
+nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts& since) {
     nlohmann::json errors = nlohmann::json::object();
-    for (std::size_t e = 0; e < now.errors.size(); ++e)
-        if (auto n = now.errors[e] - since.errors[e]) errors[std::string(to_string(static_cast<PollError>(e)))] = n;
+    for (std::size_t e = 0; e < now.size(); ++e)
+        if (auto n = now[e] - since[e]) errors[std::string(to_string(static_cast<PollError>(e)))] = n;
     return errors;
 }
 
@@ -108,55 +104,57 @@ asio::awaitable<void> Reports::heartbeats() {
     }
 }
 
+// Deltas since the previous summary, except in_flight (now) and pollers (now).
+nlohmann::json Reports::summary_fields(const PollCounters& now, const PollCounters& prev, double secs) const {
+    const auto done = (now.completed - prev.completed) + (now.failed - prev.failed) + (now.timed_out - prev.timed_out);
+    const auto bad = (now.failed - prev.failed) + (now.timed_out - prev.timed_out);
+    const auto latency = now.latency.since(prev.latency);
+    const auto lateness = now.lateness.since(prev.lateness);
+    const auto sink = sink_.stats();
+    const auto controls = pollers_.control_counts();
+    return {{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
+            {"completed", now.completed - prev.completed},
+            {"failed", now.failed - prev.failed},
+            {"timed_out", now.timed_out - prev.timed_out},
+            {"skipped_ticks", now.skipped_ticks - prev.skipped_ticks},
+            {"throttled_ticks", now.throttled_ticks - prev.throttled_ticks},
+            {"rate_limited_ticks", now.rate_limited_ticks - prev.rate_limited_ticks},
+            {"host_paused_ticks", now.host_paused_ticks - prev.host_paused_ticks},
+            {"breaker_ticks", now.breaker_ticks - prev.breaker_ticks},
+            {"in_flight", now.in_flight},
+            {"error_rate", done ? static_cast<double>(bad) / static_cast<double>(done) : 0.0},
+            {"latency_p50_ms", to_ms(latency.quantile(0.5))},
+            {"latency_p99_ms", to_ms(latency.quantile(0.99))},
+            {"tick_lateness_p50_ms", to_ms(lateness.quantile(0.5))},
+            {"tick_lateness_p99_ms", to_ms(lateness.quantile(0.99))},
+            {"records_written", sink.records_written},
+            {"records_dropped", sink.records_dropped},
+            {"symbols_quoted", aggregator_.symbols_quoted()},
+            {"stale_quotes", aggregator_.stale_count()},
+            {"output_queued_bytes", sink.queued_bytes},
+            {"output_disk_fault", sink.disk_fault},
+            {"output_write_errors", sink.write_errors},
+            {"output_segments_unsynced", sink.segments_unsynced},
+            {"errors", errors_by_class(now.errors, prev.errors)},
+            {"pollers", pollers_by_state(pollers_)},
+            {"pollers_paused", controls.by_control[static_cast<std::size_t>(PollerControl::paused)]},
+            {"pollers_cancelled", controls.by_control[static_cast<std::size_t>(PollerControl::cancelled)]},
+            {"hosts", hosts_not_healthy(pollers_)}};
+}
+
 asio::awaitable<void> Reports::summaries() {
     auto& timer = summary_timer_;
-    Totals prev = totals(pollers_);
+    PollCounters prev = PollStats::read(pollers_, PollDetail::with_histograms).total;
     auto prev_at = Clock::now();
     for (;;) {
         timer.expires_after(nanoseconds(summary_every_ns_));
         auto [ec] = co_await timer.async_wait(use_tuple);
         if (draining_) co_return;
         if (ec) continue;  // a reload changed the interval
-        Totals now = totals(pollers_);
-        auto at = Clock::now();
-        double secs = std::chrono::duration<double>(at - prev_at).count();
-        auto done = (now.completed - prev.completed) + (now.failed - prev.failed) +
-                    (now.timed_out - prev.timed_out);
-        auto bad = (now.failed - prev.failed) + (now.timed_out - prev.timed_out);
-        auto latency = now.latency.since(prev.latency);
-        auto lateness = now.lateness.since(prev.lateness);
-        auto sink = sink_.stats();
-        const nlohmann::json errors = errors_by_class(now, prev);
-        const auto controls = pollers_.control_counts();
-        log::info("summary", {{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
-                              {"completed", now.completed - prev.completed},
-                              {"failed", now.failed - prev.failed},
-                              {"timed_out", now.timed_out - prev.timed_out},
-                              {"skipped_ticks", now.skipped - prev.skipped},
-                              {"throttled_ticks", now.throttled - prev.throttled},
-                              {"rate_limited_ticks", now.rate_limited - prev.rate_limited},
-                              {"host_paused_ticks", now.paused - prev.paused},
-                              {"breaker_ticks", now.breaker - prev.breaker},
-                              {"in_flight", now.in_flight},
-                              {"error_rate", done ? static_cast<double>(bad) / static_cast<double>(done) : 0.0},
-                              {"latency_p50_ms", to_ms(latency.quantile(0.5))},
-                              {"latency_p99_ms", to_ms(latency.quantile(0.99))},
-                              {"tick_lateness_p50_ms", to_ms(lateness.quantile(0.5))},
-                              {"tick_lateness_p99_ms", to_ms(lateness.quantile(0.99))},
-                              {"records_written", sink.records_written},
-                              {"records_dropped", sink.records_dropped},
-                              {"symbols_quoted", aggregator_.symbols_quoted()},
-                              {"stale_quotes", aggregator_.stale_count()},
-                              {"output_queued_bytes", sink.queued_bytes},
-                              {"output_disk_fault", sink.disk_fault},
-                              {"output_write_errors", sink.write_errors},
-                              {"output_segments_unsynced", sink.segments_unsynced},
-                              {"errors", errors},
-                              {"pollers", pollers_by_state(pollers_)},
-                              {"pollers_paused", controls.by_control[static_cast<std::size_t>(PollerControl::paused)]},
-                              {"pollers_cancelled", controls.by_control[static_cast<std::size_t>(PollerControl::cancelled)]},
-                              {"hosts", hosts_not_healthy(pollers_)}});
-        prev = now;
+        PollCounters now = PollStats::read(pollers_, PollDetail::with_histograms).total;
+        const auto at = Clock::now();
+        log::info("summary", summary_fields(now, prev, std::chrono::duration<double>(at - prev_at).count()));
+        prev = std::move(now);
         prev_at = at;
     }
 }

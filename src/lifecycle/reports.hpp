@@ -1,4 +1,5 @@
-// Private to lifecycle: the poll totals, the periodic summary line and the heartbeat.
+// Private to lifecycle: the periodic summary line, the heartbeat and the drain line's poll
+// totals, all from the poll module's one snapshot of its counters (PollStats).
 #pragma once
 
 #include "ops.hpp"
@@ -7,6 +8,7 @@
 #include <mdagg/host_guard.hpp>
 #include <mdagg/metrics.hpp>
 #include <mdagg/poll.hpp>
+#include <mdagg/poll_metrics.hpp>
 #include <mdagg/sink.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -22,18 +24,19 @@
 
 namespace mdagg::lifecycle {
 
-// Every source's poll counters added up.
+// The drain line's poll totals, under the names it logs them with. Copied from the poll
+// module's one sum of its counters (PollStats), not summed again here.
 struct Totals {
     std::uint64_t started = 0, completed = 0, failed = 0, timed_out = 0, cancelled = 0,
                   skipped = 0, throttled = 0, rate_limited = 0, paused = 0, breaker = 0;
     std::int64_t in_flight = 0;
-    std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)> errors{};
-    LatencyHistogram::Snapshot latency, lateness;
+    PollErrorCounts errors{};
 };
 Totals totals(const PollerGroup& pollers);
 
 // Counts by error class since `since`, only the classes that occurred.
-nlohmann::json errors_by_class(const Totals& now, const Totals& since = Totals());
+nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts& since = {});
+inline nlohmann::json errors_by_class(const Totals& now) { return errors_by_class(now.errors); }
 // Hosts that are paused or whose breaker is not closed; an empty object when all are well.
 nlohmann::json hosts_not_healthy(const PollerGroup& pollers);
 // {"pending": n, "running": n, ...}: pollers by the state of their latest poll.
@@ -57,6 +60,8 @@ public:
     void cancel();
 
 private:
+    nlohmann::json summary_fields(const PollCounters& now, const PollCounters& prev, double secs) const;
+
     const PollerGroup& pollers_;
     const FileSink& sink_;
     const Aggregator& aggregator_;

@@ -1675,3 +1675,61 @@ TEST(FileSink, ReconfigureChangesTheOverflowPolicyAndBound) {
 
 }  // namespace
 }  // namespace mdagg
+
+// ---- the sink's families in /metrics ----------------------------------------------------------
+
+#include <mdagg/sink_metrics.hpp>
+
+namespace mdagg {
+namespace {
+
+TEST(SinkMetrics, EveryFamilyReadsItsOwnField) {
+    SinkStats st;
+    st.disk_fault = true;
+    st.queued_bytes = 11;
+    st.flush_latency_last_us = 2'000;
+    st.flush_latency_max_us = 500'000;
+    st.segments_closed = 1;
+    st.files_repaired = 2;
+    st.segments_deleted = 3;
+    st.segments_compressed = 4;
+    st.compression_errors = 5;
+    st.repair_errors = 6;
+    st.segments_unsynced = 7;
+    st.records_written = 8;
+    st.bytes_written = 9;
+    st.records_dropped = 10;
+    st.write_errors = 12;
+    std::string out;
+    PrometheusWriter w(out);
+    write_sink_metrics(w, st);
+    const std::vector<std::string> samples{
+        "mdagg_sink_disk_fault 1",
+        "mdagg_sink_queued_bytes 11",
+        "mdagg_sink_flush_latency_seconds{which=\"last\"} 0.002",
+        "mdagg_sink_flush_latency_seconds{which=\"max\"} 0.5",
+        "mdagg_sink_segments_closed_total 1",
+        "mdagg_sink_files_repaired_total 2",
+        "mdagg_sink_segments_deleted_total 3",
+        "mdagg_sink_segments_compressed_total 4",
+        "mdagg_sink_compression_errors_total 5",
+        "mdagg_sink_repair_errors_total 6",
+        "mdagg_sink_segments_unsynced_total 7",
+        "mdagg_sink_records_total 8",
+        "mdagg_sink_bytes_total 9",
+        "mdagg_sink_records_dropped_total 10",
+        "mdagg_sink_write_errors_total 12",
+    };
+    std::vector<std::string> lines;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind('#', 0) != 0) lines.push_back(line);
+    EXPECT_EQ(lines, samples);  // in this order, nothing else
+    EXPECT_NE(out.find("# HELP mdagg_sink_records_dropped_total Records dropped because the output buffer was full.\n"
+                       "# TYPE mdagg_sink_records_dropped_total counter\n"),
+              std::string::npos);
+    EXPECT_NE(out.find("# TYPE mdagg_sink_queued_bytes gauge\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mdagg

@@ -1,9 +1,9 @@
-#include <mdagg/admin.hpp>
+#include <mdagg/metrics.hpp>
 
 #include <charconv>
 #include <cmath>
 
-namespace mdagg::admin {
+namespace mdagg {
 
 namespace {
 
@@ -110,4 +110,4 @@ void PrometheusWriter::histogram(std::string_view name, std::initializer_list<La
     out_ += '\n';
 }
 
-}  // namespace mdagg::admin
+}  // namespace mdagg
