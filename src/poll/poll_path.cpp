@@ -180,7 +180,7 @@ Task<beast::error_code> PollerGroup::Impl::exchange(Poller& p) {
     if (ec) co_return ec;
     // In the wheel's round, the reads start once every poller due has sent: by then most
     // answers are in, and reading them costs neither an empty recv nor a wakeup.
-    if (ticks.deferring_reads()) co_await ticks.defer_read();
+    if (deferring_reads) co_await DeferRead{*this};
     // The deadline or a drain may have fired while this poller was not suspended on the
     // socket, where cancel() finds nothing to cancel: check before every wait.
     auto interrupted = [&] { return p.deadline_expired || cancelling.load(std::memory_order_relaxed); };

@@ -117,8 +117,10 @@ void PollerGroup::Impl::start(Poller& p) {
         &p);
 }
 
+void PollerGroup::Impl::wake(Poller& p) { ticks.wake(p); }
+
 void PollerGroup::Impl::interrupt(Poller& p, bool abort_poll) {
-    ticks.wake(p);
+    wake(p);
     if (!abort_poll) return;
     beast::error_code ignored;
     p.socket.cancel(ignored);
@@ -163,6 +165,31 @@ std::size_t PollerGroup::size() const noexcept { return impl_->registry.size(); 
 std::size_t PollerGroup::running() const noexcept { return impl_->registry.running(); }
 std::size_t PollerGroup::polls_in_flight() const noexcept { return impl_->registry.polls_in_flight(); }
 const SourceStats& PollerGroup::stats(SourceId source) const { return impl_->registry.stats(source); }
+SourceCounters PollerGroup::source_counters(SourceId source) const { return mdagg::snapshot(impl_->registry.stats(source)); }
+
+SourceCounters snapshot(const SourceStats& st) noexcept {
+    constexpr auto r = std::memory_order_relaxed;
+    SourceCounters c;
+    c.polls_started = st.polls_started.load(r);
+    c.completed = st.completed.load(r);
+    c.failed = st.failed.load(r);
+    c.timed_out = st.timed_out.load(r);
+    c.cancelled = st.cancelled.load(r);
+    c.skipped_ticks = st.skipped_ticks.load(r);
+    c.throttled_ticks = st.throttled_ticks.load(r);
+    c.rate_limited_ticks = st.rate_limited_ticks.load(r);
+    c.host_paused_ticks = st.host_paused_ticks.load(r);
+    c.breaker_ticks = st.breaker_ticks.load(r);
+    c.paused_ticks = st.paused_ticks.load(r);
+    c.connects = st.connects.load(r);
+    c.retries = st.retries.load(r);
+    c.in_flight = st.in_flight.load(r);
+    for (std::size_t e = 0; e < c.errors.size(); ++e) c.errors[e] = st.errors[e].load(r);
+    c.latency = st.latency.snapshot();
+    c.lateness = st.lateness.snapshot();
+    c.achieved_interval = st.achieved_interval.snapshot();
+    return c;
+}
 std::size_t PollerGroup::source_count() const noexcept { return impl_->registry.source_count(); }
 std::string PollerGroup::source_name(SourceId source) const { return impl_->registry.source_name(source); }
 HostGuard::Status PollerGroup::host_status(std::size_t host) const { return impl_->registry.host_status(host); }

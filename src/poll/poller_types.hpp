@@ -99,18 +99,30 @@ struct PollerEntry : detail::WheelEntry {
     std::uint64_t generation = 0;  // of the poll a deadline belongs to; under the wheel's lock
 };
 
+// Each field of a Poller has one owner:
+// - identity (executor, source, symbol, symbol_name, runtime): set at construction, read anywhere;
+// - the tick scheduler (tick_entry, deadline_entry, tick_waiter, poll_generation, and
+//   deadline_expired, which the poll path reads): on the poller's executor, the entries under
+//   the wheel's lock;
+// - the poll path (the connection, parser, body, request, mapper, schedule, backoff, probe and
+//   timing fields): only the poller's executor touches them;
+// - the registry (tags, retired, exited, on_exit): under its mutex; `control` it writes (any
+//   thread, under its mutex) and the poller reads;
+// - published for the task table (state, polling, polls, completed, failed, timed_out, last_*):
+//   written on the poller's executor with relaxed stores, read by other threads only through
+//   the registry's snapshots (PollerSnapshot, state and control counts).
 struct Poller {
     Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
         : executor(std::move(ex)),
-          source(src),
-          symbol(sym),
-          symbol_name(std::move(name)),
           socket(executor),
           buffer(src.config.max_body_bytes + max_header_bytes),
           request(http::make_get_request(src.config.url.host, src.config.url.port,
-                                         src.config.url.target_for(symbol_name))),
+                                         src.config.url.target_for(name))),
           mapper(src.config.fields),
-          schedule(src.config.interval, phase_offset(src.config.name, symbol_name, src.config.interval)),
+          schedule(src.config.interval, phase_offset(src.config.name, name, src.config.interval)),
+          source(src),
+          symbol(sym),
+          symbol_name(std::move(name)),
           rng_state(0x9E3779B97F4A7C15ULL ^ static_cast<std::uint64_t>(schedule.offset().count()) ^ sym) {}
 
     std::uint64_t next_random() noexcept {  // xorshift64*: cheap, good enough for jitter
@@ -129,23 +141,11 @@ struct Poller {
         buffer.clear();  // leftover bytes belonged to the old connection
     }
 
-    // Each field has one owner; the groups say which.
-    // Identity: set at construction, read anywhere.
     asio::any_io_executor executor;  // a strand when the io_context runs on several threads
-    SourceRuntime& source;
-    SymbolId symbol;
-    std::string symbol_name;
-    std::shared_ptr<SourceRuntime> runtime;  // keeps `source` alive as long as this poller
-
-    // The tick scheduler's: on the poller's executor; the entries under the wheel's lock.
+    tcp::socket socket;
     PollerEntry tick_entry{*this, false};
     PollerEntry deadline_entry{*this, true};
     std::coroutine_handle<> tick_waiter;  // the coroutine while it waits for its tick
-    bool deadline_expired = false;        // read by the poll path
-    std::uint64_t poll_generation = 0;    // counts deadline arms and disarms
-
-    // The poll path's: only the poller's executor touches them.
-    tcp::socket socket;
     beast::flat_buffer buffer;
     std::string body;
     std::optional<http::ResponseParser> parser;  // one per response, constructed in place
@@ -154,29 +154,32 @@ struct Poller {
     std::string request;
     QuoteMapper mapper;
     Schedule schedule;
+    SourceRuntime& source;
+    SymbolId symbol;
+    std::string symbol_name;
+    std::atomic<PollerState> state{PollerState::pending};
+    // Operator control and the task table's per-poller view; written on the poller's
+    // executor (control from anywhere), read by the admin server.
+    std::atomic<PollerControl> control{PollerControl::active};
+    std::atomic<bool> polling{false};
+    std::atomic<std::uint64_t> polls{0}, completed{0}, failed{0}, timed_out{0};
+    std::atomic<std::int64_t> last_success_ns{0}, last_error_ns{0}, last_latency_ns{-1};
+    std::atomic<std::uint8_t> last_error{static_cast<std::uint8_t>(PollError::count_)};
     Clock::time_point last_poll_start{};
     Clock::time_point poll_ended{};
+    std::shared_ptr<SourceRuntime> runtime;  // keeps `source` alive as long as this poller
+    // Guarded by the group's mutex.
+    std::vector<std::string> tags;
+    bool retired = false;  // taken out by a reload; freed once its coroutine returned
+    bool exited = false;   // its coroutine returned: nothing may be posted to it any more
     bool connected = false;
+    bool deadline_expired = false;
+    std::uint64_t poll_generation = 0;  // counts deadline arms and disarms
     bool probe_pending = false;  // admitted as the breaker's probe, not yet reported
     std::uint64_t requests_on_connection = 0;
     unsigned connect_failures = 0;
     Clock::time_point backoff_until{};
     std::uint64_t rng_state;
-
-    // Operator control: the registry writes it (any thread, under its mutex), the poller reads it.
-    std::atomic<PollerControl> control{PollerControl::active};
-    // Published for the task table: written on the poller's executor with relaxed stores; other
-    // threads read them only through the registry's snapshots (PollerSnapshot, state counts).
-    std::atomic<PollerState> state{PollerState::pending};
-    std::atomic<bool> polling{false};
-    std::atomic<std::uint64_t> polls{0}, completed{0}, failed{0}, timed_out{0};
-    std::atomic<std::int64_t> last_success_ns{0}, last_error_ns{0}, last_latency_ns{-1};
-    std::atomic<std::uint8_t> last_error{static_cast<std::uint8_t>(PollError::count_)};
-
-    // The registry's, under its mutex.
-    std::vector<std::string> tags;
-    bool retired = false;  // taken out by a reload; freed once its coroutine returned
-    bool exited = false;   // its coroutine returned: nothing may be posted to it any more
     // Runs once the coroutine has returned (and its frame is freed); `error` is what escaped it.
     std::function<void(std::exception_ptr error)> on_exit;
 };

