@@ -1,3 +1,4 @@
+// The PollerGroup facade over the tick scheduler and the registry, and each poller's run loop.
 #include "poller_group.hpp"
 
 #include <algorithm>
@@ -51,9 +52,9 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
     auto tick = p.schedule.first_tick(Clock::now().time_since_epoch());
     auto cancelled = [&p] { return p.control.load(std::memory_order_acquire) == PollerControl::cancelled; };
     for (;;) {
-        if (stopping.load(std::memory_order_acquire) || cancelled()) break;
-        co_await sleep_until_tick(p, Clock::time_point(duration_cast<Clock::duration>(tick)));
-        if (stopping.load(std::memory_order_acquire) || cancelled()) break;
+        if (registry.stopping() || cancelled()) break;
+        co_await ticks.sleep_until(p, Clock::time_point(duration_cast<Clock::duration>(tick)));
+        if (registry.stopping() || cancelled()) break;
         const auto woke = Clock::now();
         auto now = woke;  // until a poll ends
         st.lateness.record(woke.time_since_epoch() - tick);
@@ -106,141 +107,128 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
         tick = next.tick;
     }
     // Cancelled by an operator: nothing will use the connection again.
-    if (cancelled() && !stopping.load(std::memory_order_acquire)) p.close_connection();
+    if (cancelled() && !registry.stopping()) p.close_connection();
+}
+
+void PollerGroup::Impl::start(Poller& p) {
+    p.on_exit = [this, &p](std::exception_ptr e) { on_exit(p, std::move(e)); };
+    run(p).spawn(
+        p.executor, [](void* poller, std::exception_ptr e) { static_cast<Poller*>(poller)->on_exit(std::move(e)); },
+        &p);
+}
+
+void PollerGroup::Impl::wake(Poller& p) { ticks.wake(p); }
+
+void PollerGroup::Impl::interrupt(Poller& p, bool abort_poll) {
+    wake(p);
+    if (!abort_poll) return;
+    p.connection.cancel();
+}
+
+void PollerGroup::Impl::on_exit(Poller& p, std::exception_ptr e) {
+    // A poll that threw left its deadline in the wheel. Out now, on the poller's strand, so the
+    // wheel posts nothing for it after the registry posts its freeing.
+    ticks.forget(p);
+    if (e) {
+        // A bug, not an I/O error: I/O errors never throw here. Keep the others going.
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            log::error("poller crashed",
+                       {{"source", p.source.config.name}, {"symbol", p.symbol_name}, {"error", ex.what()}});
+        }
+    }
+    registry.exited(p);
 }
 
 PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Universe& universe,
                          QuoteHandler on_quote)
-    : impl_(std::make_unique<Impl>(std::move(on_quote))) {
-    impl_->io = &io;
-    impl_->wheel_timer.emplace(io);
-    // A strand only when handlers of one poller could otherwise run on two threads.
-    impl_->strands = config.runtime.threads > 1;
-    std::unordered_map<std::string_view, SymbolId> symbol_ids;
-    for (SymbolId i = 0; i < universe.symbols.size(); ++i) symbol_ids.emplace(universe.symbols[i], i);
-    std::lock_guard lock(impl_->mutex);
-    for (std::size_t h = 0; h < config.hosts.size(); ++h) {
-        const HostConfig& host = config.hosts[h];
-        impl_->guard_for(host);  // host_status(h) indexes Config::hosts
-        impl_->configured_hosts.push_back(Impl::host_key(host));
-        // Say so at start-up rather than let the venue say it with 429s and bans.
-        const double demand = scheduled_demand(config, h);
-        if (host.rate > 0 && demand > host.rate)
-            log::warn("schedule exceeds the host's rate limit; ticks beyond it are skipped",
-                      {{"host", host.host},
-                       {"port", host.port},
-                       {"requests_per_second", demand},
-                       {"rate", host.rate},
-                       {"achievable_share", host.rate / demand}});
-    }
-    for (SourceId s = 0; s < config.sources.size(); ++s) {
-        const SourceConfig& sc = config.sources[s];
-        const HostConfig& host = config.hosts.at(sc.host);
-        auto runtime = std::make_shared<SourceRuntime>(sc, s, impl_->slot_for(s, sc), impl_->guard_for(host), host);
-        for (auto& name : runtime->config.symbols) impl_->make_poller(runtime, symbol_ids.at(name), name);
-    }
+    : impl_(std::make_unique<Impl>(io, config.runtime.threads, std::move(on_quote))) {
+    impl_->registry.add_configured(config, universe);
 }
 
 PollerGroup::~PollerGroup() = default;
 
-void PollerGroup::start(std::function<void()> on_all_exited) {
-    impl_->on_all_exited = std::move(on_all_exited);
-    std::lock_guard lock(impl_->mutex);
-    impl_->running.store(impl_->pollers.size());
-    for (auto& p : impl_->pollers) impl_->spawn(p.get());
-}
-
-void PollerGroup::stop_scheduling() {
-    std::lock_guard lock(impl_->mutex);
-    impl_->stopping.store(true, std::memory_order_release);
-    for (auto& p : impl_->pollers)
-        if (!p->exited) asio::post(p->executor, [impl = impl_.get(), poller = p.get()] { impl->wake(*poller); });
-}
-
+void PollerGroup::start(std::function<void()> on_all_exited) { impl_->registry.start_all(std::move(on_all_exited)); }
+void PollerGroup::stop_scheduling() { impl_->registry.stop(false); }
 void PollerGroup::cancel_in_flight() {
-    std::lock_guard lock(impl_->mutex);
-    impl_->stopping.store(true, std::memory_order_release);
     impl_->cancelling.store(true, std::memory_order_release);
-    for (auto& p : impl_->pollers) {
-        if (p->exited) continue;
-        asio::post(p->executor, [impl = impl_.get(), poller = p.get()] {
-            impl->wake(*poller);
-            poller->connection.cancel();
-        });
-    }
+    impl_->registry.stop(true);
 }
-
-void PollerGroup::close_connections(std::function<void()> done) {
-    // On each poller's own executor: behind any cancel the drain posted there earlier.
-    // Every poller has returned by now; retired ones closed theirs and are being freed.
-    std::lock_guard lock(impl_->mutex);
-    std::size_t live = 0;
-    for (auto& p : impl_->pollers) live += p->retired ? 0 : 1;
-    auto remaining = std::make_shared<std::atomic<std::size_t>>(live);
-    auto finished = std::make_shared<std::function<void()>>(std::move(done));
-    if (live == 0) (*finished)();
-    for (auto& p : impl_->pollers) {
-        if (p->retired) continue;
-        asio::post(p->executor, [poller = p.get(), remaining, finished] {
-            poller->close_connection();
-            if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1) (*finished)();
-        });
-    }
-}
-
+void PollerGroup::close_connections(std::function<void()> done) { impl_->registry.close_connections(std::move(done)); }
 void PollerGroup::flush_logs() { impl_->error_log.flush(); }
 
-std::array<std::size_t, 6> PollerGroup::state_counts() const noexcept {
-    std::array<std::size_t, 6> counts{};
-    std::lock_guard lock(impl_->mutex);
-    for (auto& p : impl_->pollers)
-        if (!p->retired) ++counts[static_cast<std::size_t>(p->state.load(std::memory_order_relaxed))];
-    return counts;
+std::array<std::size_t, 6> PollerGroup::state_counts() const noexcept { return impl_->registry.state_counts(); }
+PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept { return impl_->registry.control_counts(); }
+std::size_t PollerGroup::size() const noexcept { return impl_->registry.size(); }
+std::size_t PollerGroup::running() const noexcept { return impl_->registry.running(); }
+std::size_t PollerGroup::polls_in_flight() const noexcept { return impl_->registry.polls_in_flight(); }
+const SourceStats& PollerGroup::stats(SourceId source) const { return impl_->registry.stats(source); }
+SourceCounters PollerGroup::source_counters(SourceId source) const { return mdagg::snapshot(impl_->registry.stats(source)); }
+
+SourceCounters snapshot(const SourceStats& st) noexcept {
+    constexpr auto r = std::memory_order_relaxed;
+    SourceCounters c;
+    c.polls_started = st.polls_started.load(r);
+    c.completed = st.completed.load(r);
+    c.failed = st.failed.load(r);
+    c.timed_out = st.timed_out.load(r);
+    c.cancelled = st.cancelled.load(r);
+    c.skipped_ticks = st.skipped_ticks.load(r);
+    c.throttled_ticks = st.throttled_ticks.load(r);
+    c.rate_limited_ticks = st.rate_limited_ticks.load(r);
+    c.host_paused_ticks = st.host_paused_ticks.load(r);
+    c.breaker_ticks = st.breaker_ticks.load(r);
+    c.paused_ticks = st.paused_ticks.load(r);
+    c.connects = st.connects.load(r);
+    c.retries = st.retries.load(r);
+    c.in_flight = st.in_flight.load(r);
+    for (std::size_t e = 0; e < c.errors.size(); ++e) c.errors[e] = st.errors[e].load(r);
+    c.latency = st.latency.snapshot();
+    c.lateness = st.lateness.snapshot();
+    c.achieved_interval = st.achieved_interval.snapshot();
+    return c;
+}
+std::size_t PollerGroup::source_count() const noexcept { return impl_->registry.source_count(); }
+std::string PollerGroup::source_name(SourceId source) const { return impl_->registry.source_name(source); }
+HostGuard::Status PollerGroup::host_status(std::size_t host) const { return impl_->registry.host_status(host); }
+std::vector<std::pair<std::string, HostGuard::Status>> PollerGroup::host_statuses() const {
+    return impl_->registry.host_statuses();
+}
+std::size_t PollerGroup::host_count() const noexcept { return impl_->registry.host_count(); }
+std::string PollerGroup::host_name(std::size_t host) const { return impl_->registry.host_name(host); }
+std::vector<ServerPause> PollerGroup::server_pauses() const { return impl_->registry.server_pauses(); }
+std::size_t PollerGroup::restore_pauses(const std::vector<ServerPause>& pauses) {
+    return impl_->registry.restore_pauses(pauses);
 }
 
-PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept {
-    ControlCounts counts;
-    std::lock_guard lock(impl_->mutex);
-    const auto now = Clock::now();
-    // A handful of hosts: a flat list beats a set.
-    std::vector<const HostGuard*> paused;
-    for (const HostGuard* g : impl_->hosts)
-        if (g->status(now).pause != PauseReason::none) paused.push_back(g);
-    for (auto& p : impl_->pollers) {
-        if (p->retired) continue;
-        const auto control = p->control.load(std::memory_order_relaxed);
-        ++counts.by_control[static_cast<std::size_t>(control)];
-        if (control != PollerControl::active) continue;
-        if (!paused.empty() && std::find(paused.begin(), paused.end(), &p->source.guard) != paused.end())
-            ++counts.active_on_paused_host;
-        else if (p->polls.load(std::memory_order_relaxed) == 0)
-            ++counts.active_never_polled;
-    }
-    return counts;
+std::vector<PollerSnapshot> PollerGroup::snapshot() const { return impl_->registry.snapshot(); }
+ControlResult PollerGroup::pause(const PollerFilter& filter) {
+    return impl_->registry.change_control(filter, {PollerControl::active}, PollerControl::paused);
+}
+ControlResult PollerGroup::resume(const PollerFilter& filter) {
+    return impl_->registry.change_control(filter, {PollerControl::paused}, PollerControl::active);
+}
+ControlResult PollerGroup::cancel(const PollerFilter& filter) {
+    return impl_->registry.change_control(filter, {PollerControl::active, PollerControl::paused},
+                                          PollerControl::cancelled);
 }
 
-std::size_t PollerGroup::size() const noexcept {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->pollers.size();
+bool PollerGroup::add(SourceId id, const SourceConfig& source, const HostConfig& host,
+                      const std::vector<std::pair<std::string, SymbolId>>& symbols) {
+    return impl_->registry.add(id, source, host, symbols);
 }
-std::size_t PollerGroup::running() const noexcept { return impl_->running.load(); }
-std::size_t PollerGroup::polls_in_flight() const noexcept {
-    std::int64_t n = 0;
-    std::lock_guard lock(impl_->mutex);
-    for (auto& s : impl_->slots) n += s->stats.in_flight.load(std::memory_order_relaxed);
-    return static_cast<std::size_t>(std::max<std::int64_t>(n, 0));
-}
-const SourceStats& PollerGroup::stats(SourceId source) const {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->slots.at(source)->stats;
-}
-std::size_t PollerGroup::source_count() const noexcept {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->slots.size();
-}
-std::string PollerGroup::source_name(SourceId source) const {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->slots.at(source)->name;
+std::size_t PollerGroup::retire(const PollerFilter& filter) { return impl_->registry.retire(filter); }
+void PollerGroup::set_tags(const SourceConfig& source) { impl_->registry.set_tags(source); }
+void PollerGroup::set_hosts(const std::vector<HostConfig>& hosts) { impl_->registry.set_hosts(hosts); }
+std::vector<SymbolId> PollerGroup::symbols_held() const { return impl_->registry.symbols_held(); }
+
+std::vector<std::string> poller_tags(const SourceConfig& source, std::string_view symbol) {
+    std::vector<std::string> tags = source.tags;
+    if (auto it = source.symbol_tags.find(std::string(symbol)); it != source.symbol_tags.end())
+        for (auto& t : it->second)
+            if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
+    return tags;
 }
 
 }  // namespace mdagg

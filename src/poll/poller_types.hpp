@@ -101,6 +101,18 @@ struct PollerEntry : detail::WheelEntry {
     std::uint64_t generation = 0;  // of the poll a deadline belongs to; under the wheel's lock
 };
 
+// Each field of a Poller has one owner:
+// - identity (executor, source, symbol, symbol_name, runtime): set at construction, read anywhere;
+// - the tick scheduler (tick_entry, deadline_entry, tick_waiter, poll_generation, and
+//   deadline_expired, which the poll path reads): on the poller's executor, the entries under
+//   the wheel's lock;
+// - the poll path (the connection, parser, body, request, mapper, schedule, backoff, probe and
+//   timing fields): only the poller's executor touches them;
+// - the registry (tags, retired, exited, on_exit): under its mutex; `control` it writes (any
+//   thread, under its mutex) and the poller reads;
+// - published for the task table (state, polling, polls, completed, failed, timed_out, last_*):
+//   written on the poller's executor with relaxed stores, read by other threads only through
+//   the registry's snapshots (PollerSnapshot, state and control counts).
 struct Poller {
     Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
         : executor(std::move(ex)),

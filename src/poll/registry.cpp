@@ -1,18 +1,90 @@
-// The poller table: operator control, adding and freeing pollers, snapshots, host guards.
-#include "poller_group.hpp"
+// The poller table: set-up, reload, operator control, the drain's stop, exits and freeing,
+// and the snapshots other threads read.
+#include "registry.hpp"
 
-#include <boost/asio/strand.hpp>
+#include <mdagg/log.hpp>
+
+#include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <unordered_map>
 
-namespace mdagg {
+namespace mdagg::detail {
 
-// Moves every selected poller whose control is in `from` to `to`.
-ControlResult PollerGroup::Impl::change_control(const PollerFilter& filter, std::initializer_list<PollerControl> from,
-                             PollerControl to) {
-    std::lock_guard lock(mutex);
+void Registry::add_configured(const Config& config, const Universe& universe) {
+    std::unordered_map<std::string_view, SymbolId> symbol_ids;
+    for (SymbolId i = 0; i < universe.symbols.size(); ++i) symbol_ids.emplace(universe.symbols[i], i);
+    std::lock_guard lock(mutex_);
+    add_configured_hosts(config);
+    for (SourceId s = 0; s < config.sources.size(); ++s) {
+        const SourceConfig& sc = config.sources[s];
+        const HostConfig& host = config.hosts.at(sc.host);
+        auto runtime = std::make_shared<SourceRuntime>(sc, s, slot_for(s, sc), guard_for(host), host);
+        for (auto& name : runtime->config.symbols) make_poller(runtime, symbol_ids.at(name), name);
+    }
+}
+
+void Registry::start_all(std::function<void()> on_all_exited) {
+    on_all_exited_ = std::move(on_all_exited);
+    std::lock_guard lock(mutex_);
+    running_.store(pollers_.size());
+    for (auto& p : pollers_) hooks_.start(*p);
+}
+
+bool Registry::add(SourceId id, const SourceConfig& source, const HostConfig& host,
+                   const std::vector<std::pair<std::string, SymbolId>>& symbols) {
+    std::lock_guard lock(mutex_);
+    if (stopping_.load(std::memory_order_acquire)) return false;
+    // A host already polled keeps its guard (bucket, pauses, breaker) and its limits.
+    auto runtime = std::make_shared<SourceRuntime>(source, id, slot_for(id, source), guard_for(host), host);
+    std::vector<Poller*> fresh;
+    for (auto& [name, symbol] : symbols) fresh.push_back(&make_poller(runtime, symbol, name));
+    running_.fetch_add(fresh.size(), std::memory_order_acq_rel);
+    for (Poller* p : fresh) hooks_.start(*p);
+    return true;
+}
+
+std::vector<SymbolId> Registry::symbols_held() const {
+    std::vector<SymbolId> out;
+    std::lock_guard lock(mutex_);
+    out.reserve(pollers_.size());
+    for (auto& p : pollers_) out.push_back(p->symbol);
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+std::size_t Registry::retire(const PollerFilter& filter) {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (auto& p : pollers_) {
+        if (p->retired || !filter(p->source.config.name, p->symbol_name, p->tags)) continue;
+        p->retired = true;
+        ++n;
+        if (p->exited) {  // cancelled earlier by an operator: already returned
+            asio::post(p->executor, [this, poller = p.get()] { erase(poller); });
+            continue;
+        }
+        p->control.store(PollerControl::cancelled, std::memory_order_release);
+        post_interrupt(*p, false);
+    }
+    return n;
+}
+
+void Registry::set_tags(const SourceConfig& source) {
+    std::lock_guard lock(mutex_);
+    for (auto& slot : slots_)
+        if (slot->name == source.name)
+            slot->max_in_flight.store(static_cast<std::int64_t>(source.max_in_flight), std::memory_order_relaxed);
+    for (auto& p : pollers_)
+        if (!p->retired && p->source.config.name == source.name) p->tags = poller_tags(source, p->symbol_name);
+}
+
+ControlResult Registry::change_control(const PollerFilter& filter, std::initializer_list<PollerControl> from,
+                                       PollerControl to) {
+    std::lock_guard lock(mutex_);
     ControlResult result;
-    for (auto& p : pollers) {
+    for (auto& p : pollers_) {
         if (p->retired || p->exited || !filter(p->source.config.name, p->symbol_name, p->tags)) continue;
         ++result.matched;
         for (PollerControl f : from) {
@@ -20,8 +92,7 @@ ControlResult PollerGroup::Impl::change_control(const PollerFilter& filter, std:
             if (p->control.compare_exchange_strong(expected, to, std::memory_order_acq_rel)) {
                 ++result.changed;
                 // Wake a cancelled poller now rather than at its next tick.
-                if (to == PollerControl::cancelled)
-                    asio::post(p->executor, [this, poller = p.get()] { wake(*poller); });
+                if (to == PollerControl::cancelled) post_interrupt(*p, false);
                 break;
             }
         }
@@ -29,121 +100,86 @@ ControlResult PollerGroup::Impl::change_control(const PollerFilter& filter, std:
     return result;
 }
 
-void PollerGroup::Impl::exited() {
-    if (running.fetch_sub(1, std::memory_order_acq_rel) == 1 && on_all_exited) on_all_exited();
+void Registry::stop(bool abort_polls) {
+    std::lock_guard lock(mutex_);
+    stopping_.store(true, std::memory_order_release);
+    for (auto& p : pollers_)
+        if (!p->exited) post_interrupt(*p, abort_polls);
 }
 
-SourceSlot& PollerGroup::Impl::slot_for(SourceId id, const SourceConfig& source) {  // under mutex
-    while (slots.size() <= id) slots.push_back(std::make_unique<SourceSlot>());
-    SourceSlot& slot = *slots[id];
+void Registry::post_interrupt(Poller& p, bool abort_poll) {
+    asio::post(p.executor, [&hooks = hooks_, poller = &p, abort_poll] { hooks.interrupt(*poller, abort_poll); });
+}
+
+void Registry::close_connections(std::function<void()> done) {
+    // On each poller's own executor: behind any cancel the drain posted there earlier.
+    // Every poller has returned by now; retired ones closed theirs and are being freed.
+    std::lock_guard lock(mutex_);
+    std::size_t live = 0;
+    for (auto& p : pollers_) live += p->retired ? 0 : 1;
+    auto remaining = std::make_shared<std::atomic<std::size_t>>(live);
+    auto finished = std::make_shared<std::function<void()>>(std::move(done));
+    if (live == 0) (*finished)();
+    for (auto& p : pollers_) {
+        if (p->retired) continue;
+        asio::post(p->executor, [poller = p.get(), remaining, finished] {
+            poller->close_connection();
+            if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1) (*finished)();
+        });
+    }
+}
+
+void Registry::exited(Poller& p) {
+    bool remove = false;
+    {
+        std::lock_guard lock(mutex_);
+        p.exited = true;
+        remove = p.retired;
+    }
+    // Freed by a handler posted behind anything already queued for this poller; nothing is
+    // posted to it after `exited` was set.
+    if (remove) asio::post(p.executor, [this, poller = &p] { erase(poller); });
+    if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1 && on_all_exited_) on_all_exited_();
+}
+
+void Registry::erase(Poller* poller) {
+    std::unique_ptr<Poller> dead;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = std::find_if(pollers_.begin(), pollers_.end(), [&](auto& p) { return p.get() == poller; });
+        if (it == pollers_.end()) return;
+        dead = std::move(*it);
+        pollers_.erase(it);
+    }
+    // The last poller of a runtime takes the runtime with it, and maybe the last use of
+    // a host guard that a reload left unconfigured.
+    dead.reset();
+    std::lock_guard lock(mutex_);
+    prune_hosts();
+}
+
+SourceSlot& Registry::slot_for(SourceId id, const SourceConfig& source) {
+    while (slots_.size() <= id) slots_.push_back(std::make_unique<SourceSlot>());
+    SourceSlot& slot = *slots_[id];
     slot.name = source.name;
     slot.max_in_flight.store(static_cast<std::int64_t>(source.max_in_flight), std::memory_order_relaxed);
     return slot;
 }
 
-std::string PollerGroup::Impl::host_key(const HostConfig& host) {
-    std::string key = host.host;
-    if (host.port) key += ':' + std::to_string(host.port);
-    return key;
-}
-
-// Under mutex. The guard of a host entry, created on first use.
-std::shared_ptr<HostGuard> PollerGroup::Impl::guard_for(const HostConfig& host) {
-    std::string key = host_key(host);
-    auto it = guards.find(key);
-    if (it != guards.end()) return it->second;
-    auto guard = guards.emplace(key, std::make_shared<HostGuard>(host, Clock::now())).first->second;
-    hosts.push_back(guard.get());
-    host_keys.push_back(std::move(key));
-    return guard;
-}
-
-// Under mutex. Frees the guards of hosts the running config does not name and no
-// poller uses (the map holds the only reference).
-void PollerGroup::Impl::prune_hosts() {
-    for (std::size_t h = 0; h < hosts.size();) {
-        auto it = guards.find(host_keys[h]);
-        const bool configured =
-            std::find(configured_hosts.begin(), configured_hosts.end(), host_keys[h]) != configured_hosts.end();
-        // A host the server paused or banned keeps its guard until the pause ends, so the
-        // pause is still persisted and still holds if a reload brings the host back.
-        const bool server_paused = it->second->status(Clock::now()).pause != PauseReason::none;
-        if (configured || server_paused || it->second.use_count() > 1) {
-            ++h;
-            continue;
-        }
-        guards.erase(it);
-        hosts.erase(hosts.begin() + static_cast<std::ptrdiff_t>(h));
-        host_keys.erase(host_keys.begin() + static_cast<std::ptrdiff_t>(h));
-    }
-}
-
-// Under mutex. The poller is not started.
-Poller& PollerGroup::Impl::make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name) {
-    auto executor = strands ? asio::any_io_executor(asio::make_strand(*io)) : asio::any_io_executor(io->get_executor());
-    auto& p = *pollers.emplace_back(std::make_unique<Poller>(executor, *runtime, id, name));
+// The poller is not started.
+Poller& Registry::make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name) {
+    auto& p = *pollers_.emplace_back(std::make_unique<Poller>(hooks_.make_executor(), *runtime, id, name));
     p.runtime = runtime;
     p.tags = poller_tags(runtime->config, name);
     return p;
 }
 
-void PollerGroup::Impl::spawn(Poller* poller) {
-    poller->on_exit = [this, poller](std::exception_ptr e) {
-        {
-            // A poll that threw left its deadline in the wheel. Out now, on the poller's
-            // strand, so the wheel posts nothing for it after the erase posted below.
-            auto lock = lock_wheel();
-            wheel.remove(poller->tick_entry);
-            wheel.remove(poller->deadline_entry);
-        }
-        if (e) {
-            // A bug, not an I/O error: I/O errors never throw here. Keep the others going.
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                log::error("poller crashed", {{"source", poller->source.config.name},
-                                              {"symbol", poller->symbol_name},
-                                              {"error", ex.what()}});
-            }
-        }
-        bool remove = false;
-        {
-            std::lock_guard lock(mutex);
-            poller->exited = true;
-            remove = poller->retired;
-        }
-        // Freed by a handler posted behind anything already queued for this poller;
-        // nothing is posted to it after `exited` was set.
-        if (remove) asio::post(poller->executor, [this, poller] { erase(poller); });
-        exited();
-    };
-    run(*poller).spawn(
-        poller->executor, [](void* p, std::exception_ptr e) { static_cast<Poller*>(p)->on_exit(std::move(e)); },
-        poller);
-}
-
-void PollerGroup::Impl::erase(Poller* poller) {
-    std::unique_ptr<Poller> dead;
-    {
-        std::lock_guard lock(mutex);
-        auto it = std::find_if(pollers.begin(), pollers.end(), [&](auto& p) { return p.get() == poller; });
-        if (it == pollers.end()) return;
-        dead = std::move(*it);
-        pollers.erase(it);
-    }
-    // The last poller of a runtime takes the runtime with it, and maybe the last use of
-    // a host guard that a reload left unconfigured.
-    dead.reset();
-    std::lock_guard lock(mutex);
-    prune_hosts();
-}
-
-std::vector<PollerSnapshot> PollerGroup::snapshot() const {
+std::vector<PollerSnapshot> Registry::snapshot() const {
     std::vector<PollerSnapshot> out;
-    std::lock_guard lock(impl_->mutex);
-    out.reserve(impl_->pollers.size());
+    std::lock_guard lock(mutex_);
+    out.reserve(pollers_.size());
     constexpr auto r = std::memory_order_relaxed;
-    for (auto& p : impl_->pollers) {
+    for (auto& p : pollers_) {
         if (p->retired) continue;
         PollerSnapshot s;
         s.source = p->source.id;
@@ -168,132 +204,56 @@ std::vector<PollerSnapshot> PollerGroup::snapshot() const {
     return out;
 }
 
-ControlResult PollerGroup::pause(const PollerFilter& filter) {
-    return impl_->change_control(filter, {PollerControl::active}, PollerControl::paused);
-}
-ControlResult PollerGroup::resume(const PollerFilter& filter) {
-    return impl_->change_control(filter, {PollerControl::paused}, PollerControl::active);
-}
-ControlResult PollerGroup::cancel(const PollerFilter& filter) {
-    return impl_->change_control(filter, {PollerControl::active, PollerControl::paused},
-                                 PollerControl::cancelled);
+std::array<std::size_t, 6> Registry::state_counts() const {
+    std::array<std::size_t, 6> counts{};
+    std::lock_guard lock(mutex_);
+    for (auto& p : pollers_)
+        if (!p->retired) ++counts[static_cast<std::size_t>(p->state.load(std::memory_order_relaxed))];
+    return counts;
 }
 
-bool PollerGroup::add(SourceId id, const SourceConfig& source, const HostConfig& host,
-                      const std::vector<std::pair<std::string, SymbolId>>& symbols) {
-    std::lock_guard lock(impl_->mutex);
-    if (impl_->stopping.load(std::memory_order_acquire)) return false;
-    // A host already polled keeps its guard (bucket, pauses, breaker) and its limits.
-    auto runtime = std::make_shared<SourceRuntime>(source, id, impl_->slot_for(id, source), impl_->guard_for(host), host);
-    std::vector<Poller*> fresh;
-    for (auto& [name, symbol] : symbols) fresh.push_back(&impl_->make_poller(runtime, symbol, name));
-    impl_->running.fetch_add(fresh.size(), std::memory_order_acq_rel);
-    for (Poller* p : fresh) impl_->spawn(p);
-    return true;
-}
-
-std::vector<SymbolId> PollerGroup::symbols_held() const {
-    std::vector<SymbolId> out;
-    std::lock_guard lock(impl_->mutex);
-    out.reserve(impl_->pollers.size());
-    for (auto& p : impl_->pollers) out.push_back(p->symbol);
-    std::sort(out.begin(), out.end());
-    out.erase(std::unique(out.begin(), out.end()), out.end());
-    return out;
-}
-
-void PollerGroup::set_hosts(const std::vector<HostConfig>& hosts) {
-    std::lock_guard lock(impl_->mutex);
-    impl_->configured_hosts.clear();
-    for (auto& h : hosts) impl_->configured_hosts.push_back(Impl::host_key(h));
-    impl_->prune_hosts();
-}
-
-std::size_t PollerGroup::retire(const PollerFilter& filter) {
-    std::lock_guard lock(impl_->mutex);
-    std::size_t n = 0;
-    for (auto& p : impl_->pollers) {
-        if (p->retired || !filter(p->source.config.name, p->symbol_name, p->tags)) continue;
-        p->retired = true;
-        ++n;
-        if (p->exited) {  // cancelled earlier by an operator: already returned
-            asio::post(p->executor, [impl = impl_.get(), poller = p.get()] { impl->erase(poller); });
-            continue;
-        }
-        p->control.store(PollerControl::cancelled, std::memory_order_release);
-        asio::post(p->executor, [impl = impl_.get(), poller = p.get()] { impl->wake(*poller); });
-    }
-    return n;
-}
-
-void PollerGroup::set_tags(const SourceConfig& source) {
-    std::lock_guard lock(impl_->mutex);
-    for (auto& slot : impl_->slots)
-        if (slot->name == source.name)
-            slot->max_in_flight.store(static_cast<std::int64_t>(source.max_in_flight), std::memory_order_relaxed);
-    for (auto& p : impl_->pollers)
-        if (!p->retired && p->source.config.name == source.name) p->tags = poller_tags(source, p->symbol_name);
-}
-
-std::vector<std::string> poller_tags(const SourceConfig& source, std::string_view symbol) {
-    std::vector<std::string> tags = source.tags;
-    if (auto it = source.symbol_tags.find(std::string(symbol)); it != source.symbol_tags.end())
-        for (auto& t : it->second)
-            if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
-    return tags;
-}
-
-HostGuard::Status PollerGroup::host_status(std::size_t host) const {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->hosts.at(host)->status(Clock::now());
-}
-std::vector<std::pair<std::string, HostGuard::Status>> PollerGroup::host_statuses() const {
-    std::vector<std::pair<std::string, HostGuard::Status>> out;
+PollerGroup::ControlCounts Registry::control_counts() const {
+    PollerGroup::ControlCounts counts;
+    std::lock_guard lock(mutex_);
     const auto now = Clock::now();
-    std::lock_guard lock(impl_->mutex);
-    for (std::size_t h = 0; h < impl_->hosts.size(); ++h) out.emplace_back(impl_->host_keys[h], impl_->hosts[h]->status(now));
-    return out;
-}
-std::size_t PollerGroup::host_count() const noexcept {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->hosts.size();
-}
-std::string PollerGroup::host_name(std::size_t host) const {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->host_keys.at(host);
-}
-
-std::vector<ServerPause> PollerGroup::server_pauses() const {
-    std::vector<ServerPause> out;
-    std::lock_guard lock(impl_->mutex);
-    const auto now = Clock::now();
-    const auto wall = std::chrono::system_clock::now();
-    for (std::size_t h = 0; h < impl_->hosts.size(); ++h) {
-        const auto st = impl_->hosts[h]->status(now);
-        if (st.pause == PauseReason::none) continue;
-        const auto until = wall + duration_cast<std::chrono::system_clock::duration>(st.paused_until - now);
-        out.push_back({impl_->host_keys[h], st.pause, std::chrono::floor<std::chrono::milliseconds>(until)});
+    // A handful of hosts: a flat list beats a set.
+    std::vector<const HostGuard*> paused;
+    for (const HostGuard* g : hosts_)
+        if (g->status(now).pause != PauseReason::none) paused.push_back(g);
+    for (auto& p : pollers_) {
+        if (p->retired) continue;
+        const auto control = p->control.load(std::memory_order_relaxed);
+        ++counts.by_control[static_cast<std::size_t>(control)];
+        if (control != PollerControl::active) continue;
+        if (!paused.empty() && std::find(paused.begin(), paused.end(), &p->source.guard) != paused.end())
+            ++counts.active_on_paused_host;
+        else if (p->polls.load(std::memory_order_relaxed) == 0)
+            ++counts.active_never_polled;
     }
-    return out;
+    return counts;
 }
 
-std::size_t PollerGroup::restore_pauses(const std::vector<ServerPause>& pauses) {
-    std::lock_guard lock(impl_->mutex);
-    const auto now = Clock::now();
-    const auto wall = std::chrono::system_clock::now();
-    std::size_t applied = 0;
-    for (auto& p : pauses) {
-        auto it = impl_->guards.find(p.host);
-        if (it == impl_->guards.end() || p.until <= wall) continue;
-        HostGuard& guard = *it->second;
-        guard.pause(now, p.reason, duration_cast<Clock::duration>(p.until - wall));
-        ++applied;
-        log::warn("host paused: a pause the server asked for before the restart still runs",
-                  {{"host", p.host},
-                   {"reason", to_string(p.reason)},
-                   {"pause_ms", std::chrono::duration<double, std::milli>(guard.status(now).paused_until - now).count()}});
-    }
-    return applied;
+std::size_t Registry::size() const {
+    std::lock_guard lock(mutex_);
+    return pollers_.size();
+}
+std::size_t Registry::polls_in_flight() const {
+    std::int64_t n = 0;
+    std::lock_guard lock(mutex_);
+    for (auto& s : slots_) n += s->stats.in_flight.load(std::memory_order_relaxed);
+    return static_cast<std::size_t>(std::max<std::int64_t>(n, 0));
+}
+const SourceStats& Registry::stats(SourceId source) const {
+    std::lock_guard lock(mutex_);
+    return slots_.at(source)->stats;
+}
+std::size_t Registry::source_count() const {
+    std::lock_guard lock(mutex_);
+    return slots_.size();
+}
+std::string Registry::source_name(SourceId source) const {
+    std::lock_guard lock(mutex_);
+    return slots_.at(source)->name;
 }
 
-}  // namespace mdagg
+}  // namespace mdagg::detail

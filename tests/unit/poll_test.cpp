@@ -268,6 +268,16 @@ TEST(PollerGroup, EachFailureIsCountedInItsClassAndHealthyPollersDeliver) {
     EXPECT_TRUE(all_exited);
     EXPECT_EQ(group.running(), 0u);
     EXPECT_EQ(st.in_flight.load(), 0);
+    // The plain-value copy other threads read holds what the counters hold once all is quiet.
+    const mdagg::SourceCounters c = group.source_counters(0);
+    EXPECT_EQ(c.polls_started, st.polls_started.load());
+    EXPECT_EQ(c.completed, st.completed.load());
+    EXPECT_EQ(c.failed, st.failed.load());
+    EXPECT_EQ(c.timed_out, st.timed_out.load());
+    EXPECT_EQ(c.cancelled, st.cancelled.load());
+    EXPECT_EQ(c.in_flight, 0);
+    for (std::size_t e = 0; e < c.errors.size(); ++e) EXPECT_EQ(c.errors[e], st.errors[e].load()) << e;
+    EXPECT_EQ(c.latency.total, st.completed.load()) << "one latency sample per completed poll";
     auto states = group.state_counts();
     std::size_t total = 0;
     for (auto n : states) total += n;
