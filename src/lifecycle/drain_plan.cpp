@@ -27,8 +27,8 @@ DrainPlan plan_drain(Clock::time_point started, Clock::duration budget) {
     return p;
 }
 
-Clock::time_point sink_deadline(const DrainPlan& plan, Clock::time_point now, bool emergency) {
-    return emergency ? std::min(plan.deadline, now + std::chrono::seconds(1)) : plan.deadline;
+Clock::time_point emergency_cap(Clock::time_point until, Clock::time_point now, bool emergency) {
+    return emergency ? std::min(until, now + std::chrono::seconds(1)) : until;
 }
 
 int drain_exit_code(const DrainResult& r) {

@@ -24,8 +24,12 @@ struct DrainPlan {
 Clock::duration drain_budget(int signo, const Config& config);
 DrainPlan plan_drain(Clock::time_point started, Clock::duration budget);
 
-// The sinks' close deadline: the plan's, or after a second signal at most 1 s from `now`.
-Clock::time_point sink_deadline(const DrainPlan& plan, Clock::time_point now, bool emergency);
+// A time of the sinks' stage: `until`, or after a second signal at most 1 s from `now`.
+Clock::time_point emergency_cap(Clock::time_point until, Clock::time_point now, bool emergency);
+// The sinks' close deadline: the plan's, capped in an emergency.
+inline Clock::time_point sink_deadline(const DrainPlan& plan, Clock::time_point now, bool emergency) {
+    return emergency_cap(plan.deadline, now, emergency);
+}
 
 // What the stages reported, for the exit code.
 struct DrainResult {

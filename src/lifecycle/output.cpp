@@ -4,9 +4,9 @@ namespace mdagg::lifecycle {
 
 namespace asio = boost::asio;
 
-SinkDrainOutcome FileSinkDrain::drain(Clock::time_point deadline) {
+SinkDrainOutcome FileSinkDrain::drain(StageDeadline deadline) {
     SinkDrainOutcome out;
-    out.in_time = sink_.close(deadline);
+    out.in_time = sink_.close(deadline.deadline);
     const SinkStats s = sink_.stats();
     out.records_lost = s.records_dropped;
     // Not every record reached the disk (dropped while the disk failed or the queue was full,
@@ -38,13 +38,13 @@ void Output::stop_intake() {
     for (auto& s : sinks_) s->stop_intake();
 }
 
-// Each sink gets the whole deadline: they write to different places and drain in parallel
-// threads of their own, so waiting for one leaves the others' writers running.
+// One after the other; each has a writer thread of its own, so the files' writer works on
+// while an earlier sink drains (the final bars flushed it).
 asio::awaitable<StageOutcome> Output::drain(StageDeadline deadline) {
     StageOutcome out;
     outcomes_.clear();
     for (auto& s : sinks_) {
-        outcomes_.push_back(s->drain(deadline.deadline));
+        outcomes_.push_back(s->drain(deadline));
         const auto& o = outcomes_.back();
         out.in_time = out.in_time && o.in_time;
         out.records_lost += o.records_lost;

@@ -25,7 +25,9 @@ public:
     // Hands what is queued to the sink's writer; every output.flush_every and at the final bars.
     virtual void flush() = 0;
     virtual void stop_intake() = 0;
-    virtual SinkDrainOutcome drain(Clock::time_point deadline) = 0;
+    // A sink drained before the last one (the files) stops at deadline.cancel_at and leaves
+    // them the reserve; the last one has until deadline.deadline.
+    virtual SinkDrainOutcome drain(StageDeadline deadline) = 0;
     virtual void close() = 0;
     // Counters for the drain line (same keys as SinkDrainOutcome::fields).
     virtual nlohmann::json stats() const = 0;
@@ -38,7 +40,7 @@ public:
     explicit FileSinkDrain(FileSink& sink) : sink_(sink) {}
     void flush() override { sink_.flush(); }
     void stop_intake() override {}  // records after close are counted as dropped by the sink
-    SinkDrainOutcome drain(Clock::time_point deadline) override;
+    SinkDrainOutcome drain(StageDeadline deadline) override;
     void close() override {}
     nlohmann::json stats() const override;
 
@@ -48,7 +50,7 @@ private:
 
 class Output final : public Stage {
 public:
-    // Drained in the order added.
+    // Drained in the order added; the files last.
     void add(std::unique_ptr<SinkDrain> sink) { sinks_.push_back(std::move(sink)); }
     // Aggregation strand.
     void flush();

@@ -39,8 +39,11 @@ boost::asio::awaitable<Supervisor::Report> Supervisor::drain(const DrainPlan& pl
     end_stage("final_bars_ms");
     // 4. Write, flush, fsync and close every file.
     output_.stop_intake();
-    const auto sinks_deadline = sink_deadline(plan, now_(), emergency_);
-    const StageOutcome output = co_await output_.drain({sinks_deadline, sinks_deadline});
+    // A sink drained before the files gives up at the cancel point, leaving them the reserve.
+    const auto sinks_start = now_();
+    const auto sinks_deadline = sink_deadline(plan, sinks_start, emergency_);
+    const StageOutcome output =
+        co_await output_.drain({emergency_cap(plan.cancel_at, sinks_start, emergency_), sinks_deadline});
     co_await output_.close(sinks_deadline);
     end_stage("sink_close_ms");
     // 5. Close the sockets.

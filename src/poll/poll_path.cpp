@@ -68,7 +68,7 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
     std::size_t written = 0;
     PollAction a = p.fsm.on_tick(start);
     for (;;) {
-        if (a.effects) carry_out(p, a);
+        if (a.effects) carry_out(p, conn, a);
         switch (a.kind) {
             case Kind::connect:
                 if (cancelling.load(std::memory_order_relaxed)) a = p.fsm.on_cancel();
@@ -152,7 +152,12 @@ std::size_t PollerGroup::Impl::begin_exchange(Poller& p, Transport& conn, beast:
 }
 
 // The deadline or a drain may have fired while the poll was not suspended on the transport,
-// where cancel() finds nothing to cancel: checked before every wait.
+// where cancel() finds nothing to cancel: checked before every wait. The drain's cancel stays
+// a flag (`cancelling`) plus Transport::cancel(), not an asio::cancellation_signal per poller
+// bound to each operation: the flag has to be read before each wait anyway (a signal reaches
+// only an operation already pending), and a bound slot costs ~59 user instructions per
+// operation (callgrind, Asio 1.81, async_read_some on a socket pair: 709 -> 768), ~110 per
+// poll, plus a signal and its handler block per poller; the flag costs one relaxed load.
 bool PollerGroup::Impl::interrupted(const Poller& p) const noexcept {
     return p.deadline_expired || cancelling.load(std::memory_order_relaxed);
 }
@@ -223,8 +228,9 @@ PollAction PollerGroup::Impl::deliver(Poller& p) {
 }
 
 // The side effects an action asks for before its kind.
-void PollerGroup::Impl::carry_out(Poller& p, const PollAction& a) {
-    if (a.has(PollAction::close)) p.connection.close();
+template <class Transport>
+void PollerGroup::Impl::carry_out(Poller& p, Transport& conn, const PollAction& a) {
+    if (a.has(PollAction::close)) conn.close();
     if (a.has(PollAction::count_retry)) p.source.stats.retries.fetch_add(1, std::memory_order_relaxed);
     if (a.has(PollAction::arm_deadline)) arm_deadline(p, p.fsm.deadline());
     if (a.has(PollAction::report_usage)) p.source.guard.on_usage(p.fsm.usage());

@@ -79,7 +79,8 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     detail::PollAction parse_eof(Poller& p);
     static detail::ParseResult answer(const Poller& p);
     detail::PollAction deliver(Poller& p);
-    void carry_out(Poller& p, const detail::PollAction& a);
+    template <class Transport>
+    void carry_out(Poller& p, Transport& conn, const detail::PollAction& a);
     void end_poll(Poller& p, bool probe, Clock::time_point start);
 
     Task<void> run(Poller& p);

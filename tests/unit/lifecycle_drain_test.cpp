@@ -162,6 +162,7 @@ TEST_F(SupervisorTest, DrainsTheStagesInOrderAndTimesEachStep) {
 
     EXPECT_EQ(ingest.drained_with.cancel_at, plan.cancel_at);
     EXPECT_EQ(ingest.drained_with.deadline, plan.give_up_at);
+    EXPECT_EQ(output.drained_with.cancel_at, plan.cancel_at) << "a sink before the files leaves them the reserve";
     EXPECT_EQ(output.drained_with.deadline, plan.deadline);
     EXPECT_EQ(ingest.closed_with, plan.deadline);
 }
@@ -196,6 +197,7 @@ TEST_F(SupervisorTest, ASecondSignalReachesTheStagesAndShortensTheSinksDeadline)
     const DrainPlan plan = plan_drain(t0, seconds(30));
     const auto report = drain(plan);
     EXPECT_EQ(output.drained_with.deadline, t0 + milliseconds(1200)) << "1 s from the sinks' turn";
+    EXPECT_EQ(output.drained_with.cancel_at, t0 + milliseconds(1200));
     EXPECT_EQ(report.exit_code, exit_drain_timeout);
     EXPECT_EQ(report.fields["emergency"], true);
 }
