@@ -1,6 +1,8 @@
 // The daemon's YAML configuration: types, loading and validation.
 #pragma once
 
+#include <mdagg/common.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -195,11 +197,10 @@ Config load_config(const std::string& path);
 Config parse_config(std::string_view yaml_text, std::string_view file_name);
 
 // ---- sharding across replicas ----
-// A symbol's shard is FNV-1a 64 of its name's bytes, mod the shard count. It depends on the
-// symbol name alone, never the source, so every source of a symbol lands on one replica (the
-// consolidated best bid/offer needs them together), and it is stable across versions,
-// platforms and restarts.
-std::uint64_t fnv1a_64(std::string_view bytes) noexcept;
+// A symbol's shard is fnv1a_64 (common.hpp) of its name's bytes, mod the shard count. It
+// depends on the symbol name alone, never the source, so every source of a symbol lands on one
+// replica (the consolidated best bid/offer needs them together), and it is stable across
+// versions, platforms and restarts.
 std::uint32_t shard_of(std::string_view symbol, std::uint32_t shard_count) noexcept;
 
 // What the process environment says about sharding; unset variables are nullopt.

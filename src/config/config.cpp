@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -163,32 +162,22 @@ constexpr Key<Config> output_keys[] = {
 // starts, and a name to look up would make that depend on DNS.
 void read_listen(const Value& v, Config& c) {
     const std::string text = read_nonempty_string(v);
-    std::string host;
-    std::string_view port;
-    constexpr std::string_view expected = "expected HOST:PORT like \"127.0.0.1:9100\" or \"[::1]:9100\"";
-    if (text.front() == '[') {
-        const auto close = text.find(']');
-        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') v.fail(expected);
-        host = text.substr(1, close - 1);
-        port = std::string_view(text).substr(close + 2);
+    HostPort split;
+    const HostPortError error = split_host_port(text, split);
+    const std::string host(split.host);
+    if (error == HostPortError::malformed)
+        v.fail("expected HOST:PORT like \"127.0.0.1:9100\" or \"[::1]:9100\"");
+    if (error == HostPortError::needs_brackets) v.fail("an IPv6 address needs brackets: [" + host + "]:PORT");
+    if (split.bracketed) {
         in6_addr a6{};
         if (::inet_pton(AF_INET6, host.c_str(), &a6) != 1) v.fail("\"" + host + "\" is not an IPv6 address");
     } else {
-        const auto colon = text.rfind(':');
-        if (colon == std::string::npos) v.fail(expected);
-        host = text.substr(0, colon);
-        port = std::string_view(text).substr(colon + 1);
-        if (host.find(':') != std::string::npos) v.fail("an IPv6 address needs brackets: [" + host + "]:PORT");
         in_addr a4{};
         if (::inet_pton(AF_INET, host.c_str(), &a4) != 1)
             v.fail("\"" + host + "\" is not an IPv4 address (host names are not looked up here)");
     }
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
-        v.fail("port must be a number between 0 and 65535");
+    if (!parse_port(split.port, c.admin.port)) v.fail("port must be a number between 0 and 65535");
     c.admin.host = host;
-    c.admin.port = static_cast<std::uint16_t>(value);
 }
 
 constexpr Key<Config> admin_keys[] = {

@@ -3,6 +3,7 @@
 #include "token_watch.hpp"
 
 #include <mdagg/admin.hpp>
+#include <mdagg/common.hpp>
 #include <mdagg/aggregator.hpp>
 #include <mdagg/daemon.hpp>
 #include <mdagg/log.hpp>
@@ -53,10 +54,6 @@ nlohmann::json pollers_by_state(const PollerGroup& pollers) {
     for (std::size_t i = 0; i < counts.size(); ++i)
         out[std::string(to_string(static_cast<PollerState>(i)))] = counts[i];
     return out;
-}
-
-std::int64_t wall_clock_ns() {
-    return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 SinkOptions sink_options(const Config& config) {

@@ -1,5 +1,6 @@
 #include "ops.hpp"
 
+#include <mdagg/common.hpp>
 #include <mdagg/log.hpp>
 
 #include <nlohmann/json.hpp>
@@ -20,20 +21,11 @@ using std::chrono::nanoseconds;
 
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
-std::int64_t wall_clock_ns() {
-    return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // RFC 3339 UTC with milliseconds, or null for "never".
 nlohmann::json wall_time_json(std::int64_t ns) {
     if (ns <= 0) return nullptr;
-    const std::time_t secs = static_cast<std::time_t>(ns / 1'000'000'000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>((ns / 1'000'000) % 1000));
-    return buf;
+    char buf[rfc3339_max_chars];
+    return std::string(buf, put_rfc3339(buf, ns, FractionDigits::ms));
 }
 
 bool state_matches(std::string_view wanted, const PollerSnapshot& p) {

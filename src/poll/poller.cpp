@@ -1,3 +1,4 @@
+#include <mdagg/common.hpp>
 #include <mdagg/http.hpp>
 #include <mdagg/log.hpp>
 #include <mdagg/mapping.hpp>
@@ -45,10 +46,6 @@ constexpr std::uint32_t max_header_bytes = 8 * 1024;
 // millisecond fire together from one Asio timer.
 std::int64_t grid_ms_ceil(Clock::time_point t) {
     return std::chrono::ceil<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-std::int64_t wall_clock_ns() {
-    return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // What outlives a source's runtimes, by SourceId.

@@ -199,7 +199,7 @@ TEST(JsonFormat, Rfc3339Nanoseconds) {
 
 std::string rfc3339(std::int64_t ns) {
     std::string out;
-    sink_detail::append_rfc3339(out, ns);
+    append_rfc3339(out, ns);
     return out;
 }
 
