@@ -42,9 +42,9 @@ constexpr Duration max_stale = 24h;        // must exceed an interval (max_perio
 constexpr Duration max_long_pause = 168h;  // a ban or a file rotation age: a week
 static_assert(10 * max_period < max_stale);
 
-constexpr std::string_view output_formats[] = {"jsonl", "csv"};          // OutputFormat order
-constexpr std::string_view overflow_policies[] = {"drop_oldest", "drop_newest", "block"};
-constexpr std::string_view compressions[] = {"none", "gzip", "zstd"};    // OutputCompression order
+constexpr std::string_view output_formats[] = {"jsonl", "csv"};          // RecordFormat order
+constexpr std::string_view overflow_policies[] = {"drop_oldest", "drop_newest", "block"};  // OverflowPolicy
+constexpr std::string_view compressions[] = {"none", "gzip", "zstd"};    // Compression order
 constexpr std::string_view log_levels[] = {"trace", "debug", "info", "warn", "error"};
 constexpr std::string_view time_units[] = {"s", "ms", "us", "ns", "rfc3339"};  // TimeUnit order
 static_assert(static_cast<int>(TimeUnit::rfc3339) == 4 && static_cast<int>(TimeUnit::s) == 0);
@@ -88,8 +88,8 @@ Duration read_duration_or_zero(const Value& v, Duration max) {
     return read_duration(v, max);
 }
 
-OutputFormat read_format(const Value& v) {
-    return static_cast<OutputFormat>(read_choice(v, output_formats));
+RecordFormat read_format(const Value& v) {
+    return static_cast<RecordFormat>(read_choice(v, output_formats));
 }
 
 constexpr Key<Config> format_keys[] = {
@@ -140,7 +140,7 @@ constexpr Key<Config> output_keys[] = {
      }},
     {"overflow",
      [](const Value& v, Config& c) {
-         c.output.overflow = static_cast<OutputOverflow>(read_choice(v, overflow_policies));
+         c.output.overflow = static_cast<OverflowPolicy>(read_choice(v, overflow_policies));
      }},
     {"overflow_wait",
      [](const Value& v, Config& c) {
@@ -152,7 +152,7 @@ constexpr Key<Config> output_keys[] = {
     {"retention", [](const Value& v, Config& c) { read_map(v, retention_keys, c); }},
     {"compression",
      [](const Value& v, Config& c) {
-         c.output.compression = static_cast<OutputCompression>(read_choice(v, compressions));
+         c.output.compression = static_cast<Compression>(read_choice(v, compressions));
      }},
 };
 

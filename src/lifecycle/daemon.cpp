@@ -61,19 +61,15 @@ SinkOptions sink_options(const Config& config) {
     SinkOptions s;
     s.dir = o.dir;
     s.max_buffer_bytes = o.max_buffer_bytes;
-    s.overflow = o.overflow == OutputOverflow::block         ? OverflowPolicy::block
-                 : o.overflow == OutputOverflow::drop_newest ? OverflowPolicy::drop_newest
-                                                             : OverflowPolicy::drop_oldest;
+    s.overflow = o.overflow;
     s.overflow_wait = o.overflow_wait;
-    s.quotes_format = o.quotes_format == OutputFormat::csv ? RecordFormat::csv : RecordFormat::jsonl;
-    s.bars_format = o.bars_format == OutputFormat::csv ? RecordFormat::csv : RecordFormat::jsonl;
+    s.quotes_format = o.quotes_format;
+    s.bars_format = o.bars_format;
     s.rotate_bytes = o.rotate_max_bytes;
     s.rotate_age = o.rotate_max_age;
     s.retain_files = o.retention_max_files;
     s.retain_bytes = o.retention_max_bytes;
-    s.compression = o.compression == OutputCompression::gzip   ? Compression::gzip
-                    : o.compression == OutputCompression::zstd ? Compression::zstd
-                                                               : Compression::none;
+    s.compression = o.compression;
     // A failing disk is retried on every flush and in between at this pace.
     s.retry_every = std::min<Duration>(o.flush_every, std::chrono::seconds(1));
     return s;
@@ -1012,7 +1008,7 @@ private:
     asio::steady_timer stale_timer_;
     bool aggregate_stopped_ = false;  // aggregate strand only: drain stage 3 ran
     Duration stale_sweep_period_{};   // aggregate strand only
-    JsonlSink sink_;
+    FileSink sink_;
     Aggregator aggregator_;
     PollerGroup pollers_;
     lifecycle::Operations ops_;

@@ -34,14 +34,14 @@ bool state_matches(std::string_view wanted, const PollerSnapshot& p) {
 }
 
 bool known_state(std::string_view s) {
-    for (std::size_t i = 0; i < 6; ++i)
+    for (std::size_t i = 0; i < poller_state_count; ++i)
         if (s == to_string(static_cast<PollerState>(i))) return true;
     return s == "active" || s == "paused" || s == "cancelled" || s == "polling";
 }
 
 }  // namespace
 
-Operations::Operations(const Config& config, PollerGroup& pollers, const JsonlSink& sink)
+Operations::Operations(const Config& config, PollerGroup& pollers, const FileSink& sink)
     : pollers_(pollers), sink_(sink),
       symbol_metrics_(config.admin.symbol_metrics),
       stall_after_ns_(config.admin.stall_after.count()), last_beat_(Clock::now().time_since_epoch().count()) {
@@ -343,7 +343,7 @@ std::string Operations::metrics() {
 
     // Per source. Names: the source label is the config's source name.
     struct PerSource {
-        std::array<std::size_t, 6> by_state{};
+        std::array<std::size_t, poller_state_count> by_state{};
         std::array<std::size_t, 3> by_control{};
         std::int64_t last_success_ns = 0;
     };

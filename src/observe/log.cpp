@@ -1,6 +1,7 @@
 #include <mdagg/common.hpp>
 #include <mdagg/log.hpp>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -91,6 +92,8 @@ void write(Level level, std::string_view msg, const nlohmann::json& fields) {
     std::string line = format_line(std::chrono::system_clock::now(), level, msg, fields);
     stdout_logger().log(spdlog::level::info, std::string_view(line));
 }
+
+void write(Level level, std::string_view msg) { write(level, msg, nlohmann::json::object()); }
 
 RateLimited::RateLimited(std::chrono::steady_clock::duration window) : window_(window) {}
 

@@ -18,6 +18,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <map>
@@ -1016,8 +1017,8 @@ void PollerGroup::close_connections(std::function<void()> done) {
 
 void PollerGroup::flush_logs() { impl_->error_log.flush(); }
 
-std::array<std::size_t, 6> PollerGroup::state_counts() const noexcept {
-    std::array<std::size_t, 6> counts{};
+std::array<std::size_t, poller_state_count> PollerGroup::state_counts() const noexcept {
+    std::array<std::size_t, poller_state_count> counts{};
     std::lock_guard lock(impl_->mutex);
     for (auto& p : impl_->pollers)
         if (!p->retired) ++counts[static_cast<std::size_t>(p->state.load(std::memory_order_relaxed))];
