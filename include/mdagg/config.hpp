@@ -1,6 +1,9 @@
 // The daemon's YAML configuration: types, loading and validation.
 #pragma once
 
+#include <mdagg/common.hpp>
+#include <mdagg/records.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -135,11 +138,6 @@ struct HostConfig {
     std::optional<Usage> usage;
     bool operator==(const HostConfig&) const = default;
 };
-// Output choices; the sink has matching enums (the daemon maps one to the other).
-enum class OutputFormat { jsonl, csv };
-enum class OutputOverflow { drop_oldest, drop_newest, block };
-enum class OutputCompression { none, gzip, zstd };
-
 struct Config {
     std::string file;  // where it was loaded from, for messages
     struct {
@@ -159,15 +157,15 @@ struct Config {
         bool quotes = true;
         Duration bar_interval = std::chrono::seconds(1);
         std::size_t max_buffer_bytes = 64 * 1024 * 1024;  // unflushed output; beyond it records drop
-        OutputOverflow overflow = OutputOverflow::drop_oldest;
+        OverflowPolicy overflow = OverflowPolicy::drop_oldest;
         Duration overflow_wait = std::chrono::milliseconds(20);  // block: longest wait for room
-        OutputFormat quotes_format = OutputFormat::jsonl;
-        OutputFormat bars_format = OutputFormat::jsonl;
+        RecordFormat quotes_format = RecordFormat::jsonl;
+        RecordFormat bars_format = RecordFormat::jsonl;
         std::uint64_t rotate_max_bytes = 256 * 1024 * 1024;  // 0: never by size
         Duration rotate_max_age = std::chrono::hours(1);      // 0: never by age
         std::uint64_t retention_max_files = 0;                // per stream; 0: unlimited
         std::uint64_t retention_max_bytes = 0;                // per stream; 0: unlimited
-        OutputCompression compression = OutputCompression::none;
+        Compression compression = Compression::none;
     } output;
     AdminConfig admin;
     std::vector<SourceConfig> sources;
@@ -195,11 +193,10 @@ Config load_config(const std::string& path);
 Config parse_config(std::string_view yaml_text, std::string_view file_name);
 
 // ---- sharding across replicas ----
-// A symbol's shard is FNV-1a 64 of its name's bytes, mod the shard count. It depends on the
-// symbol name alone, never the source, so every source of a symbol lands on one replica (the
-// consolidated best bid/offer needs them together), and it is stable across versions,
-// platforms and restarts.
-std::uint64_t fnv1a_64(std::string_view bytes) noexcept;
+// A symbol's shard is fnv1a_64 (common.hpp) of its name's bytes, mod the shard count. It
+// depends on the symbol name alone, never the source, so every source of a symbol lands on one
+// replica (the consolidated best bid/offer needs them together), and it is stable across
+// versions, platforms and restarts.
 std::uint32_t shard_of(std::string_view symbol, std::uint32_t shard_count) noexcept;
 
 // What the process environment says about sharding; unset variables are nullopt.

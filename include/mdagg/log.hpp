@@ -1,7 +1,7 @@
 // Structured JSON-lines logging on stdout: {"ts":"...Z","level":"info","msg":"...",...fields}.
 #pragma once
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -22,16 +22,24 @@ std::string_view to_string(Level level) noexcept;
 void set_level(Level level) noexcept;
 bool enabled(Level level) noexcept;
 void write(Level level, std::string_view msg, const nlohmann::json& fields);
+void write(Level level, std::string_view msg);  // no fields
 
 // Formats one log line without writing it (exposed for tests).
 std::string format_line(std::chrono::system_clock::time_point ts, Level level,
                         std::string_view msg, const nlohmann::json& fields);
 
-inline void trace(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::trace)) write(Level::trace, m, f); }
-inline void debug(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::debug)) write(Level::debug, m, f); }
-inline void info(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::info)) write(Level::info, m, f); }
-inline void warn(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::warn)) write(Level::warn, m, f); }
-inline void error(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { if (enabled(Level::error)) write(Level::error, m, f); }
+// Callers that pass fields include <nlohmann/json.hpp> themselves; this header only names
+// the type, so the ~25k lines of json.hpp are not compiled into every file that logs.
+inline void trace(std::string_view m) { if (enabled(Level::trace)) write(Level::trace, m); }
+inline void debug(std::string_view m) { if (enabled(Level::debug)) write(Level::debug, m); }
+inline void info(std::string_view m) { if (enabled(Level::info)) write(Level::info, m); }
+inline void warn(std::string_view m) { if (enabled(Level::warn)) write(Level::warn, m); }
+inline void error(std::string_view m) { if (enabled(Level::error)) write(Level::error, m); }
+inline void trace(std::string_view m, const nlohmann::json& f) { if (enabled(Level::trace)) write(Level::trace, m, f); }
+inline void debug(std::string_view m, const nlohmann::json& f) { if (enabled(Level::debug)) write(Level::debug, m, f); }
+inline void info(std::string_view m, const nlohmann::json& f) { if (enabled(Level::info)) write(Level::info, m, f); }
+inline void warn(std::string_view m, const nlohmann::json& f) { if (enabled(Level::warn)) write(Level::warn, m, f); }
+inline void error(std::string_view m, const nlohmann::json& f) { if (enabled(Level::error)) write(Level::error, m, f); }
 
 // Aggregates repeated events so 2,000 failing pollers do not flood stdout: per key, the first
 // event in each window is logged, later ones are only counted, and the next logged line

@@ -27,6 +27,7 @@ namespace mdagg {
 
 // Seed article's task states, per poller.
 enum class PollerState : std::uint8_t { pending, running, completed, failed, cancelled, timed_out };
+inline constexpr std::size_t poller_state_count = static_cast<std::size_t>(PollerState::timed_out) + 1;
 std::string_view to_string(PollerState s) noexcept;
 
 // Why a poll failed; counted per source.
@@ -143,7 +144,7 @@ public:
     void flush_logs();
 
     // How many pollers are in each PollerState now (the seed's TaskManager.get_stats).
-    std::array<std::size_t, 6> state_counts() const noexcept;
+    std::array<std::size_t, poller_state_count> state_counts() const noexcept;
     // Pollers by PollerControl, and how many active ones have not finished a poll yet.
     // Active pollers whose host is paused by the server (Retry-After, a ban) are expected
     // neither to poll nor to complete: they count in active_on_paused_host, not in

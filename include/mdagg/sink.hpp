@@ -5,8 +5,8 @@
 // optionally compressed by a second thread.
 #pragma once
 
-#include <mdagg/aggregator.hpp>
 #include <mdagg/quote.hpp>
+#include <mdagg/records.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -59,14 +59,6 @@ private:
     std::uint64_t revision_ = 0;
     std::vector<std::string> json_sources_, json_symbols_, csv_sources_, csv_symbols_;
 };
-
-enum class RecordFormat { jsonl, csv };
-enum class OverflowPolicy {
-    drop_oldest,  // discard the oldest queued chunk of records to make room (default)
-    drop_newest,  // refuse the new record
-    block,        // wait up to overflow_wait for room, then drop the new record
-};
-enum class Compression { none, gzip, zstd };
 
 struct SinkOptions {
     std::string dir;
@@ -172,8 +164,6 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
-
-using JsonlSink = FileSink;  // the name from before CSV existed
 
 // Finalizes one segment a crashed run left as *.part: truncates a torn last line (and
 // anything after a NUL byte a power loss may leave in the tail), fdatasyncs, renames it to the

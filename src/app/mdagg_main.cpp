@@ -3,6 +3,8 @@
 #include <mdagg/daemon.hpp>
 #include <mdagg/log.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -43,9 +42,9 @@ constexpr Duration max_stale = 24h;        // must exceed an interval (max_perio
 constexpr Duration max_long_pause = 168h;  // a ban or a file rotation age: a week
 static_assert(10 * max_period < max_stale);
 
-constexpr std::string_view output_formats[] = {"jsonl", "csv"};          // OutputFormat order
-constexpr std::string_view overflow_policies[] = {"drop_oldest", "drop_newest", "block"};
-constexpr std::string_view compressions[] = {"none", "gzip", "zstd"};    // OutputCompression order
+constexpr std::string_view output_formats[] = {"jsonl", "csv"};          // RecordFormat order
+constexpr std::string_view overflow_policies[] = {"drop_oldest", "drop_newest", "block"};  // OverflowPolicy
+constexpr std::string_view compressions[] = {"none", "gzip", "zstd"};    // Compression order
 constexpr std::string_view log_levels[] = {"trace", "debug", "info", "warn", "error"};
 constexpr std::string_view time_units[] = {"s", "ms", "us", "ns", "rfc3339"};  // TimeUnit order
 static_assert(static_cast<int>(TimeUnit::rfc3339) == 4 && static_cast<int>(TimeUnit::s) == 0);
@@ -89,8 +88,8 @@ Duration read_duration_or_zero(const Value& v, Duration max) {
     return read_duration(v, max);
 }
 
-OutputFormat read_format(const Value& v) {
-    return static_cast<OutputFormat>(read_choice(v, output_formats));
+RecordFormat read_format(const Value& v) {
+    return static_cast<RecordFormat>(read_choice(v, output_formats));
 }
 
 constexpr Key<Config> format_keys[] = {
@@ -141,7 +140,7 @@ constexpr Key<Config> output_keys[] = {
      }},
     {"overflow",
      [](const Value& v, Config& c) {
-         c.output.overflow = static_cast<OutputOverflow>(read_choice(v, overflow_policies));
+         c.output.overflow = static_cast<OverflowPolicy>(read_choice(v, overflow_policies));
      }},
     {"overflow_wait",
      [](const Value& v, Config& c) {
@@ -153,7 +152,7 @@ constexpr Key<Config> output_keys[] = {
     {"retention", [](const Value& v, Config& c) { read_map(v, retention_keys, c); }},
     {"compression",
      [](const Value& v, Config& c) {
-         c.output.compression = static_cast<OutputCompression>(read_choice(v, compressions));
+         c.output.compression = static_cast<Compression>(read_choice(v, compressions));
      }},
 };
 
@@ -163,32 +162,22 @@ constexpr Key<Config> output_keys[] = {
 // starts, and a name to look up would make that depend on DNS.
 void read_listen(const Value& v, Config& c) {
     const std::string text = read_nonempty_string(v);
-    std::string host;
-    std::string_view port;
-    constexpr std::string_view expected = "expected HOST:PORT like \"127.0.0.1:9100\" or \"[::1]:9100\"";
-    if (text.front() == '[') {
-        const auto close = text.find(']');
-        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') v.fail(expected);
-        host = text.substr(1, close - 1);
-        port = std::string_view(text).substr(close + 2);
+    HostPort split;
+    const HostPortError error = split_host_port(text, split);
+    const std::string host(split.host);
+    if (error == HostPortError::malformed)
+        v.fail("expected HOST:PORT like \"127.0.0.1:9100\" or \"[::1]:9100\"");
+    if (error == HostPortError::needs_brackets) v.fail("an IPv6 address needs brackets: [" + host + "]:PORT");
+    if (split.bracketed) {
         in6_addr a6{};
         if (::inet_pton(AF_INET6, host.c_str(), &a6) != 1) v.fail("\"" + host + "\" is not an IPv6 address");
     } else {
-        const auto colon = text.rfind(':');
-        if (colon == std::string::npos) v.fail(expected);
-        host = text.substr(0, colon);
-        port = std::string_view(text).substr(colon + 1);
-        if (host.find(':') != std::string::npos) v.fail("an IPv6 address needs brackets: [" + host + "]:PORT");
         in_addr a4{};
         if (::inet_pton(AF_INET, host.c_str(), &a4) != 1)
             v.fail("\"" + host + "\" is not an IPv4 address (host names are not looked up here)");
     }
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
-        v.fail("port must be a number between 0 and 65535");
+    if (!parse_port(split.port, c.admin.port)) v.fail("port must be a number between 0 and 65535");
     c.admin.host = host;
-    c.admin.port = static_cast<std::uint16_t>(value);
 }
 
 constexpr Key<Config> admin_keys[] = {

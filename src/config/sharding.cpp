@@ -1,6 +1,6 @@
 // Sharding across replicas: the "sharding" section, its environment overrides and the symbol
 // filter. The hash is part of the deployment contract (replicas of different versions must
-// agree on it during a rolling update), so it is spelled out here rather than borrowed from
+// agree on it during a rolling update), so it is FNV-1a (common.hpp), spelled out, rather than
 // std::hash, whose values may change between library versions.
 #include "detail.hpp"
 
@@ -87,15 +87,6 @@ std::vector<std::string_view> sharding_key_names() {
 }
 
 }  // namespace config_detail
-
-std::uint64_t fnv1a_64(std::string_view bytes) noexcept {
-    std::uint64_t hash = 0xcbf29ce484222325;  // offset basis
-    for (unsigned char byte : bytes) {
-        hash ^= byte;
-        hash *= 0x100000001b3;  // FNV prime
-    }
-    return hash;
-}
 
 std::uint32_t shard_of(std::string_view symbol, std::uint32_t shard_count) noexcept {
     return shard_count <= 1 ? 0 : static_cast<std::uint32_t>(fnv1a_64(symbol) % shard_count);

@@ -150,4 +150,5 @@ void Aggregation::start_stale_timer() {
     });
 }
 
-}  // namespace mdagg::lifecycle
+}  // namespace mdagg::lifecycle#include <mdagg/common.hpp>
+

@@ -13,6 +13,7 @@
 #include "signals.hpp"
 #include "supervisor.hpp"
 
+#include <mdagg/common.hpp>
 #include <mdagg/daemon.hpp>
 #include <mdagg/log.hpp>
 #include <mdagg/poll.hpp>
@@ -46,28 +47,21 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 double to_ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-std::int64_t wall_clock_ns() {
-    return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 SinkOptions sink_options(const Config& config) {
     const auto& o = config.output;
     SinkOptions s;
     s.dir = o.dir;
     s.max_buffer_bytes = o.max_buffer_bytes;
-    s.overflow = o.overflow == OutputOverflow::block         ? OverflowPolicy::block
-                 : o.overflow == OutputOverflow::drop_newest ? OverflowPolicy::drop_newest
-                                                             : OverflowPolicy::drop_oldest;
+    s.overflow = o.overflow;
     s.overflow_wait = o.overflow_wait;
-    s.quotes_format = o.quotes_format == OutputFormat::csv ? RecordFormat::csv : RecordFormat::jsonl;
-    s.bars_format = o.bars_format == OutputFormat::csv ? RecordFormat::csv : RecordFormat::jsonl;
+    s.quotes_format = o.quotes_format;
+    s.bars_format = o.bars_format;
     s.rotate_bytes = o.rotate_max_bytes;
     s.rotate_age = o.rotate_max_age;
     s.retain_files = o.retention_max_files;
     s.retain_bytes = o.retention_max_bytes;
-    s.compression = o.compression == OutputCompression::gzip   ? Compression::gzip
-                    : o.compression == OutputCompression::zstd ? Compression::zstd
-                                                               : Compression::none;
+    s.compression = o.compression;
     // A failing disk is retried on every flush and in between at this pace.
     s.retry_every = std::min<Duration>(o.flush_every, std::chrono::seconds(1));
     return s;

@@ -1,5 +1,7 @@
 #include "drain_record.hpp"
 
+#include <mdagg/common.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
@@ -29,13 +31,8 @@ bool write_drain_record(const char* dir, const DrainRecord& r, const char* temp_
                         const std::atomic<bool>* abandon) noexcept {
     char abandoned[24] = "null";
     if (r.records_abandoned >= 0) std::snprintf(abandoned, sizeof abandoned, "%" PRId64, r.records_abandoned);
-    const std::time_t secs = static_cast<std::time_t>(r.wall_time_ns / 1'000'000'000);
-    std::tm tm{};
-    ::gmtime_r(&secs, &tm);
-    char wall[64];
-    std::snprintf(wall, sizeof wall, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<int>(r.wall_time_ns / 1'000'000 % 1000));
+    char wall[rfc3339_max_chars + 1];
+    *put_rfc3339(wall, r.wall_time_ns, FractionDigits::ms) = '\0';
     char text[512];
     const int len = std::snprintf(
         text, sizeof text,

@@ -2,6 +2,7 @@
 
 #include "drain_record.hpp"
 
+#include <mdagg/common.hpp>
 #include <mdagg/daemon.hpp>
 
 #include <cerrno>

@@ -1,6 +1,7 @@
 #include "ops.hpp"
 #include "reports.hpp"
 
+#include <mdagg/common.hpp>
 #include <mdagg/aggregator_metrics.hpp>
 #include <mdagg/log.hpp>
 #include <mdagg/poll_metrics.hpp>
@@ -24,20 +25,12 @@ using std::chrono::nanoseconds;
 
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
-std::int64_t wall_clock_ns() {
-    return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // RFC 3339 UTC with milliseconds, or null for "never".
 nlohmann::json wall_time_json(std::int64_t ns) {
     if (ns <= 0) return nullptr;
-    const std::time_t secs = static_cast<std::time_t>(ns / 1'000'000'000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>((ns / 1'000'000) % 1000));
-    return buf;
+    char buf[rfc3339_max_chars];
+    return std::string(buf, put_rfc3339(buf, ns, FractionDigits::ms));
 }
 
 bool state_matches(std::string_view wanted, const PollerSnapshot& p) {
@@ -46,14 +39,14 @@ bool state_matches(std::string_view wanted, const PollerSnapshot& p) {
 }
 
 bool known_state(std::string_view s) {
-    for (std::size_t i = 0; i < 6; ++i)
+    for (std::size_t i = 0; i < poller_state_count; ++i)
         if (s == to_string(static_cast<PollerState>(i))) return true;
     return s == "active" || s == "paused" || s == "cancelled" || s == "polling";
 }
 
 }  // namespace
 
-Operations::Operations(const Config& config, PollerGroup& pollers, const JsonlSink& sink)
+Operations::Operations(const Config& config, PollerGroup& pollers, const FileSink& sink)
     : pollers_(pollers), sink_(sink),
       symbol_metrics_(config.admin.symbol_metrics),
       stall_after_ns_(config.admin.stall_after.count()), last_beat_(Clock::now().time_since_epoch().count()) {

@@ -29,7 +29,7 @@ class Operations final : public admin::Backend {
 public:
     using Clock = std::chrono::steady_clock;
 
-    Operations(const Config& config, PollerGroup& pollers, const JsonlSink& sink);
+    Operations(const Config& config, PollerGroup& pollers, const FileSink& sink);
     ~Operations() override;
 
     // Control strand, every heartbeat_every: stamps the heartbeat, latches readiness and runs
@@ -77,7 +77,7 @@ private:
     nlohmann::json paused_hosts() const;
 
     PollerGroup& pollers_;
-    const JsonlSink& sink_;
+    const FileSink& sink_;
     const std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
     const Clock::time_point started_ = Clock::now();
 

@@ -2,6 +2,8 @@
 
 #include <mdagg/log.hpp>
 
+#include <nlohmann/json.hpp>
+
 namespace mdagg::lifecycle {
 
 TokenFileWatcher::TokenFileWatcher(std::chrono::milliseconds period, Apply apply)

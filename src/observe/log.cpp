@@ -1,5 +1,7 @@
+#include <mdagg/common.hpp>
 #include <mdagg/log.hpp>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -31,19 +33,7 @@ spdlog::logger& stdout_logger() {
 
 void append_timestamp(std::string& out, std::chrono::system_clock::time_point ts) {
     using namespace std::chrono;
-    auto us = duration_cast<microseconds>(ts.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
-    long frac = static_cast<long>(us % 1'000'000);
-    if (frac < 0) {
-        frac += 1'000'000;
-        --secs;
-    }
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[40];
-    int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-                          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-    out.append(buf, static_cast<std::size_t>(n));
+    append_rfc3339(out, duration_cast<nanoseconds>(ts.time_since_epoch()).count(), FractionDigits::us);
 }
 
 }  // namespace
@@ -102,6 +92,8 @@ void write(Level level, std::string_view msg, const nlohmann::json& fields) {
     std::string line = format_line(std::chrono::system_clock::now(), level, msg, fields);
     stdout_logger().log(spdlog::level::info, std::string_view(line));
 }
+
+void write(Level level, std::string_view msg) { write(level, msg, nlohmann::json::object()); }
 
 RateLimited::RateLimited(std::chrono::steady_clock::duration window) : window_(window) {}
 

@@ -158,7 +158,7 @@ void PollerGroup::cancel_in_flight() {
 void PollerGroup::close_connections(std::function<void()> done) { impl_->registry.close_connections(std::move(done)); }
 void PollerGroup::flush_logs() { impl_->error_log.flush(); }
 
-std::array<std::size_t, 6> PollerGroup::state_counts() const noexcept { return impl_->registry.state_counts(); }
+std::array<std::size_t, poller_state_count> PollerGroup::state_counts() const noexcept { return impl_->registry.state_counts(); }
 PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept { return impl_->registry.control_counts(); }
 std::size_t PollerGroup::size() const noexcept { return impl_->registry.size(); }
 std::size_t PollerGroup::running() const noexcept { return impl_->registry.running(); }

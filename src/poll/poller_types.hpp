@@ -2,6 +2,7 @@
 // a source's runtime settings, one poller's state and its places in the timer wheel.
 #pragma once
 
+#include <mdagg/common.hpp>
 #include <mdagg/http.hpp>
 #include <mdagg/mapping.hpp>
 #include <mdagg/poll.hpp>
@@ -47,9 +48,6 @@ inline std::int64_t grid_ms_ceil(Clock::time_point t) {
     return std::chrono::ceil<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-inline std::int64_t wall_clock_ns() {
-    return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // What outlives a source's runtimes, by SourceId.
 struct SourceSlot {
@@ -175,7 +173,6 @@ struct Poller {
 
 using detail::grid_ms_ceil;
 using detail::max_header_bytes;
-using detail::wall_clock_ns;
 using detail::Poller;
 using detail::PollerEntry;
 using detail::SourceRuntime;

@@ -204,8 +204,8 @@ std::vector<PollerSnapshot> Registry::snapshot() const {
     return out;
 }
 
-std::array<std::size_t, 6> Registry::state_counts() const {
-    std::array<std::size_t, 6> counts{};
+std::array<std::size_t, poller_state_count> Registry::state_counts() const {
+    std::array<std::size_t, poller_state_count> counts{};
     std::lock_guard lock(mutex_);
     for (auto& p : pollers_)
         if (!p->retired) ++counts[static_cast<std::size_t>(p->state.load(std::memory_order_relaxed))];

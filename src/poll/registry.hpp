@@ -72,7 +72,7 @@ public:
 
     // Readers, any thread.
     std::vector<PollerSnapshot> snapshot() const;
-    std::array<std::size_t, 6> state_counts() const;
+    std::array<std::size_t, poller_state_count> state_counts() const;
     PollerGroup::ControlCounts control_counts() const;
     std::size_t size() const;
     std::size_t running() const noexcept { return running_.load(); }

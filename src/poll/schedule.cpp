@@ -1,20 +1,13 @@
 #include <mdagg/schedule.hpp>
 
+#include <mdagg/common.hpp>
+
 namespace mdagg {
 
 std::chrono::nanoseconds phase_offset(std::string_view source, std::string_view symbol,
                                       std::chrono::nanoseconds interval) noexcept {
     if (interval.count() <= 0) return std::chrono::nanoseconds::zero();
-    std::uint64_t h = 14695981039346656037ULL;
-    auto mix = [&h](std::string_view s) {
-        for (unsigned char c : s) {
-            h ^= c;
-            h *= 1099511628211ULL;
-        }
-    };
-    mix(source);
-    mix("/");
-    mix(symbol);
+    const std::uint64_t h = fnv1a_64(symbol, fnv1a_64("/", fnv1a_64(source)));
     return std::chrono::nanoseconds(static_cast<std::int64_t>(h % static_cast<std::uint64_t>(interval.count())));
 }
 

@@ -1,5 +1,7 @@
 #include "book.hpp"
 
+#include <mdagg/common.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -36,13 +38,8 @@ std::uint64_t next_random(std::uint64_t& state) noexcept {
 }
 
 std::uint64_t stable_hash(std::string_view text) noexcept {
-    std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
-    for (unsigned char c : text) {
-        h ^= c;
-        h *= 0x100000001b3ULL;
-    }
     // FNV's high bits barely move between names that differ in the last digit; mix them.
-    return mix(h);
+    return mix(fnv1a_64(text));
 }
 
 void append_hundredths(std::string& out, std::int64_t value) {

@@ -1,5 +1,7 @@
 #include "mdagg/sim.hpp"
 
+#include <mdagg/common.hpp>
+
 #include "book.hpp"
 #include "faults.hpp"
 #include "http_io.hpp"
@@ -42,30 +44,20 @@ using tcp = asio::ip::tcp;
 namespace {
 
 std::pair<std::string, std::uint16_t> parse_host_port(const std::string& text) {
-    std::string_view host;
-    std::string_view port;
-    if (!text.empty() && text.front() == '[') {  // [::1]:8081
-        const auto close = text.find(']');
-        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
-            throw std::invalid_argument("expected [IPV6]:PORT, got '" + text + "'");
-        host = std::string_view(text).substr(1, close - 1);
-        port = std::string_view(text).substr(close + 2);
-    } else {
-        const auto colon = text.rfind(':');
-        if (colon == std::string::npos)
-            throw std::invalid_argument("expected HOST:PORT, got '" + text + "'");
-        host = std::string_view(text).substr(0, colon);
-        port = std::string_view(text).substr(colon + 1);
-        if (host.find(':') != std::string_view::npos)
-            throw std::invalid_argument("an IPv6 host needs brackets: [" + std::string(host) +
-                                        "]:PORT");
+    HostPort split;
+    switch (split_host_port(text, split)) {
+        case HostPortError::none: break;
+        case HostPortError::malformed:
+            throw std::invalid_argument((text.starts_with('[') ? "expected [IPV6]:PORT, got '"
+                                                               : "expected HOST:PORT, got '") +
+                                        text + "'");
+        case HostPortError::needs_brackets:
+            throw std::invalid_argument("an IPv6 host needs brackets: [" + std::string(split.host) + "]:PORT");
     }
-    if (host.empty()) throw std::invalid_argument("empty host in '" + text + "'");
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
-        throw std::invalid_argument("bad port in '" + text + "'");
-    return {std::string(host), static_cast<std::uint16_t>(value)};
+    if (split.host.empty()) throw std::invalid_argument("empty host in '" + text + "'");
+    std::uint16_t port = 0;
+    if (!parse_port(split.port, port)) throw std::invalid_argument("bad port in '" + text + "'");
+    return {std::string(split.host), port};
 }
 
 }  // namespace

@@ -54,7 +54,7 @@ using namespace sink_detail;
 
 template <class Names>
 void quote_csv(std::string& out, const Quote& q, const Names& sources, const Names& symbols) {
-    constexpr std::size_t fixed = 16 + 4 * Decimal::max_chars + 2 * rfc3339_chars + int_bound;
+    constexpr std::size_t fixed = 16 + 4 * Decimal::max_chars + 2 * rfc3339_max_chars + int_bound;
     LineBuffer buf(out, fixed + sources.bound(q.source) + symbols.bound(q.symbol));
     char* p = buf.begin();
     p = sources.put(p, q.source);
@@ -80,7 +80,7 @@ void quote_csv(std::string& out, const Quote& q, const Names& sources, const Nam
 
 template <class Names>
 void bar_csv(std::string& out, const Bar& bar, const Names& sources, const Names& symbols) {
-    constexpr std::size_t fixed = 24 + 7 * Decimal::max_chars + 2 * rfc3339_chars + int_bound;
+    constexpr std::size_t fixed = 24 + 7 * Decimal::max_chars + 2 * rfc3339_max_chars + int_bound;
     LineBuffer buf(out, fixed + symbols.bound(bar.symbol) + sources.bound(bar.bbo.bid_source) +
                             sources.bound(bar.bbo.ask_source));
     char* p = buf.begin();

@@ -1,6 +1,7 @@
 // Private to the sink module: pieces the formatters, the writer and the compressor share.
 #pragma once
 
+#include <mdagg/common.hpp>
 #include <mdagg/sink.hpp>
 
 #include <array>
@@ -25,15 +26,7 @@ struct FileOps {
 };
 FileOps& file_ops();
 
-// "2025-11-24T16:00:00.123456789Z", unquoted.
-void append_rfc3339(std::string& out, std::int64_t ns);
-
 // ---- the formatters' raw writers: each writes at p and returns one past the end ----------
-
-inline constexpr std::size_t rfc3339_chars = 30;
-
-// The same text as append_rfc3339; p must hold rfc3339_chars.
-char* put_rfc3339(char* p, std::int64_t ns) noexcept;
 
 // "00".."99": two digits per lookup instead of a division per digit.
 inline constexpr std::array<char, 200> digit_pairs = [] {

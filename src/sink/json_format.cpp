@@ -43,98 +43,7 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
     return n;
 }
 
-// The text of a time is cached per thread at two levels. "YYYY-MM-DDTHH:MM:SS" of the last
-// seconds formatted: a record's times mostly repeat a recent second, so usually only the
-// fraction is formatted; two slots (by parity) keep an exchange time and a receive time in
-// adjacent seconds from evicting each other. Below that the "YYYY-MM-DD" of recent days, so
-// a second that misses (a venue's old timestamp, say) costs no calendar arithmetic unless its
-// day is new too.
-struct SecondSlot {
-    std::int64_t second = std::numeric_limits<std::int64_t>::min();  // no instant has this second
-    char text[19];
-};
-thread_local SecondSlot second_cache[2];
-
-struct DaySlot {
-    std::int64_t day = std::numeric_limits<std::int64_t>::min();
-    char text[10];
-};
-thread_local DaySlot day_cache[4];
-
-constexpr std::int64_t ns_per_s = 1'000'000'000;
-
-const char* date_text(std::int64_t day) noexcept {
-    DaySlot& slot = day_cache[static_cast<std::uint64_t>(day) % std::size(day_cache)];
-    if (slot.day != day) {
-        using namespace std::chrono;
-        const year_month_day ymd{sys_days{days{day}}};
-        // int64 nanoseconds span years 1677..2262, so the year always has four digits.
-        const auto y = static_cast<unsigned>(static_cast<int>(ymd.year()));
-        char* p = put_2digits(slot.text, y / 100);
-        p = put_2digits(p, y % 100);
-        *p++ = '-';
-        p = put_2digits(p, static_cast<unsigned>(ymd.month()));
-        *p++ = '-';
-        put_2digits(p, static_cast<unsigned>(ymd.day()));
-        slot.day = day;
-    }
-    return slot.text;
-}
-
-// Fills slot.text for `second`, counted from the epoch (negative before 1970).
-void format_second(SecondSlot& slot, std::int64_t second) noexcept {
-    constexpr std::int64_t s_per_day = 86'400;
-    // Floor division: a second before 1970 still has a time of day in [0, 1 day).
-    std::int64_t day = second / s_per_day;
-    std::int64_t sod = second % s_per_day;
-    if (sod < 0) {
-        sod += s_per_day;
-        --day;
-    }
-    std::memcpy(slot.text, date_text(day), 10);
-    const auto tod = static_cast<unsigned>(sod);
-    char* p = slot.text + 10;
-    *p++ = 'T';
-    p = put_2digits(p, tod / 3600);
-    *p++ = ':';
-    p = put_2digits(p, tod / 60 % 60);
-    *p++ = ':';
-    put_2digits(p, tod % 60);
-    slot.second = second;
-}
-
 }  // namespace
-
-char* put_rfc3339(char* p, std::int64_t ns) noexcept {
-    // Floor division: a time before 1970 still has a fraction in [0, 1 s).
-    std::int64_t second = ns / ns_per_s;
-    std::int64_t frac = ns % ns_per_s;
-    if (frac < 0) {
-        frac += ns_per_s;
-        --second;
-    }
-    SecondSlot& slot = second_cache[second & 1];
-    if (slot.second != second) format_second(slot, second);
-    std::memcpy(p, slot.text, sizeof slot.text);
-    p += sizeof slot.text;
-    *p++ = '.';
-    auto f = static_cast<std::uint32_t>(frac);  // 9 digits: 1 + 4 pairs
-    *p++ = static_cast<char>('0' + f / 100'000'000);
-    f %= 100'000'000;
-    p = put_2digits(p, f / 1'000'000);
-    f %= 1'000'000;
-    p = put_2digits(p, f / 10'000);
-    f %= 10'000;
-    p = put_2digits(p, f / 100);
-    p = put_2digits(p, f % 100);
-    *p++ = 'Z';
-    return p;
-}
-
-void append_rfc3339(std::string& out, std::int64_t ns) {
-    char buf[rfc3339_chars];
-    out.append(buf, put_rfc3339(buf, ns));
-}
 
 // Names come from configuration; invalid UTF-8 becomes U+FFFD so every line stays valid JSON.
 char* put_json_string(char* p, std::string_view s) noexcept {
@@ -195,7 +104,7 @@ using namespace sink_detail;
 
 // Worst cases of the fixed parts of a record, names excluded.
 constexpr std::size_t decimal_bound = Decimal::max_chars + 2;
-constexpr std::size_t time_bound = rfc3339_chars + 2;
+constexpr std::size_t time_bound = rfc3339_max_chars + 2;
 
 char* put_decimal(char* p, Decimal d) noexcept {
     *p++ = '"';

@@ -6,6 +6,8 @@
 
 #include "detail.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>

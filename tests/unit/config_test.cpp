@@ -622,29 +622,29 @@ TEST(ConfigParse, OutputSegmentsAndFormats) {
   retention: { max_files: 24, max_bytes: 1000000000 }
   compression: zstd
 )"));
-    EXPECT_EQ(c.output.overflow, OutputOverflow::block);
+    EXPECT_EQ(c.output.overflow, OverflowPolicy::block);
     EXPECT_EQ(c.output.overflow_wait, 5ms);
-    EXPECT_EQ(c.output.quotes_format, OutputFormat::csv);
-    EXPECT_EQ(c.output.bars_format, OutputFormat::jsonl);
+    EXPECT_EQ(c.output.quotes_format, RecordFormat::csv);
+    EXPECT_EQ(c.output.bars_format, RecordFormat::jsonl);
     EXPECT_EQ(c.output.rotate_max_bytes, 1048576u);
     EXPECT_EQ(c.output.rotate_max_age, Duration::zero());
     EXPECT_EQ(c.output.retention_max_files, 24u);
     EXPECT_EQ(c.output.retention_max_bytes, 1000000000u);
-    EXPECT_EQ(c.output.compression, OutputCompression::zstd);
+    EXPECT_EQ(c.output.compression, Compression::zstd);
 
     c = parse(append("output: { format: csv, rotate: { max_bytes: 0, max_age: 15m } }\n"));
-    EXPECT_EQ(c.output.quotes_format, OutputFormat::csv);
-    EXPECT_EQ(c.output.bars_format, OutputFormat::csv);
+    EXPECT_EQ(c.output.quotes_format, RecordFormat::csv);
+    EXPECT_EQ(c.output.bars_format, RecordFormat::csv);
     EXPECT_EQ(c.output.rotate_max_bytes, 0u);
     EXPECT_EQ(c.output.rotate_max_age, 15min);
 
     const Config d = parse(minimal);  // defaults
-    EXPECT_EQ(d.output.overflow, OutputOverflow::drop_oldest);
-    EXPECT_EQ(d.output.quotes_format, OutputFormat::jsonl);
+    EXPECT_EQ(d.output.overflow, OverflowPolicy::drop_oldest);
+    EXPECT_EQ(d.output.quotes_format, RecordFormat::jsonl);
     EXPECT_EQ(d.output.rotate_max_bytes, 256u * 1024 * 1024);
     EXPECT_EQ(d.output.rotate_max_age, 1h);
     EXPECT_EQ(d.output.retention_max_files, 0u);
-    EXPECT_EQ(d.output.compression, OutputCompression::none);
+    EXPECT_EQ(d.output.compression, Compression::none);
 }
 
 TEST(ConfigErrors, OutputSegmentsAndFormats) {

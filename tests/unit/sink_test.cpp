@@ -199,7 +199,7 @@ TEST(JsonFormat, Rfc3339Nanoseconds) {
 
 std::string rfc3339(std::int64_t ns) {
     std::string out;
-    sink_detail::append_rfc3339(out, ns);
+    append_rfc3339(out, ns);
     return out;
 }
 
@@ -311,7 +311,7 @@ TEST(JsonFormat, Rfc3339CacheIsPerThread) {
     EXPECT_EQ(mismatches.load(), 0);
 }
 
-// ---- JsonlSink -----------------------------------------------------------------------------
+// ---- FileSink -----------------------------------------------------------------------------
 
 class TempDir {
 public:
@@ -418,11 +418,11 @@ bool is_output_name(const fs::path& p, const std::string& kind, const std::strin
     return true;
 }
 
-TEST(JsonlSink, WritesFinalizesAndRenames) {
+TEST(FileSink, WritesFinalizesAndRenames) {
     TempDir dir;
     const fs::path out = dir.path() / "nested" / "deeper";  // parents are created
     {
-        JsonlSink sink(universe, {out.string()});
+        FileSink sink(universe, {out.string()});
         sink.open();
         EXPECT_TRUE(files_in(out).empty()) << "a segment is created when its stream has data";
 
@@ -470,10 +470,10 @@ TEST(JsonlSink, WritesFinalizesAndRenames) {
     EXPECT_EQ(bars[9]["updates"], 9);
 }
 
-TEST(JsonlSink, DataReachesTheFileOnlyOnFlushAndFlushDoesNotWait) {
+TEST(FileSink, DataReachesTheFileOnlyOnFlushAndFlushDoesNotWait) {
     TempDir dir;
     // No chunk hand-off here: only flush() may wake the writer.
-    JsonlSink sink(universe, {dir.path().string(), 256 << 20, 256 << 20});
+    FileSink sink(universe, {dir.path().string(), 256 << 20, 256 << 20});
     sink.open();
 
     sink.on_quote(full_quote());
@@ -502,11 +502,11 @@ TEST(JsonlSink, DataReachesTheFileOnlyOnFlushAndFlushDoesNotWait) {
     EXPECT_EQ(text.back(), '\n');
 }
 
-TEST(JsonlSink, AFullChunkReachesTheWriterWithoutWaitingForFlush) {
+TEST(FileSink, AFullChunkReachesTheWriterWithoutWaitingForFlush) {
     std::string one;
     append_quote_json(one, full_quote(), universe);
     TempDir dir;
-    JsonlSink sink(universe, {dir.path().string(), 64 << 20, 10 * one.size()});
+    FileSink sink(universe, {dir.path().string(), 64 << 20, 10 * one.size()});
     sink.open();
     for (int i = 0; i < 9; ++i) sink.on_quote(full_quote());
     std::this_thread::sleep_for(50ms);
@@ -516,13 +516,13 @@ TEST(JsonlSink, AFullChunkReachesTheWriterWithoutWaitingForFlush) {
     EXPECT_TRUE(sink.close(steady_clock::now() + 20s));
 }
 
-TEST(JsonlSink, RecordsBeyondTheBufferBoundAreDroppedAndCounted) {
+TEST(FileSink, RecordsBeyondTheBufferBoundAreDroppedAndCounted) {
     std::string one;
     append_quote_json(one, full_quote(), universe);
     TempDir dir;
     SinkOptions options{dir.path().string(), 2 * one.size() + 10};
     options.overflow = OverflowPolicy::drop_newest;
-    JsonlSink sink(universe, options);
+    FileSink sink(universe, options);
     sink.open();
     for (int i = 0; i < 10; ++i) sink.on_quote(full_quote());
     EXPECT_EQ(sink.stats().records_dropped, 8u);
@@ -545,10 +545,10 @@ TEST(JsonlSink, RecordsBeyondTheBufferBoundAreDroppedAndCounted) {
     EXPECT_EQ(sink.stats().records_written, 4u);
 }
 
-TEST(JsonlSink, DestructorWithoutCloseFinalizes) {
+TEST(FileSink, DestructorWithoutCloseFinalizes) {
     TempDir dir;
     {
-        JsonlSink sink(universe, {dir.path().string()});
+        FileSink sink(universe, {dir.path().string()});
         sink.on_quote(numbered_quote(0));  // before open: kept for the first flush
         sink.open();
         for (int i = 1; i < 20; ++i) sink.on_quote(numbered_quote(i));
@@ -561,10 +561,10 @@ TEST(JsonlSink, DestructorWithoutCloseFinalizes) {
     EXPECT_EQ(lines_of(only_file(dir.path(), "bars-")).size(), 1u);
 }
 
-TEST(JsonlSink, MissedDeadlineAbandonsTheWriterSafely) {
+TEST(FileSink, MissedDeadlineAbandonsTheWriterSafely) {
     TempDir dir;
     {
-        JsonlSink sink(universe, {dir.path().string()});
+        FileSink sink(universe, {dir.path().string()});
         sink.open();
         for (int i = 0; i < 1000; ++i) sink.on_quote(numbered_quote(i));
         // Either outcome is legal for an expired deadline; what matters is that the sink can
@@ -583,10 +583,10 @@ TEST(JsonlSink, MissedDeadlineAbandonsTheWriterSafely) {
     EXPECT_EQ(lines_of(only_file(dir.path(), "quotes-")).size(), 1000u);
 }
 
-TEST(JsonlSink, SinksOpenedInTheSameSecondKeepSeparateFiles) {
+TEST(FileSink, SinksOpenedInTheSameSecondKeepSeparateFiles) {
     TempDir dir;
     for (int round = 0; round < 3; ++round) {
-        JsonlSink sink(universe, {dir.path().string()});
+        FileSink sink(universe, {dir.path().string()});
         sink.open();
         sink.on_quote(numbered_quote(round));
         EXPECT_TRUE(sink.close(steady_clock::now() + 10s));
@@ -603,21 +603,21 @@ TEST(JsonlSink, SinksOpenedInTheSameSecondKeepSeparateFiles) {
     EXPECT_EQ(quotes, 3);
 }
 
-TEST(JsonlSink, NeverOpenedIsHarmless) {
-    JsonlSink sink(universe, {"/nonexistent/never/created"});
+TEST(FileSink, NeverOpenedIsHarmless) {
+    FileSink sink(universe, {"/nonexistent/never/created"});
     sink.on_quote(full_quote());
     sink.flush();
     EXPECT_TRUE(sink.close(steady_clock::now()));
     EXPECT_FALSE(fs::exists("/nonexistent/never/created"));
 }
 
-TEST(JsonlSink, OpenFailureNamesThePath) {
+TEST(FileSink, OpenFailureNamesThePath) {
     TempDir dir;
     fs::create_directories(dir.path());
     const fs::path file = dir.path() / "plain-file";
     std::ofstream(file) << "x";
     const std::string bad = (file / "sub").string();
-    JsonlSink sink(universe, {bad});
+    FileSink sink(universe, {bad});
     try {
         sink.open();
         FAIL() << "open() succeeded under a regular file";
@@ -641,7 +641,7 @@ rlim_t limit_file_size_mid_line(std::string& expected) {
 int write_error_child(bool lift_limit) {
     std::signal(SIGXFSZ, SIG_IGN);
     TempDir dir;
-    JsonlSink sink(universe, {dir.path().string()});
+    FileSink sink(universe, {dir.path().string()});
     sink.open();
     std::string expected;
     const rlim_t limit = limit_file_size_mid_line(expected);
@@ -674,12 +674,12 @@ int write_error_child(bool lift_limit) {
     return 0;
 }
 
-TEST(JsonlSinkDeathTest, WriteErrorResumesAtTheExactByte) {
+TEST(FileSinkDeathTest, WriteErrorResumesAtTheExactByte) {
     GTEST_FLAG_SET(death_test_style, "threadsafe");
     EXPECT_EXIT(std::exit(write_error_child(true)), ::testing::ExitedWithCode(0), "");
 }
 
-TEST(JsonlSinkDeathTest, UnwritableTailIsCountedAndCutAtClose) {
+TEST(FileSinkDeathTest, UnwritableTailIsCountedAndCutAtClose) {
     GTEST_FLAG_SET(death_test_style, "threadsafe");
     EXPECT_EXIT(std::exit(write_error_child(false)), ::testing::ExitedWithCode(0), "");
 }
@@ -1442,7 +1442,7 @@ int failed_truncate_child() {
     };
     TempDir dir;
     {
-        JsonlSink sink(universe, {dir.path().string()});
+        FileSink sink(universe, {dir.path().string()});
         sink.open();
         std::string expected;
         const rlim_t limit = limit_file_size_mid_line(expected);
@@ -1455,7 +1455,7 @@ int failed_truncate_child() {
         if (parts.size() != 1 || fs::file_size(parts[0]) != limit) return 15;
     }
     sink_detail::file_ops().ftruncate = ::ftruncate;
-    JsonlSink next(universe, {dir.path().string()});
+    FileSink next(universe, {dir.path().string()});
     next.open();
     if (next.stats().files_repaired != 1) return 16;
     const std::string text = slurp(only_file(dir.path(), "quotes-"));
@@ -1464,7 +1464,7 @@ int failed_truncate_child() {
     return 0;
 }
 
-TEST(JsonlSinkDeathTest, AFailedTruncateOfATornTailKeepsTheSegmentPart) {
+TEST(FileSinkDeathTest, AFailedTruncateOfATornTailKeepsTheSegmentPart) {
     GTEST_FLAG_SET(death_test_style, "threadsafe");
     EXPECT_EXIT(std::exit(failed_truncate_child()), ::testing::ExitedWithCode(0), "");
 }
