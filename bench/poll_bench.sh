@@ -47,7 +47,7 @@ else
   bash scripts/setup.sh
   cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDAGG_TESTS=OFF >/dev/null
   cmake --build build-bench -j "$(nproc)" --target mdagg mdagg-sim >/dev/null
-  bin=build-bench
+  bin=./build-bench
 fi
 cc -O2 -Wall -Wextra -Werror -o build-bench/paced_client bench/paced_client.c
 work=$(mktemp -d)
@@ -57,7 +57,7 @@ ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 start_sim() {  # [SYMBOLS=POLLERS]
-  "./$bin/mdagg-sim" --listen 127.0.0.1:0 --symbols "${1:-$pollers}" > "$work/sim.out" 2>&1 &
+  "$bin/mdagg-sim" --listen 127.0.0.1:0 --symbols "${1:-$pollers}" > "$work/sim.out" 2>&1 &
   sim_pid=$!
   for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
   port=$(head -1 "$work/sim.out" | jq -r .port)
@@ -85,7 +85,7 @@ YAML
 # measured. Sets polls, elapsed, mdagg_us (CPU per poll), polls_s, sim_cpu (share of one core),
 # rss_kib (VmRSS at the end), hwm_kib (VmHWM), drain_ms, lateness, failed.
 measure_mdagg() {  # WARMUP SECONDS
-  "./$bin/mdagg" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
+  "$bin/mdagg" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
   mdagg_pid=$!
   sleep "$1"
   local c0 c1 s0 s1 t0 t1 p0 p1
