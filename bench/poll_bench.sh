@@ -10,20 +10,45 @@
 #     (the kernel ACKs each response on its own when the next request is not due for > 40 ms).
 # Usage: bash bench/poll_bench.sh [POLLERS=2000] [INTERVAL=50ms] [SECONDS=10] [RUNS=3]
 # Prints one figure set per run and the medians.
+#
+# Two more modes, same arguments after the mode's name:
+#   bash bench/poll_bench.sh idle [POLLERS=10000] [INTERVAL=500ms] [SECONDS=10] [RUNS=3]
+#     Memory per idle poller: RSS of mdagg polling POLLERS symbols every INTERVAL (SECONDS after
+#     every poller has answered at least once), per poller, and the same beyond a 100-poller
+#     run (what each poller adds, without the daemon's fixed cost). The simulator's own memory
+#     is not counted.
+#   bash bench/poll_bench.sh threads [POLLERS=2000] [INTERVAL=50ms] [SECONDS=10] [RUNS=3]
+#     runtime.threads: 2 against 1 in each run: CPU per poll on the same schedule (the cost
+#     ratio); then the highest schedule each keeps (POLLERS times each step of RAMP, default
+#     "1 1.5 2 2.5 3 4"), to show what a second io thread adds, with the simulator's CPU share
+#     alongside (below ~100% of its one thread, it is not the bottleneck; on a 2-core machine
+#     it still takes a core from mdagg's second thread).
+# BENCH_BUILD=DIR uses mdagg and mdagg-sim from a build directory as they are (no Release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pollers=${1:-2000}
-interval=${2:-50ms}
+mode=ratios
+case "${1:-}" in idle | threads) mode=$1; shift ;; esac
+default_pollers=2000 default_interval=50ms
+[ "$mode" = idle ] && default_pollers=10000 default_interval=500ms
+pollers=${1:-$default_pollers}
+interval=${2:-$default_interval}
 secs=${3:-10}
 runs=${4:-3}
 case "$interval" in
   *ms) interval_ms=${interval%ms} ;;
   *) echo "INTERVAL must be in milliseconds, like 50ms" >&2; exit 2 ;;
 esac
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-bash scripts/setup.sh
-cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDAGG_TESTS=OFF >/dev/null
-cmake --build build-bench -j "$(nproc)" --target mdagg mdagg-sim >/dev/null
+if [ -n "${BENCH_BUILD:-}" ]; then
+  bin=$BENCH_BUILD
+  mkdir -p build-bench
+else
+  bash scripts/setup.sh
+  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDAGG_TESTS=OFF >/dev/null
+  cmake --build build-bench -j "$(nproc)" --target mdagg mdagg-sim >/dev/null
+  bin=./build-bench
+fi
 cc -O2 -Wall -Wextra -Werror -o build-bench/paced_client bench/paced_client.c
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -31,44 +56,146 @@ ticks=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-start_sim() {
-  ./build-bench/mdagg-sim --listen 127.0.0.1:0 --symbols "$pollers" > "$work/sim.out" 2>&1 &
+start_sim() {  # [SYMBOLS=POLLERS]
+  "$bin/mdagg-sim" --listen 127.0.0.1:0 --symbols "${1:-$pollers}" > "$work/sim.out" 2>&1 &
   sim_pid=$!
   for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
   port=$(head -1 "$work/sim.out" | jq -r .port)
 }
+stop_sim() { kill -TERM $sim_pid; wait $sim_pid || true; }
+# The simulator's count of responses written is the daemon's count of polls answered.
+responses() { curl -s "http://127.0.0.1:$port/stats" | jq .responses; }
 
-results=()
-for run in $(seq "$runs"); do
-  start_sim
+write_config() {  # THREADS POLLERS INTERVAL
   cat > "$work/bench.yaml" <<YAML
-log: { level: warn, summary_every: 1s }
+runtime: { threads: $1 }
+log: { level: info, summary_every: 1s }
 output: { dir: $work/out, flush_every: 1s, quotes: true, bar_interval: 1s }
 sources:
   - name: sim
     url: "http://127.0.0.1:$port/quotes/{symbol}"
-    interval: $interval
-    symbols: { prefix: STOCK_, count: $pollers }
+    interval: $3
+    symbols: { prefix: STOCK_, count: $2 }
     fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty,
               exchange_time: { pointer: /time, unit: ms }, seq: /seq }
 YAML
-  sed -i 's/level: warn/level: info/' "$work/bench.yaml"
-  ./build-bench/mdagg --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
+}
+
+# Runs mdagg on $work/bench.yaml against the running simulator: WARMUP seconds, then SECONDS
+# measured. Sets polls, elapsed, mdagg_us (CPU per poll), polls_s, sim_cpu (share of one core),
+# rss_kib (VmRSS at the end), hwm_kib (VmHWM), drain_ms, lateness, failed.
+measure_mdagg() {  # WARMUP SECONDS
+  "$bin/mdagg" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
   mdagg_pid=$!
-  sleep 2  # warm-up: connections open, phases settle
-  # The simulator's count of responses written is the daemon's count of polls answered.
-  responses() { curl -s "http://127.0.0.1:$port/stats" | jq .responses; }
-  c0=$(cpu_ticks $mdagg_pid); t0=$(date +%s.%N); p0=$(responses)
-  sleep "$secs"
-  c1=$(cpu_ticks $mdagg_pid); t1=$(date +%s.%N); p1=$(responses)
-  rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$mdagg_pid/status")
+  sleep "$1"
+  local c0 c1 s0 s1 t0 t1 p0 p1
+  c0=$(cpu_ticks $mdagg_pid); s0=$(cpu_ticks $sim_pid); t0=$(date +%s.%N); p0=$(responses)
+  sleep "$2"
+  c1=$(cpu_ticks $mdagg_pid); s1=$(cpu_ticks $sim_pid); t1=$(date +%s.%N); p1=$(responses)
+  rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$mdagg_pid/status")
+  hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$mdagg_pid/status")
   kill -TERM $mdagg_pid; wait $mdagg_pid || true
   drain_ms=$(grep '"drain complete"' "$work/mdagg.out" | jq -r .drain_ms)
+  failed=$(grep -E '"drain (complete|finished)' "$work/mdagg.out" | jq -r '.polls_failed + .polls_timed_out' | tail -1)
+  [[ "$failed" =~ ^[0-9]+$ ]] || failed="?"  # the drain did not report (its watchdog fired)
   lateness=$(grep '"summary"' "$work/mdagg.out" | tail -n +3 | jq -s '[ (map(.tick_lateness_p50_ms) | sort | .[length/2|floor]), (map(.tick_lateness_p99_ms) | sort | .[length/2|floor]) ] | @tsv' -r)
   polls=$((p1 - p0))
   elapsed=$(echo "$t1 - $t0" | bc -l)
   mdagg_us=$(echo "($c1 - $c0) * 1000000 / $ticks / $polls" | bc -l)
   polls_s=$(echo "$polls / $elapsed" | bc -l)
+  sim_cpu=$(echo "($s1 - $s0) * 100 / $ticks / $elapsed" | bc -l)
+  rm -rf "$work/out"
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# Median and range of column F of the results: "m (lo-hi)".
+column_stats() {  # F FORMAT
+  printf '%s\n' "${results[@]}" | awk -v f="$1" '{ print $f }' | sort -g |
+    awk -v fmt="$2" '{ a[NR] = $1 } END { printf fmt " (" fmt "-" fmt ")", a[int((NR + 1) / 2)], a[1], a[NR] }'
+}
+
+if [ "$mode" = idle ]; then
+  base=100
+  results=()
+  for run in $(seq "$runs"); do
+    start_sim
+    # The daemon's fixed cost: the same config with a hundred pollers.
+    write_config 1 $base "$interval"
+    measure_mdagg 3 2
+    base_kib=$rss_kib
+    write_config 1 "$pollers" "$interval"
+    # Every poller has connected and answered by then: ticks are phased over one interval.
+    measure_mdagg $(( 3 + 2 * interval_ms / 1000 )) "$secs"
+    stop_sim
+    per=$(echo "$rss_kib / $pollers" | bc -l)
+    marginal=$(echo "($rss_kib - $base_kib) / ($pollers - $base)" | bc -l)
+    printf 'run %d: %d pollers every %s: polls/s %.0f of %.0f scheduled, %s failed; RSS %.1f MiB (peak %.1f MiB), %.2f KiB per poller; %d pollers: RSS %.1f MiB; %.2f KiB per poller beyond them\n' \
+      "$run" "$pollers" "$interval" "$polls_s" "$(echo "$pollers * 1000 / $interval_ms" | bc -l)" "$failed" \
+      "$(echo "$rss_kib/1024" | bc -l)" "$(echo "$hwm_kib/1024" | bc -l)" "$per" "$base" "$(echo "$base_kib/1024" | bc -l)" "$marginal"
+    results+=("$per $marginal $rss_kib $hwm_kib $base_kib")
+  done
+  echo "median (range) of $runs runs, $pollers idle pollers every $interval: RSS per poller $(column_stats 1 %.2f) KiB;" \
+       "beyond $base pollers $(column_stats 2 %.2f) KiB; RSS $(column_stats 3 %.0f) KiB, peak $(column_stats 4 %.0f) KiB"
+  exit 0
+fi
+
+if [ "$mode" = threads ]; then
+  ramp=(${RAMP:-1 1.5 2 2.5 3 4})
+  # The highest schedule a thread count keeps: >= 95% of the scheduled polls answered and
+  # <= 5% of polls failed (timeouts on a busy machine), stepping the poller count up by RAMP (multiples of POLLERS). A
+  # timeout is the interval, so past saturation polls time out and the step fails.
+  sustained() {  # THREADS; sets best_s (polls/s), best_n (pollers), best_cpu (simulator %)
+    best_s=0 best_n=0 best_cpu=0
+    local m n
+    for m in "${ramp[@]}"; do
+      n=$(printf '%.0f' "$(echo "$pollers * $m" | bc -l)")
+      write_config "$1" "$n" "$interval"
+      measure_mdagg 2 "$secs"
+      ramp_line+=" $1t/$n: $(printf '%.0f' "$polls_s")/s $failed failed,"
+      if [ "$failed" != "?" ] && (( $(echo "$polls_s >= 0.95 * $n * 1000 / $interval_ms && $failed <= 0.05 * $polls" | bc -l) )); then
+        best_s=$polls_s best_n=$n best_cpu=$sim_cpu
+      else
+        break
+      fi
+    done
+  }
+  max_symbols=$(printf '%.0f' "$(echo "$pollers * ${ramp[-1]}" | bc -l)")
+  results=()
+  for run in $(seq "$runs"); do
+    start_sim "$max_symbols"
+    line="run $run:"
+    row=()
+    for threads in 1 2; do
+      write_config $threads "$pollers" "$interval"
+      measure_mdagg 2 "$secs"
+      line+=" threads $threads: $(printf '%.0f polls/s, %.2f us CPU/poll, %s failed;' "$polls_s" "$mdagg_us" "$failed")"
+      row+=("$mdagg_us")
+    done
+    cost_ratio=$(echo "${row[1]} / ${row[0]}" | bc -l)
+    ramp_line=""
+    for threads in 1 2; do
+      sustained $threads
+      line+=" sustained with $threads: $(printf '%.0f polls/s (%d pollers, simulator %.0f%% CPU);' "$best_s" "$best_n" "$best_cpu")"
+      row+=("$best_s")
+    done
+    stop_sim
+    gain=0  # 0: even the first step failed with one thread
+    (( $(echo "${row[2]} > 0" | bc -l) )) && gain=$(echo "${row[3]} / ${row[2]}" | bc -l)
+    printf '%s cost ratio 2/1 %.2f, sustained throughput 2/1 %.2f (steps:%s)\n' "$line" "$cost_ratio" "$gain" "${ramp_line%,}"
+    results+=("$cost_ratio $gain ${row[0]} ${row[1]} ${row[2]} ${row[3]}")
+  done
+  echo "median (range) of $runs runs, $pollers pollers: CPU per poll with 2 io threads / 1 at $interval:" \
+       "$(column_stats 1 %.2f) (1 thread $(column_stats 3 %.2f) us, 2 threads $(column_stats 4 %.2f) us);" \
+       "sustained polls/s 2 threads / 1: $(column_stats 2 %.2f) (1 thread $(column_stats 5 %.0f), 2 threads $(column_stats 6 %.0f))"
+  exit 0
+fi
+
+results=()
+for run in $(seq "$runs"); do
+  start_sim
+  write_config 1 "$pollers" "$interval"
+  measure_mdagg 2 "$secs"  # warm-up: connections open, phases settle
+  rss_kib=$hwm_kib
   sched=$(echo "$pollers * 1000 / $interval_ms" | bc -l)
 
   # The floor: the minimal paced client, 2 s warm-up like the daemon's.
@@ -88,7 +215,7 @@ YAML
   read -r wrk_req wrk_us < <(run_wrk)
   echo "function delay() return $interval_ms end" > "$work/paced.lua"
   read -r paced_req paced_us < <(run_wrk -s "$work/paced.lua")
-  kill -TERM $sim_pid; wait $sim_pid || true
+  stop_sim
   ratio=$(echo "$mdagg_us / $wrk_us" | bc -l)
   paced_ratio=$(echo "$mdagg_us / $paced_us" | bc -l)
   floor_ratio=$(echo "$mdagg_us / $floor_us" | bc -l)
@@ -97,10 +224,8 @@ YAML
     "$run" "$polls_s" "$sched" "$mdagg_us" "$wrk_us" "$wrk_req" "$ratio" "$paced_us" "$(echo "$paced_req / $secs" | bc -l)" "$paced_ratio" \
     "$floor_us" "$floor_rps" "$floor_ratio" "$floor_vs_wrk" "$(echo "$rss_kib/1024" | bc -l)" "$(echo $lateness | tr ' ' '/')" "$drain_ms"
   results+=("$polls_s $mdagg_us $wrk_us $ratio $paced_us $paced_ratio $floor_us $floor_ratio $floor_vs_wrk $rss_kib $drain_ms")
-  rm -rf "$work/out"
 done
 
-median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 names=(polls_per_s mdagg_us_per_poll wrk_us_per_req cpu_ratio wrk_paced_us_per_req paced_ratio
        floor_us_per_req floor_ratio floor_vs_wrk peak_rss_kib drain_ms)
 line="median of $runs runs (schedule $(printf '%.0f' "$sched") polls/s):"

@@ -30,22 +30,25 @@ std::error_code make_error_code(MappingError e) noexcept;
 std::optional<std::int64_t> parse_rfc3339_ns(std::string_view text) noexcept;
 
 // Compiled once per source; map() is then cheap and allocates nothing in the steady state.
-// Not thread-safe: one mapper per poller.
+// Copies share the compiled fields (immutable): compile once per source and copy the mapper
+// for each poller. map() may run on several threads at once; its working state is per thread.
 class QuoteMapper {
 public:
     // Pointers are assumed valid (config validates them); throws std::invalid_argument if not.
     explicit QuoteMapper(const FieldMap& fields);
     ~QuoteMapper();
+    QuoteMapper(const QuoteMapper&);
+    QuoteMapper& operator=(const QuoteMapper&);
     QuoteMapper(QuoteMapper&&) noexcept;
     QuoteMapper& operator=(QuoteMapper&&) noexcept;
 
     // Fills bid, ask, sizes, exchange_time_ns and seq of `out`; leaves source, symbol and
     // receive_time_ns alone. `expected_symbol` is checked when a symbol pointer is mapped.
-    std::error_code map(std::string_view body, std::string_view expected_symbol, Quote& out);
+    std::error_code map(std::string_view body, std::string_view expected_symbol, Quote& out) const;
 
 private:
-    struct Impl;
-    std::unique_ptr<Impl> impl_;
+    struct Impl;  // the compiled fields
+    std::shared_ptr<const Impl> impl_;
 };
 
 }  // namespace mdagg

@@ -206,21 +206,43 @@ std::error_code make_error_code(MappingError e) noexcept {
     return {static_cast<int>(e), mapping_category()};
 }
 
-// The JsonReader handler. Every pointer is matched incrementally: a container's frame holds the
-// fields whose pointer matches the path to it and goes deeper, so each key or element costs one
-// step comparison per such field, and subtrees no pointer enters cost only validation. Each
-// field takes its first match in document order (duplicate keys, several wildcard hits).
-struct QuoteMapper::Impl {
+namespace {
+
+// A source's fields, compiled once and shared by every mapper copied from the first: with
+// 10,000 pollers a copy per poller cost 0.7 KiB each.
+struct Compiled {
+    std::array<Pointer, f_count> pointers;
+    TimeUnit time_unit = TimeUnit::ms;
+    std::uint8_t mapped = 0;
+    std::optional<SuccessCheck> success;
+};
+
+// The JsonReader handler, with the state of one map() call. Every pointer is matched
+// incrementally: a container's frame holds the fields whose pointer matches the path to it and
+// goes deeper, so each key or element costs one step comparison per such field, and subtrees no
+// pointer enters cost only validation. Each field takes its first match in document order
+// (duplicate keys, several wildcard hits).
+// The state lives only during the call, which never suspends nor re-enters, so one per thread
+// serves every mapper: per mapper it cost 1.6 KiB of capacity kept for the next call. Cleared,
+// never shrunk, so the steady state does not allocate.
+struct MapCall {
     struct Frame {
         std::uint8_t fields;  // pointers that continue below this container
         std::int64_t next_index;
     };
 
-    std::array<Pointer, f_count> pointers;
-    TimeUnit time_unit = TimeUnit::ms;
-    std::uint8_t mapped = 0;
+    MapCall() {
+        // Sized for typical venue bodies so that even the first map() rarely allocates.
+        frames.reserve(32);
+        key_buf.reserve(64);
+        for (auto& d : decoded) d.reserve(64);
+    }
 
-    // Per-call state. Cleared, never shrunk, so the steady state does not allocate.
+    // The mapper of the call under way; its tables are read through these.
+    const std::array<Pointer, f_count>* tables = nullptr;
+    const std::optional<SuccessCheck>* success = nullptr;
+    const Pointer& pointer(unsigned f) const noexcept { return (*tables)[f]; }
+
     detail::JsonReader reader;
     std::vector<Frame> frames;
     std::array<Captured, f_count> got;
@@ -231,14 +253,13 @@ struct QuoteMapper::Impl {
     // The success value when it is a container: its depth, and whether it holds anything.
     std::size_t success_depth = 0;
     bool success_nonempty = false;
-    std::optional<SuccessCheck> success;
 
     void begin_container() {
         const std::uint8_t live = pending & wanted;
         std::uint8_t below = 0;
         for (std::uint8_t rest = live; rest; rest &= static_cast<std::uint8_t>(rest - 1)) {
             const auto f = static_cast<unsigned>(std::countr_zero(rest));
-            if (pointers[f].size() == frames.size()) {
+            if (pointer(f).size() == frames.size()) {
                 capture(f, Kind::container, {}, false);
                 if (f == f_success) success_depth = frames.size() + 1;
             } else {
@@ -265,7 +286,7 @@ struct QuoteMapper::Impl {
         const std::size_t step = frames.size() - 1;
         for (std::uint8_t rest = live; rest; rest &= static_cast<std::uint8_t>(rest - 1)) {
             const auto f = static_cast<unsigned>(std::countr_zero(rest));
-            const Step& s = pointers[f][step];
+            const Step& s = pointer(f)[step];
             // Length and first byte first: most keys differ there, and memcmp is a call.
             if (s.wildcard || (s.key.size() == content.size() &&
                                (content.empty() || (s.key[0] == content[0] && s.key == content))))
@@ -283,7 +304,7 @@ struct QuoteMapper::Impl {
         const std::size_t step = frames.size() - 1;
         for (std::uint8_t rest = live; rest; rest &= static_cast<std::uint8_t>(rest - 1)) {
             const auto f = static_cast<unsigned>(std::countr_zero(rest));
-            if (pointers[f][step].index == index) pending |= bit(f);
+            if (pointer(f)[step].index == index) pending |= bit(f);
         }
     }
 
@@ -296,7 +317,7 @@ struct QuoteMapper::Impl {
         for (std::uint8_t rest = live; rest; rest &= static_cast<std::uint8_t>(rest - 1)) {
             const auto f = static_cast<unsigned>(std::countr_zero(rest));
             // A pointer that goes deeper than a scalar finds nothing here.
-            if (pointers[f].size() == frames.size()) capture(f, kinds[static_cast<unsigned>(kind)], text, escaped);
+            if (pointer(f).size() == frames.size()) capture(f, kinds[static_cast<unsigned>(kind)], text, escaped);
         }
     }
 
@@ -310,16 +331,21 @@ struct QuoteMapper::Impl {
     }
 
     bool succeeded(const Captured& c) const noexcept {
-        if (success->empty) {
+        const SuccessCheck& check = **success;
+        if (check.empty) {
             if (missing(c)) return true;
             if (c.kind == Kind::container) return !success_nonempty;
             return c.kind == Kind::string && c.text.empty();
         }
         // equals: the text of a string, number or boolean; absent or null is a failure.
-        return (has_text(c) || c.kind == Kind::boolean) && c.text == *success->equals;
+        return (has_text(c) || c.kind == Kind::boolean) && c.text == *check.equals;
     }
 
-    std::error_code map(std::string_view body, std::string_view expected_symbol, Quote& out) {
+    std::error_code map(const Compiled& m, std::string_view body, std::string_view expected_symbol,
+                        Quote& out) {
+        tables = &m.pointers;
+        success = &m.success;
+        const std::uint8_t mapped = m.mapped;
         frames.clear();
         got.fill({});
         wanted = mapped;
@@ -329,7 +355,7 @@ struct QuoteMapper::Impl {
         if (!reader.read(body, *this)) return MappingError::malformed_json;
 
         // An error body lacks the prices: report what the venue said, not a missing field.
-        if (success && !succeeded(got[f_success])) return MappingError::body_error;
+        if (*success && !succeeded(got[f_success])) return MappingError::body_error;
 
         // Order: symbol first (a quote for another symbol is the more telling error), then
         // required prices, then optional fields.
@@ -358,7 +384,7 @@ struct QuoteMapper::Impl {
         }
         std::int64_t time_ns = 0;
         if (!missing(got[f_time])) {
-            const auto v = to_time_ns(got[f_time], time_unit);
+            const auto v = to_time_ns(got[f_time], m.time_unit);
             if (!v) return MappingError::bad_timestamp;
             time_ns = *v;
         }
@@ -377,8 +403,18 @@ struct QuoteMapper::Impl {
     }
 };
 
-QuoteMapper::QuoteMapper(const FieldMap& fields) : impl_(std::make_unique<Impl>()) {
-    Impl& m = *impl_;
+MapCall& this_thread_call() {
+    static thread_local MapCall call;
+    return call;
+}
+
+}  // namespace
+
+struct QuoteMapper::Impl : Compiled {};
+
+QuoteMapper::QuoteMapper(const FieldMap& fields) {
+    auto compiled = std::make_shared<Impl>();
+    Impl& m = *compiled;
     // Bid and ask are required, so a FieldMap without them could never produce a quote.
     if (fields.bid.empty()) throw std::invalid_argument("field 'bid': a JSON Pointer is required");
     if (fields.ask.empty()) throw std::invalid_argument("field 'ask': a JSON Pointer is required");
@@ -400,20 +436,19 @@ QuoteMapper::QuoteMapper(const FieldMap& fields) : impl_(std::make_unique<Impl>(
     }
     if (fields.exchange_time) m.time_unit = fields.exchange_time->unit;
     m.success = fields.success;
-
-    // Sized for typical venue bodies so that even the first map() rarely allocates.
-    m.frames.reserve(32);
-    m.key_buf.reserve(64);
-    for (auto& d : m.decoded) d.reserve(64);
+    impl_ = std::move(compiled);
+    this_thread_call();  // sized here, so a mapper's first map() on this thread allocates nothing
 }
 
 QuoteMapper::~QuoteMapper() = default;
+QuoteMapper::QuoteMapper(const QuoteMapper&) = default;
+QuoteMapper& QuoteMapper::operator=(const QuoteMapper&) = default;
 QuoteMapper::QuoteMapper(QuoteMapper&&) noexcept = default;
 QuoteMapper& QuoteMapper::operator=(QuoteMapper&&) noexcept = default;
 
 std::error_code QuoteMapper::map(std::string_view body, std::string_view expected_symbol,
-                                 Quote& out) {
-    return impl_->map(body, expected_symbol, out);
+                                 Quote& out) const {
+    return this_thread_call().map(*impl_, body, expected_symbol, out);
 }
 
 }  // namespace mdagg

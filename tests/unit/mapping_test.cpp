@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using namespace mdagg;
@@ -789,6 +790,49 @@ TEST(MappingHotPath, TypicalBodiesDoNotAllocateEvenOnTheFirstCall) {
     const long allocations = g_allocations.load() - before;
     EXPECT_FALSE(ec);
     EXPECT_EQ(allocations, 0);
+}
+
+// A source compiles its fields once; its pollers' mappers are copies that share them.
+TEST(MappingShared, CopiesShareTheCompiledFieldsAndMapAlike) {
+    const QuoteMapper original(sim_map());
+    const long before = g_allocations.load();
+    const QuoteMapper copy = original;
+    EXPECT_EQ(g_allocations.load() - before, 0) << "a copy compiled the fields again";
+    Quote a, b;
+    ASSERT_FALSE(original.map(sim_body, "STOCK_7", a));
+    ASSERT_FALSE(copy.map(sim_body, "STOCK_7", b));
+    EXPECT_EQ(a.bid, b.bid);
+    EXPECT_EQ(a.ask, b.ask);
+    EXPECT_EQ(a.seq, b.seq);
+    EXPECT_EQ(a.exchange_time_ns, b.exchange_time_ns);
+    EXPECT_EQ(copy.map(sim_body, "STOCK_8", b), MappingError::symbol_mismatch);
+}
+
+// Pollers on several io threads map at the same time with copies of one mapper: the working
+// state is per thread, so bodies never mix (TSan runs this one).
+TEST(MultiThreadedMapping, CopiesOfOneMapperMapConcurrently) {
+    const QuoteMapper shared(sim_map());
+    auto body_for = [](int t, int i) {
+        return R"({"symbol":"STOCK_)" + std::to_string(t) + R"(","bidPrice":")" + std::to_string(100 + i) +
+               R"(.25","bidQty":"1","askPrice":")" + std::to_string(100 + i) + R"(.5","askQty":"2","time":1764000000000,"seq":)" +
+               std::to_string(i) + "}";
+    };
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            const QuoteMapper mine = shared;
+            const std::string symbol = "STOCK_" + std::to_string(t);
+            for (int i = 0; i < 2000; ++i) {
+                Quote q;
+                const std::string body = body_for(t, i);
+                if (mine.map(body, symbol, q) || q.seq != i || q.bid.to_string() != std::to_string(100 + i) + ".25")
+                    wrong.fetch_add(1);
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(MappingHotPath, DeepNestingDoesNotRecurse) {
