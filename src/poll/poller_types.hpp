@@ -75,6 +75,7 @@ struct SourceRuntime {
         }
     }
     const SourceConfig config;
+    const QuoteMapper mapper{config.fields};  // compiled once; each poller's is a copy sharing it
     SourceId id;
     SourceStats& stats;
     std::atomic<std::int64_t>& max_in_flight;
@@ -117,7 +118,7 @@ struct Poller {
           connection(executor, src.config.max_body_bytes + max_header_bytes),
           request(http::make_get_request(src.config.url.host, src.config.url.port,
                                          src.config.url.target_for(name))),
-          mapper(src.config.fields),
+          mapper(src.mapper),
           schedule(src.config.interval, phase_offset(src.config.name, name, src.config.interval)),
           source(src),
           symbol(sym),
