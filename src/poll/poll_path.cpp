@@ -4,6 +4,8 @@
 
 #include <boost/beast/http/error.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 
 namespace mdagg {

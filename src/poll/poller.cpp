@@ -1,6 +1,8 @@
 // The PollerGroup facade over the tick scheduler and the registry, and each poller's run loop.
 #include "poller_group.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 
 namespace mdagg {
