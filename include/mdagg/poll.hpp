@@ -72,17 +72,31 @@ struct SourceStats {
     std::atomic<std::uint64_t> paused_ticks{0};  // ticks of pollers an operator paused
 };
 
-// One source's counters at one moment, as plain values: what readers on other threads (the
-// metrics, the summary, the heartbeat) take instead of SourceStats' atomics.
-struct SourceCounters {
-    std::uint64_t polls_started = 0, completed = 0, failed = 0, timed_out = 0, cancelled = 0;
-    std::uint64_t skipped_ticks = 0, throttled_ticks = 0, rate_limited_ticks = 0, host_paused_ticks = 0;
-    std::uint64_t breaker_ticks = 0, paused_ticks = 0, connects = 0, retries = 0;
+using PollErrorCounts = std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)>;
+
+// What the pollers of one source counted, as plain values (a relaxed copy of its SourceStats,
+// what readers on other threads take instead of the atomics), or the sum over sources.
+struct PollCounters {
+    std::uint64_t polls_started = 0;
+    std::uint64_t completed = 0;
+    std::uint64_t failed = 0;  // every unsuccessful outcome but timed_out and cancelled
+    std::uint64_t timed_out = 0;
+    std::uint64_t cancelled = 0;
+    std::uint64_t skipped_ticks = 0;
+    std::uint64_t throttled_ticks = 0;
+    std::uint64_t paused_ticks = 0;  // operator-paused pollers
+    std::uint64_t rate_limited_ticks = 0;
+    std::uint64_t host_paused_ticks = 0;  // server-paused hosts
+    std::uint64_t breaker_ticks = 0;
+    std::uint64_t connects = 0;
+    std::uint64_t retries = 0;
     std::int64_t in_flight = 0;
-    std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)> errors{};
+    PollErrorCounts errors{};  // by PollError
+    // Empty when read without histograms (the heartbeat needs counts only).
     LatencyHistogram::Snapshot latency, lateness, achieved_interval;
+
+    void add(const PollCounters& other) noexcept;
 };
-SourceCounters snapshot(const SourceStats& stats) noexcept;
 
 // What an operator made of a poller (POST /admin/pause|resume|cancel). Cancelled pollers
 // have returned for good; paused ones keep their schedule and connection, and skip polls.
@@ -160,7 +174,7 @@ public:
     std::size_t running() const noexcept;  // coroutines not yet returned
     std::size_t polls_in_flight() const noexcept;
     // Sources ever known, by SourceId; a source removed by a reload keeps its id and stats.
-    SourceCounters source_counters(SourceId source) const;
+    PollCounters source_counters(SourceId source) const;
     // The live atomics behind source_counters(); kept for callers not moved to it yet.
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const noexcept;

@@ -18,33 +18,11 @@
 
 namespace mdagg {
 
-using PollErrorCounts = std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)>;
-
-// What the pollers of one source counted (a relaxed copy of its SourceStats), or the sum of
-// that over sources.
-struct PollCounters {
-    std::uint64_t polls_started = 0;
-    std::uint64_t completed = 0;
-    std::uint64_t failed = 0;  // every unsuccessful outcome but timed_out and cancelled
-    std::uint64_t timed_out = 0;
-    std::uint64_t cancelled = 0;
-    std::uint64_t skipped_ticks = 0;
-    std::uint64_t throttled_ticks = 0;
-    std::uint64_t paused_ticks = 0;  // operator-paused pollers
-    std::uint64_t rate_limited_ticks = 0;
-    std::uint64_t host_paused_ticks = 0;  // server-paused hosts
-    std::uint64_t breaker_ticks = 0;
-    std::uint64_t connects = 0;
-    std::uint64_t retries = 0;
-    std::int64_t in_flight = 0;
-    PollErrorCounts errors{};  // by PollError
-    // Empty when read without histograms (the heartbeat needs counts only).
-    LatencyHistogram::Snapshot latency, lateness, achieved_interval;
-
-    void add(const PollCounters& other) noexcept;
-};
 
 enum class PollDetail : bool { counters, with_histograms };
+
+// One source's counters, copied out of its atomics (relaxed).
+PollCounters counters_of(const SourceStats& stats, PollDetail detail);
 
 // Every source's counters and their sum, read once. Sources a reload removed keep their id
 // and their counters.

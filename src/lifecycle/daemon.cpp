@@ -47,7 +47,6 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 double to_ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-
 SinkOptions sink_options(const Config& config) {
     const auto& o = config.output;
     SinkOptions s;

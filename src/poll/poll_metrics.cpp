@@ -12,7 +12,6 @@ namespace mdagg {
 namespace {
 
 constexpr auto relaxed = std::memory_order_relaxed;
-constexpr std::size_t poller_states = static_cast<std::size_t>(PollerState::timed_out) + 1;
 constexpr std::size_t poller_controls = static_cast<std::size_t>(PollerControl::cancelled) + 1;
 
 PollCounters read_counters(const SourceStats& st, PollDetail detail) {
@@ -42,7 +41,7 @@ PollCounters read_counters(const SourceStats& st, PollDetail detail) {
 
 // The source's pollers by state and by operator control, and its newest good quote.
 struct SourcePollers {
-    std::array<std::size_t, poller_states> by_state{};
+    std::array<std::size_t, poller_state_count> by_state{};
     std::array<std::size_t, poller_controls> by_control{};
     std::int64_t last_success_ns = 0;
 };
@@ -144,6 +143,8 @@ constexpr HistogramFamily source_histograms[] = {
 };
 
 }  // namespace
+
+PollCounters counters_of(const SourceStats& stats, PollDetail detail) { return read_counters(stats, detail); }
 
 void PollCounters::add(const PollCounters& o) noexcept {
     polls_started += o.polls_started;

@@ -1,6 +1,8 @@
 // The PollerGroup facade over the tick scheduler and the registry, and each poller's run loop.
 #include "poller_group.hpp"
 
+#include <mdagg/poll_metrics.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -166,30 +168,8 @@ std::size_t PollerGroup::size() const noexcept { return impl_->registry.size(); 
 std::size_t PollerGroup::running() const noexcept { return impl_->registry.running(); }
 std::size_t PollerGroup::polls_in_flight() const noexcept { return impl_->registry.polls_in_flight(); }
 const SourceStats& PollerGroup::stats(SourceId source) const { return impl_->registry.stats(source); }
-SourceCounters PollerGroup::source_counters(SourceId source) const { return mdagg::snapshot(impl_->registry.stats(source)); }
-
-SourceCounters snapshot(const SourceStats& st) noexcept {
-    constexpr auto r = std::memory_order_relaxed;
-    SourceCounters c;
-    c.polls_started = st.polls_started.load(r);
-    c.completed = st.completed.load(r);
-    c.failed = st.failed.load(r);
-    c.timed_out = st.timed_out.load(r);
-    c.cancelled = st.cancelled.load(r);
-    c.skipped_ticks = st.skipped_ticks.load(r);
-    c.throttled_ticks = st.throttled_ticks.load(r);
-    c.rate_limited_ticks = st.rate_limited_ticks.load(r);
-    c.host_paused_ticks = st.host_paused_ticks.load(r);
-    c.breaker_ticks = st.breaker_ticks.load(r);
-    c.paused_ticks = st.paused_ticks.load(r);
-    c.connects = st.connects.load(r);
-    c.retries = st.retries.load(r);
-    c.in_flight = st.in_flight.load(r);
-    for (std::size_t e = 0; e < c.errors.size(); ++e) c.errors[e] = st.errors[e].load(r);
-    c.latency = st.latency.snapshot();
-    c.lateness = st.lateness.snapshot();
-    c.achieved_interval = st.achieved_interval.snapshot();
-    return c;
+PollCounters PollerGroup::source_counters(SourceId source) const {
+    return counters_of(impl_->registry.stats(source), PollDetail::with_histograms);
 }
 std::size_t PollerGroup::source_count() const noexcept { return impl_->registry.source_count(); }
 std::string PollerGroup::source_name(SourceId source) const { return impl_->registry.source_name(source); }

@@ -269,7 +269,7 @@ TEST(PollerGroup, EachFailureIsCountedInItsClassAndHealthyPollersDeliver) {
     EXPECT_EQ(group.running(), 0u);
     EXPECT_EQ(st.in_flight.load(), 0);
     // The plain-value copy other threads read holds what the counters hold once all is quiet.
-    const mdagg::SourceCounters c = group.source_counters(0);
+    const mdagg::PollCounters c = group.source_counters(0);
     EXPECT_EQ(c.polls_started, st.polls_started.load());
     EXPECT_EQ(c.completed, st.completed.load());
     EXPECT_EQ(c.failed, st.failed.load());
