@@ -241,7 +241,7 @@ TEST(Daemon, HungSymbolsDoNotStopTheDrainAndHealthyDataIsComplete) {
     EXPECT_LT(elapsed, 800ms);
     auto done = find_log(*daemon, "drain complete");
     ASSERT_TRUE(done);
-    EXPECT_GE((*done)["polls_cancelled_by_drain"].get<int>(), 1);
+    EXPECT_GE((*done)["polls_cancelled_by_drain"].get<int>(), 1) << daemon->stdout_text();
     // Ten pollers timing out repeatedly: the log aggregates them per source and error class.
     EXPECT_GE((*done)["polls_timed_out"].get<int>(), 5);
     // One line when the first timeout happened, one at exit with the count it suppressed.
