@@ -5,6 +5,7 @@
 #include <mdagg/admin.hpp>
 #include <mdagg/aggregator.hpp>
 #include <mdagg/daemon.hpp>
+#include <mdagg/kafka.hpp>  // issue 16
 #include <mdagg/log.hpp>
 #include <mdagg/poll.hpp>
 #include <mdagg/sink.hpp>
@@ -80,6 +81,43 @@ SinkOptions sink_options(const Config& config) {
     // A failing disk is retried on every flush and in between at this pace.
     s.retry_every = std::min<Duration>(o.flush_every, std::chrono::seconds(1));
     return s;
+}
+
+// issue 16: the Kafka sink when `kafka:` is set. Its secrets are read here, at start-up; a value
+// librdkafka refuses is a config error (exit 2) whose message never shows a secret.
+std::unique_ptr<KafkaSink> make_kafka_sink(const Universe& universe, const Config& config) {
+    if (!config.kafka.enabled) return nullptr;
+    const auto& k = config.kafka;
+    KafkaSinkOptions o;
+    o.brokers = k.brokers;
+    o.quotes_topic = config.output.quotes ? k.topics.quotes : std::string();
+    o.bars_topic = k.topics.bars;
+    o.events_topic = k.topics.events;
+    o.acks = k.acks == KafkaAcks::all ? "all" : k.acks == KafkaAcks::one ? "1" : "0";
+    o.idempotence = k.idempotence;
+    constexpr const char* compressions[] = {"none", "gzip", "snappy", "lz4", "zstd"};
+    o.compression = compressions[static_cast<int>(k.compression)];
+    o.linger = k.linger;
+    o.max_buffer_bytes = k.max_buffer_bytes;
+    o.overflow = k.overflow == OutputOverflow::block ? OverflowPolicy::block : OverflowPolicy::drop_newest;
+    o.overflow_wait = k.overflow_wait;
+    try {
+        o.properties = kafka_properties(config);
+    } catch (const ConfigError& e) {
+        throw StartupError(e.what());
+    }
+    return std::make_unique<KafkaSink>(universe, std::move(o));
+}
+
+// issue 16: the summary line's "kafka" field; counters since the start, like records_written.
+nlohmann::json kafka_summary(const KafkaStats& k) {
+    return {{"connected", k.connected},
+            {"delivered", k.delivered},
+            {"failed", k.failed},
+            {"dropped", k.records_dropped()},
+            {"queued_records", k.queued_records},
+            {"queued_bytes", k.queued_bytes},
+            {"delivery_p99_ms", to_ms(k.delivery_latency.quantile(0.99))}};
 }
 
 // 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: only this host can connect.
@@ -269,7 +307,10 @@ public:
           bar_timer_(aggregate_strand_),
           stale_timer_(aggregate_strand_),
           sink_(universe_, sink_options(config)),
-          aggregator_(universe_, config.output.bar_interval.count(), sink_, config.output.quotes),
+          kafka_(make_kafka_sink(universe_, config)),  // issue 16: files and Kafka, fanned out
+          fan_out_(kafka_ ? std::make_unique<FanOutSink>(std::initializer_list<RecordSink*>{&sink_, kafka_.get()}) : nullptr),
+          aggregator_(universe_, config.output.bar_interval.count(),
+                      fan_out_ ? static_cast<RecordSink&>(*fan_out_) : sink_, config.output.quotes),
           pollers_(io_, config_, universe_, [this](const Quote& q) {
               // The aggregator's strand is the only owner of its state; this post is the whole
               // hand-off, so a poller never waits for aggregation or the disk. With one io
@@ -300,6 +341,14 @@ public:
             sink_.open();
         } catch (const std::system_error& e) {
             throw StartupError(e.what());
+        }
+        if (kafka_) {  // issue 16: unreachable brokers are no error; a refused setting is
+            try {
+                kafka_->open();
+            } catch (const std::runtime_error& e) {
+                throw StartupError(e.what());
+            }
+            ops_.set_kafka(kafka_.get());
         }
         if (auto last = lifecycle::read_drain_record(config_.output.dir)) {
             ops_.set_last_drain(last->duration_ms / 1000.0, last->exit_code);
@@ -783,7 +832,7 @@ private:
             auto sink = sink_.stats();
             const nlohmann::json errors = errors_by_class(now, prev);
             const auto controls = pollers_.control_counts();
-            log::info("summary", {{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
+            nlohmann::json fields{{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
                                   {"completed", now.completed - prev.completed},
                                   {"failed", now.failed - prev.failed},
                                   {"timed_out", now.timed_out - prev.timed_out},
@@ -810,7 +859,9 @@ private:
                                   {"pollers", pollers_by_state(pollers_)},
                                   {"pollers_paused", controls.by_control[static_cast<std::size_t>(PollerControl::paused)]},
                                   {"pollers_cancelled", controls.by_control[static_cast<std::size_t>(PollerControl::cancelled)]},
-                                  {"hosts", hosts_not_healthy()}});
+                                  {"hosts", hosts_not_healthy()}};
+            if (kafka_) fields["kafka"] = kafka_summary(kafka_->stats());  // issue 16
+            log::info("summary", fields);
             prev = now;
             prev_at = at;
         }
@@ -893,7 +944,14 @@ private:
         co_await asio::post(asio::bind_executor(control_, asio::use_awaitable));
         end_stage("final_bars_ms");
 
-        // 4. Write, flush, fsync and close every file.
+        // 4. Write, flush, fsync and close every file. issue 16: Kafka first, until the file
+        //    sink's reserve (its writer works meanwhile: stage 3 flushed it).
+        std::optional<KafkaDrainOutcome> kafka_out;
+        if (kafka_) {
+            const auto until = deadline - reserve;
+            kafka_out = kafka_->drain(emergency_ ? std::min(until, Clock::now() + std::chrono::seconds(1)) : until);
+            kafka_->close();
+        }
         const bool sink_closed =
             sink_.close(emergency_ ? std::min(deadline, Clock::now() + std::chrono::seconds(1)) : deadline);
         end_stage("sink_close_ms");
@@ -918,9 +976,11 @@ private:
         const auto sink = sink_.stats();
         const auto elapsed = Clock::now() - t0;
         const bool in_budget = Clock::now() <= deadline;
-        if (!(sink_closed && pollers_done && in_budget && !emergency_)) {
+        const auto kafka = kafka_ ? kafka_->stats() : KafkaStats{};  // issue 16: the file sink's rule
+        const bool kafka_lost = kafka_out && (kafka_out->undelivered > 0 || kafka.records_dropped() > 0);
+        if (!(sink_closed && pollers_done && in_budget && !emergency_) || (kafka_out && !kafka_out->in_time)) {
             exit_code_ = exit_drain_timeout;
-        } else if (sink.records_dropped > 0 || sink.disk_fault || sink.segments_unsynced > 0) {
+        } else if (sink.records_dropped > 0 || sink.disk_fault || sink.segments_unsynced > 0 || kafka_lost) {
             // Drained in time, but not every record reached the disk (dropped while the disk
             // failed or the queue was full, or refused at close), or a segment is not known to
             // be durable (its fdatasync failed: kept .part). Recovered write errors that lost
@@ -957,6 +1017,11 @@ private:
                               {"segments_closed", sink.segments_closed},
                               {"segments_unsynced", sink.segments_unsynced},
                               {"files_repaired", sink.files_repaired}};
+        if (kafka_out)  // issue 16
+            fields["kafka"] = {{"delivered", kafka_out->delivered},
+                               {"undelivered", kafka_out->undelivered},
+                               {"dropped", kafka.records_dropped()},
+                               {"in_time", kafka_out->in_time}};
         if (exit_code_ == exit_ok) {
             log::info("drain complete", fields);
         } else if (exit_code_ == exit_fatal) {
@@ -1016,6 +1081,8 @@ private:
     bool aggregate_stopped_ = false;  // aggregate strand only: drain stage 3 ran
     Duration stale_sweep_period_{};   // aggregate strand only
     JsonlSink sink_;
+    std::unique_ptr<KafkaSink> kafka_;     // issue 16: null without `kafka:`
+    std::unique_ptr<FanOutSink> fan_out_;  // files, then Kafka; null without `kafka:`
     Aggregator aggregator_;
     PollerGroup pollers_;
     lifecycle::Operations ops_;

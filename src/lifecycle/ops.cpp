@@ -228,6 +228,30 @@ nlohmann::json Operations::paused_hosts() const {
     return out;
 }
 
+// issue 16: the Kafka sink's own families (its queued bytes and drops share the file sink's).
+static void write_kafka_metrics(admin::PrometheusWriter& w, const KafkaStats& k) {
+    const auto count = [](std::uint64_t n) { return static_cast<double>(n); };
+    w.family("mdagg_sink_connected", "gauge", "1 while a broker of the sink answers (Kafka).");
+    w.sample("mdagg_sink_connected", {{"sink", "kafka"}}, k.connected ? 1 : 0);
+    w.family("mdagg_sink_outages_total", "counter", "Times every broker of the sink became unreachable (Kafka).");
+    w.sample("mdagg_sink_outages_total", {{"sink", "kafka"}}, count(k.outages));
+    w.family("mdagg_sink_records_delivered_total", "counter", "Records the brokers acknowledged, by stream (Kafka).");
+    w.family("mdagg_sink_records_failed_total", "counter",
+             "Records accepted and then given up (delivery error or purged at the drain), by stream (Kafka).");
+    const std::pair<const char*, const KafkaStreamStats*> streams[] = {
+        {"quotes", &k.quotes}, {"bars", &k.bars}, {"events", &k.events}};
+    for (const auto& [stream, st] : streams)
+        w.sample("mdagg_sink_records_delivered_total", {{"sink", "kafka"}, {"stream", stream}}, count(st->delivered));
+    for (const auto& [stream, st] : streams)
+        w.sample("mdagg_sink_records_failed_total", {{"sink", "kafka"}, {"stream", stream}}, count(st->failed));
+    w.family("mdagg_sink_queued_records", "gauge", "Records accepted and not yet acknowledged (Kafka).");
+    w.sample("mdagg_sink_queued_records", {{"sink", "kafka"}}, count(k.queued_records));
+    w.family("mdagg_sink_overflow_waits_total", "counter", "block policy: records that waited for room (Kafka).");
+    w.sample("mdagg_sink_overflow_waits_total", {{"sink", "kafka"}}, count(k.overflow_waits));
+    w.family("mdagg_sink_delivery_latency_seconds", "histogram", "Receive time to delivery report (Kafka).");
+    w.histogram("mdagg_sink_delivery_latency_seconds", {{"sink", "kafka"}}, k.delivery_latency);
+}
+
 admin::Response Operations::healthz() {
     nlohmann::json body;
     std::vector<std::string> problems;
@@ -248,9 +272,14 @@ admin::Response Operations::readyz() {
     if (!ready_.load())
         return {503, "application/json", R"({"status":"starting","reason":"first round of polls not finished"})" "\n"};
     auto paused = paused_hosts();
-    if (paused.empty()) return {200, "application/json", R"({"status":"ready"})" "\n"};
+    if (paused.empty() && !kafka_) return {200, "application/json", R"({"status":"ready"})" "\n"};
     // Ready all the same: the pollers of a paused host wait for the end the server gave.
-    nlohmann::json body{{"status", "ready"}, {"hosts_paused_by_server", std::move(paused)}};
+    nlohmann::json body{{"status", "ready"}};
+    if (!paused.empty()) body["hosts_paused_by_server"] = std::move(paused);
+    if (kafka_) {  // issue 16: a Kafka outage never stops polling or the files: a detail, still ready
+        const KafkaStats k = kafka_->stats();
+        body["kafka"] = {{"connected", k.connected}, {"queued_records", k.queued_records}};
+    }
     return {200, "application/json", body.dump() + "\n"};
 }
 
@@ -513,6 +542,8 @@ std::string Operations::metrics() {
     w.sample("mdagg_sink_disk_fault", {}, sink.disk_fault ? 1 : 0);
     w.family("mdagg_sink_queued_bytes", "gauge", "Output not yet written.");
     w.sample("mdagg_sink_queued_bytes", {}, static_cast<double>(sink.queued_bytes));
+    const std::optional<KafkaStats> kafka = kafka_ ? std::optional(kafka_->stats()) : std::nullopt;  // issue 16
+    if (kafka) w.sample("mdagg_sink_queued_bytes", {{"sink", "kafka"}}, static_cast<double>(kafka->queued_bytes));
     w.family("mdagg_sink_flush_latency_seconds", "gauge", "Write and fdatasync of one flush: the last and the largest.");
     w.sample("mdagg_sink_flush_latency_seconds", {{"which", "last"}}, static_cast<double>(sink.flush_latency_last_us) / 1e6);
     w.sample("mdagg_sink_flush_latency_seconds", {{"which", "max"}}, static_cast<double>(sink.flush_latency_max_us) / 1e6);
@@ -538,8 +569,17 @@ std::string Operations::metrics() {
     w.sample("mdagg_sink_bytes_total", {}, static_cast<double>(sink.bytes_written));
     w.family("mdagg_sink_records_dropped_total", "counter", "Records dropped because the output buffer was full.");
     w.sample("mdagg_sink_records_dropped_total", {}, static_cast<double>(sink.records_dropped));
+    if (kafka) {  // issue 16
+        const std::pair<const char*, std::uint64_t> causes[] = {{"buffer_full", kafka->dropped_buffer_full},
+                                                                {"queue_full", kafka->dropped_queue_full},
+                                                                {"produce_error", kafka->dropped_produce_error},
+                                                                {"closed", kafka->dropped_closed}};
+        for (const auto& [cause, n] : causes)
+            w.sample("mdagg_sink_records_dropped_total", {{"sink", "kafka"}, {"cause", cause}}, static_cast<double>(n));
+    }
     w.family("mdagg_sink_write_errors_total", "counter", "Failed writes.");
     w.sample("mdagg_sink_write_errors_total", {}, static_cast<double>(sink.write_errors));
+    if (kafka) write_kafka_metrics(w, *kafka);  // issue 16
     return out;
 }
 
