@@ -154,16 +154,31 @@ TEST(KafkaE2E, AnOutageMidRunLosesNothingWithinTheBound) {
     c.symbols = 100;
     c.interval = "200ms";  // room for a loaded machine: the exact counts below need no timed-out poll
     c.grace = "8s";
-    c.extra = kafka_section(mock.bootstraps, "  properties: { reconnect.backoff.max.ms: 200 }\n");
+    c.extra = kafka_section(mock.bootstraps, "  properties: { reconnect.backoff.max.ms: 200 }\n") +
+              "admin: { listen: \"127.0.0.1:0\" }\n";
     auto daemon = harness::start_daemon(dir, harness::write_config(dir.path(), c));
+    const auto listening = daemon->wait_for_line("msg", "admin listening", 15s);
+    ASSERT_TRUE(listening) << daemon->stdout_text();
+    const int admin_port = (*listening)["port"].get<int>();
     ASSERT_TRUE(daemon->wait_for_line("msg", "kafka connected", 10s)) << daemon->stdout_text();
     std::this_thread::sleep_for(1s);
     mock.command("down -1");
     ASSERT_TRUE(daemon->wait_for_line("msg", "kafka unreachable: records queue up to kafka.max_buffer_bytes, then drop", 10s))
         << daemon->stdout_text();
+    // Still ready (polling and the files go on); the detail and the gauge tell.
+    auto ready = harness::http_request(admin_port, "GET", "/readyz");
+    EXPECT_EQ(ready.status, 200) << ready.body;
+    EXPECT_EQ(ready.json()["kafka"]["connected"], false) << ready.body;
+    EXPECT_NE(harness::http_get(admin_port, "/metrics").find("mdagg_sink_connected{sink=\"kafka\"} 0"), std::string::npos);
     std::this_thread::sleep_for(1500ms);
     mock.command("up -1");
     ASSERT_TRUE(daemon->wait_for_line("msg", "kafka reachable again", 15s)) << daemon->stdout_text();
+    ready = harness::http_request(admin_port, "GET", "/readyz");
+    EXPECT_EQ(ready.json()["kafka"]["connected"], true) << ready.body;
+    const std::string metrics = harness::http_get(admin_port, "/metrics");
+    EXPECT_NE(metrics.find("mdagg_sink_connected{sink=\"kafka\"} 1"), std::string::npos);
+    EXPECT_NE(metrics.find("mdagg_sink_outages_total{sink=\"kafka\"} 1"), std::string::npos);
+    EXPECT_NE(metrics.find("mdagg_sink_records_dropped_total{sink=\"kafka\",cause=\"buffer_full\"} 0"), std::string::npos);
     mock.command("leader md.quotes 0 2");
     mock.command("leader md.quotes 1 3");
     std::this_thread::sleep_for(1s);
