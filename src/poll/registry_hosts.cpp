@@ -4,6 +4,8 @@
 
 #include <mdagg/log.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 
 namespace mdagg::detail {
