@@ -51,13 +51,14 @@ void write_kafka_metrics(PrometheusWriter& w, const KafkaStats& k) {
     w.sample("mdagg_sink_connected", {{"sink", "kafka"}}, k.connected ? 1 : 0);
     w.family("mdagg_sink_outages_total", "counter", "Times every broker of the sink became unreachable (Kafka).");
     w.sample("mdagg_sink_outages_total", {{"sink", "kafka"}}, count(k.outages));
-    w.family("mdagg_sink_records_delivered_total", "counter", "Records the brokers acknowledged, by stream (Kafka).");
-    w.family("mdagg_sink_records_failed_total", "counter",
-             "Records accepted and then given up (delivery error or purged at the drain), by stream (Kafka).");
+    // Each family's samples right after its own # TYPE line.
     const std::pair<const char*, const KafkaStreamStats*> streams[] = {
         {"quotes", &k.quotes}, {"bars", &k.bars}, {"events", &k.events}};
+    w.family("mdagg_sink_records_delivered_total", "counter", "Records the brokers acknowledged, by stream (Kafka).");
     for (const auto& [stream, st] : streams)
         w.sample("mdagg_sink_records_delivered_total", {{"sink", "kafka"}, {"stream", stream}}, count(st->delivered));
+    w.family("mdagg_sink_records_failed_total", "counter",
+             "Records accepted and then given up (delivery error or purged at the drain), by stream (Kafka).");
     for (const auto& [stream, st] : streams)
         w.sample("mdagg_sink_records_failed_total", {{"sink", "kafka"}, {"stream", stream}}, count(st->failed));
     w.family("mdagg_sink_queued_records", "gauge", "Records accepted and not yet acknowledged (Kafka).");
