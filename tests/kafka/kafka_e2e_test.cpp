@@ -141,6 +141,16 @@ TEST(KafkaE2E, SigtermDeliversEveryQuoteExactlyOnceAndMatchesTheFiles) {
     EXPECT_EQ(bars.size(), files.bars);
 }
 
+// The daemon's lines about Kafka and its drain line, for a failure's message.
+std::string kafka_lines(const Process& daemon) {
+    std::string out;
+    for (const auto& line : daemon.stdout_json()) {
+        const std::string msg = line.value("msg", "");
+        if (msg.rfind("kafka", 0) == 0 || msg.rfind("drain", 0) == 0 || line.contains("kafka")) out += line.dump() + "\n";
+    }
+    return out;
+}
+
 // A broker outage mid-run, then a leader change: records wait within the bound and arrive once
 // the brokers are back; the outage and the recovery are logged once each; polling and the
 // files never notice.
@@ -197,7 +207,7 @@ TEST(KafkaE2E, AnOutageMidRunLosesNothingWithinTheBound) {
     const auto files = harness::check_output(dir);
     EXPECT_EQ(harness::sim_stats(sim.port)["responses"].get<std::size_t>(), files.quotes);
     const auto quotes = mdagg::kafka_test::consume_all(mock.bootstraps, "md.quotes", files.quotes);
-    EXPECT_EQ(quotes.size(), files.quotes);
+    EXPECT_EQ(quotes.size(), files.quotes) << "the daemon's kafka lines:\n" << kafka_lines(*daemon);
     for (const auto& [symbol, seqs] : quotes_by_symbol(quotes))
         EXPECT_EQ(seqs, files.seqs.at(symbol)) << symbol;
 }
