@@ -9,6 +9,7 @@ packages=(
   libgtest-dev
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer ships in Debian's compiler-rt package
   zlib1g-dev libzstd-dev
+  librdkafka-dev kcat  # the Kafka sink; kcat reads topics back in the Kafka tests
   curl jq wrk procps bc time
 )
 

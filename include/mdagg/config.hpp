@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace mdagg {
@@ -138,6 +139,47 @@ struct HostConfig {
     std::optional<Usage> usage;
     bool operator==(const HostConfig&) const = default;
 };
+
+// A config value that may be a secret: the text in the file, or read at start-up from an
+// environment variable ({ env: NAME }) or a file ({ file: PATH }, a mounted Secret).
+struct SecretRef {
+    enum class From { literal, env, file };
+    From from = From::literal;
+    std::string text;  // the value itself, the variable's name or the file's path
+    bool operator==(const SecretRef&) const = default;
+};
+
+enum class KafkaAcks { all, one, none };  // "all", "1", "0"
+enum class KafkaCompression { none, gzip, snappy, lz4, zstd };
+
+// The optional Kafka sink (`kafka:`); absent = no Kafka, the file output is unchanged.
+struct KafkaConfig {
+    bool enabled = false;
+    std::string brokers;  // bootstrap servers, "host:port,host:port"
+    struct Topics {
+        std::string quotes, bars, events;  // empty: the stream is not sent
+        bool operator==(const Topics&) const = default;
+    } topics;
+    KafkaAcks acks = KafkaAcks::all;
+    bool idempotence = true;
+    KafkaCompression compression = KafkaCompression::none;
+    Duration linger = std::chrono::milliseconds(5);
+    std::size_t max_buffer_bytes = 64 * 1024 * 1024;  // keys and values waiting for delivery
+    OverflowPolicy overflow = OverflowPolicy::drop_newest;  // drop_newest or block
+    Duration overflow_wait = std::chrono::milliseconds(20);
+    // Passed to librdkafka as they are, in file order. line/column (1-based) locate the value
+    // for messages at start-up; they take no part in comparisons (a reload that only moved a
+    // line changes nothing).
+    struct Property {
+        std::string key;
+        SecretRef value;
+        int line = 0, column = 0;
+        bool operator==(const Property& o) const { return key == o.key && value == o.value; }
+    };
+    std::vector<Property> properties;
+    bool operator==(const KafkaConfig&) const = default;
+};
+
 struct Config {
     std::string file;  // where it was loaded from, for messages
     struct {
@@ -168,6 +210,7 @@ struct Config {
         Compression compression = Compression::none;
     } output;
     AdminConfig admin;
+    KafkaConfig kafka;
     std::vector<SourceConfig> sources;
     // The configured `hosts:` entries, then a default entry for each host:port no entry
     // names. SourceConfig::host indexes this.
@@ -229,6 +272,15 @@ ShardingResult apply_sharding(Config& config, const ShardingEnv& env);
 // ("a non-loopback listen address needs a token") call it too.
 std::string admin_token(const Config& config);
 inline bool admin_token_configured(const Config& config) { return !admin_token(config).empty(); }
+
+// ---- Kafka properties ----
+// kafka.properties with their secrets read ({ env } and { file } values), each checked with
+// librdkafka's rd_kafka_conf_set. Throws ConfigError with file:line:col and the property's
+// path on an unset variable, an unreadable file or a value librdkafka refuses; the message
+// never contains a value that came from a secret. load_config checks the literal values and
+// every key already; this adds the secrets, so start-up calls it (--check-config does not
+// read secrets, like admin.token_file).
+std::vector<std::pair<std::string, std::string>> kafka_properties(const Config& config);
 
 // What stat(2) says of a path, through symlinks: a Kubernetes Secret update swaps a `..data`
 // symlink, so the path then leads to another inode; an edit in place changes mtime or size.

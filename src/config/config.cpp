@@ -654,6 +654,7 @@ constexpr Key<Document> top_keys[] = {
     {"log", [](const Value& v, Document& d) { read_map(v, log_keys, d.config); }},
     {"output", [](const Value& v, Document& d) { read_map(v, output_keys, d.config); }},
     {"admin", [](const Value& v, Document& d) { read_admin(v, d.config); }},
+    {"kafka", [](const Value& v, Document& d) { read_kafka(v, d.config); }},
     {"sources", [](const Value& v, Document& d) { read_sources(v, d.config, d.source_marks); }, true},
     {"hosts", [](const Value& v, Document& d) { read_hosts(v, d.hosts); }},
 };
@@ -671,7 +672,7 @@ void list_keys(std::vector<std::string>& out, std::string_view prefix, const Key
 // A key that holds a mapping is listed through its own table instead (its `sections` here).
 std::vector<std::string> config_schema_keys() {
     std::vector<std::string> out;
-    list_keys(out, "", top_keys, {"runtime", "sharding", "shutdown", "log", "output", "admin", "sources", "hosts"});
+    list_keys(out, "", top_keys, {"runtime", "sharding", "shutdown", "log", "output", "admin", "kafka", "sources", "hosts"});
     list_keys(out, "runtime.", runtime_keys);
     for (std::string_view name : sharding_key_names()) out.push_back("sharding." + std::string(name));
     list_keys(out, "shutdown.", shutdown_keys);
@@ -681,6 +682,7 @@ std::vector<std::string> config_schema_keys() {
     list_keys(out, "output.rotate.", rotate_keys);
     list_keys(out, "output.retention.", retention_keys);
     list_keys(out, "admin.", admin_keys);
+    for (const std::string& name : kafka_key_names()) out.push_back("kafka." + name);
     list_keys(out, "sources[].", source_keys, {"success", "fields"});
     list_keys(out, "sources[].success.", success_keys);
     list_keys(out, "sources[].symbols.", range_keys);           // { prefix, count, start }

@@ -124,6 +124,15 @@ std::optional<std::string> json_pointer_error(std::string_view pointer);
 // Symbols become URL parts, file content and log fields: keep them to a safe alphabet.
 std::optional<std::string> symbol_error(std::string_view symbol);
 
+// A secret's file (admin.token_file, kafka.properties { file: PATH }): its text with one
+// trailing "\n" or "\r\n" cut. Throws ConfigError naming `key` and the path, never the
+// contents, when it cannot be read or is larger than 64 KiB.
+std::string read_secret_file(const std::string& path, std::string_view key);
+
+// The top-level "kafka" section (kafka.cpp) and its schema keys ("brokers", "topics.quotes").
+void read_kafka(const Value& v, Config& c);
+std::vector<std::string> kafka_key_names();
+
 // The top-level "sharding" section (sharding.cpp).
 void read_sharding(const Value& v, Config& c);
 std::vector<std::string_view> sharding_key_names();

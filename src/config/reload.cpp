@@ -107,6 +107,21 @@ const std::vector<ReloadRule> rules = {
     MDAGG_LIVE("admin.stall_after", admin.stall_after),
     MDAGG_LIVE("admin.symbol_metrics", admin.symbol_metrics),
 
+    // The producer is built once; `kafka:` appearing or going away changes kafka.brokers. A
+    // property's { env } / { file } is compared as written: a rotated secret needs a restart.
+    MDAGG_RESTART("kafka.brokers", kafka.brokers),
+    MDAGG_RESTART("kafka.topics.quotes", kafka.topics.quotes),
+    MDAGG_RESTART("kafka.topics.bars", kafka.topics.bars),
+    MDAGG_RESTART("kafka.topics.events", kafka.topics.events),
+    MDAGG_RESTART("kafka.acks", kafka.acks),
+    MDAGG_RESTART("kafka.idempotence", kafka.idempotence),
+    MDAGG_RESTART("kafka.compression", kafka.compression),
+    MDAGG_RESTART("kafka.linger", kafka.linger),
+    MDAGG_RESTART("kafka.max_buffer_bytes", kafka.max_buffer_bytes),
+    MDAGG_RESTART("kafka.overflow", kafka.overflow),
+    MDAGG_RESTART("kafka.overflow_wait", kafka.overflow_wait),
+    MDAGG_RESTART("kafka.properties", kafka.properties),
+
     MDAGG_SOURCE("sources[].name"),
     MDAGG_SOURCE("sources[].url"),
     MDAGG_SOURCE("sources[].interval"),

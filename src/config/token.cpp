@@ -1,6 +1,7 @@
-// The admin bearer token: from a file (a mounted Secret, which can change while the daemon
-// runs) or from an environment variable (fixed for the life of the process).
-#include <mdagg/config.hpp>
+// Secrets (the admin bearer token, kafka.properties values): from a file (a mounted Secret,
+// which can change while the daemon runs) or from an environment variable (fixed for the life
+// of the process).
+#include "detail.hpp"
 
 #include <sys/stat.h>
 
@@ -14,12 +15,14 @@ namespace mdagg {
 
 namespace {
 
-// A token is a line of text; a Secret of a few MiB is a mistake, not a token.
-constexpr std::size_t max_token_file_bytes = 64 * 1024;
+// A secret is a line of text; a Secret of a few MiB is a mistake, not a token or a password.
+constexpr std::size_t max_secret_file_bytes = 64 * 1024;
 
-std::string read_token_file(const std::string& path) {
+}  // namespace
+
+std::string config_detail::read_secret_file(const std::string& path, std::string_view key) {
     const auto fail = [&](int error) -> std::string {
-        throw ConfigError("admin.token_file \"" + path + "\": cannot read: " + std::generic_category().message(error));
+        throw ConfigError(std::string(key) + " \"" + path + "\": cannot read: " + std::generic_category().message(error));
     };
     const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rbe"), &std::fclose);
     if (!file) return fail(errno);
@@ -27,9 +30,9 @@ std::string read_token_file(const std::string& path) {
     char buffer[4096];
     while (const std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get())) {
         text.append(buffer, n);
-        if (text.size() > max_token_file_bytes)
-            throw ConfigError("admin.token_file \"" + path + "\": larger than " +
-                              std::to_string(max_token_file_bytes) + " bytes; expected one line");
+        if (text.size() > max_secret_file_bytes)
+            throw ConfigError(std::string(key) + " \"" + path + "\": larger than " +
+                              std::to_string(max_secret_file_bytes) + " bytes; expected one line");
     }
     if (std::ferror(file.get())) return fail(errno ? errno : EIO);
     // `echo token > file` and `kubectl create secret --from-file` keep the newline; a token never
@@ -39,10 +42,9 @@ std::string read_token_file(const std::string& path) {
     return text;
 }
 
-}  // namespace
-
 std::string admin_token(const Config& config) {
-    if (!config.admin.token_file.empty()) return read_token_file(config.admin.token_file);
+    if (!config.admin.token_file.empty())
+        return config_detail::read_secret_file(config.admin.token_file, "admin.token_file");
     if (config.admin.token_env.empty()) return {};
     const char* value = std::getenv(config.admin.token_env.c_str());
     return value ? std::string(value) : std::string();

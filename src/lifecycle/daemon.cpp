@@ -15,6 +15,7 @@
 
 #include <mdagg/common.hpp>
 #include <mdagg/daemon.hpp>
+#include <mdagg/kafka.hpp>  // issue 16
 #include <mdagg/log.hpp>
 #include <mdagg/poll.hpp>
 #include <mdagg/sink.hpp>
@@ -66,8 +67,36 @@ SinkOptions sink_options(const Config& config) {
     return s;
 }
 
-lifecycle::Output make_output(FileSink& files) {
+// issue 16: the Kafka sink when `kafka:` is set. Its secrets are read here, at start-up; a value
+// librdkafka refuses is a config error (exit 2) whose message never shows a secret.
+std::unique_ptr<KafkaSink> make_kafka_sink(const Universe& universe, const Config& config) {
+    if (!config.kafka.enabled) return nullptr;
+    const auto& k = config.kafka;
+    KafkaSinkOptions o;
+    o.brokers = k.brokers;
+    o.quotes_topic = config.output.quotes ? k.topics.quotes : std::string();
+    o.bars_topic = k.topics.bars;
+    o.events_topic = k.topics.events;
+    o.acks = k.acks == KafkaAcks::all ? "all" : k.acks == KafkaAcks::one ? "1" : "0";
+    o.idempotence = k.idempotence;
+    constexpr const char* compressions[] = {"none", "gzip", "snappy", "lz4", "zstd"};
+    o.compression = compressions[static_cast<int>(k.compression)];
+    o.linger = k.linger;
+    o.max_buffer_bytes = k.max_buffer_bytes;
+    o.overflow = k.overflow;  // drop_newest or block: the config refuses drop_oldest
+    o.overflow_wait = k.overflow_wait;
+    try {
+        o.properties = kafka_properties(config);
+    } catch (const ConfigError& e) {
+        throw StartupError(e.what());
+    }
+    return std::make_unique<KafkaSink>(universe, std::move(o));
+}
+
+// The sinks in drain order: Kafka (issue 16) first, so the files keep the reserve.
+lifecycle::Output make_output(FileSink& files, KafkaSink* kafka) {
     lifecycle::Output output;
+    if (kafka) output.add(std::make_unique<lifecycle::KafkaSinkDrain>(*kafka));
     output.add(std::make_unique<lifecycle::FileSinkDrain>(files));
     return output;
 }
@@ -83,8 +112,11 @@ public:
           signals_(control_),
           reload_signals_(control_),
           sink_(universe_, sink_options(config)),
-          output_(make_output(sink_)),
-          aggregation_(io_, control_, config_, universe_, sink_, output_),
+          kafka_(make_kafka_sink(universe_, config)),  // issue 16: files and Kafka, fanned out
+          fan_out_(kafka_ ? std::make_unique<FanOutSink>(std::initializer_list<RecordSink*>{&sink_, kafka_.get()}) : nullptr),
+          output_(make_output(sink_, kafka_.get())),
+          aggregation_(io_, control_, config_, universe_, fan_out_ ? static_cast<RecordSink&>(*fan_out_) : sink_,
+                       output_),
           ingest_(io_, control_, config_, universe_, aggregation_.quote_handler()),
           supervisor_(ingest_, aggregation_, output_),
           ops_(config_, ingest_.pollers(), sink_),
@@ -92,8 +124,8 @@ public:
           running_hosts_(config.hosts),
           effective_(config),
           admin_(io_, config_, ops_),
-          reports_(control_, ingest_.pollers(), sink_, aggregation_.aggregator(), ops_, host_pauses_, draining_,
-                   config.log.summary_every) {}
+          reports_(control_, ingest_.pollers(), sink_, kafka_.get(), aggregation_.aggregator(), ops_, host_pauses_,
+                   draining_, config.log.summary_every) {}
 
     ~Daemon() { signal_thread_.stop(); }
 
@@ -135,6 +167,14 @@ private:
             sink_.open();
         } catch (const std::system_error& e) {
             throw StartupError(e.what());
+        }
+        if (kafka_) {  // issue 16: unreachable brokers are no error; a refused setting is
+            try {
+                kafka_->open();
+            } catch (const std::runtime_error& e) {
+                throw StartupError(e.what());
+            }
+            ops_.set_kafka(kafka_.get());
         }
         if (auto last = lifecycle::read_drain_record(config_.output.dir)) {
             ops_.set_last_drain(last->duration_ms / 1000.0, last->exit_code);
@@ -352,6 +392,8 @@ private:
     lifecycle::PostedSignals signals_;         // SIGTERM, SIGINT
     lifecycle::PostedSignals reload_signals_;  // SIGHUP
     FileSink sink_;
+    std::unique_ptr<KafkaSink> kafka_;     // issue 16: null without `kafka:`
+    std::unique_ptr<FanOutSink> fan_out_;  // files, then Kafka; null without `kafka:`
     // The stages, in the order of the data path; destroyed pollers first.
     lifecycle::Output output_;
     lifecycle::Aggregation aggregation_;

@@ -238,9 +238,14 @@ admin::Response Operations::readyz() {
     if (!ready_.load())
         return {503, "application/json", R"({"status":"starting","reason":"first round of polls not finished"})" "\n"};
     auto paused = paused_hosts();
-    if (paused.empty()) return {200, "application/json", R"({"status":"ready"})" "\n"};
+    if (paused.empty() && !kafka_) return {200, "application/json", R"({"status":"ready"})" "\n"};
     // Ready all the same: the pollers of a paused host wait for the end the server gave.
-    nlohmann::json body{{"status", "ready"}, {"hosts_paused_by_server", std::move(paused)}};
+    nlohmann::json body{{"status", "ready"}};
+    if (!paused.empty()) body["hosts_paused_by_server"] = std::move(paused);
+    if (kafka_) {  // issue 16: a Kafka outage never stops polling or the files: a detail, still ready
+        const KafkaStats k = kafka_->stats();
+        body["kafka"] = {{"connected", k.connected}, {"queued_records", k.queued_records}};
+    }
     return {200, "application/json", body.dump() + "\n"};
 }
 
@@ -370,7 +375,8 @@ std::string Operations::metrics() {
     const auto fresh = symbol_freshness(table, now_ns);
     write_aggregator_metrics(w, {fresh.symbols, fresh.stale});
     write_host_metrics(w, pollers_.host_statuses(), std::chrono::steady_clock::now());
-    write_sink_metrics(w, sink_.stats());
+    const std::optional<KafkaStats> kafka = kafka_ ? std::optional(kafka_->stats()) : std::nullopt;  // issue 16
+    write_sink_metrics(w, sink_.stats(), kafka ? &*kafka : nullptr);
     return out;
 }
 

@@ -6,6 +6,7 @@
 
 #include <mdagg/admin.hpp>
 #include <mdagg/config.hpp>
+#include <mdagg/kafka.hpp>  // issue 16
 #include <mdagg/poll.hpp>
 #include <mdagg/quote.hpp>
 #include <mdagg/sink.hpp>
@@ -41,6 +42,8 @@ public:
     void start_loop_watchdog();
 
     void set_draining() noexcept { draining_.store(true); }
+    // issue 16: the Kafka sink's series and /readyz details; set before the event loop runs.
+    void set_kafka(const KafkaSink* kafka) noexcept { kafka_ = kafka; }
     void set_stall_after(Duration d) noexcept { stall_after_ns_.store(d.count()); }
     void set_symbol_metrics(std::vector<std::string> globs);
     bool ready() const noexcept { return ready_.load(); }
@@ -78,6 +81,7 @@ private:
 
     PollerGroup& pollers_;
     const FileSink& sink_;
+    const KafkaSink* kafka_ = nullptr;  // issue 16
     const std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
     const Clock::time_point started_ = Clock::now();
 

@@ -30,6 +30,26 @@ nlohmann::json FileSinkDrain::stats() const {
             {"files_repaired", sink.files_repaired}};
 }
 
+SinkDrainOutcome KafkaSinkDrain::drain(StageDeadline deadline) {
+    drained_ = sink_.drain(deadline.cancel_at);
+    const std::uint64_t dropped = sink_.stats().records_dropped();
+    SinkDrainOutcome out;
+    out.in_time = drained_->in_time;
+    out.records_lost = drained_->undelivered + dropped;
+    out.incomplete = out.records_lost > 0;
+    out.fields = stats();
+    return out;
+}
+
+nlohmann::json KafkaSinkDrain::stats() const {
+    if (!drained_) return nlohmann::json::object();
+    return {{"kafka",
+             {{"delivered", drained_->delivered},
+              {"undelivered", drained_->undelivered},
+              {"dropped", sink_.stats().records_dropped()},
+              {"in_time", drained_->in_time}}}};
+}
+
 void Output::flush() {
     for (auto& s : sinks_) s->flush();
 }

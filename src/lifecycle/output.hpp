@@ -4,9 +4,11 @@
 
 #include "stage.hpp"
 
+#include <mdagg/kafka.hpp>
 #include <mdagg/sink.hpp>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace mdagg::lifecycle {
@@ -46,6 +48,25 @@ public:
 
 private:
     FileSink& sink_;
+};
+
+// issue 16: the Kafka sink, drained before the files: it delivers until deadline.cancel_at
+// (capped after a second signal), so the files keep their reserve. Its rule is the files':
+// not every record delivered by then is exit_drain_timeout; delivered in time but with
+// records undelivered or dropped is exit_fatal.
+class KafkaSinkDrain final : public SinkDrain {
+public:
+    explicit KafkaSinkDrain(KafkaSink& sink) : sink_(sink) {}
+    void flush() override {}  // librdkafka sends on its own (linger)
+    void stop_intake() override { sink_.stop_intake(); }
+    SinkDrainOutcome drain(StageDeadline deadline) override;
+    void close() override { sink_.close(); }
+    // {"kafka": {delivered, undelivered, dropped, in_time}} once drained.
+    nlohmann::json stats() const override;
+
+private:
+    KafkaSink& sink_;
+    std::optional<KafkaDrainOutcome> drained_;
 };
 
 class Output final : public Stage {

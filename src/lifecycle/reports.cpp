@@ -64,11 +64,22 @@ nlohmann::json hosts_not_healthy(const PollerGroup& pollers) {
     return out;
 }
 
+nlohmann::json kafka_summary(const KafkaStats& k) {
+    return {{"connected", k.connected},
+            {"delivered", k.delivered},
+            {"failed", k.failed},
+            {"dropped", k.records_dropped()},
+            {"queued_records", k.queued_records},
+            {"queued_bytes", k.queued_bytes},
+            {"delivery_p99_ms", to_ms(k.delivery_latency.quantile(0.99))}};
+}
+
 Reports::Reports(const asio::any_io_executor& control, const PollerGroup& pollers, const FileSink& sink,
-                 const Aggregator& aggregator, Operations& ops, std::optional<HostPauseFile>& host_pauses,
+                 const KafkaSink* kafka, const Aggregator& aggregator, Operations& ops, std::optional<HostPauseFile>& host_pauses,
                  const std::atomic<bool>& draining, Duration summary_every)
     : pollers_(pollers),
       sink_(sink),
+      kafka_(kafka),
       aggregator_(aggregator),
       ops_(ops),
       host_pauses_(host_pauses),
@@ -112,7 +123,7 @@ nlohmann::json Reports::summary_fields(const PollCounters& now, const PollCounte
     const auto lateness = now.lateness.since(prev.lateness);
     const auto sink = sink_.stats();
     const auto controls = pollers_.control_counts();
-    return {{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
+    nlohmann::json fields{{"polls_per_s", secs > 0 ? static_cast<double>(done) / secs : 0.0},
             {"completed", now.completed - prev.completed},
             {"failed", now.failed - prev.failed},
             {"timed_out", now.timed_out - prev.timed_out},
@@ -140,6 +151,8 @@ nlohmann::json Reports::summary_fields(const PollCounters& now, const PollCounte
             {"pollers_paused", controls.by_control[static_cast<std::size_t>(PollerControl::paused)]},
             {"pollers_cancelled", controls.by_control[static_cast<std::size_t>(PollerControl::cancelled)]},
             {"hosts", hosts_not_healthy(pollers_)}};
+    if (kafka_) fields["kafka"] = kafka_summary(kafka_->stats());  // issue 16
+    return fields;
 }
 
 asio::awaitable<void> Reports::summaries() {

@@ -6,6 +6,7 @@
 
 #include <mdagg/aggregator.hpp>
 #include <mdagg/host_guard.hpp>
+#include <mdagg/kafka.hpp>
 #include <mdagg/metrics.hpp>
 #include <mdagg/poll.hpp>
 #include <mdagg/poll_metrics.hpp>
@@ -37,6 +38,8 @@ Totals totals(const PollerGroup& pollers);
 // Counts by error class since `since`, only the classes that occurred.
 nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts& since = {});
 inline nlohmann::json errors_by_class(const Totals& now) { return errors_by_class(now.errors); }
+// issue 16: the summary line's "kafka" field; counters since the start, like records_written.
+nlohmann::json kafka_summary(const KafkaStats& k);
 // Hosts that are paused or whose breaker is not closed; an empty object when all are well.
 nlohmann::json hosts_not_healthy(const PollerGroup& pollers);
 // {"pending": n, "running": n, ...}: pollers by the state of their latest poll.
@@ -46,8 +49,9 @@ nlohmann::json pollers_by_state(const PollerGroup& pollers);
 // watchdog and persists server pauses. Both loops run on the control strand.
 class Reports {
 public:
+    // `kafka`: null without `kafka:` (issue 16).
     Reports(const boost::asio::any_io_executor& control, const PollerGroup& pollers, const FileSink& sink,
-            const Aggregator& aggregator, Operations& ops, std::optional<HostPauseFile>& host_pauses,
+            const KafkaSink* kafka, const Aggregator& aggregator, Operations& ops, std::optional<HostPauseFile>& host_pauses,
             const std::atomic<bool>& draining, Duration summary_every);
 
     // Returns once the drain started.
@@ -64,6 +68,7 @@ private:
 
     const PollerGroup& pollers_;
     const FileSink& sink_;
+    const KafkaSink* kafka_;
     const Aggregator& aggregator_;
     Operations& ops_;
     std::optional<HostPauseFile>& host_pauses_;  // emplaced by Daemon::run

@@ -4,6 +4,8 @@
 
 #include <mdagg/log.hpp>
 
+#include <nlohmann/json.hpp>  // the log lines' fields (log.hpp declares json only)
+
 #include "poller_types.hpp"
 #include "registry.hpp"
 #include "tick_scheduler.hpp"

@@ -763,7 +763,7 @@ TEST(ConfigErrors, UnknownKeySuggestsClosest) {
     EXPECT_EQ(error_of(replace_line(6, "    fields: {bid: /b, ask: /a, bidsize: /s}")),
               "t.yaml:6:32: sources[0].fields.bidsize: unknown key, did you mean \"bid_size\"?");
     EXPECT_EQ(error_of(append("colour: red\n")),
-              "t.yaml:7:1: colour: unknown key; valid keys: runtime, sharding, shutdown, log, output, admin, sources, hosts");
+              "t.yaml:7:1: colour: unknown key; valid keys: runtime, sharding, shutdown, log, output, admin, kafka, sources, hosts");
 }
 
 TEST(ConfigErrors, DuplicateKey) {
@@ -1067,6 +1067,9 @@ TEST(ConfigAdmin, AllowUnauthenticated) {
 
 // ---- duration ceilings ---------------------------------------------------------------------
 
+// A `kafka:` section from line 7: brokers on 8, topics on 9.
+const std::string kafka_head = "kafka:\n  brokers: \"k0:9092,k1:9092\"\n  topics: { quotes: md.quotes }\n";
+
 struct DurationCeiling {
     std::string yaml_at;    // the config with {} for the value
     std::string at_max;     // accepted
@@ -1101,6 +1104,9 @@ std::vector<DurationCeiling> duration_ceilings() {
          "t.yaml:10:17: hosts[0].breaker.cooldown: must not exceed 1h"},
         {append(host + "    breaker:\n      max_cooldown: {}\n"), "1h", "3600000000001ns",
          "t.yaml:10:21: hosts[0].breaker.max_cooldown: must not exceed 1h"},
+        {append(kafka_head + "  linger: {}\n"), "10s", "10000000001ns", "t.yaml:10:11: kafka.linger: must not exceed 10s"},
+        {append(kafka_head + "  overflow_wait: {}\n"), "1s", "1000000001ns",
+         "t.yaml:10:18: kafka.overflow_wait: must not exceed 1s"},
     };
 }
 
@@ -1385,6 +1391,161 @@ TEST(ConfigAdmin, FileStampSeesASecretSymlinkSwapAndAnEditInPlace) {
     EXPECT_NE(file_stamp(path), second);
     fs::remove(t.dir / "..v2" / "token");
     EXPECT_FALSE(file_stamp(path));
+}
+
+}  // namespace
+}  // namespace mdagg
+
+// ---- kafka ---------------------------------------------------------------------------------
+
+namespace mdagg {
+namespace {
+
+TEST(ConfigKafka, AbsentSectionMeansNoKafka) {
+    const Config c = parse(minimal);
+    EXPECT_FALSE(c.kafka.enabled);
+    EXPECT_TRUE(c.kafka.properties.empty());
+}
+
+TEST(ConfigKafka, DefaultsAndEveryKey) {
+    const Config d = parse(append(kafka_head));
+    EXPECT_TRUE(d.kafka.enabled);
+    EXPECT_EQ(d.kafka.brokers, "k0:9092,k1:9092");
+    EXPECT_EQ(d.kafka.topics.quotes, "md.quotes");
+    EXPECT_EQ(d.kafka.topics.bars, "");  // not sent
+    EXPECT_EQ(d.kafka.acks, KafkaAcks::all);
+    EXPECT_TRUE(d.kafka.idempotence);
+    EXPECT_EQ(d.kafka.compression, KafkaCompression::none);
+    EXPECT_EQ(d.kafka.linger, 5ms);
+    EXPECT_EQ(d.kafka.max_buffer_bytes, 64u * 1024 * 1024);
+    EXPECT_EQ(d.kafka.overflow, OverflowPolicy::drop_newest);
+    EXPECT_EQ(d.kafka.overflow_wait, 20ms);
+
+    const Config c = parse(append(R"(kafka:
+  brokers: "kafka-0.kafka:9092,kafka-1.kafka:9092"
+  topics: { quotes: md.quotes, bars: md.bars, events: md.events }
+  acks: 1
+  idempotence: false
+  compression: zstd
+  linger: 0
+  max_buffer_bytes: 1048576
+  overflow: block
+  overflow_wait: 50ms
+  properties:
+    security.protocol: SASL_SSL
+    sasl.mechanism: SCRAM-SHA-512
+    sasl.username: { env: KAFKA_USERNAME }
+    sasl.password: { file: /var/run/secrets/kafka/password }
+    message.timeout.ms: 30000
+)"));
+    EXPECT_EQ(c.kafka.topics.bars, "md.bars");
+    EXPECT_EQ(c.kafka.topics.events, "md.events");
+    EXPECT_EQ(c.kafka.acks, KafkaAcks::one);
+    EXPECT_FALSE(c.kafka.idempotence);
+    EXPECT_EQ(c.kafka.compression, KafkaCompression::zstd);
+    EXPECT_EQ(c.kafka.linger, 0ns);
+    EXPECT_EQ(c.kafka.max_buffer_bytes, 1048576u);
+    EXPECT_EQ(c.kafka.overflow, OverflowPolicy::block);
+    EXPECT_EQ(c.kafka.overflow_wait, 50ms);
+    ASSERT_EQ(c.kafka.properties.size(), 5u);
+    EXPECT_EQ(c.kafka.properties[0].key, "security.protocol");
+    EXPECT_EQ(c.kafka.properties[0].value, (SecretRef{SecretRef::From::literal, "SASL_SSL"}));
+    EXPECT_EQ(c.kafka.properties[2].value, (SecretRef{SecretRef::From::env, "KAFKA_USERNAME"}));
+    EXPECT_EQ(c.kafka.properties[3].value, (SecretRef{SecretRef::From::file, "/var/run/secrets/kafka/password"}));
+    EXPECT_EQ(c.kafka.properties[3].line, 21);
+    EXPECT_EQ(c.kafka.properties[3].column, 20);
+    EXPECT_EQ(c.kafka.properties[4].value.text, "30000");
+}
+
+TEST(ConfigKafka, ErrorsPointAtTheKey) {
+    EXPECT_EQ(error_of(append("kafka:\n  topics: { quotes: q }\n")), "t.yaml:8:3: kafka.brokers: required key is missing");
+    EXPECT_EQ(error_of(append("kafka:\n  brokers: k:9092\n  topics: {}\n")),
+              "t.yaml:8:3: kafka.topics: name at least one of quotes, bars, events");
+    EXPECT_EQ(error_of(append("kafka:\n  brokers: k:9092\n  topics: { quotes: \"md quotes\" }\n")),
+              "t.yaml:9:21: kafka.topics.quotes: invalid character ' ' in a Kafka topic name; allowed: A-Z a-z 0-9 . _ -");
+    EXPECT_EQ(error_of(append(kafka_head + "  acks: 1\n")),
+              "t.yaml:8:3: kafka.acks: must be all when idempotence is true (librdkafka's idempotent producer)");
+    EXPECT_EQ(error_of(append(kafka_head + "  overflow: drop_oldest\n")).substr(0, 30), "t.yaml:10:13: kafka.overflow: ");
+    EXPECT_EQ(error_of(append(kafka_head + "  compression: brotli\n")).substr(0, 33),
+              "t.yaml:10:16: kafka.compression: ");
+    EXPECT_EQ(error_of(append(kafka_head + "  max_buffer_bytes: 100\n")).substr(0, 38),
+              "t.yaml:10:21: kafka.max_buffer_bytes: ");
+}
+
+// librdkafka's own rd_kafka_conf_set judges the properties at load time.
+TEST(ConfigKafka, PropertiesAreCheckedByLibrdkafka) {
+    EXPECT_EQ(error_of(append(kafka_head + "  properties:\n    sasl.pasword: x\n")),
+              "t.yaml:11:19: kafka.properties.sasl.pasword: unknown librdkafka property \"sasl.pasword\"");
+    EXPECT_EQ(error_of(append(kafka_head + "  properties:\n    security.protocol: SASL_TLS\n")),
+              "t.yaml:11:24: kafka.properties.security.protocol: Invalid value \"SASL_TLS\" for configuration "
+              "property \"security.protocol\"");
+    EXPECT_EQ(error_of(append(kafka_head + "  properties:\n    message.timeout.ms: soon\n")),
+              "t.yaml:11:25: kafka.properties.message.timeout.ms: Invalid value for configuration property "
+              "\"message.timeout.ms\"");
+    // An unknown key is refused even when its value is a secret, which is not read here.
+    EXPECT_EQ(error_of(append(kafka_head + "  properties:\n    sasl.pasword: { env: KAFKA_PASSWORD }\n")),
+              "t.yaml:11:19: kafka.properties.sasl.pasword: unknown librdkafka property \"sasl.pasword\"");
+    EXPECT_EQ(error_of(append(kafka_head + "  properties:\n    acks: 1\n")),
+              "t.yaml:11:11: kafka.properties.acks: set by kafka.acks, not in kafka.properties");
+    EXPECT_EQ(error_of(append(kafka_head + "  properties:\n    sasl.password: { env: A, file: b }\n")),
+              "t.yaml:11:20: kafka.properties.sasl.password: expected exactly one of { env: NAME } or { file: PATH }");
+    EXPECT_EQ(error_of(append(kafka_head + "  properties:\n    sasl.password: { env: \"A-B\" }\n")),
+              "t.yaml:11:27: kafka.properties.sasl.password.env: invalid character '-' in an environment variable name");
+}
+
+TEST(ConfigKafka, SecretsAreReadAtStartUpAndNeverShown) {
+    TempFile t;
+    const auto password = t.write("password", "hunter2-file\n");
+    ::setenv("MDAGG_TEST_KAFKA_USER", "alice-env", 1);
+    const Config c = parse(append(kafka_head + "  properties:\n    sasl.username: { env: MDAGG_TEST_KAFKA_USER }\n"
+                                  "    sasl.password: { file: \"" + password.string() + "\" }\n"
+                                  "    client.id: mdagg-1\n"));
+    const auto props = kafka_properties(c);
+    ASSERT_EQ(props.size(), 3u);
+    EXPECT_EQ(props[0], (std::pair<std::string, std::string>("sasl.username", "alice-env")));
+    EXPECT_EQ(props[1], (std::pair<std::string, std::string>("sasl.password", "hunter2-file")));
+    EXPECT_EQ(props[2], (std::pair<std::string, std::string>("client.id", "mdagg-1")));
+
+    ::unsetenv("MDAGG_TEST_KAFKA_USER");
+    try {
+        kafka_properties(c);
+        ADD_FAILURE() << "an unset variable is an error";
+    } catch (const ConfigError& e) {
+        EXPECT_STREQ(e.what(), "t.yaml:11:20: kafka.properties.sasl.username: environment variable "
+                               "MDAGG_TEST_KAFKA_USER is not set");
+    }
+    // A value librdkafka refuses, from a secret: the message names the variable, not the value.
+    ::setenv("MDAGG_TEST_KAFKA_TIMEOUT", "hunter2-not-a-number", 1);
+    const Config bad = parse(append(kafka_head + "  properties:\n    socket.timeout.ms: { env: MDAGG_TEST_KAFKA_TIMEOUT }\n"));
+    try {
+        kafka_properties(bad);
+        ADD_FAILURE() << "an invalid secret value is an error";
+    } catch (const ConfigError& e) {
+        const std::string what = e.what();
+        EXPECT_EQ(what.find("hunter2"), std::string::npos) << what;
+        EXPECT_EQ(what, "t.yaml:11:24: kafka.properties.socket.timeout.ms: librdkafka refuses the value read from "
+                        "environment variable MDAGG_TEST_KAFKA_TIMEOUT (not shown)");
+    }
+    ::unsetenv("MDAGG_TEST_KAFKA_TIMEOUT");
+    ::setenv("MDAGG_TEST_KAFKA_USER", "alice-env", 1);
+    std::filesystem::remove(password);
+    try {
+        kafka_properties(c);
+        ADD_FAILURE();
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("cannot read"), std::string::npos) << e.what();
+    }
+    ::unsetenv("MDAGG_TEST_KAFKA_USER");
+}
+
+TEST(ReloadPolicy, KafkaKeysNeedARestart) {
+    for (const char* key : {"kafka.brokers", "kafka.topics.quotes", "kafka.properties", "kafka.max_buffer_bytes"})
+        EXPECT_EQ(policy_of(key), ReloadPolicy::restart) << key;
+    const Config a = parse(append(kafka_head + "  properties: { client.id: a }\n"));
+    const Config b = parse(append(kafka_head + "  properties:\n    client.id: b\n"));
+    EXPECT_EQ(reload_diff(a, b).not_applied, std::vector<std::string>{"kafka.properties"});
+    EXPECT_TRUE(reload_diff(a, a).not_applied.empty());
+    EXPECT_EQ(reload_diff(parse(minimal), a).not_applied.front(), "kafka.brokers");
 }
 
 }  // namespace

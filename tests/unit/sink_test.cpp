@@ -11,6 +11,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -1729,6 +1730,63 @@ TEST(SinkMetrics, EveryFamilyReadsItsOwnField) {
                        "# TYPE mdagg_sink_records_dropped_total counter\n"),
               std::string::npos);
     EXPECT_NE(out.find("# TYPE mdagg_sink_queued_bytes gauge\n"), std::string::npos);
+}
+
+// issue 16: the Kafka sink's series sit in the family they belong to (a family's samples are
+// one block after its # TYPE line, as the exposition format requires), each family once.
+TEST(SinkMetrics, KafkaSeriesSitInTheirFamiliesEachFamilyOnce) {
+    KafkaStats k;
+    k.queued_bytes = 21;
+    k.dropped_buffer_full = 22;
+    k.dropped_closed = 23;
+    k.connected = true;
+    k.outages = 24;
+    k.quotes.delivered = 25;
+    k.bars.failed = 26;
+    k.queued_records = 27;
+    k.overflow_waits = 28;
+    std::string out;
+    PrometheusWriter w(out);
+    write_sink_metrics(w, SinkStats{}, &k);
+    // Each sample under the # TYPE line of its own family.
+    std::map<std::string, std::vector<std::string>> by_family;
+    std::map<std::string, int> types;
+    std::string family;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("# TYPE ", 0) == 0) {
+            family = line.substr(7, line.find(' ', 7) - 7);
+            ++types[family];
+        } else if (line.rfind('#', 0) != 0) {
+            by_family[family].push_back(line);
+        }
+    }
+    for (const auto& [name, n] : types) EXPECT_EQ(n, 1) << name;
+    const auto has = [&](const std::string& f, const std::string& sample) {
+        const auto& v = by_family[f];
+        return std::find(v.begin(), v.end(), sample) != v.end();
+    };
+    EXPECT_TRUE(has("mdagg_sink_queued_bytes", "mdagg_sink_queued_bytes 0"));
+    EXPECT_TRUE(has("mdagg_sink_queued_bytes", "mdagg_sink_queued_bytes{sink=\"kafka\"} 21"));
+    EXPECT_TRUE(has("mdagg_sink_records_dropped_total", "mdagg_sink_records_dropped_total 0"));
+    EXPECT_TRUE(has("mdagg_sink_records_dropped_total",
+                    "mdagg_sink_records_dropped_total{sink=\"kafka\",cause=\"buffer_full\"} 22"));
+    EXPECT_TRUE(has("mdagg_sink_records_dropped_total",
+                    "mdagg_sink_records_dropped_total{sink=\"kafka\",cause=\"closed\"} 23"));
+    EXPECT_TRUE(has("mdagg_sink_connected", "mdagg_sink_connected{sink=\"kafka\"} 1"));
+    EXPECT_TRUE(has("mdagg_sink_outages_total", "mdagg_sink_outages_total{sink=\"kafka\"} 24"));
+    EXPECT_TRUE(has("mdagg_sink_records_delivered_total",
+                    "mdagg_sink_records_delivered_total{sink=\"kafka\",stream=\"quotes\"} 25"));
+    EXPECT_TRUE(has("mdagg_sink_records_failed_total",
+                    "mdagg_sink_records_failed_total{sink=\"kafka\",stream=\"bars\"} 26"));
+    EXPECT_TRUE(has("mdagg_sink_queued_records", "mdagg_sink_queued_records{sink=\"kafka\"} 27"));
+    EXPECT_TRUE(has("mdagg_sink_overflow_waits_total", "mdagg_sink_overflow_waits_total{sink=\"kafka\"} 28"));
+    EXPECT_EQ(types.count("mdagg_sink_delivery_latency_seconds"), 1u);
+    // Without Kafka: no kafka series at all.
+    std::string plain;
+    PrometheusWriter pw(plain);
+    write_sink_metrics(pw, SinkStats{});
+    EXPECT_EQ(plain.find("kafka"), std::string::npos);
 }
 
 }  // namespace
