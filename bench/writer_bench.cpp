@@ -2,7 +2,7 @@
 // strand, a flush every flush_every) and prints what it sustains and what it costs.
 //   mdagg-writer-bench DIR MODE SECONDS [RATE] [FORMAT] [COMPRESSION]
 //   MODE: max (as fast as the writer keeps up; block policy) or paced (RATE quotes/s)
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 #include <mdagg/sink.hpp>
 
 #include <chrono>

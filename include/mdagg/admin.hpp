@@ -4,7 +4,7 @@
 // Prometheus text are sans-io and tested without sockets.
 #pragma once
 
-#include <mdagg/metrics.hpp>
+#include <mdagg/observe.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -21,7 +21,7 @@
 
 namespace mdagg::admin {
 
-// The Prometheus text writer moved to <mdagg/metrics.hpp>; the admin server appends its own
+// The Prometheus text writer moved to <mdagg/observe.hpp>; the admin server appends its own
 // families with it.
 using mdagg::Label;
 using mdagg::PrometheusWriter;

@@ -1,7 +1,7 @@
 // The aggregator's families in /metrics (mdagg_aggregator_*).
 #pragma once
 
-#include <mdagg/metrics.hpp>
+#include <mdagg/observe.hpp>
 
 #include <cstddef>
 

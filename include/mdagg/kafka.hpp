@@ -6,7 +6,7 @@
 // once, reminded at a slow pace, and its recovery logged once.
 #pragma once
 
-#include <mdagg/metrics.hpp>
+#include <mdagg/observe.hpp>
 #include <mdagg/records.hpp>
 #include <mdagg/sink.hpp>
 

@@ -4,9 +4,8 @@
 // guard.
 #pragma once
 
-#include <mdagg/host_guard.hpp>
-#include <mdagg/metrics.hpp>
 #include <mdagg/poll.hpp>
+#include <mdagg/observe.hpp>
 
 #include <array>
 #include <chrono>

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <mdagg/kafka.hpp>
-#include <mdagg/metrics.hpp>
+#include <mdagg/observe.hpp>
 #include <mdagg/sink.hpp>
 
 namespace mdagg {

@@ -18,7 +18,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 
 #include <array>
 #include <mutex>

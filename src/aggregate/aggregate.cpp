@@ -13,7 +13,7 @@
 //   still emits the open bar; it just does not open a new one.
 // - A released symbol's open bar is emitted at the release rather than at its interval's
 //   end: no quote can reach it any more, so only its best bid/offer is taken earlier.
-#include <mdagg/aggregator.hpp>
+#include <mdagg/aggregate.hpp>
 
 #include <algorithm>
 #include <limits>

@@ -1,7 +1,7 @@
 // mdagg: polls quote endpoints, aggregates, writes JSON lines; drains on SIGTERM/SIGINT.
 #include <mdagg/config.hpp>
-#include <mdagg/daemon.hpp>
-#include <mdagg/log.hpp>
+#include <mdagg/lifecycle.hpp>
+#include <mdagg/observe.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -1,7 +1,7 @@
 #include "admin_access.hpp"
 
-#include <mdagg/daemon.hpp>
-#include <mdagg/log.hpp>
+#include <mdagg/lifecycle.hpp>
+#include <mdagg/observe.hpp>
 
 #include <boost/asio/ip/address.hpp>
 

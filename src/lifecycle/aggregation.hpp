@@ -7,7 +7,7 @@
 #include "reload_plan.hpp"
 #include "stage.hpp"
 
-#include <mdagg/aggregator.hpp>
+#include <mdagg/aggregate.hpp>
 #include <mdagg/config.hpp>
 #include <mdagg/poll.hpp>
 

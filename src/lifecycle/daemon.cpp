@@ -14,9 +14,9 @@
 #include "supervisor.hpp"
 
 #include <mdagg/common.hpp>
-#include <mdagg/daemon.hpp>
+#include <mdagg/lifecycle.hpp>
 #include <mdagg/kafka.hpp>  // issue 16
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 #include <mdagg/poll.hpp>
 #include <mdagg/sink.hpp>
 

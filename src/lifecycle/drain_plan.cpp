@@ -1,6 +1,6 @@
 #include "drain_plan.hpp"
 
-#include <mdagg/daemon.hpp>
+#include <mdagg/lifecycle.hpp>
 
 #include <algorithm>
 #include <csignal>

@@ -3,7 +3,7 @@
 #include "drain_record.hpp"
 
 #include <mdagg/common.hpp>
-#include <mdagg/daemon.hpp>
+#include <mdagg/lifecycle.hpp>
 
 #include <cerrno>
 #include <memory>

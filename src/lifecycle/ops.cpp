@@ -3,7 +3,7 @@
 
 #include <mdagg/common.hpp>
 #include <mdagg/aggregator_metrics.hpp>
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 #include <mdagg/poll_metrics.hpp>
 #include <mdagg/sink_metrics.hpp>
 

@@ -1,6 +1,6 @@
 #include "reports.hpp"
 
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>

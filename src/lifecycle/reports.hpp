@@ -4,11 +4,10 @@
 
 #include "ops.hpp"
 
-#include <mdagg/aggregator.hpp>
-#include <mdagg/host_guard.hpp>
-#include <mdagg/kafka.hpp>
-#include <mdagg/metrics.hpp>
+#include <mdagg/aggregate.hpp>
 #include <mdagg/poll.hpp>
+#include <mdagg/kafka.hpp>
+#include <mdagg/observe.hpp>
 #include <mdagg/poll_metrics.hpp>
 #include <mdagg/sink.hpp>
 

@@ -1,7 +1,7 @@
 #include "supervisor.hpp"
 
-#include <mdagg/daemon.hpp>
-#include <mdagg/log.hpp>
+#include <mdagg/lifecycle.hpp>
+#include <mdagg/observe.hpp>
 
 namespace mdagg::lifecycle {
 namespace {

@@ -1,6 +1,6 @@
 #include "token_watch.hpp"
 
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -1,5 +1,5 @@
 #include <mdagg/common.hpp>
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_sinks.h>

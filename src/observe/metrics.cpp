@@ -1,4 +1,4 @@
-#include <mdagg/metrics.hpp>
+#include <mdagg/observe.hpp>
 
 #include <bit>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include <mdagg/host_guard.hpp>
+#include <mdagg/poll.hpp>
 
 #include <algorithm>
 

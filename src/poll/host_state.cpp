@@ -1,5 +1,5 @@
-#include <mdagg/host_guard.hpp>
-#include <mdagg/log.hpp>
+#include <mdagg/poll.hpp>
+#include <mdagg/observe.hpp>
 
 #include <nlohmann/json.hpp>
 

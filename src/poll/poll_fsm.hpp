@@ -6,7 +6,6 @@
 // after a stale keep-alive, backoff with full jitter, the classification of errors and
 // statuses and the host pauses live here, and are unit tested without sockets
 // (tests/unit/poll_fsm_test.cpp).
-#include <mdagg/host_guard.hpp>
 #include <mdagg/poll.hpp>
 
 #include <boost/system/error_code.hpp>

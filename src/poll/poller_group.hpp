@@ -2,7 +2,7 @@
 // poll path, whose members the files of src/poll define.
 #pragma once
 
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 
 #include <nlohmann/json.hpp>  // the log lines' fields (log.hpp declares json only)
 

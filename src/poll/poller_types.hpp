@@ -6,7 +6,7 @@
 #include <mdagg/http.hpp>
 #include <mdagg/mapping.hpp>
 #include <mdagg/poll.hpp>
-#include <mdagg/schedule.hpp>
+#include "schedule.hpp"
 
 #include "host_resolver.hpp"
 #include "poll_fsm.hpp"

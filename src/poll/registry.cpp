@@ -2,7 +2,7 @@
 // and the snapshots other threads read.
 #include "registry.hpp"
 
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 
 #include <boost/asio/post.hpp>
 

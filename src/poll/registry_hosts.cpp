@@ -2,7 +2,7 @@
 // states for the admin server and the metrics, and the server pauses kept across restarts.
 #include "registry.hpp"
 
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 
 #include <nlohmann/json.hpp>
 

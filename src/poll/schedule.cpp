@@ -1,4 +1,4 @@
-#include <mdagg/schedule.hpp>
+#include "schedule.hpp"
 
 #include <mdagg/common.hpp>
 

@@ -3,7 +3,7 @@
 // and librdkafka's own threads call the log and error callbacks. They share only atomics, the
 // room mutex (block policy) and the state mutex (outage episodes).
 #include <mdagg/kafka.hpp>
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 
 #include <librdkafka/rdkafka.h>
 #include <nlohmann/json.hpp>

@@ -1,7 +1,7 @@
 // FileSink: the strand formats a record and appends it to a bounded queue of chunks under a
 // mutex held for a memcpy; one writer thread owns the segments and does every syscall, and a
 // second thread compresses finished segments, so the strand never waits for the disk.
-#include <mdagg/log.hpp>
+#include <mdagg/observe.hpp>
 #include <mdagg/sink.hpp>
 
 #include "detail.hpp"

@@ -1,4 +1,4 @@
-#include <mdagg/aggregator.hpp>
+#include <mdagg/aggregate.hpp>
 
 #include <gtest/gtest.h>
 

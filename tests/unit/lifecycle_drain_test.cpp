@@ -3,7 +3,7 @@
 #include "drain_plan.hpp"
 #include "supervisor.hpp"
 
-#include <mdagg/daemon.hpp>
+#include <mdagg/lifecycle.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>

@@ -1,6 +1,5 @@
 // Log line format, rate limiting, and the latency histogram.
-#include <mdagg/log.hpp>
-#include <mdagg/metrics.hpp>
+#include <mdagg/observe.hpp>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

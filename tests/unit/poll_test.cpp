@@ -1,9 +1,8 @@
 // Schedule arithmetic (sans-io): phase offsets and skip-not-burst; then PollerGroup against an
 // in-process HTTP server with canned answers: each failure lands in its error class, healthy
 // pollers keep delivering, and stop/cancel end every coroutine. Last, the pollers' coroutine task.
-#include <mdagg/host_guard.hpp>
 #include <mdagg/poll.hpp>
-#include <mdagg/schedule.hpp>
+#include "schedule.hpp"
 
 #include "task.hpp"
 #include "timer_wheel.hpp"
