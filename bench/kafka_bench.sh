@@ -38,7 +38,7 @@ else
   bin=./build-bench
 fi
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 ticks=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -53,11 +53,15 @@ thread_ticks() {  # PID REGEX
   echo $sum
 }
 
-"$bin/mdagg-kafka-mock" --brokers 3 --topic md.quotes:32 --topic md.bars:4 --topic md.events:2 \
-  > "$work/mock.out" 2> "$work/mock.err" < <(sleep infinity) &
+mock_bin=$bin/mdagg-kafka-mock
+[ -x "$mock_bin" ] || mock_bin=$bin/tests/kafka/mdagg-kafka-mock
+: > "$work/mock.control"  # commands would go here; the mock runs until killed
+"$mock_bin" --brokers 3 --topic md.quotes:32 --topic md.bars:4 --topic md.events:2 --control "$work/mock.control" \
+  > "$work/mock.out" 2> "$work/mock.err" &
 mock_pid=$!
 for _ in $(seq 200); do [ -s "$work/mock.out" ] && break; sleep 0.05; done
 bootstraps=$(head -1 "$work/mock.out")
+[ -n "$bootstraps" ] || { echo "kafka_bench: mdagg-kafka-mock did not start: $(cat "$work/mock.err")" >&2; exit 1; }
 "$bin/mdagg-sim" --listen 127.0.0.1:0 --symbols "$pollers" > "$work/sim.out" 2>&1 &
 sim_pid=$!
 for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
