@@ -63,7 +63,7 @@ struct KafkaStats {
     bool connected = false;            // a broker answered lately (false until one has)
     std::uint64_t outages = 0;         // times every broker became unreachable
     KafkaStreamStats quotes, bars, events;
-    // Receive time (the message timestamp) to the delivery report, milliseconds resolution.
+    // Receive time (the message timestamp) to the delivery report.
     LatencyHistogram::Snapshot delivery_latency;
 };
 

@@ -68,6 +68,8 @@ private:
     const PollerGroup& pollers_;
     const FileSink& sink_;
     const KafkaSink* kafka_;
+    // issue 16: the delivery latency at the previous summary, for the interval's quantiles.
+    mutable LatencyHistogram::Snapshot kafka_latency_prev_;
     const Aggregator& aggregator_;
     Operations& ops_;
     std::optional<HostPauseFile>& host_pauses_;  // emplaced by Daemon::run

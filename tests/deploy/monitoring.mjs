@@ -158,7 +158,14 @@ sources:
     procs.push(first.d);
     const drained = await first.d.stop(30000);
     if (drained.code !== 0) throw new Error(`mdagg: the first run's drain exited ${JSON.stringify(drained)}`);
-    const second = await startDaemon(mdagg, config, dir);
+    // issue 16: the scraped run has a Kafka sink too (brokers unreachable: still started), so
+    // the alerts' sink="kafka" families are checked; the first run's drain must exit 0.
+    const withKafka = join(dir, "mdagg-kafka.yaml");
+    writeFileSync(
+      withKafka,
+      readFileSync(config, "utf8") + `kafka: { brokers: "127.0.0.1:1", topics: { quotes: md.quotes } }\n`,
+    );
+    const second = await startDaemon(mdagg, withKafka, dir);
     procs.push(second.d);
     await sleep(1500);  // some polls, flushes and histogram samples
     const metrics = await get(second.port, "/metrics");

@@ -84,18 +84,18 @@ TEST(KafkaSink, DeliversTheFileLinesKeyedBySymbolWithHeadersAndReceiveTime) {
     sink.on_stale(mark);
     ASSERT_TRUE(eventually([&] { return sink.stats().delivered == 3; })) << sink.stats().failed;
 
-    const auto quotes = kafka_test::consume_all(cluster.bootstraps(), "md.quotes", 1);
+    const auto quotes = kafka_test::read_topic(cluster.bootstraps(), "md.quotes").messages;
     ASSERT_EQ(quotes.size(), 1u);
     EXPECT_EQ(quotes[0].key, "MSFT");
     EXPECT_EQ(quotes[0].value, line_of(u, q));
     EXPECT_EQ(quotes[0].timestamp_ms, q.receive_time_ns / 1'000'000);
     EXPECT_EQ(quotes[0].headers, (std::map<std::string, std::string>{{"type", "quote"}, {"source", "sim"}}));
-    const auto bars = kafka_test::consume_all(cluster.bootstraps(), "md.bars", 1);
+    const auto bars = kafka_test::read_topic(cluster.bootstraps(), "md.bars").messages;
     ASSERT_EQ(bars.size(), 1u);
     EXPECT_EQ(bars[0].key, "AAPL");
     EXPECT_EQ(bars[0].headers, (std::map<std::string, std::string>{{"type", "bar"}}));
     EXPECT_EQ(bars[0].timestamp_ms, bar.end_ns / 1'000'000);
-    const auto events = kafka_test::consume_all(cluster.bootstraps(), "md.events", 1);
+    const auto events = kafka_test::read_topic(cluster.bootstraps(), "md.events").messages;
     ASSERT_EQ(events.size(), 1u);
     EXPECT_EQ(events[0].headers, (std::map<std::string, std::string>{{"type", "stale"}, {"source", "venue-b"}}));
 
@@ -169,7 +169,7 @@ TEST(KafkaSink, OverflowWhileEveryBrokerIsDownDropsExactlyAndDeliversTheRestLate
     sink.on_quote(quote(0, 200));
     EXPECT_EQ(sink.stats().produced, 11u);
     ASSERT_TRUE(eventually([&] { return sink.stats().delivered == 11; }));
-    const auto got = kafka_test::consume_all(cluster.bootstraps(), "md.quotes", 11);
+    const auto got = kafka_test::read_topic(cluster.bootstraps(), "md.quotes").messages;
     ASSERT_EQ(got.size(), 11u);
     for (std::size_t i = 0; i < 10; ++i) EXPECT_EQ(got[i].value, line_of(u, quote(0, 100 + static_cast<int>(i))));
     EXPECT_EQ(got[10].value, line_of(u, quote(0, 200)));

@@ -61,57 +61,108 @@ struct Message {
     std::int64_t offset = 0;
 };
 
-// Every message of `topic` from the beginning, partition by partition in offset order, read
-// until `expected` arrived or nothing new came for `idle`.
-inline std::vector<Message> consume_all(const std::string& bootstraps, const std::string& topic,
-                                        std::size_t expected,
-                                        std::chrono::milliseconds idle = std::chrono::milliseconds(3000)) {
+namespace detail {
+
+inline rd_kafka_t* new_consumer(const std::string& bootstraps) {
     char error[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps.c_str(), error, sizeof error);
     rd_kafka_conf_set(conf, "group.id", "mdagg-test", error, sizeof error);
     rd_kafka_conf_set(conf, "enable.partition.eof", "false", error, sizeof error);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", error, sizeof error);
+    rd_kafka_conf_set(conf, "log_level", "3", error, sizeof error);
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
     if (!rk) throw std::runtime_error(error);
+    return rk;
+}
+
+inline int partition_count(rd_kafka_t* rk, const std::string& topic) {
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
     const rd_kafka_metadata_t* md = nullptr;
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) || md->topic_cnt != 1)
+    const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    rd_kafka_topic_destroy(rkt);
+    if (err || md->topic_cnt != 1 || md->topics[0].err) {
+        if (md) rd_kafka_metadata_destroy(md);
         throw std::runtime_error("no metadata for topic " + topic);
+    }
     const int partitions = md->topics[0].partition_cnt;
     rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
+    return partitions;
+}
+
+inline Message message_of(const rd_kafka_message_t& m) {
+    Message msg;
+    if (m.key) msg.key.assign(static_cast<const char*>(m.key), m.key_len);
+    if (m.payload) msg.value.assign(static_cast<const char*>(m.payload), m.len);
+    rd_kafka_timestamp_type_t type;
+    msg.timestamp_ms = rd_kafka_message_timestamp(&m, &type);
+    msg.partition = m.partition;
+    msg.offset = m.offset;
+    rd_kafka_headers_t* headers = nullptr;
+    if (!rd_kafka_message_headers(&m, &headers)) {
+        const char* name;
+        const void* value;
+        size_t size;
+        for (size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i)
+            msg.headers[name] = std::string(static_cast<const char*>(value), size);
+    }
+    return msg;
+}
+
+}  // namespace detail
+
+// What a topic's log holds, read to its end: tells a record the log never got (log_records
+// short of what the producer was told was delivered) from one the reader missed (complete
+// false), and from one the mock's log dropped (pruned).
+struct TopicContents {
+    std::vector<Message> messages;  // partition by partition, each in offset order
+    std::int64_t log_records = 0;   // sum over partitions of high - low watermark at the start
+    // Sum of the low watermarks: records the mock dropped from the log's head. librdkafka's
+    // mock keeps about 5 MB of each partition and silently prunes beyond it.
+    std::int64_t pruned = 0;
+    bool complete = false;  // every partition read up to its high watermark within the limit
+};
+
+// Every record of `topic`: the watermarks are taken first, then each partition is read from
+// its low to its high watermark. No idle timeout: a slow reader on a loaded machine cannot
+// end early unnoticed (complete stays false when `limit` passes first).
+inline TopicContents read_topic(const std::string& bootstraps, const std::string& topic,
+                                std::chrono::milliseconds limit = std::chrono::milliseconds(60000)) {
+    TopicContents out;
+    rd_kafka_t* rk = detail::new_consumer(bootstraps);
+    const int partitions = detail::partition_count(rk, topic);
+    std::vector<std::int64_t> high(static_cast<std::size_t>(partitions)), next(high.size());
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
-    for (int p = 0; p < partitions; ++p)
-        rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    for (int p = 0; p < partitions; ++p) {
+        std::int64_t low = 0;
+        if (rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high[p], 10000))
+            throw std::runtime_error("no watermarks for " + topic + " [" + std::to_string(p) + "]");
+        next[p] = low;
+        out.pruned += low;
+        out.log_records += high[p] - low;
+        rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = low;
+    }
     rd_kafka_assign(rk, list);
     rd_kafka_topic_partition_list_destroy(list);
-
-    std::vector<Message> out;
-    auto last_new = std::chrono::steady_clock::now();
-    while (out.size() < expected && std::chrono::steady_clock::now() - last_new < idle) {
+    const auto done = [&] {
+        for (int p = 0; p < partitions; ++p)
+            if (next[p] < high[p]) return false;
+        return true;
+    };
+    std::vector<std::vector<Message>> by_partition(high.size());
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < until) {
         rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
         if (!m) continue;
-        if (!m->err) {
-            Message msg;
-            if (m->key) msg.key.assign(static_cast<const char*>(m->key), m->key_len);
-            if (m->payload) msg.value.assign(static_cast<const char*>(m->payload), m->len);
-            rd_kafka_timestamp_type_t type;
-            msg.timestamp_ms = rd_kafka_message_timestamp(m, &type);
-            msg.partition = m->partition;
-            msg.offset = m->offset;
-            rd_kafka_headers_t* headers = nullptr;
-            if (!rd_kafka_message_headers(m, &headers)) {
-                const char* name;
-                const void* value;
-                size_t size;
-                for (size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i)
-                    msg.headers[name] = std::string(static_cast<const char*>(value), size);
-            }
-            out.push_back(std::move(msg));
-            last_new = std::chrono::steady_clock::now();
+        if (!m->err && m->partition >= 0 && m->partition < partitions && m->offset < high[m->partition]) {
+            by_partition[m->partition].push_back(detail::message_of(*m));
+            next[m->partition] = m->offset + 1;
         }
         rd_kafka_message_destroy(m);
     }
+    out.complete = done();
+    for (auto& part : by_partition)
+        for (auto& m : part) out.messages.push_back(std::move(m));
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return out;
