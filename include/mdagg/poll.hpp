@@ -207,6 +207,9 @@ using PollErrorCounts = std::array<std::uint64_t, static_cast<std::size_t>(PollE
 
 // What the pollers of one source counted, as plain values (a relaxed copy of its SourceStats,
 // what readers on other threads take instead of the atomics), or the sum over sources.
+// Whether a copy of the counters includes the histograms (which cost a copy each).
+enum class PollDetail : bool { counters, with_histograms };
+
 struct PollCounters {
     std::uint64_t polls_started = 0;
     std::uint64_t completed = 0;
@@ -305,8 +308,9 @@ public:
     std::size_t running() const noexcept;  // coroutines not yet returned
     std::size_t polls_in_flight() const noexcept;
     // Sources ever known, by SourceId; a source removed by a reload keeps its id and stats.
-    PollCounters source_counters(SourceId source) const;
-    // The live atomics behind source_counters(); kept for callers not moved to it yet.
+    PollCounters source_counters(SourceId source, PollDetail detail = PollDetail::with_histograms) const;
+    // The live atomics behind source_counters(), for the unit tests that watch them change
+    // while polls run; the daemon reads source_counters() only.
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const noexcept;
     // Per host guard (Config::hosts first, then hosts a reload added; a reload that drops a

@@ -17,9 +17,6 @@
 
 namespace mdagg {
 
-
-enum class PollDetail : bool { counters, with_histograms };
-
 // One source's counters, copied out of its atomics (relaxed).
 PollCounters counters_of(const SourceStats& stats, PollDetail detail);
 

@@ -46,7 +46,7 @@ asio::awaitable<bool> Ingest::wait_for_pollers(Clock::time_point limit, bool unt
 
 asio::awaitable<StageOutcome> Ingest::drain(StageDeadline deadline) {
     bool done = co_await wait_for_pollers(deadline.cancel_at, true);
-    cancelled_before_ = totals(pollers_).cancelled;
+    cancelled_before_ = PollStats::read(pollers_, PollDetail::counters).total.cancelled;
     if (!done) {
         // Cancelled pollers return within a few turns of the loop; wait for them even in an
         // emergency, or a quote read just before the cancel would miss the final flush.
@@ -82,7 +82,7 @@ asio::awaitable<void> Ingest::close(Clock::time_point deadline) {
 }
 
 void Ingest::report(nlohmann::json& fields, bool incomplete) const {
-    const auto t = totals(pollers_);
+    const PollCounters t = PollStats::read(pollers_, PollDetail::counters).total;
     fields["polls_in_flight_at_signal"] = in_flight_at_signal_;
     fields["polls_completed"] = t.completed;
     fields["polls_failed"] = t.failed;
@@ -90,12 +90,12 @@ void Ingest::report(nlohmann::json& fields, bool incomplete) const {
     fields["polls_cancelled"] = t.cancelled;
     fields["polls_cancelled_by_drain"] = t.cancelled - cancelled_before_;
     fields["pollers"] = pollers_by_state(pollers_);
-    fields["errors"] = errors_by_class(t);
-    fields["skipped_ticks"] = t.skipped;
-    fields["throttled_ticks"] = t.throttled;
-    fields["rate_limited_ticks"] = t.rate_limited;
-    fields["host_paused_ticks"] = t.paused;
-    fields["breaker_ticks"] = t.breaker;
+    fields["errors"] = errors_by_class(t.errors);
+    fields["skipped_ticks"] = t.skipped_ticks;
+    fields["throttled_ticks"] = t.throttled_ticks;
+    fields["rate_limited_ticks"] = t.rate_limited_ticks;
+    fields["host_paused_ticks"] = t.host_paused_ticks;
+    fields["breaker_ticks"] = t.breaker_ticks;
     if (incomplete) fields["abandoned_pollers"] = pollers_.running();
 }
 

@@ -27,24 +27,6 @@ nlohmann::json pollers_by_state(const PollerGroup& pollers) {
     return out;
 }
 
-Totals totals(const PollerGroup& pollers) {
-    const PollCounters c = PollStats::read(pollers, PollDetail::counters).total;
-    Totals t;
-    t.started = c.polls_started;
-    t.completed = c.completed;
-    t.failed = c.failed;
-    t.timed_out = c.timed_out;
-    t.cancelled = c.cancelled;
-    t.skipped = c.skipped_ticks;
-    t.throttled = c.throttled_ticks;
-    t.rate_limited = c.rate_limited_ticks;
-    t.paused = c.host_paused_ticks;
-    t.breaker = c.breaker_ticks;
-    t.in_flight = c.in_flight;
-    t.errors = c.errors;
-    return t;
-}
-
 nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts& since) {
     nlohmann::json errors = nlohmann::json::object();
     for (std::size_t e = 0; e < now.size(); ++e)

@@ -24,19 +24,8 @@
 
 namespace mdagg::lifecycle {
 
-// The drain line's poll totals, under the names it logs them with. Copied from the poll
-// module's one sum of its counters (PollStats), not summed again here.
-struct Totals {
-    std::uint64_t started = 0, completed = 0, failed = 0, timed_out = 0, cancelled = 0,
-                  skipped = 0, throttled = 0, rate_limited = 0, paused = 0, breaker = 0;
-    std::int64_t in_flight = 0;
-    PollErrorCounts errors{};
-};
-Totals totals(const PollerGroup& pollers);
-
 // Counts by error class since `since`, only the classes that occurred.
 nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts& since = {});
-inline nlohmann::json errors_by_class(const Totals& now) { return errors_by_class(now.errors); }
 // issue 16: the summary line's "kafka" field; counters since the start, like records_written.
 nlohmann::json kafka_summary(const KafkaStats& k);
 // Hosts that are paused or whose breaker is not closed; an empty object when all are well.

@@ -172,7 +172,7 @@ PollStats PollStats::read(const PollerGroup& pollers, PollDetail detail) {
     const std::size_t sources = pollers.source_count();
     out.sources.reserve(sources);
     for (SourceId s = 0; s < sources; ++s) {
-        out.sources.push_back(read_counters(pollers.stats(s), detail));
+        out.sources.push_back(pollers.source_counters(s, detail));
         out.total.add(out.sources.back());
         if (detail == PollDetail::with_histograms) out.source_names.push_back(pollers.source_name(s));
     }

@@ -166,10 +166,15 @@ std::array<std::size_t, poller_state_count> PollerGroup::state_counts() const no
 PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept { return impl_->registry.control_counts(); }
 std::size_t PollerGroup::size() const noexcept { return impl_->registry.size(); }
 std::size_t PollerGroup::running() const noexcept { return impl_->registry.running(); }
-std::size_t PollerGroup::polls_in_flight() const noexcept { return impl_->registry.polls_in_flight(); }
+std::size_t PollerGroup::polls_in_flight() const noexcept {
+    std::int64_t n = 0;
+    for (SourceId s = 0, end = impl_->registry.source_count(); s < end; ++s)
+        n += counters_of(impl_->registry.stats(s), PollDetail::counters).in_flight;
+    return static_cast<std::size_t>(std::max<std::int64_t>(n, 0));
+}
 const SourceStats& PollerGroup::stats(SourceId source) const { return impl_->registry.stats(source); }
-PollCounters PollerGroup::source_counters(SourceId source) const {
-    return counters_of(impl_->registry.stats(source), PollDetail::with_histograms);
+PollCounters PollerGroup::source_counters(SourceId source, PollDetail detail) const {
+    return counters_of(impl_->registry.stats(source), detail);
 }
 std::size_t PollerGroup::source_count() const noexcept { return impl_->registry.source_count(); }
 std::string PollerGroup::source_name(SourceId source) const { return impl_->registry.source_name(source); }

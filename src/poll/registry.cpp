@@ -237,12 +237,6 @@ std::size_t Registry::size() const {
     std::lock_guard lock(mutex_);
     return pollers_.size();
 }
-std::size_t Registry::polls_in_flight() const {
-    std::int64_t n = 0;
-    std::lock_guard lock(mutex_);
-    for (auto& s : slots_) n += s->stats.in_flight.load(std::memory_order_relaxed);
-    return static_cast<std::size_t>(std::max<std::int64_t>(n, 0));
-}
 const SourceStats& Registry::stats(SourceId source) const {
     std::lock_guard lock(mutex_);
     return slots_.at(source)->stats;

@@ -76,7 +76,6 @@ public:
     PollerGroup::ControlCounts control_counts() const;
     std::size_t size() const;
     std::size_t running() const noexcept { return running_.load(); }
-    std::size_t polls_in_flight() const;
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const;
     std::string source_name(SourceId source) const;
