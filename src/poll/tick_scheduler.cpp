@@ -70,14 +70,19 @@ void TickScheduler::fire(PollerEntry& e) {
 // Under the lock. The posted handler runs before the poller can be freed: freeing is posted
 // to the same strand only after its coroutine returned, which it cannot do before taking its
 // deadline out of the wheel (forget), under this lock.
+// Posted on the strand's own type, not through any_io_executor: the type erasure copies the
+// executor per post and drops the handler's pooled allocator (any_io_executor has no allocator
+// property), so the strand's operations came from Asio's per-thread cache, which the thread
+// firing the wheel empties and the other fills: a malloc per tick.
 void TickScheduler::fire_on_strand(PollerEntry& e) {
     Poller* p = e.poller;
+    const auto& strand = *p->executor.target<asio::strand<asio::io_context::executor_type>>();
     if (!e.deadline) {
-        asio::post(p->executor, asio::bind_allocator(PooledAllocator<void>{}, [p] { fire(p->tick_entry); }));
+        asio::post(strand, asio::bind_allocator(PooledAllocator<void>{}, [p] { fire(p->tick_entry); }));
         return;
     }
     // A deadline whose poll ended meanwhile is stale: the generation tells.
-    asio::post(p->executor, asio::bind_allocator(PooledAllocator<void>{}, [p, generation = e.generation] {
+    asio::post(strand, asio::bind_allocator(PooledAllocator<void>{}, [p, generation = e.generation] {
                    if (p->poll_generation == generation) fire(p->deadline_entry);
                }));
 }
