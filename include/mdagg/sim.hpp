@@ -89,6 +89,8 @@ struct Options {
     std::string tls_key;
     std::string tls_client_ca;
     std::string tls_version;
+    // Report request headers and query parameters in stats_json ("headers", "query").
+    bool record_headers = false;
 };
 
 // Parses "HOST:PORT"; throws std::invalid_argument.
@@ -132,7 +134,8 @@ public:
     //  "failed_writes", "not_found", "bad_requests", "control_requests", "listening" (bool:
     //  the quote listener is open), "active_faults", "faults": {kind: n for every kind, plus
     //  "rate_limited"}, "per_symbol": {name: quotes written}, "last_seq": {name: seq} (symbols
-    //  with seq > 0 only)}
+    //  with seq > 0 only), "gzip_responses" (answers compressed for Accept-Encoding: gzip),
+    //  ["tls"], ["headers", "query"]}
     std::string stats_json() const;
 
 private:

@@ -41,6 +41,7 @@ constexpr std::string_view kUsage =
     "                                      chain and key); /stats counts handshakes and resumptions\n"
     "  --tls-client-ca FILE                require client certificates signed by this CA\n"
     "  --tls-version 1.2|1.3               allow only this TLS version (default both)\n"
+    "  --record-headers                    report request headers and query parameters in /stats\n"
     "  --threads N                         io threads (default 1)\n"
     "  --seed N                            random seed (default 1)\n"
     "  --version, --help\n"
@@ -203,6 +204,8 @@ Command parse_args(int argc, char** argv) {
             o.tls_client_ca = std::string(need_value());
         } else if (arg == "--tls-version") {
             o.tls_version = std::string(need_value());
+        } else if (arg == "--record-headers") {
+            o.record_headers = true;
         } else if (arg == "--threads") {
             cmd.threads = parse_int<unsigned>(arg, need_value(), 1, 256);
         } else if (arg == "--seed") {
