@@ -83,7 +83,7 @@ TEST(Secrets, NeverShownAnywhereWhileUsedOnEveryRequest) {
     const fs::path token_file = dir / "token";
     write_file(token_file, token + "\n");
 
-    auto sim = harness::start_sim(dir.path(), {"--symbols", "20", "--control", "127.0.0.1:0"});
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "20", "--control", "127.0.0.1:0", "--record-headers"});
     const fs::path config = write_secret_config(dir, sim.port, token_file);
     std::string shown;  // every output, to grep at the end
 
@@ -105,13 +105,25 @@ TEST(Secrets, NeverShownAnywhereWhileUsedOnEveryRequest) {
         std::this_thread::sleep_for(100ms);
     ASSERT_GE(harness::sim_stats(sim.control_port)["responses"].get<int>(), 100) << daemon.stdout_text();
 
+    // What the simulator received (its /stats is not the daemon's output): every request
+    // carried the headers and the query parameter with the secrets' values.
+    const auto seen = harness::sim_stats(sim.control_port);
+    EXPECT_EQ(seen["headers"]["x-api-key"]["last"], api_key) << seen.dump();
+    EXPECT_EQ(seen["headers"]["x-token"]["last"], token) << seen.dump();
+    EXPECT_EQ(seen["query"]["apiKey"]["last"], api_key) << seen.dump();
+    EXPECT_GE(seen["headers"]["x-api-key"]["count"].get<int>(), seen["responses"].get<int>());
+
     // A rotated file secret takes effect on SIGHUP: the source's pollers restart with it.
     write_file(token_file, rotated + "\n");
     daemon.signal(SIGHUP);
     const auto reloaded = daemon.wait_for_line("msg", "config reloaded", 15s);
     ASSERT_TRUE(reloaded) << daemon.stdout_text();
     EXPECT_EQ((*reloaded)["pollers_restarted"].get<int>(), 20) << reloaded->dump();
-    std::this_thread::sleep_for(1s);
+    const auto rotated_deadline = std::chrono::steady_clock::now() + 15s;
+    while (harness::sim_stats(sim.control_port)["headers"]["x-token"]["last"] != rotated &&
+           std::chrono::steady_clock::now() < rotated_deadline)
+        std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(harness::sim_stats(sim.control_port)["headers"]["x-token"]["last"], rotated);
 
     for (const char* target : {"/metrics", "/debug/tasks", "/healthz", "/readyz"}) {
         const auto r = harness::http_request(admin, "GET", target);

@@ -49,3 +49,52 @@ TEST(Venue, PollsASimulatorOnIpv6Loopback) {
     EXPECT_EQ(out.seqs.size(), 20u);
     expect_seqs_increase(out);
 }
+
+TEST(Venue, GzipAnswersAreInflated) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "10"});
+    DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 10;
+    c.source_extra = "    accept_encoding: gzip\n";
+    auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
+    run_until(*daemon, sim.port, 100);
+    ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
+
+    const auto stats = sim_stats(sim.port);
+    const auto out = check_output(dir);
+    EXPECT_GE(out.quotes, 100u);
+    EXPECT_EQ(stats["responses"].get<std::size_t>(), out.quotes);
+    EXPECT_EQ(stats["gzip_responses"].get<std::size_t>(), out.quotes) << "every answer was compressed";
+    expect_seqs_increase(out);
+}
+
+TEST(Venue, AGzipBodyThatInflatesPastMaxBodyBytesIsRefusedAndCounted) {
+    TempDir dir;
+    // STOCK_1's answer is 1 MiB of padding: a few KiB once compressed, far past the default
+    // max_body_bytes (64 KiB) once inflated.
+    auto sim = harness::start_sim(
+        dir.path(), {"--symbols", "5", "--fault", R"({"kind":"oversized","symbols":["STOCK_1"],"size":1048576})"});
+    DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 5;
+    c.source_extra = "    accept_encoding: gzip\n";
+    auto daemon = start_daemon(dir, harness::write_config(dir.path(), c));
+    run_until(*daemon, sim.port, 100);
+    ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
+
+    const auto out = check_output(dir);
+    EXPECT_EQ(out.seqs.count("STOCK_1"), 0u) << "the oversized body must not become a quote";
+    EXPECT_EQ(out.seqs.size(), 4u) << "the other symbols are unharmed";
+    bool logged = false;
+    for (const auto& line : daemon->stdout_json())
+        if (line.value("msg", "") == "poll failed" && line.value("error", "") == "body_too_large") {
+            EXPECT_EQ(line.value("symbol", ""), "STOCK_1");
+            EXPECT_EQ(line.value("detail", ""), "the body inflates past max_body_bytes");
+            logged = true;
+        }
+    EXPECT_TRUE(logged) << daemon->stdout_text();
+    const auto done = harness::find_log(*daemon, "drain complete");
+    ASSERT_TRUE(done);
+    EXPECT_GT(sim_stats(sim.port)["faults"]["oversized"].get<int>(), 0);
+}
