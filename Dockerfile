@@ -21,11 +21,13 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
  && strip --strip-debug -o /out/mdagg-sim /build/mdagg-sim \
  && /out/mdagg --version
 
-# ---- runtime: the shared libraries the binaries link, a non-root user, nothing else -------
+# ---- runtime: the shared libraries the binaries link, the CA certificates HTTPS venues are
+# verified against, a non-root user, nothing else ------------------------------------------
 FROM ${BASE}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libspdlog1.10 libfmt9 libyaml-cpp0.7 libssl3 librdkafka1 \
+        ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/mdagg --no-create-home \
         --shell /usr/sbin/nologin mdagg \

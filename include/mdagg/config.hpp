@@ -53,14 +53,55 @@ struct FieldMap {
     bool operator==(const FieldMap&) const = default;
 };
 
+// Text built from secrets (a header's value, a URL with an API key in its query): copied and
+// compared like a string, but read only through reveal(), which the code that builds requests
+// calls and nothing that prints or logs does.
+class SecretText {
+public:
+    SecretText() = default;
+    explicit SecretText(std::string text) : text_(std::move(text)) {}
+    const std::string& reveal() const noexcept { return text_; }
+    bool empty() const noexcept { return text_.empty(); }
+    bool operator==(const SecretText&) const = default;
+
+private:
+    std::string text_;
+};
+
 struct Url {
     std::string scheme;  // "http" (https arrives with TLS support)
-    std::string host;
+    std::string host;    // an IPv6 address without its brackets
     std::uint16_t port = 0;
-    std::string target_template;  // path and query, containing "{symbol}"
+    // Path and query as written, with "{symbol}" and any "{env:NAME}" / "{file:PATH}"
+    // placeholders: the form every message shows.
+    std::string target_template;
+    // target_template with its secrets' values filled in ("{symbol}" stays), read at load and
+    // on SIGHUP; empty when it has no secret.
+    SecretText secret_target;
+    // The request target for `symbol`, secrets included: for the request only.
     std::string target_for(std::string_view symbol) const;
     bool operator==(const Url&) const = default;
 };
+
+// A config value that may be a secret: the text in the file, or read from an environment
+// variable ({ env: NAME }) or a file ({ file: PATH }, a mounted Secret): kafka.properties at
+// start-up, request headers at load (config_detail::read_secret).
+struct SecretRef {
+    enum class From { literal, env, file };
+    From from = From::literal;
+    std::string text;  // the value itself, the variable's name or the file's path
+    bool operator==(const SecretRef&) const = default;
+};
+
+// A request header of a source (`headers:`), sent with every request.
+struct RequestHeader {
+    std::string name;
+    SecretRef value;      // as written
+    SecretText resolved;  // the value, read at load and on SIGHUP
+    bool operator==(const RequestHeader&) const = default;
+};
+
+enum class AcceptEncoding { identity, gzip };
 
 struct SourceConfig {
     std::string name;
@@ -85,6 +126,10 @@ struct SourceConfig {
     // source's own tags apply to every symbol; a list entry { name: X, tags: [..] } adds more.
     std::vector<std::string> tags;
     std::unordered_map<std::string, std::vector<std::string>> symbol_tags;  // only tagged symbols
+    // Sent with every request, after Host (Accept and User-Agent replace the defaults).
+    std::vector<RequestHeader> headers;
+    // gzip: ask for gzip and inflate the answer, bounded by max_body_bytes after inflation.
+    AcceptEncoding accept_encoding = AcceptEncoding::identity;
     bool has_tag(std::string_view symbol, std::string_view tag) const;
     bool operator==(const SourceConfig&) const = default;
 };
@@ -138,15 +183,6 @@ struct HostConfig {
     };
     std::optional<Usage> usage;
     bool operator==(const HostConfig&) const = default;
-};
-
-// A config value that may be a secret: the text in the file, or read at start-up from an
-// environment variable ({ env: NAME }) or a file ({ file: PATH }, a mounted Secret).
-struct SecretRef {
-    enum class From { literal, env, file };
-    From from = From::literal;
-    std::string text;  // the value itself, the variable's name or the file's path
-    bool operator==(const SecretRef&) const = default;
 };
 
 enum class KafkaAcks { all, one, none };  // "all", "1", "0"

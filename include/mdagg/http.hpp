@@ -14,8 +14,51 @@
 
 namespace mdagg::http {
 
-// A keep-alive GET, serialized once per poller and written as-is on every poll.
-std::string make_get_request(std::string_view host, std::uint16_t port, std::string_view target);
+// What a source adds to its requests.
+struct RequestOptions {
+    // "Name: value\r\n" lines, checked by the config; an Accept or User-Agent here replaces
+    // the default one.
+    std::string_view header_lines;
+    bool accept_gzip = false;  // adds "Accept-Encoding: gzip"
+};
+
+// A keep-alive GET, serialized once per poller and written as-is on every poll. An IPv6
+// address `host` is bracketed in the Host header.
+std::string make_get_request(std::string_view host, std::uint16_t port, std::string_view target,
+                             const RequestOptions& options = {});
+
+// How a response body is encoded (Content-Encoding); `other` is one the daemon cannot read.
+enum class ContentEncoding : std::uint8_t { identity, gzip, deflate, other };
+
+// Why a body could not be decoded; PollError body_too_large and protocol respectively.
+enum class BodyError { inflated_too_large = 1, corrupt_encoding, unsupported_encoding };
+const boost::system::error_category& body_error_category() noexcept;
+boost::system::error_code make_error_code(BodyError e) noexcept;
+
+// Inflates a complete gzip or zlib ("deflate") body, sans-io. Its zlib state (~45 KiB) is
+// allocated once and reset per body, so keep one per thread, not per poller.
+class Inflater {
+public:
+    Inflater();
+    ~Inflater();
+    Inflater(const Inflater&) = delete;
+    Inflater& operator=(const Inflater&) = delete;
+
+    // Inflates all of `in` (gzip members back to back, or one zlib stream) into `out`, which is
+    // cleared first and never grows past `limit`: a body that inflates further is refused
+    // (inflated_too_large) as soon as it passes it. A truncated or corrupt stream is
+    // corrupt_encoding.
+    boost::system::error_code inflate(std::string_view in, std::string& out, std::size_t limit);
+
+private:
+    struct State;
+    State* state_;
+};
+
+// Replaces a complete `body` in `encoding` by its decoded bytes, at most `limit` of them,
+// with this thread's Inflater and buffer (their capacity is reused). Identity and an empty
+// body are left as they are; `other` is unsupported_encoding.
+boost::system::error_code decode_body(std::string& body, ContentEncoding encoding, std::size_t limit);
 
 // Retry-After (RFC 9110 section 10.2.3): delay-seconds, or an HTTP-date in any of its three
 // forms (IMF-fixdate, RFC 850, asctime). Returns the wait from `now` (zero for a date in the
@@ -40,6 +83,7 @@ public:
     std::string_view retry_after() const noexcept { return {retry_after_.data(), retry_after_size_}; }
     // The usage header's value, when present and numeric.
     std::optional<double> usage() const noexcept { return usage_; }
+    ContentEncoding content_encoding() const noexcept { return content_encoding_; }
 
 private:
     using error_code = boost::beast::error_code;
@@ -68,6 +112,7 @@ private:
     std::size_t retry_after_size_ = 0;
     std::string_view usage_header_;
     std::optional<double> usage_;
+    ContentEncoding content_encoding_ = ContentEncoding::identity;
 };
 
 // Interim responses a single exchange may carry before its final one; more is a protocol error.

@@ -423,6 +423,7 @@ constexpr Key<SourceDraft> source_keys[] = {
      [](const Value& v, SourceDraft& d) {
          d.cfg.url_text = read_nonempty_string(v);
          if (auto err = parse_url(d.cfg.url_text, d.cfg.url)) v.fail(*err);
+         resolve_url_secrets(v, d.cfg.url);
          d.url = v;
      },
      true},
@@ -464,6 +465,8 @@ constexpr Key<SourceDraft> source_keys[] = {
     {"symbols", [](const Value& v, SourceDraft& d) { read_symbols(v, d.cfg); }, true},
     {"tags", [](const Value& v, SourceDraft& d) { d.cfg.tags = read_tags(v); }},
     {"fields", [](const Value& v, SourceDraft& d) { read_map(v, field_keys, d.cfg.fields); }, true},
+    {"headers", [](const Value& v, SourceDraft& d) { read_headers(v, d.cfg); }},
+    {"accept_encoding", [](const Value& v, SourceDraft& d) { read_accept_encoding(v, d.cfg); }},
 };
 
 SourceDraft read_source(const Value& v) {
@@ -546,7 +549,9 @@ void read_host_name(const Value& v, HostDraft& d) {
     if (auto err = parse_url("http://" + text + "/", url))
         v.fail("expected HOST or HOST:PORT as in the sources' urls: " + *err);
     d.cfg.host = url.host;
-    d.cfg.port = text.find(':') == std::string::npos ? 0 : url.port;
+    // A port follows the last ':' outside an IPv6 address's brackets.
+    const std::size_t bracket = text.rfind(']');
+    d.cfg.port = text.find(':', bracket == std::string::npos ? 0 : bracket) == std::string::npos ? 0 : url.port;
     d.host = v;
 }
 

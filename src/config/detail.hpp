@@ -129,6 +129,31 @@ std::optional<std::string> symbol_error(std::string_view symbol);
 // contents, when it cannot be read or is larger than 64 KiB.
 std::string read_secret_file(const std::string& path, std::string_view key);
 
+// ---- secrets (secret.cpp) ----
+// [A-Za-z0-9_]+, what an environment variable's name may be here.
+bool is_env_name(std::string_view name) noexcept;
+// `{ env: NAME }` or `{ file: PATH }`, or a scalar taken as it is.
+SecretRef read_secret_ref(const Value& v);
+// The value: the literal, the variable's or the file's (read_secret_file). Throws ConfigError
+// ("environment variable NAME is not set", "file \"PATH\": cannot read: ...") without a
+// location: the caller adds the key's.
+std::string read_secret(const SecretRef& ref);
+// "environment variable NAME" or "file \"PATH\"", for messages about a value never shown.
+std::string secret_origin(const SecretRef& ref);
+
+// ---- the request of a source (request.cpp) ----
+void read_headers(const Value& v, SourceConfig& source);
+void read_accept_encoding(const Value& v, SourceConfig& source);
+// A "{env:NAME}" or "{file:PATH}" placeholder starting at target[at], if one does.
+struct SecretPlaceholder {
+    std::size_t size = 0;  // of the placeholder's text, braces included
+    SecretRef ref;
+};
+std::optional<SecretPlaceholder> secret_placeholder_at(std::string_view target, std::size_t at);
+// Reads the secrets of url.target_template into url.secret_target (percent-encoded); fails at
+// `v` (the url key) naming the variable or path.
+void resolve_url_secrets(const Value& v, Url& url);
+
 // The top-level "kafka" section (kafka.cpp) and its schema keys ("brokers", "topics.quotes").
 void read_kafka(const Value& v, Config& c);
 std::vector<std::string> kafka_key_names();

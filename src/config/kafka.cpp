@@ -57,22 +57,6 @@ constexpr Key<Config> topic_keys[] = {
     {"events", [](const Value& v, Config& c) { c.kafka.topics.events = read_topic(v); }},
 };
 
-// `{ env: NAME }` or `{ file: PATH }`, or a scalar taken as it is.
-SecretRef read_secret_ref(const Value& v) {
-    if (v.is_scalar()) return SecretRef{SecretRef::From::literal, read_string(v)};
-    if (!v.is_map()) v.fail("expected a value, { env: NAME } or { file: PATH }, got " + v.describe());
-    constexpr std::string_view keys[] = {"env", "file"};
-    const std::vector<Entry> entries = read_entries(v, keys);
-    if (entries.size() != 1) v.fail("expected exactly one of { env: NAME } or { file: PATH }");
-    const Value& inner = entries[0].value;
-    SecretRef ref{entries[0].key == 0 ? SecretRef::From::env : SecretRef::From::file, read_nonempty_string(inner)};
-    if (ref.from == SecretRef::From::env)
-        for (char ch : ref.text)
-            if (!is_ascii_alnum(ch) && ch != '_')
-                inner.fail("invalid character " + describe_char(ch) + " in an environment variable name");
-    return ref;
-}
-
 // Unknown keys fail whatever the value; a secret's value is judged at start-up.
 void check_property(const Value& v, const std::string& key, const SecretRef& value) {
     const auto reserved = std::find_if(std::begin(reserved_properties), std::end(reserved_properties),
@@ -166,21 +150,10 @@ std::vector<std::pair<std::string, std::string>> kafka_properties(const Config& 
         const std::string where = config.file + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) +
                                   ": kafka.properties." + p.key + ": ";
         std::string value;
-        switch (p.value.from) {
-            case SecretRef::From::literal: value = p.value.text; break;
-            case SecretRef::From::env: {
-                const char* env = std::getenv(p.value.text.c_str());
-                if (!env) throw ConfigError(where + "environment variable " + p.value.text + " is not set");
-                value = env;
-                break;
-            }
-            case SecretRef::From::file:
-                try {
-                    value = config_detail::read_secret_file(p.value.text, "file");
-                } catch (const ConfigError& e) {
-                    throw ConfigError(where + e.what());
-                }
-                break;
+        try {
+            value = config_detail::read_secret(p.value);
+        } catch (const ConfigError& e) {
+            throw ConfigError(where + e.what());
         }
         char error[512] = "";
         if (rd_kafka_conf_set(conf.get(), p.key.c_str(), value.c_str(), error, sizeof error) != RD_KAFKA_CONF_OK) {

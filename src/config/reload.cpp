@@ -149,6 +149,9 @@ const std::vector<ReloadRule> rules = {
     MDAGG_SOURCE("sources[].fields.exchange_time.pointer"),
     MDAGG_SOURCE("sources[].fields.exchange_time.unit"),
     MDAGG_SOURCE("sources[].fields.seq"),
+    // Secrets are read again on every reload: a rotated one restarts the source's pollers.
+    MDAGG_SOURCE("sources[].headers"),
+    MDAGG_SOURCE("sources[].accept_encoding"),
 
     ReloadRule{"hosts[].host", live, new_host_entry, adopt_new_host_entries},
     MDAGG_HOST("hosts[].rate", h.rate),

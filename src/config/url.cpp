@@ -1,5 +1,7 @@
 #include "detail.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 
 namespace mdagg {
@@ -7,6 +9,7 @@ namespace mdagg {
 namespace {
 
 constexpr std::string_view placeholder = "{symbol}";
+constexpr std::string_view placeholders_supported = "only {symbol}, {env:NAME} and {file:PATH} are supported";
 
 using config_detail::is_ascii_alnum;
 using config_detail::is_ascii_hex;
@@ -38,12 +41,16 @@ std::optional<std::string> target_error(std::string_view target) {
                 i += placeholder.size() - 1;
                 continue;
             }
+            if (const auto secret = config_detail::secret_placeholder_at(target, i)) {
+                i += secret->size - 1;
+                continue;
+            }
             const std::size_t close = target.find('}', i);
             const std::string_view shown =
                 close == std::string_view::npos ? target.substr(i, 1) : target.substr(i, close - i + 1);
-            return "unknown placeholder \"" + std::string(shown) + "\"; only {symbol} is supported";
+            return "unknown placeholder \"" + std::string(shown) + "\"; " + std::string(placeholders_supported);
         }
-        if (c == '}') return "unmatched '}'; only {symbol} is supported";
+        if (c == '}') return "unmatched '}'; " + std::string(placeholders_supported);
         if (c == '#') return "a fragment (\"#...\") is never sent to the server; remove it";
         if (c == '%') {
             if (i + 2 >= target.size() || !is_ascii_hex(target[i + 1]) || !is_ascii_hex(target[i + 2]))
@@ -56,6 +63,14 @@ std::optional<std::string> target_error(std::string_view target) {
             return "invalid character " + config_detail::describe_char(c) + " in the path; percent-encode it as " +
                    percent_encoded(c);
     }
+    return std::nullopt;
+}
+
+std::optional<std::string> ipv6_error(std::string_view host) {
+    if (host.find('%') != std::string_view::npos) return "IPv6 zone ids (\"%...\") are not supported";
+    in6_addr address{};
+    if (::inet_pton(AF_INET6, std::string(host).c_str(), &address) != 1)
+        return "\"" + std::string(host) + "\" is not an IPv6 address";
     return std::nullopt;
 }
 
@@ -84,15 +99,15 @@ std::string Url::target_for(std::string_view symbol) const {
         else
             encoded += percent_encoded(c);
     }
+    const std::string& target = secret_target.empty() ? target_template : secret_target.reveal();
     std::string out;
-    out.reserve(target_template.size() + encoded.size());
+    out.reserve(target.size() + encoded.size());
     std::size_t from = 0;
-    for (std::size_t at; (at = target_template.find(placeholder, from)) != std::string::npos;
-         from = at + placeholder.size()) {
-        out.append(target_template, from, at - from);
+    for (std::size_t at; (at = target.find(placeholder, from)) != std::string::npos; from = at + placeholder.size()) {
+        out.append(target, from, at - from);
         out += encoded;
     }
-    out.append(target_template, from);
+    out.append(target, from);
     return out;
 }
 
@@ -120,15 +135,24 @@ std::optional<std::string> parse_url(std::string_view text, Url& out) {
     url.port = 80;
     std::string_view host = authority;
     std::optional<std::string_view> port;
-    // http::make_get_request writes the Host header as host[:port], which would be malformed
-    // for a bare IPv6 address; until it brackets them, refuse rather than send bad requests.
-    if (authority.starts_with('['))
-        return "IPv6 address literals are not supported yet; use a host name or IPv4 address";
-    if (const std::size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
-        host = authority.substr(0, colon);
-        port = authority.substr(colon + 1);
+    if (authority.starts_with('[')) {  // [::1]:8081; the host is kept without its brackets
+        const std::size_t close = authority.find(']');
+        if (close == std::string_view::npos) return "missing ']' after the IPv6 address";
+        host = authority.substr(1, close - 1);
+        const std::string_view after = authority.substr(close + 1);
+        if (!after.empty() && !after.starts_with(':'))
+            return "expected ':PORT' or nothing after the IPv6 address's ']'";
+        if (!after.empty()) port = after.substr(1);
+        if (auto err = ipv6_error(host)) return err;
+    } else {
+        if (const std::size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
+            host = authority.substr(0, colon);
+            port = authority.substr(colon + 1);
+        }
+        if (host.find(':') != std::string_view::npos)
+            return "an IPv6 address needs brackets: http://[" + std::string(host) + "]:PORT/...";
+        if (auto err = host_error(host)) return err;
     }
-    if (auto err = host_error(host)) return err;
     if (port)
         if (auto err = port_error(*port, url.port)) return err;
     url.host = host;
@@ -137,6 +161,45 @@ std::optional<std::string> parse_url(std::string_view text, Url& out) {
     url.target_template = target.starts_with('/') ? std::string(target) : '/' + std::string(target);
     out = std::move(url);
     return std::nullopt;
+}
+
+std::optional<SecretPlaceholder> secret_placeholder_at(std::string_view target, std::size_t at) {
+    constexpr std::string_view env = "{env:", file = "{file:";
+    const std::string_view rest = target.substr(at);
+    const bool is_env = rest.starts_with(env);
+    if (!is_env && !rest.starts_with(file)) return std::nullopt;
+    const std::size_t open = is_env ? env.size() : file.size();
+    const std::size_t close = rest.find('}');
+    if (close == std::string_view::npos || close == open) return std::nullopt;
+    const std::string_view name = rest.substr(open, close - open);
+    if (is_env && !is_env_name(name)) return std::nullopt;
+    return SecretPlaceholder{close + 1, {is_env ? SecretRef::From::env : SecretRef::From::file, std::string(name)}};
+}
+
+// A secret's value is data in the query: every byte but the unreserved ones is percent-encoded,
+// so no value can end the query early or smuggle a header.
+void resolve_url_secrets(const Value& v, Url& url) {
+    const std::string& text = url.target_template;
+    std::string out;
+    bool any = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto secret = text[i] == '{' ? secret_placeholder_at(text, i) : std::nullopt;
+        if (!secret) {
+            out += text[i];
+            continue;
+        }
+        std::string value;
+        try {
+            value = read_secret(secret->ref);
+        } catch (const ConfigError& e) {
+            v.fail(e.what());
+        }
+        if (value.empty()) v.fail(secret_origin(secret->ref) + " is empty");
+        for (char c : value) out += is_unreserved(c) ? std::string(1, c) : percent_encoded(c);
+        i += secret->size - 1;
+        any = true;
+    }
+    url.secret_target = any ? SecretText(std::move(out)) : SecretText();
 }
 
 }  // namespace config_detail

@@ -9,13 +9,36 @@
 
 namespace mdagg::http {
 
-std::string make_get_request(std::string_view host, std::uint16_t port, std::string_view target) {
+namespace {
+
+bool iequals_prefix(std::string_view text, std::string_view prefix) {
+    return text.size() >= prefix.size() && boost::beast::iequals(text.substr(0, prefix.size()), prefix);
+}
+
+// Whether `lines` ("Name: value\r\n"...) has a header named `name`.
+bool has_header(std::string_view lines, std::string_view name) {
+    for (std::size_t at = 0; at < lines.size();) {
+        const std::size_t end = std::min(lines.find("\r\n", at), lines.size());
+        const std::string_view line = lines.substr(at, end - at);
+        if (iequals_prefix(line, name) && line.size() > name.size() && line[name.size()] == ':') return true;
+        at = end + 2;
+    }
+    return false;
+}
+
+}  // namespace
+
+std::string make_get_request(std::string_view host, std::uint16_t port, std::string_view target,
+                             const RequestOptions& options) {
+    const bool ipv6 = host.find(':') != std::string_view::npos;
     std::string req;
-    req.reserve(128 + host.size() + target.size());
+    req.reserve(160 + host.size() + target.size() + options.header_lines.size());
     req += "GET ";
     req += target;
     req += " HTTP/1.1\r\nHost: ";
+    if (ipv6) req += '[';
     req += host;
+    if (ipv6) req += ']';
     if (port != 80) {
         char buf[8];
         auto [end, ec] = std::to_chars(buf, buf + sizeof buf, port);
@@ -23,7 +46,12 @@ std::string make_get_request(std::string_view host, std::uint16_t port, std::str
         req += ':';
         req.append(buf, end);
     }
-    req += "\r\nUser-Agent: mdagg/" MDAGG_HTTP_VERSION "\r\nAccept: application/json\r\nConnection: keep-alive\r\n\r\n";
+    req += "\r\n";
+    if (!has_header(options.header_lines, "User-Agent")) req += "User-Agent: mdagg/" MDAGG_HTTP_VERSION "\r\n";
+    if (!has_header(options.header_lines, "Accept")) req += "Accept: application/json\r\n";
+    if (options.accept_gzip) req += "Accept-Encoding: gzip\r\n";
+    req += options.header_lines;
+    req += "Connection: keep-alive\r\n\r\n";
     return req;
 }
 
@@ -35,8 +63,25 @@ ResponseParser::ResponseParser(std::string& body, std::size_t body_limit, std::u
     this->header_limit(header_limit);
 }
 
+namespace {
+
+ContentEncoding encoding_of(std::string_view value) {
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (value.empty() || boost::beast::iequals(value, "identity")) return ContentEncoding::identity;
+    if (boost::beast::iequals(value, "gzip") || boost::beast::iequals(value, "x-gzip")) return ContentEncoding::gzip;
+    if (boost::beast::iequals(value, "deflate")) return ContentEncoding::deflate;
+    return ContentEncoding::other;  // br, zstd, or a list of several
+}
+
+}  // namespace
+
 void ResponseParser::on_field_impl(field name, string_view name_string, string_view value, error_code&) {
-    if (name == field::retry_after) {
+    if (name == field::content_encoding) {
+        // A second Content-Encoding line stacks another encoding: not one the daemon reads.
+        const bool stacked = content_encoding_ != ContentEncoding::identity;
+        content_encoding_ = stacked ? ContentEncoding::other : encoding_of(value);
+    } else if (name == field::retry_after) {
         retry_after_size_ = std::min(value.size(), retry_after_.size());
         std::copy_n(value.data(), retry_after_size_, retry_after_.data());
     } else if (!usage_header_.empty() && boost::beast::iequals(name_string, usage_header_)) {

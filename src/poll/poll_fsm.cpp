@@ -25,8 +25,10 @@ PollError classify(const boost::system::error_code& ec) {
     if (ec == beast::error::timeout) return PollError::timeout;
     if (ec.category() == asio::error::get_netdb_category() || ec.category() == asio::error::get_addrinfo_category())
         return PollError::resolve;
-    if (ec == beast::http::error::body_limit || ec == beast::http::error::buffer_overflow)
+    if (ec == beast::http::error::body_limit || ec == beast::http::error::buffer_overflow ||
+        ec == http::make_error_code(http::BodyError::inflated_too_large))
         return PollError::body_too_large;
+    if (ec.category() == http::body_error_category()) return PollError::protocol;  // corrupt gzip
     if (ec == asio::error::connection_refused || ec == asio::error::host_unreachable ||
         ec == asio::error::network_unreachable)
         return PollError::connect;
@@ -124,6 +126,8 @@ PollAction PollFsm::on_cancel() {
     PollAction a = finish(act(Kind::done), PollerState::cancelled);
     return close ? close_and(a) : a;
 }
+
+PollAction PollFsm::on_decode_failed(const error_code& ec) { return fail(classify(ec), ec); }
 
 PollAction PollFsm::on_mapping_failed(const std::error_code& ec) {
     return fail(classify_mapping(ec), error_code(ec));

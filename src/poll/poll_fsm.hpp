@@ -140,6 +140,9 @@ public:
     PollAction on_cancel();
     PollAction on_delivered() noexcept { return finish(act(PollAction::Kind::done), PollerState::completed); }
     PollAction on_mapping_failed(const std::error_code& ec);
+    // A 2xx body could not be decoded (http::decode_body): body_too_large once inflated, or a
+    // protocol error. The whole response was read: the connection stays usable.
+    PollAction on_decode_failed(const error_code& ec);
     // The connection was closed outside a poll (operator cancel, drain).
     void on_closed() noexcept {
         s_.connected = false;

@@ -231,6 +231,9 @@ PollAction PollerGroup::Impl::deliver(Poller& p) {
     q.source = p.source.id;
     q.symbol = p.symbol;
     q.receive_time_ns = wall_clock_ns();
+    // Only an answer to deliver is inflated: an error status's body is never read.
+    if (auto ec = http::decode_body(p.body, p.parser->content_encoding(), p.source.config.max_body_bytes))
+        return p.fsm.on_decode_failed(ec);
     if (std::error_code ec = p.mapper.map(p.body, p.symbol_name, q)) return p.fsm.on_mapping_failed(ec);
     p.last_receive_ns = q.receive_time_ns;
     on_quote(q);

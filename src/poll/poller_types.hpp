@@ -69,6 +69,7 @@ struct SourceRuntime {
           usage_header(host.usage ? host.usage->header : std::string()) {
         for (std::size_t e = 0; e < error_keys.size(); ++e)
             error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
+        for (const RequestHeader& h : c.headers) header_lines += h.name + ": " + h.resolved.reveal() + "\r\n";
         boost::system::error_code ec;
         auto address = asio::ip::make_address(c.url.host, ec);
         if (!ec) {
@@ -91,6 +92,7 @@ struct SourceRuntime {
     HostGuard& guard;  // shared with every other source on the same host
     std::shared_ptr<HostGuard> guard_owner;  // a host no longer configured keeps it until its last poller goes
     std::string usage_header;
+    std::string header_lines;  // the source's headers, secrets included: for requests only
     // "source/error class": the rate-limited log's keys, built once.
     std::array<std::string, static_cast<std::size_t>(PollError::count_)> error_keys;
 
@@ -125,8 +127,8 @@ struct Poller {
     Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
         : executor(std::move(ex)),
           connection(executor, src.config.max_body_bytes + max_header_bytes),
-          request(http::make_get_request(src.config.url.host, src.config.url.port,
-                                         src.config.url.target_for(name))),
+          request(http::make_get_request(src.config.url.host, src.config.url.port, src.config.url.target_for(name),
+                                         {src.header_lines, src.config.accept_encoding == AcceptEncoding::gzip})),
           mapper(src.mapper),
           schedule(src.config.interval, phase_offset(src.config.name, name, src.config.interval)),
           source(src),

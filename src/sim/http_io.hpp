@@ -1,6 +1,8 @@
 // Allocation-free HTTP request parsing and response framing for the simulator's hot path.
 #pragma once
 
+#include "venue.hpp"
+
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/verb.hpp>
 
@@ -25,6 +27,9 @@ public:
         body_.clear();
     }
 
+    // Headers go to `log` too (null: nowhere).
+    void record_into(RequestLog* log) noexcept { log_ = log; }
+    bool accepts_gzip() const noexcept { return gzip_; }
     boost::beast::http::verb method() const noexcept { return method_; }
     int version() const noexcept { return version_; }
 
@@ -36,8 +41,12 @@ private:
         target_.assign(target.data(), target.size());
     }
     void on_response_impl(int, string_view, int, error_code&) override {}
-    void on_field_impl(boost::beast::http::field, string_view, string_view,
-                       error_code&) override {}
+    void on_field_impl(boost::beast::http::field field, string_view name, string_view value,
+                       error_code&) override {
+        if (field == boost::beast::http::field::accept_encoding && detail::accepts_gzip(value))
+            gzip_ = true;
+        if (log_) log_->header(name, value);
+    }
     void on_header_impl(error_code&) override {}
     void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
     std::size_t on_body_impl(string_view body, error_code&) override {
@@ -55,6 +64,8 @@ private:
     std::string& body_;
     boost::beast::http::verb method_ = boost::beast::http::verb::unknown;
     int version_ = 11;
+    RequestLog* log_ = nullptr;
+    bool gzip_ = false;
 };
 
 // Writes the status line and headers into `out` (cleared first). Hand-framed rather than

@@ -5,6 +5,9 @@
 #include "book.hpp"
 #include "faults.hpp"
 #include "http_io.hpp"
+#include "stream.hpp"
+#include "tls.hpp"
+#include "venue.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -82,6 +85,7 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::seconds kIdleTimeout{60};    // keep-alive idle / slow request header
 constexpr std::chrono::seconds kWriteTimeout{30};   // a client that stops reading
 constexpr std::chrono::seconds kLingerTimeout{2};   // draining after our FIN, like nginx
+constexpr std::chrono::seconds kHandshakeTimeout{10};
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 constexpr std::uint32_t kHeaderLimit = 8 * 1024;
 constexpr std::uint64_t kBodyLimit = 64 * 1024;     // GETs carry none; just bound the damage
@@ -132,14 +136,14 @@ std::string error_body(std::string_view error, std::string_view detail_key = {},
 namespace detail {
 
 struct Connection {
-    Connection(tcp::socket socket, std::uint64_t seed, bool control)
-        : stream(std::move(socket)), timer(stream.get_executor()), buffer(kBufferLimit),
+    Connection(tcp::socket socket, asio::ssl::context* tls, std::uint64_t seed, bool control)
+        : stream(std::move(socket), tls), timer(stream.get_executor()), buffer(kBufferLimit),
           rng(seed), control_plane(control) {
         head.reserve(256);
         body.reserve(256);
     }
 
-    beast::tcp_stream stream;
+    Stream stream;              // TCP, or TLS over it
     asio::steady_timer timer;   // added latency, fault pacing
     beast::flat_buffer buffer;  // lives as long as the connection: leftovers are the next request
     std::string target;         // these keep their capacity from request to request
@@ -147,6 +151,9 @@ struct Connection {
     std::string head;
     std::string body;
     std::string extra;  // extra response headers
+    std::string zbody;  // gzip scratch
+    bool gzip = false;  // the request accepts gzip
+    std::atomic<std::uint64_t>* gzip_count = nullptr;
     std::uint64_t rng;
     std::size_t responses = 0;
     bool closed = false;  // set by stop() or a restart, on this connection's executor
@@ -177,7 +184,9 @@ using detail::Listener;
 
 struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::io_context& io_context, Options opts)
-        : io(io_context), options(std::move(opts)), book(options),
+        : io(io_context), options(std::move(opts)), tls(detail::TlsServer::make(options)),
+          request_log(options.record_headers ? std::make_unique<detail::RequestLog>() : nullptr),
+          book(options),
           // io_context(1) promises a single run() thread, so one coroutine per connection
           // is already serialised: strands would only cost. Any other hint may mean
           // --threads N, and then the connection's handlers and stop()'s close need one.
@@ -201,6 +210,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     asio::io_context& io;
     const Options options;
+    const std::unique_ptr<detail::TlsServer> tls;  // null: plain HTTP
+    const std::unique_ptr<detail::RequestLog> request_log;  // null: not recorded
     detail::Book book;
     const bool use_strands;
     // Acceptors, fault timers and the listener's hold count live here (a strand with
@@ -229,6 +240,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     std::atomic<std::uint64_t> next_connection_id{0};
     std::atomic<std::uint64_t> quote_requests_in_progress{0};
     std::atomic<std::uint64_t> max_concurrent_requests{0};  // high-water mark of the above
+    std::atomic<std::uint64_t> gzip_responses{0};
 
     std::mutex connections_mutex;
     // Weak: a connection's lifetime belongs to its coroutine; this map only finds it to close.
@@ -512,8 +524,10 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             socket.set_option(tcp::no_delay(true), ignored);
             const std::uint64_t id = self->next_connection_id.fetch_add(1);
             auto c = std::make_shared<Connection>(
-                std::move(socket), detail::stable_hash(std::to_string(id)) ^ self->options.seed,
+                std::move(socket), self->tls ? &self->tls->context() : nullptr,
+                detail::stable_hash(std::to_string(id)) ^ self->options.seed,
                 l->control);
+            c->gzip_count = &self->gzip_responses;
             if (!self->track(c)) co_return;
             auto executor = c->stream.get_executor();
             asio::co_spawn(executor, session(self, std::move(c)), LogExceptions{"connection"});
@@ -601,6 +615,10 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     }
 
     static asio::awaitable<beast::error_code> write_response(Connection& c) {
+        if (c.gzip && !c.body.empty()) {
+            detail::gzip_response(c.head, c.body, c.zbody);
+            if (c.gzip_count) c.gzip_count->fetch_add(1, std::memory_order_relaxed);
+        }
         c.stream.expires_after(kWriteTimeout);
         auto [ec, n] = co_await asio::async_write(
             c.stream, std::array{asio::buffer(c.head), asio::buffer(c.body)}, nothrow);
@@ -802,6 +820,10 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
         auto& stream = c->stream;
         bool linger = false;  // we sent "Connection: close": half-close and drain
+        if (self->tls && !co_await self->tls->handshake(stream, kHandshakeTimeout)) {
+            stream.close();
+            co_return;
+        }
         for (;;) {
             // After stop(), pipelined requests already buffered must not be answered.
             if (c->closed) break;
@@ -809,6 +831,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             detail::RequestParser parser(c->target, c->request_body);
             parser.header_limit(kHeaderLimit);
             parser.body_limit(kBodyLimit);
+            parser.record_into(self->request_log.get());
             auto [read_ec, read_n] = co_await http::async_read(stream, c->buffer, parser, nothrow);
             (void)read_n;
             if (read_ec) {
@@ -821,6 +844,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 break;
             }
             self->requests.fetch_add(1, std::memory_order_relaxed);
+            c->gzip = parser.accepts_gzip();
+            if (self->request_log) self->request_log->query(c->target);
 
             std::size_t index = 0;
             const Route route = self->route(parser.method(), c->target, c->control_plane, index);
@@ -884,7 +909,9 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         }
 
         beast::error_code ignored;
-        if (linger && !c->closed) {
+        if (linger && !c->closed && stream.tls()) {
+            co_await detail::TlsServer::shutdown(stream, kLingerTimeout);  // close_notify both ways
+        } else if (linger && !c->closed) {
             // Closing with unread input would send RST, and the peer could lose our last
             // response. Half-close and drain until the peer closes, like nginx's lingering
             // close.
@@ -919,6 +946,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         field("bad_requests", bad_requests.load());
         field("control_requests", control_requests.load());
         field("max_concurrent_requests", max_concurrent_requests.load());
+        field("gzip_responses", gzip_responses.load());
         out += quote.open.load() ? "\"listening\":true," : "\"listening\":false,";
         field("active_faults", faults.size(detail::SteadyClock::now()));
         out += "\"faults\":{";
@@ -931,7 +959,10 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         book.append_written_json(out);
         out += "},\"last_seq\":{";
         book.append_last_seq_json(out);
-        out += "}}";
+        out += '}';
+        if (tls) tls->append_stats_json(out);
+        if (request_log) request_log->append_json(out);
+        out += '}';
         return out;
     }
 };

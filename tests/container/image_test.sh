@@ -122,6 +122,8 @@ for tool in g++ cc cmake ninja; do
   if [ -e "$mnt/usr/bin/$tool" ]; then echo "image_test: FAIL: runtime image contains /usr/bin/$tool" >&2; exit 1; fi
 done
 chroot --userspec="$user" "$mnt" /usr/local/bin/mdagg --version
+# HTTPS venues are verified against the system trust store, which ca-certificates fills.
+[ -s "$mnt/etc/ssl/certs/ca-certificates.crt" ] || { echo "image_test: FAIL: no CA certificates in the image" >&2; exit 1; }
 chroot --userspec="$user" "$mnt" /usr/local/bin/mdagg --check-config /etc/mdagg/config.yaml
 [ "$(stat -c %u "$mnt$workdir")" = "${user%%:*}" ] || { echo "image_test: FAIL: $workdir not owned by the image user" >&2; exit 1; }
 

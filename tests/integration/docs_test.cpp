@@ -1,8 +1,9 @@
 // The documentation's promises that code can check: README.md gives the two commands, every
-// config example in README.md and docs/configuration.md passes the real `mdagg --check-config`,
-// every relative link between the pages reaches a file and a heading, no paragraph is written
-// twice (each fact has one page), `mdagg-sim --help` names the page that lists its faults, and
-// every metric family a real /metrics scrape shows is named in docs/operations.md.
+// config example in README.md, docs/configuration.md and docs/venues.md passes the real
+// `mdagg --check-config`, every relative link between the pages reaches a file and a heading,
+// no paragraph is written twice (each fact has one page), `mdagg-sim --help` names the page
+// that lists its faults, and every metric family a real /metrics scrape shows is named in
+// docs/operations.md.
 #include "harness.hpp"
 
 #include <gtest/gtest.h>
@@ -154,8 +155,11 @@ TEST(Docs, EveryConfigExampleIsValid) {
         if (block.lang == "yaml" && is_full_config(block.body)) minimal = block.body;
     ASSERT_FALSE(minimal.empty()) << "README.md has no config example";
 
+    // The secrets the examples read: a missing one is a config error.
+    ::setenv("VENUE_API_KEY", "docs-test-key", 1);
+    ::setenv("BINANCE_API_KEY", "docs-test-key", 1);
     int checked = 0;
-    for (const fs::path page : {"README.md", "docs/configuration.md"}) {
+    for (const fs::path page : {"README.md", "docs/configuration.md", "docs/venues.md"}) {
         for (const auto& block : fenced_blocks(read(root / page))) {
             if (block.lang != "yaml") continue;
             std::string yaml = block.body;

@@ -301,13 +301,12 @@ TEST(ConfigErrors, Urls) {
     EXPECT_EQ(url_error("http://h:/{symbol}"), at + "invalid port \"\"; expected a number from 1 to 65535");
     EXPECT_EQ(url_error("http://u:p@h/{symbol}"), at + "credentials in the URL are not supported");
     EXPECT_EQ(url_error("http://h_o$t/{symbol}"), at + "invalid character '$' in host");
-    EXPECT_EQ(url_error("http://[::1]:8081/{symbol}"),
-              at + "IPv6 address literals are not supported yet; use a host name or IPv4 address");
     EXPECT_EQ(url_error("http://h/q/{symbol}#x"),
               at + "a fragment (\"#...\") is never sent to the server; remove it");
     EXPECT_EQ(url_error("http://h/q /{symbol}"),
               at + "invalid character ' ' in the path; percent-encode it as %20");
-    EXPECT_EQ(url_error("http://h/q/{sym}"), at + "unknown placeholder \"{sym}\"; only {symbol} is supported");
+    EXPECT_EQ(url_error("http://h/q/{sym}"),
+              at + "unknown placeholder \"{sym}\"; only {symbol}, {env:NAME} and {file:PATH} are supported");
     EXPECT_EQ(url_error("http://h/q/%zz{symbol}"),
               at + "invalid percent-encoding: '%' must be followed by two hex digits");
 }

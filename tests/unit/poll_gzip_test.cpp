@@ -1,0 +1,68 @@
+// A 2xx body that cannot be decoded (accept_encoding: gzip), stepped through the poll state
+// machine without sockets: too large once inflated is body_too_large, a corrupt body a protocol
+// error; the response was read whole, so the connection stays open.
+#include <mdagg/http.hpp>
+
+#include "poll_fsm.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace std::chrono_literals;
+using mdagg::HostVerdict;
+using mdagg::PollerState;
+using mdagg::PollError;
+using mdagg::detail::ParseResult;
+using mdagg::detail::PollAction;
+using mdagg::detail::PollFsm;
+using Kind = PollAction::Kind;
+using Clock = mdagg::detail::PollClock;
+namespace http = mdagg::http;
+
+namespace {
+
+const Clock::time_point t0 = Clock::time_point(100s);
+
+// A poll on a fresh connection, up to its 200 answer's delivery.
+PollFsm at_delivery() {
+    PollFsm fsm(2s, 1s, 7);
+    EXPECT_EQ(fsm.on_tick(t0).kind, Kind::connect);
+    EXPECT_EQ(fsm.on_connected(t0 + 1ms).kind, Kind::write);
+    EXPECT_EQ(fsm.on_written(true).kind, Kind::parse);
+    ParseResult ok;
+    ok.complete = true;
+    ok.status = 200;
+    ok.keep_alive = true;
+    EXPECT_EQ(fsm.on_parsed(ok).kind, Kind::deliver);
+    return fsm;
+}
+
+TEST(PollGzip, DecodeErrorsAreClassified) {
+    EXPECT_EQ(mdagg::detail::classify(http::make_error_code(http::BodyError::inflated_too_large)),
+              PollError::body_too_large);
+    EXPECT_EQ(mdagg::detail::classify(http::make_error_code(http::BodyError::corrupt_encoding)), PollError::protocol);
+    EXPECT_EQ(mdagg::detail::classify(http::make_error_code(http::BodyError::unsupported_encoding)),
+              PollError::protocol);
+}
+
+TEST(PollGzip, ABodyInflatingPastTheLimitFailsThePollAndKeepsTheConnection) {
+    PollFsm fsm = at_delivery();
+    const PollAction a = fsm.on_decode_failed(http::make_error_code(http::BodyError::inflated_too_large));
+    EXPECT_EQ(a.kind, Kind::done);
+    EXPECT_FALSE(a.has(PollAction::close));
+    EXPECT_EQ(fsm.result().outcome, PollerState::failed);
+    EXPECT_EQ(fsm.result().error, PollError::body_too_large);
+    EXPECT_EQ(fsm.result().detail.message(), "the body inflates past max_body_bytes");
+    EXPECT_TRUE(fsm.connected());
+    EXPECT_EQ(fsm.on_tick(t0 + 1s).kind, Kind::write);  // the next poll reuses it
+}
+
+TEST(PollGzip, ACorruptBodyIsAProtocolErrorThatCountsAgainstTheHost) {
+    PollFsm fsm = at_delivery();
+    const PollAction a = fsm.on_decode_failed(http::make_error_code(http::BodyError::corrupt_encoding));
+    EXPECT_EQ(a.kind, Kind::done);
+    EXPECT_EQ(fsm.result().error, PollError::protocol);
+    EXPECT_EQ(fsm.result().verdict, HostVerdict::failing);
+    EXPECT_TRUE(fsm.connected());
+}
+
+}  // namespace
