@@ -54,12 +54,26 @@ struct FieldMap {
 };
 
 struct Url {
-    std::string scheme;  // "http" (https arrives with TLS support)
+    std::string scheme;  // "http" or "https"
     std::string host;
     std::uint16_t port = 0;
     std::string target_template;  // path and query, containing "{symbol}"
     std::string target_for(std::string_view symbol) const;
     bool operator==(const Url&) const = default;
+};
+
+// A source's `tls:` block (https URLs only; src/config/tls.cpp). The files are checked when
+// the config is loaded (readable, PEM, key matching the certificate) and read again when the
+// poller group builds its SSL contexts: one per distinct setting, shared by its pollers.
+enum class TlsVersion { tls1_2, tls1_3 };  // "1.2", "1.3"
+struct TlsConfig {
+    bool verify = true;       // false: no peer or name check; warned at start and in every summary
+    std::string ca_file;      // empty: OpenSSL's default trust store
+    std::string server_name;  // SNI and the name checked; empty: the URL's host
+    std::string client_cert;  // mutual TLS: both or neither
+    std::string client_key;
+    TlsVersion min_version = TlsVersion::tls1_2;
+    bool operator==(const TlsConfig&) const = default;
 };
 
 struct SourceConfig {
@@ -85,6 +99,10 @@ struct SourceConfig {
     // source's own tags apply to every symbol; a list entry { name: X, tags: [..] } adds more.
     std::vector<std::string> tags;
     std::unordered_map<std::string, std::vector<std::string>> symbol_tags;  // only tagged symbols
+    TlsConfig tls;  // used when url.scheme is "https"
+    bool uses_tls() const noexcept { return url.scheme == "https"; }
+    // The name sent as SNI and checked against the certificate.
+    const std::string& tls_server_name() const noexcept { return tls.server_name.empty() ? url.host : tls.server_name; }
     bool has_tag(std::string_view symbol, std::string_view tag) const;
     bool operator==(const SourceConfig&) const = default;
 };

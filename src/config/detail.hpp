@@ -133,6 +133,10 @@ std::string read_secret_file(const std::string& path, std::string_view key);
 void read_kafka(const Value& v, Config& c);
 std::vector<std::string> kafka_key_names();
 
+// A source's "tls" block (tls.cpp) and its keys ("verify", "ca_file", ...).
+void read_tls(const Value& v, TlsConfig& out);
+std::vector<std::string> tls_key_names();
+
 // The top-level "sharding" section (sharding.cpp).
 void read_sharding(const Value& v, Config& c);
 std::vector<std::string_view> sharding_key_names();
