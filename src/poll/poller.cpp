@@ -46,6 +46,8 @@ std::string_view to_string(PollError e) noexcept {
         case PollError::malformed: return "malformed";
         case PollError::mapping: return "mapping";
         case PollError::body_error: return "body_error";
+        case PollError::tls_handshake: return "tls_handshake";
+        case PollError::tls_verify: return "tls_verify";
         case PollError::count_: break;
     }
     return "unknown";
@@ -126,7 +128,7 @@ void PollerGroup::Impl::wake(Poller& p) { ticks.wake(p); }
 void PollerGroup::Impl::interrupt(Poller& p, bool abort_poll) {
     wake(p);
     if (!abort_poll) return;
-    p.connection.cancel();
+    p.cancel_io();
 }
 
 void PollerGroup::Impl::on_exit(Poller& p, std::exception_ptr e) {

@@ -93,6 +93,9 @@ private:
     void add_configured_hosts(const Config& config);
     static std::string host_key(const HostConfig& host);
     std::shared_ptr<HostGuard> guard_for(const HostConfig& host);
+    // The source's shared SSL context (null for http); throws std::runtime_error naming the
+    // source when OpenSSL cannot build it.
+    std::shared_ptr<TlsContext> tls_for(const SourceConfig& source);
     void prune_hosts();
     Poller& make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name);
     // Not under mutex_: on the poller's executor, after it exited.
@@ -103,6 +106,7 @@ private:
 
     PollerHooks& hooks_;
     mutable std::mutex mutex_;
+    TlsContextCache tls_contexts_;  // one context per distinct tls setting
     std::vector<std::unique_ptr<SourceSlot>> slots_;  // by SourceId
     // One guard per host entry, shared by every source (and reload) that polls that host.
     // A guard whose host the running config no longer names goes with the last poller that

@@ -93,6 +93,7 @@ public:
     }
 
     boost::beast::flat_buffer& buffer() noexcept { return buffer_; }
+    tcp::socket& socket() noexcept { return socket_; }  // for a transport layered on this one
 
     // The pending operation ends with operation_aborted.
     void cancel() noexcept {
