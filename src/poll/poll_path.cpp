@@ -117,7 +117,13 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
             }
             case Kind::parse_eof: a = parse_eof(p); break;
             case Kind::deliver: a = deliver(p); break;
-            case Kind::done: end_poll(p, probe, start); co_return;
+            case Kind::done:
+                // An idle poller holds no read buffer, parser or body: they are lent per poll.
+                conn.release_buffer();
+                p.parser.reset();
+                detail::return_body(p.body);
+                end_poll(p, probe, start);
+                co_return;
         }
     }
 }
@@ -131,24 +137,26 @@ template <class Transport>
 Task<PollAction> PollerGroup::Impl::connect(Poller& p, Transport& conn) {
     auto& src = p.source;
     src.stats.connects.fetch_add(1, std::memory_order_relaxed);
-    if (src.has_numeric_endpoint) {
-        p.endpoints.assign(1, src.numeric_endpoint);
-    } else {
+    // A numeric host's one endpoint is the source's: no copy per poller.
+    std::span<const tcp::endpoint> endpoints(&src.numeric_endpoint, 1);
+    if (!src.has_numeric_endpoint) {
         src.resolver.endpoints(p.endpoints, Clock::now());
         // No address yet: a lookup is under way; the next tick retries.
         if (p.endpoints.empty()) co_return p.fsm.on_failed(asio::error::host_not_found_try_again, Clock::now());
+        endpoints = p.endpoints;
     }
     auto stop = [this, &p] { return interrupted(p); };
-    const beast::error_code ec = co_await conn.connect(p.endpoints, stop);
+    const beast::error_code ec = co_await conn.connect(endpoints, stop);
     if (ec || p.deadline_expired) co_return failed(p, ec);
     co_return p.fsm.on_connected(Clock::now());
 }
 
 // A fresh parser for the response, then the request straight to the socket. Returns the
-// bytes written. The parser lives in the Poller, not in a frame: Asio recycles coroutine
-// frames only up to ~1 KiB, and a frame holding it would cost a malloc per poll.
+// bytes written. The parser's and the body's storage are lent while the poll is in flight
+// (in_flight.hpp): a retry's second exchange reuses them, the poll's end gives them back.
 template <class Transport>
 std::size_t PollerGroup::Impl::begin_exchange(Poller& p, Transport& conn, beast::error_code& ec) {
+    detail::lend_body(p.body);
     p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes, p.source.usage_header);
     p.parser->eager(true);
     return conn.write_now(asio::buffer(p.request), ec);
@@ -187,7 +195,7 @@ PollAction PollerGroup::Impl::read_failed(Poller& p, const beast::error_code& ec
 }
 
 // Feeds the buffered bytes (this read's, or left over from the last) to the parser.
-PollAction PollerGroup::Impl::parse(Poller& p, beast::flat_buffer& buffer) {
+PollAction PollerGroup::Impl::parse(Poller& p, detail::ReadBuffer& buffer) {
     beast::error_code ec;
     while (buffer.size() > 0 && !p.parser->is_done()) {
         const std::size_t used = http::put_response(p.parser, buffer.data(), ec);
@@ -226,12 +234,12 @@ ParseResult PollerGroup::Impl::answer(const Poller& p) {
 }
 
 PollAction PollerGroup::Impl::deliver(Poller& p) {
-    Quote& q = p.quote;
-    q = Quote{};
+    Quote q;
     q.source = p.source.id;
     q.symbol = p.symbol;
     q.receive_time_ns = wall_clock_ns();
     if (std::error_code ec = p.mapper.map(p.body, p.symbol_name, q)) return p.fsm.on_mapping_failed(ec);
+    p.last_receive_ns = q.receive_time_ns;
     on_quote(q);
     return p.fsm.on_delivered();
 }
@@ -283,7 +291,7 @@ void PollerGroup::Impl::note_outcome(Poller& p, Clock::duration took) {
     switch (p.state.load(std::memory_order_relaxed)) {
         case PollerState::completed:
             p.completed.fetch_add(1, std::memory_order_relaxed);
-            p.last_success_ns.store(p.quote.receive_time_ns, std::memory_order_relaxed);
+            p.last_success_ns.store(p.last_receive_ns, std::memory_order_relaxed);
             break;
         case PollerState::timed_out:
             p.timed_out.fetch_add(1, std::memory_order_relaxed);

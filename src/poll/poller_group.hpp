@@ -77,7 +77,7 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     bool interrupted(const Poller& p) const noexcept;
     detail::PollAction failed(Poller& p, const beast::error_code& ec);
     detail::PollAction read_failed(Poller& p, const beast::error_code& ec);
-    detail::PollAction parse(Poller& p, beast::flat_buffer& buffer);
+    detail::PollAction parse(Poller& p, detail::ReadBuffer& buffer);
     detail::PollAction parse_eof(Poller& p);
     static detail::ParseResult answer(const Poller& p);
     detail::PollAction deliver(Poller& p);

@@ -9,6 +9,7 @@
 #include "schedule.hpp"
 
 #include "host_resolver.hpp"
+#include "in_flight.hpp"
 #include "poll_fsm.hpp"
 #include "task.hpp"
 #include "timer_wheel.hpp"
@@ -65,7 +66,8 @@ struct SourceSlot {
 struct SourceRuntime {
     SourceRuntime(const SourceConfig& c, SourceId i, SourceSlot& slot, std::shared_ptr<HostGuard> g,
                   const HostConfig& host, std::shared_ptr<TlsContext> tls_context = nullptr)
-        : config(c), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight), guard(*g), guard_owner(std::move(g)),
+        : config(without_symbols(c)), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight), guard(*g),
+          guard_owner(std::move(g)),
           usage_header(host.usage ? host.usage->header : std::string()) {
         if (tls_context) {
             boost::system::error_code not_ip;
@@ -81,6 +83,13 @@ struct SourceRuntime {
             numeric_endpoint = tcp::endpoint(address, c.url.port);
             has_numeric_endpoint = true;
         }
+    }
+    // The source's settings without its symbol list: each poller holds its own name, and
+    // the list copied once more per runtime cost 32 bytes a poller.
+    static SourceConfig without_symbols(const SourceConfig& c) {
+        SourceConfig settings = c;
+        std::vector<std::string>().swap(settings.symbols);
+        return settings;
     }
     const SourceConfig config;
     const QuoteMapper mapper{config.fields};  // compiled once; each poller's is a copy sharing it
@@ -159,9 +168,9 @@ struct Poller {
     PollerEntry deadline_entry{*this, true};
     std::coroutine_handle<> tick_waiter;  // the coroutine while it waits for its tick
     std::string body;
-    std::optional<http::ResponseParser> parser;  // one per response, constructed in place
-    std::vector<tcp::endpoint> endpoints;  // where the next connect goes; capacity kept
-    Quote quote;
+    detail::InFlight<http::ResponseParser> parser;  // one per response; pooled, only while polling
+    std::vector<tcp::endpoint> endpoints;  // a named host's addresses for the next connect; capacity kept
+    std::int64_t last_receive_ns = 0;      // the last quote's receive time, for the task table
     std::string request;
     QuoteMapper mapper;
     Schedule schedule;

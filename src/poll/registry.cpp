@@ -20,7 +20,7 @@ void Registry::add_configured(const Config& config, const Universe& universe) {
         const SourceConfig& sc = config.sources[s];
         const HostConfig& host = config.hosts.at(sc.host);
         auto runtime = std::make_shared<SourceRuntime>(sc, s, slot_for(s, sc), guard_for(host), host, tls_for(sc));
-        for (auto& name : runtime->config.symbols) make_poller(runtime, symbol_ids.at(name), name);
+        for (auto& name : sc.symbols) make_poller(runtime, symbol_ids.at(name), name);
     }
 }
 

@@ -65,7 +65,8 @@ public:
     // eof on an idle connection, as a cut for a close-delimited body).
     Task<std::tuple<error_code, std::size_t>> read_some(std::size_t max);
 
-    boost::beast::flat_buffer& buffer() noexcept { return tcp_.buffer(); }
+    ReadBuffer& buffer() noexcept { return tcp_.buffer(); }
+    void release_buffer() noexcept { tcp_.release_buffer(); }
     void cancel() noexcept { tcp_.cancel(); }
     // Sends close_notify when the session is sound, without waiting for the peer's (one
     // non-blocking write: a peer that never answers cannot hold a close or the drain).

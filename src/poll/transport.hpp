@@ -6,12 +6,12 @@
 //
 // A transport is a concrete type and the driver a template over it: a poll's few operations
 // cost no virtual call, no std::function and no allocation beyond the pooled operation.
+#include "read_buffer_pool.hpp"
 #include "task.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 
 #include <concepts>
 #include <span>
@@ -20,14 +20,16 @@ namespace mdagg::detail {
 
 // What the driver needs of a transport. `read_some` reads into buffer()'s free space; bytes
 // stay there (one flat buffer per connection) until the parser consumed them, and leftovers
-// belong to the next response on the same connection.
+// belong to the next response on the same connection. The buffer's storage is pooled
+// (read_buffer_pool.hpp): `release_buffer()` at the end of each poll gives it back when empty.
 template <class T>
 concept Transport = requires(T t, std::span<const boost::asio::ip::tcp::endpoint> endpoints, bool (*stop)(void*),
                              void* context, boost::asio::const_buffer data, boost::system::error_code& ec) {
     { t.write_now(data, ec) } -> std::same_as<std::size_t>;
     t.write(data);      // co_await: std::tuple<error_code, std::size_t>
     t.read_some(4096);  // co_await: std::tuple<error_code, std::size_t>
-    { t.buffer() } -> std::same_as<boost::beast::flat_buffer&>;
+    { t.buffer() } -> std::same_as<ReadBuffer&>;
+    t.release_buffer();
     t.cancel();
     t.close();
 };
@@ -92,7 +94,8 @@ public:
         });
     }
 
-    boost::beast::flat_buffer& buffer() noexcept { return buffer_; }
+    ReadBuffer& buffer() noexcept { return buffer_; }
+    void release_buffer() noexcept { release_if_empty(buffer_); }
     tcp::socket& socket() noexcept { return socket_; }  // for a transport layered on this one
 
     // The pending operation ends with operation_aborted.
@@ -107,6 +110,7 @@ public:
         socket_.shutdown(tcp::socket::shutdown_both, ignored);
         socket_.close(ignored);
         buffer_.clear();
+        buffer_.shrink_to_fit();
     }
 
 private:
@@ -125,7 +129,7 @@ private:
     }
 
     tcp::socket socket_;
-    boost::beast::flat_buffer buffer_;
+    ReadBuffer buffer_;
 };
 
 static_assert(Transport<TcpTransport>);
