@@ -306,6 +306,8 @@ public:
         std::size_t active_on_paused_host = 0;
     };
     ControlCounts control_counts() const noexcept;
+    // The https sources polling with tls.verify false: warned about in every summary line.
+    std::vector<std::string> unverified_tls_sources() const;
 
     std::size_t size() const noexcept;
     std::size_t running() const noexcept;  // coroutines not yet returned

@@ -166,6 +166,7 @@ void PollerGroup::flush_logs() { impl_->error_log.flush(); }
 
 std::array<std::size_t, poller_state_count> PollerGroup::state_counts() const noexcept { return impl_->registry.state_counts(); }
 PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept { return impl_->registry.control_counts(); }
+std::vector<std::string> PollerGroup::unverified_tls_sources() const { return impl_->registry.unverified_tls_sources(); }
 std::size_t PollerGroup::size() const noexcept { return impl_->registry.size(); }
 std::size_t PollerGroup::running() const noexcept { return impl_->registry.running(); }
 std::size_t PollerGroup::polls_in_flight() const noexcept { return impl_->registry.polls_in_flight(); }

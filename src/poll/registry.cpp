@@ -222,6 +222,17 @@ std::array<std::size_t, poller_state_count> Registry::state_counts() const {
     return counts;
 }
 
+std::vector<std::string> Registry::unverified_tls_sources() const {
+    std::vector<std::string> out;
+    std::lock_guard lock(mutex_);
+    for (auto& p : pollers_) {
+        const SourceRuntime& src = p->source;
+        if (p->retired || !src.tls || src.tls->context->config().verify) continue;
+        if (std::find(out.begin(), out.end(), src.config.name) == out.end()) out.push_back(src.config.name);
+    }
+    return out;
+}
+
 PollerGroup::ControlCounts Registry::control_counts() const {
     PollerGroup::ControlCounts counts;
     std::lock_guard lock(mutex_);

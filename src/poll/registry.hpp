@@ -74,6 +74,7 @@ public:
     std::vector<PollerSnapshot> snapshot() const;
     std::array<std::size_t, poller_state_count> state_counts() const;
     PollerGroup::ControlCounts control_counts() const;
+    std::vector<std::string> unverified_tls_sources() const;
     std::size_t size() const;
     std::size_t running() const noexcept { return running_.load(); }
     std::size_t polls_in_flight() const;

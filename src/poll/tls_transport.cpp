@@ -122,10 +122,12 @@ TlsTransport::Want TlsTransport::after(int ret, error_code& ec) {
             break;
         default: {
             const unsigned long e = ERR_peek_last_error();
-            if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+            if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
                 ec = ssl_error::stream_truncated;
-            else
+            } else {
                 ec = error_code(static_cast<int>(e), boost::asio::error::get_ssl_category());
+                fatal_ = true;
+            }
         }
     }
     ERR_clear_error();
@@ -178,11 +180,18 @@ Task<std::tuple<boost::system::error_code, std::size_t>> TlsTransport::read_some
 
 void TlsTransport::end_session() noexcept {
     if (!ssl_) return;
-    if (sound_) SSL_shutdown(ssl_);  // our close_notify if the socket takes it now; no wait
+    if (sound_) {
+        SSL_shutdown(ssl_);  // our close_notify if the socket takes it now; no wait
+    } else if (!fatal_) {
+        // The peer closed or the TCP connection broke: the session is still good. Without this
+        // SSL_free marks it not resumable, and venues close idle connections all the time.
+        SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    }
     ERR_clear_error();
     SSL_free(ssl_);
     ssl_ = nullptr;
     sound_ = false;
+    fatal_ = false;
 }
 
 void TlsTransport::close() noexcept {

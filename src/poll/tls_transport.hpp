@@ -95,6 +95,7 @@ private:
     SSL* ssl_ = nullptr;
     SSL_SESSION* session_ = nullptr;  // offered on the next handshake
     bool sound_ = false;              // handshake done, no fatal error: close_notify may go
+    bool fatal_ = false;              // a TLS protocol error: the session must not be resumed
 };
 
 static_assert(Transport<TlsTransport>);

@@ -217,6 +217,28 @@ TEST_F(TlsTransportTest, ReconnectResumesTheSessionTls12) {
                       [this](TlsTransport& tr, std::string& a) { return exchange(tr, a); });
 }
 
+TEST_F(TlsTransportTest, ReconnectAfterTheServerCutTheConnectionResumes) {
+    // Venues close idle connections without close_notify: the session must stay resumable.
+    for (const TlsVersion version : {TlsVersion::tls1_3, TlsVersion::tls1_2}) {
+        handshakes_ = 0;
+        resumptions_ = 0;
+        TlsServer server(pki_->server, version);
+        server.after = AfterAnswer::cut;
+        TlsPeer peer = peer_for("localhost");
+        TlsTransport t(io_.get_executor(), 64 * 1024, peer);
+        std::string answer;
+        ASSERT_FALSE(connect(t, server.port()));
+        ASSERT_FALSE(exchange(t, answer));
+        auto [ec, n] = run(t.read_some(4096));
+        ASSERT_TRUE(is_tls_truncation(ec)) << ec.message();
+        t.close();
+        ASSERT_FALSE(connect(t, server.port()));
+        ASSERT_FALSE(exchange(t, answer));
+        EXPECT_EQ(resumptions_, 1u) << (version == TlsVersion::tls1_3 ? "TLS 1.3" : "TLS 1.2");
+        t.close();
+    }
+}
+
 TEST_F(TlsTransportTest, MinVersionRefusesAnOlderServer) {
     TlsServer server(pki_->server, TlsVersion::tls1_2);
     TlsConfig c;
