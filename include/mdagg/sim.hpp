@@ -82,6 +82,13 @@ struct Options {
     bool control = false;
     std::string control_host = "127.0.0.1";
     std::uint16_t control_port = 0;  // 0 = pick a free port (see Simulator::control_port())
+    // TLS on both listeners when tls_cert and tls_key are set (PEM files). tls_client_ca
+    // requires client certificates signed by it; tls_version "1.2" or "1.3" allows only that
+    // one (default: both). Counted in stats_json's "tls".
+    std::string tls_cert;
+    std::string tls_key;
+    std::string tls_client_ca;
+    std::string tls_version;
 };
 
 // Parses "HOST:PORT"; throws std::invalid_argument.
@@ -95,7 +102,8 @@ bool symbol_in_ratio(std::string_view symbol, double ratio) noexcept;
 class Simulator {
 public:
 
-    // Throws std::invalid_argument for bad options or a bad fault in options.faults.
+    // Throws std::invalid_argument for bad options, a bad fault in options.faults, or TLS
+    // files that cannot be loaded.
     Simulator(boost::asio::io_context& io, Options options);
     ~Simulator();
 

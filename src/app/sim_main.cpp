@@ -37,6 +37,10 @@ constexpr std::string_view kUsage =
     "  --faults-file PATH                  faults from a file: a JSON array, or one per line\n"
     "  --control HOST:PORT                 a listener for /control/ and /stats only, which\n"
     "                                      faults never touch (port 0 = any)\n"
+    "  --tls-cert FILE --tls-key FILE      serve both listeners over TLS 1.2/1.3 (PEM certificate\n"
+    "                                      chain and key); /stats counts handshakes and resumptions\n"
+    "  --tls-client-ca FILE                require client certificates signed by this CA\n"
+    "  --tls-version 1.2|1.3               allow only this TLS version (default both)\n"
     "  --threads N                         io threads (default 1)\n"
     "  --seed N                            random seed (default 1)\n"
     "  --version, --help\n"
@@ -191,6 +195,14 @@ Command parse_args(int argc, char** argv) {
         } else if (arg == "--max-requests-per-connection") {
             o.max_requests_per_connection = parse_int<std::size_t>(
                 arg, need_value(), 0, std::numeric_limits<std::size_t>::max());
+        } else if (arg == "--tls-cert") {
+            o.tls_cert = std::string(need_value());
+        } else if (arg == "--tls-key") {
+            o.tls_key = std::string(need_value());
+        } else if (arg == "--tls-client-ca") {
+            o.tls_client_ca = std::string(need_value());
+        } else if (arg == "--tls-version") {
+            o.tls_version = std::string(need_value());
         } else if (arg == "--threads") {
             cmd.threads = parse_int<unsigned>(arg, need_value(), 1, 256);
         } else if (arg == "--seed") {
@@ -242,7 +254,8 @@ int main(int argc, char** argv) {
         nlohmann::json listening{{"event", "listening"},
                                  {"host", cmd.options.host},
                                  {"port", sim.port()},
-                                 {"symbols", cmd.options.symbols}};
+                                 {"symbols", cmd.options.symbols},
+                                 {"tls", !cmd.options.tls_cert.empty()}};
         if (cmd.options.control) {
             listening["control_host"] = cmd.options.control_host;
             listening["control_port"] = sim.control_port();

@@ -5,6 +5,8 @@
 #include "book.hpp"
 #include "faults.hpp"
 #include "http_io.hpp"
+#include "stream.hpp"
+#include "tls.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -82,6 +84,7 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::seconds kIdleTimeout{60};    // keep-alive idle / slow request header
 constexpr std::chrono::seconds kWriteTimeout{30};   // a client that stops reading
 constexpr std::chrono::seconds kLingerTimeout{2};   // draining after our FIN, like nginx
+constexpr std::chrono::seconds kHandshakeTimeout{10};
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 constexpr std::uint32_t kHeaderLimit = 8 * 1024;
 constexpr std::uint64_t kBodyLimit = 64 * 1024;     // GETs carry none; just bound the damage
@@ -132,14 +135,14 @@ std::string error_body(std::string_view error, std::string_view detail_key = {},
 namespace detail {
 
 struct Connection {
-    Connection(tcp::socket socket, std::uint64_t seed, bool control)
-        : stream(std::move(socket)), timer(stream.get_executor()), buffer(kBufferLimit),
+    Connection(tcp::socket socket, asio::ssl::context* tls, std::uint64_t seed, bool control)
+        : stream(std::move(socket), tls), timer(stream.get_executor()), buffer(kBufferLimit),
           rng(seed), control_plane(control) {
         head.reserve(256);
         body.reserve(256);
     }
 
-    beast::tcp_stream stream;
+    Stream stream;              // TCP, or TLS over it
     asio::steady_timer timer;   // added latency, fault pacing
     beast::flat_buffer buffer;  // lives as long as the connection: leftovers are the next request
     std::string target;         // these keep their capacity from request to request
@@ -177,7 +180,8 @@ using detail::Listener;
 
 struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::io_context& io_context, Options opts)
-        : io(io_context), options(std::move(opts)), book(options),
+        : io(io_context), options(std::move(opts)), tls(detail::TlsServer::make(options)),
+          book(options),
           // io_context(1) promises a single run() thread, so one coroutine per connection
           // is already serialised: strands would only cost. Any other hint may mean
           // --threads N, and then the connection's handlers and stop()'s close need one.
@@ -201,6 +205,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     asio::io_context& io;
     const Options options;
+    const std::unique_ptr<detail::TlsServer> tls;  // null: plain HTTP
     detail::Book book;
     const bool use_strands;
     // Acceptors, fault timers and the listener's hold count live here (a strand with
@@ -512,7 +517,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             socket.set_option(tcp::no_delay(true), ignored);
             const std::uint64_t id = self->next_connection_id.fetch_add(1);
             auto c = std::make_shared<Connection>(
-                std::move(socket), detail::stable_hash(std::to_string(id)) ^ self->options.seed,
+                std::move(socket), self->tls ? &self->tls->context() : nullptr,
+                detail::stable_hash(std::to_string(id)) ^ self->options.seed,
                 l->control);
             if (!self->track(c)) co_return;
             auto executor = c->stream.get_executor();
@@ -802,6 +808,10 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
         auto& stream = c->stream;
         bool linger = false;  // we sent "Connection: close": half-close and drain
+        if (self->tls && !co_await self->tls->handshake(stream, kHandshakeTimeout)) {
+            stream.close();
+            co_return;
+        }
         for (;;) {
             // After stop(), pipelined requests already buffered must not be answered.
             if (c->closed) break;
@@ -884,7 +894,9 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         }
 
         beast::error_code ignored;
-        if (linger && !c->closed) {
+        if (linger && !c->closed && stream.tls()) {
+            co_await detail::TlsServer::shutdown(stream, kLingerTimeout);  // close_notify both ways
+        } else if (linger && !c->closed) {
             // Closing with unread input would send RST, and the peer could lose our last
             // response. Half-close and drain until the peer closes, like nginx's lingering
             // close.
@@ -931,7 +943,9 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         book.append_written_json(out);
         out += "},\"last_seq\":{";
         book.append_last_seq_json(out);
-        out += "}}";
+        out += '}';
+        if (tls) tls->append_stats_json(out);
+        out += '}';
         return out;
     }
 };
