@@ -59,11 +59,14 @@ TlsTransport::~TlsTransport() {
 }
 
 int TlsTransport::on_new_session(SSL* ssl, SSL_SESSION* session) {
+    // A copy: OpenSSL marks the connection's own session object not resumable when the peer
+    // closes without close_notify (its internal fatal alert), which venues do all the time.
     auto* self = static_cast<TlsTransport*>(SSL_get_app_data(ssl));
-    if (!self) return 0;  // OpenSSL keeps its reference
+    SSL_SESSION* copy = self ? SSL_SESSION_dup(session) : nullptr;
+    if (!copy) return 0;
     if (self->session_) SSL_SESSION_free(self->session_);
-    self->session_ = session;
-    return 1;  // the reference is ours
+    self->session_ = copy;
+    return 0;  // OpenSSL keeps and frees its own reference
 }
 
 bool TlsTransport::begin_handshake(error_code& ec) {
@@ -87,7 +90,14 @@ bool TlsTransport::begin_handshake(error_code& ec) {
             return false;
         }
     }
-    if (session_) SSL_set_session(ssl_, session_);
+    if (session_) {
+        // A copy again: a TLS 1.2 resumption keeps using the object it was given.
+        SSL_SESSION* copy = SSL_SESSION_dup(session_);
+        if (copy) {
+            SSL_set_session(ssl_, copy);
+            SSL_SESSION_free(copy);
+        }
+    }
     SSL_set_connect_state(ssl_);
     return true;
 }
@@ -182,10 +192,9 @@ void TlsTransport::end_session() noexcept {
     if (!ssl_) return;
     if (sound_) {
         SSL_shutdown(ssl_);  // our close_notify if the socket takes it now; no wait
-    } else if (!fatal_) {
-        // The peer closed or the TCP connection broke: the session is still good. Without this
-        // SSL_free marks it not resumable, and venues close idle connections all the time.
-        SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    } else if (fatal_ && session_) {
+        SSL_SESSION_free(session_);  // no resumption of a session that ended in a protocol error
+        session_ = nullptr;
     }
     ERR_clear_error();
     SSL_free(ssl_);
