@@ -11,6 +11,7 @@ packages=(
   zlib1g-dev libzstd-dev
   librdkafka-dev kcat  # the Kafka sink; kcat reads topics back in the Kafka tests
   curl jq wrk procps bc time
+  ca-certificates  # OpenSSL's default trust store; the https examples in docs/ name its bundle
   openssl  # tests/tls/make_certs.sh makes the TLS test certificates at test time
 )
 

@@ -69,7 +69,7 @@ private:
 };
 
 struct Url {
-    std::string scheme;  // "http" (https arrives with TLS support)
+    std::string scheme;  // "http" or "https"
     std::string host;    // an IPv6 address without its brackets
     std::uint16_t port = 0;
     // Path and query as written, with "{symbol}" and any "{env:NAME}" / "{file:PATH}"
@@ -103,6 +103,20 @@ struct RequestHeader {
 
 enum class AcceptEncoding { identity, gzip };
 
+// A source's `tls:` block (https URLs only; src/config/tls.cpp). The files are checked when
+// the config is loaded (readable, PEM, key matching the certificate) and read again when the
+// poller group builds its SSL contexts: one per distinct setting, shared by its pollers.
+enum class TlsVersion { tls1_2, tls1_3 };  // "1.2", "1.3"
+struct TlsConfig {
+    bool verify = true;       // false: no peer or name check; warned at start and in every summary
+    std::string ca_file;      // empty: OpenSSL's default trust store
+    std::string server_name;  // SNI and the name checked; empty: the URL's host
+    std::string client_cert;  // mutual TLS: both or neither
+    std::string client_key;
+    TlsVersion min_version = TlsVersion::tls1_2;
+    bool operator==(const TlsConfig&) const = default;
+};
+
 struct SourceConfig {
     std::string name;
     std::string url_text;
@@ -130,6 +144,10 @@ struct SourceConfig {
     std::vector<RequestHeader> headers;
     // gzip: ask for gzip and inflate the answer, bounded by max_body_bytes after inflation.
     AcceptEncoding accept_encoding = AcceptEncoding::identity;
+    TlsConfig tls;  // used when url.scheme is "https"
+    bool uses_tls() const noexcept { return url.scheme == "https"; }
+    // The name sent as SNI and checked against the certificate.
+    const std::string& tls_server_name() const noexcept { return tls.server_name.empty() ? url.host : tls.server_name; }
     bool has_tag(std::string_view symbol, std::string_view tag) const;
     bool operator==(const SourceConfig&) const = default;
 };

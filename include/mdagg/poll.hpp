@@ -177,6 +177,8 @@ enum class PollError : std::uint8_t {
     malformed,     // the body is not JSON
     mapping,       // a required field missing, a bad number or timestamp, another symbol
     body_error,    // the source's success check failed (an error inside a 200)
+    tls_handshake, // TLS protocol failure, or the handshake outlived connect_timeout
+    tls_verify,    // the server's certificate was refused (chain, expiry, name)
     count_
 };
 std::string_view to_string(PollError e) noexcept;
@@ -195,6 +197,8 @@ struct SourceStats {
     std::atomic<std::uint64_t> breaker_ticks{0};       // the host's circuit breaker was open
     std::atomic<std::uint64_t> connects{0};
     std::atomic<std::uint64_t> retries{0};  // GETs re-sent once after a stale keep-alive close
+    std::atomic<std::uint64_t> tls_handshakes{0};   // completed, full or resumed
+    std::atomic<std::uint64_t> tls_resumptions{0};  // of those, the resumed sessions
     std::atomic<std::int64_t> in_flight{0};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(PollError::count_)> errors{};
     LatencyHistogram latency;   // tick to quote delivered
@@ -224,6 +228,8 @@ struct PollCounters {
     std::uint64_t breaker_ticks = 0;
     std::uint64_t connects = 0;
     std::uint64_t retries = 0;
+    std::uint64_t tls_handshakes = 0;
+    std::uint64_t tls_resumptions = 0;
     std::int64_t in_flight = 0;
     PollErrorCounts errors{};  // by PollError
     // Empty when read without histograms (the heartbeat needs counts only).
@@ -303,6 +309,8 @@ public:
         std::size_t active_on_paused_host = 0;
     };
     ControlCounts control_counts() const noexcept;
+    // The https sources polling with tls.verify false: warned about in every summary line.
+    std::vector<std::string> unverified_tls_sources() const;
 
     std::size_t size() const noexcept;
     std::size_t running() const noexcept;  // coroutines not yet returned

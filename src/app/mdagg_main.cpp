@@ -100,6 +100,11 @@ int main(int argc, char** argv) {
             mdagg::log::info("sharding", fields);
     }
 
+    for (const auto& s : config.sources)
+        if (s.uses_tls() && !s.tls.verify)
+            mdagg::log::warn("TLS certificate verification is off: anyone on the path can impersonate the server",
+                             {{"source", s.name}});
+
     // A closed log pipe must not kill the daemon mid-drain: write(2) then fails with EPIPE.
     std::signal(SIGPIPE, SIG_IGN);
     try {

@@ -399,7 +399,7 @@ void read_symbols(const Value& v, SourceConfig& source) {
 // Values kept for the checks that involve two keys, so those can point at the right one.
 struct SourceDraft {
     SourceConfig cfg;
-    std::optional<Value> name, url, interval, timeout, max_in_flight, stale_after, cost;
+    std::optional<Value> name, url, interval, timeout, max_in_flight, stale_after, cost, tls;
 };
 
 std::string read_source_name(const Value& v) {
@@ -467,6 +467,11 @@ constexpr Key<SourceDraft> source_keys[] = {
     {"fields", [](const Value& v, SourceDraft& d) { read_map(v, field_keys, d.cfg.fields); }, true},
     {"headers", [](const Value& v, SourceDraft& d) { read_headers(v, d.cfg); }},
     {"accept_encoding", [](const Value& v, SourceDraft& d) { read_accept_encoding(v, d.cfg); }},
+    {"tls",
+     [](const Value& v, SourceDraft& d) {
+         read_tls(v, d.cfg.tls);
+         d.tls = v;
+     }},
 };
 
 SourceDraft read_source(const Value& v) {
@@ -484,6 +489,7 @@ SourceDraft read_source(const Value& v) {
         s.stale_after = std::max<Duration>(10 * s.interval, std::chrono::seconds(1));
     else if (s.stale_after <= s.interval)
         d.stale_after->fail("must be longer than the interval (" + d.interval->node().Scalar() + ")");
+    if (d.tls && !s.uses_tls()) d.tls->fail("needs an https:// url");
     if (s.symbols.size() != 1 && s.url.target_template.find("{symbol}") == std::string::npos)
         d.url->fail("must contain \"{symbol}\" because the source polls " +
                     std::to_string(s.symbols.size()) + " symbols");
@@ -688,7 +694,8 @@ std::vector<std::string> config_schema_keys() {
     list_keys(out, "output.retention.", retention_keys);
     list_keys(out, "admin.", admin_keys);
     for (const std::string& name : kafka_key_names()) out.push_back("kafka." + name);
-    list_keys(out, "sources[].", source_keys, {"success", "fields"});
+    list_keys(out, "sources[].", source_keys, {"success", "fields", "tls"});
+    for (const std::string& name : tls_key_names()) out.push_back("sources[].tls." + name);
     list_keys(out, "sources[].success.", success_keys);
     list_keys(out, "sources[].symbols.", range_keys);           // { prefix, count, start }
     list_keys(out, "sources[].symbols[].", tagged_symbol_keys);  // [ { name, tags } ]

@@ -158,6 +158,10 @@ void resolve_url_secrets(const Value& v, Url& url);
 void read_kafka(const Value& v, Config& c);
 std::vector<std::string> kafka_key_names();
 
+// A source's "tls" block (tls.cpp) and its keys ("verify", "ca_file", ...).
+void read_tls(const Value& v, TlsConfig& out);
+std::vector<std::string> tls_key_names();
+
 // The top-level "sharding" section (sharding.cpp).
 void read_sharding(const Value& v, Config& c);
 std::vector<std::string_view> sharding_key_names();

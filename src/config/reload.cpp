@@ -152,6 +152,13 @@ const std::vector<ReloadRule> rules = {
     // Secrets are read again on every reload: a rotated one restarts the source's pollers.
     MDAGG_SOURCE("sources[].headers"),
     MDAGG_SOURCE("sources[].accept_encoding"),
+    // A changed block restarts the source's pollers on a new SSL context (new connections).
+    MDAGG_SOURCE("sources[].tls.verify"),
+    MDAGG_SOURCE("sources[].tls.ca_file"),
+    MDAGG_SOURCE("sources[].tls.server_name"),
+    MDAGG_SOURCE("sources[].tls.client_cert"),
+    MDAGG_SOURCE("sources[].tls.client_key"),
+    MDAGG_SOURCE("sources[].tls.min_version"),
 
     ReloadRule{"hosts[].host", live, new_host_entry, adopt_new_host_entries},
     MDAGG_HOST("hosts[].rate", h.rate),

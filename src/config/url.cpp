@@ -120,8 +120,8 @@ std::optional<std::string> parse_url(std::string_view text, Url& out) {
     std::string scheme(text.substr(0, sep));
     for (char& c : scheme)
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (scheme == "https") return "https is not supported yet";
-    if (scheme != "http") return "unsupported scheme \"" + scheme + "\"; only http is supported";
+    if (scheme != "http" && scheme != "https")
+        return "unsupported scheme \"" + scheme + "\"; only http and https are supported";
 
     const std::string_view rest = text.substr(sep + 3);
     const std::size_t authority_end = std::min(rest.find_first_of("/?#"), rest.size());
@@ -132,7 +132,7 @@ std::optional<std::string> parse_url(std::string_view text, Url& out) {
 
     Url url;
     url.scheme = scheme;
-    url.port = 80;
+    url.port = scheme == "https" ? 443 : 80;
     std::string_view host = authority;
     std::optional<std::string_view> port;
     if (authority.starts_with('[')) {  // [::1]:8081; the host is kept without its brackets

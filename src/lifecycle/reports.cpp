@@ -134,7 +134,12 @@ nlohmann::json Reports::summary_fields(const PollCounters& now, const PollCounte
             {"pollers", pollers_by_state(pollers_)},
             {"pollers_paused", controls.by_control[static_cast<std::size_t>(PollerControl::paused)]},
             {"pollers_cancelled", controls.by_control[static_cast<std::size_t>(PollerControl::cancelled)]},
-            {"hosts", hosts_not_healthy(pollers_)}};
+            {"hosts", hosts_not_healthy(pollers_)},
+            {"tls_handshakes", now.tls_handshakes - prev.tls_handshakes},
+            {"tls_resumptions", now.tls_resumptions - prev.tls_resumptions}};
+    // Said again every time, not only at start-up: an unverified source is easy to forget.
+    if (auto unverified = pollers_.unverified_tls_sources(); !unverified.empty())
+        fields["tls_unverified_sources"] = std::move(unverified);
     if (kafka_) {  // issue 16
         const KafkaStats k = kafka_->stats();
         fields["kafka"] = kafka_summary(k, k.delivery_latency.since(kafka_latency_prev_));

@@ -1,5 +1,7 @@
 #include "poll_fsm.hpp"
 
+#include "tls_error.hpp"
+
 #include <mdagg/http.hpp>
 #include <mdagg/mapping.hpp>
 
@@ -23,6 +25,7 @@ bool is_stale_connection_error(const boost::system::error_code& ec) {
 
 PollError classify(const boost::system::error_code& ec) {
     if (ec == beast::error::timeout) return PollError::timeout;
+    if (auto tls = tls_error_class(ec)) return *tls;
     if (ec.category() == asio::error::get_netdb_category() || ec.category() == asio::error::get_addrinfo_category())
         return PollError::resolve;
     if (ec == beast::http::error::body_limit || ec == beast::http::error::buffer_overflow ||
@@ -59,7 +62,9 @@ HostVerdict verdict_of(PollError e) {
         case PollError::timeout:
         case PollError::reset:
         case PollError::http_5xx:
-        case PollError::protocol: return HostVerdict::failing;
+        case PollError::protocol:
+        case PollError::tls_handshake:
+        case PollError::tls_verify: return HostVerdict::failing;
         case PollError::resolve:
         case PollError::rate_limited:
         case PollError::banned: return HostVerdict::neutral;

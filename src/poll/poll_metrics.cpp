@@ -29,6 +29,8 @@ PollCounters read_counters(const SourceStats& st, PollDetail detail) {
     c.breaker_ticks = st.breaker_ticks.load(relaxed);
     c.connects = st.connects.load(relaxed);
     c.retries = st.retries.load(relaxed);
+    c.tls_handshakes = st.tls_handshakes.load(relaxed);
+    c.tls_resumptions = st.tls_resumptions.load(relaxed);
     c.in_flight = st.in_flight.load(relaxed);
     for (std::size_t e = 0; e < c.errors.size(); ++e) c.errors[e] = st.errors[e].load(relaxed);
     if (detail == PollDetail::with_histograms) {
@@ -78,6 +80,9 @@ constexpr CounterFamily tick_and_connection_counters[] = {
      &PollCounters::breaker_ticks},
     {"mdagg_source_connects_total", "Connections opened.", &PollCounters::connects},
     {"mdagg_source_retries_total", "GETs re-sent once after a stale keep-alive close.", &PollCounters::retries},
+    {"mdagg_source_tls_handshakes_total", "TLS handshakes completed, full or resumed.", &PollCounters::tls_handshakes},
+    {"mdagg_source_tls_resumptions_total", "TLS handshakes that resumed a session (no full handshake).",
+     &PollCounters::tls_resumptions},
 };
 
 void write_source_counters(PrometheusWriter& w, const PollStats& stats) {
@@ -160,6 +165,8 @@ void PollCounters::add(const PollCounters& o) noexcept {
     breaker_ticks += o.breaker_ticks;
     connects += o.connects;
     retries += o.retries;
+    tls_handshakes += o.tls_handshakes;
+    tls_resumptions += o.tls_resumptions;
     in_flight += o.in_flight;
     for (std::size_t e = 0; e < errors.size(); ++e) errors[e] += o.errors[e];
     latency.merge(o.latency);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <variant>
 
 namespace mdagg {
 
@@ -128,7 +129,7 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
 }
 
 Task<void> PollerGroup::Impl::poll_once(Poller& p, bool probe, Clock::time_point start) {
-    return drive(p, p.connection, probe, start);
+    return std::visit([&](auto& conn) { return drive(p, conn, probe, start); }, p.connection);
 }
 
 // Resolves (from the cache; a lookup runs off the event loop) and connects.
@@ -173,9 +174,12 @@ bool PollerGroup::Impl::interrupted(const Poller& p) const noexcept {
 }
 
 // The poll's deadline comes first, then a drain's cancel, then what the operation said.
+// A TLS handshake the deadline cut short is a tls_handshake failure, not a plain timeout.
 PollAction PollerGroup::Impl::failed(Poller& p, const beast::error_code& ec) {
-    if (p.deadline_expired) return p.fsm.on_deadline(Clock::now());
-    if (ec == asio::error::operation_aborted && cancelling.load(std::memory_order_relaxed)) return p.fsm.on_cancel();
+    const bool handshake_cut = ec == make_error_code(detail::TlsErrc::handshake_interrupted);
+    if (p.deadline_expired && !handshake_cut) return p.fsm.on_deadline(Clock::now());
+    if (cancelling.load(std::memory_order_relaxed) && (ec == asio::error::operation_aborted || handshake_cut))
+        return p.fsm.on_cancel();
     return p.fsm.on_failed(ec, Clock::now());
 }
 
@@ -184,6 +188,9 @@ PollAction PollerGroup::Impl::read_failed(Poller& p, const beast::error_code& ec
     // which the parser decides; with nothing, it closed an idle keep-alive connection.
     const bool started = p.parser->got_some() || p.parser->interim_skipped() > 0;
     if (ec == asio::error::eof && (started || !p.deadline_expired)) return p.fsm.on_eof(started, Clock::now());
+    // TLS without close_notify: venues close idle keep-alive connections so all the time, but
+    // a body delimited by the close may have been cut, so there it is a failure (reset).
+    if (detail::is_tls_truncation(ec) && !started && !p.deadline_expired) return p.fsm.on_eof(false, Clock::now());
     return failed(p, ec);
 }
 

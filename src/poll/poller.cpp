@@ -46,6 +46,8 @@ std::string_view to_string(PollError e) noexcept {
         case PollError::malformed: return "malformed";
         case PollError::mapping: return "mapping";
         case PollError::body_error: return "body_error";
+        case PollError::tls_handshake: return "tls_handshake";
+        case PollError::tls_verify: return "tls_verify";
         case PollError::count_: break;
     }
     return "unknown";
@@ -126,7 +128,7 @@ void PollerGroup::Impl::wake(Poller& p) { ticks.wake(p); }
 void PollerGroup::Impl::interrupt(Poller& p, bool abort_poll) {
     wake(p);
     if (!abort_poll) return;
-    p.connection.cancel();
+    p.cancel_io();
 }
 
 void PollerGroup::Impl::on_exit(Poller& p, std::exception_ptr e) {
@@ -164,6 +166,7 @@ void PollerGroup::flush_logs() { impl_->error_log.flush(); }
 
 std::array<std::size_t, poller_state_count> PollerGroup::state_counts() const noexcept { return impl_->registry.state_counts(); }
 PollerGroup::ControlCounts PollerGroup::control_counts() const noexcept { return impl_->registry.control_counts(); }
+std::vector<std::string> PollerGroup::unverified_tls_sources() const { return impl_->registry.unverified_tls_sources(); }
 std::size_t PollerGroup::size() const noexcept { return impl_->registry.size(); }
 std::size_t PollerGroup::running() const noexcept { return impl_->registry.running(); }
 std::size_t PollerGroup::polls_in_flight() const noexcept {

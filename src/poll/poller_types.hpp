@@ -13,6 +13,7 @@
 #include "poll_fsm.hpp"
 #include "task.hpp"
 #include "timer_wheel.hpp"
+#include "tls_transport.hpp"
 #include "transport.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -25,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace mdagg {
@@ -63,10 +65,16 @@ struct SourceSlot {
 // on a new runtime while the old ones finish on theirs; the stats (per SourceId) carry over.
 struct SourceRuntime {
     SourceRuntime(const SourceConfig& c, SourceId i, SourceSlot& slot, std::shared_ptr<HostGuard> g,
-                  const HostConfig& host)
+                  const HostConfig& host, std::shared_ptr<TlsContext> tls_context = nullptr)
         : config(without_symbols(c)), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight), guard(*g),
           guard_owner(std::move(g)),
           usage_header(host.usage ? host.usage->header : std::string()) {
+        if (tls_context) {
+            boost::system::error_code not_ip;
+            asio::ip::make_address(c.tls_server_name(), not_ip);
+            tls = TlsPeer{std::move(tls_context), c.tls_server_name(), !not_ip, &stats.tls_handshakes,
+                          &stats.tls_resumptions};
+        }
         for (std::size_t e = 0; e < error_keys.size(); ++e)
             error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
         for (const RequestHeader& h : c.headers) header_lines += h.name + ": " + h.resolved.reveal() + "\r\n";
@@ -99,7 +107,17 @@ struct SourceRuntime {
     tcp::endpoint numeric_endpoint;
     bool has_numeric_endpoint = false;
     detail::HostResolver resolver{config.url.host, config.url.port, resolve_ttl};
+    std::optional<TlsPeer> tls;  // https sources: the shared context, the name checked
 };
+
+// A poller's connection: plain TCP, or TLS over it. The driver is a template over each.
+using AnyTransport = std::variant<TcpTransport, TlsTransport>;
+
+inline AnyTransport make_transport(const asio::any_io_executor& executor, const SourceRuntime& src) {
+    const std::size_t limit = src.config.max_body_bytes + max_header_bytes;
+    if (src.tls) return AnyTransport(std::in_place_type<TlsTransport>, executor, limit, *src.tls);
+    return AnyTransport(std::in_place_type<TcpTransport>, executor, limit);
+}
 
 struct Poller;
 
@@ -126,7 +144,7 @@ struct PollerEntry : detail::WheelEntry {
 struct Poller {
     Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
         : executor(std::move(ex)),
-          connection(executor, src.config.max_body_bytes + max_header_bytes),
+          connection(make_transport(executor, src)),
           request(http::make_get_request(src.config.url.host, src.config.url.port, src.config.url.target_for(name),
                                          {src.header_lines, src.config.accept_encoding == AcceptEncoding::gzip})),
           mapper(src.mapper),
@@ -138,12 +156,16 @@ struct Poller {
               static_cast<std::uint64_t>(schedule.offset().count()) ^ sym) {}
 
     void close_connection() noexcept {
-        connection.close();
+        std::visit([](auto& c) { c.close(); }, connection);
         fsm.on_closed();
+    }
+    // The pending operation on the connection ends with operation_aborted.
+    void cancel_io() noexcept {
+        std::visit([](auto& c) { c.cancel(); }, connection);
     }
 
     asio::any_io_executor executor;  // a strand when the io_context runs on several threads
-    TcpTransport connection;  // the one connection; hedging across mirrors would hold more
+    AnyTransport connection;  // the one connection; hedging across mirrors would hold more
     PollerEntry tick_entry{*this, false};
     PollerEntry deadline_entry{*this, true};
     std::coroutine_handle<> tick_waiter;  // the coroutine while it waits for its tick

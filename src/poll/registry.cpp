@@ -19,7 +19,7 @@ void Registry::add_configured(const Config& config, const Universe& universe) {
     for (SourceId s = 0; s < config.sources.size(); ++s) {
         const SourceConfig& sc = config.sources[s];
         const HostConfig& host = config.hosts.at(sc.host);
-        auto runtime = std::make_shared<SourceRuntime>(sc, s, slot_for(s, sc), guard_for(host), host);
+        auto runtime = std::make_shared<SourceRuntime>(sc, s, slot_for(s, sc), guard_for(host), host, tls_for(sc));
         for (auto& name : sc.symbols) make_poller(runtime, symbol_ids.at(name), name);
     }
 }
@@ -36,12 +36,22 @@ bool Registry::add(SourceId id, const SourceConfig& source, const HostConfig& ho
     std::lock_guard lock(mutex_);
     if (stopping_.load(std::memory_order_acquire)) return false;
     // A host already polled keeps its guard (bucket, pauses, breaker) and its limits.
-    auto runtime = std::make_shared<SourceRuntime>(source, id, slot_for(id, source), guard_for(host), host);
+    auto runtime =
+        std::make_shared<SourceRuntime>(source, id, slot_for(id, source), guard_for(host), host, tls_for(source));
     std::vector<Poller*> fresh;
     for (auto& [name, symbol] : symbols) fresh.push_back(&make_poller(runtime, symbol, name));
     running_.fetch_add(fresh.size(), std::memory_order_acq_rel);
     for (Poller* p : fresh) hooks_.start(*p);
     return true;
+}
+
+std::shared_ptr<TlsContext> Registry::tls_for(const SourceConfig& source) {
+    if (!source.uses_tls()) return nullptr;
+    try {
+        return tls_contexts_.get(source.tls);
+    } catch (const std::runtime_error& e) {
+        throw std::runtime_error("source " + source.name + ": " + e.what());
+    }
 }
 
 std::vector<SymbolId> Registry::symbols_held() const {
@@ -210,6 +220,17 @@ std::array<std::size_t, poller_state_count> Registry::state_counts() const {
     for (auto& p : pollers_)
         if (!p->retired) ++counts[static_cast<std::size_t>(p->state.load(std::memory_order_relaxed))];
     return counts;
+}
+
+std::vector<std::string> Registry::unverified_tls_sources() const {
+    std::vector<std::string> out;
+    std::lock_guard lock(mutex_);
+    for (auto& p : pollers_) {
+        const SourceRuntime& src = p->source;
+        if (p->retired || !src.tls || src.tls->context->config().verify) continue;
+        if (std::find(out.begin(), out.end(), src.config.name) == out.end()) out.push_back(src.config.name);
+    }
+    return out;
 }
 
 PollerGroup::ControlCounts Registry::control_counts() const {

@@ -74,6 +74,7 @@ public:
     std::vector<PollerSnapshot> snapshot() const;
     std::array<std::size_t, poller_state_count> state_counts() const;
     PollerGroup::ControlCounts control_counts() const;
+    std::vector<std::string> unverified_tls_sources() const;
     std::size_t size() const;
     std::size_t running() const noexcept { return running_.load(); }
     const SourceStats& stats(SourceId source) const;
@@ -92,6 +93,9 @@ private:
     void add_configured_hosts(const Config& config);
     static std::string host_key(const HostConfig& host);
     std::shared_ptr<HostGuard> guard_for(const HostConfig& host);
+    // The source's shared SSL context (null for http); throws std::runtime_error naming the
+    // source when OpenSSL cannot build it.
+    std::shared_ptr<TlsContext> tls_for(const SourceConfig& source);
     void prune_hosts();
     Poller& make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name);
     // Not under mutex_: on the poller's executor, after it exited.
@@ -102,6 +106,7 @@ private:
 
     PollerHooks& hooks_;
     mutable std::mutex mutex_;
+    TlsContextCache tls_contexts_;  // one context per distinct tls setting
     std::vector<std::unique_ptr<SourceSlot>> slots_;  // by SourceId
     // One guard per host entry, shared by every source (and reload) that polls that host.
     // A guard whose host the running config no longer names goes with the last poller that

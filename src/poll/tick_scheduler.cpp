@@ -64,7 +64,7 @@ void TickScheduler::fire(PollerEntry& e) {
         return;
     }
     p.deadline_expired = true;
-    p.connection.cancel();  // the poll's pending operation ends with an error
+    p.cancel_io();  // the poll's pending operation ends with an error
 }
 
 // Under the lock. The posted handler runs before the poller can be freed: freeing is posted

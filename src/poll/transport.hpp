@@ -96,6 +96,7 @@ public:
 
     ReadBuffer& buffer() noexcept { return buffer_; }
     void release_buffer() noexcept { release_if_empty(buffer_); }
+    tcp::socket& socket() noexcept { return socket_; }  // for a transport layered on this one
 
     // The pending operation ends with operation_aborted.
     void cancel() noexcept {

@@ -289,8 +289,7 @@ TEST(ConfigErrors, Urls) {
         return error_of(replace_line(3, "    url: \"" + std::string(url) + "\""));
     };
     const std::string at = "t.yaml:3:10: sources[0].url: ";
-    EXPECT_EQ(url_error("https://h/{symbol}"), at + "https is not supported yet");
-    EXPECT_EQ(url_error("ftp://h/{symbol}"), at + "unsupported scheme \"ftp\"; only http is supported");
+    EXPECT_EQ(url_error("ftp://h/{symbol}"), at + "unsupported scheme \"ftp\"; only http and https are supported");
     EXPECT_EQ(url_error("h/{symbol}"), at + "expected a URL like \"http://host:8081/quotes/{symbol}\"");
     EXPECT_EQ(url_error("http:///q/{symbol}"), at + "missing host");
     EXPECT_EQ(url_error("http://:80/q/{symbol}"), at + "missing host");
