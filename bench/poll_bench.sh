@@ -23,11 +23,17 @@
 #     "1 1.5 2 2.5 3 4"), to show what a second io thread adds, with the simulator's CPU share
 #     alongside (below ~100% of its one thread, it is not the bottleneck; on a 2-core machine
 #     it still takes a core from mdagg's second thread).
+#   bash bench/poll_bench.sh tls [POLLERS=2000] [INTERVAL=50ms] [SECONDS=10] [RUNS=3]
+#     HTTPS: per run, mdagg over plain HTTP then over TLS (`tls: { ca_file }`, https URL) against
+#     the simulator with --tls-cert, then wrk over https flat out and paced: CPU per poll TLS vs
+#     plain, TLS poll / paced wrk over TLS, start-up (launch until the simulator has answered
+#     POLLERS polls: every poller's first poll, handshakes included), peak RSS, and the
+#     simulator's handshakes vs resumptions. Certificates from tests/tls/make_certs.sh.
 # BENCH_BUILD=DIR uses mdagg and mdagg-sim from a build directory as they are (no Release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=ratios
-case "${1:-}" in idle | threads) mode=$1; shift ;; esac
+case "${1:-}" in idle | threads | tls) mode=$1; shift ;; esac
 default_pollers=2000 default_interval=50ms
 [ "$mode" = idle ] && default_pollers=10000 default_interval=500ms
 pollers=${1:-$default_pollers}
@@ -56,15 +62,26 @@ ticks=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+scheme=http sim_tls=() curl_tls=() source_tls=""
+use_tls() {  # on|off: the simulator, mdagg's source and curl speak HTTPS with the test CA
+  if [ "$1" = on ]; then
+    [ -f "$work/certs/ca.pem" ] || bash tests/tls/make_certs.sh "$work/certs" >/dev/null
+    scheme=https sim_tls=(--tls-cert "$work/certs/server.pem" --tls-key "$work/certs/server.key")
+    curl_tls=(--cacert "$work/certs/ca.pem") source_tls="    tls: { ca_file: $work/certs/ca.pem }"
+  else
+    scheme=http sim_tls=() curl_tls=() source_tls=""
+  fi
+}
 start_sim() {  # [SYMBOLS=POLLERS]
-  "$bin/mdagg-sim" --listen 127.0.0.1:0 --symbols "${1:-$pollers}" > "$work/sim.out" 2>&1 &
+  "$bin/mdagg-sim" --listen 127.0.0.1:0 --symbols "${1:-$pollers}" "${sim_tls[@]}" > "$work/sim.out" 2>&1 &
   sim_pid=$!
   for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
   port=$(head -1 "$work/sim.out" | jq -r .port)
 }
 stop_sim() { kill -TERM $sim_pid; wait $sim_pid || true; }
 # The simulator's count of responses written is the daemon's count of polls answered.
-responses() { curl -s "http://127.0.0.1:$port/stats" | jq .responses; }
+sim_stats() { curl -s "${curl_tls[@]}" "$scheme://127.0.0.1:$port/stats"; }
+responses() { sim_stats | jq .responses; }
 
 write_config() {  # THREADS POLLERS INTERVAL
   cat > "$work/bench.yaml" <<YAML
@@ -73,7 +90,8 @@ log: { level: info, summary_every: 1s }
 output: { dir: $work/out, flush_every: 1s, quotes: true, bar_interval: 1s }
 sources:
   - name: sim
-    url: "http://127.0.0.1:$port/quotes/{symbol}"
+    url: "$scheme://127.0.0.1:$port/quotes/{symbol}"
+$source_tls
     interval: $3
     symbols: { prefix: STOCK_, count: $2 }
     fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty,
@@ -84,10 +102,23 @@ YAML
 # Runs mdagg on $work/bench.yaml against the running simulator: WARMUP seconds, then SECONDS
 # measured. Sets polls, elapsed, mdagg_us (CPU per poll), polls_s, sim_cpu (share of one core),
 # rss_kib (VmRSS at the end), hwm_kib (VmHWM), drain_ms, lateness, failed.
-measure_mdagg() {  # WARMUP SECONDS
+measure_mdagg() {  # WARMUP SECONDS; also sets first_polls_ms (launch until POLLERS answered)
+  local before launched now
+  before=$(responses)
+  launched=$(date +%s%N)
   "$bin/mdagg" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
   mdagg_pid=$!
-  sleep "$1"
+  first_polls_ms="?"
+  while now=$(date +%s%N); (( now - launched < ${1} * 1000000000 )); do
+    if (( $(responses) - before >= pollers )); then
+      first_polls_ms=$(( (now - launched) / 1000000 )); break
+    fi
+    sleep 0.02
+  done
+  if ! kill -0 $mdagg_pid 2>/dev/null; then
+    echo "mdagg exited at start ($scheme): $(tail -3 "$work/mdagg.out")" >&2; exit 1
+  fi
+  sleep "$(echo "$1 - ($(date +%s%N) - launched) / 1000000000" | bc -l | awk '{print ($1 > 0 ? $1 : 0)}')"
   local c0 c1 s0 s1 t0 t1 p0 p1
   c0=$(cpu_ticks $mdagg_pid); s0=$(cpu_ticks $sim_pid); t0=$(date +%s.%N); p0=$(responses)
   sleep "$2"
@@ -187,6 +218,35 @@ if [ "$mode" = threads ]; then
   echo "median (range) of $runs runs, $pollers pollers: CPU per poll with 2 io threads / 1 at $interval:" \
        "$(column_stats 1 %.2f) (1 thread $(column_stats 3 %.2f) us, 2 threads $(column_stats 4 %.2f) us);" \
        "sustained polls/s 2 threads / 1: $(column_stats 2 %.2f) (1 thread $(column_stats 5 %.0f), 2 threads $(column_stats 6 %.0f))"
+  exit 0
+fi
+
+if [ "$mode" = tls ]; then
+  results=()
+  echo "function delay() return $interval_ms end" > "$work/paced.lua"
+  for run in $(seq "$runs"); do
+    use_tls off; start_sim; write_config 1 "$pollers" "$interval"
+    measure_mdagg 2 "$secs"; plain_us=$mdagg_us; stop_sim
+    use_tls on; start_sim; write_config 1 "$pollers" "$interval"
+    measure_mdagg 3 "$secs"
+    tls_us=$mdagg_us tls_rss=$hwm_kib tls_polls_s=$polls_s startup_ms=$first_polls_ms
+    read -r hs res < <(sim_stats | jq -r '"\(.tls.handshakes) \(.tls.resumptions)"')
+    wrk_cpu() {  # extra wrk arguments...: CPU us per request of wrk over https
+      /usr/bin/time -f "%U %S" -o "$work/wrk.time" wrk -t1 -c"$pollers" -d"${secs}s" "$@" \
+        "https://127.0.0.1:$port/quotes/STOCK_1" > "$work/wrk.out" 2>&1 || true
+      local n; n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+      awk -v n="$n" '{print (n > 0 ? ($1 + $2) * 1000000 / n : "nan")}' "$work/wrk.time"
+    }
+    wrk_us=$(wrk_cpu); paced_us=$(wrk_cpu -s "$work/paced.lua")
+    stop_sim
+    printf 'run %d: TLS polls/s %.0f, %.2f us CPU/poll vs plain %.2f (ratio %.2f); wrk https flat %.2f us/req, paced %.2f us/req (TLS poll / paced %.2f); first %d polls in %s ms; peak RSS %.1f MiB; sim handshakes %s, resumptions %s, failed polls %s\n' \
+      "$run" "$tls_polls_s" "$tls_us" "$plain_us" "$(echo "$tls_us / $plain_us" | bc -l)" "$wrk_us" "$paced_us" \
+      "$(echo "$tls_us / $paced_us" | bc -l)" "$pollers" "$startup_ms" "$(echo "$tls_rss/1024" | bc -l)" "$hs" "$res" "$failed"
+    results+=("$tls_us $plain_us $(echo "$tls_us / $plain_us" | bc -l) $paced_us $(echo "$tls_us / $paced_us" | bc -l) $tls_rss")
+  done
+  echo "median (range) of $runs runs, $pollers TLS pollers every $interval: CPU/poll $(column_stats 1 %.2f) us," \
+       "plain $(column_stats 2 %.2f) us, TLS/plain $(column_stats 3 %.2f); paced wrk https $(column_stats 4 %.2f) us," \
+       "TLS poll/paced wrk $(column_stats 5 %.2f); peak RSS $(column_stats 6 %.0f) KiB"
   exit 0
 fi
 
