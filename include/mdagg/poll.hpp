@@ -357,6 +357,11 @@ public:
     // guard it has (hosts: changes need a restart).
     bool add(SourceId id, const SourceConfig& source, const HostConfig& host,
              const std::vector<std::pair<std::string, SymbolId>>& symbols);
+    // Builds (or finds) the SSL contexts the https sources need before a reload changes
+    // anything: a CA or key file gone since the config was checked throws std::runtime_error
+    // naming the source, and the reload is refused whole. Holding the result keeps the contexts
+    // cached, so the add() calls that follow reuse them and cannot fail for that reason.
+    std::shared_ptr<const void> prepare_tls(const std::vector<SourceConfig>& sources);
     std::size_t retire(const PollerFilter& filter);
     void set_tags(const SourceConfig& source);
     // The reloaded config's host entries. The guard of a host it does not name is freed, with

@@ -249,6 +249,13 @@ private:
     }
 
     asio::awaitable<void> reload(const Config& loaded, const ShardingResult& shard) {
+        std::shared_ptr<const void> tls_contexts;
+        try {
+            tls_contexts = ingest_.pollers().prepare_tls(loaded.sources);
+        } catch (const std::runtime_error& e) {
+            log::error("reload failed: keeping the running config", {{"config", config_.file}, {"error", e.what()}});
+            co_return;
+        }
         const ReloadDiff diff = reload_diff(effective_, loaded);
         reports_.set_summary_every(loaded.log.summary_every);
         ops_.set_stall_after(loaded.admin.stall_after);

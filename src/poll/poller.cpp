@@ -208,6 +208,10 @@ bool PollerGroup::add(SourceId id, const SourceConfig& source, const HostConfig&
                       const std::vector<std::pair<std::string, SymbolId>>& symbols) {
     return impl_->registry.add(id, source, host, symbols);
 }
+
+std::shared_ptr<const void> PollerGroup::prepare_tls(const std::vector<SourceConfig>& sources) {
+    return impl_->registry.prepare_tls(sources);
+}
 std::size_t PollerGroup::retire(const PollerFilter& filter) { return impl_->registry.retire(filter); }
 void PollerGroup::set_tags(const SourceConfig& source) { impl_->registry.set_tags(source); }
 void PollerGroup::set_hosts(const std::vector<HostConfig>& hosts) { impl_->registry.set_hosts(hosts); }

@@ -54,6 +54,13 @@ std::shared_ptr<TlsContext> Registry::tls_for(const SourceConfig& source) {
     }
 }
 
+std::shared_ptr<const void> Registry::prepare_tls(const std::vector<SourceConfig>& sources) {
+    auto held = std::make_shared<std::vector<std::shared_ptr<TlsContext>>>();
+    for (const auto& source : sources)
+        if (auto context = tls_for(source)) held->push_back(std::move(context));
+    return held;
+}
+
 std::vector<SymbolId> Registry::symbols_held() const {
     std::vector<SymbolId> out;
     std::lock_guard lock(mutex_);

@@ -45,6 +45,7 @@ public:
     void start_all(std::function<void()> on_all_exited);
 
     // Reload (see PollerGroup).
+    std::shared_ptr<const void> prepare_tls(const std::vector<SourceConfig>& sources);
     bool add(SourceId id, const SourceConfig& source, const HostConfig& host,
              const std::vector<std::pair<std::string, SymbolId>>& symbols);
     std::size_t retire(const PollerFilter& filter);

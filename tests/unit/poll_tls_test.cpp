@@ -7,6 +7,10 @@
 #include "tls_transport.hpp"
 #include "poll_fsm.hpp"
 
+#include <mdagg/config.hpp>
+#include <mdagg/poll.hpp>
+#include <mdagg/quote.hpp>
+
 #include "tls_test_pki.hpp"
 
 #include <boost/asio.hpp>
@@ -339,6 +343,32 @@ TEST_F(TlsTransportTest, ContextCacheSharesOnePerSetting) {
     EXPECT_EQ(cache_.size(), 1u) << "a setting no source uses any more is dropped";
     EXPECT_NE(SSL_CTX_get_mode(a1->native()) & SSL_MODE_RELEASE_BUFFERS, 0L) << "idle connections hold no buffers";
     EXPECT_EQ(SSL_CTX_get_min_proto_version(b1 ? b1->native() : cache_.get(b)->native()), TLS1_3_VERSION);
+}
+
+// A reload builds its SSL contexts before it changes anything: a CA file gone since the config
+// was checked refuses the reload whole (the daemon logs "reload failed" and keeps running).
+TEST_F(TlsTransportTest, PrepareTlsNamesTheSourceWhoseContextCannotBeBuilt) {
+    asio::io_context io(1);
+    mdagg::Config config;
+    mdagg::Universe universe{{}, {}};
+    mdagg::PollerGroup group(io, config, universe, [](const mdagg::Quote&) {});
+    mdagg::SourceConfig plain;
+    plain.name = "plain";
+    plain.url.scheme = "http";
+    mdagg::SourceConfig good;
+    good.name = "good";
+    good.url.scheme = "https";
+    good.tls.ca_file = pki_->ca.cert_file;
+    EXPECT_NE(group.prepare_tls({plain, good}), nullptr);
+    mdagg::SourceConfig gone = good;
+    gone.name = "venue";
+    gone.tls.ca_file = (dir_ / "removed-ca.pem").string();
+    try {
+        group.prepare_tls({plain, good, gone});
+        ADD_FAILURE() << "a missing CA file must refuse the reload";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("source venue"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace
