@@ -27,14 +27,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-    const auto until = Clock::now() + timeout;
-    while (Clock::now() < until) {
-        if (condition()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return condition();
-}
+using harness::wait_until;
 
 std::string config_text(const TempDir& dir, int sim_port, const std::string& admin, int symbols = 10) {
     std::ostringstream out;
@@ -83,13 +76,7 @@ std::vector<nlohmann::json> lines_with_msg(const Process& p, const std::string& 
     return out;
 }
 
-std::optional<double> metric(const std::string& text, const std::string& series) {
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-    return std::nullopt;
-}
+using harness::metric;
 
 // A client socket to 127.0.0.1:port from the loopback address `from` (127.0.0.0/8 all
 // reach lo, so each stands for a different peer). -1 when the connect fails.

@@ -59,14 +59,7 @@ std::optional<nlohmann::json> read_json(const std::filesystem::path& p) {
     return j;
 }
 
-// A sample's value from Prometheus text, or nullopt when the series is absent.
-std::optional<double> metric(const std::string& text, const std::string& name) {
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
-    return std::nullopt;
-}
+using harness::metric;
 
 int admin_port(const Process& daemon) {
     auto line = daemon.wait_for_line("msg", "admin listening", 15s);

@@ -255,4 +255,21 @@ std::uint64_t sim_add_fault(int port, const nlohmann::json& fault) {
     return nlohmann::json::parse(reply.body)["id"].get<std::uint64_t>();
 }
 
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+        if (condition()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return condition();
+}
+
+std::optional<double> metric(const std::string& text, const std::string& series) {
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+    return std::nullopt;
+}
+
 }  // namespace harness

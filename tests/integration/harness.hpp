@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -110,5 +111,11 @@ HttpResponse http_request(int port, const std::string& method, const std::string
                           const std::string& body = {}, const std::string& headers = {});
 // POST /control/faults on the simulator; returns the fault's id, throws unless 201.
 std::uint64_t sim_add_fault(int port, const nlohmann::json& fault);
+
+// Polls `condition` every 20 ms until it holds or `timeout` passes; true if it held.
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+// The value of one sample ("name{labels} value") in a Prometheus text, nullopt when absent.
+std::optional<double> metric(const std::string& text, const std::string& series);
 
 }  // namespace harness

@@ -20,23 +20,9 @@ using harness::TempDir;
 
 namespace {
 
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-        if (condition()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return condition();
-}
+using harness::wait_until;
 
-// The value of one sample line ("name{labels} value") in a Prometheus text.
-std::optional<double> metric(const std::string& text, const std::string& series) {
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-    return std::nullopt;
-}
+using harness::metric;
 
 std::string metrics(int admin_port) { return harness::http_request(admin_port, "GET", "/metrics").body; }
 

@@ -39,14 +39,7 @@ HttpResult http(int port, const std::string& method, const std::string& target, 
                                  token.empty() ? std::string() : "Authorization: Bearer " + token + "\r\n");
 }
 
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-        if (condition()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return condition();
-}
+using harness::wait_until;
 
 struct OpsConfig {
     int sim_port = 0;
@@ -94,14 +87,7 @@ Daemon start_daemon(const TempDir& dir, const OpsConfig& c) {
     return d;
 }
 
-// The value of one sample line ("name{labels} value") in a Prometheus text.
-std::optional<double> metric(const std::string& text, const std::string& series) {
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-    return std::nullopt;
-}
+using harness::metric;
 
 // symbol -> polls, from the task table.
 std::map<std::string, std::uint64_t> polls_by_symbol(int port) {

@@ -31,14 +31,7 @@ std::vector<std::string> daemon_argv(const fs::path& config, std::vector<std::st
     return argv;
 }
 
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-        if (condition()) return true;
-        std::this_thread::sleep_for(50ms);
-    }
-    return condition();
-}
+using harness::wait_until;
 
 // Log lines whose msg starts with `prefix` ("config reloaded" also matches its warning form).
 std::vector<nlohmann::json> lines_starting(const Process& p, const std::string& prefix) {
