@@ -201,7 +201,7 @@ TEST(PollerGroup, IdlePollersHoldNoReadBufferWhileTheirConnectionsStayOpen) {
     tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     asio::co_spawn(io, accept_loop(acceptor), asio::detached);
     std::vector<std::string> symbols;
-    for (int i = 0; i < 40; ++i) symbols.push_back("S" + std::to_string(i));
+    for (int i = 0; i < 40; ++i) symbols.push_back(std::string("S").append(std::to_string(i)));  // not "S" + ...: g++ 12 -O3 -Wrestrict false positive
     mdagg::Config config;
     mdagg::SourceConfig s;
     s.name = "test";
