@@ -272,4 +272,15 @@ std::optional<double> metric(const std::string& text, const std::string& series)
     return std::nullopt;
 }
 
+CurlResult curl(const TempDir& dir, const std::string& name, std::vector<std::string> args) {
+    std::vector<std::string> argv{"/usr/bin/curl", "--silent", "--show-error", "--max-time", "10"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p(name, argv, dir.path());
+    CurlResult r;
+    r.exit = p.wait(std::chrono::seconds(20)).value_or(-1);
+    r.out = p.stdout_text();
+    r.err = p.stderr_text();
+    return r;
+}
+
 }  // namespace harness

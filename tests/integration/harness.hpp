@@ -112,6 +112,14 @@ HttpResponse http_request(int port, const std::string& method, const std::string
 // POST /control/faults on the simulator; returns the fault's id, throws unless 201.
 std::uint64_t sim_add_fault(int port, const nlohmann::json& fault);
 
+// curl (--silent --show-error --max-time 10, then `args`) run as a child in `dir`, waited for.
+struct CurlResult {
+    int exit = -1;
+    std::string out;
+    std::string err;
+};
+CurlResult curl(const TempDir& dir, const std::string& name, std::vector<std::string> args);
+
 // Polls `condition` every 20 ms until it holds or `timeout` passes; true if it held.
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 

@@ -20,22 +20,10 @@ std::vector<std::string> tls_args() {
             "--tls-key", tls_certs::file("server.key")};
 }
 
-struct CurlResult {
-    int exit = -1;
-    std::string out;
-    std::string err;
-};
-
-CurlResult curl(const TempDir& dir, const std::string& name, std::vector<std::string> args) {
-    std::vector<std::string> argv{"/usr/bin/curl", "--silent", "--show-error", "--max-time", "10",
-                                  "--cacert", tls_certs::file("ca.pem")};
-    argv.insert(argv.end(), args.begin(), args.end());
-    Process p(name, argv, dir.path());
-    CurlResult r;
-    r.exit = p.wait(20s).value_or(-1);
-    r.out = p.stdout_text();
-    r.err = p.stderr_text();
-    return r;
+// curl trusting the test CA.
+harness::CurlResult trusting_curl(const TempDir& dir, const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--cacert", tls_certs::file("ca.pem")});
+    return harness::curl(dir, name, std::move(args));
 }
 
 TEST(SimTlsCli, ServesHttpsOnBothListenersAndCountsResumptions) {
@@ -47,7 +35,7 @@ TEST(SimTlsCli, ServesHttpsOnBothListenersAndCountsResumptions) {
 
     const std::string base = "https://localhost:" + std::to_string(sim.port);
     // One curl, two connections ("Connection: close"): curl offers its session the second time.
-    auto quotes = curl(dir, "curl-quotes",
+    auto quotes = trusting_curl(dir, "curl-quotes",
                        {"-H", "Connection: close", base + "/quotes/STOCK_1", base + "/quotes/STOCK_1"});
     ASSERT_EQ(quotes.exit, 0) << quotes.err;
     EXPECT_NE(quotes.out.find("\"seq\":1}"), std::string::npos) << quotes.out;
@@ -56,7 +44,7 @@ TEST(SimTlsCli, ServesHttpsOnBothListenersAndCountsResumptions) {
     // Plain HTTP to a TLS listener gets no HTTP answer.
     EXPECT_EQ(harness::http_request(sim.port, "GET", "/stats").status, 0);
 
-    auto stats = curl(dir, "curl-stats", {"https://127.0.0.1:" + std::to_string(sim.control_port) + "/stats"});
+    auto stats = trusting_curl(dir, "curl-stats", {"https://127.0.0.1:" + std::to_string(sim.control_port) + "/stats"});
     ASSERT_EQ(stats.exit, 0) << stats.err;
     const auto json = nlohmann::json::parse(stats.out, nullptr, false);
     ASSERT_TRUE(json.is_object()) << stats.out;
@@ -74,7 +62,7 @@ TEST(SimTlsCli, CurlRefusesTheWrongNameTheUnknownCaAndTheExpiredCertificate) {
     for (const std::string cert : {"other-name", "unknown", "expired"}) {
         auto sim = harness::start_sim(dir.path(), {"--tls-cert", tls_certs::file(cert + ".pem"),
                                                    "--tls-key", tls_certs::file(cert + ".key")});
-        auto r = curl(dir, "curl-" + cert, {"https://localhost:" + std::to_string(sim.port) + "/quotes/STOCK_1"});
+        auto r = trusting_curl(dir, "curl-" + cert, {"https://localhost:" + std::to_string(sim.port) + "/quotes/STOCK_1"});
         EXPECT_NE(r.exit, 0) << cert << ": " << r.out;
         EXPECT_EQ(r.out, "") << cert;
         sim.process->signal(SIGTERM);
@@ -117,10 +105,10 @@ TEST(SimTlsCli, ClientCaRequiresCurlsClientCertificate) {
     args.insert(args.end(), {"--tls-client-ca", tls_certs::file("ca.pem")});
     auto sim = harness::start_sim(dir.path(), args);
     const std::string url = "https://localhost:" + std::to_string(sim.port) + "/quotes/STOCK_0";
-    auto without = curl(dir, "curl-without", {url});
+    auto without = trusting_curl(dir, "curl-without", {url});
     EXPECT_NE(without.exit, 0);
     EXPECT_EQ(without.out, "");
-    auto with = curl(dir, "curl-with", {"--cert", tls_certs::file("client.pem"), "--key",
+    auto with = trusting_curl(dir, "curl-with", {"--cert", tls_certs::file("client.pem"), "--key",
                                         tls_certs::file("client.key"), url});
     ASSERT_EQ(with.exit, 0) << with.err;
     EXPECT_NE(with.out.find("\"seq\":1}"), std::string::npos) << with.out;

@@ -14,21 +14,9 @@ using namespace std::chrono_literals;
 using harness::Process;
 using harness::TempDir;
 
-struct CurlResult {
-    int exit = -1;
-    std::string out;
-    std::string err;
-};
-
-CurlResult curl(const TempDir& dir, const std::string& name, std::vector<std::string> args) {
-    std::vector<std::string> argv{"/usr/bin/curl", "--silent", "--show-error", "--max-time", "10", "--globoff"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    Process p(name, argv, dir.path());
-    CurlResult r;
-    r.exit = p.wait(20s).value_or(-1);
-    r.out = p.stdout_text();
-    r.err = p.stderr_text();
-    return r;
+harness::CurlResult globoff_curl(const TempDir& dir, const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), "--globoff");  // [::1] is an address, not a curl URL range
+    return harness::curl(dir, name, std::move(args));
 }
 
 TEST(SimVenueCli, ListensOnIpv6LoopbackAndRecordsHeadersAndQuery) {
@@ -39,14 +27,14 @@ TEST(SimVenueCli, ListensOnIpv6LoopbackAndRecordsHeadersAndQuery) {
     EXPECT_EQ((*listening)["host"], "::1");
     const std::string base = "http://[::1]:" + std::to_string(sim.port);
 
-    auto quote = curl(dir, "curl-quote", {"-H", "X-MBX-APIKEY: the-api-key", "-H", "X-Token: tok",
+    auto quote = globoff_curl(dir, "curl-quote", {"-H", "X-MBX-APIKEY: the-api-key", "-H", "X-Token: tok",
                                           base + "/quotes/STOCK_2?apiKey=query-key&symbol=STOCK_2"});
     ASSERT_EQ(quote.exit, 0) << quote.err;
     EXPECT_EQ(nlohmann::json::parse(quote.out)["seq"], 1);
     // Nothing listens on 127.0.0.1 at that port.
     EXPECT_EQ(harness::http_request(sim.port, "GET", "/stats").status, 0);
 
-    auto stats = curl(dir, "curl-stats", {base + "/stats"});
+    auto stats = globoff_curl(dir, "curl-stats", {base + "/stats"});
     ASSERT_EQ(stats.exit, 0) << stats.err;
     const auto j = nlohmann::json::parse(stats.out);
     EXPECT_EQ(j["headers"]["x-mbx-apikey"]["last"], "the-api-key");
@@ -74,23 +62,23 @@ TEST(SimVenueCli, AnswersGzipWhenAskedIncludingABodyThatInflatesPastASize) {
     auto sim = harness::start_sim(dir.path(), {"--symbols", "5"});
     const std::string base = "http://127.0.0.1:" + std::to_string(sim.port);
 
-    auto raw = curl(dir, "curl-raw", {"-H", "Accept-Encoding: gzip", "-D", (dir / "raw.head").string(),
+    auto raw = globoff_curl(dir, "curl-raw", {"-H", "Accept-Encoding: gzip", "-D", (dir / "raw.head").string(),
                                       base + "/quotes/STOCK_1"});
     ASSERT_EQ(raw.exit, 0) << raw.err;
     ASSERT_GE(raw.out.size(), 2u);
     EXPECT_EQ(static_cast<unsigned char>(raw.out[0]), 0x1f);  // the gzip magic
     EXPECT_EQ(static_cast<unsigned char>(raw.out[1]), 0x8b);
-    auto inflated = curl(dir, "curl-inflated", {"--compressed", base + "/quotes/STOCK_1"});
+    auto inflated = globoff_curl(dir, "curl-inflated", {"--compressed", base + "/quotes/STOCK_1"});
     ASSERT_EQ(inflated.exit, 0) << inflated.err;
     EXPECT_EQ(nlohmann::json::parse(inflated.out)["seq"], 2);
-    auto plain = curl(dir, "curl-plain", {base + "/quotes/STOCK_1"});
+    auto plain = globoff_curl(dir, "curl-plain", {base + "/quotes/STOCK_1"});
     EXPECT_EQ(nlohmann::json::parse(plain.out)["seq"], 3);  // not asked: not compressed
 
     harness::sim_add_fault(sim.port, {{"kind", "oversized"}, {"size", 1048576}, {"symbols", {"STOCK_4"}}});
-    auto bomb = curl(dir, "curl-bomb", {"-H", "Accept-Encoding: gzip", base + "/quotes/STOCK_4"});
+    auto bomb = globoff_curl(dir, "curl-bomb", {"-H", "Accept-Encoding: gzip", base + "/quotes/STOCK_4"});
     ASSERT_EQ(bomb.exit, 0) << bomb.err;
     EXPECT_LT(bomb.out.size(), 16u * 1024);  // small on the wire ...
-    auto bomb_inflated = curl(dir, "curl-bomb-inflated", {"--compressed", base + "/quotes/STOCK_4"});
+    auto bomb_inflated = globoff_curl(dir, "curl-bomb-inflated", {"--compressed", base + "/quotes/STOCK_4"});
     EXPECT_EQ(bomb_inflated.out.size(), 1048576u);  // ... 1 MiB once inflated
 
     const auto stats = harness::http_request(sim.port, "GET", "/stats").json();
