@@ -33,7 +33,7 @@ if [ -n "${BENCH_BUILD:-}" ]; then
   bin=$BENCH_BUILD
 else
   bash scripts/setup.sh
-  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDAGG_TESTS=ON >/dev/null
   cmake --build build-bench -j "$(nproc)" --target mdagg mdagg-sim mdagg-kafka-mock >/dev/null
   bin=./build-bench
 fi
