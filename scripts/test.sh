@@ -3,7 +3,8 @@
 # Usage: bash scripts/test.sh        env: BUILD_DIR (default build), MDAGG_SANITIZE
 # ("address,undefined" or "thread"), MDAGG_BUILD_TYPE (default Release, what ships: -O3, where
 # g++ 12 warns where -O2 does not; RelWithDebInfo with MDAGG_SANITIZE, so reports have line
-# numbers), CTEST_ARGS (extra ctest arguments, e.g. "-R Daemon").
+# numbers), BUILD_TARGETS (default every target), CTEST_ARGS (extra ctest arguments, e.g.
+# "-R Daemon").
 # No test may skip: run as root, the tests that skipped because they must not run as root
 # (file permissions) run again as an unprivileged user, and any test still skipped fails the
 # run. MDAGG_ALLOW_SKIPS=1 only warns (a developer without root cannot mount a tmpfs).
@@ -21,7 +22,8 @@ build_type=Release
 if [ -n "${MDAGG_SANITIZE:-}" ]; then build_type=RelWithDebInfo; fi
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${MDAGG_BUILD_TYPE:-$build_type}" \
   -DMDAGG_SANITIZE="${MDAGG_SANITIZE:-}" >/dev/null
-cmake --build "$build_dir" -j "$(nproc)"
+# shellcheck disable=SC2086
+cmake --build "$build_dir" -j "$(nproc)" ${BUILD_TARGETS:+--target $BUILD_TARGETS}
 
 # Unit tests run in parallel; integration tests are RUN_SERIAL (they load both cores).
 ctest_log=$(mktemp)
