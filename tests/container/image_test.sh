@@ -14,6 +14,7 @@
 # Root only (debootstrap, chroot, namespaces). Env: MDAGG_CI_CACHE (default
 # /var/cache/mdagg-ci) holds the base and the container storage; JOBS compiler jobs;
 # MDAGG_KEEP_IMAGE=1 keeps the built image, MDAGG_TEST_IMAGE=NAME tests a kept one instead.
+# --base-only: step 1 alone (.ci/run makes the base while the fuzzer runs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 start=$(date +%s)
@@ -86,6 +87,7 @@ SOURCES
     podman "${store[@]}" import --quiet "$base_tar" "$base_image" >/dev/null
   fi
 ) 9> "$cache/base.lock"
+if [ "${1:-}" = --base-only ]; then log "base $base_image ready"; exit 0; fi
 
 # ---- 2. the image -------------------------------------------------------------------------
 if [ -n "${MDAGG_TEST_IMAGE:-}" ]; then
