@@ -3,8 +3,8 @@
 #   --build-arg JOBS=N    compiler jobs (default: every CPU the build sees)
 ARG BASE=debian:bookworm-slim
 
-# ---- build: the same packages and build type (Release) as scripts/setup.sh and test.sh, so
-# the image ships what CI tested ----
+# ---- build: scripts/setup.sh's build packages (not the test tools) and test.sh's build type
+# (Release), so the image ships what CI tested ----
 FROM ${BASE} AS build
 ARG JOBS=
 ENV DEBIAN_FRONTEND=noninteractive CCACHE_DIR=/root/.cache/ccache
@@ -12,7 +12,7 @@ WORKDIR /src
 COPY scripts/setup.sh scripts/setup.sh
 # The cache mounts only speed up rebuilds on one machine (ccache and apt are keyed by content).
 RUN --mount=type=cache,target=/var/cache/apt/archives,sharing=locked \
-    bash scripts/setup.sh && rm -rf /var/lib/apt/lists/*
+    bash scripts/setup.sh --build-only && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/ccache \
     cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDAGG_TESTS=OFF \

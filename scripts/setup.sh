@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # Installs mdagg's build and test dependencies from Debian 12 packages. Idempotent: it only
 # calls apt-get when a package is missing, and uses sudo when not run as root.
+# --build-only: only what building mdagg and mdagg-sim needs (the Dockerfile's build stage).
 set -euo pipefail
 
-packages=(
+build_packages=(
   g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libssl-dev
+  zlib1g-dev libzstd-dev librdkafka-dev  # compressed segments; the Kafka sink
+)
+packages=(
+  "${build_packages[@]}"
   libgtest-dev
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer ships in Debian's compiler-rt package
-  zlib1g-dev libzstd-dev
-  librdkafka-dev kcat  # the Kafka sink; kcat reads topics back in the Kafka tests
+  kcat  # reads topics back in the Kafka tests
   curl jq wrk procps bc time
   ca-certificates  # OpenSSL's default trust store; the https examples in docs/ name its bundle
   openssl  # tests/tls/make_certs.sh makes the TLS test certificates at test time
 )
 
+need_promtool=false
+if [ "${1:-}" = --build-only ]; then
+  packages=("${build_packages[@]}")
+else
+  command -v promtool >/dev/null 2>&1 || need_promtool=true
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-need_promtool=false
-command -v promtool >/dev/null 2>&1 || need_promtool=true
 [ ${#missing[@]} -eq 0 ] && [ "$need_promtool" = false ] && exit 0
 
 sudo=""
