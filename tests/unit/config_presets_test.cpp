@@ -149,6 +149,39 @@ hosts:
     EXPECT_EQ(h.breaker.failures, 7u);
 }
 
+TEST(ConfigPresets, AnExactHostPortEntryIsCompletedAndAnIpv6HostGetsABracketedEntry) {
+    const Config exact = parse(R"(sources:
+  - name: b
+    preset: binance_book_ticker
+    url: "https://api.binance.com:9443/api/v3/ticker/bookTicker?symbol={symbol}"
+    interval: 1s
+    symbols: [BTCUSDT]
+hosts:
+  - host: api.binance.com:9443
+    rate: 7
+)");
+    ASSERT_EQ(exact.hosts.size(), 1u);
+    EXPECT_EQ(exact.hosts[0].port, 9443);
+    EXPECT_EQ(exact.hosts[0].rate, 7);
+    EXPECT_EQ(exact.hosts[0].burst, 200);
+
+    const std::string v6 = R"(sources:
+  - name: b
+    preset: binance_book_ticker
+    url: "https://[::1]:9443/api/v3/ticker/bookTicker?symbol={symbol}"
+    interval: 1s
+    symbols: [BTCUSDT]
+)";
+    const Config c = parse(v6);
+    ASSERT_EQ(c.hosts.size(), 1u);
+    EXPECT_EQ(c.hosts[0].host, "::1");
+    EXPECT_EQ(c.hosts[0].port, 0);
+    EXPECT_EQ(c.hosts[0].rate, 100);
+    const std::string printed = expanded_config_text(v6, "t.yaml");
+    EXPECT_NE(printed.find("host: \"[::1]\""), std::string::npos) << printed;
+    EXPECT_EQ(parse_config(printed, "p.yaml").hosts, c.hosts);
+}
+
 TEST(ConfigPresets, SourcesOfOneHostShareOneEntryAndOthersKeepTheirDefaults) {
     const Config c = parse(R"(sources:
   - name: b1
