@@ -96,12 +96,11 @@ std::optional<std::size_t> host_entry_of(const YAML::Node& hosts, const Url& url
     return any_port;
 }
 
-void fill_host(std::string_view file, YAML::Node& document, const YAML::Node& preset_host,
+void fill_host(YAML::Node& document, const YAML::Node& preset_host,
                const Url& url, PresetOrigins::Filled origin, PresetOrigins& origins) {
     if (!has_key(document, "hosts")) document["hosts"] = YAML::Node(YAML::NodeType::Sequence);
     YAML::Node hosts = document["hosts"];
     if (!hosts.IsSequence()) return;  // the schema reports it
-    (void)file;
     origin.filled_from = preset_host.Mark();
     if (const auto at = host_entry_of(hosts, url)) {
         YAML::Node entry = hosts[*at];
@@ -178,7 +177,7 @@ PresetOrigins apply_presets(std::string_view file, YAML::Node& document) {
         Url url;
         const auto url_text = scalar_at(source, "url");
         if (preset_doc.host && url_text && !parse_url(*url_text, url))
-            fill_host(file, document, preset_doc.host, url, origin, origins);
+            fill_host(document, preset_doc.host, url, origin, origins);
     }
     return origins;
 }
