@@ -289,6 +289,15 @@ public:
 Config load_config(const std::string& path);
 Config parse_config(std::string_view yaml_text, std::string_view file_name);
 
+// ---- presets (config/presets/*.yaml, compiled in; src/config/presets.cpp) ----
+// A source's `preset: NAME` fills the keys it does not give itself, and its host's limits.
+std::vector<std::string> preset_names();  // sorted
+// The file as the daemon reads it, presets applied, as YAML (`--check-config FILE --print`).
+// Secrets appear as written ({env:NAME}, { file: PATH }), never their values. Validates first:
+// throws ConfigError like parse_config.
+std::string expanded_config_text(std::string_view yaml_text, std::string_view file_name);
+std::string expanded_config(const std::string& path);
+
 // ---- sharding across replicas ----
 // A symbol's shard is fnv1a_64 (common.hpp) of its name's bytes, mod the shard count. It
 // depends on the symbol name alone, never the source, so every source of a symbol lands on one

@@ -17,6 +17,8 @@ namespace {
 constexpr const char* usage_text =
     "usage: mdagg --config FILE        run the daemon\n"
     "       mdagg --check-config FILE  validate FILE and exit (0 valid, 2 invalid)\n"
+    "       mdagg --check-config FILE --print\n"
+    "                                  ... and print it as read, presets applied (YAML)\n"
     "       mdagg --version | --help\n"
     "\n"
     "signals: SIGTERM/SIGINT drain and exit; SIGHUP re-reads FILE and applies the difference\n"
@@ -35,6 +37,7 @@ int usage_error(const std::string& message) {
 int main(int argc, char** argv) {
     std::string config_path;
     bool check_only = false;
+    bool print = false;
     for (int i = 1; i < argc; ++i) {
         std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
@@ -52,9 +55,14 @@ int main(int argc, char** argv) {
             check_only = arg == "--check-config";
             continue;
         }
+        if (arg == "--print") {
+            print = true;
+            continue;
+        }
         return usage_error("unknown argument \"" + arg + "\"");
     }
     if (config_path.empty()) return usage_error("--config FILE is required");
+    if (print && !check_only) return usage_error("--print goes with --check-config FILE");
 
     mdagg::Config config;
     mdagg::ShardingResult shard;
@@ -73,6 +81,15 @@ int main(int argc, char** argv) {
         std::cerr << config_path << ": " << *exposed << "\n";
         if (!check_only) mdagg::log::error("refusing to start, nothing started", {{"error", *exposed}});
         return mdagg::exit_usage;
+    }
+    if (print) {
+        try {
+            std::cout << mdagg::expanded_config(config_path);
+        } catch (const mdagg::ConfigError& e) {
+            std::cerr << e.what() << "\n";
+            return mdagg::exit_usage;
+        }
+        return mdagg::exit_ok;
     }
     if (check_only) {
         std::size_t pollers = 0;

@@ -1,6 +1,7 @@
 // The configuration schema: one table of keys per YAML mapping, read in document order so the
 // first problem in the file is the one reported. Checks that need two keys run afterwards.
 #include "detail.hpp"
+#include "presets.hpp"
 
 #include <arpa/inet.h>
 
@@ -472,6 +473,8 @@ constexpr Key<SourceDraft> source_keys[] = {
          read_tls(v, d.cfg.tls);
          d.tls = v;
      }},
+    // Checked and applied before the schema is read (presets.cpp): its keys are then here.
+    {"preset", [](const Value&, SourceDraft&) {}},
 };
 
 SourceDraft read_source(const Value& v) {
@@ -741,14 +744,21 @@ Config parse_config(std::string_view yaml_text, std::string_view file_name) {
         throw_error(file, documents[1].Mark(), "", "only one YAML document is allowed");
 
     // An empty file is an empty mapping, so it fails like any other file missing "sources".
-    const Value root(file, documents.empty() ? YAML::Node() : documents[0], "", YAML::Mark());
-    read_map(root, top_keys, doc);
-    resolve_hosts(doc.config, doc.hosts, doc.source_marks);
+    YAML::Node document = documents.empty() ? YAML::Node() : documents[0];
+    const PresetOrigins presets = apply_presets(file, document);
+    const Value root(file, document, "", YAML::Mark());
+    try {
+        read_map(root, top_keys, doc);
+        resolve_hosts(doc.config, doc.hosts, doc.source_marks);
+    } catch (const LocatedConfigError& e) {
+        presets.rethrow_if_filled(e);
+        throw;
+    }
     doc.config.file = file;
     return std::move(doc.config);
 }
 
-Config load_config(const std::string& path) {
+std::string config_detail::read_config_text(const std::string& path) {
     const auto fail = [&](int error) {
         throw ConfigError(path + ": cannot read: " + std::generic_category().message(error));
     };
@@ -760,7 +770,9 @@ Config load_config(const std::string& path) {
     while (const std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get())) text.append(buffer, n);
     // Opening a directory succeeds; reading it is what fails (EISDIR).
     if (std::ferror(file.get())) fail(errno);
-    return parse_config(text, path);
+    return text;
 }
+
+Config load_config(const std::string& path) { return parse_config(read_config_text(path), path); }
 
 }  // namespace mdagg

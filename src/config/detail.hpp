@@ -16,7 +16,18 @@
 
 namespace mdagg::config_detail {
 
+// A ConfigError that keeps its parts, so a caller can place it elsewhere (presets.cpp points
+// errors in a preset's keys at the source's `preset:`).
+class LocatedConfigError : public ConfigError {
+public:
+    LocatedConfigError(const std::string& text, YAML::Mark mark_, std::string path_, std::string message_)
+        : ConfigError(text), mark(mark_), path(std::move(path_)), message(std::move(message_)) {}
+    YAML::Mark mark;
+    std::string path, message;
+};
+
 // "file:line:col: path: message"; line and column are 1-based and left out for a null mark.
+// Throws LocatedConfigError.
 [[noreturn]] void throw_error(std::string_view file, const YAML::Mark& mark, std::string_view path,
                               std::string_view message);
 
@@ -128,6 +139,9 @@ std::optional<std::string> symbol_error(std::string_view symbol);
 // trailing "\n" or "\r\n" cut. Throws ConfigError naming `key` and the path, never the
 // contents, when it cannot be read or is larger than 64 KiB.
 std::string read_secret_file(const std::string& path, std::string_view key);
+
+// The config file's text (load_config); throws ConfigError "PATH: cannot read: ...".
+std::string read_config_text(const std::string& path);
 
 // ---- secrets (secret.cpp) ----
 // [A-Za-z0-9_]+, what an environment variable's name may be here.

@@ -68,7 +68,7 @@ void throw_error(std::string_view file, const YAML::Mark& mark, std::string_view
         text += ": ";
     }
     text += message;
-    throw ConfigError(text);
+    throw LocatedConfigError(text, mark, std::string(path), std::string(message));
 }
 
 Value::Value(std::string_view file, YAML::Node node, std::string path, YAML::Mark fallback)

@@ -138,6 +138,7 @@ const std::vector<ReloadRule> rules = {
     MDAGG_SOURCE("sources[].symbols[].name"),
     MDAGG_SOURCE("sources[].symbols[].tags"),
     MDAGG_SOURCE("sources[].tags"),
+    MDAGG_SOURCE("sources[].preset"),
     MDAGG_SOURCE("sources[].success.pointer"),
     MDAGG_SOURCE("sources[].success.equals"),
     MDAGG_SOURCE("sources[].success.empty"),

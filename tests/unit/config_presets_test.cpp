@@ -1,0 +1,414 @@
+// Presets (config/presets/*.yaml, compiled in): what they fill, what overrides them, where
+// their errors point, --print's expansion, and each preset mapping a real venue body exactly
+// through the mapper the pollers use.
+#include "config_test_helpers.hpp"
+#include "presets.hpp"
+
+#include <mdagg/mapping.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace mdagg {
+namespace {
+
+struct EnvVar {
+    EnvVar(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+    ~EnvVar() { ::unsetenv(name_); }
+    EnvVar(const EnvVar&) = delete;
+    EnvVar& operator=(const EnvVar&) = delete;
+
+private:
+    const char* name_;
+};
+
+// The secrets the alpaca and polygon presets read.
+struct PresetSecrets {
+    EnvVar polygon{"POLYGON_API_KEY", "pk-secret-1"};
+    EnvVar alpaca_id{"APCA_API_KEY_ID", "ak-id-2"};
+    EnvVar alpaca_secret{"APCA_API_SECRET_KEY", "ak-secret-3"};
+};
+
+std::string one_source(std::string_view preset, std::string_view symbol = "SYM") {
+    return "sources:\n  - name: s\n    preset: " + std::string(preset) + "\n    interval: 1m\n    symbols: [" +
+           std::string(symbol) + "]\noutput: { dir: ./out }\n";
+}
+
+const HostConfig& host_of(const Config& c, std::size_t source = 0) { return c.hosts.at(c.sources.at(source).host); }
+
+// 1-based line and column of `needle` (plus `skip` characters) in the preset's text, as "file:L:C".
+std::string preset_position(std::string_view preset, std::string_view needle, std::size_t skip = 0) {
+    for (const auto& p : config_detail::embedded_presets()) {
+        if (p.name != preset) continue;
+        const std::size_t found = p.text.find(needle);
+        EXPECT_NE(found, std::string_view::npos) << needle;
+        const std::size_t at = found + skip;
+        const std::string_view before = p.text.substr(0, at);
+        const std::size_t line = 1 + static_cast<std::size_t>(std::count(before.begin(), before.end(), '\n'));
+        const std::size_t line_start = before.rfind('\n') == std::string_view::npos ? 0 : before.rfind('\n') + 1;
+        return std::string(p.file) + ":" + std::to_string(line) + ":" + std::to_string(at - line_start + 1);
+    }
+    ADD_FAILURE() << "no preset " << preset;
+    return {};
+}
+
+}  // namespace
+
+TEST(ConfigPresets, TheIssuesSinglePresetsAreCompiledIn) {
+    const std::vector<std::string> names = preset_names();
+    for (const char* wanted : {"binance_book_ticker", "coinbase_ticker", "okx_ticker", "polygon_last_quote"})
+        EXPECT_NE(std::find(names.begin(), names.end(), wanted), names.end()) << wanted;
+    EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
+}
+
+// A preset is data checked by the same schema as the file: every one must load, and must give
+// what makes a source pollable (url, bid, ask) plus its host's rate.
+TEST(ConfigPresets, EveryPresetLoadsWithOnlyNameIntervalAndSymbols) {
+    const PresetSecrets secrets;
+    for (const std::string& name : preset_names()) {
+        SCOPED_TRACE(name);
+        Config c;
+        ASSERT_NO_THROW(c = parse(one_source(name))) << error_of(one_source(name));
+        const SourceConfig& s = c.sources.at(0);
+        EXPECT_EQ(s.url.scheme, "https");
+        EXPECT_NE(s.url.target_template.find("{symbol}"), std::string::npos);
+        EXPECT_FALSE(s.fields.bid.empty());
+        EXPECT_FALSE(s.fields.ask.empty());
+        EXPECT_TRUE(s.fields.success.has_value());
+        EXPECT_GT(host_of(c).rate, 0);
+        EXPECT_EQ(host_of(c).host, s.url.host);
+        EXPECT_EQ(host_of(c).port, 0) << "a preset's host entry covers every port";
+    }
+}
+
+TEST(ConfigPresets, BinanceFillsSourceAndHostLimits) {
+    const Config c = parse(one_source("binance_book_ticker", "BTCUSDT"));
+    const SourceConfig& s = c.sources[0];
+    EXPECT_EQ(s.url.host, "api.binance.com");
+    EXPECT_EQ(s.url.target_template, "/api/v3/ticker/bookTicker?symbol={symbol}");
+    EXPECT_EQ(s.cost, 2u);
+    EXPECT_EQ(s.accept_encoding, AcceptEncoding::gzip);
+    ASSERT_TRUE(s.fields.success);
+    EXPECT_EQ(s.fields.success->pointer, "/code");
+    EXPECT_TRUE(s.fields.success->empty);
+    EXPECT_EQ(s.fields.symbol, "/symbol");
+    EXPECT_EQ(s.fields.bid, "/bidPrice");
+    EXPECT_EQ(s.fields.ask_size, "/askQty");
+    const HostConfig& h = host_of(c);
+    EXPECT_EQ(h.rate, 100);
+    EXPECT_EQ(h.burst, 200);
+    EXPECT_EQ(h.ban_pause, std::chrono::minutes(2));
+    ASSERT_TRUE(h.usage);
+    EXPECT_EQ(h.usage->header, "X-MBX-USED-WEIGHT-1M");
+    EXPECT_EQ(h.usage->limit, 6000);
+    // Defaults stay for what the preset does not set.
+    EXPECT_EQ(s.timeout, s.interval);
+    EXPECT_EQ(h.rate_limit_pause, std::chrono::seconds(1));
+}
+
+TEST(ConfigPresets, KeysOnTheSourceOverrideThePresets) {
+    const Config c = parse(R"(sources:
+  - name: b
+    preset: binance_book_ticker
+    url: "https://api1.binance.com/api/v3/ticker/bookTicker?symbol={symbol}"
+    cost: 4
+    interval: 1s
+    symbols: [BTCUSDT]
+    fields: { bid: /b, ask: /a }
+)");
+    const SourceConfig& s = c.sources[0];
+    EXPECT_EQ(s.url.host, "api1.binance.com");
+    EXPECT_EQ(s.cost, 4u);
+    // A key replaces the preset's whole value: no preset pointer is left under `fields`.
+    EXPECT_EQ(s.fields.bid, "/b");
+    EXPECT_EQ(s.fields.symbol, "");
+    EXPECT_EQ(s.fields.bid_size, "");
+    // What the source did not give still comes from the preset, host limits included (for
+    // the url's host as overridden).
+    EXPECT_EQ(s.accept_encoding, AcceptEncoding::gzip);
+    EXPECT_EQ(host_of(c).host, "api1.binance.com");
+    EXPECT_EQ(host_of(c).rate, 100);
+}
+
+TEST(ConfigPresets, KeysOfTheUsersHostEntryOverrideThePresets) {
+    const Config c = parse(R"(sources:
+  - name: okx
+    preset: okx_ticker
+    interval: 1s
+    symbols: [BTC-USDT]
+hosts:
+  - host: www.okx.com
+    rate: 5
+    breaker: { failures: 7 }
+)");
+    ASSERT_EQ(c.hosts.size(), 1u) << "the user's entry is completed, not doubled";
+    const HostConfig& h = host_of(c);
+    EXPECT_EQ(h.rate, 5);
+    EXPECT_EQ(h.burst, 20);  // from the preset
+    EXPECT_EQ(h.breaker.failures, 7u);
+}
+
+TEST(ConfigPresets, AnExactHostPortEntryIsCompletedAndAnIpv6HostGetsABracketedEntry) {
+    const Config exact = parse(R"(sources:
+  - name: b
+    preset: binance_book_ticker
+    url: "https://api.binance.com:9443/api/v3/ticker/bookTicker?symbol={symbol}"
+    interval: 1s
+    symbols: [BTCUSDT]
+hosts:
+  - host: api.binance.com:9443
+    rate: 7
+)");
+    ASSERT_EQ(exact.hosts.size(), 1u);
+    EXPECT_EQ(exact.hosts[0].port, 9443);
+    EXPECT_EQ(exact.hosts[0].rate, 7);
+    EXPECT_EQ(exact.hosts[0].burst, 200);
+
+    const std::string v6 = R"(sources:
+  - name: b
+    preset: binance_book_ticker
+    url: "https://[::1]:9443/api/v3/ticker/bookTicker?symbol={symbol}"
+    interval: 1s
+    symbols: [BTCUSDT]
+)";
+    const Config c = parse(v6);
+    ASSERT_EQ(c.hosts.size(), 1u);
+    EXPECT_EQ(c.hosts[0].host, "::1");
+    EXPECT_EQ(c.hosts[0].port, 0);
+    EXPECT_EQ(c.hosts[0].rate, 100);
+    const std::string printed = expanded_config_text(v6, "t.yaml");
+    EXPECT_NE(printed.find("host: \"[::1]\""), std::string::npos) << printed;
+    EXPECT_EQ(parse_config(printed, "p.yaml").hosts, c.hosts);
+}
+
+TEST(ConfigPresets, SourcesOfOneHostShareOneEntryAndOthersKeepTheirDefaults) {
+    const Config c = parse(R"(sources:
+  - name: b1
+    preset: binance_book_ticker
+    interval: 1s
+    symbols: [BTCUSDT]
+  - name: b2
+    preset: binance_book_ticker
+    interval: 2s
+    symbols: [ETHUSDT]
+  - name: sim
+    url: "http://127.0.0.1:8081/quotes/{symbol}"
+    interval: 1s
+    symbols: [A]
+    fields: { bid: /bid, ask: /ask }
+)");
+    EXPECT_EQ(c.sources[0].host, c.sources[1].host);
+    EXPECT_EQ(host_of(c, 1).rate, 100);
+    EXPECT_EQ(host_of(c, 2).rate, 0);
+    EXPECT_FALSE(host_of(c, 2).usage);
+    EXPECT_EQ(c.hosts.size(), 2u);
+}
+
+TEST(ConfigPresets, UnknownPresetNamesTheKnownOnesAtItsPlace) {
+    const std::string e = error_of(one_source("okx_tiker"));
+    EXPECT_EQ(e.rfind("t.yaml:3:13: sources[0].preset: unknown preset \"okx_tiker\"; did you mean \"okx_ticker\"?", 0), 0u) << e;
+    for (const std::string& name : preset_names()) EXPECT_NE(e.find(name), std::string::npos) << e;
+
+    const std::string far = error_of(one_source("nasdaq_itch"));
+    EXPECT_EQ(far.find("did you mean"), std::string::npos) << far;
+    EXPECT_NE(far.find("Known presets: "), std::string::npos) << far;
+    EXPECT_EQ(error_of(one_source("[a]")).rfind("t.yaml:3:13: sources[0].preset: expected a string, got a list", 0), 0u);
+}
+
+// An error in a key the preset filled points at the source's `preset:` line in the user's
+// file (that is what the user wrote) and names the preset's file and line.
+TEST(ConfigPresets, AnErrorInAPresetKeyPointsAtThePresetLineAndNamesThePreset) {
+    ::unsetenv("POLYGON_API_KEY");
+    const std::string e = error_of(one_source("polygon_last_quote", "AAPL"));
+    EXPECT_EQ(e, "t.yaml:3:13: sources[0].url: environment variable POLYGON_API_KEY is not set (set by preset "
+                 "polygon_last_quote, " +
+                     preset_position("polygon_last_quote", "\"https://api.polygon.io") + ")");
+
+    // A check across the file and the preset: the user's burst cannot hold the preset's cost.
+    const std::string cost = error_of(R"(sources:
+  - name: b
+    preset: binance_book_ticker
+    interval: 1s
+    symbols: [BTCUSDT]
+hosts:
+  - host: api.binance.com
+    burst: 1
+)");
+    EXPECT_EQ(cost, "t.yaml:3:13: sources[0].cost: exceeds burst 1 of host api.binance.com (set by preset "
+                    "binance_book_ticker, " +
+                        preset_position("binance_book_ticker", "cost: ", 6) + ")");
+
+    // An error in the user's own key stays where it is.
+    EXPECT_EQ(error_of(R"(sources:
+  - name: b
+    preset: binance_book_ticker
+    interval: 1s
+    symbols: [BTCUSDT]
+    cost: 0
+)").rfind("t.yaml:6:11: sources[0].cost: must be between 1 and", 0),
+              0u);
+}
+
+TEST(ConfigPresets, PrintShowsTheExpansionWhichParsesToTheSameConfigWithoutSecrets) {
+    const PresetSecrets secrets;
+    const std::string yaml = R"(sources:
+  - name: poly
+    preset: polygon_last_quote
+    interval: 20s
+    symbols: ["AAPL", MSFT]
+  - name: alpaca
+    preset: alpaca_latest_quote
+    interval: 1s
+    symbols: [AAPL]
+  - name: okx
+    preset: okx_ticker
+    interval: 1s
+    symbols: [BTC-USDT]
+hosts:
+  - host: www.okx.com
+    rate: 5
+output: { dir: ./out, max_buffer_bytes: 65536 }
+)";
+    const std::string printed = expanded_config_text(yaml, "t.yaml");
+    for (const char* secret : {"pk-secret-1", "ak-id-2", "ak-secret-3"})
+        EXPECT_EQ(printed.find(secret), std::string::npos) << secret << " in\n" << printed;
+    EXPECT_NE(printed.find("apiKey={env:POLYGON_API_KEY}"), std::string::npos) << printed;
+    EXPECT_NE(printed.find("env: APCA_API_SECRET_KEY"), std::string::npos) << printed;
+    EXPECT_NE(printed.find("# sources[0] (poly) from preset polygon_last_quote: url"), std::string::npos) << printed;
+    EXPECT_NE(printed.find("# sources[2] (okx) from preset okx_ticker, host: hosts[0].burst"), std::string::npos)
+        << printed;
+
+    const Config original = parse(yaml);
+    const Config reparsed = parse_config(printed, "printed.yaml");
+    EXPECT_EQ(reparsed.sources, original.sources);
+    EXPECT_EQ(reparsed.hosts, original.hosts);
+    EXPECT_EQ(reparsed.output.max_buffer_bytes, 65536u);
+    // Printing it again fills nothing more: the same YAML below the header comments.
+    const auto body = [](const std::string& text) {
+        std::string out, line;
+        std::istringstream in(text);
+        while (std::getline(in, line))
+            if (!line.starts_with("#")) out += line + "\n";
+        return out;
+    };
+    EXPECT_EQ(body(expanded_config_text(printed, "printed.yaml")), body(printed));
+}
+
+TEST(ConfigPresets, PrintRefusesAnInvalidFile) {
+    EXPECT_THROW(expanded_config_text(one_source("no_such_preset"), "t.yaml"), ConfigError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each preset maps a real captured venue body (tests/fuzz/corpus/mapping) exactly, through the
+// mapper a poller builds from its source's fields.
+
+namespace {
+
+std::string corpus(const std::string& name) {
+    std::ifstream in(std::string(MDAGG_MAPPING_CORPUS) + "/" + name, std::ios::binary);
+    EXPECT_TRUE(in) << name;
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string body = text.str();
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+    return body;
+}
+
+struct Mapped {
+    std::error_code error;
+    Quote quote;
+};
+
+Mapped map_with_preset(std::string_view preset, const std::string& body_file, std::string_view symbol) {
+    const PresetSecrets secrets;
+    const Config c = parse(one_source(preset, symbol));
+    Mapped out;
+    out.error = QuoteMapper(c.sources.at(0).fields).map(corpus(body_file), symbol, out.quote);
+    return out;
+}
+
+::testing::AssertionResult Exact(const Decimal& d, std::string_view text) {
+    if (d.to_string() != text) return ::testing::AssertionFailure() << d.to_string() << " != " << text;
+    return ::testing::AssertionSuccess();
+}
+
+}  // namespace
+
+TEST(ConfigPresetsMapping, BinanceBookTicker) {
+    const Mapped m = map_with_preset("binance_book_ticker", "binance.json", "LTCBTC");
+    ASSERT_FALSE(m.error) << m.error.message();
+    EXPECT_TRUE(Exact(m.quote.bid, "4.00000000"));
+    EXPECT_TRUE(Exact(m.quote.ask, "4.00000200"));
+    EXPECT_TRUE(Exact(m.quote.bid_size, "431.00000000"));
+    EXPECT_TRUE(Exact(m.quote.ask_size, "9.00000000"));
+    EXPECT_EQ(m.quote.exchange_time_ns, 0);
+    EXPECT_EQ(m.quote.seq, -1);
+    // The symbol check is part of the preset: another symbol's answer is refused.
+    EXPECT_EQ(map_with_preset("binance_book_ticker", "binance.json", "BTCUSDT").error, MappingError::symbol_mismatch);
+}
+
+TEST(ConfigPresetsMapping, CoinbaseTicker) {
+    const Mapped m = map_with_preset("coinbase_ticker", "coinbase.json", "BTC-USD");
+    ASSERT_FALSE(m.error) << m.error.message();
+    EXPECT_TRUE(Exact(m.quote.bid, "6265.15"));
+    EXPECT_TRUE(Exact(m.quote.ask, "6267.71"));
+    EXPECT_FALSE(m.quote.has_bid_size);
+    EXPECT_FALSE(m.quote.has_ask_size);
+    EXPECT_EQ(m.quote.exchange_time_ns, 1584663777833000000);  // 2020-03-20T00:22:57.833Z
+    EXPECT_EQ(m.quote.seq, 86326522);
+}
+
+TEST(ConfigPresetsMapping, OkxTickerAndItsErrorBody) {
+    const Mapped m = map_with_preset("okx_ticker", "okx.json", "BTC-USDT");
+    ASSERT_FALSE(m.error) << m.error.message();
+    EXPECT_TRUE(Exact(m.quote.bid, "66260.2"));
+    EXPECT_TRUE(Exact(m.quote.ask, "66260.3"));
+    EXPECT_TRUE(Exact(m.quote.bid_size, "0.43"));
+    EXPECT_TRUE(Exact(m.quote.ask_size, "0.22"));
+    EXPECT_EQ(m.quote.exchange_time_ns, 1774805577108000000);  // "ts" ms, a string
+    EXPECT_EQ(map_with_preset("okx_ticker", "okx_error.json", "BTC-USDT").error, MappingError::body_error);
+}
+
+TEST(ConfigPresetsMapping, PolygonLastQuoteNanosecondsAbove2To53) {
+    const Mapped m = map_with_preset("polygon_last_quote", "polygon.json", "AAPL");
+    ASSERT_FALSE(m.error) << m.error.message();
+    EXPECT_TRUE(Exact(m.quote.bid, "127.96"));
+    EXPECT_TRUE(Exact(m.quote.ask, "127.98"));
+    EXPECT_TRUE(Exact(m.quote.bid_size, "1"));
+    EXPECT_TRUE(Exact(m.quote.ask_size, "7"));
+    EXPECT_EQ(m.quote.exchange_time_ns, 1617827221349730300);  // a double would say ...730304
+}
+
+TEST(ConfigPresetsMapping, BybitTicker) {
+    const Mapped m = map_with_preset("bybit_ticker", "bybit.json", "BTCUSDT");
+    ASSERT_FALSE(m.error) << m.error.message();
+    EXPECT_TRUE(Exact(m.quote.bid, "66782.2"));
+    EXPECT_TRUE(Exact(m.quote.ask, "66782.3"));
+    EXPECT_TRUE(Exact(m.quote.bid_size, "0.46"));
+    EXPECT_TRUE(Exact(m.quote.ask_size, "1.21"));
+    EXPECT_EQ(m.quote.exchange_time_ns, 1775239921132000000);
+}
+
+TEST(ConfigPresetsMapping, KrakenPairUnderItsOwnNameAndItsErrorBody) {
+    const Mapped m = map_with_preset("kraken_ticker_pair", "kraken.json", "XBTUSD");
+    ASSERT_FALSE(m.error) << m.error.message();
+    EXPECT_TRUE(Exact(m.quote.bid, "30300.00000"));
+    EXPECT_TRUE(Exact(m.quote.ask, "30300.10000"));
+    EXPECT_TRUE(Exact(m.quote.bid_size, "1.000"));
+    EXPECT_TRUE(Exact(m.quote.ask_size, "1.000"));
+    EXPECT_EQ(m.quote.exchange_time_ns, 0);
+    EXPECT_EQ(map_with_preset("kraken_ticker_pair", "kraken_error.json", "XBTUSD").error, MappingError::body_error);
+}
+
+TEST(ConfigPresetsMapping, AlpacaLatestQuoteNumbersAndNanosecondTime) {
+    const Mapped m = map_with_preset("alpaca_latest_quote", "alpaca.json", "AAPL");
+    ASSERT_FALSE(m.error) << m.error.message();
+    EXPECT_TRUE(Exact(m.quote.bid, "172.6"));
+    EXPECT_TRUE(Exact(m.quote.ask, "172.7"));
+    EXPECT_TRUE(Exact(m.quote.bid_size, "2"));
+    EXPECT_TRUE(Exact(m.quote.ask_size, "1"));
+    EXPECT_EQ(m.quote.exchange_time_ns, 1660730974055031265);  // 2022-08-17T10:09:34.055031265Z
+}
+
+}  // namespace mdagg
