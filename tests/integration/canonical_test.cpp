@@ -54,17 +54,17 @@ struct SourceQuotes {
 
 TEST(Canonical, ThreeVenueShapesAndNamesConsolidateIntoOneInstrument) {
     TempDir dir;
-    std::vector<Venue> venues = {
-        {"binance", "BTCUSDT", "11", "/api/v3/ticker/bookTicker?symbol={symbol}",
-         "{ symbol: /symbol, bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty, seq: /seq }", {}},
-        {"okx", "BTC-USDT-", "22", "/api/v5/market/ticker?instId={symbol}",
-         "{ symbol: /data/0/instId, bid: /data/0/bidPx, ask: /data/0/askPx, "
-         "exchange_time: { pointer: /data/0/ts, unit: ms }, seq: /data/0/seq }\n"
-         "    success: { pointer: /code, equals: \"0\" }",
-         {}},
-        {"coinbase", "BTC-USD-", "33", "/products/{symbol}/ticker",
-         "{ bid: /bid, ask: /ask, exchange_time: { pointer: /time, unit: rfc3339 }, seq: /trade_id }", {}},
-    };
+    std::vector<Venue> venues;
+    venues.push_back(Venue{"binance", "BTCUSDT", "11", "/api/v3/ticker/bookTicker?symbol={symbol}",
+                           "{ symbol: /symbol, bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty, seq: /seq }",
+                           {}});
+    venues.push_back(Venue{"okx", "BTC-USDT-", "22", "/api/v5/market/ticker?instId={symbol}",
+                           "{ symbol: /data/0/instId, bid: /data/0/bidPx, ask: /data/0/askPx, "
+                           "exchange_time: { pointer: /data/0/ts, unit: ms }, seq: /data/0/seq }\n"
+                           "    success: { pointer: /code, equals: \"0\" }",
+                           {}});
+    venues.push_back(Venue{"coinbase", "BTC-USD-", "33", "/products/{symbol}/ticker",
+                           "{ bid: /bid, ask: /ask, exchange_time: { pointer: /time, unit: rfc3339 }, seq: /trade_id }", {}});
     for (Venue& v : venues)
         v.sim = harness::start_sim(dir.path(), {"--symbols", "2", "--prefix", v.prefix, "--seed", v.seed});
     const std::string okx_map = (dir / "okx.csv").string();
@@ -142,7 +142,9 @@ TEST(Canonical, ThreeVenueShapesAndNamesConsolidateIntoOneInstrument) {
         << "the venue name before and after the reload";
     for (const auto& [source, s] : by_source)
         for (std::size_t i = 1; i < s.seqs.size(); ++i)
-            if (source != "okx") ASSERT_LT(s.seqs[i - 1], s.seqs[i]) << source;  // okx's seqs restart on the other symbol
+            if (source != "okx") {  // okx's seqs restart on its other symbol
+                ASSERT_LT(s.seqs[i - 1], s.seqs[i]) << source;
+            }
 
     // One series of bars, under the canonical name. The last one closed at the drain, after
     // every quote: its best bid/offer is the best of each venue's last quote, with that side's
