@@ -13,7 +13,7 @@ std::optional<std::string_view> query_value(std::string_view query, std::string_
     while (!query.empty()) {
         const std::size_t amp = query.find('&');
         const std::string_view pair = query.substr(0, amp);
-        if (pair.size() > key.size() && pair.substr(0, key.size()) == key && pair[key.size()] == '=')
+        if (pair.size() > key.size() + 1 && pair.substr(0, key.size()) == key && pair[key.size()] == '=')
             return pair.substr(key.size() + 1);
         if (amp == std::string_view::npos) break;
         query.remove_prefix(amp + 1);
