@@ -134,7 +134,17 @@ struct SourceConfig {
     // A quote not refreshed for this long leaves the consolidated best bid/offer and is
     // reported stale. Defaults to 10 intervals, at least 1 s.
     Duration stale_after{};
-    std::vector<std::string> symbols;
+    std::vector<std::string> symbols;  // canonical names
+    // Canonical name -> the venue's own spelling, for the symbols whose venue name differs
+    // (`{ name, venue }` entries, `symbol_map:`; src/config/symbols.cpp). Records, the best
+    // bid/offer, metrics and admin selectors use the canonical name; the request's {symbol}
+    // and the body's symbol check use the venue's.
+    std::unordered_map<std::string, std::string> venue_symbols;
+    std::string symbol_map;  // `symbol_map:` as written (a CSV path), read at load and on SIGHUP
+    const std::string& venue_symbol(const std::string& name) const {
+        const auto it = venue_symbols.find(name);
+        return it == venue_symbols.end() ? name : it->second;
+    }
     FieldMap fields;
     // Operator labels for selecting pollers (POST /admin/pause {"tag": "nyse"}): the
     // source's own tags apply to every symbol; a list entry { name: X, tags: [..] } adds more.

@@ -247,7 +247,8 @@ std::string_view to_string(PollerControl c) noexcept;
 struct PollerSnapshot {
     SourceId source = 0;
     std::string source_name;
-    std::string symbol;
+    std::string symbol;         // canonical
+    std::string venue_symbol;   // the venue's spelling when it differs, else empty
     std::vector<std::string> tags;  // the source's and the symbol's
     std::chrono::nanoseconds interval{};
     PollerState state = PollerState::pending;  // outcome of the latest poll

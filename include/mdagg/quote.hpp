@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace mdagg {
@@ -24,6 +25,21 @@ struct Universe {
     // Bumped whenever an id's name changes (released or reused), so caches keyed by id (the
     // formatters' escaped names) know to refresh; appending a new id does not change it.
     std::uint64_t revision = 0;
+    // The venue's spelling of a symbol, by (source, symbol), where it differs from the
+    // canonical name: quote records carry it as venue_symbol. Set from the config at start
+    // and on every reload (lifecycle), on the aggregation side like the names above.
+    std::unordered_map<std::uint64_t, std::string> venue_symbols{};
+
+    static std::uint64_t venue_key(SourceId source, SymbolId symbol) noexcept {
+        return (std::uint64_t{source} << 32) | symbol;
+    }
+    // Null when the source calls the symbol by its canonical name: no lookup at all when no
+    // source renames any.
+    const std::string* venue_symbol(SourceId source, SymbolId symbol) const {
+        if (venue_symbols.empty()) return nullptr;
+        const auto it = venue_symbols.find(venue_key(source, symbol));
+        return it == venue_symbols.end() ? nullptr : &it->second;
+    }
 
     SymbolId add_symbol(std::string name) {
         if (free_symbols.empty()) {

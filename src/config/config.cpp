@@ -348,6 +348,7 @@ std::vector<std::string> read_tags(const Value& v) {
 
 struct TaggedSymbol {
     std::string name;
+    std::string venue;  // empty: the name is the venue's too
     std::vector<std::string> tags;
 };
 
@@ -356,6 +357,10 @@ constexpr Key<TaggedSymbol> tagged_symbol_keys[] = {
          t.name = read_string(v);
          if (auto err = symbol_error(t.name)) v.fail(*err);
      }, true},
+    {"venue", [](const Value& v, TaggedSymbol& t) {
+         t.venue = read_string(v);
+         if (auto err = symbol_error(t.venue)) v.fail(*err);
+     }},
     {"tags", [](const Value& v, TaggedSymbol& t) { t.tags = read_tags(v); }},
 };
 
@@ -366,13 +371,17 @@ void read_symbol_list(const Value& v, SourceConfig& source) {
     if (items.size() > max_symbols)
         v.fail("at most " + std::to_string(max_symbols) + " symbols per source");
     std::unordered_map<std::string, std::size_t> index_of;
+    std::unordered_map<std::string, std::size_t> venue_index_of;  // a plain entry's venue is its name
     for (std::size_t i = 0; i < items.size(); ++i) {
         std::string symbol;
-        if (items[i].is_map()) {  // { name: X, tags: [a, b] }
+        if (items[i].is_map()) {  // { name: X, venue: Y, tags: [a, b] }
             TaggedSymbol tagged;
             read_map(items[i], tagged_symbol_keys, tagged);
             symbol = std::move(tagged.name);
             if (!tagged.tags.empty()) source.symbol_tags[symbol] = std::move(tagged.tags);
+            // Kept even when equal to the name, so a symbol_map does not override it;
+            // finish_symbols drops those.
+            if (!tagged.venue.empty()) source.venue_symbols[symbol] = std::move(tagged.venue);
         } else {
             symbol = read_string(items[i]);
             if (auto err = symbol_error(symbol)) items[i].fail(*err);
@@ -381,6 +390,11 @@ void read_symbol_list(const Value& v, SourceConfig& source) {
         if (!fresh)
             items[i].fail("duplicate symbol \"" + symbol + "\", already at " + v.path() + '[' +
                           std::to_string(it->second) + ']');
+        const std::string& venue = source.venue_symbol(symbol);
+        const auto [at, fresh_venue] = venue_index_of.emplace(venue, i);
+        if (!fresh_venue)
+            items[i].fail(std::string("venue name \"").append(venue) + "\" is already polled for " + v.path() + '[' +
+                          std::to_string(at->second) + ']');
         out.push_back(std::move(symbol));
     }
 }
@@ -401,6 +415,7 @@ void read_symbols(const Value& v, SourceConfig& source) {
 struct SourceDraft {
     SourceConfig cfg;
     std::optional<Value> name, url, interval, timeout, max_in_flight, stale_after, cost, tls;
+    std::optional<Value> symbols, symbol_map;
 };
 
 std::string read_source_name(const Value& v) {
@@ -463,7 +478,16 @@ constexpr Key<SourceDraft> source_keys[] = {
          d.stale_after = v;
      }},
     {"success", [](const Value& v, SourceDraft& d) { read_success(v, d.cfg.fields); }},
-    {"symbols", [](const Value& v, SourceDraft& d) { read_symbols(v, d.cfg); }, true},
+    {"symbols",
+     [](const Value& v, SourceDraft& d) {
+         read_symbols(v, d.cfg);
+         d.symbols = v;
+     }},
+    {"symbol_map",
+     [](const Value& v, SourceDraft& d) {
+         d.cfg.symbol_map = read_nonempty_string(v);
+         d.symbol_map = v;
+     }},
     {"tags", [](const Value& v, SourceDraft& d) { d.cfg.tags = read_tags(v); }},
     {"fields", [](const Value& v, SourceDraft& d) { read_map(v, field_keys, d.cfg.fields); }, true},
     {"headers", [](const Value& v, SourceDraft& d) { read_headers(v, d.cfg); }},
@@ -481,6 +505,7 @@ SourceDraft read_source(const Value& v) {
     SourceDraft d;
     read_map(v, source_keys, d);
     SourceConfig& s = d.cfg;
+    finish_symbols(v, d.symbols, d.symbol_map, s);
     // Like Prometheus: a poll that may outlive its interval would overlap the next one.
     if (!d.timeout)
         s.timeout = s.interval;

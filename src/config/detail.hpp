@@ -176,6 +176,14 @@ std::vector<std::string> kafka_key_names();
 void read_tls(const Value& v, TlsConfig& out);
 std::vector<std::string> tls_key_names();
 
+// ---- canonical symbols (symbols.cpp) ----
+// After a source's keys are read: reads its symbol_map (a CSV of "name,venue" lines) and
+// combines it with `symbols:` (the map names the venue of each listed symbol without a
+// `venue:`; without `symbols:` the map is the list), then keeps in source.venue_symbols only
+// the names that differ. `source` is the source's mapping, for a missing `symbols`.
+void finish_symbols(const Value& source, const std::optional<Value>& symbols,
+                    const std::optional<Value>& symbol_map, SourceConfig& out);
+
 // The top-level "sharding" section (sharding.cpp).
 void read_sharding(const Value& v, Config& c);
 std::vector<std::string_view> sharding_key_names();

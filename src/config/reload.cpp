@@ -137,6 +137,9 @@ const std::vector<ReloadRule> rules = {
     MDAGG_SOURCE("sources[].symbols.start"),
     MDAGG_SOURCE("sources[].symbols[].name"),
     MDAGG_SOURCE("sources[].symbols[].tags"),
+    // A symbol whose venue name changed restarts its own poller only (lifecycle's reload plan).
+    MDAGG_SOURCE("sources[].symbols[].venue"),
+    MDAGG_SOURCE("sources[].symbol_map"),
     MDAGG_SOURCE("sources[].tags"),
     MDAGG_SOURCE("sources[].preset"),
     MDAGG_SOURCE("sources[].success.pointer"),

@@ -106,6 +106,7 @@ asio::awaitable<void> Aggregation::set_sources(const std::vector<SourceConfig>& 
                                      [&](const SourceConfig& c) { return c.name == universe_.sources[id]; });
         aggregator_.set_stale_after(id, it != sources.end() ? it->stale_after.count() : 1);
     }
+    set_venue_symbols(universe_, sources);
     stale_sweep_period_ = sweep_period(sources);
     co_await to_control();
 }

@@ -447,6 +447,7 @@ Universe make_universe(const Config& config) {
             if (seen.emplace(sym, static_cast<SymbolId>(u.symbols.size())).second) u.symbols.push_back(sym);
         }
     }
+    lifecycle::set_venue_symbols(u, config.sources);
     return u;
 }
 

@@ -141,6 +141,13 @@ Ingest::Changes Ingest::apply(const ReloadPlan& plan, const std::vector<SourceCo
             changes.removed += pollers_.retire([&](std::string_view source, std::string_view symbol, const std::vector<std::string>&) {
                 return source == src.name && !kept.contains(symbol);
             });
+            if (!step.renamed_symbols.empty()) {
+                std::unordered_set<std::string_view> renamed(step.renamed_symbols.begin(), step.renamed_symbols.end());
+                changes.restarted += pollers_.retire([&](std::string_view source, std::string_view symbol, const std::vector<std::string>&) {
+                    return source == src.name && renamed.contains(symbol);
+                });
+                pollers_.add(id, src, host, with_ids(step.renamed_symbols));
+            }
             auto added = with_ids(step.added_symbols);
             if (!added.empty() && pollers_.add(id, src, host, added)) changes.added += added.size();
             pollers_.set_tags(src);

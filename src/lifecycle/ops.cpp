@@ -276,6 +276,7 @@ admin::Response Operations::tasks(const admin::Selector& filter) {
                            {"last_error_at", wall_time_json(p.last_error_ns)},
                            {"last_latency_ms", p.last_latency_ns < 0 ? nlohmann::json() : nlohmann::json(p.last_latency_ns / 1e6)}};
         row["last_success_age_ms"] = p.last_success_ns > 0 ? nlohmann::json((now_ns - p.last_success_ns) / 1e6) : nlohmann::json();
+        if (!p.venue_symbol.empty()) row["venue_symbol"] = p.venue_symbol;
         row["tags"] = p.tags;
         rows.push_back(std::move(row));
     }

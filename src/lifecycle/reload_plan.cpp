@@ -13,6 +13,8 @@ bool source_changed(const SourceConfig& a, const HostConfig& a_host, const Sourc
         c->symbols.clear();
         c->tags.clear();
         c->symbol_tags.clear();
+        c->venue_symbols.clear();  // per symbol: plan_source restarts only the renamed ones
+        c->symbol_map.clear();
         c->max_in_flight = 0;  // applied in place (it defaults to the symbol count)
         c->host = 0;           // an index into its own config's hosts: compared above
     }
@@ -33,6 +35,23 @@ SymbolRelease release_symbols(const std::unordered_set<SymbolId>& retiring, cons
         }
     }
     return out;
+}
+
+void set_venue_symbols(Universe& universe, const std::vector<SourceConfig>& sources) {
+    universe.venue_symbols.clear();
+    if (std::all_of(sources.begin(), sources.end(), [](const SourceConfig& s) { return s.venue_symbols.empty(); }))
+        return;
+    std::unordered_map<std::string_view, SymbolId> symbol_ids;
+    for (SymbolId i = 0; i < universe.symbols.size(); ++i)
+        if (!universe.symbols[i].empty()) symbol_ids.emplace(universe.symbols[i], i);
+    for (SourceId s = 0; s < universe.sources.size(); ++s) {
+        const auto src = std::find_if(sources.begin(), sources.end(),
+                                      [&](const SourceConfig& c) { return c.name == universe.sources[s]; });
+        if (src == sources.end()) continue;
+        for (const auto& [name, venue] : src->venue_symbols)
+            if (const auto id = symbol_ids.find(name); id != symbol_ids.end())
+                universe.venue_symbols.emplace(Universe::venue_key(s, id->second), venue);
+    }
 }
 
 namespace {
@@ -67,7 +86,10 @@ ReloadPlan::SourceStep plan_source(std::size_t index, const SourceConfig& src, c
     for (auto& sym : old->symbols)
         if (!kept.contains(sym)) step.removed_symbols.push_back(sym);
     for (auto& sym : src.symbols)
-        if (!had.contains(sym)) step.added_symbols.push_back(sym);
+        if (!had.contains(sym))
+            step.added_symbols.push_back(sym);
+        else if (src.venue_symbol(sym) != old->venue_symbol(sym))
+            step.renamed_symbols.push_back(sym);
     return step;
 }
 

@@ -13,8 +13,8 @@
 
 namespace mdagg::lifecycle {
 
-// A source whose pollers must restart: anything but its symbols, tags and max_in_flight
-// changed, or its host entry is another one (another guard), wherever it sits in the list.
+// A source whose pollers must restart: anything but its symbols, their venue names, tags and
+// max_in_flight changed, or its host entry is another one (another guard), wherever it sits in the list.
 bool source_changed(const SourceConfig& a, const HostConfig& a_host, const SourceConfig& b,
                     const HostConfig& b_host);
 
@@ -31,6 +31,10 @@ struct SymbolRelease {
 SymbolRelease release_symbols(const std::unordered_set<SymbolId>& retiring, const Universe& universe,
                               const std::unordered_set<std::string_view>& wanted,
                               const std::vector<SymbolId>& held);
+
+// Fills universe.venue_symbols from the sources' venue names (the sources and symbols must
+// already have their ids): at start and, on the aggregation strand, on every reload.
+void set_venue_symbols(Universe& universe, const std::vector<SourceConfig>& sources);
 
 struct ReloadPlan {
     // The universe. Source ids are only ever appended; symbol ids of released symbols are
@@ -52,6 +56,9 @@ struct ReloadPlan {
         std::size_t source = 0;                   // index into the reloaded sources
         std::vector<std::string> added_symbols;   // update: symbols it did not poll before
         std::vector<std::string> removed_symbols; // update: symbols it polls no more
+        // update: symbols whose venue name changed: their pollers restart (the old one's poll
+        // in flight finishes and is delivered), the others keep their connection and schedule
+        std::vector<std::string> renamed_symbols;
     };
     std::vector<SourceStep> steps;  // one per reloaded source, in its order
     // Symbols no source polls any more: retiring from now on (their ids wait for their pollers).

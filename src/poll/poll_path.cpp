@@ -33,6 +33,7 @@ void PollerGroup::Impl::record_failure(Poller& p, const detail::PollResult& f) {
     nlohmann::json fields{{"source", p.source.config.name},
                           {"symbol", p.symbol_name},
                           {"error", to_string(f.error)}};
+    if (p.venue_name) fields["venue_symbol"] = *p.venue_name;  // what the venue was asked for
     if (f.detail) fields["detail"] = f.detail.message();
     if (f.status) fields["status"] = f.status;
     if (*suppressed) fields["suppressed"] = *suppressed;
@@ -241,7 +242,7 @@ PollAction PollerGroup::Impl::deliver(Poller& p) {
     // Only an answer to deliver is inflated: an error status's body is never read.
     if (auto ec = http::decode_body(p.body, p.parser->content_encoding(), p.source.config.max_body_bytes))
         return p.fsm.on_decode_failed(ec);
-    if (std::error_code ec = p.mapper.map(p.body, p.symbol_name, q)) return p.fsm.on_mapping_failed(ec);
+    if (std::error_code ec = p.mapper.map(p.body, p.venue_symbol(), q)) return p.fsm.on_mapping_failed(ec);
     p.last_receive_ns = q.receive_time_ns;
     on_quote(q);
     return p.fsm.on_delivered();

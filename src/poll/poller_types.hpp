@@ -145,12 +145,14 @@ struct Poller {
     Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
         : executor(std::move(ex)),
           connection(make_transport(executor, src)),
-          request(http::make_get_request(src.config.url.host, src.config.url.port, src.config.url.target_for(name),
+          request(http::make_get_request(src.config.url.host, src.config.url.port,
+                                         src.config.url.target_for(src.config.venue_symbol(name)),
                                          {src.header_lines, src.config.accept_encoding == AcceptEncoding::gzip})),
           mapper(src.mapper),
           schedule(src.config.interval, phase_offset(src.config.name, name, src.config.interval)),
           source(src),
           symbol(sym),
+          venue_name(venue_name_in(src.config, name)),
           symbol_name(std::move(name)),
           fsm(src.config.connect_timeout, src.config.timeout,
               static_cast<std::uint64_t>(schedule.offset().count()) ^ sym) {}
@@ -178,7 +180,15 @@ struct Poller {
     Schedule schedule;
     SourceRuntime& source;
     SymbolId symbol;
-    std::string symbol_name;
+    // The venue's spelling when it differs from the canonical symbol_name: a node of the
+    // runtime's (const) config, so a poller pays a pointer, not a string.
+    const std::string* venue_name;
+    std::string symbol_name;  // canonical: logs, the task table, admin selectors
+    std::string_view venue_symbol() const noexcept { return venue_name ? *venue_name : symbol_name; }
+    static const std::string* venue_name_in(const SourceConfig& c, const std::string& name) {
+        const auto it = c.venue_symbols.find(name);
+        return it == c.venue_symbols.end() ? nullptr : &it->second;
+    }
     PollFsm fsm;  // the poll policy's state; on the poller's executor
     std::atomic<PollerState> state{PollerState::pending};
     // Operator control and the task table's per-poller view; written on the poller's

@@ -202,6 +202,7 @@ std::vector<PollerSnapshot> Registry::snapshot() const {
         s.source = p->source.id;
         s.source_name = p->source.config.name;
         s.symbol = p->symbol_name;
+        if (p->venue_name) s.venue_symbol = *p->venue_name;
         s.tags = p->tags;
         s.interval = p->source.config.interval;
         s.state = p->state.load(r);

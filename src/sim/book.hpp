@@ -38,6 +38,7 @@ public:
 
     std::size_t size() const noexcept { return names_.size(); }
     const std::string& name(std::size_t index) const { return names_[index]; }
+    const std::string& json_name(std::size_t index) const { return json_names_[index]; }  // quoted
 
     // The index of a known symbol (prefix + decimal index, no leading zeros), if any.
     std::optional<std::size_t> find(std::string_view name) const noexcept;

@@ -5,6 +5,7 @@
 #include "book.hpp"
 #include "faults.hpp"
 #include "http_io.hpp"
+#include "shapes.hpp"
 #include "stream.hpp"
 #include "tls.hpp"
 #include "venue.hpp"
@@ -153,6 +154,7 @@ struct Connection {
     std::string extra;  // extra response headers
     std::string zbody;  // gzip scratch
     bool gzip = false;  // the request accepts gzip
+    detail::Shape shape = detail::Shape::quotes;  // of the quote request being answered (shapes.hpp)
     std::atomic<std::uint64_t>* gzip_count = nullptr;
     std::uint64_t rng;
     std::size_t responses = 0;
@@ -550,6 +552,13 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             }
             return book.is_hung(name) ? Route::hung : Route::not_found;
         }
+        if (auto shaped = detail::shaped_request(target); shaped && !control_plane) {
+            if (method != http::verb::get) return Route::method_not_allowed;
+            if (auto found = book.find(shaped->symbol)) {
+                index = *found;
+                return book.hung(index) ? Route::hung : Route::quote;
+            }
+        }
         return Route::not_found;
     }
 
@@ -568,7 +577,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         c.body.clear();
         switch (route) {
             case Route::quote:
-                book.append_json(c.body, index, book.next(index));
+                detail::append_shaped_json(c.body, c.shape, book, index, book.next(index));
                 break;
             case Route::stats:
                 c.body = stats_json();
@@ -849,6 +858,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
             std::size_t index = 0;
             const Route route = self->route(parser.method(), c->target, c->control_plane, index);
+            const auto shaped = detail::shaped_request(c->target);
+            c->shape = shaped ? shaped->shape : detail::Shape::quotes;
             // A quote request is in progress from here until its answer is written (or the
             // connection gives up on it): a test checks a client's concurrency bound with this.
             struct InProgress {

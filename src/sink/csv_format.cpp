@@ -10,7 +10,7 @@
 namespace mdagg {
 
 const std::string_view quote_csv_header =
-    "source,symbol,bid,ask,bid_size,ask_size,exchange_time,receive_time,seq\n";
+    "source,symbol,bid,ask,bid_size,ask_size,exchange_time,receive_time,seq,venue_symbol\n";
 const std::string_view bar_csv_header =
     "symbol,start,end,open,high,low,close,updates,spread,best_bid,best_bid_source,best_ask,"
     "best_ask_source\n";
@@ -53,9 +53,11 @@ namespace {
 using namespace sink_detail;
 
 template <class Names>
-void quote_csv(std::string& out, const Quote& q, const Names& sources, const Names& symbols) {
-    constexpr std::size_t fixed = 16 + 4 * Decimal::max_chars + 2 * rfc3339_max_chars + int_bound;
-    LineBuffer buf(out, fixed + sources.bound(q.source) + symbols.bound(q.symbol));
+void quote_csv(std::string& out, const Quote& q, const Names& sources, const Names& symbols,
+               const std::string* venue) {
+    constexpr std::size_t fixed = 18 + 4 * Decimal::max_chars + 2 * rfc3339_max_chars + int_bound;
+    LineBuffer buf(out, fixed + sources.bound(q.source) + symbols.bound(q.symbol) +
+                            (venue ? csv_field_bound(venue->size()) : 0));
     char* p = buf.begin();
     p = sources.put(p, q.source);
     *p++ = ',';
@@ -74,6 +76,8 @@ void quote_csv(std::string& out, const Quote& q, const Names& sources, const Nam
     p = put_rfc3339(p, q.receive_time_ns);
     *p++ = ',';
     if (q.seq >= 0) p = put_int(p, q.seq);
+    *p++ = ',';  // venue_symbol: empty when the venue uses the canonical name
+    if (venue) p = put_csv_field(p, *venue);
     *p++ = '\n';
     buf.commit(p);
 }
@@ -113,7 +117,8 @@ void bar_csv(std::string& out, const Bar& bar, const Names& sources, const Names
 }  // namespace
 
 void append_quote_csv(std::string& out, const Quote& q, const Universe& universe) {
-    quote_csv(out, q, EscapedNames{universe.sources, csv_name}, EscapedNames{universe.symbols, csv_name});
+    quote_csv(out, q, EscapedNames{universe.sources, csv_name}, EscapedNames{universe.symbols, csv_name},
+              universe.venue_symbol(q.source, q.symbol));
 }
 
 void append_bar_csv(std::string& out, const Bar& bar, const Universe& universe) {
@@ -123,7 +128,7 @@ void append_bar_csv(std::string& out, const Bar& bar, const Universe& universe) 
 void RecordFormatter::quote_csv(std::string& out, const Quote& q) {
     refresh();
     const auto names = cached_names(csv_sources_, csv_symbols_, universe_, csv_name);
-    mdagg::quote_csv(out, q, names.sources, names.symbols);
+    mdagg::quote_csv(out, q, names.sources, names.symbols, universe_.venue_symbol(q.source, q.symbol));
 }
 
 void RecordFormatter::bar_csv(std::string& out, const Bar& bar) {

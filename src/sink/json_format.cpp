@@ -121,14 +121,20 @@ char* put_time(char* p, std::int64_t ns) noexcept {
 }
 
 template <class Names>
-void quote_json(std::string& out, const Quote& q, const Names& sources, const Names& symbols) {
-    constexpr std::size_t fixed = 160 + 4 * decimal_bound + 2 * time_bound + int_bound;
-    LineBuffer buf(out, fixed + sources.bound(q.source) + symbols.bound(q.symbol));
+void quote_json(std::string& out, const Quote& q, const Names& sources, const Names& symbols,
+                const std::string* venue) {
+    constexpr std::size_t fixed = 180 + 4 * decimal_bound + 2 * time_bound + int_bound;
+    LineBuffer buf(out, fixed + sources.bound(q.source) + symbols.bound(q.symbol) +
+                            (venue ? json_string_bound(venue->size()) : 0));
     char* p = buf.begin();
     p = put(p, R"({"type":"quote","source":)");
     p = sources.put(p, q.source);
     p = put(p, R"(,"symbol":)");
     p = symbols.put(p, q.symbol);
+    if (venue) {
+        p = put(p, R"(,"venue_symbol":)");
+        p = put_json_string(p, *venue);
+    }
     p = put(p, R"(,"bid":)");
     p = put_decimal(p, q.bid);
     p = put(p, R"(,"ask":)");
@@ -211,7 +217,8 @@ void stale_json(std::string& out, const StaleMark& mark, const Names& sources, c
 }  // namespace
 
 void append_quote_json(std::string& out, const Quote& q, const Universe& universe) {
-    quote_json(out, q, EscapedNames{universe.sources, json_name}, EscapedNames{universe.symbols, json_name});
+    quote_json(out, q, EscapedNames{universe.sources, json_name}, EscapedNames{universe.symbols, json_name},
+               universe.venue_symbol(q.source, q.symbol));
 }
 
 void append_bar_json(std::string& out, const Bar& bar, const Universe& universe) {
@@ -225,7 +232,7 @@ void append_stale_json(std::string& out, const StaleMark& mark, const Universe& 
 void RecordFormatter::quote_json(std::string& out, const Quote& q) {
     refresh();
     const auto names = cached_names(json_sources_, json_symbols_, universe_, json_name);
-    mdagg::quote_json(out, q, names.sources, names.symbols);
+    mdagg::quote_json(out, q, names.sources, names.symbols, universe_.venue_symbol(q.source, q.symbol));
 }
 
 void RecordFormatter::bar_json(std::string& out, const Bar& bar) {
