@@ -277,6 +277,10 @@ admin::Response Operations::tasks(const admin::Selector& filter) {
                            {"last_latency_ms", p.last_latency_ns < 0 ? nlohmann::json() : nlohmann::json(p.last_latency_ns / 1e6)}};
         row["last_success_age_ms"] = p.last_success_ns > 0 ? nlohmann::json((now_ns - p.last_success_ns) / 1e6) : nlohmann::json();
         row["tags"] = p.tags;
+        if (p.batch_symbols > 0) {
+            row["batch"] = p.batch;
+            row["batch_symbols"] = p.batch_symbols;
+        }
         rows.push_back(std::move(row));
     }
     nlohmann::json body{{"count", rows.size()}, {"tasks", std::move(rows)}};
