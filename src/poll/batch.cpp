@@ -66,8 +66,36 @@ void add_member_rows(const BatchRequest& batch, const PollerSnapshot& row, std::
             s.last_error = static_cast<PollError>(member.last_error.load(r));
         }
         if (row.state == PollerState::completed) s.state = member.state.load(r);
+        if (row.control == PollerControl::active) s.control = member.control.load(r);
         out.push_back(std::move(s));
     }
+}
+
+// The request is still asked for every member (its url is built once); a member paused or
+// cancelled on its own has its entries dropped.
+void Registry::change_batch_control(Poller& p, const PollerFilter& filter, std::initializer_list<PollerControl> from,
+                                    PollerControl to, ControlResult& result) {
+    BatchRequest& b = *p.batch;
+    std::size_t selected = 0;
+    for (std::size_t m = 0; m < b.members.size(); ++m)
+        selected += filter(p.source.config.name, b.member[m].name, p.tags) ? 1 : 0;
+    if (selected == 0) return;
+    result.matched += selected;
+    auto change = [&](std::atomic<PollerControl>& control) {
+        for (PollerControl f : from) {
+            auto expected = f;
+            if (control.compare_exchange_strong(expected, to, std::memory_order_acq_rel)) return true;
+        }
+        return false;
+    };
+    if (selected == b.members.size()) {
+        if (!change(p.control)) return;
+        result.changed += selected;
+        if (to == PollerControl::cancelled) post_interrupt(p, false);
+        return;
+    }
+    for (std::size_t m = 0; m < b.members.size(); ++m)
+        if (filter(p.source.config.name, b.member[m].name, p.tags) && change(b.member[m].control)) ++result.changed;
 }
 
 // Consecutive members of the configured list, batch.size at a time (all when 0).
@@ -119,6 +147,7 @@ detail::PollAction PollerGroup::Impl::deliver_batch(Poller& p) {
     for (std::size_t m = 0; m < b.members.size(); ++m) {
         detail::BatchMember& member = b.member[m];
         BatchEntry& entry = b.results[m];
+        if (member.control.load(std::memory_order_acquire) != PollerControl::active) continue;  // dropped
         if (!entry.seen) {
             member.missing.fetch_add(1, r);
             continue;

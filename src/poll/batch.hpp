@@ -24,6 +24,8 @@ struct BatchMember {
     std::atomic<std::int64_t> last_success_ns{0}, last_error_ns{0};
     std::atomic<std::uint8_t> last_error{static_cast<std::uint8_t>(PollError::count_)};
     std::atomic<PollerState> state{PollerState::pending};
+    // An operator's control of this member alone; its entries are dropped unless active.
+    std::atomic<PollerControl> control{PollerControl::active};
 };
 
 // The symbol as the venue spells it in requests and answers: the one place that decides it,

@@ -107,7 +107,12 @@ ControlResult Registry::change_control(const PollerFilter& filter, std::initiali
     std::lock_guard lock(mutex_);
     ControlResult result;
     for (auto& p : pollers_) {
-        if (p->retired || p->exited || !filter(p->source.config.name, p->symbol_name, p->tags)) continue;
+        if (p->retired || p->exited) continue;
+        if (p->batch) {
+            change_batch_control(*p, filter, from, to, result);
+            continue;
+        }
+        if (!filter(p->source.config.name, p->symbol_name, p->tags)) continue;
         ++result.matched;
         for (PollerControl f : from) {
             auto expected = f;

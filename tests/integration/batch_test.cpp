@@ -158,3 +158,54 @@ TEST(Batch, AllInstrumentsAnswerCountsUnknownAndMissingAndIsolatesABadEntry) {
     EXPECT_EQ(out.seqs.count("NOT_THERE"), 0u);
     harness::expect_seqs_increase(out);
 }
+
+namespace {
+
+std::uint64_t completed_of(int admin, const std::string& symbol) {
+    const auto tasks = harness::http_request(admin, "GET", "/debug/tasks?symbol=" + symbol).json();
+    if (tasks["count"] != 1) return 0;
+    return tasks["tasks"][0]["completed"].get<std::uint64_t>();
+}
+
+}  // namespace
+
+// Pausing one member of a batch drops its entries while the others go on; pausing every
+// member pauses the request; resume brings the member back.
+TEST(Batch, PausingAMemberDropsItsEntriesAndLeavesTheBatchPolling) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "10"});
+    harness::DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 10;
+    c.interval = "50ms";
+    auto daemon = harness::start_daemon(
+        dir, write_batch_config(dir, c, "/batch/bookTicker?symbols={symbols}", "{ items: \"\", symbol: /symbol, join: \",\" }"));
+    const int admin = admin_port_of(*daemon);
+    ASSERT_TRUE(wait_until([&] { return completed_of(admin, "STOCK_1") >= 3; }, 30s));
+    const auto paused = harness::http_request(admin, "POST", "/admin/pause", R"({"symbols": ["STOCK_1"]})").json();
+    EXPECT_EQ(paused["matched"], 1);
+    EXPECT_EQ(paused["changed"], 1);
+    const auto row = harness::http_request(admin, "GET", "/debug/tasks?symbol=STOCK_1").json();
+    EXPECT_EQ(row["tasks"][0]["control"], "paused");
+    // A poll in flight when the pause came may still deliver one quote.
+    const auto at_pause = completed_of(admin, "STOCK_1") + 1;
+    const auto other = completed_of(admin, "STOCK_2");
+    ASSERT_TRUE(wait_until([&] { return completed_of(admin, "STOCK_2") >= other + 10; }, 30s));
+    EXPECT_LE(completed_of(admin, "STOCK_1"), at_pause);
+
+    const auto resumed = harness::http_request(admin, "POST", "/admin/resume", R"({"symbols": ["STOCK_1"]})").json();
+    EXPECT_EQ(resumed["changed"], 1);
+    ASSERT_TRUE(wait_until([&] { return completed_of(admin, "STOCK_1") >= at_pause + 3; }, 30s));
+
+    // Every member selected: the request itself pauses (its ticks count as paused).
+    const auto all = harness::http_request(admin, "POST", "/admin/pause", R"({"source": "sim"})").json();
+    EXPECT_EQ(all["matched"], 10);
+    EXPECT_EQ(all["changed"], 10);
+    ASSERT_TRUE(wait_until(
+        [&] { return metric_or_zero(admin, R"(mdagg_source_paused_ticks_total{source="sim"})") >= 3; }, 30s));
+
+    daemon->signal(SIGTERM);
+    ASSERT_EQ(daemon->wait(20s), 0) << daemon->stdout_text().substr(0, 4000);
+    stop_sim(sim);
+    harness::expect_seqs_increase(harness::check_output(dir));
+}
