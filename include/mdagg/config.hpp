@@ -68,6 +68,8 @@ private:
     std::string text_;
 };
 
+struct BatchConfig;
+
 struct Url {
     std::string scheme;  // "http" or "https"
     std::string host;    // an IPv6 address without its brackets
@@ -80,6 +82,9 @@ struct Url {
     SecretText secret_target;
     // The request target for `symbol`, secrets included: for the request only.
     std::string target_for(std::string_view symbol) const;
+    // The request target of a batch: "{symbols}" spelled from `venue_names` as `batch` says
+    // (src/config/batch.cpp).
+    std::string target_for_symbols(const std::vector<std::string>& venue_names, const BatchConfig& batch) const;
     bool operator==(const Url&) const = default;
 };
 
@@ -115,6 +120,22 @@ struct TlsConfig {
     std::string client_key;
     TlsVersion min_version = TlsVersion::tls1_2;
     bool operator==(const TlsConfig&) const = default;
+};
+
+// A source's `batch:` block (src/config/batch.cpp): one request asks for many symbols and the
+// answer holds one entry per symbol, mapped with the source's fields relative to the entry.
+struct BatchConfig {
+    enum class Format { joined, json };  // "a,b" (join), or ["a","b"] percent-encoded
+    std::string items;      // JSON Pointer to the array or object of entries; "" = the whole body
+    std::string symbol;     // JSON Pointer inside an entry to its symbol, or "#key"
+    std::size_t size = 0;   // symbols per request; 0 = every symbol in one request
+    std::string join = ",";
+    Format format = Format::joined;
+    // The url spells {symbols}: the venue is asked by list. Without it (size 0 only) one
+    // request returns every instrument and the configured ones are picked from the answer.
+    bool symbols_in_url = false;
+    bool symbol_is_key() const noexcept { return symbol == "#key"; }
+    bool operator==(const BatchConfig&) const = default;
 };
 
 struct SourceConfig {
@@ -155,6 +176,9 @@ struct SourceConfig {
     // gzip: ask for gzip and inflate the answer, bounded by max_body_bytes after inflation.
     AcceptEncoding accept_encoding = AcceptEncoding::identity;
     TlsConfig tls;  // used when url.scheme is "https"
+    std::optional<BatchConfig> batch;  // absent: one request per symbol
+    // Requests per round: one per symbol, or one per batch.
+    std::size_t request_count() const noexcept;
     bool uses_tls() const noexcept { return url.scheme == "https"; }
     // The name sent as SNI and checked against the certificate.
     const std::string& tls_server_name() const noexcept { return tls.server_name.empty() ? url.host : tls.server_name; }

@@ -184,6 +184,11 @@ enum class PollError : std::uint8_t {
 std::string_view to_string(PollError e) noexcept;
 
 // Per-source counters; written by pollers with relaxed atomics, read by anyone.
+// What a batch answer held besides its members' good entries (docs/operations.md).
+enum class BatchEntryCount : std::uint8_t { unknown, missing, duplicate, bad_symbol, count_ };
+std::string_view to_string(BatchEntryCount c) noexcept;
+using BatchEntryCounts = std::array<std::uint64_t, static_cast<std::size_t>(BatchEntryCount::count_)>;
+
 struct SourceStats {
     std::atomic<std::uint64_t> polls_started{0};
     std::atomic<std::uint64_t> completed{0};
@@ -205,6 +210,7 @@ struct SourceStats {
     LatencyHistogram lateness;  // scheduled tick to timer wake-up
     LatencyHistogram achieved_interval;  // between one poll's start and the next (drift)
     std::atomic<std::uint64_t> paused_ticks{0};  // ticks of pollers an operator paused
+    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(BatchEntryCount::count_)> batch_entries{};
 };
 
 using PollErrorCounts = std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)>;
@@ -232,6 +238,7 @@ struct PollCounters {
     std::uint64_t tls_resumptions = 0;
     std::int64_t in_flight = 0;
     PollErrorCounts errors{};  // by PollError
+    BatchEntryCounts batch_entries{};
     // Empty when read without histograms (the heartbeat needs counts only).
     LatencyHistogram::Snapshot latency, lateness, achieved_interval;
 
@@ -259,6 +266,9 @@ struct PollerSnapshot {
     std::int64_t last_error_ns = 0;
     std::optional<PollError> last_error;
     std::int64_t last_latency_ns = -1;  // latest finished poll, any outcome; -1 = none yet
+    // A batch member's row: its request's index in the source and that request's symbol count
+    // (0: a single poller). The counts and times above are the member's own.
+    std::size_t batch = 0, batch_symbols = 0;
 };
 
 // Selects pollers for pause/resume/cancel/retire: source name, symbol, tags.

@@ -414,8 +414,9 @@ void read_symbols(const Value& v, SourceConfig& source) {
 // Values kept for the checks that involve two keys, so those can point at the right one.
 struct SourceDraft {
     SourceConfig cfg;
-    std::optional<Value> name, url, interval, timeout, max_in_flight, stale_after, cost, tls;
+    std::optional<Value> name, url, interval, timeout, max_in_flight, stale_after, cost, tls, batch;
     std::optional<Value> symbols, symbol_map;
+    BatchDraft batch_draft;
 };
 
 std::string read_source_name(const Value& v) {
@@ -499,6 +500,11 @@ constexpr Key<SourceDraft> source_keys[] = {
      }},
     // Checked and applied before the schema is read (presets.cpp): its keys are then here.
     {"preset", [](const Value&, SourceDraft&) {}},
+    {"batch",
+     [](const Value& v, SourceDraft& d) {
+         d.batch_draft = read_batch(v);
+         d.batch = v;
+     }},
 };
 
 SourceDraft read_source(const Value& v) {
@@ -511,14 +517,17 @@ SourceDraft read_source(const Value& v) {
         s.timeout = s.interval;
     else if (s.timeout > s.interval)
         d.timeout->fail("must not exceed the interval (" + d.interval->node().Scalar() + ")");
-    if (!d.max_in_flight) s.max_in_flight = s.symbols.size();
+    if (d.batch) check_batch_url(d.batch_draft, *d.url, s);
+    if (!d.max_in_flight) s.max_in_flight = s.request_count();
     // Within one interval a quote is as fresh as polling can make it.
     if (!d.stale_after)
         s.stale_after = std::max<Duration>(10 * s.interval, std::chrono::seconds(1));
     else if (s.stale_after <= s.interval)
         d.stale_after->fail("must be longer than the interval (" + d.interval->node().Scalar() + ")");
     if (d.tls && !s.uses_tls()) d.tls->fail("needs an https:// url");
-    if (s.symbols.size() != 1 && s.url.target_template.find("{symbol}") == std::string::npos)
+    if (!s.batch && s.url.target_template.find("{symbols}") != std::string::npos)
+        d.url->fail("\"{symbols}\" needs a batch: block (one request for many symbols)");
+    if (!s.batch && s.symbols.size() != 1 && s.url.target_template.find("{symbol}") == std::string::npos)
         d.url->fail("must contain \"{symbol}\" because the source polls " +
                     std::to_string(s.symbols.size()) + " symbols");
     return d;
@@ -722,7 +731,8 @@ std::vector<std::string> config_schema_keys() {
     list_keys(out, "output.retention.", retention_keys);
     list_keys(out, "admin.", admin_keys);
     for (const std::string& name : kafka_key_names()) out.push_back("kafka." + name);
-    list_keys(out, "sources[].", source_keys, {"success", "fields", "tls"});
+    list_keys(out, "sources[].", source_keys, {"success", "fields", "tls", "batch"});
+    for (const std::string& name : batch_key_names()) out.push_back("sources[].batch." + name);
     for (const std::string& name : tls_key_names()) out.push_back("sources[].tls." + name);
     list_keys(out, "sources[].success.", success_keys);
     list_keys(out, "sources[].symbols.", range_keys);           // { prefix, count, start }
@@ -743,7 +753,7 @@ void set_auto_breaker_thresholds(Config& c) {
         if (!c.hosts[h].breaker.failures_auto) continue;
         std::size_t pollers = 0;
         for (auto& src : c.sources)
-            if (src.host == h) pollers += src.symbols.size();
+            if (src.host == h) pollers += src.request_count();
         c.hosts[h].breaker.failures = static_cast<std::uint32_t>(std::clamp<std::size_t>(pollers, 5, 1'000'000));
     }
 }

@@ -184,6 +184,16 @@ std::vector<std::string> tls_key_names();
 void finish_symbols(const Value& source, const std::optional<Value>& symbols,
                     const std::optional<Value>& symbol_map, SourceConfig& out);
 
+// A source's "batch" block (batch.cpp) and its keys; check_batch_url runs once the source's
+// keys are read: {symbols} and {symbol} in the url against the block (`url` is the url key).
+struct BatchDraft {
+    BatchConfig cfg;
+    bool asked_by_list = false;  // join or format given: the url must spell {symbols}
+};
+BatchDraft read_batch(const Value& v);
+void check_batch_url(const BatchDraft& draft, const Value& url, SourceConfig& source);
+std::vector<std::string> batch_key_names();
+
 // The top-level "sharding" section (sharding.cpp).
 void read_sharding(const Value& v, Config& c);
 std::vector<std::string_view> sharding_key_names();

@@ -157,6 +157,11 @@ const std::vector<ReloadRule> rules = {
     MDAGG_SOURCE("sources[].headers"),
     MDAGG_SOURCE("sources[].accept_encoding"),
     // A changed block restarts the source's pollers on a new SSL context (new connections).
+    MDAGG_SOURCE("sources[].batch.items"),
+    MDAGG_SOURCE("sources[].batch.symbol"),
+    MDAGG_SOURCE("sources[].batch.size"),
+    MDAGG_SOURCE("sources[].batch.join"),
+    MDAGG_SOURCE("sources[].batch.format"),
     MDAGG_SOURCE("sources[].tls.verify"),
     MDAGG_SOURCE("sources[].tls.ca_file"),
     MDAGG_SOURCE("sources[].tls.server_name"),

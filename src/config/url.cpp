@@ -9,7 +9,9 @@ namespace mdagg {
 namespace {
 
 constexpr std::string_view placeholder = "{symbol}";
-constexpr std::string_view placeholders_supported = "only {symbol}, {env:NAME} and {file:PATH} are supported";
+constexpr std::string_view list_placeholder = "{symbols}";  // a batch's names (batch.cpp)
+constexpr std::string_view placeholders_supported =
+    "only {symbol}, {symbols}, {env:NAME} and {file:PATH} are supported";
 
 using config_detail::is_ascii_alnum;
 using config_detail::is_ascii_hex;
@@ -39,6 +41,10 @@ std::optional<std::string> target_error(std::string_view target) {
         if (c == '{') {
             if (target.substr(i).starts_with(placeholder)) {
                 i += placeholder.size() - 1;
+                continue;
+            }
+            if (target.substr(i).starts_with(list_placeholder)) {
+                i += list_placeholder.size() - 1;
                 continue;
             }
             if (const auto secret = config_detail::secret_placeholder_at(target, i)) {

@@ -278,6 +278,10 @@ admin::Response Operations::tasks(const admin::Selector& filter) {
         row["last_success_age_ms"] = p.last_success_ns > 0 ? nlohmann::json((now_ns - p.last_success_ns) / 1e6) : nlohmann::json();
         if (!p.venue_symbol.empty()) row["venue_symbol"] = p.venue_symbol;
         row["tags"] = p.tags;
+        if (p.batch_symbols > 0) {
+            row["batch"] = p.batch;
+            row["batch_symbols"] = p.batch_symbols;
+        }
         rows.push_back(std::move(row));
     }
     nlohmann::json body{{"count", rows.size()}, {"tasks", std::move(rows)}};

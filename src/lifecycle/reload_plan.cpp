@@ -76,7 +76,9 @@ ReloadPlan::SourceStep plan_source(std::size_t index, const SourceConfig& src, c
     ReloadPlan::SourceStep step;
     step.source = index;
     if (!old) return step;
-    if (source_changed(*old, running_hosts.at(old->host), src, host)) {
+    // A batch source's requests are built from its symbol list: any change to it rebuilds them.
+    const bool batch_symbols_changed = src.batch && old->symbols != src.symbols;
+    if (batch_symbols_changed || source_changed(*old, running_hosts.at(old->host), src, host)) {
         step.step = ReloadPlan::Step::restart;
         return step;
     }

@@ -131,6 +131,8 @@ nlohmann::json Reports::summary_fields(const PollCounters& now, const PollCounte
             {"output_write_errors", sink.write_errors},
             {"output_segments_unsynced", sink.segments_unsynced},
             {"errors", errors_by_class(now.errors, prev.errors)},
+            {"batch_unknown", now.batch_entries[0] - prev.batch_entries[0]},
+            {"batch_missing", now.batch_entries[1] - prev.batch_entries[1]},
             {"pollers", pollers_by_state(pollers_)},
             {"pollers_paused", controls.by_control[static_cast<std::size_t>(PollerControl::paused)]},
             {"pollers_cancelled", controls.by_control[static_cast<std::size_t>(PollerControl::cancelled)]},

@@ -81,6 +81,10 @@ void decode_json_string(std::string_view content, std::string& out);
 //   element()                                      before each array element
 //   scalar(JsonKind, std::string_view text, bool escaped)
 // A scalar's text is the raw token; for strings, the content between the quotes.
+// Optional, for a handler that needs where values lie (a batch answer's entries); a handler
+// without them pays nothing:
+//   value_start(const char* p)   at each value's first byte
+//   value_end(const char* p)     one past each value's last byte
 class JsonReader {
 public:
     JsonReader() { stack_.reserve(32); }
@@ -127,6 +131,7 @@ bool JsonReader::read(std::string_view text, Handler& h) {
         // A value is expected at p.
         p = skip_ws(p, end);
         if (p == end) return false;
+        if constexpr (requires { h.value_start(p); }) h.value_start(p);
         switch (*p) {
         case '{':
         case '[': {
@@ -137,7 +142,7 @@ bool JsonReader::read(std::string_view text, Handler& h) {
             if (p != end && *p == (array ? ']' : '}')) {
                 ++p;
                 h.end_container();
-                break;
+                break;  // to value_end below, as for a scalar
             }
             stack_.push_back(array);
             if (array) {
@@ -178,6 +183,7 @@ bool JsonReader::read(std::string_view text, Handler& h) {
         }
 
         // A value just ended: close containers until a ',' asks for the next value.
+        if constexpr (requires { h.value_end(p); }) h.value_end(p);
         for (;;) {
             p = skip_ws(p, end);
             if (stack_.empty()) return p == end;
@@ -195,6 +201,7 @@ bool JsonReader::read(std::string_view text, Handler& h) {
             if (c != (array ? ']' : '}')) return false;
             stack_.pop_back();
             h.end_container();
+            if constexpr (requires { h.value_end(p); }) h.value_end(p);
         }
     }
 }

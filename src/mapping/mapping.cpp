@@ -1,6 +1,7 @@
 #include <mdagg/mapping.hpp>
 
 #include "json_reader.hpp"
+#include "pointer.hpp"
 
 #include <array>
 #include <bit>
@@ -11,6 +12,10 @@
 
 namespace mdagg {
 namespace {
+
+using detail::compile_pointer;
+using detail::Pointer;
+using detail::Step;
 
 class MappingCategory final : public std::error_category {
 public:
@@ -25,61 +30,13 @@ public:
         case MappingError::symbol_mismatch:
             return "response names another symbol than the one polled";
         case MappingError::body_error: return "the body reports an error (success check failed)";
+        case MappingError::batch_items: return "batch.items found no array or object of entries";
+        case MappingError::duplicate_symbol: return "a batch answer holds a second entry for a symbol";
+        case MappingError::symbol_not_string: return "a batch entry's symbol is missing or not a string";
         }
         return "unknown mapping error";
     }
 };
-
-// One reference token of a JSON Pointer. RFC 6901 lets a token that looks like an array
-// index address an object member of that name too, so a step keeps both forms.
-struct Step {
-    std::string key;          // unescaped (~1 -> '/', ~0 -> '~')
-    std::int64_t index = -1;  // array index, or -1 when the token is not one
-    bool wildcard = false;    // '*': any single object member, never an array element
-};
-using Pointer = std::vector<Step>;
-
-std::int64_t array_index(std::string_view token) noexcept {
-    // "0" or a digit string without a leading zero ("-" never names an existing element).
-    if (token.empty() || token.size() > 18 || (token.size() > 1 && token[0] == '0')) return -1;
-    std::int64_t v = 0;
-    for (char c : token) {
-        if (c < '0' || c > '9') return -1;
-        v = v * 10 + (c - '0');
-    }
-    return v;
-}
-
-Pointer compile_pointer(std::string_view text, const char* field) {
-    auto fail = [&](const char* why) {
-        throw std::invalid_argument(std::string("field '") + field + "': invalid JSON Pointer \"" +
-                                    std::string(text) + "\": " + why);
-    };
-    if (text.front() != '/') fail("must start with '/'");
-    Pointer steps;
-    std::string_view rest = text.substr(1);
-    for (;;) {
-        const std::size_t slash = rest.find('/');
-        const std::string_view raw = rest.substr(0, slash);
-        Step step;
-        step.wildcard = raw == "*";
-        for (std::size_t i = 0; i < raw.size(); ++i) {
-            if (raw[i] != '~') {
-                step.key.push_back(raw[i]);
-                continue;
-            }
-            if (i + 1 == raw.size() || (raw[i + 1] != '0' && raw[i + 1] != '1')) {
-                fail("'~' must be followed by '0' or '1'");
-            }
-            step.key.push_back(raw[++i] == '0' ? '~' : '/');
-        }
-        step.index = array_index(step.key);
-        steps.push_back(std::move(step));
-        if (slash == std::string_view::npos) break;
-        rest.remove_prefix(slash + 1);
-    }
-    return steps;
-}
 
 enum Field : unsigned { f_symbol, f_bid, f_ask, f_bid_size, f_ask_size, f_seq, f_time, f_success, f_count };
 constexpr std::uint8_t bit(unsigned f) { return static_cast<std::uint8_t>(1u << f); }

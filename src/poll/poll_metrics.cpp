@@ -33,6 +33,7 @@ PollCounters read_counters(const SourceStats& st, PollDetail detail) {
     c.tls_resumptions = st.tls_resumptions.load(relaxed);
     c.in_flight = st.in_flight.load(relaxed);
     for (std::size_t e = 0; e < c.errors.size(); ++e) c.errors[e] = st.errors[e].load(relaxed);
+    for (std::size_t e = 0; e < c.batch_entries.size(); ++e) c.batch_entries[e] = st.batch_entries[e].load(relaxed);
     if (detail == PollDetail::with_histograms) {
         c.latency = st.latency.snapshot();
         c.lateness = st.lateness.snapshot();
@@ -106,6 +107,13 @@ void write_source_counters(PrometheusWriter& w, const PollStats& stats) {
         for (SourceId s = 0; s < stats.sources.size(); ++s)
             w.sample(f.name, {{"source", names[s]}}, static_cast<double>(stats.sources[s].*f.field));
     }
+    w.family("mdagg_source_batch_entries_total", "counter",
+             "Batch answers' entries not delivered: unknown symbols, missing members, duplicates, bad symbols.");
+    for (SourceId s = 0; s < stats.sources.size(); ++s)
+        for (std::size_t e = 0; e < stats.sources[s].batch_entries.size(); ++e)
+            w.sample("mdagg_source_batch_entries_total",
+                     {{"source", names[s]}, {"outcome", to_string(static_cast<BatchEntryCount>(e))}},
+                     static_cast<double>(stats.sources[s].batch_entries[e]));
     w.family("mdagg_source_polls_in_flight", "gauge", "Polls under way.");
     for (SourceId s = 0; s < stats.sources.size(); ++s)
         w.sample("mdagg_source_polls_in_flight", {{"source", names[s]}}, static_cast<double>(stats.sources[s].in_flight));
@@ -169,6 +177,7 @@ void PollCounters::add(const PollCounters& o) noexcept {
     tls_resumptions += o.tls_resumptions;
     in_flight += o.in_flight;
     for (std::size_t e = 0; e < errors.size(); ++e) errors[e] += o.errors[e];
+    for (std::size_t e = 0; e < batch_entries.size(); ++e) batch_entries[e] += o.batch_entries[e];
     latency.merge(o.latency);
     lateness.merge(o.lateness);
     achieved_interval.merge(o.achieved_interval);

@@ -235,6 +235,7 @@ ParseResult PollerGroup::Impl::answer(const Poller& p) {
 }
 
 PollAction PollerGroup::Impl::deliver(Poller& p) {
+    if (p.batch) return deliver_batch(p);
     Quote q;
     q.source = p.source.id;
     q.symbol = p.symbol;

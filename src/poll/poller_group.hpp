@@ -81,6 +81,8 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     detail::PollAction parse_eof(Poller& p);
     static detail::ParseResult answer(const Poller& p);
     detail::PollAction deliver(Poller& p);
+    // A batch answer: each member's entry to its symbol (batch.cpp).
+    detail::PollAction deliver_batch(Poller& p);
     template <class Transport>
     void carry_out(Poller& p, Transport& conn, const detail::PollAction& a);
     void end_poll(Poller& p, bool probe, Clock::time_point start);

@@ -8,6 +8,7 @@
 #include <mdagg/poll.hpp>
 #include "schedule.hpp"
 
+#include "batch.hpp"
 #include "host_resolver.hpp"
 #include "in_flight.hpp"
 #include "poll_fsm.hpp"
@@ -211,6 +212,8 @@ struct Poller {
     Clock::time_point backoff_until{};
     // Runs once the coroutine has returned (and its frame is freed); `error` is what escaped it.
     std::function<void(std::exception_ptr error)> on_exit;
+    // A batch request's members and mapping (batch.hpp); null for a single symbol.
+    std::unique_ptr<BatchRequest> batch;
 };
 
 }  // namespace detail

@@ -20,7 +20,9 @@ void Registry::add_configured(const Config& config, const Universe& universe) {
         const SourceConfig& sc = config.sources[s];
         const HostConfig& host = config.hosts.at(sc.host);
         auto runtime = std::make_shared<SourceRuntime>(sc, s, slot_for(s, sc), guard_for(host), host, tls_for(sc));
-        for (auto& name : sc.symbols) make_poller(runtime, symbol_ids.at(name), name);
+        std::vector<std::pair<std::string, SymbolId>> symbols;
+        for (auto& name : sc.symbols) symbols.emplace_back(name, symbol_ids.at(name));
+        make_pollers(runtime, symbols);
     }
 }
 
@@ -38,8 +40,7 @@ bool Registry::add(SourceId id, const SourceConfig& source, const HostConfig& ho
     // A host already polled keeps its guard (bucket, pauses, breaker) and its limits.
     auto runtime =
         std::make_shared<SourceRuntime>(source, id, slot_for(id, source), guard_for(host), host, tls_for(source));
-    std::vector<Poller*> fresh;
-    for (auto& [name, symbol] : symbols) fresh.push_back(&make_poller(runtime, symbol, name));
+    std::vector<Poller*> fresh = make_pollers(runtime, symbols);
     running_.fetch_add(fresh.size(), std::memory_order_acq_rel);
     for (Poller* p : fresh) hooks_.start(*p);
     return true;
@@ -65,7 +66,11 @@ std::vector<SymbolId> Registry::symbols_held() const {
     std::vector<SymbolId> out;
     std::lock_guard lock(mutex_);
     out.reserve(pollers_.size());
-    for (auto& p : pollers_) out.push_back(p->symbol);
+    for (auto& p : pollers_) {
+        if (!p->batch) out.push_back(p->symbol);
+        else
+            for (std::size_t m = 0; m < p->batch->members.size(); ++m) out.push_back(p->batch->member[m].symbol);
+    }
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
@@ -102,7 +107,12 @@ ControlResult Registry::change_control(const PollerFilter& filter, std::initiali
     std::lock_guard lock(mutex_);
     ControlResult result;
     for (auto& p : pollers_) {
-        if (p->retired || p->exited || !filter(p->source.config.name, p->symbol_name, p->tags)) continue;
+        if (p->retired || p->exited) continue;
+        if (p->batch) {
+            change_batch_control(*p, filter, from, to, result);
+            continue;
+        }
+        if (!filter(p->source.config.name, p->symbol_name, p->tags)) continue;
         ++result.matched;
         for (PollerControl f : from) {
             auto expected = f;
@@ -217,7 +227,10 @@ std::vector<PollerSnapshot> Registry::snapshot() const {
         if (auto e = p->last_error.load(r); e < static_cast<std::uint8_t>(PollError::count_))
             s.last_error = static_cast<PollError>(e);
         s.last_latency_ns = p->last_latency_ns.load(r);
-        out.push_back(s);
+        if (p->batch)
+            add_member_rows(*p->batch, s, out);
+        else
+            out.push_back(s);
     }
     return out;
 }

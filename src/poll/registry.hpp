@@ -99,6 +99,13 @@ private:
     std::shared_ptr<TlsContext> tls_for(const SourceConfig& source);
     void prune_hosts();
     Poller& make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name);
+    // A batch poller's members selected by `filter`: all of them changes the request's control;
+    // some of them changes theirs, and their entries are dropped (batch.cpp). Counted per member.
+    void change_batch_control(Poller& p, const PollerFilter& filter, std::initializer_list<PollerControl> from,
+                              PollerControl to, ControlResult& result);
+    // One poller per request: each symbol alone, or the batches of a `batch:` source (batch.cpp).
+    std::vector<Poller*> make_pollers(const std::shared_ptr<SourceRuntime>& runtime,
+                                      const std::vector<std::pair<std::string, SymbolId>>& symbols);
     // Not under mutex_: on the poller's executor, after it exited.
     void erase(Poller* poller);
     // Posts hooks_.interrupt(p, abort_poll) to the poller's executor. Under mutex_, which the

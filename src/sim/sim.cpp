@@ -2,6 +2,7 @@
 
 #include <mdagg/common.hpp>
 
+#include "batch.hpp"
 #include "book.hpp"
 #include "faults.hpp"
 #include "http_io.hpp"
@@ -158,6 +159,7 @@ struct Connection {
     std::atomic<std::uint64_t>* gzip_count = nullptr;
     std::uint64_t rng;
     std::size_t responses = 0;
+    std::vector<std::size_t> batch_took_seq;  // a batch answer's symbols that took a seq (batch.hpp)
     bool closed = false;  // set by stop() or a restart, on this connection's executor
     const bool control_plane;  // accepted on the control listener: no quotes, no faults
 };
@@ -206,7 +208,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         }
     }
 
-    enum class Route { quote, hung, not_found, stats, control, method_not_allowed };
+    enum class Route { quote, batch, hung, not_found, stats, control, method_not_allowed };
     // What a connection does after a request was dealt with.
     enum class After { keep_alive, linger, close };
 
@@ -543,6 +545,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         if (path.substr(0, 9) == "/control/" || path == "/control") return Route::control;
         if (path == "/stats")
             return method == http::verb::get ? Route::stats : Route::method_not_allowed;
+        if (path.starts_with("/batch/") && !control_plane)
+            return method == http::verb::get ? Route::batch : Route::method_not_allowed;
         if (path.substr(0, quotes.size()) == quotes && !control_plane) {
             if (method != http::verb::get) return Route::method_not_allowed;
             const std::string_view name = path.substr(quotes.size());
@@ -579,6 +583,13 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             case Route::quote:
                 detail::append_shaped_json(c.body, c.shape, book, index, book.next(index));
                 break;
+            case Route::batch:
+                if (!fill_batch(c)) {
+                    bad_requests.fetch_add(1, std::memory_order_relaxed);
+                    status = "400 Bad Request";
+                    c.body = error_body("bad batch request", "path", std::string_view(c.target).substr(0, c.target.find('?')));
+                }
+                break;
             case Route::stats:
                 c.body = stats_json();
                 break;
@@ -605,6 +616,22 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 break;  // elsewhere / never answered
         }
         detail::frame_response(c.head, status, c.body.size(), keep_alive, version, extra);
+    }
+
+    // A batch answer; each entry a fault selects is corrupted alone (docs/simulator.md).
+    bool fill_batch(Connection& c) {
+        c.batch_took_seq.clear();
+        const auto ask = detail::parse_batch_target(c.target, book);
+        if (!ask) return false;
+        auto corrupt = [&](std::size_t index) {
+            if (!faults.active()) return false;
+            const Decision d = faults.decide(book.name(index), c.responses, c.rng, detail::SteadyClock::now());
+            if (d.kind == FaultKind::none) return false;
+            count_fault(d.kind);
+            return true;
+        };
+        detail::append_batch_body(c.body, *ask, book, corrupt, c.batch_took_seq);
+        return true;
     }
 
     // Extra headers a quote request's answer carries: Retry-After, a rate limit's usage.
@@ -867,7 +894,9 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 ~InProgress() {
                     if (impl) impl->quote_requests_in_progress.fetch_sub(1, std::memory_order_relaxed);
                 }
-            } in_progress{route == Route::quote || route == Route::hung ? self->enter_quote_request() : nullptr};
+            } in_progress{route == Route::quote || route == Route::batch || route == Route::hung
+                              ? self->enter_quote_request()
+                              : nullptr};
             if (route == Route::hung) {
                 self->hung_requests.fetch_add(1, std::memory_order_relaxed);
                 stream.expires_never();  // held until the client gives up or stop()
@@ -912,6 +941,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             }
             const beast::error_code write_ec = co_await write_response(*c);
             if (route == Route::quote) self->count_quote(index, !write_ec);
+            if (route == Route::batch)
+                for (const std::size_t took : c->batch_took_seq) self->count_quote(took, !write_ec);
             if (write_ec) break;
             if (!keep_alive) {
                 linger = true;

@@ -305,7 +305,7 @@ TEST(ConfigErrors, Urls) {
     EXPECT_EQ(url_error("http://h/q /{symbol}"),
               at + "invalid character ' ' in the path; percent-encode it as %20");
     EXPECT_EQ(url_error("http://h/q/{sym}"),
-              at + "unknown placeholder \"{sym}\"; only {symbol}, {env:NAME} and {file:PATH} are supported");
+              at + "unknown placeholder \"{sym}\"; only {symbol}, {symbols}, {env:NAME} and {file:PATH} are supported");
     EXPECT_EQ(url_error("http://h/q/%zz{symbol}"),
               at + "invalid percent-encoding: '%' must be followed by two hex digits");
 }

@@ -149,7 +149,7 @@ TEST(UrlSecrets, MissingVariableIsAnErrorAtTheUrl) {
     EXPECT_EQ(error_of(source_with("http://h/q/{symbol}?apiKey={env:MDAGG_TEST_URL_UNSET}", "")),
               "t.yaml:3:10: sources[0].url: environment variable MDAGG_TEST_URL_UNSET is not set");
     EXPECT_EQ(error_of(source_with("http://h/q/{symbol}?apiKey={env:BAD-NAME}", "")),
-              "t.yaml:3:10: sources[0].url: unknown placeholder \"{env:BAD-NAME}\"; only {symbol}, {env:NAME} and "
+              "t.yaml:3:10: sources[0].url: unknown placeholder \"{env:BAD-NAME}\"; only {symbol}, {symbols}, {env:NAME} and "
               "{file:PATH} are supported");
 }
 

@@ -1,0 +1,185 @@
+// Batch requests: a `batch:` source's symbols split into requests of batch.size, one poller
+// each; its answer's entries routed to their members, each member kept like a single poller
+// (task table rows, symbol metrics) and each good entry handed on as one quote.
+#include "poller_group.hpp"
+
+#include <algorithm>
+
+namespace mdagg {
+
+std::string_view to_string(BatchEntryCount c) noexcept {
+    switch (c) {
+        case BatchEntryCount::unknown: return "unknown";
+        case BatchEntryCount::missing: return "missing";
+        case BatchEntryCount::duplicate: return "duplicate";
+        case BatchEntryCount::bad_symbol: return "bad_symbol";
+        case BatchEntryCount::count_: break;
+    }
+    return "unknown";
+}
+
+namespace detail {
+
+namespace {
+
+std::vector<std::string> venue_names(const SourceConfig& source,
+                                     const std::vector<std::pair<std::string, SymbolId>>& symbols) {
+    std::vector<std::string> out;
+    out.reserve(symbols.size());
+    for (const auto& [name, id] : symbols) out.push_back(venue_name(source, name));
+    return out;
+}
+
+}  // namespace
+
+BatchRequest::BatchRequest(const SourceConfig& source, std::size_t batch_index,
+                           const std::vector<std::pair<std::string, SymbolId>>& symbols)
+    : index(batch_index),
+      mapper(*source.batch, source.fields),
+      members(venue_names(source, symbols)),
+      member(std::make_unique<BatchMember[]>(symbols.size())) {
+    for (std::size_t m = 0; m < symbols.size(); ++m) {
+        member[m].symbol = symbols[m].second;
+        member[m].name = symbols[m].first;
+    }
+    results.resize(symbols.size());
+    // Without {symbols} the venue answers every instrument and the members are picked out.
+    target = source.batch->symbols_in_url ? source.url.target_for_symbols(members.venue_names(), *source.batch)
+                                          : source.url.target_for("");
+}
+
+void add_member_rows(const BatchRequest& batch, const PollerSnapshot& row, std::vector<PollerSnapshot>& out) {
+    constexpr auto r = std::memory_order_relaxed;
+    for (std::size_t m = 0; m < batch.members.size(); ++m) {
+        const BatchMember& member = batch.member[m];
+        PollerSnapshot s = row;
+        s.symbol = member.name;
+        s.batch = batch.index;
+        s.batch_symbols = batch.members.size();
+        // The request's failures are the member's too; its own are its entry's.
+        s.completed = member.completed.load(r);
+        s.failed = row.failed + member.failed.load(r);
+        s.last_success_ns = member.last_success_ns.load(r);
+        const std::int64_t own_error_ns = member.last_error_ns.load(r);
+        if (own_error_ns > row.last_error_ns) {
+            s.last_error_ns = own_error_ns;
+            s.last_error = static_cast<PollError>(member.last_error.load(r));
+        }
+        if (row.state == PollerState::completed) s.state = member.state.load(r);
+        if (row.control == PollerControl::active) s.control = member.control.load(r);
+        out.push_back(std::move(s));
+    }
+}
+
+// The request is still asked for every member (its url is built once); a member paused or
+// cancelled on its own has its entries dropped.
+void Registry::change_batch_control(Poller& p, const PollerFilter& filter, std::initializer_list<PollerControl> from,
+                                    PollerControl to, ControlResult& result) {
+    BatchRequest& b = *p.batch;
+    std::size_t selected = 0;
+    for (std::size_t m = 0; m < b.members.size(); ++m)
+        selected += filter(p.source.config.name, b.member[m].name, p.tags) ? 1 : 0;
+    if (selected == 0) return;
+    result.matched += selected;
+    auto change = [&](std::atomic<PollerControl>& control) {
+        for (PollerControl f : from) {
+            auto expected = f;
+            if (control.compare_exchange_strong(expected, to, std::memory_order_acq_rel)) return true;
+        }
+        return false;
+    };
+    if (selected == b.members.size()) {
+        if (!change(p.control)) return;
+        result.changed += selected;
+        if (to == PollerControl::cancelled) post_interrupt(p, false);
+        return;
+    }
+    for (std::size_t m = 0; m < b.members.size(); ++m)
+        if (filter(p.source.config.name, b.member[m].name, p.tags) && change(b.member[m].control)) ++result.changed;
+}
+
+// Consecutive members of the configured list, batch.size at a time (all when 0).
+std::vector<Poller*> Registry::make_pollers(const std::shared_ptr<SourceRuntime>& runtime,
+                                            const std::vector<std::pair<std::string, SymbolId>>& symbols) {
+    std::vector<Poller*> made;
+    const SourceConfig& source = runtime->config;
+    if (!source.batch) {
+        for (const auto& [name, id] : symbols) made.push_back(&make_poller(runtime, id, name));
+        return made;
+    }
+    const std::size_t size = source.batch->size == 0 ? symbols.size() : source.batch->size;
+    for (std::size_t from = 0, index = 0; from < symbols.size(); from += size, ++index) {
+        const std::vector<std::pair<std::string, SymbolId>> part(
+            symbols.begin() + static_cast<std::ptrdiff_t>(from),
+            symbols.begin() + static_cast<std::ptrdiff_t>(std::min(symbols.size(), from + size)));
+        // Named by its index ("#3") where a single poller has its symbol: log lines, phase.
+        Poller& p = make_poller(runtime, part.front().second, "#" + std::to_string(index));
+        p.batch = std::make_unique<BatchRequest>(source, index, part);
+        p.request = http::make_get_request(source.url.host, source.url.port, p.batch->target,
+                                           {runtime->header_lines, source.accept_encoding == AcceptEncoding::gzip});
+        made.push_back(&p);
+    }
+    return made;
+}
+
+}  // namespace detail
+
+// The answer is checked whole (JSON, success check, items) before any member gets a quote; an
+// answer-level error fails the poll as a single poller's would. Then each member: a good entry
+// is one quote, a bad one fails that member alone with the usual class, a missing one is counted
+// and its quote goes stale by the usual rule.
+detail::PollAction PollerGroup::Impl::deliver_batch(Poller& p) {
+    detail::BatchRequest& b = *p.batch;
+    auto& st = p.source.stats;
+    if (auto ec = http::decode_body(p.body, p.parser->content_encoding(), p.source.config.max_body_bytes))
+        return p.fsm.on_decode_failed(ec);
+    BatchCounts counts;
+    if (std::error_code ec = b.mapper.map(p.body, b.members, b.results, counts)) return p.fsm.on_mapping_failed(ec);
+    const std::int64_t now_ns = wall_clock_ns();
+    constexpr auto r = std::memory_order_relaxed;
+    auto count = [&](BatchEntryCount c, std::size_t n) {
+        if (n) st.batch_entries[static_cast<std::size_t>(c)].fetch_add(n, r);
+    };
+    count(BatchEntryCount::unknown, counts.unknown);
+    count(BatchEntryCount::missing, counts.missing);
+    count(BatchEntryCount::duplicate, counts.duplicates);
+    count(BatchEntryCount::bad_symbol, counts.bad_symbols);
+    for (std::size_t m = 0; m < b.members.size(); ++m) {
+        detail::BatchMember& member = b.member[m];
+        BatchEntry& entry = b.results[m];
+        if (member.control.load(std::memory_order_acquire) != PollerControl::active) continue;  // dropped
+        if (!entry.seen) {
+            member.missing.fetch_add(1, r);
+            continue;
+        }
+        if (entry.error) {
+            const PollError error = detail::classify_mapping(entry.error);
+            st.errors[static_cast<std::size_t>(error)].fetch_add(1, r);
+            member.failed.fetch_add(1, r);
+            member.state.store(PollerState::failed, r);
+            member.last_error.store(static_cast<std::uint8_t>(error), r);
+            member.last_error_ns.store(now_ns, r);
+            if (const auto suppressed = error_log.admit(log::Level::warn, p.source.error_keys[static_cast<std::size_t>(error)],
+                                                        "batch entry failed")) {
+                nlohmann::json fields{{"source", p.source.config.name}, {"symbol", member.name},
+                                      {"batch", b.index}, {"error", to_string(error)},
+                                      {"detail", entry.error.message()}};
+                if (*suppressed) fields["suppressed"] = *suppressed;
+                log::write(log::Level::warn, "batch entry failed", fields);
+            }
+            continue;
+        }
+        Quote q = entry.quote;
+        q.source = p.source.id;
+        q.symbol = member.symbol;
+        q.receive_time_ns = now_ns;
+        on_quote(q);
+        member.completed.fetch_add(1, r);
+        member.state.store(PollerState::completed, r);
+        member.last_success_ns.store(now_ns, r);
+    }
+    p.last_receive_ns = now_ns;
+    return p.fsm.on_delivered();
+}
+
+}  // namespace mdagg
