@@ -121,6 +121,12 @@ public:
     // exchange.
     PollAction on_tick(time_point start);
     PollAction on_connected(time_point now);
+    // The connect waited for its turn at the host's connect gate (connect_gate.hpp) and may
+    // start now: its connect_timeout budget starts now too. Returns the new deadline.
+    time_point on_connect_turn(time_point now) noexcept {
+        s_.deadline = now + connect_timeout_;
+        return s_.deadline;
+    }
     // The direct write took everything (`complete`), or it must wait for the rest.
     PollAction on_written(bool complete) noexcept {
         s_.phase = PollFsmState::Phase::exchanging;

@@ -20,6 +20,7 @@ void Registry::add_configured(const Config& config, const Universe& universe) {
         const SourceConfig& sc = config.sources[s];
         const HostConfig& host = config.hosts.at(sc.host);
         auto runtime = std::make_shared<SourceRuntime>(sc, s, slot_for(s, sc), guard_for(host), host, tls_for(sc));
+        runtime->connect_gate = gate_for(host);
         for (auto& name : sc.symbols) make_poller(runtime, symbol_ids.at(name), name);
     }
 }
@@ -38,6 +39,7 @@ bool Registry::add(SourceId id, const SourceConfig& source, const HostConfig& ho
     // A host already polled keeps its guard (bucket, pauses, breaker) and its limits.
     auto runtime =
         std::make_shared<SourceRuntime>(source, id, slot_for(id, source), guard_for(host), host, tls_for(source));
+    runtime->connect_gate = gate_for(host);
     std::vector<Poller*> fresh;
     for (auto& [name, symbol] : symbols) fresh.push_back(&make_poller(runtime, symbol, name));
     running_.fetch_add(fresh.size(), std::memory_order_acq_rel);
