@@ -101,6 +101,7 @@ struct PollFsmState {
     bool reused = false;  // the exchange runs on a connection that answered before
     bool request_sent = false;  // all of this exchange's request is written
     bool grace_used = false;    // this poll already waited past its deadline for a late answer
+    bool connect_grace_used = false;  // the same for a TLS handshake under way
     PollClock::time_point deadline{};
     PollClock::time_point backoff_until{};
     HostPause pause;   // with PollAction::pause_host
@@ -151,6 +152,17 @@ public:
     // A server queueing requests under load answers late rather than never; cutting would
     // throw its work away and cost a reconnect (a TLS handshake) that takes as long.
     PollAction on_deadline(time_point now, bool awaiting_answer = false);
+    // The connect deadline came while a TLS handshake was under way (the TCP connection is
+    // up, the server has the hello). Once per poll the handshake goes on for connect_timeout
+    // more (true; the new deadline is deadline()): a server busy with its connected clients'
+    // requests answers hellos late, and cutting throws its handshake work away, so under load
+    // the same pollers would time out on every retry and never connect.
+    bool extend_handshake(time_point now) noexcept {
+        if (s_.phase != PollFsmState::Phase::connecting || s_.connect_grace_used) return false;
+        s_.connect_grace_used = true;
+        s_.deadline = now + connect_timeout_;
+        return true;
+    }
     PollAction on_cancel();
     PollAction on_delivered() noexcept { return finish(act(PollAction::Kind::done), PollerState::completed); }
     PollAction on_mapping_failed(const std::error_code& ec);

@@ -151,7 +151,11 @@ Task<PollAction> PollerGroup::Impl::connect(Poller& p, Transport& conn) {
     if (!turn.try_now()) {
         if (auto waited = co_await wait_turn(p, turn)) co_return *waited;
     }
-    auto stop = [this, &p] { return interrupted(p); };
+    auto stop = [this, &p] {
+        if (p.deadline_expired && !cancelling.load(std::memory_order_relaxed) && p.fsm.extend_handshake(Clock::now()))
+            arm_deadline(p, p.fsm.deadline());
+        return interrupted(p);
+    };
     const beast::error_code ec = co_await conn.connect(endpoints, stop);
     using Outcome = detail::ConnectGate::Outcome;
     turn.set_outcome(!ec ? Outcome::connected : p.deadline_expired ? Outcome::timed_out : Outcome::neutral);

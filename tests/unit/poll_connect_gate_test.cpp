@@ -230,4 +230,22 @@ TEST(PollFsmLateAnswer, AnAnswerStartedOrARequestNotSentIsCutAtTheDeadline) {
     EXPECT_EQ(fsm.on_deadline(t0 + 3s, true).kind, PollAction::Kind::done);
 }
 
+TEST(PollFsmLateAnswer, AHandshakeUnderWayAtTheConnectDeadlineGoesOnOnce) {
+    const auto t0 = mdagg::detail::PollClock::time_point(100s);
+    PollFsm fsm(1s, 50ms, 1);
+    fsm.on_tick(t0);
+    EXPECT_TRUE(fsm.extend_handshake(t0 + 1s));
+    EXPECT_EQ(fsm.deadline(), t0 + 2s);
+    EXPECT_FALSE(fsm.extend_handshake(t0 + 2s));  // once per poll
+    // The exchange after a slow handshake keeps its own grace for a late answer.
+    fsm.on_connected(t0 + 1500ms);
+    fsm.on_written(true);
+    EXPECT_FALSE(fsm.extend_handshake(t0 + 1550ms));  // not connecting
+    EXPECT_EQ(fsm.on_deadline(t0 + 1550ms, true).kind, PollAction::Kind::read);
+    // The next poll's handshake has its grace again.
+    fsm.on_deadline(t0 + 3s, true);
+    fsm.on_tick(t0 + 4s);
+    EXPECT_TRUE(fsm.extend_handshake(t0 + 5s));
+}
+
 }  // namespace
