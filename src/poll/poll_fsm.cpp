@@ -74,8 +74,6 @@ HostVerdict verdict_of(PollError e) {
 
 PollAction PollFsm::on_tick(time_point start) {
     s_.attempt = 0;
-    s_.request_sent = false;
-    s_.grace_used = false;
     s_.connect_grace_used = false;
     if (!s_.connected) return connect(start);
     s_.phase = Phase::ready;
@@ -120,14 +118,7 @@ PollAction PollFsm::on_failed(const error_code& ec, time_point now) {
     return a;
 }
 
-PollAction PollFsm::on_deadline(time_point now, bool awaiting_answer) {
-    if (s_.phase == Phase::exchanging && s_.request_sent && awaiting_answer && !s_.grace_used) {
-        s_.grace_used = true;
-        s_.deadline = now + connect_timeout_;
-        PollAction a = act(Kind::read);
-        a.effects = PollAction::arm_deadline;
-        return a;
-    }
+PollAction PollFsm::on_deadline(time_point now) {
     const bool connecting = s_.phase == Phase::connecting;
     if (connecting) schedule_backoff(now);
     PollAction a = close_and(fail(PollError::timeout, beast::error::timeout));
@@ -165,7 +156,6 @@ PollAction PollFsm::fail_exchange(const error_code& ec, time_point now) {
     // A keep-alive connection the server closed while idle: retry the GET once.
     if (s_.reused && s_.attempt == 0 && is_stale_connection_error(ec) && now < s_.deadline) {
         s_.attempt = 1;
-        s_.request_sent = false;
         PollAction a = close_and(connect(now));
         a.effects |= PollAction::count_retry;
         return a;

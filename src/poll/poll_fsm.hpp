@@ -99,9 +99,7 @@ struct PollFsmState {
     Phase phase = Phase::idle;
     std::uint8_t attempt = 0;
     bool reused = false;  // the exchange runs on a connection that answered before
-    bool request_sent = false;  // all of this exchange's request is written
-    bool grace_used = false;    // this poll already waited past its deadline for a late answer
-    bool connect_grace_used = false;  // the same for a TLS handshake under way
+    bool connect_grace_used = false;  // this poll's TLS handshake already got more time
     PollClock::time_point deadline{};
     PollClock::time_point backoff_until{};
     HostPause pause;   // with PollAction::pause_host
@@ -133,7 +131,6 @@ public:
     // The direct write took everything (`complete`), or it must wait for the rest.
     PollAction on_written(bool complete) noexcept {
         s_.phase = PollFsmState::Phase::exchanging;
-        s_.request_sent = complete;
         return act(complete ? PollAction::Kind::parse : PollAction::Kind::write_rest);
     }
     PollAction on_parsed(const ParseResult& r) {
@@ -146,12 +143,7 @@ public:
     // An operation failed (connect, write, read, parse); the deadline and a drain have their
     // own events.
     PollAction on_failed(const error_code& ec, time_point now);
-    // `awaiting_answer`: no byte of the answer has come yet. Then the first deadline of an
-    // exchange whose request went out in full is not a cut: the poll reads on, up to
-    // connect_timeout more, under a new deadline.
-    // A server queueing requests under load answers late rather than never; cutting would
-    // throw its work away and cost a reconnect (a TLS handshake) that takes as long.
-    PollAction on_deadline(time_point now, bool awaiting_answer = false);
+    PollAction on_deadline(time_point now);
     // The connect deadline came while a TLS handshake was under way (the TCP connection is
     // up, the server has the hello). Once per poll the handshake goes on for connect_timeout
     // more (true; the new deadline is deadline()): a server busy with its connected clients'

@@ -202,10 +202,7 @@ bool PollerGroup::Impl::interrupted(const Poller& p) const noexcept {
 // A TLS handshake the deadline cut short is a tls_handshake failure, not a plain timeout.
 PollAction PollerGroup::Impl::failed(Poller& p, const beast::error_code& ec) {
     const bool handshake_cut = ec == make_error_code(detail::TlsErrc::handshake_interrupted);
-    if (p.deadline_expired && !handshake_cut) {
-        const bool awaiting_answer = p.parser.has_value() && !p.parser->got_some() && p.parser->interim_skipped() == 0;
-        return p.fsm.on_deadline(Clock::now(), awaiting_answer && !cancelling.load(std::memory_order_relaxed));
-    }
+    if (p.deadline_expired && !handshake_cut) return p.fsm.on_deadline(Clock::now());
     if (cancelling.load(std::memory_order_relaxed) && (ec == asio::error::operation_aborted || handshake_cut))
         return p.fsm.on_cancel();
     return p.fsm.on_failed(ec, Clock::now());

@@ -189,61 +189,18 @@ TEST(PollFsmConnectTurn, TheConnectBudgetStartsWhenTheTurnComes) {
     EXPECT_EQ(fsm.deadline(), t0 + 7500ms);
 }
 
-// A request sent in full with no byte of its answer at the deadline: the server may only be
-// queueing it. The poll reads on once, for connect_timeout more, keeping the connection.
-TEST(PollFsmLateAnswer, TheFirstDeadlineWithNothingReceivedReadsOnThenTheSecondCuts) {
-    const auto t0 = mdagg::detail::PollClock::time_point(100s);
-    PollFsm fsm(1s, 50ms, 1);
-    fsm.on_tick(t0);
-    fsm.on_connected(t0 + 10ms);
-    ASSERT_EQ(fsm.on_written(true).kind, PollAction::Kind::parse);
-    PollAction a = fsm.on_deadline(t0 + 60ms, true);
-    EXPECT_EQ(a.kind, PollAction::Kind::read);
-    EXPECT_TRUE(a.has(PollAction::arm_deadline));
-    EXPECT_FALSE(a.has(PollAction::close));
-    EXPECT_EQ(fsm.deadline(), t0 + 1060ms);
-    EXPECT_TRUE(fsm.connected());
-    // Still nothing: now it is a timeout, and the connection goes.
-    a = fsm.on_deadline(t0 + 1060ms, true);
-    EXPECT_EQ(a.kind, PollAction::Kind::done);
-    EXPECT_TRUE(a.has(PollAction::close));
-    EXPECT_EQ(fsm.result().outcome, mdagg::PollerState::timed_out);
-    // The next poll has its own grace again.
-    fsm.on_tick(t0 + 2s);
-    fsm.on_connected(t0 + 2010ms);
-    fsm.on_written(true);
-    EXPECT_EQ(fsm.on_deadline(t0 + 2060ms, true).kind, PollAction::Kind::read);
-}
-
-TEST(PollFsmLateAnswer, AnAnswerStartedOrARequestNotSentIsCutAtTheDeadline) {
-    const auto t0 = mdagg::detail::PollClock::time_point(100s);
-    PollFsm fsm(1s, 50ms, 1);
-    fsm.on_tick(t0);
-    fsm.on_connected(t0);
-    fsm.on_written(true);
-    EXPECT_EQ(fsm.on_deadline(t0 + 50ms, false).kind, PollAction::Kind::done);  // trickling server
-    fsm.on_tick(t0 + 1s);
-    fsm.on_connected(t0 + 1s);
-    ASSERT_EQ(fsm.on_written(false).kind, PollAction::Kind::write_rest);
-    EXPECT_EQ(fsm.on_deadline(t0 + 1050ms, true).kind, PollAction::Kind::done);  // request stuck
-    fsm.on_tick(t0 + 2s);  // connecting: the connect budget is not extended
-    EXPECT_EQ(fsm.on_deadline(t0 + 3s, true).kind, PollAction::Kind::done);
-}
-
-TEST(PollFsmLateAnswer, AHandshakeUnderWayAtTheConnectDeadlineGoesOnOnce) {
+TEST(PollFsmHandshakeGrace, AHandshakeUnderWayAtTheConnectDeadlineGoesOnOnce) {
     const auto t0 = mdagg::detail::PollClock::time_point(100s);
     PollFsm fsm(1s, 50ms, 1);
     fsm.on_tick(t0);
     EXPECT_TRUE(fsm.extend_handshake(t0 + 1s));
     EXPECT_EQ(fsm.deadline(), t0 + 2s);
     EXPECT_FALSE(fsm.extend_handshake(t0 + 2s));  // once per poll
-    // The exchange after a slow handshake keeps its own grace for a late answer.
     fsm.on_connected(t0 + 1500ms);
     fsm.on_written(true);
-    EXPECT_FALSE(fsm.extend_handshake(t0 + 1550ms));  // not connecting
-    EXPECT_EQ(fsm.on_deadline(t0 + 1550ms, true).kind, PollAction::Kind::read);
+    EXPECT_FALSE(fsm.extend_handshake(t0 + 1550ms));  // not connecting: the exchange is cut
+    EXPECT_EQ(fsm.on_deadline(t0 + 1550ms).kind, PollAction::Kind::done);
     // The next poll's handshake has its grace again.
-    fsm.on_deadline(t0 + 3s, true);
     fsm.on_tick(t0 + 4s);
     EXPECT_TRUE(fsm.extend_handshake(t0 + 5s));
 }
