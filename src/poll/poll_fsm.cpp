@@ -74,6 +74,7 @@ HostVerdict verdict_of(PollError e) {
 
 PollAction PollFsm::on_tick(time_point start) {
     s_.attempt = 0;
+    s_.connect_grace_used = false;
     if (!s_.connected) return connect(start);
     s_.phase = Phase::ready;
     s_.reused = s_.requests_on_connection > 0;

@@ -99,6 +99,7 @@ struct PollFsmState {
     Phase phase = Phase::idle;
     std::uint8_t attempt = 0;
     bool reused = false;  // the exchange runs on a connection that answered before
+    bool connect_grace_used = false;  // this poll's TLS handshake already got more time
     PollClock::time_point deadline{};
     PollClock::time_point backoff_until{};
     HostPause pause;   // with PollAction::pause_host
@@ -121,6 +122,12 @@ public:
     // exchange.
     PollAction on_tick(time_point start);
     PollAction on_connected(time_point now);
+    // The connect waited for its turn at the host's connect gate (connect_gate.hpp) and may
+    // start now: its connect_timeout budget starts now too. Returns the new deadline.
+    time_point on_connect_turn(time_point now) noexcept {
+        s_.deadline = now + connect_timeout_;
+        return s_.deadline;
+    }
     // The direct write took everything (`complete`), or it must wait for the rest.
     PollAction on_written(bool complete) noexcept {
         s_.phase = PollFsmState::Phase::exchanging;
@@ -137,6 +144,17 @@ public:
     // own events.
     PollAction on_failed(const error_code& ec, time_point now);
     PollAction on_deadline(time_point now);
+    // The connect deadline came while a TLS handshake was under way (the TCP connection is
+    // up, the server has the hello). Once per poll the handshake goes on for connect_timeout
+    // more (true; the new deadline is deadline()): a server busy with its connected clients'
+    // requests answers hellos late, and cutting throws its handshake work away, so under load
+    // the same pollers would time out on every retry and never connect.
+    bool extend_handshake(time_point now) noexcept {
+        if (s_.phase != PollFsmState::Phase::connecting || s_.connect_grace_used) return false;
+        s_.connect_grace_used = true;
+        s_.deadline = now + connect_timeout_;
+        return true;
+    }
     PollAction on_cancel();
     PollAction on_delivered() noexcept { return finish(act(PollAction::Kind::done), PollerState::completed); }
     PollAction on_mapping_failed(const std::error_code& ec);

@@ -146,10 +146,35 @@ Task<PollAction> PollerGroup::Impl::connect(Poller& p, Transport& conn) {
         if (p.endpoints.empty()) co_return p.fsm.on_failed(asio::error::host_not_found_try_again, Clock::now());
         endpoints = p.endpoints;
     }
-    auto stop = [this, &p] { return interrupted(p); };
+    // At most a few connects per host at once (connect_gate.hpp); a poller beyond them waits
+    // its turn in line, with its connect budget stopped until the turn comes.
+    detail::ConnectTurn turn(*src.connect_gate, p.connect_seat);
+    if (!turn.try_now()) {
+        if (auto waited = co_await wait_turn(p, turn)) co_return *waited;
+    }
+    auto stop = [this, &p] {
+        if (p.deadline_expired && !cancelling.load(std::memory_order_relaxed) && p.fsm.extend_handshake(Clock::now()))
+            arm_deadline(p, p.fsm.deadline());
+        return interrupted(p);
+    };
     const beast::error_code ec = co_await conn.connect(endpoints, stop);
+    using Outcome = detail::ConnectGate::Outcome;
+    turn.set_outcome(!ec ? Outcome::connected : p.deadline_expired ? Outcome::timed_out : Outcome::neutral);
     if (ec || p.deadline_expired) co_return failed(p, ec);
     co_return p.fsm.on_connected(Clock::now());
+}
+
+// Waits for the turn to connect, without the poll's deadline. An action when the poll ends
+// here: a drain or an operator cancelled it, or the host's breaker opened meanwhile.
+Task<std::optional<PollAction>> PollerGroup::Impl::wait_turn(Poller& p, detail::ConnectTurn& turn) {
+    disarm_deadline(p);
+    if (!co_await turn.wait(p.executor) || cancelling.load(std::memory_order_relaxed))
+        co_return failed(p, asio::error::operation_aborted);
+    const auto now = Clock::now();
+    if (p.source.guard.status(now).breaker == BreakerState::open)
+        co_return p.fsm.on_failed(detail::breaker_opened_while_queued(), now);
+    arm_deadline(p, p.fsm.on_connect_turn(now));
+    co_return std::nullopt;
 }
 
 // A fresh parser for the response, then the request straight to the socket. Returns the

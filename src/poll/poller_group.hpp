@@ -72,6 +72,7 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     Task<void> drive(Poller& p, Transport& conn, bool probe, Clock::time_point start);
     template <class Transport>
     Task<detail::PollAction> connect(Poller& p, Transport& conn);
+    Task<std::optional<detail::PollAction>> wait_turn(Poller& p, detail::ConnectTurn& turn);
     template <class Transport>
     std::size_t begin_exchange(Poller& p, Transport& conn, beast::error_code& ec);
     bool interrupted(const Poller& p) const noexcept;

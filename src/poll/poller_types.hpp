@@ -9,6 +9,7 @@
 #include "schedule.hpp"
 
 #include "batch.hpp"
+#include "connect_turn.hpp"
 #include "host_resolver.hpp"
 #include "in_flight.hpp"
 #include "poll_fsm.hpp"
@@ -109,6 +110,8 @@ struct SourceRuntime {
     bool has_numeric_endpoint = false;
     detail::HostResolver resolver{config.url.host, config.url.port, resolve_ttl};
     std::optional<TlsPeer> tls;  // https sources: the shared context, the name checked
+    // The host's (the registry sets it; shared by every source on the host).
+    std::shared_ptr<ConnectGate> connect_gate = std::make_shared<ConnectGate>();
 };
 
 // A poller's connection: plain TCP, or TLS over it. The driver is a template over each.
@@ -162,13 +165,16 @@ struct Poller {
         std::visit([](auto& c) { c.close(); }, connection);
         fsm.on_closed();
     }
-    // The pending operation on the connection ends with operation_aborted.
-    void cancel_io() noexcept {
+    // The pending operation on the connection ends with operation_aborted; a wait for a turn
+    // to connect ends too.
+    void cancel_io() {
         std::visit([](auto& c) { c.cancel(); }, connection);
+        connect_seat.cancel_wait();
     }
 
     asio::any_io_executor executor;  // a strand when the io_context runs on several threads
     AnyTransport connection;  // the one connection; hedging across mirrors would hold more
+    detail::ConnectSeat connect_seat;  // its place at the host's connect gate
     PollerEntry tick_entry{*this, false};
     PollerEntry deadline_entry{*this, true};
     std::coroutine_handle<> tick_waiter;  // the coroutine while it waits for its tick

@@ -20,6 +20,7 @@ void Registry::add_configured(const Config& config, const Universe& universe) {
         const SourceConfig& sc = config.sources[s];
         const HostConfig& host = config.hosts.at(sc.host);
         auto runtime = std::make_shared<SourceRuntime>(sc, s, slot_for(s, sc), guard_for(host), host, tls_for(sc));
+        runtime->connect_gate = gate_for(host);
         std::vector<std::pair<std::string, SymbolId>> symbols;
         for (auto& name : sc.symbols) symbols.emplace_back(name, symbol_ids.at(name));
         make_pollers(runtime, symbols);
@@ -40,6 +41,7 @@ bool Registry::add(SourceId id, const SourceConfig& source, const HostConfig& ho
     // A host already polled keeps its guard (bucket, pauses, breaker) and its limits.
     auto runtime =
         std::make_shared<SourceRuntime>(source, id, slot_for(id, source), guard_for(host), host, tls_for(source));
+    runtime->connect_gate = gate_for(host);
     std::vector<Poller*> fresh = make_pollers(runtime, symbols);
     running_.fetch_add(fresh.size(), std::memory_order_acq_rel);
     for (Poller* p : fresh) hooks_.start(*p);

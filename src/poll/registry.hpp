@@ -94,6 +94,8 @@ private:
     void add_configured_hosts(const Config& config);
     static std::string host_key(const HostConfig& host);
     std::shared_ptr<HostGuard> guard_for(const HostConfig& host);
+    // The host's connect gate, shared like its guard; it goes with the last runtime using it.
+    std::shared_ptr<ConnectGate> gate_for(const HostConfig& host);
     // The source's shared SSL context (null for http); throws std::runtime_error naming the
     // source when OpenSSL cannot build it.
     std::shared_ptr<TlsContext> tls_for(const SourceConfig& source);
@@ -120,6 +122,7 @@ private:
     // A guard whose host the running config no longer names goes with the last poller that
     // used it, and its metric series with it.
     std::map<std::string, std::shared_ptr<HostGuard>, std::less<>> guards_;
+    std::map<std::string, std::weak_ptr<ConnectGate>, std::less<>> gates_;
     std::vector<std::string> configured_hosts_;  // keys of the running config's host entries
     std::vector<HostGuard*> hosts_;  // in creation order: Config::hosts first
     std::vector<std::string> host_keys_;

@@ -52,6 +52,14 @@ std::shared_ptr<HostGuard> Registry::guard_for(const HostConfig& host) {
     return guard;
 }
 
+std::shared_ptr<ConnectGate> Registry::gate_for(const HostConfig& host) {
+    std::erase_if(gates_, [](const auto& entry) { return entry.second.expired(); });
+    auto& entry = gates_[host_key(host)];
+    auto gate = entry.lock();
+    if (!gate) entry = gate = std::make_shared<ConnectGate>();
+    return gate;
+}
+
 // Frees the guards of hosts the running config does not name and no poller uses (the map
 // holds the only reference).
 void Registry::prune_hosts() {

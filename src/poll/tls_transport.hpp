@@ -50,7 +50,11 @@ public:
             if (want == Want::nothing) co_return ec;
             if (interrupted()) co_return make_error_code(TlsErrc::handshake_interrupted);
             auto [waited] = co_await wait(want);
-            if (waited == boost::asio::error::operation_aborted) co_return make_error_code(TlsErrc::handshake_interrupted);
+            // The deadline cancelled the wait: `interrupted()` may give the handshake more time.
+            if (waited == boost::asio::error::operation_aborted) {
+                if (interrupted()) co_return make_error_code(TlsErrc::handshake_interrupted);
+                continue;
+            }
             if (waited) co_return waited;
         }
     }
