@@ -36,8 +36,9 @@ TargetedFault split_fault_target(std::string_view json, std::size_t listeners) {
     const auto it = parsed.find("listener");
     if (it == parsed.end()) return {0, std::string(json)};
     if (!it->is_number_unsigned() || it->get<std::uint64_t>() >= listeners)
-        throw std::invalid_argument("'listener' must be an integer in [0, " +
-                                    std::to_string(listeners - 1) + "] (the --listen order)");
+        throw std::invalid_argument(std::string("'listener' must be an integer in [0, ")
+                                        .append(std::to_string(listeners - 1))
+                                        .append("] (the --listen order)"));
     TargetedFault out;
     out.listener = it->get<std::size_t>();
     parsed.erase(it);

@@ -446,7 +446,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     // Fault ids are per listener: the log names the listener when there are several.
     std::string fault_name(std::uint64_t id) const {
-        std::string name = "fault " + std::to_string(id);
+        std::string name = std::string("fault ").append(std::to_string(id));
         if (index != 0 || !siblings.empty()) name += " on listener " + std::to_string(index);
         return name;
     }
@@ -544,7 +544,8 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 return detail::frame_response(c.head, "405 Method Not Allowed", c.body.size(),
                                               keep_alive, version, "Allow: GET\r\n");
             }
-            c.body = list ? "{\"listeners\":" + top->listeners_json() + "}"
+            // Appended, not "literal" + string: g++ 12's -O3 -Wrestrict false positive.
+            c.body = list ? std::string("{\"listeners\":").append(top->listeners_json()).append("}")
                           : error_body("no such listener", "path", c.target);
             return detail::frame_response(c.head, list ? "200 OK" : "404 Not Found",
                                           c.body.size(), keep_alive, version);
