@@ -138,6 +138,35 @@ struct BatchConfig {
     bool operator==(const BatchConfig&) const = default;
 };
 
+// Another host serving the same API (`mirrors:`): same path, fields and limits per host. A
+// poller fails over to it and hedges a slow poll on it (docs/polling.md#mirrors-and-hedging).
+struct MirrorConfig {
+    std::string url_text;
+    Url url;
+    std::size_t host = 0;  // index into Config::hosts: its own bucket, pauses and breaker
+    bool operator==(const MirrorConfig&) const = default;
+};
+
+// `hedge: { after, max_extra }`: a poll not answered within `after` is sent once more to the
+// next healthy mirror; hedges are at most `max_extra` of first requests (a token bucket).
+struct HedgeConfig {
+    bool enabled = false;
+    Duration after{};             // a fixed delay, when percentile is 0
+    std::uint8_t percentile = 0;  // 90, 95 or 99: that percentile of recent poll latency
+    double max_extra = 0.05;      // a share of first requests, 0 < x <= 1
+    bool operator==(const HedgeConfig&) const = default;
+};
+
+// `priority:` 1 (highest) .. 9 for a host's scarce tokens: the source's, a symbol entry's
+// ({ name: X, priority: 1 }) or a tag's (priority: { default: N, tags: { TAG: N } }).
+struct PriorityConfig {
+    static constexpr std::uint8_t unset = 0;
+    std::uint8_t source = 5;
+    std::unordered_map<std::string, std::uint8_t> symbols;  // only symbols that set one
+    std::vector<std::pair<std::string, std::uint8_t>> tags;
+    bool operator==(const PriorityConfig&) const = default;
+};
+
 struct SourceConfig {
     std::string name;
     std::string url_text;
@@ -179,6 +208,11 @@ struct SourceConfig {
     std::optional<BatchConfig> batch;  // absent: one request per symbol
     // Requests per round: one per symbol, or one per batch.
     std::size_t request_count() const noexcept;
+    std::vector<MirrorConfig> mirrors;  // in failover and hedging order
+    HedgeConfig hedge;
+    PriorityConfig priority;
+    // The symbol entry's priority, else the highest of its tags', else the source's.
+    std::uint8_t priority_of(std::string_view symbol) const;
     bool uses_tls() const noexcept { return url.scheme == "https"; }
     // The name sent as SNI and checked against the certificate.
     const std::string& tls_server_name() const noexcept { return tls.server_name.empty() ? url.host : tls.server_name; }

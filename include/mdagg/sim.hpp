@@ -65,9 +65,17 @@
 
 namespace mdagg::sim {
 
+struct Endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+};
+
 struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8081;  // 0 = pick a free port (see Simulator::port())
+    // Listeners 1.. beside host:port (listener 0), like a venue's mirrors: one book and one
+    // seq per symbol, each listener with its own faults, connections and counters.
+    std::vector<Endpoint> more_listeners;
     std::size_t symbols = 2000;  // names prefix + 0 .. symbols-1
     std::string prefix = "STOCK_";
     std::chrono::microseconds latency_min{0};  // added before each response, uniform in [min, max]
@@ -76,7 +84,8 @@ struct Options {
     std::vector<std::string> hung_symbols;  // and these, by name
     std::size_t max_requests_per_connection = 0;  // close after N responses; 0 = never
     std::uint64_t seed = 1;
-    std::vector<std::string> faults;  // fault JSON objects, active from start()
+    std::vector<std::string> faults;  // fault JSON objects, active from start(); "listener": K
+                                      // sends one to listener K (0 = host:port)
     // A second listener for /control/ and /stats only: faults never touch it, so a test can
     // end a refuse or restart through it.
     bool control = false;
@@ -95,6 +104,8 @@ struct Options {
 
 // Parses "HOST:PORT"; throws std::invalid_argument.
 void parse_listen(const std::string& text, Options& options);
+// Parses "HOST:PORT" into one more listener (the second and later --listen).
+void add_listener(const std::string& text, Options& options);
 // Same, into control_host/control_port, and turns the control listener on.
 void parse_control(const std::string& text, Options& options);
 
@@ -113,6 +124,8 @@ public:
     void stop();   // stops accepting and closes every connection
     std::uint16_t port() const;
     std::uint16_t control_port() const;  // 0 without a control listener
+    std::size_t listeners() const;  // 1 + options.more_listeners.size()
+    std::uint16_t port(std::size_t listener) const;
 
     // The control API, also served over HTTP (any thread may call these):
     //   POST   /control/faults       body: one fault -> 201 {"id": N, "kind": K}; 400 {"error",
@@ -122,20 +135,31 @@ public:
     //                                ["banned_for_ms"], ["used"]}]}
     //   DELETE /control/faults/{id}  200 {"deleted": [id]}; 404 if no such fault
     //   DELETE /control/faults       200 {"deleted": [ids...]}
+    //   GET    /control/listeners    200 {"listeners": [{"index", "host", "port", ...}]}
+    //   ...    /control/listeners/K/faults[/id]: the same API, for listener K's faults
+    // add_fault(json) goes to listener 0 unless the fault says "listener": K. Fault ids are
+    // per listener.
     std::uint64_t add_fault(std::string_view json);  // throws std::invalid_argument
     bool remove_fault(std::uint64_t id);
     std::size_t clear_faults();
     std::string faults_json() const;
+    std::uint64_t add_fault(std::size_t listener, std::string_view json);
+    bool remove_fault(std::size_t listener, std::uint64_t id);
+    std::size_t clear_faults(std::size_t listener);
+    std::string faults_json(std::size_t listener) const;
 
     bool is_hung(std::string_view symbol) const;
-    // Responses to /quotes/... written completely to a socket.
+    // Responses to /quotes/... written completely to a socket, by every listener.
     std::uint64_t responses_written() const;
     // {"responses", "requests", "connections", "open_connections", "hung_requests",
     //  "failed_writes", "not_found", "bad_requests", "control_requests", "listening" (bool:
     //  the quote listener is open), "active_faults", "faults": {kind: n for every kind, plus
     //  "rate_limited"}, "per_symbol": {name: quotes written}, "last_seq": {name: seq} (symbols
     //  with seq > 0 only), "gzip_responses" (answers compressed for Accept-Encoding: gzip),
-    //  ["tls"], ["headers", "query"]}
+    //  ["tls"], ["headers", "query"], "listeners": [{"index", "host", "port", "listening",
+    //  "responses", "requests", "connections", "open_connections", "failed_writes",
+    //  "active_faults", "refused"}]}. The counts are the sums over every listener;
+    //  "listening" and "max_concurrent_requests" are listener 0's.
     std::string stats_json() const;
 
 private:

@@ -25,14 +25,16 @@ namespace {
 
 constexpr std::string_view kUsage =
     "usage: mdagg-sim [options]\n"
-    "  --listen HOST:PORT                  listen address (default 127.0.0.1:8081; port 0 = any)\n"
+    "  --listen HOST:PORT                  listen address (default 127.0.0.1:8081; port 0 = any);\n"
+    "                                      repeat it for mirrors: one book, each its own faults\n"
     "  --symbols N                         symbols PREFIX0 .. PREFIX(N-1) (default 2000)\n"
     "  --prefix P                          symbol name prefix (default STOCK_)\n"
     "  --latency MIN[-MAX]                 added latency, e.g. 2ms or 1ms-5ms (units us, ms, s)\n"
     "  --hung-ratio R                      share of symbols that never answer, 0..1\n"
     "  --hung SYMBOL[,SYMBOL...]           symbols that never answer\n"
     "  --max-requests-per-connection N     close a connection after N responses (0 = never)\n"
-    "  --fault JSON                        a fault active from the start (repeatable), e.g.\n"
+    "  --fault JSON                        a fault active from the start (repeatable; \"listener\":K\n"
+    "                                      for the K-th --listen, from 0), e.g.\n"
     "                                      '{\"kind\":\"status\",\"status\":503,\"request_ratio\":0.1}'\n"
     "  --faults-file PATH                  faults from a file: a JSON array, or one per line\n"
     "  --control HOST:PORT                 a listener for /control/ and /stats only, which\n"
@@ -46,7 +48,8 @@ constexpr std::string_view kUsage =
     "  --seed N                            random seed (default 1)\n"
     "  --version, --help\n"
     "Faults are added, listed and removed at run time with POST/GET/DELETE /control/faults\n"
-    "(on either listener); docs/simulator.md lists the kinds and their parameters.\n";
+    "(on any listener), a given listener's at /control/listeners/K/faults; docs/simulator.md\n"
+    "lists the kinds and their parameters.\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -123,6 +126,7 @@ void read_faults_file(const std::string& path, mdagg::sim::Options& options) {
 struct Command {
     mdagg::sim::Options options;
     unsigned threads = 1;
+    bool listen_given = false;  // a second --listen adds a listener
     bool help = false;
     bool version = false;
 };
@@ -151,7 +155,11 @@ Command parse_args(int argc, char** argv) {
             cmd.version = true;
         } else if (arg == "--listen") {
             try {
-                mdagg::sim::parse_listen(std::string(need_value()), o);
+                if (cmd.listen_given)
+                    mdagg::sim::add_listener(std::string(need_value()), o);
+                else
+                    mdagg::sim::parse_listen(std::string(need_value()), o);
+                cmd.listen_given = true;
             } catch (const std::invalid_argument& e) {
                 throw UsageError(std::string("--listen: ") + e.what());
             }
@@ -264,6 +272,12 @@ int main(int argc, char** argv) {
             listening["control_port"] = sim.control_port();
         }
         listening["faults"] = cmd.options.faults.size();
+        nlohmann::json listeners = nlohmann::json::array();
+        for (std::size_t i = 0; i < sim.listeners(); ++i)
+            listeners.push_back({{"host", i == 0 ? cmd.options.host
+                                                 : cmd.options.more_listeners[i - 1].host},
+                                 {"port", sim.port(i)}});
+        listening["listeners"] = std::move(listeners);
         print_line(listening.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 
         // A handler that throws must not leave joinable threads behind (std::terminate).

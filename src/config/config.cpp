@@ -350,6 +350,7 @@ struct TaggedSymbol {
     std::string name;
     std::string venue;  // empty: the name is the venue's too
     std::vector<std::string> tags;
+    std::uint8_t priority = PriorityConfig::unset;
 };
 
 constexpr Key<TaggedSymbol> tagged_symbol_keys[] = {
@@ -362,6 +363,7 @@ constexpr Key<TaggedSymbol> tagged_symbol_keys[] = {
          if (auto err = symbol_error(t.venue)) v.fail(*err);
      }},
     {"tags", [](const Value& v, TaggedSymbol& t) { t.tags = read_tags(v); }},
+    {"priority", [](const Value& v, TaggedSymbol& t) { t.priority = read_priority_value(v); }},
 };
 
 void read_symbol_list(const Value& v, SourceConfig& source) {
@@ -382,6 +384,7 @@ void read_symbol_list(const Value& v, SourceConfig& source) {
             // Kept even when equal to the name, so a symbol_map does not override it;
             // finish_symbols drops those.
             if (!tagged.venue.empty()) source.venue_symbols[symbol] = std::move(tagged.venue);
+            if (tagged.priority != PriorityConfig::unset) source.priority.symbols[symbol] = tagged.priority;
         } else {
             symbol = read_string(items[i]);
             if (auto err = symbol_error(symbol)) items[i].fail(*err);
@@ -417,6 +420,7 @@ struct SourceDraft {
     std::optional<Value> name, url, interval, timeout, max_in_flight, stale_after, cost, tls, batch;
     std::optional<Value> symbols, symbol_map;
     BatchDraft batch_draft;
+    HedgeMarks hedge;  // mirrors, hedge, priority
 };
 
 std::string read_source_name(const Value& v) {
@@ -505,6 +509,9 @@ constexpr Key<SourceDraft> source_keys[] = {
          d.batch_draft = read_batch(v);
          d.batch = v;
      }},
+    {"mirrors", [](const Value& v, SourceDraft& d) { read_mirrors(v, d.cfg, d.hedge); }},
+    {"hedge", [](const Value& v, SourceDraft& d) { read_hedge(v, d.cfg.hedge, d.hedge); }},
+    {"priority", [](const Value& v, SourceDraft& d) { read_priority(v, d.cfg.priority, d.hedge); }},
 };
 
 SourceDraft read_source(const Value& v) {
@@ -530,6 +537,7 @@ SourceDraft read_source(const Value& v) {
     if (!s.batch && s.symbols.size() != 1 && s.url.target_template.find("{symbol}") == std::string::npos)
         d.url->fail("must contain \"{symbol}\" because the source polls " +
                     std::to_string(s.symbols.size()) + " symbols");
+    check_hedge(d.hedge, s);
     return d;
 }
 
@@ -646,23 +654,27 @@ void read_hosts(const Value& v, std::vector<HostDraft>& out) {
 void resolve_hosts(Config& c, std::vector<HostDraft>& drafts, const std::vector<SourceMarks>& marks) {
     std::vector<bool> used(drafts.size(), false);
     for (auto& d : drafts) c.hosts.push_back(d.cfg);
-    for (std::size_t s = 0; s < c.sources.size(); ++s) {
-        SourceConfig& src = c.sources[s];
+    auto host_of = [&](const Url& url) {
         std::optional<std::size_t> exact, any_port;
         for (std::size_t h = 0; h < c.hosts.size(); ++h) {
-            if (c.hosts[h].host != src.url.host) continue;
-            if (c.hosts[h].port == src.url.port) exact = h;
+            if (c.hosts[h].host != url.host) continue;
+            if (c.hosts[h].port == url.port) exact = h;
             else if (c.hosts[h].port == 0) any_port = h;
         }
         if (!exact && !any_port) {
             HostConfig def;
-            def.host = src.url.host;
-            def.port = src.url.port;
+            def.host = url.host;
+            def.port = url.port;
             c.hosts.push_back(std::move(def));
             exact = c.hosts.size() - 1;
         }
-        src.host = exact ? *exact : *any_port;
-        if (src.host < drafts.size()) used[src.host] = true;
+        const std::size_t h = exact ? *exact : *any_port;
+        if (h < drafts.size()) used[h] = true;
+        return h;
+    };
+    for (SourceConfig& src : c.sources) {
+        src.host = host_of(src.url);
+        for (MirrorConfig& mirror : src.mirrors) mirror.host = host_of(mirror.url);  // own limits
     }
     set_auto_breaker_thresholds(c);
     for (std::size_t h = 0; h < drafts.size(); ++h) {
@@ -731,8 +743,9 @@ std::vector<std::string> config_schema_keys() {
     list_keys(out, "output.retention.", retention_keys);
     list_keys(out, "admin.", admin_keys);
     for (const std::string& name : kafka_key_names()) out.push_back("kafka." + name);
-    list_keys(out, "sources[].", source_keys, {"success", "fields", "tls", "batch"});
+    list_keys(out, "sources[].", source_keys, {"success", "fields", "tls", "batch", "mirrors", "hedge", "priority"});
     for (const std::string& name : batch_key_names()) out.push_back("sources[].batch." + name);
+    for (const std::string& name : hedge_key_names()) out.push_back("sources[]." + name);
     for (const std::string& name : tls_key_names()) out.push_back("sources[].tls." + name);
     list_keys(out, "sources[].success.", success_keys);
     list_keys(out, "sources[].symbols.", range_keys);           // { prefix, count, start }
@@ -752,8 +765,12 @@ void set_auto_breaker_thresholds(Config& c) {
     for (std::size_t h = 0; h < c.hosts.size(); ++h) {
         if (!c.hosts[h].breaker.failures_auto) continue;
         std::size_t pollers = 0;
-        for (auto& src : c.sources)
-            if (src.host == h) pollers += src.request_count();
+        for (auto& src : c.sources) {
+            // A mirror's host takes the source's pollers when they fail over.
+            bool polls = src.host == h;
+            for (const auto& mirror : src.mirrors) polls = polls || mirror.host == h;
+            if (polls) pollers += src.request_count();
+        }
         c.hosts[h].breaker.failures = static_cast<std::uint32_t>(std::clamp<std::size_t>(pollers, 5, 1'000'000));
     }
 }

@@ -198,4 +198,22 @@ std::vector<std::string> batch_key_names();
 void read_sharding(const Value& v, Config& c);
 std::vector<std::string_view> sharding_key_names();
 
+// ---- mirrors, hedge and priority of a source (hedge.cpp) ----
+// Where each was written, for the checks that need the whole source.
+struct HedgeMarks {
+    std::optional<Value> mirrors, hedge, after, priority;
+    std::vector<Value> mirror_items;
+    std::vector<Value> priority_tags;  // the keys of priority.tags, in order
+};
+void read_mirrors(const Value& v, SourceConfig& source, HedgeMarks& marks);
+void read_hedge(const Value& v, HedgeConfig& out, HedgeMarks& marks);
+// `priority: N` or `priority: { default: N, tags: { TAG: N } }`.
+void read_priority(const Value& v, PriorityConfig& out, HedgeMarks& marks);
+std::uint8_t read_priority_value(const Value& v);  // 1 .. 9
+// Mirrors like the url (scheme, {symbol}), hedge with mirrors and an `after` below the
+// timeout, priority tags that the source's symbols carry.
+void check_hedge(const HedgeMarks& marks, const SourceConfig& source);
+// "mirrors", "hedge.after", ...: the schema keys under sources[].
+std::vector<std::string> hedge_key_names();
+
 }  // namespace mdagg::config_detail

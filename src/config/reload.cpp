@@ -168,6 +168,14 @@ const std::vector<ReloadRule> rules = {
     MDAGG_SOURCE("sources[].tls.client_cert"),
     MDAGG_SOURCE("sources[].tls.client_key"),
     MDAGG_SOURCE("sources[].tls.min_version"),
+    // Mirrors, hedging and priorities: the source's pollers restart with them.
+    MDAGG_SOURCE("sources[].mirrors"),
+    MDAGG_SOURCE("sources[].hedge.after"),
+    MDAGG_SOURCE("sources[].hedge.max_extra"),
+    MDAGG_SOURCE("sources[].priority"),
+    MDAGG_SOURCE("sources[].priority.default"),
+    MDAGG_SOURCE("sources[].priority.tags"),
+    MDAGG_SOURCE("sources[].symbols[].priority"),
 
     ReloadRule{"hosts[].host", live, new_host_entry, adopt_new_host_entries},
     MDAGG_HOST("hosts[].rate", h.rate),

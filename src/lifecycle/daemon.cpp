@@ -186,11 +186,22 @@ private:
         // the first poll, or a restart loop would hit a venue that banned us and lengthen the ban.
         host_pauses_.emplace(config_.output.dir);
         ingest_.pollers().restore_pauses(host_pauses_->load(std::chrono::system_clock::now()));
-        std::size_t symbols = 0;
-        for (auto& s : config_.sources) symbols += s.symbols.size();
+        std::size_t symbols = 0, pollers = 0;
+        nlohmann::json not_yet_used = nlohmann::json::array();
+        for (auto& s : config_.sources) {
+            symbols += s.symbols.size();
+            pollers += s.request_count();
+            // Parsed and checked ahead of the poll path that will use them (issue 15): say so,
+            // so nobody counts on a failover or a hedge that does not happen yet.
+            if (!s.mirrors.empty() || s.hedge.enabled || s.priority != PriorityConfig{}) not_yet_used.push_back(s.name);
+        }
+        if (!not_yet_used.empty())
+            log::warn("mirrors, hedge and priority are not used yet by this version: no failover, hedging or priority order",
+                      {{"sources", std::move(not_yet_used)}});
         log::info("mdagg started", {{"config", config_.file},
                                     {"sources", config_.sources.size()},
-                                    {"pollers", symbols},
+                                    {"pollers", pollers},
+                                    {"symbols", symbols},
                                     {"threads", config_.runtime.threads},
                                     {"output_dir", config_.output.dir},
                                     {"grace_ms", to_ms(config_.shutdown.grace)}});

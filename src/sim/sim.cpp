@@ -7,6 +7,7 @@
 #include "faults.hpp"
 #include "http_io.hpp"
 #include "shapes.hpp"
+#include "listeners.hpp"
 #include "stream.hpp"
 #include "tls.hpp"
 #include "venue.hpp"
@@ -187,10 +188,14 @@ using detail::FaultKind;
 using detail::Listener;
 
 struct Simulator::Impl : std::enable_shared_from_this<Impl> {
-    Impl(asio::io_context& io_context, Options opts)
+    // A listener beside the first (options.more_listeners) shares its `book` and knows it as
+    // `root`: see make_siblings().
+    Impl(asio::io_context& io_context, Options opts, std::shared_ptr<detail::Book> shared_book = {},
+         std::weak_ptr<Impl> root_impl = {}, std::size_t listener_index = 0)
         : io(io_context), options(std::move(opts)), tls(detail::TlsServer::make(options)),
           request_log(options.record_headers ? std::make_unique<detail::RequestLog>() : nullptr),
-          book(options),
+          book_ptr(shared_book ? std::move(shared_book) : std::make_shared<detail::Book>(options)),
+          book(*book_ptr), root(std::move(root_impl)), index(listener_index),
           // io_context(1) promises a single run() thread, so one coroutine per connection
           // is already serialised: strands would only cost. Any other hint may mean
           // --threads N, and then the connection's handlers and stop()'s close need one.
@@ -201,7 +206,12 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         if (options.control) control = std::make_unique<Listener>(main, true);
         for (const auto& text : options.faults) {
             try {
-                initial_faults.push_back(detail::parse_fault(std::string_view(text)));
+                auto target = detail::split_fault_target(text, 1 + options.more_listeners.size());
+                auto spec = detail::parse_fault(std::string_view(target.fault));
+                if (target.listener == 0)
+                    initial_faults.push_back(std::move(spec));
+                else
+                    sibling_faults.emplace_back(target.listener, std::move(spec));
             } catch (const std::invalid_argument& e) {
                 throw std::invalid_argument("fault " + text + ": " + e.what());
             }
@@ -216,7 +226,14 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     const Options options;
     const std::unique_ptr<detail::TlsServer> tls;  // null: plain HTTP
     const std::unique_ptr<detail::RequestLog> request_log;  // null: not recorded
-    detail::Book book;
+    std::shared_ptr<detail::Book> book_ptr;  // one book (one seq per symbol) for every listener
+    detail::Book& book;
+    // Several listeners: the first owns the others (`siblings`); they see it through `root`
+    // (weak: a sibling's connections may outlive it).
+    const std::weak_ptr<Impl> root;
+    const std::size_t index;
+    std::vector<std::shared_ptr<Impl>> siblings;
+    std::vector<std::pair<std::size_t, detail::FaultSpec>> sibling_faults;  // until make_siblings
     const bool use_strands;
     // Acceptors, fault timers and the listener's hold count live here (a strand with
     // --threads N); any thread posts to it.
@@ -249,6 +266,64 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     std::mutex connections_mutex;
     // Weak: a connection's lifetime belongs to its coroutine; this map only finds it to close.
     std::unordered_map<Connection*, std::weak_ptr<Connection>> live;
+
+    // On the first listener, once it is owned by a shared_ptr.
+    void make_siblings() {
+        for (std::size_t i = 0; i < options.more_listeners.size(); ++i) {
+            Options o = options;
+            o.host = options.more_listeners[i].host;
+            o.port = options.more_listeners[i].port;
+            o.more_listeners.clear();
+            o.faults.clear();
+            o.control = false;
+            siblings.push_back(
+                std::make_shared<Impl>(io, std::move(o), book_ptr, weak_from_this(), i + 1));
+        }
+        for (auto& [listener, spec] : sibling_faults)
+            siblings[listener - 1]->initial_faults.push_back(std::move(spec));
+        sibling_faults.clear();
+    }
+
+    Impl& member(std::size_t listener) { return listener == 0 ? *this : *siblings.at(listener - 1); }
+    const Impl& member(std::size_t listener) const {
+        return listener == 0 ? *this : *siblings.at(listener - 1);
+    }
+    std::shared_ptr<Impl> first() {
+        auto r = root.lock();
+        return r ? r : shared_from_this();
+    }
+
+    // A counter summed over this listener and its siblings.
+    std::uint64_t total(const std::atomic<std::uint64_t> Impl::*counter) const {
+        std::uint64_t n = (this->*counter).load(std::memory_order_relaxed);
+        for (const auto& s : siblings) n += ((*s).*counter).load(std::memory_order_relaxed);
+        return n;
+    }
+
+    detail::ListenerCounters counters() const {
+        detail::ListenerCounters l;
+        l.index = index;
+        l.host = options.host;
+        l.port = quote.port.load();
+        l.listening = quote.open.load();
+        l.responses = responses.load();
+        l.requests = requests.load();
+        l.connections = connections.load();
+        l.open_connections = open_connections.load();
+        l.failed_writes = failed_writes.load();
+        l.active_faults = faults.size(detail::SteadyClock::now());
+        l.refused = fault_counts[static_cast<std::size_t>(FaultKind::refuse)].load() +
+                    fault_counts[static_cast<std::size_t>(FaultKind::restart)].load();
+        return l;
+    }
+
+    std::string listeners_json() const {
+        std::vector<detail::ListenerCounters> all{counters()};
+        for (const auto& s : siblings) all.push_back(s->counters());
+        std::string out;
+        detail::append_listeners_json(out, all);
+        return out;
+    }
 
     asio::any_io_executor executor() {
         if (use_strands) return asio::make_strand(io);
@@ -355,10 +430,12 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         if (control) open_listener(*control);
         for (auto& spec : initial_faults) add_fault(std::move(spec));
         initial_faults.clear();
+        for (auto& s : siblings) s->start();
     }
 
     void stop() {
         if (stopping.exchange(true)) return;
+        for (auto& s : siblings) s->stop();
         auto self = shared_from_this();
         asio::post(main, [self] {
             self->close_listener(self->quote);
@@ -371,6 +448,13 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     // ---- faults: the table decides, `main` carries out timers and listener holds ----
 
+    // Fault ids are per listener: the log names the listener when there are several.
+    std::string fault_name(std::uint64_t id) const {
+        std::string name = std::string("fault ").append(std::to_string(id));
+        if (index != 0 || !siblings.empty()) name += " on listener " + std::to_string(index);
+        return name;
+    }
+
     std::uint64_t add_fault(detail::FaultSpec spec) {
         const auto kind = spec.kind;
         const auto after = spec.after;
@@ -380,7 +464,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             spec.source.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         const std::uint64_t id = faults.add(std::move(spec), detail::SteadyClock::now());
         // A fault timeline on stderr explains a chaos test's failure; faults change rarely.
-        log_line("fault " + std::to_string(id) + " added: " + text);
+        log_line(fault_name(id) + " added: " + text);
         asio::post(main, [self = shared_from_this(), id, kind, after, duration, drop] {
             if (self->stopping.load()) return;
             if (after.count() == 0) return self->activate(id, kind, duration, drop);
@@ -399,7 +483,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             fault_counts[static_cast<std::size_t>(kind)].fetch_add(1);
             listener_holders.insert(id);
             if (quote.open.load()) close_listener(quote);
-            log_line("fault " + std::to_string(id) + ": quote listener closed (" +
+            log_line(fault_name(id) + ": quote listener closed (" +
                      std::string(detail::kind_name(kind)) + ")");
             if (drop) close_connections(true);
         }
@@ -427,7 +511,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     bool remove_fault(std::uint64_t id) {
         if (!faults.remove(id)) return false;
-        log_line("fault " + std::to_string(id) + " removed");
+        log_line(fault_name(id) + " removed");
         after_removal(id);
         return true;
     }
@@ -450,7 +534,26 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 
     // Fills c.head/c.body for a request under /control/.
     void control_response(Connection& c, http::verb method, bool keep_alive, int version) {
+        auto top = first();
+        auto listener = detail::parse_listener_path(c.target, 1 + top->siblings.size());
+        if (listener.kind == detail::ListenerPath::Kind::forward) {
+            c.target = std::move(listener.target);
+            return top->member(listener.listener).control_response(c, method, keep_alive, version);
+        }
         control_requests.fetch_add(1, std::memory_order_relaxed);
+        if (listener.kind != detail::ListenerPath::Kind::not_listener) {
+            const bool list = listener.kind == detail::ListenerPath::Kind::list;
+            if (list && method != http::verb::get) {
+                c.body = error_body("method not allowed");
+                return detail::frame_response(c.head, "405 Method Not Allowed", c.body.size(),
+                                              keep_alive, version, "Allow: GET\r\n");
+            }
+            // Appended, not "literal" + string: g++ 12's -O3 -Wrestrict false positive.
+            c.body = list ? std::string("{\"listeners\":").append(top->listeners_json()).append("}")
+                          : error_body("no such listener", "path", c.target);
+            return detail::frame_response(c.head, list ? "200 OK" : "404 Not Found",
+                                          c.body.size(), keep_alive, version);
+        }
         const std::string_view path = std::string_view(c.target).substr(0, c.target.find('?'));
         constexpr std::string_view collection = "/control/faults";
         std::string_view status = "200 OK";
@@ -966,6 +1069,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     }
 
     std::string stats_json() const {
+        if (auto r = root.lock()) return r->stats_json();  // every listener reports them all
         // Built by hand: nlohmann::ordered_json inserts in O(n) per key, and per_symbol can
         // hold many thousands of symbols.
         std::string out;
@@ -978,30 +1082,35 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
             out += ',';
         };
         out += '{';
-        field("responses", responses.load());
-        field("requests", requests.load());
-        field("connections", connections.load());
-        field("open_connections", open_connections.load());
-        field("hung_requests", hung_requests.load());
-        field("failed_writes", failed_writes.load());
-        field("not_found", not_found.load());
-        field("bad_requests", bad_requests.load());
-        field("control_requests", control_requests.load());
+        field("responses", total(&Impl::responses));
+        field("requests", total(&Impl::requests));
+        field("connections", total(&Impl::connections));
+        field("open_connections", total(&Impl::open_connections));
+        field("hung_requests", total(&Impl::hung_requests));
+        field("failed_writes", total(&Impl::failed_writes));
+        field("not_found", total(&Impl::not_found));
+        field("bad_requests", total(&Impl::bad_requests));
+        field("control_requests", total(&Impl::control_requests));
         field("max_concurrent_requests", max_concurrent_requests.load());
-        field("gzip_responses", gzip_responses.load());
+        field("gzip_responses", total(&Impl::gzip_responses));
         out += quote.open.load() ? "\"listening\":true," : "\"listening\":false,";
-        field("active_faults", faults.size(detail::SteadyClock::now()));
+        std::uint64_t active = faults.size(detail::SteadyClock::now());
+        for (const auto& s : siblings) active += s->faults.size(detail::SteadyClock::now());
+        field("active_faults", active);
         out += "\"faults\":{";
         for (std::size_t k = 0; k < detail::kFaultKinds; ++k) {
             if (static_cast<FaultKind>(k) == FaultKind::rate_limit) continue;  // never answers
-            field(detail::kind_name(static_cast<FaultKind>(k)), fault_counts[k].load());
+            std::uint64_t n = fault_counts[k].load();
+            for (const auto& s : siblings) n += s->fault_counts[k].load();
+            field(detail::kind_name(static_cast<FaultKind>(k)), n);
         }
         out.back() = '}';
         out += ",\"per_symbol\":{";
         book.append_written_json(out);
         out += "},\"last_seq\":{";
         book.append_last_seq_json(out);
-        out += '}';
+        out += "},\"listeners\":";
+        out += listeners_json();
         if (tls) tls->append_stats_json(out);
         if (request_log) request_log->append_json(out);
         out += '}';
@@ -1010,7 +1119,9 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
 };
 
 Simulator::Simulator(boost::asio::io_context& io, Options options)
-    : impl_(std::make_shared<Impl>(io, std::move(options))) {}
+    : impl_(std::make_shared<Impl>(io, std::move(options))) {
+    impl_->make_siblings();
+}
 
 // Closes whatever is still open; the io_context must outlive the Simulator.
 Simulator::~Simulator() {
@@ -1024,13 +1135,30 @@ std::uint16_t Simulator::control_port() const {
     return impl_->control ? impl_->control->port.load() : 0;
 }
 std::uint64_t Simulator::add_fault(std::string_view json) {
-    return impl_->add_fault(detail::parse_fault(json));
+    auto target = detail::split_fault_target(json, listeners());
+    return impl_->member(target.listener).add_fault(detail::parse_fault(std::string_view(target.fault)));
+}
+std::size_t Simulator::listeners() const { return 1 + impl_->siblings.size(); }
+std::uint16_t Simulator::port(std::size_t listener) const {
+    return impl_->member(listener).quote.port.load();
+}
+std::uint64_t Simulator::add_fault(std::size_t listener, std::string_view json) {
+    return impl_->member(listener).add_fault(detail::parse_fault(json));
+}
+bool Simulator::remove_fault(std::size_t listener, std::uint64_t id) {
+    return impl_->member(listener).remove_fault(id);
+}
+std::size_t Simulator::clear_faults(std::size_t listener) {
+    return impl_->member(listener).clear_faults().size();
+}
+std::string Simulator::faults_json(std::size_t listener) const {
+    return impl_->member(listener).faults_json();
 }
 bool Simulator::remove_fault(std::uint64_t id) { return impl_->remove_fault(id); }
 std::size_t Simulator::clear_faults() { return impl_->clear_faults().size(); }
 std::string Simulator::faults_json() const { return impl_->faults_json(); }
 bool Simulator::is_hung(std::string_view symbol) const { return impl_->book.is_hung(symbol); }
-std::uint64_t Simulator::responses_written() const { return impl_->responses.load(); }
+std::uint64_t Simulator::responses_written() const { return impl_->total(&Impl::responses); }
 std::string Simulator::stats_json() const { return impl_->stats_json(); }
 
 }  // namespace mdagg::sim
