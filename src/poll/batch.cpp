@@ -113,7 +113,10 @@ std::vector<Poller*> Registry::make_pollers(const std::shared_ptr<SourceRuntime>
             symbols.begin() + static_cast<std::ptrdiff_t>(from),
             symbols.begin() + static_cast<std::ptrdiff_t>(std::min(symbols.size(), from + size)));
         // Named by its index ("#3") where a single poller has its symbol: log lines, phase.
-        Poller& p = make_poller(runtime, part.front().second, "#" + std::to_string(index));
+        // Appended, not "#" + std::string: g++ 12 -O3 sees a bogus overflow in operator+.
+        std::string name(1, '#');
+        name.append(std::to_string(index));
+        Poller& p = make_poller(runtime, part.front().second, name);
         p.batch = std::make_unique<BatchRequest>(source, index, part);
         p.request = http::make_get_request(source.url.host, source.url.port, p.batch->target,
                                            {runtime->header_lines, source.accept_encoding == AcceptEncoding::gzip});
