@@ -48,8 +48,8 @@ constexpr std::string_view kUsage =
     "  --seed N                            random seed (default 1)\n"
     "  --version, --help\n"
     "Faults are added, listed and removed at run time with POST/GET/DELETE /control/faults\n"
-    "(on any listener), a given listener's at /control/listeners/K/faults; docs/simulator.md\n"
-    "lists the kinds and their parameters.\n";
+    "(on any listener), a given listener's at /control/listeners/K/faults.\n"
+    "docs/simulator.md lists the kinds and their parameters.\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;

@@ -39,15 +39,6 @@ std::filesystem::path write_batch_config(const TempDir& dir, harness::DaemonConf
     return path;
 }
 
-nlohmann::json stop_sim(harness::Sim& sim) {
-    sim.process->signal(SIGTERM);
-    EXPECT_EQ(sim.process->wait(20s), 0);
-    for (auto& line : sim.process->stdout_json())
-        if (line.value("event", "") == "stopped") return line;
-    ADD_FAILURE() << "no stopped line: " << sim.process->stdout_text();
-    return {};
-}
-
 }  // namespace
 
 // 2,000 symbols in 20 requests of 100 every 50 ms (Binance's symbols=["A","B"] array), then

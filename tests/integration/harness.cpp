@@ -1,5 +1,7 @@
 #include "harness.hpp"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -132,7 +134,10 @@ std::optional<nlohmann::json> Process::wait_for_line(const std::string& key, con
 }
 
 Sim start_sim(const fs::path& dir, std::vector<std::string> extra_args) {
-    std::vector<std::string> argv{MDAGG_SIM_BIN, "--listen", "127.0.0.1:0"};
+    // --listen is repeatable (mirrors): the default loopback listener only when none is given.
+    std::vector<std::string> argv{MDAGG_SIM_BIN};
+    if (std::find(extra_args.begin(), extra_args.end(), "--listen") == extra_args.end())
+        argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     Sim sim;
     sim.process = std::make_unique<Process>("sim", argv, dir);

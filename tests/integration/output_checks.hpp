@@ -85,4 +85,14 @@ inline nlohmann::json sim_stats(int port) {
     return nlohmann::json::parse(body);
 }
 
+// Stops the simulator with SIGTERM and returns its final /stats, printed as its `stopped` line.
+inline nlohmann::json stop_sim(Sim& sim) {
+    sim.process->signal(SIGTERM);
+    EXPECT_EQ(sim.process->wait(std::chrono::seconds(20)), 0);
+    for (auto& line : sim.process->stdout_json())
+        if (line.value("event", "") == "stopped") return line;
+    ADD_FAILURE() << "no stopped line: " << sim.process->stdout_text();
+    return {};
+}
+
 }  // namespace harness

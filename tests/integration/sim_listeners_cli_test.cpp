@@ -15,7 +15,7 @@ using namespace std::chrono_literals;
 TEST(SimListenersCli, EachListenerHasItsOwnFaultsAndOneBook) {
     TempDir dir;
     auto sim = harness::start_sim(
-        dir.path(), {"--listen", "127.0.0.1:0", "--symbols", "10", "--control", "127.0.0.1:0",
+        dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--symbols", "10", "--control", "127.0.0.1:0",
                      "--fault", R"({"kind":"status","status":502,"listener":1})"});
     auto line = sim.process->wait_for_line("event", "listening", 5s);
     ASSERT_TRUE(line);

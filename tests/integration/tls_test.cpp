@@ -55,16 +55,6 @@ std::filesystem::path write_tls_config(const TempDir& dir, harness::DaemonConfig
     return path;
 }
 
-// The simulator's final /stats, printed as its `stopped` line.
-nlohmann::json stop_sim(harness::Sim& sim) {
-    sim.process->signal(SIGTERM);
-    EXPECT_EQ(sim.process->wait(20s), 0);
-    for (auto& line : sim.process->stdout_json())
-        if (line.value("event", "") == "stopped") return line;
-    ADD_FAILURE() << "no stopped line: " << sim.process->stdout_text();
-    return {};
-}
-
 }  // namespace
 
 TEST(Tls, TwoThousandPollersDrainCleanlyAndLoseNoQuote) {
