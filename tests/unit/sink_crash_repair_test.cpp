@@ -2,6 +2,10 @@
 // the start-up probe, a directory removed while running).
 #include "sink_test_helpers.hpp"
 
+#include <grp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 namespace mdagg {
 namespace {
 
@@ -120,14 +124,41 @@ TEST(FileSink, ADirectoryRemovedBetweenSegmentsIsRecreated) {
     EXPECT_EQ(lines_of(only_file(out, "quotes-"))[0]["seq"], 101);
 }
 
+// Root writes through directory permissions, so as root the check runs in a child process
+// that has become nobody: the test runs in both roles and never skips.
 TEST(FileSink, OpenFailsOnAReadOnlyDirectory) {
-    if (::geteuid() == 0) GTEST_SKIP() << "root writes through directory permissions";
     TempDir dir;
-    fs::create_directories(dir.path());
-    fs::permissions(dir.path(), fs::perms::owner_read | fs::perms::owner_exec);
-    FileSink sink(universe, {dir.path().string()});
-    EXPECT_THROW(sink.open(), std::system_error);
-    fs::permissions(dir.path(), fs::perms::owner_all);
+    fs::create_directories(dir.path() / "out");
+    const fs::path out = dir.path() / "out";
+    fs::permissions(out, fs::perms::owner_read | fs::perms::owner_exec);
+    const auto open_fails = [&] {
+        FileSink sink(universe, {out.string()});
+        try {
+            sink.open();
+        } catch (const std::system_error&) {
+            return true;
+        }
+        return false;
+    };
+    if (::geteuid() != 0) {
+        EXPECT_TRUE(open_fails());
+    } else {
+        constexpr uid_t nobody = 65534;
+        for (const fs::path& p : {dir.path(), out}) ASSERT_EQ(::chown(p.c_str(), nobody, nobody), 0) << p;
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            if (::setgroups(0, nullptr) != 0 || ::setresgid(nobody, nobody, nobody) != 0 ||
+                ::setresuid(nobody, nobody, nobody) != 0)
+                ::_exit(2);
+            ::_exit(open_fails() ? 0 : 1);
+        }
+        int status = 0;
+        ASSERT_EQ(::waitpid(child, &status, 0), child);
+        ASSERT_TRUE(WIFEXITED(status)) << status;
+        EXPECT_EQ(WEXITSTATUS(status), 0) << "1: open succeeded as nobody; 2: could not become nobody";
+    }
+    fs::permissions(out, fs::perms::owner_all);
 }
 
 TEST(FileSink, ASecondSinkOnTheDirectoryIsRefusedNamingTheHolder) {
