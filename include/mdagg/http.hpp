@@ -1,5 +1,5 @@
 // The HTTP pieces a poller needs, sans-io: a pre-serialized GET and an allocation-free
-// response parser.
+// response parser; and the percent-decoding the admin server and the simulator share.
 #pragma once
 
 #include <boost/beast/http/basic_parser.hpp>
@@ -65,6 +65,12 @@ boost::system::error_code decode_body(std::string& body, ContentEncoding encodin
 // past), or nullopt when the value is neither.
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
                                                       std::chrono::system_clock::time_point now);
+
+// Percent-decoding (RFC 3986 section 2.1) of a query value. `Plus::space` reads '+' as a space,
+// as HTML forms encode it (application/x-www-form-urlencoded); `Plus::literal` keeps it. A '%'
+// not followed by two hex digits makes the whole value invalid: nullopt.
+enum class Plus : std::uint8_t { literal, space };
+std::optional<std::string> percent_decode(std::string_view text, Plus plus);
 
 // Parses one response into a caller-owned body string (its capacity is reused across polls),
 // keeping only the status and the headers the poller acts on. Single use, like every Beast

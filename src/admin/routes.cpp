@@ -1,4 +1,5 @@
 #include <mdagg/admin.hpp>
+#include <mdagg/http.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -8,32 +9,6 @@
 namespace mdagg::admin {
 
 namespace {
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-std::optional<std::string> percent_decode(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '+') {
-            out += ' ';
-        } else if (text[i] == '%') {
-            if (i + 2 >= text.size()) return std::nullopt;
-            const int hi = hex_value(text[i + 1]), lo = hex_value(text[i + 2]);
-            if (hi < 0 || lo < 0) return std::nullopt;
-            out += static_cast<char>(hi * 16 + lo);
-            i += 2;
-        } else {
-            out += text[i];
-        }
-    }
-    return out;
-}
 
 // A well-formed UTF-8 sequence (RFC 3629: no overlongs, no surrogates, at most U+10FFFF).
 bool valid_utf8(std::string_view text) {
@@ -183,7 +158,8 @@ std::optional<std::string> parse_task_query(std::string_view query, Selector& ou
         if (pair.empty()) continue;
         const auto eq = pair.find('=');
         const std::string_view key = pair.substr(0, eq);
-        auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+        auto value = http::percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1),
+                                          http::Plus::space);
         if (!value) return "bad percent-encoding in \"" + std::string(key) + "\"";
         if (!valid_utf8(*value)) {
             // Appended in place: g++ 12 -O3 misreads `"\"" + std::string` (-Wstringop-overflow).

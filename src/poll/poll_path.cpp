@@ -91,7 +91,7 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
                 }
                 // In the wheel's round, the reads start once every poller due has sent: by then
                 // most answers are in, and reading them costs neither an empty recv nor a wakeup.
-                if (deferring_reads) co_await DeferRead{*this};
+                if (ticks.deferring_reads()) co_await ticks.defer_read();
                 a = p.fsm.on_written(written == p.request.size());
                 break;
             }
@@ -154,7 +154,7 @@ Task<PollAction> PollerGroup::Impl::connect(Poller& p, Transport& conn) {
     }
     auto stop = [this, &p] {
         if (p.deadline_expired && !cancelling.load(std::memory_order_relaxed) && p.fsm.extend_handshake(Clock::now()))
-            arm_deadline(p, p.fsm.deadline());
+            ticks.arm_deadline(p, p.fsm.deadline());
         return interrupted(p);
     };
     const beast::error_code ec = co_await conn.connect(endpoints, stop);
@@ -167,13 +167,13 @@ Task<PollAction> PollerGroup::Impl::connect(Poller& p, Transport& conn) {
 // Waits for the turn to connect, without the poll's deadline. An action when the poll ends
 // here: a drain or an operator cancelled it, or the host's breaker opened meanwhile.
 Task<std::optional<PollAction>> PollerGroup::Impl::wait_turn(Poller& p, detail::ConnectTurn& turn) {
-    disarm_deadline(p);
+    ticks.disarm_deadline(p);
     if (!co_await turn.wait(p.executor) || cancelling.load(std::memory_order_relaxed))
         co_return failed(p, asio::error::operation_aborted);
     const auto now = Clock::now();
     if (p.source.guard.status(now).breaker == BreakerState::open)
         co_return p.fsm.on_failed(detail::breaker_opened_while_queued(), now);
-    arm_deadline(p, p.fsm.on_connect_turn(now));
+    ticks.arm_deadline(p, p.fsm.on_connect_turn(now));
     co_return std::nullopt;
 }
 
@@ -279,7 +279,7 @@ template <class Transport>
 void PollerGroup::Impl::carry_out(Poller& p, Transport& conn, const PollAction& a) {
     if (a.has(PollAction::close)) conn.close();
     if (a.has(PollAction::count_retry)) p.source.stats.retries.fetch_add(1, std::memory_order_relaxed);
-    if (a.has(PollAction::arm_deadline)) arm_deadline(p, p.fsm.deadline());
+    if (a.has(PollAction::arm_deadline)) ticks.arm_deadline(p, p.fsm.deadline());
     if (a.has(PollAction::report_usage)) p.source.guard.on_usage(p.fsm.usage());
     if (a.has(PollAction::pause_host)) {
         // The whole host waits: every poller of it would hit the same limit.
@@ -292,7 +292,7 @@ void PollerGroup::Impl::carry_out(Poller& p, Transport& conn, const PollAction& 
 
 // Reports the outcome to the host's breaker and counts it.
 void PollerGroup::Impl::end_poll(Poller& p, bool probe, Clock::time_point start) {
-    disarm_deadline(p);
+    ticks.disarm_deadline(p);
     const detail::PollResult& r = p.fsm.result();
     auto& st = p.source.stats;
     p.probe_pending = false;

@@ -25,34 +25,18 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     log::RateLimited error_log;
     detail::TickScheduler ticks;
     detail::Registry registry{*this};
-    // Set once by the drain's cancel_in_flight(), before it interrupts each poller; read on
-    // the poll path through cancel_requested().
+    // Set once by the drain's cancel_in_flight(), before it interrupts each poller with
+    // interrupt(p, true). The poll path reads it before every wait (interrupted()): a cancel
+    // posted while a poll was not suspended on the socket found nothing to cancel. A flag rather
+    // than a cancellation slot emplaced for each socket wait: that costs ~227 instructions
+    // (emplace + clear, callgrind, Boost 1.81) and a poll waits 3-4 times: ~7% of the ~12,200 a
+    // poll costs; the check costs 6.
     std::atomic<bool> cancelling{false};
-
-    // Whether the drain asked to abort polls in flight: the poll path checks it before every
-    // wait (a cancel posted while it was not suspended on the socket found nothing to cancel).
-    // A flag rather than a cancellation slot bound to each socket wait: binding one costs ~227
-    // instructions (emplace + clear, callgrind, Boost 1.81) and a poll waits 3-4 times: ~7% of
-    // the ~12,200 a poll costs; this check costs 6. The waits are interrupted by
-    // interrupt(p, true), posted to each poller after the flag is set.
-    bool cancel_requested(const Poller&) const noexcept { return cancelling.load(std::memory_order_relaxed); }
 
     // detail::PollerHooks, for the registry.
     asio::any_io_executor make_executor() override { return ticks.make_executor(); }
     void start(Poller& p) override;
     void interrupt(Poller& p, bool abort_poll) override;
-
-    // The tick scheduler under the names the poll path uses (until it calls ticks.* itself):
-    // the deferred reads of the one-thread round, and the poll's deadline.
-    const bool& deferring_reads = ticks.deferring_reads_flag();
-    struct DeferRead {
-        Impl& group;
-        bool await_ready() const noexcept { return false; }
-        void await_suspend(std::coroutine_handle<> h) { group.ticks.defer_read().await_suspend(h); }
-        void await_resume() const noexcept {}
-    };
-    void arm_deadline(Poller& p, Clock::time_point deadline) { ticks.arm_deadline(p, deadline); }
-    void disarm_deadline(Poller& p) { ticks.disarm_deadline(p); }
 
     // On the poller's executor: ends its wait for the next tick now (stop, cancel, retire).
     // A poller that is polling, or whose tick is already on its way, needs nothing.

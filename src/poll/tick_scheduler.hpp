@@ -62,7 +62,6 @@ public:
     // True while the wheel's round fires on the one io thread: a poller that has sent its
     // request then co_awaits defer_read() and starts reading once the round has fired.
     bool deferring_reads() const noexcept { return deferring_reads_; }
-    const bool& deferring_reads_flag() const noexcept { return deferring_reads_; }
     struct DeferRead {
         TickScheduler& ticks;
         bool await_ready() const noexcept { return false; }

@@ -1,29 +1,10 @@
 #include "batch.hpp"
 
+#include <mdagg/http.hpp>
+
 namespace mdagg::sim::detail {
 
 namespace {
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-std::optional<std::string> percent_decoded(std::string_view text) {
-    std::string out;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (text[i] != '%') {
-            out += text[i];
-            continue;
-        }
-        if (i + 2 >= text.size() || hex_value(text[i + 1]) < 0 || hex_value(text[i + 2]) < 0) return std::nullopt;
-        out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
-        i += 2;
-    }
-    return out;
-}
 
 // symbols=["A","B"] (decoded) or symbols=A,B: the names in order.
 std::optional<std::vector<std::string>> symbols_param(std::string_view query) {
@@ -40,7 +21,7 @@ std::optional<std::vector<std::string>> symbols_param(std::string_view query) {
         query.remove_prefix(amp + 1);
     }
     if (!found) return std::nullopt;
-    const auto decoded = percent_decoded(value);
+    const auto decoded = http::percent_decode(value, http::Plus::literal);  // '+' stays '+'
     if (!decoded) return std::nullopt;
     std::string_view list = *decoded;
     const bool json = list.starts_with('[');

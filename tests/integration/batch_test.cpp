@@ -7,6 +7,9 @@
 
 #include <csignal>
 #include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <regex>
 #include <sstream>
 
@@ -27,16 +30,41 @@ double metric_or_zero(int admin, const std::string& series) {
     return metric(harness::http_request(admin, "GET", "/metrics").body, series).value_or(0);
 }
 
-// The harness's config with the url replaced by `target` and a batch block.
-std::filesystem::path write_batch_config(const TempDir& dir, harness::DaemonConfig c, const std::string& target,
-                                         const std::string& batch) {
+double completed_polls(int admin) {
+    return metric_or_zero(admin, R"(mdagg_source_polls_total{source="sim",outcome="completed"})");
+}
+
+// A daemon polling the simulator's batch endpoint, and its admin port.
+struct BatchDaemon {
+    std::unique_ptr<harness::Process> process;
+    int admin = 0;
+};
+
+// Starts the daemon on the harness's config with the url replaced by `target`, a batch block
+// and an admin listener; `edit`, when given, rewrites the config's text before the start.
+BatchDaemon start_batch_daemon(const TempDir& dir, harness::DaemonConfig c, const std::string& target,
+                               const std::string& batch,
+                               const std::function<std::string(std::string)>& edit = {}) {
     c.source_extra += "    batch: " + batch + "\n";
     c.extra += "admin: { listen: \"127.0.0.1:0\" }\n";
     const auto path = harness::write_config(dir.path(), c);
     std::stringstream text;
     text << std::ifstream(path).rdbuf();
-    std::ofstream(path) << std::regex_replace(text.str(), std::regex("/quotes/\\{symbol\\}"), target);
-    return path;
+    std::string yaml = std::regex_replace(text.str(), std::regex("/quotes/\\{symbol\\}"), target);
+    if (edit) yaml = edit(std::move(yaml));
+    std::ofstream(path) << yaml;
+    BatchDaemon d{harness::start_daemon(dir, path)};
+    d.admin = admin_port_of(*d.process);
+    return d;
+}
+
+// SIGTERM: the daemon must exit 0 within 20 s.
+::testing::AssertionResult ExitsCleanlyOnSigterm(harness::Process& daemon) {
+    daemon.signal(SIGTERM);
+    const std::optional<int> status = daemon.wait(20s);
+    if (status == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "exit status " << (status ? std::to_string(*status) : "none (still running)")
+                                         << "\n" << daemon.stdout_text().substr(0, 4000);
 }
 
 }  // namespace
@@ -51,23 +79,17 @@ TEST(Batch, TwoThousandSymbolsInBatchesOfHundredLoseAndRepeatNothing) {
     c.symbols = 2000;
     c.interval = "50ms";
     c.grace = "5s";
-    auto daemon = harness::start_daemon(
-        dir, write_batch_config(dir, c, "/batch/bookTicker?symbols={symbols}",
-                                "{ items: \"\", symbol: /symbol, size: 100, format: json }"));
-    const int admin = admin_port_of(*daemon);
+    auto [daemon, admin] = start_batch_daemon(dir, c, "/batch/bookTicker?symbols={symbols}",
+                                              "{ items: \"\", symbol: /symbol, size: 100, format: json }");
     // The task table: one row per symbol, each naming its batch of 100.
     const auto tasks = harness::http_request(admin, "GET", "/debug/tasks").json();
     ASSERT_EQ(tasks["count"], 2000) << tasks.dump().substr(0, 2000);
     EXPECT_EQ(tasks["tasks"][0]["batch_symbols"], 100);
-    ASSERT_TRUE(wait_until(
-        [&] { return metric_or_zero(admin, R"(mdagg_source_polls_total{source="sim",outcome="completed"})") >= 200; },
-        30s))
-        << daemon->stdout_text().substr(0, 4000);
+    ASSERT_TRUE(wait_until([&] { return completed_polls(admin) >= 200; }, 30s)) << daemon->stdout_text().substr(0, 4000);
     EXPECT_EQ(metric_or_zero(admin, R"(mdagg_source_batch_entries_total{source="sim",outcome="missing"})"), 0);
     EXPECT_EQ(metric_or_zero(admin, R"(mdagg_source_batch_entries_total{source="sim",outcome="unknown"})"), 0);
 
-    daemon->signal(SIGTERM);
-    ASSERT_EQ(daemon->wait(20s), 0) << daemon->stdout_text().substr(0, 4000);
+    ASSERT_TRUE(ExitsCleanlyOnSigterm(*daemon));
     const auto stats = stop_sim(sim);
     const auto out = harness::check_output(dir);
     auto done = harness::find_log(*daemon, "drain complete");
@@ -108,12 +130,8 @@ TEST(Batch, AllInstrumentsAnswerCountsUnknownAndMissingAndIsolatesABadEntry) {
     c.symbols = 10;  // STOCK_0 .. STOCK_9 of the 50
     c.interval = "100ms";
     c.source_extra = "    success: { pointer: /code, equals: \"0\" }\n";
-    auto config = write_batch_config(dir, c, "/batch/tickers", "{ items: /data, symbol: /instId }");
-    {
-        // The fields of an OKX entry, and one symbol the simulator does not have.
-        std::stringstream text;
-        text << std::ifstream(config).rdbuf();
-        std::string yaml = text.str();
+    // The fields of an OKX entry, and one symbol the simulator does not have.
+    const auto okx_entries = [](std::string yaml) {
         yaml = std::regex_replace(yaml, std::regex("symbols: \\{ prefix: STOCK_, count: 10 \\}"),
                                   "symbols: [STOCK_0, STOCK_1, STOCK_2, STOCK_3, STOCK_4, NOT_THERE]");
         yaml = std::regex_replace(yaml, std::regex("      symbol: /symbol\n"), "");
@@ -122,14 +140,10 @@ TEST(Batch, AllInstrumentsAnswerCountsUnknownAndMissingAndIsolatesABadEntry) {
         yaml = std::regex_replace(yaml, std::regex("/bidQty"), "/bidSz");
         yaml = std::regex_replace(yaml, std::regex("/askQty"), "/askSz");
         yaml = std::regex_replace(yaml, std::regex("pointer: /time"), "pointer: /ts");
-        std::ofstream(config) << yaml;
-    }
-    auto daemon = harness::start_daemon(dir, config);
-    const int admin = admin_port_of(*daemon);
-    ASSERT_TRUE(wait_until(
-        [&] { return metric_or_zero(admin, R"(mdagg_source_polls_total{source="sim",outcome="completed"})") >= 10; },
-        30s))
-        << daemon->stdout_text().substr(0, 4000);
+        return yaml;
+    };
+    auto [daemon, admin] = start_batch_daemon(dir, c, "/batch/tickers", "{ items: /data, symbol: /instId }", okx_entries);
+    ASSERT_TRUE(wait_until([&] { return completed_polls(admin) >= 10; }, 30s)) << daemon->stdout_text().substr(0, 4000);
     const std::string text = harness::http_request(admin, "GET", "/metrics").body;
     const double polls = *metric(text, R"(mdagg_source_polls_total{source="sim",outcome="completed"})");
     // 50 entries an answer, 5 of them configured: 45 unknown; NOT_THERE missing from each.
@@ -138,8 +152,7 @@ TEST(Batch, AllInstrumentsAnswerCountsUnknownAndMissingAndIsolatesABadEntry) {
     EXPECT_GE(*metric(text, R"(mdagg_source_poll_errors_total{source="sim",class="mapping"})"), polls);
     EXPECT_EQ(metric(text, R"(mdagg_source_batch_entries_total{source="sim",outcome="duplicate"})"), 0);
 
-    daemon->signal(SIGTERM);
-    ASSERT_EQ(daemon->wait(20s), 0) << daemon->stdout_text().substr(0, 4000);
+    ASSERT_TRUE(ExitsCleanlyOnSigterm(*daemon));
     stop_sim(sim);
     const auto out = harness::check_output(dir);
     for (const char* good : {"STOCK_0", "STOCK_1", "STOCK_2", "STOCK_4"})
@@ -169,9 +182,8 @@ TEST(Batch, PausingAMemberDropsItsEntriesAndLeavesTheBatchPolling) {
     c.port = sim.port;
     c.symbols = 10;
     c.interval = "50ms";
-    auto daemon = harness::start_daemon(
-        dir, write_batch_config(dir, c, "/batch/bookTicker?symbols={symbols}", "{ items: \"\", symbol: /symbol, join: \",\" }"));
-    const int admin = admin_port_of(*daemon);
+    auto [daemon, admin] = start_batch_daemon(dir, c, "/batch/bookTicker?symbols={symbols}",
+                                              "{ items: \"\", symbol: /symbol, join: \",\" }");
     ASSERT_TRUE(wait_until([&] { return completed_of(admin, "STOCK_1") >= 3; }, 30s));
     const auto paused = harness::http_request(admin, "POST", "/admin/pause", R"({"symbols": ["STOCK_1"]})").json();
     EXPECT_EQ(paused["matched"], 1);
@@ -195,8 +207,7 @@ TEST(Batch, PausingAMemberDropsItsEntriesAndLeavesTheBatchPolling) {
     ASSERT_TRUE(wait_until(
         [&] { return metric_or_zero(admin, R"(mdagg_source_paused_ticks_total{source="sim"})") >= 3; }, 30s));
 
-    daemon->signal(SIGTERM);
-    ASSERT_EQ(daemon->wait(20s), 0) << daemon->stdout_text().substr(0, 4000);
+    ASSERT_TRUE(ExitsCleanlyOnSigterm(*daemon));
     stop_sim(sim);
     harness::expect_seqs_increase(harness::check_output(dir));
 }

@@ -1,25 +1,12 @@
 // A source's `batch:` block: its keys, defaults, the url's {symbols}, the request targets it
 // spells, and the errors (file:line:col, the key's path) for bad values.
-#include <mdagg/config.hpp>
-
-#include <gtest/gtest.h>
+#include "config_test_helpers.hpp"
 
 #include <algorithm>
 #include <string>
 
 namespace mdagg {
 namespace {
-
-Config parse(const std::string& yaml) { return parse_config(yaml, "t.yaml"); }
-
-std::string error_of(const std::string& yaml) {
-    try {
-        parse(yaml);
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 
 // The batch block's keys start at line 7, column 7.
 std::string source(const std::string& url, const std::string& batch_lines,

@@ -6,22 +6,14 @@
 
 #include <mdagg/mapping.hpp>
 
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace mdagg {
 namespace {
-
-struct EnvVar {
-    EnvVar(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
-    ~EnvVar() { ::unsetenv(name_); }
-    EnvVar(const EnvVar&) = delete;
-    EnvVar& operator=(const EnvVar&) = delete;
-
-private:
-    const char* name_;
-};
 
 // The secrets the alpaca and polygon presets read.
 struct PresetSecrets {
@@ -335,80 +327,87 @@ Mapped map_with_preset(std::string_view preset, const std::string& body_file, st
 
 }  // namespace
 
-TEST(ConfigPresetsMapping, BinanceBookTicker) {
-    const Mapped m = map_with_preset("binance_book_ticker", "binance.json", "LTCBTC");
+// What a preset makes of its venue's captured body: the exact decimals as the venue wrote them.
+struct PresetMapping {
+    const char* name;  // the test's
+    const char* preset;
+    const char* body_file;
+    const char* symbol;
+    const char* bid;
+    const char* ask;
+    const char* bid_size;  // nullptr: the venue gives no sizes, and the quote has none
+    const char* ask_size;
+    std::int64_t exchange_time_ns;
+    std::optional<std::int64_t> seq = std::nullopt;  // checked where given
+    // A body or symbol the preset must refuse, and how (none where refused_file is null).
+    const char* refused_file = nullptr;
+    const char* refused_symbol = nullptr;
+    MappingError refused_as{};
+};
+
+// Named by its preset in gtest's output, not dumped as bytes.
+void PrintTo(const PresetMapping& t, std::ostream* os) { *os << t.preset; }
+
+class ConfigPresetsMapping : public ::testing::TestWithParam<PresetMapping> {};
+
+TEST_P(ConfigPresetsMapping, MapsTheCapturedBodyExactly) {
+    const PresetMapping& t = GetParam();
+    const Mapped m = map_with_preset(t.preset, t.body_file, t.symbol);
     ASSERT_FALSE(m.error) << m.error.message();
-    EXPECT_TRUE(Exact(m.quote.bid, "4.00000000"));
-    EXPECT_TRUE(Exact(m.quote.ask, "4.00000200"));
-    EXPECT_TRUE(Exact(m.quote.bid_size, "431.00000000"));
-    EXPECT_TRUE(Exact(m.quote.ask_size, "9.00000000"));
-    EXPECT_EQ(m.quote.exchange_time_ns, 0);
-    EXPECT_EQ(m.quote.seq, -1);
-    // The symbol check is part of the preset: another symbol's answer is refused.
-    EXPECT_EQ(map_with_preset("binance_book_ticker", "binance.json", "BTCUSDT").error, MappingError::symbol_mismatch);
+    EXPECT_TRUE(Exact(m.quote.bid, t.bid));
+    EXPECT_TRUE(Exact(m.quote.ask, t.ask));
+    if (t.bid_size) {
+        EXPECT_TRUE(Exact(m.quote.bid_size, t.bid_size));
+    } else {
+        EXPECT_FALSE(m.quote.has_bid_size);
+    }
+    if (t.ask_size) {
+        EXPECT_TRUE(Exact(m.quote.ask_size, t.ask_size));
+    } else {
+        EXPECT_FALSE(m.quote.has_ask_size);
+    }
+    EXPECT_EQ(m.quote.exchange_time_ns, t.exchange_time_ns);
+    if (t.seq) {
+        EXPECT_EQ(m.quote.seq, *t.seq);
+    }
+    if (t.refused_file) {
+        EXPECT_EQ(map_with_preset(t.preset, t.refused_file, t.refused_symbol).error, t.refused_as);
+    }
 }
 
-TEST(ConfigPresetsMapping, CoinbaseTicker) {
-    const Mapped m = map_with_preset("coinbase_ticker", "coinbase.json", "BTC-USD");
-    ASSERT_FALSE(m.error) << m.error.message();
-    EXPECT_TRUE(Exact(m.quote.bid, "6265.15"));
-    EXPECT_TRUE(Exact(m.quote.ask, "6267.71"));
-    EXPECT_FALSE(m.quote.has_bid_size);
-    EXPECT_FALSE(m.quote.has_ask_size);
-    EXPECT_EQ(m.quote.exchange_time_ns, 1584663777833000000);  // 2020-03-20T00:22:57.833Z
-    EXPECT_EQ(m.quote.seq, 86326522);
-}
-
-TEST(ConfigPresetsMapping, OkxTickerAndItsErrorBody) {
-    const Mapped m = map_with_preset("okx_ticker", "okx.json", "BTC-USDT");
-    ASSERT_FALSE(m.error) << m.error.message();
-    EXPECT_TRUE(Exact(m.quote.bid, "66260.2"));
-    EXPECT_TRUE(Exact(m.quote.ask, "66260.3"));
-    EXPECT_TRUE(Exact(m.quote.bid_size, "0.43"));
-    EXPECT_TRUE(Exact(m.quote.ask_size, "0.22"));
-    EXPECT_EQ(m.quote.exchange_time_ns, 1774805577108000000);  // "ts" ms, a string
-    EXPECT_EQ(map_with_preset("okx_ticker", "okx_error.json", "BTC-USDT").error, MappingError::body_error);
-}
-
-TEST(ConfigPresetsMapping, PolygonLastQuoteNanosecondsAbove2To53) {
-    const Mapped m = map_with_preset("polygon_last_quote", "polygon.json", "AAPL");
-    ASSERT_FALSE(m.error) << m.error.message();
-    EXPECT_TRUE(Exact(m.quote.bid, "127.96"));
-    EXPECT_TRUE(Exact(m.quote.ask, "127.98"));
-    EXPECT_TRUE(Exact(m.quote.bid_size, "1"));
-    EXPECT_TRUE(Exact(m.quote.ask_size, "7"));
-    EXPECT_EQ(m.quote.exchange_time_ns, 1617827221349730300);  // a double would say ...730304
-}
-
-TEST(ConfigPresetsMapping, BybitTicker) {
-    const Mapped m = map_with_preset("bybit_ticker", "bybit.json", "BTCUSDT");
-    ASSERT_FALSE(m.error) << m.error.message();
-    EXPECT_TRUE(Exact(m.quote.bid, "66782.2"));
-    EXPECT_TRUE(Exact(m.quote.ask, "66782.3"));
-    EXPECT_TRUE(Exact(m.quote.bid_size, "0.46"));
-    EXPECT_TRUE(Exact(m.quote.ask_size, "1.21"));
-    EXPECT_EQ(m.quote.exchange_time_ns, 1775239921132000000);
-}
-
-TEST(ConfigPresetsMapping, KrakenPairUnderItsOwnNameAndItsErrorBody) {
-    const Mapped m = map_with_preset("kraken_ticker_pair", "kraken.json", "XBTUSD");
-    ASSERT_FALSE(m.error) << m.error.message();
-    EXPECT_TRUE(Exact(m.quote.bid, "30300.00000"));
-    EXPECT_TRUE(Exact(m.quote.ask, "30300.10000"));
-    EXPECT_TRUE(Exact(m.quote.bid_size, "1.000"));
-    EXPECT_TRUE(Exact(m.quote.ask_size, "1.000"));
-    EXPECT_EQ(m.quote.exchange_time_ns, 0);
-    EXPECT_EQ(map_with_preset("kraken_ticker_pair", "kraken_error.json", "XBTUSD").error, MappingError::body_error);
-}
-
-TEST(ConfigPresetsMapping, AlpacaLatestQuoteNumbersAndNanosecondTime) {
-    const Mapped m = map_with_preset("alpaca_latest_quote", "alpaca.json", "AAPL");
-    ASSERT_FALSE(m.error) << m.error.message();
-    EXPECT_TRUE(Exact(m.quote.bid, "172.6"));
-    EXPECT_TRUE(Exact(m.quote.ask, "172.7"));
-    EXPECT_TRUE(Exact(m.quote.bid_size, "2"));
-    EXPECT_TRUE(Exact(m.quote.ask_size, "1"));
-    EXPECT_EQ(m.quote.exchange_time_ns, 1660730974055031265);  // 2022-08-17T10:09:34.055031265Z
-}
+INSTANTIATE_TEST_SUITE_P(
+    Venues, ConfigPresetsMapping,
+    ::testing::Values(
+        // The symbol check is part of the preset: another symbol's answer is refused.
+        PresetMapping{.name = "BinanceBookTicker", .preset = "binance_book_ticker", .body_file = "binance.json",
+                      .symbol = "LTCBTC", .bid = "4.00000000", .ask = "4.00000200", .bid_size = "431.00000000",
+                      .ask_size = "9.00000000", .exchange_time_ns = 0, .seq = -1, .refused_file = "binance.json",
+                      .refused_symbol = "BTCUSDT", .refused_as = MappingError::symbol_mismatch},
+        PresetMapping{.name = "CoinbaseTicker", .preset = "coinbase_ticker", .body_file = "coinbase.json",
+                      .symbol = "BTC-USD", .bid = "6265.15", .ask = "6267.71", .bid_size = nullptr, .ask_size = nullptr,
+                      .exchange_time_ns = 1584663777833000000,  // 2020-03-20T00:22:57.833Z
+                      .seq = 86326522},
+        PresetMapping{.name = "OkxTickerAndItsErrorBody", .preset = "okx_ticker", .body_file = "okx.json",
+                      .symbol = "BTC-USDT", .bid = "66260.2", .ask = "66260.3", .bid_size = "0.43", .ask_size = "0.22",
+                      .exchange_time_ns = 1774805577108000000,  // "ts" ms, a string
+                      .seq = std::nullopt, .refused_file = "okx_error.json", .refused_symbol = "BTC-USDT",
+                      .refused_as = MappingError::body_error},
+        PresetMapping{.name = "PolygonLastQuoteNanosecondsAbove2To53", .preset = "polygon_last_quote",
+                      .body_file = "polygon.json", .symbol = "AAPL", .bid = "127.96", .ask = "127.98", .bid_size = "1",
+                      .ask_size = "7",
+                      .exchange_time_ns = 1617827221349730300},  // a double would say ...730304
+        PresetMapping{.name = "BybitTicker", .preset = "bybit_ticker", .body_file = "bybit.json", .symbol = "BTCUSDT",
+                      .bid = "66782.2", .ask = "66782.3", .bid_size = "0.46", .ask_size = "1.21",
+                      .exchange_time_ns = 1775239921132000000},
+        PresetMapping{.name = "KrakenPairUnderItsOwnNameAndItsErrorBody", .preset = "kraken_ticker_pair",
+                      .body_file = "kraken.json", .symbol = "XBTUSD", .bid = "30300.00000", .ask = "30300.10000",
+                      .bid_size = "1.000", .ask_size = "1.000", .exchange_time_ns = 0, .seq = std::nullopt,
+                      .refused_file = "kraken_error.json", .refused_symbol = "XBTUSD",
+                      .refused_as = MappingError::body_error},
+        PresetMapping{.name = "AlpacaLatestQuoteNumbersAndNanosecondTime", .preset = "alpaca_latest_quote",
+                      .body_file = "alpaca.json", .symbol = "AAPL", .bid = "172.6", .ask = "172.7", .bid_size = "2",
+                      .ask_size = "1",
+                      .exchange_time_ns = 1660730974055031265}),  // 2022-08-17T10:09:34.055031265Z
+    [](const ::testing::TestParamInfo<PresetMapping>& info) { return std::string(info.param.name); });
 
 }  // namespace mdagg

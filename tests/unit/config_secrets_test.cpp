@@ -1,8 +1,6 @@
 // sources[].headers, secrets in a URL's query and accept_encoding: how they are read, checked
 // and reported. A secret's value never appears in a message.
-#include <mdagg/config.hpp>
-
-#include <gtest/gtest.h>
+#include "config_test_helpers.hpp"
 
 #include <cstdlib>
 #include <filesystem>
@@ -24,24 +22,15 @@ std::string source_with(std::string_view url, std::string_view extra) {
            std::string(extra);
 }
 
-std::string error_of(const std::string& yaml) {
-    try {
-        parse_config(yaml, "t.yaml");
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
-
-class TempFile {
+class SecretFile {
 public:
-    explicit TempFile(const std::string& contents) {
+    explicit SecretFile(const std::string& contents) {
         path_ = (std::filesystem::temp_directory_path() /
                  ("mdagg-secret-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++)))
                     .string();
         write(contents);
     }
-    ~TempFile() { std::filesystem::remove(path_); }
+    ~SecretFile() { std::filesystem::remove(path_); }
     void write(const std::string& contents) const { std::ofstream(path_, std::ios::binary) << contents; }
     const std::string& path() const { return path_; }
 
@@ -50,17 +39,11 @@ private:
     std::string path_;
 };
 
-struct EnvVar {
-    EnvVar(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
-    ~EnvVar() { ::unsetenv(name_); }
-    const char* name_;
-};
-
 constexpr std::string_view url = "http://127.0.0.1:8081/quotes/{symbol}";
 
 TEST(Headers, LiteralEnvAndFileValuesAreReadInOrder) {
     EnvVar env("MDAGG_TEST_HDR_KEY", secret);
-    TempFile file(std::string(secret) + "-file\n");
+    SecretFile file(std::string(secret) + "-file\n");
     const Config c = parse_config(source_with(url, "    headers:\n"
                                                    "      Accept: application/json\n"
                                                    "      X-MBX-APIKEY: { env: MDAGG_TEST_HDR_KEY }\n"
@@ -102,7 +85,7 @@ TEST(Headers, BadSecretValuesAreDescribedNeverShown) {
     EXPECT_EQ(error_of(source_with(url, "    headers:\n      X-Key: { env: MDAGG_TEST_HDR_EMPTY }\n")),
               "t.yaml:8:14: sources[0].headers.X-Key: environment variable MDAGG_TEST_HDR_EMPTY is empty");
 
-    TempFile padded(std::string(" ") + secret + "\n");
+    SecretFile padded(std::string(" ") + secret + "\n");
     const std::string e2 = error_of(source_with(url, "    headers:\n      X-Key: { file: " + padded.path() + " }\n"));
     EXPECT_NE(e2.find("starts or ends with white space; value not shown"), std::string::npos) << e2;
     EXPECT_EQ(e2.find(secret), std::string::npos);
@@ -133,7 +116,7 @@ TEST(Headers, NamesAreTokensOnceEachAndNotTheDaemonsOwn) {
 
 TEST(UrlSecrets, EnvAndFileInTheQueryAreFilledInPercentEncodedAndNeverInTheTemplate) {
     EnvVar env("MDAGG_TEST_URL_KEY", "k/y+1");
-    TempFile file("tok\n");
+    SecretFile file("tok\n");
     const Config c = parse_config(
         source_with("http://h:8081/q/{symbol}?apiKey={env:MDAGG_TEST_URL_KEY}&t={file:" + file.path() + "}", ""),
         "t.yaml");
@@ -170,7 +153,7 @@ TEST(AcceptEncoding, GzipOrIdentity) {
 // A rotated secret is a new value: the reload compares it, so the source's pollers restart
 // with it.
 TEST(Headers, ARotatedFileSecretChangesTheSource) {
-    TempFile file("one\n");
+    SecretFile file("one\n");
     const std::string yaml = source_with(url, "    headers:\n      X-Token: { file: " + file.path() + " }\n");
     const Config before = parse_config(yaml, "t.yaml");
     file.write("two\n");

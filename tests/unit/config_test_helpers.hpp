@@ -74,6 +74,17 @@ struct DurationCeiling {
     std::string expected;   // the error for over_max
 };
 
+// Sets an environment variable for its lifetime.
+struct EnvVar {
+    EnvVar(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+    ~EnvVar() { ::unsetenv(name_); }
+    EnvVar(const EnvVar&) = delete;
+    EnvVar& operator=(const EnvVar&) = delete;
+
+private:
+    const char* name_;
+};
+
 struct TempFile {
     std::filesystem::path dir = std::filesystem::temp_directory_path() /
                                 ("mdagg-config-test-" + std::to_string(::getpid()));

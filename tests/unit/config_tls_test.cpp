@@ -1,10 +1,7 @@
 // https:// URLs and a source's `tls:` block: defaults, values, and the errors (file:line:col,
 // the key's path) for bad values and for files OpenSSL cannot use.
-#include <mdagg/config.hpp>
-
+#include "config_test_helpers.hpp"
 #include "tls_test_pki.hpp"
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -15,17 +12,6 @@
 
 namespace mdagg {
 namespace {
-
-Config parse(const std::string& yaml) { return parse_config(yaml, "t.yaml"); }
-
-std::string error_of(const std::string& yaml) {
-    try {
-        parse(yaml);
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 
 // The tls block's lines start at line 7, its keys at column 7 and values after them.
 std::string source(const std::string& url, const std::string& tls_lines = "") {
