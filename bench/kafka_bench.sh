@@ -127,10 +127,14 @@ measure() {  # WITH_KAFKA
   rm -rf "$work/out"
   "$bin/mdagg" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
   local pid=$! q0 q1 c0 c1 k0 k1 t0 t1
-  # A loaded machine may take a while to start 2,000 pollers.
-  for _ in $(seq 600); do grep -q '"admin listening"' "$work/mdagg.out" && break; sleep 0.05; done
-  admin_port=$(grep '"admin listening"' "$work/mdagg.out" | head -1 | jq -r .port) ||
-    { echo "kafka_bench: mdagg did not start: $(tail -3 "$work/mdagg.out")" >&2; exit 1; }
+  # A loaded machine may take a while to start 2,000 pollers; the line may be read half written.
+  admin_port=
+  for _ in $(seq 600); do
+    admin_port=$(grep '"admin listening"' "$work/mdagg.out" 2>/dev/null | head -1 | jq -r .port 2>/dev/null || true)
+    [[ "$admin_port" =~ ^[0-9]+$ ]] && break
+    sleep 0.05
+  done
+  [[ "$admin_port" =~ ^[0-9]+$ ]] || { echo "kafka_bench: mdagg did not start: $(tail -3 "$work/mdagg.out")" >&2; exit 1; }
   sleep "$warmup"
   scrape > "$work/m0"; c0=$(cpu_ticks $pid); k0=$(thread_ticks $pid '^(rdk:|mdagg-kafka)'); t0=$(date +%s.%N)
   sleep "$secs"
