@@ -69,9 +69,11 @@ struct KafkaStats {
 
 // The drain's result, in the shape of the other sinks'.
 struct KafkaDrainOutcome {
-    bool in_time = false;           // every accepted record had its delivery report by the deadline
+    // The deadline cut no record off: nothing was left to deliver at it (even at one already
+    // past when the drain began), or what was left was purged and counted by then.
+    bool in_time = false;
     std::uint64_t delivered = 0;    // since the start
-    std::uint64_t undelivered = 0;  // accepted and not delivered: failed, purged at the deadline
+    std::uint64_t undelivered = 0;  // accepted and not delivered: failed, purged, or still queued
 };
 
 class KafkaSink final : public RecordSink {

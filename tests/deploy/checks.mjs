@@ -315,7 +315,8 @@ export function checkWorkloads(objects) {
     const container = w.spec.template.spec.containers.find((c) => c.name === "mdagg");
     const configVolume = w.spec.template.spec.volumes?.find((v) => v.configMap && configMaps.has(v.configMap.name));
     const config = configVolume && configOf(configMaps.get(configVolume.configMap.name));
-    if (container && config) problems.push(...checkAccess(objects, w, container, config), ...checkDisruption(objects, w));
+    if (container && config)
+      problems.push(...checkAccess(objects, w, container, config), ...checkDisruption(objects, w), ...checkKafka(w, container, config));
   }
   return problems;
 }
@@ -396,6 +397,45 @@ function checkAccess(objects, w, container, config) {
       }
     }
   if (!scraper) problems.push(`${at}: no NetworkPolicy admits the scraper's pods (by pod labels) to the ops port`);
+  return problems;
+}
+
+// ---- the Kafka sink's secrets and files -------------------------------------------------------
+
+// librdkafka properties whose literal value is a file the pod must have.
+const kafkaFileProperties = ["ssl.ca.location", "ssl.certificate.location", "ssl.key.location", "ssl.crl.location",
+  "ssl.keystore.location", "sasl.kerberos.keytab", "sasl.oauthbearer.assertion.private.key.file"];
+
+const under = (path, mount) => path === mount.mountPath || path.startsWith(mount.mountPath.replace(/\/$/, "") + "/");
+
+// kafka.properties read at start-up ({ env: NAME }, { file: PATH }) make the pod exit 2 when
+// missing, and --check-config cannot see that: each variable must come from a Secret the pod
+// cannot start without, each file (and each file a literal property names) from a mounted
+// volume, a secret's file from a Secret.
+function checkKafka(w, container, config) {
+  const problems = [];
+  const at = name(w);
+  const properties = config.kafka?.properties ?? {};
+  const volumeOf = (path) => {
+    const mount = (container.volumeMounts ?? []).find((m) => under(path, m));
+    return mount && w.spec.template.spec.volumes?.find((v) => v.name === mount.name);
+  };
+  for (const [key, value] of Object.entries(properties)) {
+    const where = `${at}: kafka.properties.${key}`;
+    if (value && typeof value === "object" && "env" in value) {
+      const entry = container.env?.find((e) => e.name === value.env);
+      if (!entry) problems.push(`${where}: ${value.env} is not set in the container`);
+      else if (!entry.valueFrom?.secretKeyRef) problems.push(`${where}: ${value.env} must come from a Secret (secretKeyRef), not the manifest`);
+      else if (entry.valueFrom.secretKeyRef.optional === true)
+        problems.push(`${where}: the Secret ${entry.valueFrom.secretKeyRef.name} of ${value.env} is optional: without it the pod exits 2 at start`);
+    } else if (value && typeof value === "object" && "file" in value) {
+      const volume = volumeOf(String(value.file));
+      if (!volume?.secret) problems.push(`${where}: ${value.file} is not on a mounted Secret`);
+      else if (volume.secret.optional === true) problems.push(`${where}: the Secret ${volume.secret.secretName} holding ${value.file} is optional`);
+    } else if (kafkaFileProperties.includes(key) && !volumeOf(String(value))) {
+      problems.push(`${where}: ${value} is not on a mounted volume`);
+    }
+  }
   return problems;
 }
 

@@ -5,6 +5,7 @@ import { test } from "node:test";
 import { checkMonitoring, checkSchemas, checkWorkloads, deployDir, parseDuration, render, tokenEnvOf } from "./checks.mjs";
 import { dashboardProblems, promtool, ruleGroups } from "./monitoring.mjs";
 import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
 
 const sharded = () => render(join(deployDir, "overlays", "sharded"));
 const sts = (objects) => objects.find((o) => o.kind === "StatefulSet");
@@ -25,6 +26,39 @@ test("the renders pass the schemas and the rules", async () => {
     assert.deepEqual(await checkSchemas(objects), []);
     assert.deepEqual(checkWorkloads(objects), []);
   }
+});
+
+const kafka = () => render(join(deployDir, "overlays", "kafka"));
+
+test("the kafka overlay passes the schemas and the rules, with its secret and CA from the pod's Secrets", async () => {
+  const objects = kafka();
+  assert.deepEqual(await checkSchemas(objects), []);
+  assert.deepEqual(checkWorkloads(objects), []);
+  const config = parseYaml(configMap(objects).data["mdagg.yaml"]);
+  assert.match(config.kafka.brokers, /-kafka-bootstrap\.[a-z-]+\.svc\.cluster\.local:9093$/, "Strimzi's bootstrap Service");
+  assert.deepEqual(config.kafka.properties["sasl.password"], { env: "KAFKA_PASSWORD" });
+});
+
+test("the kafka sink's secrets and files must reach the pod", () => {
+  const password = (o) => container(o).env.find((e) => e.name === "KAFKA_PASSWORD");
+  const expectKafkaProblem = (mutate, pattern) => {
+    const objects = kafka();
+    mutate(objects);
+    const problems = checkWorkloads(objects);
+    assert.ok(problems.some((p) => pattern.test(p)), `expected ${pattern}, got ${JSON.stringify(problems)}`);
+  };
+  expectKafkaProblem((o) => {
+    container(o).env = container(o).env.filter((e) => e.name !== "KAFKA_PASSWORD");
+  }, /kafka.properties.sasl.password: KAFKA_PASSWORD is not set in the container/);
+  expectKafkaProblem((o) => (password(o).valueFrom.secretKeyRef.optional = true), /Secret mdagg of KAFKA_PASSWORD is optional/);
+  expectKafkaProblem((o) => Object.assign(password(o), { value: "hunter2", valueFrom: undefined }), /must come from a Secret/);
+  expectKafkaProblem((o) => {
+    container(o).volumeMounts = container(o).volumeMounts.filter((m) => m.name !== "kafka-cluster-ca");
+  }, /kafka.properties.ssl.ca.location: \/etc\/kafka-ca\/ca.crt is not on a mounted volume/);
+  expectKafkaProblem((o) => {
+    configMap(o).data["mdagg.yaml"] = configMap(o).data["mdagg.yaml"].replace(
+      "{ env: KAFKA_PASSWORD }", "{ file: /var/run/secrets/kafka/password }");
+  }, /sasl.password: \/var\/run\/secrets\/kafka\/password is not on a mounted Secret/);
 });
 
 test("the sharded overlay runs three replicas with SHARD_COUNT 3 and the ordinal as index", () => {

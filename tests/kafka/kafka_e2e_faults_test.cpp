@@ -166,6 +166,9 @@ TEST(KafkaE2EFaults, OverflowWhileBrokersAreDownDropsExactlyAndPollingGoesOn) {
         const auto& k = lines[i]["kafka"];
         EXPECT_EQ(k["connected"], false) << lines[i].dump();
         EXPECT_GT(k["dropped"].get<std::size_t>(), 0u) << lines[i].dump();
+        // By cause, as in /metrics: every drop here is the bound's.
+        EXPECT_EQ(k["dropped_by_cause"]["buffer_full"], k["dropped"]) << lines[i].dump();
+        EXPECT_EQ(k["dropped_by_cause"]["queue_full"], 0) << lines[i].dump();
         EXPECT_LE(k["queued_bytes"].get<std::size_t>(), bound) << lines[i].dump();
         for (const char* key : {"delivered", "failed", "queued_records", "delivery_p99_ms"})
             EXPECT_TRUE(k.contains(key)) << key << " " << lines[i].dump();
