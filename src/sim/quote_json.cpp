@@ -27,10 +27,10 @@ constexpr Member binance[] = {
 };
 constexpr Member okx[] = {
     {"instType", Put::text, R"("SPOT")"}, {"instId", Put::symbol},    {"last", Put::last},
-    {"lastSz", Put::text, R"("0.001")"},  {"askPx", Put::ask},         {"askSz", Put::ask_size},
+    {"lastSz", Put::text, R"("0.00107241")"},  {"askPx", Put::ask},         {"askSz", Put::ask_size},
     {"bidPx", Put::bid},                  {"bidSz", Put::bid_size},    {"open24h", Put::last},
-    {"high24h", Put::ask},                {"low24h", Put::last},        {"volCcy24h", Put::text, R"("123456.78")"},
-    {"vol24h", Put::text, R"("1234.5678")"}, {"ts", Put::time_ms_text}, {"sodUtc0", Put::last},
+    {"high24h", Put::ask},                {"low24h", Put::last},        {"volCcy24h", Put::text, R"("2165430187.91837146")"},
+    {"vol24h", Put::text, R"("32659.18946524")"}, {"ts", Put::time_ms_text}, {"sodUtc0", Put::last},
     {"sodUtc8", Put::last},                {"seq", Put::seq},
 };
 constexpr Member coinbase[] = {
