@@ -132,6 +132,10 @@ TEST(ConfigBatchPresets, EachAsksTheVenuesBatchEndpointWithItsWeightAndLimits) {
                                                            : s.url.target_template;
         EXPECT_EQ(target, row.target);
         EXPECT_TRUE(s.fields.symbol.empty()) << "entries are routed by batch.symbol, not checked by fields.symbol";
+        // An answer for every instrument (OKX's ~250 KB) or every pair must fit the body limit.
+        if (s.batch->size == 0) {
+            EXPECT_GE(s.max_body_bytes, 1024u * 1024u);
+        }
     }
 }
 
