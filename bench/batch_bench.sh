@@ -8,6 +8,9 @@
 # PICK are configured, ~250 KB at 700) every ALL_INTERVAL: CPU per answer and per entry.
 # Usage: bash bench/batch_bench.sh [SYMBOLS=2000] [INTERVAL=50ms] [SECONDS=10] [RUNS=3]
 #   env: BATCH=100 ALL=700 PICK=20 ALL_INTERVAL=100ms
+# The all-instruments figure includes the daemon's fixed cost per second spread over its few
+# answers; the same schedule with a PICK-entry answer is measured too, and the difference is
+# what the big answer itself costs.
 # Prints one figure set per run and the medians.
 # BENCH_BUILD=DIR uses mdagg and mdagg-sim from a build directory as they are (no Release build).
 set -euo pipefail
@@ -129,6 +132,14 @@ for run in $(seq "$runs"); do
   a_entry=$(echo "$a_answer / $all" | bc -l)
   w_all=$(wrk_us 1 "/api/v5/market/tickers?instType=SPOT")
   stop_sim
+  # The same schedule with an answer of only the PICK configured entries: the daemon's fixed
+  # cost per second (timers, summaries, flushes) spread over 10 answers/s, which the big
+  # answer's figure includes.
+  start_sim "$pick"
+  write_config "/api/v5/market/tickers?instType=SPOT" "$pick" "$all_interval" "$okx_batch"
+  measure 3 "$secs"
+  p_answer=$(echo "$us_cpu / $answers" | bc -l)
+  stop_sim
 
   ratio=$(echo "$b_quote / $s_quote" | bc -l)
   s_req=$s_quote  # one quote per request
@@ -136,14 +147,15 @@ for run in $(seq "$runs"); do
     "$run" "$s_rps" "$s_qps" "$s_quote" "$(echo "$s_rss/1024" | bc -l)" "$s_failed" "$w_single" "$(echo "$s_req / $w_single" | bc -l)"
   printf '       batched by %d: %.0f req/s, %.0f quotes/s, %.2f us CPU/quote, %.1f us CPU/request, peak RSS %.1f MiB, %s failed; wrk flat out on one batch target %.1f us/req (mdagg/wrk %.2f); batched/single CPU per quote %.3f\n' \
     "$batch" "$b_rps" "$b_qps" "$b_quote" "$b_req" "$(echo "$b_rss/1024" | bc -l)" "$b_failed" "$w_batch" "$(echo "$b_req / $w_batch" | bc -l)" "$ratio"
-  printf '       all instruments: %d entries (%d bytes), %d configured, every %s: %.0f answers/s, %.0f us CPU/answer (%.2f us per entry), %s failed; wrk flat out %.0f us/req (mdagg/wrk %.2f)\n' \
-    "$all" "$body_bytes" "$pick" "$all_interval" "$a_rps" "$a_answer" "$a_entry" "$a_failed" "$w_all" "$(echo "$a_answer / $w_all" | bc -l)"
-  results+=("$s_quote $b_quote $ratio $b_req $s_rps $b_rps $s_rss $b_rss $a_answer $a_entry $w_single $w_batch $w_all $body_bytes")
+  printf '       all instruments: %d entries (%d bytes), %d configured, every %s: %.0f answers/s, %.0f us CPU/answer (%.2f us per entry), %s failed; a %d-entry answer on the same schedule %.0f us, so the %d entries add %.0f us; wrk flat out %.0f us/req\n' \
+    "$all" "$body_bytes" "$pick" "$all_interval" "$a_rps" "$a_answer" "$a_entry" "$a_failed" "$pick" "$p_answer" "$all" \
+    "$(echo "$a_answer - $p_answer" | bc -l)" "$w_all"
+  results+=("$s_quote $b_quote $ratio $b_req $s_rps $b_rps $s_rss $b_rss $a_answer $a_entry $w_single $w_batch $w_all $body_bytes $p_answer $(echo "$a_answer - $p_answer" | bc -l)")
 done
 
 names=(single_us_per_quote batched_us_per_quote batched_over_single batched_us_per_request single_req_s batched_req_s
        single_peak_rss_kib batched_peak_rss_kib all_us_per_answer all_us_per_entry wrk_single_us_per_req
-       wrk_batch_us_per_req wrk_all_us_per_req all_body_bytes)
+       wrk_batch_us_per_req wrk_all_us_per_req all_body_bytes small_answer_us all_extra_us_per_answer)
 line="median of $runs runs ($symbols symbols every $interval, batches of $batch; $all-entry answer every $all_interval):"
 for i in "${!names[@]}"; do
   m=$(printf '%s\n' "${results[@]}" | awk -v f=$((i + 1)) '{ print $f }' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
