@@ -92,6 +92,7 @@ struct BatchCounts {
     std::size_t missing = 0;     // members with no entry
     std::size_t duplicates = 0;  // MappingError::duplicate_symbol
     std::size_t bad_symbols = 0; // MappingError::symbol_not_string
+    std::ptrdiff_t first_duplicate = -1;  // the member the answer's first duplicate named, for the log
 };
 
 // A batch answer -> one result per member (docs/configuration.md, Batch endpoints). Sans-io,

@@ -319,7 +319,7 @@ std::error_code BatchMapper::map(std::string_view body, const BatchMembers& memb
         // The first entry wins, as the first match of a duplicated key does for a single quote;
         // the later one is refused and counted, never silently replacing the first.
         if (result.seen) {
-            ++counts.duplicates;
+            if (counts.duplicates++ == 0) counts.first_duplicate = m;
             continue;
         }
         result.seen = true;

@@ -346,6 +346,11 @@ struct MapCall {
             time_ns = *v;
         }
 
+        // A zero price is "no quote on that side" (Alpaca's 0, Binance's "0.00000000" on an
+        // empty side; the aggregator never takes it as a best price): a size beside it
+        // describes no order, so it is dropped rather than recorded as a size at price 0.
+        if (bid->is_zero()) bid_size.reset();
+        if (ask->is_zero()) ask_size.reset();
         // Written only on success, and every mapped field is written, so nothing from an
         // earlier body survives into this quote.
         out.bid = *bid;

@@ -43,6 +43,8 @@ BatchRequest::BatchRequest(const SourceConfig& source, std::size_t batch_index,
         member[m].name = symbols[m].first;
     }
     results.resize(symbols.size());
+    duplicate_key.append(source.name).append("/duplicate_symbol");
+    bad_symbol_key.append(source.name).append("/symbol_not_string");
     // Without {symbols} the venue answers every instrument and the members are picked out.
     target = source.batch->symbols_in_url ? source.url.target_for_symbols(members.venue_names(), *source.batch)
                                           : source.url.target_for("");
@@ -127,6 +129,29 @@ std::vector<Poller*> Registry::make_pollers(const std::shared_ptr<SourceRuntime>
 
 }  // namespace detail
 
+// Entries refused for their symbol (a second entry for one symbol, a symbol that is not a
+// string) are a venue's bug, not a member's failure: counted, and logged rate-limited per
+// source and class (the first in each window, then "suppressed": N), so a venue that keeps
+// sending them neither floods the log nor goes unseen.
+void PollerGroup::Impl::log_refused_entries(const Poller& p, const BatchCounts& counts) {
+    const detail::BatchRequest& b = *p.batch;
+    auto log_one = [&](const std::string& key, std::string_view error, std::size_t n, std::ptrdiff_t member) {
+        if (n == 0) return;
+        const auto suppressed = error_log.admit(log::Level::warn, key, "batch entries refused");
+        if (!suppressed) return;
+        nlohmann::json fields{{"source", p.source.config.name}, {"batch", b.index}, {"error", error}, {"entries", n}};
+        if (member >= 0) {
+            const auto m = static_cast<std::size_t>(member);
+            fields["symbol"] = b.member[m].name;
+            if (b.members.venue_name(m) != b.member[m].name) fields["venue_symbol"] = b.members.venue_name(m);
+        }
+        if (*suppressed) fields["suppressed"] = *suppressed;
+        log::write(log::Level::warn, "batch entries refused", fields);
+    };
+    log_one(b.duplicate_key, "duplicate_symbol", counts.duplicates, counts.first_duplicate);
+    log_one(b.bad_symbol_key, "symbol_not_string", counts.bad_symbols, -1);
+}
+
 // The answer is checked whole (JSON, success check, items) before any member gets a quote; an
 // answer-level error fails the poll as a single poller's would. Then each member: a good entry
 // is one quote, a bad one fails that member alone with the usual class, a missing one is counted
@@ -147,6 +172,7 @@ detail::PollAction PollerGroup::Impl::deliver_batch(Poller& p) {
     count(BatchEntryCount::missing, counts.missing);
     count(BatchEntryCount::duplicate, counts.duplicates);
     count(BatchEntryCount::bad_symbol, counts.bad_symbols);
+    if (counts.duplicates || counts.bad_symbols) log_refused_entries(p, counts);
     for (std::size_t m = 0; m < b.members.size(); ++m) {
         detail::BatchMember& member = b.member[m];
         BatchEntry& entry = b.results[m];

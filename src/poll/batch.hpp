@@ -44,6 +44,9 @@ struct BatchRequest {
     std::unique_ptr<BatchMember[]> member;    // by member index, as in `members`
     std::vector<BatchEntry> results;          // reused by every answer
     std::string target;                       // the request target, {symbols} spelled
+    // "source/duplicate_symbol", "source/symbol_not_string": the rate-limited log's keys for
+    // refused entries, built once.
+    std::string duplicate_key, bad_symbol_key;
 };
 
 // The task table's rows for a batch poller: one per member, from the request's `row`.

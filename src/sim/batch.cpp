@@ -1,27 +1,35 @@
 #include "batch.hpp"
 
+#include "quote_json.hpp"
+
 #include <mdagg/http.hpp>
+
+#include <chrono>
+#include <utility>
 
 namespace mdagg::sim::detail {
 
 namespace {
 
-// symbols=["A","B"] (decoded) or symbols=A,B: the names in order.
-std::optional<std::vector<std::string>> symbols_param(std::string_view query) {
-    std::string_view value;
-    bool found = false;
+// The raw value of query parameter `key`, if present.
+std::optional<std::string_view> param_value(std::string_view query, std::string_view key) {
+    std::optional<std::string_view> value;
     while (!query.empty()) {
         const std::size_t amp = query.find('&');
         const std::string_view param = query.substr(0, amp);
-        if (param.starts_with("symbols=")) {
-            value = param.substr(8);
-            found = true;
-        }
+        if (param.size() > key.size() && param.starts_with(key) && param[key.size()] == '=')
+            value = param.substr(key.size() + 1);
         if (amp == std::string_view::npos) break;
         query.remove_prefix(amp + 1);
     }
-    if (!found) return std::nullopt;
-    const auto decoded = http::percent_decode(value, http::Plus::literal);  // '+' stays '+'
+    return value;
+}
+
+// key=["A","B"] (decoded) or key=A,B: the names in order.
+std::optional<std::vector<std::string>> list_param(std::string_view query, std::string_view key) {
+    const auto value = param_value(query, key);
+    if (!value) return std::nullopt;
+    const auto decoded = http::percent_decode(*value, http::Plus::literal);  // '+' stays '+'
     if (!decoded) return std::nullopt;
     std::string_view list = *decoded;
     const bool json = list.starts_with('[');
@@ -44,43 +52,71 @@ std::optional<std::vector<std::string>> symbols_param(std::string_view query) {
     return names;
 }
 
-void append_okx_entry(std::string& out, const Book& book, std::size_t index, const Quote& q, bool bad) {
-    out += "{\"instId\":\"";
-    out += book.name(index);
-    out += "\",\"bidPx\":\"";
-    if (bad)
-        out += "not-a-number";
-    else
-        append_hundredths(out, q.bid);
-    out += "\",\"bidSz\":\"";
-    append_hundredths(out, q.bid_qty);
-    out += "\",\"askPx\":\"";
-    append_hundredths(out, q.ask);
-    out += "\",\"askSz\":\"";
-    append_hundredths(out, q.ask_qty);
-    out += "\",\"ts\":\"";
-    out += std::to_string(q.time_ms);
-    out += "\",\"seq\":";
-    out += std::to_string(q.seq);
-    out += '}';
+struct ShapeInfo {
+    BatchShape shape;
+    std::string_view path;
+    std::string_view list_key;  // the query parameter listing the symbols; "" = every symbol
+    std::string_view head, tail;  // around the entries
+    bool keyed;                   // entries are an object's members named by symbol
+    const VenueKeys& (*keys)() noexcept;
+};
+
+constexpr ShapeInfo shapes[] = {
+    {BatchShape::binance_array, "/api/v3/ticker/bookTicker", "symbols", "[", "]", false, binance_keys},
+    {BatchShape::binance_array, "/batch/bookTicker", "symbols", "[", "]", false, binance_keys},
+    {BatchShape::okx_data, "/api/v5/market/tickers", "", R"({"code":"0","msg":"","data":[)", "]}", false, okx_keys},
+    {BatchShape::okx_data, "/batch/tickers", "", R"({"code":"0","msg":"","data":[)", "]}", false, okx_keys},
+    {BatchShape::bybit_list, "/v5/market/tickers", "", R"({"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[)",
+     R"(]},"retExtInfo":{},"time":)", false, bybit_keys},
+    {BatchShape::kraken_result, "/0/public/Ticker", "pair", R"({"error":[],"result":{)", "}}", true, kraken_keys},
+    {BatchShape::alpaca_quotes, "/v2/stocks/quotes/latest", "symbols", R"({"quotes":{)", "}}", true, alpaca_keys},
+};
+
+const ShapeInfo& info(BatchShape shape) {
+    for (const ShapeInfo& s : shapes)
+        if (s.shape == shape) return s;
+    return shapes[0];
+}
+
+std::pair<std::string_view, std::string_view> split_target(std::string_view target) {
+    const std::size_t question = target.find('?');
+    return {target.substr(0, question),
+            question == std::string_view::npos ? std::string_view() : target.substr(question + 1)};
+}
+
+const ShapeInfo* shape_of(std::string_view target) {
+    const auto [path, query] = split_target(target);
+    for (const ShapeInfo& s : shapes) {
+        if (s.path != path) continue;
+        // Binance's path with symbol= (one symbol) is the single shape (shapes.cpp).
+        if (s.path == "/api/v3/ticker/bookTicker" && !param_value(query, "symbols")) return nullptr;
+        return &s;
+    }
+    return nullptr;
 }
 
 }  // namespace
 
+bool is_batch_target(std::string_view target) noexcept { return shape_of(target) != nullptr; }
+
 std::optional<BatchAsk> parse_batch_target(std::string_view target, const Book& book) {
-    const std::size_t question = target.find('?');
-    const std::string_view path = target.substr(0, question);
-    const std::string_view query = question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+    const ShapeInfo* shape = shape_of(target);
+    if (!shape) return std::nullopt;
     BatchAsk ask;
-    if (path == "/batch/tickers") {
-        ask.shape = BatchShape::okx_data;
+    ask.shape = shape->shape;
+    const std::string_view query = split_target(target).second;
+    // Bybit's `symbol=` narrows its all-symbol list to one (its single-ticker request).
+    const auto one = shape->shape == BatchShape::bybit_list ? param_value(query, "symbol") : std::nullopt;
+    if (shape->list_key.empty() && !one) {
         for (std::size_t i = 0; i < book.size(); ++i)
             if (!book.hung(i)) ask.indices.push_back(i);
         return ask;
     }
-    if (path != "/batch/bookTicker") return std::nullopt;
-    ask.shape = BatchShape::binance_array;
-    const auto names = symbols_param(query);
+    std::optional<std::vector<std::string>> names;
+    if (one)
+        names = std::vector<std::string>{std::string(*one)};
+    else
+        names = list_param(query, shape->list_key);
     if (!names) return std::nullopt;
     // Unknown and hung symbols are left out, as a venue leaves out what it does not quote.
     for (const std::string& name : *names)
@@ -91,33 +127,34 @@ std::optional<BatchAsk> parse_batch_target(std::string_view target, const Book& 
 void append_batch_body(std::string& out, const BatchAsk& ask, Book& book,
                        const std::function<bool(std::size_t)>& corrupt, std::vector<std::size_t>& took_seq) {
     took_seq.clear();
-    if (ask.shape == BatchShape::okx_data) out += "{\"code\":\"0\",\"msg\":\"\",\"data\":";
-    out += '[';
+    const ShapeInfo& shape = info(ask.shape);
+    const VenueKeys& keys = shape.keys();
+    out += shape.head;
     bool first = true;
     for (const std::size_t index : ask.indices) {
         if (!first) out += ',';
         first = false;
-        const bool bad = corrupt(index);
-        if (bad && ask.shape == BatchShape::binance_array) {
-            // A bookTicker entry whose bid is not a number: the client refuses this entry only.
-            out += "{\"symbol\":\"";
-            out += book.name(index);
-            out += "\",\"bidPrice\":\"not-a-number\",\"bidQty\":\"1\",\"askPrice\":\"1\",\"askQty\":\"1\"}";
-            continue;
+        if (shape.keyed) {
+            out += book.json_name(index);
+            out += ':';
         }
-        if (bad) {
-            append_okx_entry(out, book, index, Quote{}, true);
+        // A faulted entry carries a bid that is not a number and takes no seq: the client
+        // refuses this entry only.
+        if (corrupt(index)) {
+            append_quote_object(out, keys, book, index, Quote{}, true);
             continue;
         }
         const Quote q = book.next(index);
         took_seq.push_back(index);
-        if (ask.shape == BatchShape::binance_array)
-            book.append_json(out, index, q);
-        else
-            append_okx_entry(out, book, index, q, false);
+        append_quote_object(out, keys, book, index, q);
     }
-    out += ']';
-    if (ask.shape == BatchShape::okx_data) out += '}';
+    out += shape.tail;
+    if (ask.shape == BatchShape::bybit_list) {  // the answer's own time, after the list
+        out += std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+        out += '}';
+    }
 }
 
 }  // namespace mdagg::sim::detail

@@ -1,5 +1,7 @@
 #include "book.hpp"
 
+#include "quote_json.hpp"
+
 #include <mdagg/common.hpp>
 
 #include <nlohmann/json.hpp>
@@ -120,21 +122,7 @@ Quote Book::next(std::size_t index) {
 }
 
 void Book::append_json(std::string& out, std::size_t index, const Quote& q) const {
-    out += "{\"symbol\":";
-    out += json_names_[index];
-    out += ",\"bidPrice\":\"";
-    append_hundredths(out, q.bid);
-    out += "\",\"bidQty\":\"";
-    append_hundredths(out, q.bid_qty);
-    out += "\",\"askPrice\":\"";
-    append_hundredths(out, q.ask);
-    out += "\",\"askQty\":\"";
-    append_hundredths(out, q.ask_qty);
-    out += "\",\"time\":";
-    append_int(out, q.time_ms);
-    out += ",\"seq\":";
-    append_int(out, q.seq);
-    out += '}';
+    append_quote_object(out, binance_keys(), *this, index, q);
 }
 
 void Book::append_written_json(std::string& out) const {

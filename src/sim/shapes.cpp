@@ -1,8 +1,7 @@
 #include "shapes.hpp"
 
-#include <mdagg/common.hpp>
+#include "quote_json.hpp"
 
-#include <charconv>
 
 namespace mdagg::sim::detail {
 
@@ -19,50 +18,6 @@ std::optional<std::string_view> query_value(std::string_view query, std::string_
         query.remove_prefix(amp + 1);
     }
     return std::nullopt;
-}
-
-void append_uint(std::string& out, std::uint64_t value) {
-    char buf[24];
-    out.append(buf, std::to_chars(buf, buf + sizeof buf, value).ptr);
-}
-
-void append_price(std::string& out, std::string_view key, std::int64_t hundredths) {
-    out += ",\"";
-    out += key;
-    out += "\":\"";
-    append_hundredths(out, hundredths);
-    out += '"';
-}
-
-// {"code":"0","msg":"","data":[{"instId":..,"bidPx":..,"bidSz":..,"askPx":..,"askSz":..,"ts":"ms","seq":N}]}
-// (OKX sends no seq; the simulator adds it for accounting.)
-void append_okx(std::string& out, const Book& book, std::size_t index, const Quote& q) {
-    out += R"({"code":"0","msg":"","data":[{"instId":)";
-    out += book.json_name(index);
-    append_price(out, "bidPx", q.bid);
-    append_price(out, "bidSz", q.bid_qty);
-    append_price(out, "askPx", q.ask);
-    append_price(out, "askSz", q.ask_qty);
-    out += R"(,"ts":")";
-    append_uint(out, static_cast<std::uint64_t>(q.time_ms));
-    out += R"(","seq":)";
-    append_uint(out, q.seq);
-    out += "}]}";
-}
-
-// {"trade_id":seq,"price":..,"size":..,"time":"RFC 3339 ms","bid":..,"ask":..,"volume":..}:
-// no sizes and no symbol, as Coinbase's ticker.
-void append_coinbase(std::string& out, const Quote& q) {
-    out += R"({"trade_id":)";
-    append_uint(out, q.seq);
-    append_price(out, "price", q.bid);
-    append_price(out, "size", q.bid_qty);
-    out += R"(,"time":")";
-    append_rfc3339(out, q.time_ms * 1'000'000, FractionDigits::ms);
-    out += '"';
-    append_price(out, "bid", q.bid);
-    append_price(out, "ask", q.ask);
-    out += R"(,"volume":"0.00"})";
 }
 
 }  // namespace
@@ -88,8 +43,13 @@ std::optional<ShapedRequest> shaped_request(std::string_view target) noexcept {
 
 void append_shaped_json(std::string& out, Shape shape, const Book& book, std::size_t index, const Quote& q) {
     switch (shape) {
-        case Shape::okx: return append_okx(out, book, index, q);
-        case Shape::coinbase: return append_coinbase(out, q);
+        case Shape::okx:
+            // A one-element `data`, as OKX's single ticker (the simulator adds a seq to it).
+            out += R"({"code":"0","msg":"","data":[)";
+            append_quote_object(out, okx_keys(), book, index, q);
+            out += "]}";
+            return;
+        case Shape::coinbase: return append_quote_object(out, coinbase_keys(), book, index, q);
         case Shape::quotes: break;
     }
     book.append_json(out, index, q);

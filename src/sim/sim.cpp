@@ -648,7 +648,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         if (path.substr(0, 9) == "/control/" || path == "/control") return Route::control;
         if (path == "/stats")
             return method == http::verb::get ? Route::stats : Route::method_not_allowed;
-        if (path.starts_with("/batch/") && !control_plane)
+        if ((path.starts_with("/batch/") || detail::is_batch_target(target)) && !control_plane)
             return method == http::verb::get ? Route::batch : Route::method_not_allowed;
         if (path.substr(0, quotes.size()) == quotes && !control_plane) {
             if (method != http::verb::get) return Route::method_not_allowed;

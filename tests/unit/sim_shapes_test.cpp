@@ -43,8 +43,11 @@ TEST(SimShapes, BodiesCarryTheSameQuoteInEachVenuesFields) {
     append_shaped_json(okx, Shape::okx, book, 0, q);
     append_shaped_json(coinbase, Shape::coinbase, book, 0, q);
     append_shaped_json(binance, Shape::quotes, book, 0, q);
-    EXPECT_EQ(okx, R"({"code":"0","msg":"","data":[{"instId":"BTC-USD-0","bidPx":"66260.20","bidSz":"0.43",)"
-                   R"("askPx":"66260.30","askSz":"0.22","ts":"1774805577108","seq":7}]})");
+    // Every member of OKX's documented ticker, in its order (the simulator adds seq).
+    EXPECT_EQ(okx, R"({"code":"0","msg":"","data":[{"instType":"SPOT","instId":"BTC-USD-0","last":"66260.20",)"
+                   R"("lastSz":"0.00107241","askPx":"66260.30","askSz":"0.22","bidPx":"66260.20","bidSz":"0.43",)"
+                   R"("open24h":"66260.20","high24h":"66260.30","low24h":"66260.20","volCcy24h":"2165430187.91837146",)"
+                   R"("vol24h":"32659.18946524","ts":"1774805577108","sodUtc0":"66260.20","sodUtc8":"66260.20","seq":7}]})");
     EXPECT_EQ(coinbase, R"({"trade_id":7,"price":"66260.20","size":"0.43","time":"2026-03-29T17:32:57.108Z",)"
                         R"("bid":"66260.20","ask":"66260.30","volume":"0.00"})");
     const auto b = nlohmann::json::parse(binance);
