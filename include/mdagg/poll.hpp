@@ -189,6 +189,9 @@ enum class BatchEntryCount : std::uint8_t { unknown, missing, duplicate, bad_sym
 std::string_view to_string(BatchEntryCount c) noexcept;
 using BatchEntryCounts = std::array<std::uint64_t, static_cast<std::size_t>(BatchEntryCount::count_)>;
 
+// Routes of a source: its url, then up to 8 mirrors (config: mirrors).
+inline constexpr std::size_t max_poll_routes = 9;
+
 struct SourceStats {
     std::atomic<std::uint64_t> polls_started{0};
     std::atomic<std::uint64_t> completed{0};
@@ -200,6 +203,11 @@ struct SourceStats {
     std::atomic<std::uint64_t> rate_limited_ticks{0};  // the host's token bucket was empty
     std::atomic<std::uint64_t> host_paused_ticks{0};   // the host was paused (Retry-After, ban)
     std::atomic<std::uint64_t> breaker_ticks{0};       // the host's circuit breaker was open
+    // Failover (docs/polling.md#mirrors-and-failover): pollers moved to a later route (a
+    // mirror, the url's host paused or its breaker open) and back to an earlier one.
+    std::atomic<std::uint64_t> failovers{0};
+    std::atomic<std::uint64_t> failbacks{0};
+    std::array<std::atomic<std::uint64_t>, max_poll_routes> route_polls{};  // polls by route: 0 the url
     std::atomic<std::uint64_t> connects{0};
     std::atomic<std::uint64_t> retries{0};  // GETs re-sent once after a stale keep-alive close
     std::atomic<std::uint64_t> tls_handshakes{0};   // completed, full or resumed
@@ -232,6 +240,9 @@ struct PollCounters {
     std::uint64_t rate_limited_ticks = 0;
     std::uint64_t host_paused_ticks = 0;  // server-paused hosts
     std::uint64_t breaker_ticks = 0;
+    std::uint64_t failovers = 0;
+    std::uint64_t failbacks = 0;
+    std::array<std::uint64_t, max_poll_routes> route_polls{};
     std::uint64_t connects = 0;
     std::uint64_t retries = 0;
     std::uint64_t tls_handshakes = 0;
@@ -269,6 +280,10 @@ struct PollerSnapshot {
     // A batch member's row: its request's index in the source and that request's symbol count
     // (0: a single poller). The counts and times above are the member's own.
     std::size_t batch = 0, batch_symbols = 0;
+    // A source with mirrors: the route polled now (0: the url, k: mirrors[k-1]) and its
+    // "host:port"; empty `via` for a source without mirrors.
+    std::size_t route = 0;
+    std::string via;
 };
 
 // Selects pollers for pause/resume/cancel/retire: source name, symbol, tags.
@@ -347,6 +362,8 @@ public:
     // caps it). Unknown hosts are skipped. Returns how many were applied.
     std::size_t restore_pauses(const std::vector<ServerPause>& pauses);
     std::string source_name(SourceId source) const;
+    // "host:port" of the source's routes: its url's, then its mirrors'.
+    std::vector<std::string> route_names(SourceId source) const;
 
     // The task table: one entry per poller, in config order. Reads atomics; any thread.
     std::vector<PollerSnapshot> snapshot() const;
@@ -366,8 +383,10 @@ public:
     // set_tags() replaces the tags of the source's pollers and its max_in_flight in place.
     // `host` is the source's entry in the new config's hosts; a host already polled keeps the
     // guard it has (hosts: changes need a restart).
+    // `mirror_hosts`: the new config's host entries of source.mirrors, in order.
     bool add(SourceId id, const SourceConfig& source, const HostConfig& host,
-             const std::vector<std::pair<std::string, SymbolId>>& symbols);
+             const std::vector<std::pair<std::string, SymbolId>>& symbols,
+             const std::vector<HostConfig>& mirror_hosts = {});
     // Builds (or finds) the SSL contexts the https sources need before a reload changes
     // anything: a CA or key file gone since the config was checked throws std::runtime_error
     // naming the source, and the reload is refused whole. Holding the result keeps the contexts
