@@ -74,7 +74,14 @@ public:
     HostGuard(const HostConfig& config, Clock::time_point now);
 
     // Called once per tick, before the poll. Takes `cost` tokens only when it says go/probe.
-    Admission admit(Clock::time_point now, double cost);
+    // `priority`: the tick's effective priority, 1 (highest) .. 9, 0 for none. When the host's
+    // pollers have several (note_priority), a tick below the best one is admitted only while
+    // the bucket holds its cost plus a reserve for the better ones: (burst - cost) scaled by
+    // (priority - best) / (9 - best). So when the bucket cannot serve every due tick, better
+    // ticks are served first (docs/polling.md#priorities-with-aging).
+    Admission admit(Clock::time_point now, double cost, std::uint8_t priority = 0);
+    // Set-up: a poller of this priority polls this host. The best one sets the reserves' scale.
+    void note_priority(std::uint8_t priority);
 
     // After the poll: `probe` is whether admit() said probe for it. Returns the breaker's new
     // state when this report changed it (for a log line).
@@ -100,6 +107,7 @@ private:
     Clock::time_point open_until_{};
     Clock::duration cooldown_;
     bool probe_outstanding_ = false;
+    std::uint8_t best_priority_ = 0;  // 0: no poller said; with one priority, no reserve
 };
 
 // Requests per second the sources of host `host` ask for (symbols * cost / interval).
@@ -208,6 +216,8 @@ struct SourceStats {
     std::atomic<std::uint64_t> failovers{0};
     std::atomic<std::uint64_t> failbacks{0};
     std::array<std::atomic<std::uint64_t>, max_poll_routes> route_polls{};  // polls by route: 0 the url
+    // rate_limited_ticks by the poller's configured priority (index 0: priority 1).
+    std::array<std::atomic<std::uint64_t>, 9> rate_limited_by_priority{};
     std::atomic<std::uint64_t> connects{0};
     std::atomic<std::uint64_t> retries{0};  // GETs re-sent once after a stale keep-alive close
     std::atomic<std::uint64_t> tls_handshakes{0};   // completed, full or resumed
@@ -243,6 +253,7 @@ struct PollCounters {
     std::uint64_t failovers = 0;
     std::uint64_t failbacks = 0;
     std::array<std::uint64_t, max_poll_routes> route_polls{};
+    std::array<std::uint64_t, 9> rate_limited_by_priority{};
     std::uint64_t connects = 0;
     std::uint64_t retries = 0;
     std::uint64_t tls_handshakes = 0;
@@ -284,6 +295,9 @@ struct PollerSnapshot {
     // "host:port"; empty `via` for a source without mirrors.
     std::size_t route = 0;
     std::string via;
+    // `priority:` (1 highest .. 9; a batch's best member's), and the one its next tick asks
+    // with: better by one for each tick in a row its host's bucket refused (aging).
+    std::uint8_t priority = 5, effective_priority = 5;
 };
 
 // Selects pollers for pause/resume/cancel/retire: source name, symbol, tags.

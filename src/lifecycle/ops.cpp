@@ -281,6 +281,8 @@ admin::Response Operations::tasks(const admin::Selector& filter) {
             row["via"] = p.via;
             row["mirror"] = p.route;  // 0: the url's host; k: mirrors[k-1]
         }
+        row["priority"] = p.priority;
+        row["effective_priority"] = p.effective_priority;
         row["tags"] = p.tags;
         if (p.batch_symbols > 0) {
             row["batch"] = p.batch;

@@ -17,7 +17,7 @@ std::optional<Admission> refusal(const HostGuard& guard, HostGuard::Clock::time_
 }  // namespace
 
 RouteChoice choose_route(std::span<HostGuard* const> guards, HostGuard::Clock::time_point now, double cost,
-                         std::size_t backoff_route) {
+                         std::size_t backoff_route, std::uint8_t priority) {
     std::optional<RouteChoice> refused;
     for (std::size_t r = 0; r < guards.size(); ++r) {
         HostGuard& guard = *guards[r];
@@ -30,7 +30,7 @@ RouteChoice choose_route(std::span<HostGuard* const> guards, HostGuard::Clock::t
             if (!refused) refused = RouteChoice{r, *why, false};
             continue;
         }
-        const Admission a = guard.admit(now, cost);
+        const Admission a = guard.admit(now, cost, priority);
         if (a == Admission::go || a == Admission::probe || a == Admission::throttled) return {r, a, false};
         if (!refused) refused = RouteChoice{r, a, false};
     }

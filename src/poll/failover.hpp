@@ -25,7 +25,8 @@ struct RouteChoice {
 // is backing off from (`backoff_route`, no_route for none) skips the tick unless its host
 // refuses anyway and a later route may take it. Takes tokens only from the route that polls.
 // Without a route that takes it, the tick counts as the first refusal (the primary's).
+// `priority`: the tick's effective priority, for each host's bucket (HostGuard::admit).
 RouteChoice choose_route(std::span<HostGuard* const> guards, HostGuard::Clock::time_point now, double cost,
-                         std::size_t backoff_route);
+                         std::size_t backoff_route, std::uint8_t priority = 0);
 
 }  // namespace mdagg::detail

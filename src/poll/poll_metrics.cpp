@@ -30,6 +30,7 @@ PollCounters read_counters(const SourceStats& st, PollDetail detail) {
     c.failovers = st.failovers.load(relaxed);
     c.failbacks = st.failbacks.load(relaxed);
     for (std::size_t r = 0; r < c.route_polls.size(); ++r) c.route_polls[r] = st.route_polls[r].load(relaxed);
+    for (std::size_t i = 0; i < 9; ++i) c.rate_limited_by_priority[i] = st.rate_limited_by_priority[i].load(relaxed);
     c.connects = st.connects.load(relaxed);
     c.retries = st.retries.load(relaxed);
     c.tls_handshakes = st.tls_handshakes.load(relaxed);
@@ -129,6 +130,13 @@ void write_source_counters(PrometheusWriter& w, const PollStats& stats) {
             w.sample("mdagg_source_route_polls_total", {{"source", names[s]}, {"via", routes[r]}},
                      static_cast<double>(stats.sources[s].route_polls[r]));
     }
+    w.family("mdagg_source_rate_limited_ticks_by_priority_total", "counter",
+             "Ticks skipped for want of the host's tokens, by the poller's priority (levels with any).");
+    for (SourceId s = 0; s < stats.sources.size(); ++s)
+        for (std::size_t i = 0; i < 9; ++i)
+            if (const auto n = stats.sources[s].rate_limited_by_priority[i])
+                w.sample("mdagg_source_rate_limited_ticks_by_priority_total",
+                         {{"source", names[s]}, {"priority", std::to_string(i + 1)}}, static_cast<double>(n));
     w.family("mdagg_source_polls_in_flight", "gauge", "Polls under way.");
     for (SourceId s = 0; s < stats.sources.size(); ++s)
         w.sample("mdagg_source_polls_in_flight", {{"source", names[s]}}, static_cast<double>(stats.sources[s].in_flight));
@@ -189,6 +197,7 @@ void PollCounters::add(const PollCounters& o) noexcept {
     failovers += o.failovers;
     failbacks += o.failbacks;
     for (std::size_t r = 0; r < route_polls.size(); ++r) route_polls[r] += o.route_polls[r];
+    for (std::size_t i = 0; i < 9; ++i) rate_limited_by_priority[i] += o.rate_limited_by_priority[i];
     connects += o.connects;
     retries += o.retries;
     tls_handshakes += o.tls_handshakes;

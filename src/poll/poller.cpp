@@ -79,14 +79,15 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
             // After max_in_flight, so a tick it refuses does not spend a token. A host that is
             // paused or whose breaker is open hands the tick to the next mirror (failover.hpp).
             const auto backoff = woke < p.backoff_until ? p.backoff_route : detail::no_route;
-            const detail::RouteChoice choice =
-                detail::choose_route(p.source.route_guards, woke, p.source.config.cost, backoff);
+            const detail::RouteChoice choice = detail::choose_route(
+                p.source.route_guards, woke, p.source.config.cost, backoff, p.effective_priority.load(std::memory_order_relaxed));
             if (choice.backing_off) {
                 st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
             } else {
                 if (p.last_poll_start != Clock::time_point{}) st.achieved_interval.record(woke - p.last_poll_start);
                 p.last_poll_start = woke;
                 if (choice.polls()) {
+                    p.effective_priority.store(p.priority, std::memory_order_relaxed);
                     switch_route(p, choice.route);
                     // A probe must be reported whatever happens, or the host's breaker
                     // stays half-open for good: poll_once reports it; this covers a throw.
@@ -107,7 +108,7 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
                     now = p.poll_ended;
                     note_outcome(p, now - woke);
                 } else {
-                    count_refused(st, choice.admission);
+                    count_refused(p, choice.admission);
                 }
             }
         }
@@ -119,9 +120,17 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
     if (cancelled() && !registry.stopping()) p.close_connection();
 }
 
-void PollerGroup::Impl::count_refused(SourceStats& st, Admission admission) {
+void PollerGroup::Impl::count_refused(Poller& p, Admission admission) {
+    auto& st = p.source.stats;
     switch (admission) {
-        case Admission::throttled: st.rate_limited_ticks.fetch_add(1, std::memory_order_relaxed); break;
+        case Admission::throttled: {
+            st.rate_limited_ticks.fetch_add(1, std::memory_order_relaxed);
+            st.rate_limited_by_priority[p.priority - 1].fetch_add(1, std::memory_order_relaxed);
+            // Aging: the next tick asks with a better priority, so no symbol starves.
+            const auto e = p.effective_priority.load(std::memory_order_relaxed);
+            if (e > 1) p.effective_priority.store(static_cast<std::uint8_t>(e - 1), std::memory_order_relaxed);
+            break;
+        }
         case Admission::paused: st.host_paused_ticks.fetch_add(1, std::memory_order_relaxed); break;
         case Admission::breaker_open: st.breaker_ticks.fetch_add(1, std::memory_order_relaxed); break;
         case Admission::go:

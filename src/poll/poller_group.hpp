@@ -90,7 +90,8 @@ struct PollerGroup::Impl final : detail::PollerHooks {
 
     Task<void> run(Poller& p);
     // Skipped ticks, by the admission that refused them.
-    static void count_refused(SourceStats& st, Admission admission);
+    // A refused by the bucket ages the poller's priority (HostGuard::admit).
+    static void count_refused(Poller& p, Admission admission);
     // Between polls: moves the poller to `route` (failover.hpp) when it is elsewhere: closes
     // its connection, builds its request for that host, counts and logs the move.
     void switch_route(Poller& p, std::size_t route);

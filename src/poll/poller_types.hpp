@@ -245,6 +245,10 @@ struct Poller {
     // The route polled now (SourceRuntime::routes; 0: the url's). Written on the poller's
     // executor between polls, read by the registry's snapshots.
     std::atomic<std::uint8_t> route{0};
+    // Priorities (HostGuard::admit): the configured one, and the one the next tick asks with,
+    // raised by one for each tick in a row the bucket refused (aging), reset by a poll.
+    std::uint8_t priority = 5;
+    std::atomic<std::uint8_t> effective_priority{5};
     Route& current_route() const noexcept { return *source.routes[route.load(std::memory_order_relaxed)]; }
     // Runs once the coroutine has returned (and its frame is freed); `error` is what escaped it.
     std::function<void(std::exception_ptr error)> on_exit;

@@ -153,6 +153,13 @@ void Registry::stop(bool abort_polls) {
         if (!p->exited) post_interrupt(*p, abort_polls);
 }
 
+// Set-up, before the poller starts: its priority, and its hosts' scale of reserves.
+void Registry::set_priority(Poller& p, std::uint8_t priority) {
+    p.priority = priority;
+    p.effective_priority.store(priority, std::memory_order_relaxed);
+    for (HostGuard* guard : p.source.route_guards) guard->note_priority(priority);
+}
+
 void Registry::post_interrupt(Poller& p, bool abort_poll) {
     asio::post(p.executor, [&hooks = hooks_, poller = &p, abort_poll] { hooks.interrupt(*poller, abort_poll); });
 }
@@ -213,10 +220,12 @@ SourceSlot& Registry::slot_for(SourceId id, const SourceConfig& source) {
 }
 
 // The poller is not started.
-Poller& Registry::make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name) {
+Poller& Registry::make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name,
+                              std::uint8_t priority) {
     auto& p = *pollers_.emplace_back(std::make_unique<Poller>(hooks_.make_executor(), *runtime, id, name));
     p.runtime = runtime;
     p.tags = poller_tags(runtime->config, name);
+    set_priority(p, priority);
     return p;
 }
 
@@ -246,6 +255,8 @@ std::vector<PollerSnapshot> Registry::snapshot() const {
         if (auto e = p->last_error.load(r); e < static_cast<std::uint8_t>(PollError::count_))
             s.last_error = static_cast<PollError>(e);
         s.last_latency_ns = p->last_latency_ns.load(r);
+        s.priority = p->priority;
+        s.effective_priority = p->effective_priority.load(r);
         if (p->source.routes.size() > 1) {
             s.route = p->route.load(r);
             s.via = p->current_route().name;

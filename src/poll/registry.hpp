@@ -104,7 +104,9 @@ private:
     // source when OpenSSL cannot build it.
     std::shared_ptr<TlsContext> tls_for(const SourceConfig& source);
     void prune_hosts();
-    Poller& make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name);
+    Poller& make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name,
+                        std::uint8_t priority);
+    static void set_priority(Poller& p, std::uint8_t priority);
     // A batch poller's members selected by `filter`: all of them changes the request's control;
     // some of them changes theirs, and their entries are dropped (batch.cpp). Counted per member.
     void change_batch_control(Poller& p, const PollerFilter& filter, std::initializer_list<PollerControl> from,

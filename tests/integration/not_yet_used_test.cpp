@@ -1,6 +1,7 @@
-// Keys parsed ahead of the code that will use them (issue 15: hedge, priority): the daemon
-// says at start that they do nothing yet, naming the sources, and polls as without them.
-// Mirrors are used (failover, failover_test.cpp): a source with only mirrors is not named.
+// Keys parsed ahead of the code that will use them (issue 15: hedge): the daemon says at
+// start that it does nothing yet, naming the sources, and polls as without it. Mirrors
+// (failover_test.cpp) and priorities (priority_test.cpp) are used: a source with only those
+// is not named.
 #include "harness.hpp"
 #include "output_checks.hpp"
 
@@ -12,7 +13,7 @@
 using namespace harness;
 using namespace std::chrono_literals;
 
-TEST(NotYetUsed, HedgeAndPriorityAreWarnedAboutAtStartAndPollingGoesOn) {
+TEST(NotYetUsed, HedgeIsWarnedAboutAtStartAndPollingGoesOn) {
     TempDir dir;
     auto sim = start_sim(dir.path(), {"--symbols", "3"});
     const fs::path path = dir / "mdagg.yaml";
@@ -27,10 +28,11 @@ TEST(NotYetUsed, HedgeAndPriorityAreWarnedAboutAtStartAndPollingGoesOn) {
                         << "    symbols: [STOCK_1, STOCK_2]\n    fields: { bid: /bidPrice, ask: /askPrice }\n"
                         << "  - name: failover_only\n    url: \"" << url << "\"\n    interval: 200ms\n"
                         << "    mirrors: [\"http://127.0.0.3:" << sim.port << "/quotes/{symbol}\"]\n"
+                        << "    priority: 3\n"
                         << "    symbols: [STOCK_0]\n    fields: { bid: /bidPrice, ask: /askPrice }\n";
     auto daemon = start_daemon(dir, path);
     const auto warning = daemon->wait_for_line(
-        "msg", "hedge and priority are not used yet by this version: no hedging or priority order",
+        "msg", "hedge is not used yet by this version: no hedged requests",
         15s);
     ASSERT_TRUE(warning) << daemon->stdout_text();
     EXPECT_EQ((*warning)["sources"], nlohmann::json::array({"mirrored"})) << warning->dump();
