@@ -80,8 +80,9 @@ public:
     // (priority - best) / (9 - best). So when the bucket cannot serve every due tick, better
     // ticks are served first (docs/polling.md#priorities-with-aging).
     Admission admit(Clock::time_point now, double cost, std::uint8_t priority = 0);
-    // Set-up: a poller of this priority polls this host. The best one sets the reserves' scale.
-    void note_priority(std::uint8_t priority);
+    // A poller of this priority starts (`pollers` 1) or stops (-1) polling this host. The best
+    // priority of those polling it sets the reserves' scale.
+    void note_priority(std::uint8_t priority, int pollers = 1);
 
     // After the poll: `probe` is whether admit() said probe for it. Returns the breaker's new
     // state when this report changed it (for a log line).
@@ -107,6 +108,7 @@ private:
     Clock::time_point open_until_{};
     Clock::duration cooldown_;
     bool probe_outstanding_ = false;
+    std::array<std::int64_t, 10> pollers_by_priority_{};  // by priority 1..9 (0 unused)
     std::uint8_t best_priority_ = 0;  // 0: no poller said; with one priority, no reserve
 };
 

@@ -34,9 +34,13 @@ void HostGuard::refill(Clock::time_point now) {
     refilled_at_ = now;
 }
 
-void HostGuard::note_priority(std::uint8_t priority) {
+void HostGuard::note_priority(std::uint8_t priority, int pollers) {
+    if (priority == 0 || priority > 9) return;
     std::lock_guard lock(mutex_);
-    if (priority > 0 && (best_priority_ == 0 || priority < best_priority_)) best_priority_ = priority;
+    pollers_by_priority_[priority] += pollers;
+    best_priority_ = 0;
+    for (std::uint8_t p = 1; p <= 9 && best_priority_ == 0; ++p)
+        if (pollers_by_priority_[p] > 0) best_priority_ = p;
 }
 
 Admission HostGuard::admit(Clock::time_point now, double cost, std::uint8_t priority) {

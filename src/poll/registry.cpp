@@ -204,6 +204,8 @@ void Registry::erase(Poller* poller) {
         dead = std::move(*it);
         pollers_.erase(it);
     }
+    // Its hosts keep no reserve for its priority any more.
+    for (HostGuard* guard : dead->source.route_guards) guard->note_priority(dead->priority, -1);
     // The last poller of a runtime takes the runtime with it, and maybe the last use of
     // a host guard that a reload left unconfigured.
     dead.reset();

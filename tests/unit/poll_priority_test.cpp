@@ -45,6 +45,15 @@ TEST(Priority, TheLastTokensAreKeptForTheBestPriority) {
     EXPECT_EQ(g.admit(t0, 1, 1), Admission::throttled);
 }
 
+TEST(Priority, APollerThatLeavesTakesItsReserveWithIt) {
+    const auto t0 = HostGuard::Clock::now();
+    HostGuard g(limited(9), t0);
+    g.note_priority(1);
+    g.note_priority(9);
+    g.note_priority(1, -1);  // the priority-1 poller was removed by a reload
+    for (int i = 0; i < 9; ++i) EXPECT_EQ(g.admit(t0, 1, 9), Admission::go) << i;
+}
+
 // Demand twice the host's rate: 5 pollers of priority 1 and 15 of priority 9, 10 polls a
 // second each, at a rate of 100 a second. Priority 1 keeps its schedule; aging gets every
 // priority-9 poller a poll at least once every 10 intervals.
