@@ -99,3 +99,48 @@ TEST(Failover, RefuseOnThePrimaryMovesEveryPollerToTheMirrorAndBackWithNothingLo
     EXPECT_EQ(out.seqs.size(), static_cast<std::size_t>(symbols));
     expect_seqs_increase(out);
 }
+
+// A ban (418 with Retry-After) pauses the url's host: its pollers' next ticks go to the mirror,
+// none is skipped as host_paused, and they return when the pause ends.
+TEST(Failover, ABanOnThePrimaryMovesPollersToTheMirrorUntilThePauseEnds) {
+    TempDir dir;
+    auto sim = start_sim(dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0", "--symbols",
+                                      std::to_string(symbols), "--control", "127.0.0.1:0"});
+    const auto listening = sim.process->wait_for_line("event", "listening", 5s);
+    ASSERT_TRUE(listening);
+    const std::string primary = "127.0.0.1:" + std::to_string(sim.port);
+    const std::string mirror = "127.0.0.2:" + std::to_string((*listening)["listeners"][1]["port"].get<int>());
+    const fs::path path = dir / "mdagg.yaml";
+    std::ofstream(path) << "output: { dir: " << (dir / "out").string() << ", flush_every: 200ms }\n"
+                        << "admin: { listen: \"127.0.0.1:0\" }\n"
+                        << "sources:\n  - name: sim\n"
+                        << "    url: \"http://" << primary << "/quotes/{symbol}\"\n"
+                        << "    mirrors: [\"http://" << mirror << "/quotes/{symbol}\"]\n"
+                        << "    interval: 100ms\n"
+                        << "    symbols: { prefix: STOCK_, count: " << symbols << " }\n"
+                        << "    fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, seq: /seq }\n";
+    auto daemon = start_daemon(dir, path);
+    const int admin = admin_port_of(*daemon);
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s));
+
+    const auto ban = http_request(sim.control_port, "POST", "/control/listeners/0/faults",
+                                  R"({"kind":"ban","status":418,"period":"3s"})");
+    ASSERT_EQ(ban.status, 201) << ban.body;
+    ASSERT_TRUE(daemon->wait_for_line("msg", "host paused", 5s)) << daemon->stdout_text();
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 1) == symbols; }, 3s)) << daemon->stdout_text();
+    EXPECT_EQ(counter(admin, "mdagg_source_host_paused_ticks_total{source=\"sim\"}"), 0);
+    // The fault goes (else the next request would start another ban); when the pause the
+    // 418's Retry-After asked for ends, every poller returns.
+    ASSERT_EQ(http_request(sim.control_port, "DELETE", "/control/listeners/0/faults").status, 200);
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s)) << daemon->stdout_text();
+    EXPECT_EQ(counter(admin, "mdagg_source_failovers_total{source=\"sim\"}"), symbols);
+    EXPECT_EQ(counter(admin, "mdagg_source_failbacks_total{source=\"sim\"}"), symbols);
+    EXPECT_EQ(counter(admin, "mdagg_source_host_paused_ticks_total{source=\"sim\"}"), 0);
+
+    daemon->signal(SIGTERM);
+    ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
+    const auto stopped = stop_sim(sim);
+    const Output out = check_output(dir);
+    EXPECT_EQ(out.quotes, stopped["responses"].get<std::size_t>()) << stopped.dump();
+    expect_seqs_increase(out);
+}
