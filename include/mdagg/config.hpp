@@ -139,7 +139,7 @@ struct BatchConfig {
 };
 
 // Another host serving the same API (`mirrors:`): same path, fields and limits per host. A
-// poller fails over to it and hedges a slow poll on it (docs/polling.md#mirrors-and-hedging).
+// poller fails over to it (docs/polling.md#mirrors-and-failover); hedging is to come.
 struct MirrorConfig {
     std::string url_text;
     Url url;

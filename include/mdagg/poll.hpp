@@ -74,7 +74,15 @@ public:
     HostGuard(const HostConfig& config, Clock::time_point now);
 
     // Called once per tick, before the poll. Takes `cost` tokens only when it says go/probe.
-    Admission admit(Clock::time_point now, double cost);
+    // `priority`: the tick's effective priority, 1 (highest) .. 9, 0 for none. When the host's
+    // pollers have several (note_priority), a tick below the best one is admitted only while
+    // the bucket holds its cost plus a reserve for the better ones: (burst - cost) scaled by
+    // (priority - best) / (9 - best). So when the bucket cannot serve every due tick, better
+    // ticks are served first (docs/polling.md#priorities-with-aging).
+    Admission admit(Clock::time_point now, double cost, std::uint8_t priority = 0);
+    // A poller of this priority starts (`pollers` 1) or stops (-1) polling this host. The best
+    // priority of those polling it sets the reserves' scale.
+    void note_priority(std::uint8_t priority, int pollers = 1);
 
     // After the poll: `probe` is whether admit() said probe for it. Returns the breaker's new
     // state when this report changed it (for a log line).
@@ -100,6 +108,8 @@ private:
     Clock::time_point open_until_{};
     Clock::duration cooldown_;
     bool probe_outstanding_ = false;
+    std::array<std::int64_t, 10> pollers_by_priority_{};  // by priority 1..9 (0 unused)
+    std::uint8_t best_priority_ = 0;  // 0: no poller said; with one priority, no reserve
 };
 
 // Requests per second the sources of host `host` ask for (symbols * cost / interval).
@@ -189,6 +199,9 @@ enum class BatchEntryCount : std::uint8_t { unknown, missing, duplicate, bad_sym
 std::string_view to_string(BatchEntryCount c) noexcept;
 using BatchEntryCounts = std::array<std::uint64_t, static_cast<std::size_t>(BatchEntryCount::count_)>;
 
+// Routes of a source: its url, then up to 8 mirrors (config: mirrors).
+inline constexpr std::size_t max_poll_routes = 9;
+
 struct SourceStats {
     std::atomic<std::uint64_t> polls_started{0};
     std::atomic<std::uint64_t> completed{0};
@@ -200,6 +213,13 @@ struct SourceStats {
     std::atomic<std::uint64_t> rate_limited_ticks{0};  // the host's token bucket was empty
     std::atomic<std::uint64_t> host_paused_ticks{0};   // the host was paused (Retry-After, ban)
     std::atomic<std::uint64_t> breaker_ticks{0};       // the host's circuit breaker was open
+    // Failover (docs/polling.md#mirrors-and-failover): pollers moved to a later route (a
+    // mirror, the url's host paused or its breaker open) and back to an earlier one.
+    std::atomic<std::uint64_t> failovers{0};
+    std::atomic<std::uint64_t> failbacks{0};
+    std::array<std::atomic<std::uint64_t>, max_poll_routes> route_polls{};  // polls by route: 0 the url
+    // rate_limited_ticks by the poller's configured priority (index 0: priority 1).
+    std::array<std::atomic<std::uint64_t>, 9> rate_limited_by_priority{};
     std::atomic<std::uint64_t> connects{0};
     std::atomic<std::uint64_t> retries{0};  // GETs re-sent once after a stale keep-alive close
     std::atomic<std::uint64_t> tls_handshakes{0};   // completed, full or resumed
@@ -232,6 +252,10 @@ struct PollCounters {
     std::uint64_t rate_limited_ticks = 0;
     std::uint64_t host_paused_ticks = 0;  // server-paused hosts
     std::uint64_t breaker_ticks = 0;
+    std::uint64_t failovers = 0;
+    std::uint64_t failbacks = 0;
+    std::array<std::uint64_t, max_poll_routes> route_polls{};
+    std::array<std::uint64_t, 9> rate_limited_by_priority{};
     std::uint64_t connects = 0;
     std::uint64_t retries = 0;
     std::uint64_t tls_handshakes = 0;
@@ -269,6 +293,13 @@ struct PollerSnapshot {
     // A batch member's row: its request's index in the source and that request's symbol count
     // (0: a single poller). The counts and times above are the member's own.
     std::size_t batch = 0, batch_symbols = 0;
+    // A source with mirrors: the route polled now (0: the url, k: mirrors[k-1]) and its
+    // "host:port"; empty `via` for a source without mirrors.
+    std::size_t route = 0;
+    std::string via;
+    // `priority:` (1 highest .. 9; a batch's best member's), and the one its next tick asks
+    // with: better by one for each tick in a row its host's bucket refused (aging).
+    std::uint8_t priority = 5, effective_priority = 5;
 };
 
 // Selects pollers for pause/resume/cancel/retire: source name, symbol, tags.
@@ -347,6 +378,8 @@ public:
     // caps it). Unknown hosts are skipped. Returns how many were applied.
     std::size_t restore_pauses(const std::vector<ServerPause>& pauses);
     std::string source_name(SourceId source) const;
+    // "host:port" of the source's routes: its url's, then its mirrors'.
+    std::vector<std::string> route_names(SourceId source) const;
 
     // The task table: one entry per poller, in config order. Reads atomics; any thread.
     std::vector<PollerSnapshot> snapshot() const;
@@ -366,8 +399,10 @@ public:
     // set_tags() replaces the tags of the source's pollers and its max_in_flight in place.
     // `host` is the source's entry in the new config's hosts; a host already polled keeps the
     // guard it has (hosts: changes need a restart).
+    // `mirror_hosts`: the new config's host entries of source.mirrors, in order.
     bool add(SourceId id, const SourceConfig& source, const HostConfig& host,
-             const std::vector<std::pair<std::string, SymbolId>>& symbols);
+             const std::vector<std::pair<std::string, SymbolId>>& symbols,
+             const std::vector<HostConfig>& mirror_hosts = {});
     // Builds (or finds) the SSL contexts the https sources need before a reload changes
     // anything: a CA or key file gone since the config was checked throws std::runtime_error
     // naming the source, and the reload is refused whole. Holding the result keeps the contexts

@@ -25,6 +25,7 @@ PollCounters counters_of(const SourceStats& stats, PollDetail detail);
 struct PollStats {
     std::vector<PollCounters> sources;      // by SourceId
     std::vector<std::string> source_names;  // by SourceId; empty when read with counters only
+    std::vector<std::vector<std::string>> route_names;  // by SourceId, like source_names
     PollCounters total;
 
     static PollStats read(const PollerGroup& pollers, PollDetail detail);

@@ -149,6 +149,12 @@ void check_hedge(const HedgeMarks& marks, const SourceConfig& source) {
         if (url_has != mirror_has)
             item.fail(url_has ? "must contain \"{symbol}\" like the url"
                               : "must not contain \"{symbol}\": the url has none");
+        // A batch poller fails over with its request: the mirror spells its names as the url does.
+        const bool url_lists = source.url.target_template.find("{symbols}") != std::string::npos;
+        const bool mirror_lists = m.url.target_template.find("{symbols}") != std::string::npos;
+        if (url_lists != mirror_lists)
+            item.fail(url_lists ? "must contain \"{symbols}\" like the url"
+                                : "must not contain \"{symbols}\": the url has none");
     }
     if (source.hedge.enabled) {
         if (source.mirrors.empty())

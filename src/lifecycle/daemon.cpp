@@ -191,12 +191,12 @@ private:
         for (auto& s : config_.sources) {
             symbols += s.symbols.size();
             pollers += s.request_count();
-            // Parsed and checked ahead of the poll path that will use them (issue 15): say so,
-            // so nobody counts on a failover or a hedge that does not happen yet.
-            if (!s.mirrors.empty() || s.hedge.enabled || s.priority != PriorityConfig{}) not_yet_used.push_back(s.name);
+            // Parsed and checked ahead of the poll path that will use it (issue 15; mirrors and
+            // priorities are used): say so, so nobody counts on a hedge that does not happen yet.
+            if (s.hedge.enabled) not_yet_used.push_back(s.name);
         }
         if (!not_yet_used.empty())
-            log::warn("mirrors, hedge and priority are not used yet by this version: no failover, hedging or priority order",
+            log::warn("hedge is not used yet by this version: no hedged requests",
                       {{"sources", std::move(not_yet_used)}});
         log::info("mdagg started", {{"config", config_.file},
                                     {"sources", config_.sources.size()},

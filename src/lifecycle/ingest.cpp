@@ -130,12 +130,14 @@ Ingest::Changes Ingest::apply(const ReloadPlan& plan, const std::vector<SourceCo
         const SourceConfig& src = sources.at(step.source);
         const SourceId id = source_ids.at(src.name);
         const HostConfig& host = hosts.at(src.host);
+        std::vector<HostConfig> mirror_hosts;  // each mirror has its own host's limits
+        for (const MirrorConfig& m : src.mirrors) mirror_hosts.push_back(hosts.at(m.host));
         if (step.step == ReloadPlan::Step::add) {
             auto symbols = with_ids(src.symbols);
-            if (pollers_.add(id, src, host, symbols)) changes.added += symbols.size();
+            if (pollers_.add(id, src, host, symbols, mirror_hosts)) changes.added += symbols.size();
         } else if (step.step == ReloadPlan::Step::restart) {
             changes.restarted += pollers_.retire(of_source(src.name));
-            pollers_.add(id, src, host, with_ids(src.symbols));
+            pollers_.add(id, src, host, with_ids(src.symbols), mirror_hosts);
         } else {
             std::unordered_set<std::string_view> kept(src.symbols.begin(), src.symbols.end());
             changes.removed += pollers_.retire([&](std::string_view source, std::string_view symbol, const std::vector<std::string>&) {
@@ -146,10 +148,10 @@ Ingest::Changes Ingest::apply(const ReloadPlan& plan, const std::vector<SourceCo
                 changes.restarted += pollers_.retire([&](std::string_view source, std::string_view symbol, const std::vector<std::string>&) {
                     return source == src.name && renamed.contains(symbol);
                 });
-                pollers_.add(id, src, host, with_ids(step.renamed_symbols));
+                pollers_.add(id, src, host, with_ids(step.renamed_symbols), mirror_hosts);
             }
             auto added = with_ids(step.added_symbols);
-            if (!added.empty() && pollers_.add(id, src, host, added)) changes.added += added.size();
+            if (!added.empty() && pollers_.add(id, src, host, added, mirror_hosts)) changes.added += added.size();
             pollers_.set_tags(src);
         }
     }

@@ -277,6 +277,12 @@ admin::Response Operations::tasks(const admin::Selector& filter) {
                            {"last_latency_ms", p.last_latency_ns < 0 ? nlohmann::json() : nlohmann::json(p.last_latency_ns / 1e6)}};
         row["last_success_age_ms"] = p.last_success_ns > 0 ? nlohmann::json((now_ns - p.last_success_ns) / 1e6) : nlohmann::json();
         if (!p.venue_symbol.empty()) row["venue_symbol"] = p.venue_symbol;
+        if (!p.via.empty()) {  // a source with mirrors: where its polls go now
+            row["via"] = p.via;
+            row["mirror"] = p.route;  // 0: the url's host; k: mirrors[k-1]
+        }
+        row["priority"] = p.priority;
+        row["effective_priority"] = p.effective_priority;
         row["tags"] = p.tags;
         if (p.batch_symbols > 0) {
             row["batch"] = p.batch;

@@ -106,7 +106,7 @@ std::vector<Poller*> Registry::make_pollers(const std::shared_ptr<SourceRuntime>
     std::vector<Poller*> made;
     const SourceConfig& source = runtime->config;
     if (!source.batch) {
-        for (const auto& [name, id] : symbols) made.push_back(&make_poller(runtime, id, name));
+        for (const auto& [name, id] : symbols) made.push_back(&make_poller(runtime, id, name, source.priority_of(name)));
         return made;
     }
     const std::size_t size = source.batch->size == 0 ? symbols.size() : source.batch->size;
@@ -118,7 +118,9 @@ std::vector<Poller*> Registry::make_pollers(const std::shared_ptr<SourceRuntime>
         // Appended, not "#" + std::string: g++ 12 -O3 sees a bogus overflow in operator+.
         std::string name(1, '#');
         name.append(std::to_string(index));
-        Poller& p = make_poller(runtime, part.front().second, name);
+        std::uint8_t best = 9;  // a batch asks with its best member's priority
+        for (const auto& [member, id] : part) best = std::min(best, source.priority_of(member));
+        Poller& p = make_poller(runtime, part.front().second, name, best);
         p.batch = std::make_unique<BatchRequest>(source, index, part);
         p.request = http::make_get_request(source.url.host, source.url.port, p.batch->target,
                                            {runtime->header_lines, source.accept_encoding == AcceptEncoding::gzip});

@@ -34,7 +34,16 @@ void HostGuard::refill(Clock::time_point now) {
     refilled_at_ = now;
 }
 
-Admission HostGuard::admit(Clock::time_point now, double cost) {
+void HostGuard::note_priority(std::uint8_t priority, int pollers) {
+    if (priority == 0 || priority > 9) return;
+    std::lock_guard lock(mutex_);
+    pollers_by_priority_[priority] += pollers;
+    best_priority_ = 0;
+    for (std::uint8_t p = 1; p <= 9 && best_priority_ == 0; ++p)
+        if (pollers_by_priority_[p] > 0) best_priority_ = p;
+}
+
+Admission HostGuard::admit(Clock::time_point now, double cost, std::uint8_t priority) {
     std::lock_guard lock(mutex_);
     if (status_.pause != PauseReason::none) {
         if (now < status_.paused_until) return Admission::paused;
@@ -48,7 +57,10 @@ Admission HostGuard::admit(Clock::time_point now, double cost) {
     }
     if (config_.rate > 0) {
         refill(now);
-        if (status_.tokens < cost) return Admission::throttled;
+        double reserve = 0;
+        if (best_priority_ > 0 && best_priority_ < 9 && priority > best_priority_)
+            reserve = std::max(0.0, config_.burst - cost) * (priority - best_priority_) / (9 - best_priority_);
+        if (status_.tokens < cost + reserve) return Admission::throttled;
         status_.tokens -= cost;
     }
     if (!probe) return Admission::go;

@@ -27,6 +27,10 @@ PollCounters read_counters(const SourceStats& st, PollDetail detail) {
     c.rate_limited_ticks = st.rate_limited_ticks.load(relaxed);
     c.host_paused_ticks = st.host_paused_ticks.load(relaxed);
     c.breaker_ticks = st.breaker_ticks.load(relaxed);
+    c.failovers = st.failovers.load(relaxed);
+    c.failbacks = st.failbacks.load(relaxed);
+    for (std::size_t r = 0; r < c.route_polls.size(); ++r) c.route_polls[r] = st.route_polls[r].load(relaxed);
+    for (std::size_t i = 0; i < 9; ++i) c.rate_limited_by_priority[i] = st.rate_limited_by_priority[i].load(relaxed);
     c.connects = st.connects.load(relaxed);
     c.retries = st.retries.load(relaxed);
     c.tls_handshakes = st.tls_handshakes.load(relaxed);
@@ -79,6 +83,10 @@ constexpr CounterFamily tick_and_connection_counters[] = {
      &PollCounters::host_paused_ticks},
     {"mdagg_source_breaker_ticks_total", "Ticks skipped while the host's circuit breaker was open.",
      &PollCounters::breaker_ticks},
+    {"mdagg_source_failovers_total", "Pollers moved to a mirror: the host before it paused or its breaker open.",
+     &PollCounters::failovers},
+    {"mdagg_source_failbacks_total", "Pollers moved back to an earlier route (the url's host) once it took polls again.",
+     &PollCounters::failbacks},
     {"mdagg_source_connects_total", "Connections opened.", &PollCounters::connects},
     {"mdagg_source_retries_total", "GETs re-sent once after a stale keep-alive close.", &PollCounters::retries},
     {"mdagg_source_tls_handshakes_total", "TLS handshakes completed, full or resumed.", &PollCounters::tls_handshakes},
@@ -114,6 +122,21 @@ void write_source_counters(PrometheusWriter& w, const PollStats& stats) {
             w.sample("mdagg_source_batch_entries_total",
                      {{"source", names[s]}, {"outcome", to_string(static_cast<BatchEntryCount>(e))}},
                      static_cast<double>(stats.sources[s].batch_entries[e]));
+    w.family("mdagg_source_route_polls_total", "counter",
+             "Polls started by route (via: the url's host, or a mirror's), for sources with mirrors.");
+    for (SourceId s = 0; s < stats.sources.size() && s < stats.route_names.size(); ++s) {
+        const auto& routes = stats.route_names[s];
+        for (std::size_t r = 0; routes.size() > 1 && r < routes.size() && r < max_poll_routes; ++r)
+            w.sample("mdagg_source_route_polls_total", {{"source", names[s]}, {"via", routes[r]}},
+                     static_cast<double>(stats.sources[s].route_polls[r]));
+    }
+    w.family("mdagg_source_rate_limited_ticks_by_priority_total", "counter",
+             "Ticks skipped for want of the host's tokens, by the poller's priority (levels with any).");
+    for (SourceId s = 0; s < stats.sources.size(); ++s)
+        for (std::size_t i = 0; i < 9; ++i)
+            if (const auto n = stats.sources[s].rate_limited_by_priority[i])
+                w.sample("mdagg_source_rate_limited_ticks_by_priority_total",
+                         {{"source", names[s]}, {"priority", std::to_string(i + 1)}}, static_cast<double>(n));
     w.family("mdagg_source_polls_in_flight", "gauge", "Polls under way.");
     for (SourceId s = 0; s < stats.sources.size(); ++s)
         w.sample("mdagg_source_polls_in_flight", {{"source", names[s]}}, static_cast<double>(stats.sources[s].in_flight));
@@ -171,6 +194,10 @@ void PollCounters::add(const PollCounters& o) noexcept {
     rate_limited_ticks += o.rate_limited_ticks;
     host_paused_ticks += o.host_paused_ticks;
     breaker_ticks += o.breaker_ticks;
+    failovers += o.failovers;
+    failbacks += o.failbacks;
+    for (std::size_t r = 0; r < route_polls.size(); ++r) route_polls[r] += o.route_polls[r];
+    for (std::size_t i = 0; i < 9; ++i) rate_limited_by_priority[i] += o.rate_limited_by_priority[i];
     connects += o.connects;
     retries += o.retries;
     tls_handshakes += o.tls_handshakes;
@@ -190,7 +217,10 @@ PollStats PollStats::read(const PollerGroup& pollers, PollDetail detail) {
     for (SourceId s = 0; s < sources; ++s) {
         out.sources.push_back(pollers.source_counters(s, detail));
         out.total.add(out.sources.back());
-        if (detail == PollDetail::with_histograms) out.source_names.push_back(pollers.source_name(s));
+        if (detail == PollDetail::with_histograms) {
+            out.source_names.push_back(pollers.source_name(s));
+            out.route_names.push_back(pollers.route_names(s));
+        }
     }
     return out;
 }

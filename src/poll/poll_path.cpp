@@ -43,11 +43,12 @@ void PollerGroup::Impl::record_failure(Poller& p, const detail::PollResult& f) {
 // Pauses and breaker changes: one line per change, rate-limited per host and event, since a
 // host flapping every cooldown would otherwise log every second.
 void PollerGroup::Impl::log_host_event(Poller& p, std::string_view what, PauseReason reason, int status) {
-    const auto& host = p.source.config.url;
-    const auto key = host.host + ':' + std::to_string(host.port) + '/' + std::string(what);
+    const detail::Route& route = p.current_route();
+    const auto& host = route.url;
+    const auto key = route.name + '/' + std::string(what);
     const auto suppressed = error_log.admit(log::Level::warn, key, what);
     if (!suppressed) return;
-    const auto st = p.source.guard.status(Clock::now());
+    const auto st = route.guard.status(Clock::now());
     nlohmann::json fields{{"host", host.host}, {"port", host.port}, {"source", p.source.config.name},
                           {"symbol", p.symbol_name}};
     if (reason != PauseReason::none) {
@@ -136,8 +137,8 @@ Task<void> PollerGroup::Impl::poll_once(Poller& p, bool probe, Clock::time_point
 // Resolves (from the cache; a lookup runs off the event loop) and connects.
 template <class Transport>
 Task<PollAction> PollerGroup::Impl::connect(Poller& p, Transport& conn) {
-    auto& src = p.source;
-    src.stats.connects.fetch_add(1, std::memory_order_relaxed);
+    auto& src = p.current_route();  // the host this poller polls now: the url's or a mirror's
+    p.source.stats.connects.fetch_add(1, std::memory_order_relaxed);
     // A numeric host's one endpoint is the source's: no copy per poller.
     std::span<const tcp::endpoint> endpoints(&src.numeric_endpoint, 1);
     if (!src.has_numeric_endpoint) {
@@ -171,7 +172,7 @@ Task<std::optional<PollAction>> PollerGroup::Impl::wait_turn(Poller& p, detail::
     if (!co_await turn.wait(p.executor) || cancelling.load(std::memory_order_relaxed))
         co_return failed(p, asio::error::operation_aborted);
     const auto now = Clock::now();
-    if (p.source.guard.status(now).breaker == BreakerState::open)
+    if (p.current_route().guard.status(now).breaker == BreakerState::open)
         co_return p.fsm.on_failed(detail::breaker_opened_while_queued(), now);
     ticks.arm_deadline(p, p.fsm.on_connect_turn(now));
     co_return std::nullopt;
@@ -183,7 +184,7 @@ Task<std::optional<PollAction>> PollerGroup::Impl::wait_turn(Poller& p, detail::
 template <class Transport>
 std::size_t PollerGroup::Impl::begin_exchange(Poller& p, Transport& conn, beast::error_code& ec) {
     detail::lend_body(p.body);
-    p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes, p.source.usage_header);
+    p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes, p.current_route().usage_header);
     p.parser->eager(true);
     return conn.write_now(asio::buffer(p.request), ec);
 }
@@ -280,14 +281,17 @@ void PollerGroup::Impl::carry_out(Poller& p, Transport& conn, const PollAction& 
     if (a.has(PollAction::close)) conn.close();
     if (a.has(PollAction::count_retry)) p.source.stats.retries.fetch_add(1, std::memory_order_relaxed);
     if (a.has(PollAction::arm_deadline)) ticks.arm_deadline(p, p.fsm.deadline());
-    if (a.has(PollAction::report_usage)) p.source.guard.on_usage(p.fsm.usage());
+    if (a.has(PollAction::report_usage)) p.current_route().guard.on_usage(p.fsm.usage());
     if (a.has(PollAction::pause_host)) {
         // The whole host waits: every poller of it would hit the same limit.
         const auto& pause = p.fsm.pause();
-        if (p.source.guard.pause(Clock::now(), pause.reason, pause.wait))
+        if (p.current_route().guard.pause(Clock::now(), pause.reason, pause.wait))
             log_host_event(p, "host paused", pause.reason, pause.status);
     }
-    if (a.has(PollAction::back_off)) p.backoff_until = p.fsm.backoff_until();
+    if (a.has(PollAction::back_off)) {
+        p.backoff_until = p.fsm.backoff_until();
+        p.backoff_route = p.route.load(std::memory_order_relaxed);  // another route is another host
+    }
 }
 
 // Reports the outcome to the host's breaker and counts it.
@@ -297,7 +301,7 @@ void PollerGroup::Impl::end_poll(Poller& p, bool probe, Clock::time_point start)
     auto& st = p.source.stats;
     p.probe_pending = false;
     const auto end = p.poll_ended = Clock::now();
-    if (auto changed = p.source.guard.report(end, r.verdict, probe))
+    if (auto changed = p.current_route().guard.report(end, r.verdict, probe))
         log_host_event(p, *changed == BreakerState::open ? "circuit breaker opened" : "circuit breaker closed",
                        PauseReason::none, 0);
     switch (r.outcome) {

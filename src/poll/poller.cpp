@@ -66,8 +66,6 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
         st.lateness.record(woke.time_since_epoch() - tick);
         if (p.control.load(std::memory_order_acquire) == PollerControl::paused) {
             st.paused_ticks.fetch_add(1, std::memory_order_relaxed);
-        } else if (woke < p.backoff_until) {
-            st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
         } else if (st.in_flight.fetch_add(1, std::memory_order_acq_rel) >=
                    p.source.max_in_flight.load(std::memory_order_relaxed)) {
             st.in_flight.fetch_sub(1, std::memory_order_acq_rel);
@@ -78,34 +76,40 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
                 std::atomic<std::int64_t>& n;
                 ~InFlight() { n.fetch_sub(1, std::memory_order_acq_rel); }
             } in_flight{st.in_flight};
-            if (p.last_poll_start != Clock::time_point{}) st.achieved_interval.record(woke - p.last_poll_start);
-            p.last_poll_start = woke;
-            // After max_in_flight, so a tick it refuses does not spend a token.
-            const Admission admission = p.source.guard.admit(woke, p.source.config.cost);
-            switch (admission) {
-                case Admission::go:
-                case Admission::probe: {
+            // After max_in_flight, so a tick it refuses does not spend a token. A host that is
+            // paused or whose breaker is open hands the tick to the next mirror (failover.hpp).
+            const auto backoff = woke < p.backoff_until ? p.backoff_route : detail::no_route;
+            const detail::RouteChoice choice = detail::choose_route(
+                p.source.route_guards, woke, p.source.config.cost, backoff, p.effective_priority.load(std::memory_order_relaxed));
+            if (choice.backing_off) {
+                st.throttled_ticks.fetch_add(1, std::memory_order_relaxed);
+            } else {
+                if (p.last_poll_start != Clock::time_point{}) st.achieved_interval.record(woke - p.last_poll_start);
+                p.last_poll_start = woke;
+                if (choice.polls()) {
+                    p.effective_priority.store(p.priority, std::memory_order_relaxed);
+                    switch_route(p, choice.route);
                     // A probe must be reported whatever happens, or the host's breaker
                     // stays half-open for good: poll_once reports it; this covers a throw.
-                    p.probe_pending = admission == Admission::probe;
+                    const bool probe = choice.admission == Admission::probe;
+                    p.probe_pending = probe;
                     struct ProbeRelease {
                         Poller& p;
                         ~ProbeRelease() {
                             if (!p.probe_pending) return;
                             p.probe_pending = false;
-                            p.source.guard.report(Clock::now(), HostVerdict::neutral, true);
+                            p.current_route().guard.report(Clock::now(), HostVerdict::neutral, true);
                         }
                     } release{p};
+                    st.route_polls[choice.route].fetch_add(1, std::memory_order_relaxed);
                     p.polling.store(true, std::memory_order_relaxed);
-                    co_await poll_once(p, admission == Admission::probe, woke);
+                    co_await poll_once(p, probe, woke);
                     p.polling.store(false, std::memory_order_relaxed);
                     now = p.poll_ended;
                     note_outcome(p, now - woke);
-                    break;
+                } else {
+                    count_refused(p, choice.admission);
                 }
-                case Admission::throttled: st.rate_limited_ticks.fetch_add(1, std::memory_order_relaxed); break;
-                case Admission::paused: st.host_paused_ticks.fetch_add(1, std::memory_order_relaxed); break;
-                case Admission::breaker_open: st.breaker_ticks.fetch_add(1, std::memory_order_relaxed); break;
             }
         }
         auto next = p.schedule.next(tick, now.time_since_epoch());
@@ -114,6 +118,24 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
     }
     // Cancelled by an operator: nothing will use the connection again.
     if (cancelled() && !registry.stopping()) p.close_connection();
+}
+
+void PollerGroup::Impl::count_refused(Poller& p, Admission admission) {
+    auto& st = p.source.stats;
+    switch (admission) {
+        case Admission::throttled: {
+            st.rate_limited_ticks.fetch_add(1, std::memory_order_relaxed);
+            st.rate_limited_by_priority[p.priority - 1].fetch_add(1, std::memory_order_relaxed);
+            // Aging: the next tick asks with a better priority, so no symbol starves.
+            const auto e = p.effective_priority.load(std::memory_order_relaxed);
+            if (e > 1) p.effective_priority.store(static_cast<std::uint8_t>(e - 1), std::memory_order_relaxed);
+            break;
+        }
+        case Admission::paused: st.host_paused_ticks.fetch_add(1, std::memory_order_relaxed); break;
+        case Admission::breaker_open: st.breaker_ticks.fetch_add(1, std::memory_order_relaxed); break;
+        case Admission::go:
+        case Admission::probe: break;
+    }
 }
 
 void PollerGroup::Impl::start(Poller& p) {
@@ -181,6 +203,7 @@ PollCounters PollerGroup::source_counters(SourceId source, PollDetail detail) co
 }
 std::size_t PollerGroup::source_count() const noexcept { return impl_->registry.source_count(); }
 std::string PollerGroup::source_name(SourceId source) const { return impl_->registry.source_name(source); }
+std::vector<std::string> PollerGroup::route_names(SourceId source) const { return impl_->registry.route_names(source); }
 HostGuard::Status PollerGroup::host_status(std::size_t host) const { return impl_->registry.host_status(host); }
 std::vector<std::pair<std::string, HostGuard::Status>> PollerGroup::host_statuses() const {
     return impl_->registry.host_statuses();
@@ -205,8 +228,9 @@ ControlResult PollerGroup::cancel(const PollerFilter& filter) {
 }
 
 bool PollerGroup::add(SourceId id, const SourceConfig& source, const HostConfig& host,
-                      const std::vector<std::pair<std::string, SymbolId>>& symbols) {
-    return impl_->registry.add(id, source, host, symbols);
+                      const std::vector<std::pair<std::string, SymbolId>>& symbols,
+                      const std::vector<HostConfig>& mirror_hosts) {
+    return impl_->registry.add(id, source, host, symbols, mirror_hosts);
 }
 
 std::shared_ptr<const void> PollerGroup::prepare_tls(const std::vector<SourceConfig>& sources) {

@@ -74,6 +74,12 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     void end_poll(Poller& p, bool probe, Clock::time_point start);
 
     Task<void> run(Poller& p);
+    // Skipped ticks, by the admission that refused them.
+    // A refused by the bucket ages the poller's priority (HostGuard::admit).
+    static void count_refused(Poller& p, Admission admission);
+    // Between polls: moves the poller to `route` (failover.hpp) when it is elsewhere: closes
+    // its connection, builds its request for that host, counts and logs the move.
+    void switch_route(Poller& p, std::size_t route);
     // run(): a poller's life: wait for its tick, admit the poll (operator pause, backoff,
     // max_in_flight, the host's guard), poll, until the drain, an operator or a reload stops it.
     // on_exit(): on the poller's executor, once run() returned or threw.

@@ -9,6 +9,7 @@
 #include "schedule.hpp"
 
 #include "batch.hpp"
+#include "failover.hpp"
 #include "connect_turn.hpp"
 #include "host_resolver.hpp"
 #include "in_flight.hpp"
@@ -61,6 +62,41 @@ struct SourceSlot {
     // count it defaults to) applies it without restarting pollers.
     std::atomic<std::int64_t> max_in_flight{0};
     std::string name;
+    std::vector<std::string> routes;  // the newest runtime's route names: url's host, mirrors'
+};
+
+// One host a source's pollers poll: the url's (route 0) or a mirror's (routes 1.., in the
+// order of `mirrors:`; failover.hpp). Each has its host's guard (bucket, pauses, breaker),
+// connect line, name lookups and TLS name; the path, fields and limits are the source's.
+struct Route {
+    Route(const Url& u, std::shared_ptr<HostGuard> g, const HostConfig& host, std::shared_ptr<TlsContext> tls_context,
+          const std::string& server_name, SourceStats& stats)
+        : url(u), name(u.host + ':' + std::to_string(u.port)), guard(*g), guard_owner(std::move(g)),
+          usage_header(host.usage ? host.usage->header : std::string()) {
+        if (tls_context) {
+            boost::system::error_code not_ip;
+            asio::ip::make_address(server_name, not_ip);
+            tls = TlsPeer{std::move(tls_context), server_name, !not_ip, &stats.tls_handshakes,
+                          &stats.tls_resumptions};
+        }
+        boost::system::error_code ec;
+        auto address = asio::ip::make_address(u.host, ec);
+        if (!ec) {
+            numeric_endpoint = tcp::endpoint(address, u.port);
+            has_numeric_endpoint = true;
+        }
+    }
+    const Url url;
+    const std::string name;  // "host:port": logs, metrics, the task table
+    HostGuard& guard;  // shared with every other source on the same host
+    std::shared_ptr<HostGuard> guard_owner;  // a host no longer configured keeps it until its last poller goes
+    std::string usage_header;
+    tcp::endpoint numeric_endpoint;
+    bool has_numeric_endpoint = false;
+    detail::HostResolver resolver{url.host, url.port, resolve_ttl};
+    std::optional<TlsPeer> tls;  // https sources: the shared context, the name checked
+    // The host's (the registry sets it; shared by every source on the host).
+    std::shared_ptr<ConnectGate> connect_gate = std::make_shared<ConnectGate>();
 };
 
 // One source's settings for its pollers. A reload that changes a source starts new pollers
@@ -68,24 +104,11 @@ struct SourceSlot {
 struct SourceRuntime {
     SourceRuntime(const SourceConfig& c, SourceId i, SourceSlot& slot, std::shared_ptr<HostGuard> g,
                   const HostConfig& host, std::shared_ptr<TlsContext> tls_context = nullptr)
-        : config(without_symbols(c)), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight), guard(*g),
-          guard_owner(std::move(g)),
-          usage_header(host.usage ? host.usage->header : std::string()) {
-        if (tls_context) {
-            boost::system::error_code not_ip;
-            asio::ip::make_address(c.tls_server_name(), not_ip);
-            tls = TlsPeer{std::move(tls_context), c.tls_server_name(), !not_ip, &stats.tls_handshakes,
-                          &stats.tls_resumptions};
-        }
+        : config(without_symbols(c)), id(i), stats(slot.stats), max_in_flight(slot.max_in_flight) {
+        add_route(config.url, std::move(g), host, std::move(tls_context));
         for (std::size_t e = 0; e < error_keys.size(); ++e)
             error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
         for (const RequestHeader& h : c.headers) header_lines += h.name + ": " + h.resolved.reveal() + "\r\n";
-        boost::system::error_code ec;
-        auto address = asio::ip::make_address(c.url.host, ec);
-        if (!ec) {
-            numeric_endpoint = tcp::endpoint(address, c.url.port);
-            has_numeric_endpoint = true;
-        }
     }
     // The source's settings without its symbol list: each poller holds its own name, and
     // the list copied once more per runtime cost 32 bytes a poller.
@@ -94,24 +117,26 @@ struct SourceRuntime {
         std::vector<std::string>().swap(settings.symbols);
         return settings;
     }
+    // Set-up only, before any poller: the url's route first, then the mirrors' in order.
+    Route& add_route(const Url& url, std::shared_ptr<HostGuard> g, const HostConfig& host,
+                     std::shared_ptr<TlsContext> tls_context) {
+        // A mirror is checked against its own name; `tls.server_name` names the url's host.
+        const std::string server_name = routes.empty() ? config.tls_server_name() : url.host;
+        routes.push_back(std::make_unique<Route>(url, std::move(g), host, std::move(tls_context), server_name, stats));
+        route_guards.push_back(&routes.back()->guard);
+        return *routes.back();
+    }
     const SourceConfig config;
     const QuoteMapper mapper{config.fields};  // compiled once; each poller's is a copy sharing it
     SourceId id;
     SourceStats& stats;
     std::atomic<std::int64_t>& max_in_flight;
-    HostGuard& guard;  // shared with every other source on the same host
-    std::shared_ptr<HostGuard> guard_owner;  // a host no longer configured keeps it until its last poller goes
-    std::string usage_header;
     std::string header_lines;  // the source's headers, secrets included: for requests only
     // "source/error class": the rate-limited log's keys, built once.
     std::array<std::string, static_cast<std::size_t>(PollError::count_)> error_keys;
-
-    tcp::endpoint numeric_endpoint;
-    bool has_numeric_endpoint = false;
-    detail::HostResolver resolver{config.url.host, config.url.port, resolve_ttl};
-    std::optional<TlsPeer> tls;  // https sources: the shared context, the name checked
-    // The host's (the registry sets it; shared by every source on the host).
-    std::shared_ptr<ConnectGate> connect_gate = std::make_shared<ConnectGate>();
+    std::vector<std::unique_ptr<Route>> routes;  // never empty; fixed once pollers run
+    std::vector<HostGuard*> route_guards;         // routes[i]->guard, for choose_route()
+    Route& primary() const noexcept { return *routes.front(); }
 };
 
 // A poller's connection: plain TCP, or TLS over it. The driver is a template over each.
@@ -119,7 +144,7 @@ using AnyTransport = std::variant<TcpTransport, TlsTransport>;
 
 inline AnyTransport make_transport(const asio::any_io_executor& executor, const SourceRuntime& src) {
     const std::size_t limit = src.config.max_body_bytes + max_header_bytes;
-    if (src.tls) return AnyTransport(std::in_place_type<TlsTransport>, executor, limit, *src.tls);
+    if (src.primary().tls) return AnyTransport(std::in_place_type<TlsTransport>, executor, limit, *src.primary().tls);
     return AnyTransport(std::in_place_type<TcpTransport>, executor, limit);
 }
 
@@ -216,6 +241,15 @@ struct Poller {
     std::uint64_t poll_generation = 0;  // counts deadline arms and disarms
     bool probe_pending = false;  // admitted as the breaker's probe, not yet reported
     Clock::time_point backoff_until{};
+    std::size_t backoff_route = 0;  // the route whose connection failures set backoff_until
+    // The route polled now (SourceRuntime::routes; 0: the url's). Written on the poller's
+    // executor between polls, read by the registry's snapshots.
+    std::atomic<std::uint8_t> route{0};
+    // Priorities (HostGuard::admit): the configured one, and the one the next tick asks with,
+    // raised by one for each tick in a row the bucket refused (aging), reset by a poll.
+    std::uint8_t priority = 5;
+    std::atomic<std::uint8_t> effective_priority{5};
+    Route& current_route() const noexcept { return *source.routes[route.load(std::memory_order_relaxed)]; }
     // Runs once the coroutine has returned (and its frame is freed); `error` is what escaped it.
     std::function<void(std::exception_ptr error)> on_exit;
     // A batch request's members and mapping (batch.hpp); null for a single symbol.

@@ -18,9 +18,9 @@ void Registry::add_configured(const Config& config, const Universe& universe) {
     add_configured_hosts(config);
     for (SourceId s = 0; s < config.sources.size(); ++s) {
         const SourceConfig& sc = config.sources[s];
-        const HostConfig& host = config.hosts.at(sc.host);
-        auto runtime = std::make_shared<SourceRuntime>(sc, s, slot_for(s, sc), guard_for(host), host, tls_for(sc));
-        runtime->connect_gate = gate_for(host);
+        std::vector<HostConfig> mirror_hosts;
+        for (const MirrorConfig& m : sc.mirrors) mirror_hosts.push_back(config.hosts.at(m.host));
+        auto runtime = make_runtime(s, sc, config.hosts.at(sc.host), mirror_hosts);
         std::vector<std::pair<std::string, SymbolId>> symbols;
         for (auto& name : sc.symbols) symbols.emplace_back(name, symbol_ids.at(name));
         make_pollers(runtime, symbols);
@@ -34,14 +34,31 @@ void Registry::start_all(std::function<void()> on_all_exited) {
     for (auto& p : pollers_) hooks_.start(*p);
 }
 
+// Under mutex_: the source's runtime with a route per host it may poll, the url's first.
+std::shared_ptr<SourceRuntime> Registry::make_runtime(SourceId id, const SourceConfig& source, const HostConfig& host,
+                                                      const std::vector<HostConfig>& mirror_hosts) {
+    // A host already polled keeps its guard (bucket, pauses, breaker) and its limits.
+    SourceSlot& slot = slot_for(id, source);
+    auto tls = tls_for(source);
+    auto runtime = std::make_shared<SourceRuntime>(source, id, slot, guard_for(host), host, tls);
+    runtime->primary().connect_gate = gate_for(host);
+    // A mirror the reload's caller gave no host entry for is left out rather than guessed.
+    for (std::size_t m = 0; m < source.mirrors.size() && m < mirror_hosts.size(); ++m) {
+        const HostConfig& mirror = mirror_hosts[m];
+        runtime->add_route(runtime->config.mirrors[m].url, guard_for(mirror), mirror, tls).connect_gate =
+            gate_for(mirror);
+    }
+    slot.routes.clear();
+    for (const auto& route : runtime->routes) slot.routes.push_back(route->name);
+    return runtime;
+}
+
 bool Registry::add(SourceId id, const SourceConfig& source, const HostConfig& host,
-                   const std::vector<std::pair<std::string, SymbolId>>& symbols) {
+                   const std::vector<std::pair<std::string, SymbolId>>& symbols,
+                   const std::vector<HostConfig>& mirror_hosts) {
     std::lock_guard lock(mutex_);
     if (stopping_.load(std::memory_order_acquire)) return false;
-    // A host already polled keeps its guard (bucket, pauses, breaker) and its limits.
-    auto runtime =
-        std::make_shared<SourceRuntime>(source, id, slot_for(id, source), guard_for(host), host, tls_for(source));
-    runtime->connect_gate = gate_for(host);
+    auto runtime = make_runtime(id, source, host, mirror_hosts);
     std::vector<Poller*> fresh = make_pollers(runtime, symbols);
     running_.fetch_add(fresh.size(), std::memory_order_acq_rel);
     for (Poller* p : fresh) hooks_.start(*p);
@@ -136,6 +153,13 @@ void Registry::stop(bool abort_polls) {
         if (!p->exited) post_interrupt(*p, abort_polls);
 }
 
+// Set-up, before the poller starts: its priority, and its hosts' scale of reserves.
+void Registry::set_priority(Poller& p, std::uint8_t priority) {
+    p.priority = priority;
+    p.effective_priority.store(priority, std::memory_order_relaxed);
+    for (HostGuard* guard : p.source.route_guards) guard->note_priority(priority);
+}
+
 void Registry::post_interrupt(Poller& p, bool abort_poll) {
     asio::post(p.executor, [&hooks = hooks_, poller = &p, abort_poll] { hooks.interrupt(*poller, abort_poll); });
 }
@@ -180,6 +204,8 @@ void Registry::erase(Poller* poller) {
         dead = std::move(*it);
         pollers_.erase(it);
     }
+    // Its hosts keep no reserve for its priority any more.
+    for (HostGuard* guard : dead->source.route_guards) guard->note_priority(dead->priority, -1);
     // The last poller of a runtime takes the runtime with it, and maybe the last use of
     // a host guard that a reload left unconfigured.
     dead.reset();
@@ -196,10 +222,12 @@ SourceSlot& Registry::slot_for(SourceId id, const SourceConfig& source) {
 }
 
 // The poller is not started.
-Poller& Registry::make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name) {
+Poller& Registry::make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name,
+                              std::uint8_t priority) {
     auto& p = *pollers_.emplace_back(std::make_unique<Poller>(hooks_.make_executor(), *runtime, id, name));
     p.runtime = runtime;
     p.tags = poller_tags(runtime->config, name);
+    set_priority(p, priority);
     return p;
 }
 
@@ -229,6 +257,12 @@ std::vector<PollerSnapshot> Registry::snapshot() const {
         if (auto e = p->last_error.load(r); e < static_cast<std::uint8_t>(PollError::count_))
             s.last_error = static_cast<PollError>(e);
         s.last_latency_ns = p->last_latency_ns.load(r);
+        s.priority = p->priority;
+        s.effective_priority = p->effective_priority.load(r);
+        if (p->source.routes.size() > 1) {
+            s.route = p->route.load(r);
+            s.via = p->current_route().name;
+        }
         if (p->batch)
             add_member_rows(*p->batch, s, out);
         else
@@ -250,7 +284,7 @@ std::vector<std::string> Registry::unverified_tls_sources() const {
     std::lock_guard lock(mutex_);
     for (auto& p : pollers_) {
         const SourceRuntime& src = p->source;
-        if (p->retired || !src.tls || src.tls->context->config().verify) continue;
+        if (p->retired || !src.primary().tls || src.primary().tls->context->config().verify) continue;
         if (std::find(out.begin(), out.end(), src.config.name) == out.end()) out.push_back(src.config.name);
     }
     return out;
@@ -269,7 +303,7 @@ PollerGroup::ControlCounts Registry::control_counts() const {
         const auto control = p->control.load(std::memory_order_relaxed);
         ++counts.by_control[static_cast<std::size_t>(control)];
         if (control != PollerControl::active) continue;
-        if (!paused.empty() && std::find(paused.begin(), paused.end(), &p->source.guard) != paused.end())
+        if (!paused.empty() && std::find(paused.begin(), paused.end(), &p->current_route().guard) != paused.end())
             ++counts.active_on_paused_host;
         else if (p->polls.load(std::memory_order_relaxed) == 0)
             ++counts.active_never_polled;
@@ -292,6 +326,10 @@ std::size_t Registry::source_count() const {
 std::string Registry::source_name(SourceId source) const {
     std::lock_guard lock(mutex_);
     return slots_.at(source)->name;
+}
+std::vector<std::string> Registry::route_names(SourceId source) const {
+    std::lock_guard lock(mutex_);
+    return slots_.at(source)->routes;
 }
 
 }  // namespace mdagg::detail

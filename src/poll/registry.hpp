@@ -47,7 +47,8 @@ public:
     // Reload (see PollerGroup).
     std::shared_ptr<const void> prepare_tls(const std::vector<SourceConfig>& sources);
     bool add(SourceId id, const SourceConfig& source, const HostConfig& host,
-             const std::vector<std::pair<std::string, SymbolId>>& symbols);
+             const std::vector<std::pair<std::string, SymbolId>>& symbols,
+             const std::vector<HostConfig>& mirror_hosts);
     std::size_t retire(const PollerFilter& filter);
     void set_tags(const SourceConfig& source);
     void set_hosts(const std::vector<HostConfig>& hosts);
@@ -81,6 +82,7 @@ public:
     const SourceStats& stats(SourceId source) const;
     std::size_t source_count() const;
     std::string source_name(SourceId source) const;
+    std::vector<std::string> route_names(SourceId source) const;
     HostGuard::Status host_status(std::size_t host) const;
     std::vector<std::pair<std::string, HostGuard::Status>> host_statuses() const;
     std::size_t host_count() const;
@@ -92,6 +94,8 @@ private:
     // All under mutex_.
     SourceSlot& slot_for(SourceId id, const SourceConfig& source);
     void add_configured_hosts(const Config& config);
+    std::shared_ptr<SourceRuntime> make_runtime(SourceId id, const SourceConfig& source, const HostConfig& host,
+                                                const std::vector<HostConfig>& mirror_hosts);
     static std::string host_key(const HostConfig& host);
     std::shared_ptr<HostGuard> guard_for(const HostConfig& host);
     // The host's connect gate, shared like its guard; it goes with the last runtime using it.
@@ -100,7 +104,9 @@ private:
     // source when OpenSSL cannot build it.
     std::shared_ptr<TlsContext> tls_for(const SourceConfig& source);
     void prune_hosts();
-    Poller& make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name);
+    Poller& make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name,
+                        std::uint8_t priority);
+    static void set_priority(Poller& p, std::uint8_t priority);
     // A batch poller's members selected by `filter`: all of them changes the request's control;
     // some of them changes theirs, and their entries are dropped (batch.cpp). Counted per member.
     void change_batch_control(Poller& p, const PollerFilter& filter, std::initializer_list<PollerControl> from,

@@ -1,5 +1,7 @@
-// Keys parsed ahead of the code that will use them (issue 15: mirrors, hedge, priority): the
-// daemon says at start that they do nothing yet, naming the sources, and polls as without them.
+// Keys parsed ahead of the code that will use them (issue 15: hedge): the daemon says at
+// start that it does nothing yet, naming the sources, and polls as without it. Mirrors
+// (failover_test.cpp) and priorities (priority_test.cpp) are used: a source with only those
+// is not named.
 #include "harness.hpp"
 #include "output_checks.hpp"
 
@@ -11,7 +13,7 @@
 using namespace harness;
 using namespace std::chrono_literals;
 
-TEST(NotYetUsed, MirrorsHedgeAndPriorityAreWarnedAboutAtStartAndPollingGoesOn) {
+TEST(NotYetUsed, HedgeIsWarnedAboutAtStartAndPollingGoesOn) {
     TempDir dir;
     auto sim = start_sim(dir.path(), {"--symbols", "3"});
     const fs::path path = dir / "mdagg.yaml";
@@ -23,17 +25,21 @@ TEST(NotYetUsed, MirrorsHedgeAndPriorityAreWarnedAboutAtStartAndPollingGoesOn) {
                         << "  - name: mirrored\n    url: \"" << url << "\"\n    interval: 200ms\n"
                         << "    mirrors: [\"http://127.0.0.2:" << sim.port << "/quotes/{symbol}\"]\n"
                         << "    hedge: { after: 20ms }\n    priority: 2\n"
-                        << "    symbols: [STOCK_1, STOCK_2]\n    fields: { bid: /bidPrice, ask: /askPrice }\n";
+                        << "    symbols: [STOCK_1, STOCK_2]\n    fields: { bid: /bidPrice, ask: /askPrice }\n"
+                        << "  - name: failover_only\n    url: \"" << url << "\"\n    interval: 200ms\n"
+                        << "    mirrors: [\"http://127.0.0.3:" << sim.port << "/quotes/{symbol}\"]\n"
+                        << "    priority: 3\n"
+                        << "    symbols: [STOCK_0]\n    fields: { bid: /bidPrice, ask: /askPrice }\n";
     auto daemon = start_daemon(dir, path);
     const auto warning = daemon->wait_for_line(
-        "msg", "mirrors, hedge and priority are not used yet by this version: no failover, hedging or priority order",
+        "msg", "hedge is not used yet by this version: no hedged requests",
         15s);
     ASSERT_TRUE(warning) << daemon->stdout_text();
     EXPECT_EQ((*warning)["sources"], nlohmann::json::array({"mirrored"})) << warning->dump();
     const auto started = daemon->wait_for_line("msg", "mdagg started", 15s);
     ASSERT_TRUE(started) << daemon->stdout_text();
-    EXPECT_EQ((*started)["pollers"], 3);
-    EXPECT_TRUE(wait_until([&] { return sim_stats(sim.port)["responses"].get<int>() >= 9; }, 20s));
+    EXPECT_EQ((*started)["pollers"], 4);
+    EXPECT_TRUE(wait_until([&] { return sim_stats(sim.port)["responses"].get<int>() >= 12; }, 20s));
     daemon->signal(SIGTERM);
     EXPECT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
 }

@@ -1,0 +1,146 @@
+// Mirror failover against the real simulator with two listeners (one venue, one book): a
+// `refuse` on the url's listener moves every poller to the mirror within one breaker trip,
+// with no tick skipped for the open breaker; once the fault ends and the probe succeeds they
+// all come back. Nothing is lost or duplicated: the simulator's responses (both listeners)
+// equal the quote records, and seqs rise per symbol.
+#include "harness.hpp"
+#include "output_checks.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+
+using namespace harness;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int symbols = 20;
+
+int admin_port_of(const Process& p) {
+    auto line = p.wait_for_line("msg", "admin listening", 15s);
+    if (!line) throw std::runtime_error("no \"admin listening\" line: " + p.stdout_text());
+    return (*line)["port"].get<int>();
+}
+
+// Pollers in the task table on route `mirror` (0: the url's host, 1: the mirror).
+int pollers_on(int admin, int mirror) {
+    const auto tasks = http_request(admin, "GET", "/debug/tasks").json();
+    int n = 0;
+    for (const auto& row : tasks["tasks"]) n += row.value("mirror", -1) == mirror ? 1 : 0;
+    return n;
+}
+
+double counter(int admin, const std::string& series) {
+    return metric(http_request(admin, "GET", "/metrics").body, series).value_or(-1);
+}
+
+}  // namespace
+
+TEST(Failover, RefuseOnThePrimaryMovesEveryPollerToTheMirrorAndBackWithNothingLost) {
+    TempDir dir;
+    auto sim = start_sim(dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0", "--symbols",
+                                      std::to_string(symbols), "--control", "127.0.0.1:0"});
+    const auto listening = sim.process->wait_for_line("event", "listening", 5s);
+    ASSERT_TRUE(listening);
+    const int mirror_port = (*listening)["listeners"][1]["port"].get<int>();
+    const std::string primary = "127.0.0.1:" + std::to_string(sim.port);
+    const std::string mirror = "127.0.0.2:" + std::to_string(mirror_port);
+
+    const fs::path path = dir / "mdagg.yaml";
+    std::ofstream(path) << "output: { dir: " << (dir / "out").string() << ", flush_every: 200ms }\n"
+                        << "admin: { listen: \"127.0.0.1:0\" }\n"
+                        << "hosts:\n  - host: \"" << primary << "\"\n"
+                        << "    breaker: { failures: 3, cooldown: 3s, max_cooldown: 3s }\n"
+                        << "sources:\n  - name: sim\n"
+                        << "    url: \"http://" << primary << "/quotes/{symbol}\"\n"
+                        << "    mirrors: [\"http://" << mirror << "/quotes/{symbol}\"]\n"
+                        << "    interval: 100ms\n"
+                        << "    symbols: { prefix: STOCK_, count: " << symbols << " }\n"
+                        << "    fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, seq: /seq }\n";
+    auto daemon = start_daemon(dir, path);
+    const int admin = admin_port_of(*daemon);
+    EXPECT_FALSE(find_log(*daemon, "hedge is not used yet by this version: no hedged requests"));
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s));
+    ASSERT_TRUE(wait_until([&] { return sim_stats(sim.control_port)["listeners"][0]["responses"].get<int>() >= 2 * symbols; }, 10s));
+
+    // The url's listener refuses and drops its connections: 3 failures open the breaker, and
+    // every poller's next tick goes to the mirror.
+    const auto refuse = http_request(sim.control_port, "POST", "/control/listeners/0/faults",
+                                     R"({"kind":"refuse","drop_connections":true})");
+    ASSERT_EQ(refuse.status, 201) << refuse.body;
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 1) == symbols; }, 3s)) << daemon->stdout_text();
+    // Within one trip: the breaker opened once (its 3 s cooldown has not run out), each poller
+    // moved once, and no tick was skipped for the open breaker.
+    EXPECT_EQ(counter(admin, "mdagg_host_breaker_opens_total{host=\"" + primary + "\"}"), 1);
+    EXPECT_EQ(counter(admin, "mdagg_source_failovers_total{source=\"sim\"}"), symbols);
+    EXPECT_EQ(counter(admin, "mdagg_source_breaker_ticks_total{source=\"sim\"}"), 0);
+    const auto on_mirror = sim_stats(sim.control_port)["listeners"][1]["responses"].get<int>();
+    ASSERT_TRUE(wait_until([&] { return sim_stats(sim.control_port)["listeners"][1]["responses"].get<int>() >= on_mirror + 2 * symbols; }, 5s));
+    ASSERT_TRUE(daemon->wait_for_line("msg", "poller failed over", 1s));
+
+    // The fault ends: after the cooldown the probe succeeds, the breaker closes, all return.
+    ASSERT_EQ(http_request(sim.control_port, "DELETE", "/control/listeners/0/faults").status, 200);
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s)) << daemon->stdout_text();
+    EXPECT_EQ(counter(admin, "mdagg_source_failbacks_total{source=\"sim\"}"), symbols);
+    EXPECT_GT(counter(admin, "mdagg_source_route_polls_total{source=\"sim\",via=\"" + mirror + "\"}"), 2 * symbols);
+    ASSERT_TRUE(daemon->wait_for_line("msg", "circuit breaker closed", 1s));
+    const auto back = sim_stats(sim.control_port)["listeners"][0]["responses"].get<int>();
+    ASSERT_TRUE(wait_until([&] { return sim_stats(sim.control_port)["listeners"][0]["responses"].get<int>() >= back + 2 * symbols; }, 5s));
+    EXPECT_EQ(counter(admin, "mdagg_source_breaker_ticks_total{source=\"sim\"}"), 0);
+
+    daemon->signal(SIGTERM);
+    ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
+    const auto stopped = stop_sim(sim);
+    const Output out = check_output(dir);
+    EXPECT_EQ(out.quotes, stopped["responses"].get<std::size_t>()) << stopped.dump();
+    EXPECT_EQ(stopped["failed_writes"].get<int>(), 0) << stopped.dump();
+    EXPECT_EQ(out.seqs.size(), static_cast<std::size_t>(symbols));
+    expect_seqs_increase(out);
+}
+
+// A ban (418 with Retry-After) pauses the url's host: its pollers' next ticks go to the mirror,
+// none is skipped as host_paused, and they return when the pause ends.
+TEST(Failover, ABanOnThePrimaryMovesPollersToTheMirrorUntilThePauseEnds) {
+    TempDir dir;
+    auto sim = start_sim(dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0", "--symbols",
+                                      std::to_string(symbols), "--control", "127.0.0.1:0"});
+    const auto listening = sim.process->wait_for_line("event", "listening", 5s);
+    ASSERT_TRUE(listening);
+    const std::string primary = "127.0.0.1:" + std::to_string(sim.port);
+    const std::string mirror = "127.0.0.2:" + std::to_string((*listening)["listeners"][1]["port"].get<int>());
+    const fs::path path = dir / "mdagg.yaml";
+    std::ofstream(path) << "output: { dir: " << (dir / "out").string() << ", flush_every: 200ms }\n"
+                        << "admin: { listen: \"127.0.0.1:0\" }\n"
+                        << "sources:\n  - name: sim\n"
+                        << "    url: \"http://" << primary << "/quotes/{symbol}\"\n"
+                        << "    mirrors: [\"http://" << mirror << "/quotes/{symbol}\"]\n"
+                        << "    interval: 100ms\n"
+                        << "    symbols: { prefix: STOCK_, count: " << symbols << " }\n"
+                        << "    fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, seq: /seq }\n";
+    auto daemon = start_daemon(dir, path);
+    const int admin = admin_port_of(*daemon);
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s));
+
+    const auto ban = http_request(sim.control_port, "POST", "/control/listeners/0/faults",
+                                  R"({"kind":"ban","status":418,"period":"3s"})");
+    ASSERT_EQ(ban.status, 201) << ban.body;
+    ASSERT_TRUE(daemon->wait_for_line("msg", "host paused", 5s)) << daemon->stdout_text();
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 1) == symbols; }, 3s)) << daemon->stdout_text();
+    EXPECT_EQ(counter(admin, "mdagg_source_host_paused_ticks_total{source=\"sim\"}"), 0);
+    // The fault goes (else the next request would start another ban); when the pause the
+    // 418's Retry-After asked for ends, every poller returns.
+    ASSERT_EQ(http_request(sim.control_port, "DELETE", "/control/listeners/0/faults").status, 200);
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s)) << daemon->stdout_text();
+    EXPECT_EQ(counter(admin, "mdagg_source_failovers_total{source=\"sim\"}"), symbols);
+    EXPECT_EQ(counter(admin, "mdagg_source_failbacks_total{source=\"sim\"}"), symbols);
+    EXPECT_EQ(counter(admin, "mdagg_source_host_paused_ticks_total{source=\"sim\"}"), 0);
+
+    daemon->signal(SIGTERM);
+    ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
+    const auto stopped = stop_sim(sim);
+    const Output out = check_output(dir);
+    EXPECT_EQ(out.quotes, stopped["responses"].get<std::size_t>()) << stopped.dump();
+    expect_seqs_increase(out);
+}
