@@ -162,8 +162,8 @@ public:
     // own events.
     PollAction on_failed(const error_code& ec, time_point now);
     // The deadline came. An exchange whose request went out in full and whose answer has not
-    // completed reads on for the late grace, once (kind `read`, the deadline re-armed at
-    // deadline() + the grace); anything else is cut: a timeout, and the connection closes.
+    // completed reads on for the late grace, once (kind `read`, the deadline re-armed one grace
+    // after `now`); anything else is cut: a timeout, and the connection closes.
     PollAction on_deadline(time_point now);
     // The connect deadline came while a TLS handshake was under way (the TCP connection is
     // up, the server has the hello). Once per poll the handshake goes on for connect_timeout
