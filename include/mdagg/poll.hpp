@@ -202,6 +202,13 @@ using BatchEntryCounts = std::array<std::uint64_t, static_cast<std::size_t>(Batc
 // Routes of a source: its url, then up to 8 mirrors (config: mirrors).
 inline constexpr std::size_t max_poll_routes = 9;
 
+// How a poll that ran into its late grace ended (docs/polling.md, "Late answers"): its answer
+// was delivered as a quote, came but was an error (counted in its class), did not come in time
+// or the connection broke (a timeout; the connection closed), or a drain cancelled it.
+enum class LateAnswer : std::uint8_t { delivered, failed, closed, cancelled, count_ };
+std::string_view to_string(LateAnswer l) noexcept;
+using LateAnswerCounts = std::array<std::uint64_t, static_cast<std::size_t>(LateAnswer::count_)>;
+
 struct SourceStats {
     std::atomic<std::uint64_t> polls_started{0};
     std::atomic<std::uint64_t> completed{0};
@@ -231,6 +238,7 @@ struct SourceStats {
     LatencyHistogram achieved_interval;  // between one poll's start and the next (drift)
     std::atomic<std::uint64_t> paused_ticks{0};  // ticks of pollers an operator paused
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(BatchEntryCount::count_)> batch_entries{};
+    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(LateAnswer::count_)> late_answers{};
 };
 
 using PollErrorCounts = std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)>;
@@ -263,6 +271,7 @@ struct PollCounters {
     std::int64_t in_flight = 0;
     PollErrorCounts errors{};  // by PollError
     BatchEntryCounts batch_entries{};
+    LateAnswerCounts late_answers{};  // polls that ran into their late grace, by how they ended
     // Empty when read without histograms (the heartbeat needs counts only).
     LatencyHistogram::Snapshot latency, lateness, achieved_interval;
 

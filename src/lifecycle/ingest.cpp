@@ -91,6 +91,7 @@ void Ingest::report(nlohmann::json& fields, bool incomplete) const {
     fields["polls_cancelled_by_drain"] = t.cancelled - cancelled_before_;
     fields["pollers"] = pollers_by_state(pollers_);
     fields["errors"] = errors_by_class(t.errors);
+    fields["late_answers"] = late_answers(t.late_answers);
     fields["skipped_ticks"] = t.skipped_ticks;
     fields["throttled_ticks"] = t.throttled_ticks;
     fields["rate_limited_ticks"] = t.rate_limited_ticks;

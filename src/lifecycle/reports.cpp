@@ -34,6 +34,13 @@ nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts
     return errors;
 }
 
+nlohmann::json late_answers(const LateAnswerCounts& now, const LateAnswerCounts& since) {
+    nlohmann::json out = nlohmann::json::object();
+    for (std::size_t e = 0; e < now.size(); ++e)
+        if (auto n = now[e] - since[e]) out[std::string(to_string(static_cast<LateAnswer>(e)))] = n;
+    return out;
+}
+
 nlohmann::json hosts_not_healthy(const PollerGroup& pollers) {
     nlohmann::json out = nlohmann::json::object();
     for (const auto& [name, st] : pollers.host_statuses()) {
@@ -136,6 +143,7 @@ nlohmann::json Reports::summary_fields(const PollCounters& now, const PollCounte
             {"output_write_errors", sink.write_errors},
             {"output_segments_unsynced", sink.segments_unsynced},
             {"errors", errors_by_class(now.errors, prev.errors)},
+            {"late_answers", late_answers(now.late_answers, prev.late_answers)},
             {"batch_unknown", now.batch_entries[0] - prev.batch_entries[0]},
             {"batch_missing", now.batch_entries[1] - prev.batch_entries[1]},
             {"pollers", pollers_by_state(pollers_)},

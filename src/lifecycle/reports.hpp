@@ -26,6 +26,8 @@ namespace mdagg::lifecycle {
 
 // Counts by error class since `since`, only the classes that occurred.
 nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts& since = {});
+// Polls that ran into their late grace, by how they ended; the outcomes that happened only.
+nlohmann::json late_answers(const LateAnswerCounts& now, const LateAnswerCounts& since = {});
 // issue 16: the summary line's "kafka" field; counters since the start, like records_written.
 nlohmann::json kafka_summary(const KafkaStats& k);
 // Hosts that are paused or whose breaker is not closed; an empty object when all are well.

@@ -3,13 +3,14 @@
 // driver (poll_path.cpp) feeds it what happened (tick admitted, connected, bytes written, the
 // HTTP parser's result, the deadline, a cancel, the server closing the connection) and carries
 // out the action it returns. No sockets, no clocks: time comes in with the events. The retry
-// after a stale keep-alive, backoff with full jitter, the classification of errors and
-// statuses and the host pauses live here, and are unit tested without sockets
-// (tests/unit/poll_fsm_test.cpp).
+// after a stale keep-alive, backoff with full jitter, the late grace, the classification of
+// errors and statuses and the host pauses live here, and are unit tested without sockets
+// (tests/unit/poll_fsm_test.cpp, poll_fsm_late_test.cpp).
 #include <mdagg/poll.hpp>
 
 #include <boost/system/error_code.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -23,6 +24,15 @@ using PollClock = std::chrono::steady_clock;
 // with full jitter: random(0, min(cap, base * 2^attempt)); an answer resets the attempt count.
 inline constexpr std::chrono::nanoseconds backoff_base = std::chrono::milliseconds(100);
 inline constexpr std::chrono::nanoseconds backoff_cap = std::chrono::seconds(10);
+
+// The late grace (docs/polling.md, "Late answers"): how long past its deadline a poll whose
+// request went out in full reads on for the answer. A saturated server answers late rather
+// than never, and cutting throws its work away and costs a reconnect (a TLS handshake) that
+// loads it further: a metastable collapse. One more `timeout`, but at most one `interval`,
+// so a late poll skips at most one tick more than a poll that timed out would have.
+constexpr PollClock::duration late_grace(PollClock::duration timeout, PollClock::duration interval) noexcept {
+    return std::min(timeout, interval);
+}
 
 bool is_stale_connection_error(const boost::system::error_code& ec);
 PollError classify(const boost::system::error_code& ec);
@@ -68,6 +78,9 @@ struct PollResult {
     boost::system::error_code detail;
     int status = 0;  // the HTTP status of a failed answer
     HostVerdict verdict = HostVerdict::healthy;
+    // The poll ran into its late grace; the driver counts how it ended
+    // (mdagg_source_late_answers_total: completed is `delivered`, timed_out `closed`).
+    bool late = false;
 };
 
 // What the driver read off the parser after feeding it: a complete response, or not yet.
@@ -100,6 +113,8 @@ struct PollFsmState {
     std::uint8_t attempt = 0;
     bool reused = false;  // the exchange runs on a connection that answered before
     bool connect_grace_used = false;  // this poll's TLS handshake already got more time
+    bool request_sent = false;  // this exchange's request is written in full
+    bool late = false;          // past the deadline, in the late grace (once per poll)
     PollClock::time_point deadline{};
     PollClock::time_point backoff_until{};
     HostPause pause;   // with PollAction::pause_host
@@ -112,8 +127,10 @@ public:
     using time_point = PollClock::time_point;
     using error_code = boost::system::error_code;
 
-    PollFsm(PollClock::duration connect_timeout, PollClock::duration timeout, std::uint64_t seed)
-        : connect_timeout_(connect_timeout), timeout_(timeout) {
+    // `late_grace`: see late_grace(); zero cuts every exchange at its deadline.
+    PollFsm(PollClock::duration connect_timeout, PollClock::duration timeout, std::uint64_t seed,
+            PollClock::duration late_grace = {})
+        : connect_timeout_(connect_timeout), timeout_(timeout), late_grace_(late_grace) {
         s_.rng_state ^= seed;
     }
 
@@ -131,6 +148,7 @@ public:
     // The direct write took everything (`complete`), or it must wait for the rest.
     PollAction on_written(bool complete) noexcept {
         s_.phase = PollFsmState::Phase::exchanging;
+        s_.request_sent = complete;
         return act(complete ? PollAction::Kind::parse : PollAction::Kind::write_rest);
     }
     PollAction on_parsed(const ParseResult& r) {
@@ -143,6 +161,9 @@ public:
     // An operation failed (connect, write, read, parse); the deadline and a drain have their
     // own events.
     PollAction on_failed(const error_code& ec, time_point now);
+    // The deadline came. An exchange whose request went out in full and whose answer has not
+    // completed reads on for the late grace, once (kind `read`, the deadline re-armed one grace
+    // after `now`); anything else is cut: a timeout, and the connection closes.
     PollAction on_deadline(time_point now);
     // The connect deadline came while a TLS handshake was under way (the TCP connection is
     // up, the server has the hello). Once per poll the handshake goes on for connect_timeout
@@ -155,6 +176,7 @@ public:
         s_.deadline = now + connect_timeout_;
         return true;
     }
+    // A drain's cancel; in the late grace it ends the grace at once.
     PollAction on_cancel();
     PollAction on_delivered() noexcept { return finish(act(PollAction::Kind::done), PollerState::completed); }
     PollAction on_mapping_failed(const std::error_code& ec);
@@ -185,10 +207,12 @@ private:
     PollAction close_and(PollAction a);
     PollAction fail(PollError e, const error_code& ec, int status = 0);
     PollAction fail_exchange(const error_code& ec, time_point now);
+    PollAction fail_late(const error_code& ec);
     PollAction on_response(const ParseResult& r);
     PollAction finish(PollAction a, PollerState outcome) noexcept {
         s_.phase = PollFsmState::Phase::idle;
         s_.result.outcome = outcome;
+        s_.result.late = s_.late;
         s_.result.verdict = outcome == PollerState::cancelled ? HostVerdict::neutral
                             : outcome == PollerState::completed ? HostVerdict::healthy
                                                                 : verdict_of(s_.result.error);
@@ -200,6 +224,7 @@ private:
 
     PollClock::duration connect_timeout_;
     PollClock::duration timeout_;
+    PollClock::duration late_grace_;
     PollFsmState s_;
 };
 

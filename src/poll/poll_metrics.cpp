@@ -38,6 +38,7 @@ PollCounters read_counters(const SourceStats& st, PollDetail detail) {
     c.in_flight = st.in_flight.load(relaxed);
     for (std::size_t e = 0; e < c.errors.size(); ++e) c.errors[e] = st.errors[e].load(relaxed);
     for (std::size_t e = 0; e < c.batch_entries.size(); ++e) c.batch_entries[e] = st.batch_entries[e].load(relaxed);
+    for (std::size_t e = 0; e < c.late_answers.size(); ++e) c.late_answers[e] = st.late_answers[e].load(relaxed);
     if (detail == PollDetail::with_histograms) {
         c.latency = st.latency.snapshot();
         c.lateness = st.lateness.snapshot();
@@ -137,6 +138,14 @@ void write_source_counters(PrometheusWriter& w, const PollStats& stats) {
             if (const auto n = stats.sources[s].rate_limited_by_priority[i])
                 w.sample("mdagg_source_rate_limited_ticks_by_priority_total",
                          {{"source", names[s]}, {"priority", std::to_string(i + 1)}}, static_cast<double>(n));
+    w.family("mdagg_source_late_answers_total", "counter",
+             "Polls whose answer had not come by the deadline and that waited their late grace, by how they "
+             "ended: delivered, failed (an error answer), closed (timed out), cancelled.");
+    for (SourceId s = 0; s < stats.sources.size(); ++s)
+        for (std::size_t e = 0; e < stats.sources[s].late_answers.size(); ++e)
+            w.sample("mdagg_source_late_answers_total",
+                     {{"source", names[s]}, {"outcome", to_string(static_cast<LateAnswer>(e))}},
+                     static_cast<double>(stats.sources[s].late_answers[e]));
     w.family("mdagg_source_polls_in_flight", "gauge", "Polls under way.");
     for (SourceId s = 0; s < stats.sources.size(); ++s)
         w.sample("mdagg_source_polls_in_flight", {{"source", names[s]}}, static_cast<double>(stats.sources[s].in_flight));
@@ -205,6 +214,7 @@ void PollCounters::add(const PollCounters& o) noexcept {
     in_flight += o.in_flight;
     for (std::size_t e = 0; e < errors.size(); ++e) errors[e] += o.errors[e];
     for (std::size_t e = 0; e < batch_entries.size(); ++e) batch_entries[e] += o.batch_entries[e];
+    for (std::size_t e = 0; e < late_answers.size(); ++e) late_answers[e] += o.late_answers[e];
     latency.merge(o.latency);
     lateness.merge(o.lateness);
     achieved_interval.merge(o.achieved_interval);

@@ -304,6 +304,15 @@ void PollerGroup::Impl::end_poll(Poller& p, bool probe, Clock::time_point start)
     if (auto changed = p.current_route().guard.report(end, r.verdict, probe))
         log_host_event(p, *changed == BreakerState::open ? "circuit breaker opened" : "circuit breaker closed",
                        PauseReason::none, 0);
+    if (r.late) {
+        const LateAnswer how = r.outcome == PollerState::completed   ? LateAnswer::delivered
+                               : r.outcome == PollerState::timed_out ? LateAnswer::closed
+                               : r.outcome == PollerState::cancelled ? LateAnswer::cancelled
+                                                                     : LateAnswer::failed;
+        st.late_answers[static_cast<std::size_t>(how)].fetch_add(1, std::memory_order_relaxed);
+    }
+    // A late answer delivered counts as completed, with its true latency (PollFsm::on_deadline
+    // says why); the grace running out as timed_out, as before.
     switch (r.outcome) {
         case PollerState::cancelled:
             st.cancelled.fetch_add(1, std::memory_order_relaxed);

@@ -53,6 +53,17 @@ std::string_view to_string(PollError e) noexcept {
     return "unknown";
 }
 
+std::string_view to_string(LateAnswer l) noexcept {
+    switch (l) {
+        case LateAnswer::delivered: return "delivered";
+        case LateAnswer::failed: return "failed";
+        case LateAnswer::closed: return "closed";
+        case LateAnswer::cancelled: return "cancelled";
+        case LateAnswer::count_: break;
+    }
+    return "unknown";
+}
+
 Task<void> PollerGroup::Impl::run(Poller& p) {
     auto& st = p.source.stats;
     auto tick = p.schedule.first_tick(Clock::now().time_since_epoch());

@@ -184,7 +184,8 @@ struct Poller {
           venue_name(venue_name_in(src.config, name)),
           symbol_name(std::move(name)),
           fsm(src.config.connect_timeout, src.config.timeout,
-              static_cast<std::uint64_t>(schedule.offset().count()) ^ sym) {}
+              static_cast<std::uint64_t>(schedule.offset().count()) ^ sym,
+              detail::late_grace(src.config.timeout, src.config.interval)) {}
 
     void close_connection() noexcept {
         std::visit([](auto& c) { c.close(); }, connection);
