@@ -105,7 +105,14 @@ std::string Process::stderr_text() const { return slurp(err_); }
 
 std::vector<nlohmann::json> Process::stdout_json() const {
     std::vector<nlohmann::json> lines;
-    std::istringstream in(stdout_text());
+    std::string text = stdout_text();
+    // A line without its newline is still being written by a running process: left for the
+    // next read. Once the process has been waited for, a torn last line is a defect.
+    if (!text.empty() && text.back() != '\n') {
+        if (status_) ADD_FAILURE() << name_ << " ended with a torn stdout line: " << text.substr(text.rfind('\n') + 1);
+        text.resize(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+    }
+    std::istringstream in(text);
     std::string line;
     while (std::getline(in, line)) {
         if (line.empty()) continue;
