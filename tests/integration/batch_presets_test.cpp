@@ -17,21 +17,13 @@
 #include <sstream>
 
 using namespace std::chrono_literals;
+using harness::admin_port_of;
+using harness::metric_or_zero;
 using harness::metric;
 using harness::TempDir;
 using harness::wait_until;
 
 namespace {
-
-int admin_port_of(const harness::Process& p) {
-    auto line = p.wait_for_line("msg", "admin listening", 30s);
-    if (!line) throw std::runtime_error("no \"admin listening\" line: " + p.stdout_text());
-    return (*line)["port"].get<int>();
-}
-
-double metric_or_zero(int admin, const std::string& series) {
-    return metric(harness::http_request(admin, "GET", "/metrics").body, series).value_or(0);
-}
 
 struct PresetRun {
     std::string preset;

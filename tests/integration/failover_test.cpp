@@ -13,16 +13,11 @@
 
 using namespace harness;
 using namespace std::chrono_literals;
+using harness::admin_port_of;
 
 namespace {
 
 constexpr int symbols = 20;
-
-int admin_port_of(const Process& p) {
-    auto line = p.wait_for_line("msg", "admin listening", 15s);
-    if (!line) throw std::runtime_error("no \"admin listening\" line: " + p.stdout_text());
-    return (*line)["port"].get<int>();
-}
 
 // Pollers in the task table on route `mirror` (0: the url's host, 1: the mirror).
 int pollers_on(int admin, int mirror) {

@@ -295,4 +295,14 @@ CurlResult curl(const TempDir& dir, const std::string& name, std::vector<std::st
     return r;
 }
 
+double metric_or_zero(int admin_port, const std::string& series) {
+    return metric(http_request(admin_port, "GET", "/metrics").body, series).value_or(0);
+}
+
+int admin_port_of(const Process& daemon) {
+    auto line = daemon.wait_for_line("msg", "admin listening", std::chrono::seconds(30));
+    if (!line) throw std::runtime_error("no \"admin listening\" line: " + daemon.stdout_text());
+    return (*line)["port"].get<int>();
+}
+
 }  // namespace harness

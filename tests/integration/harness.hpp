@@ -125,5 +125,9 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
 
 // The value of one sample ("name{labels} value") in a Prometheus text, nullopt when absent.
 std::optional<double> metric(const std::string& text, const std::string& series);
+// The value of `series` in the daemon's /metrics on `admin_port`; 0 when absent.
+double metric_or_zero(int admin_port, const std::string& series);
+// The admin port from the daemon's "admin listening" line (waits up to 30 s; throws without it).
+int admin_port_of(const Process& daemon);
 
 }  // namespace harness

@@ -15,6 +15,7 @@
 #include <thread>
 
 using namespace std::chrono_literals;
+using harness::admin_port_of;
 using harness::Process;
 using harness::TempDir;
 
@@ -25,12 +26,6 @@ using harness::wait_until;
 using harness::metric;
 
 std::string metrics(int admin_port) { return harness::http_request(admin_port, "GET", "/metrics").body; }
-
-int admin_port_of(const Process& p) {
-    auto line = p.wait_for_line("msg", "admin listening", 15s);
-    if (!line) throw std::runtime_error("no \"admin listening\" line: " + p.stdout_text());
-    return (*line)["port"].get<int>();
-}
 
 std::unique_ptr<Process> start_named(const TempDir& dir, const std::string& name, const std::filesystem::path& config) {
     return std::make_unique<Process>(name, std::vector<std::string>{MDAGG_BIN, "--config", config.string()}, dir.path());

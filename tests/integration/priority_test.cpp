@@ -12,14 +12,9 @@
 
 using namespace harness;
 using namespace std::chrono_literals;
+using harness::admin_port_of;
 
 namespace {
-
-int admin_port_of(const Process& p) {
-    auto line = p.wait_for_line("msg", "admin listening", 15s);
-    if (!line) throw std::runtime_error("no \"admin listening\" line: " + p.stdout_text());
-    return (*line)["port"].get<int>();
-}
 
 // Seconds of the day of an RFC 3339 UTC time ("...THH:MM:SS.nnnnnnnnnZ").
 double seconds_of_day(const std::string& t) {

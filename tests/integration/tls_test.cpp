@@ -17,6 +17,8 @@
 #include <thread>
 
 using namespace std::chrono_literals;
+using harness::admin_port_of;
+using harness::metric_or_zero;
 using harness::Process;
 using harness::TempDir;
 
@@ -25,16 +27,6 @@ namespace {
 using harness::wait_until;
 
 using harness::metric;
-
-double metric_or_zero(int admin, const std::string& series) {
-    return metric(harness::http_request(admin, "GET", "/metrics").body, series).value_or(0);
-}
-
-int admin_port_of(const Process& p) {
-    auto line = p.wait_for_line("msg", "admin listening", 30s);
-    if (!line) throw std::runtime_error("no \"admin listening\" line: " + p.stdout_text());
-    return (*line)["port"].get<int>();
-}
 
 std::vector<std::string> sim_args(const std::string& cert, int symbols, std::vector<std::string> more = {}) {
     std::vector<std::string> args{"--symbols", std::to_string(symbols), "--tls-cert", tls_certs::file(cert + ".pem"),

@@ -3,7 +3,7 @@
 // in time, as the files would be; records left are late (the budget ran out on them) and are
 // all counted, delivered + undelivered = accepted, while the poll thread still serves the
 // purge's reports.
-#include "mock_cluster.hpp"
+#include "sink_test_support.hpp"
 
 #include <mdagg/kafka.hpp>
 
@@ -19,41 +19,10 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using kafka_test::MockCluster;
 
-Universe test_universe() {
-    Universe u;
-    u.sources = {"sim"};
-    u.symbols = {"AAPL", "MSFT"};
-    return u;
-}
-
-Quote quote(SymbolId symbol, std::int64_t seq) {
-    Quote q;
-    q.source = 0;
-    q.symbol = symbol;
-    q.bid = *Decimal::parse("100.25");
-    q.ask = *Decimal::parse("100.50");
-    q.receive_time_ns = 1'700'000'000'123'000'000;
-    q.seq = seq;
-    return q;
-}
-
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 20s) {
-    const auto until = Clock::now() + limit;
-    while (!done()) {
-        if (Clock::now() > until) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
-
-KafkaSinkOptions options_for(const MockCluster& cluster) {
-    KafkaSinkOptions o;
-    o.brokers = cluster.bootstraps();
-    o.quotes_topic = "md.quotes";
-    o.linger = 1ms;
-    o.properties = {{"message.timeout.ms", "120000"}, {"reconnect.backoff.max.ms", "200"}};
-    return o;
-}
+using kafka_test::eventually;
+using kafka_test::options_for;
+using kafka_test::quote;
+using kafka_test::test_universe;
 
 TEST(KafkaSinkDrain, PastItsDeadlineWithNothingLeftIsInTime) {
     MockCluster cluster(3);

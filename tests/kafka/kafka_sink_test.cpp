@@ -1,7 +1,7 @@
 // KafkaSink against librdkafka's mock cluster in this process: records arrive as the file's
 // lines with key, headers and timestamp; the buffer bound drops exactly while brokers are
 // down; the drain with every broker down ends in its budget and counts what it gave up.
-#include "mock_cluster.hpp"
+#include "sink_test_support.hpp"
 
 #include <mdagg/kafka.hpp>
 
@@ -16,44 +16,10 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using kafka_test::MockCluster;
 
-Universe test_universe() {
-    Universe u;
-    u.sources = {"sim", "venue-b"};
-    u.symbols = {"AAPL", "MSFT"};
-    return u;
-}
-
-Quote quote(SymbolId symbol, std::int64_t seq, std::int64_t receive_ns = 1'700'000'000'123'000'000) {
-    Quote q;
-    q.source = 0;
-    q.symbol = symbol;
-    q.bid = *Decimal::parse("100.25");
-    q.ask = *Decimal::parse("100.50");
-    q.receive_time_ns = receive_ns;
-    q.seq = seq;
-    return q;
-}
-
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 20s) {
-    const auto until = Clock::now() + limit;
-    while (!done()) {
-        if (Clock::now() > until) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
-
-KafkaSinkOptions options_for(const MockCluster& cluster) {
-    KafkaSinkOptions o;
-    o.brokers = cluster.bootstraps();
-    o.quotes_topic = "md.quotes";
-    o.bars_topic = "md.bars";
-    o.events_topic = "md.events";
-    o.linger = 1ms;
-    // Records wait through a whole test's outage instead of timing out.
-    o.properties = {{"message.timeout.ms", "120000"}, {"reconnect.backoff.max.ms", "200"}};
-    return o;
-}
+using kafka_test::eventually;
+using kafka_test::options_for;
+using kafka_test::quote;
+using kafka_test::test_universe;
 
 // The value of a record: the file line without its '\n'.
 std::string line_of(const Universe& u, const Quote& q) {
