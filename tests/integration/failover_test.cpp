@@ -47,7 +47,7 @@ TEST(Failover, RefuseOnThePrimaryMovesEveryPollerToTheMirrorAndBackWithNothingLo
     std::ofstream(path) << "output: { dir: " << (dir / "out").string() << ", flush_every: 200ms }\n"
                         << "admin: { listen: \"127.0.0.1:0\" }\n"
                         << "hosts:\n  - host: \"" << primary << "\"\n"
-                        << "    breaker: { failures: 3, cooldown: 3s, max_cooldown: 3s }\n"
+                        << "    breaker: { failures: 3, cooldown: 6s, max_cooldown: 6s }\n"
                         << "sources:\n  - name: sim\n"
                         << "    url: \"http://" << primary << "/quotes/{symbol}\"\n"
                         << "    mirrors: [\"http://" << mirror << "/quotes/{symbol}\"]\n"
@@ -65,8 +65,9 @@ TEST(Failover, RefuseOnThePrimaryMovesEveryPollerToTheMirrorAndBackWithNothingLo
     const auto refuse = http_request(sim.control_port, "POST", "/control/listeners/0/faults",
                                      R"({"kind":"refuse","drop_connections":true})");
     ASSERT_EQ(refuse.status, 201) << refuse.body;
-    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 1) == symbols; }, 3s)) << daemon->stdout_text();
-    // Within one trip: the breaker opened once (its 3 s cooldown has not run out), each poller
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 1) == symbols; }, 5s)) << daemon->stdout_text();
+    // Within one trip: the breaker opened once (its 6 s cooldown, long enough for a loaded
+    // machine to remove the fault before the first probe, has not run out), each poller
     // moved once, and no tick was skipped for the open breaker.
     EXPECT_EQ(counter(admin, "mdagg_host_breaker_opens_total{host=\"" + primary + "\"}"), 1);
     EXPECT_EQ(counter(admin, "mdagg_source_failovers_total{source=\"sim\"}"), symbols);
@@ -77,7 +78,7 @@ TEST(Failover, RefuseOnThePrimaryMovesEveryPollerToTheMirrorAndBackWithNothingLo
 
     // The fault ends: after the cooldown the probe succeeds, the breaker closes, all return.
     ASSERT_EQ(http_request(sim.control_port, "DELETE", "/control/listeners/0/faults").status, 200);
-    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s)) << daemon->stdout_text();
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 15s)) << daemon->stdout_text();
     EXPECT_EQ(counter(admin, "mdagg_source_failbacks_total{source=\"sim\"}"), symbols);
     EXPECT_GT(counter(admin, "mdagg_source_route_polls_total{source=\"sim\",via=\"" + mirror + "\"}"), 2 * symbols);
     ASSERT_TRUE(daemon->wait_for_line("msg", "circuit breaker closed", 1s));
@@ -119,15 +120,15 @@ TEST(Failover, ABanOnThePrimaryMovesPollersToTheMirrorUntilThePauseEnds) {
     ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s));
 
     const auto ban = http_request(sim.control_port, "POST", "/control/listeners/0/faults",
-                                  R"({"kind":"ban","status":418,"period":"3s"})");
+                                  R"({"kind":"ban","status":418,"period":"6s"})");
     ASSERT_EQ(ban.status, 201) << ban.body;
     ASSERT_TRUE(daemon->wait_for_line("msg", "host paused", 5s)) << daemon->stdout_text();
-    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 1) == symbols; }, 3s)) << daemon->stdout_text();
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 1) == symbols; }, 5s)) << daemon->stdout_text();
     EXPECT_EQ(counter(admin, "mdagg_source_host_paused_ticks_total{source=\"sim\"}"), 0);
-    // The fault goes (else the next request would start another ban); when the pause the
-    // 418's Retry-After asked for ends, every poller returns.
+    // The fault goes (else the next request would start another ban; 6 s leave a loaded machine
+    // time to remove it); when the pause the 418's Retry-After asked for ends, every poller returns.
     ASSERT_EQ(http_request(sim.control_port, "DELETE", "/control/listeners/0/faults").status, 200);
-    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s)) << daemon->stdout_text();
+    ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 15s)) << daemon->stdout_text();
     EXPECT_EQ(counter(admin, "mdagg_source_failovers_total{source=\"sim\"}"), symbols);
     EXPECT_EQ(counter(admin, "mdagg_source_failbacks_total{source=\"sim\"}"), symbols);
     EXPECT_EQ(counter(admin, "mdagg_source_host_paused_ticks_total{source=\"sim\"}"), 0);

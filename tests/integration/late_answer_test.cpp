@@ -95,7 +95,8 @@ void run_late_venue(bool tls) {
     EXPECT_GE(late_delivered * 10, quotes * 9) << "the late-answer counter misses delivered late answers";
     // A loaded machine may still miss a grace now and then; a few, not a collapse.
     EXPECT_LE(timed_out * 10, quotes) << "polls still time out";
-    EXPECT_EQ(late.value("closed", std::uint64_t{0}), timed_out) << "a timeout here is a late grace that ran out";
+    // A late grace that ran out is a timeout; a connect or handshake timeout has no grace.
+    EXPECT_LE(late.value("closed", std::uint64_t{0}), timed_out);
     // Nothing the simulator wrote is lost: only an answer to a poll that timed out (its
     // connection closed) may be missing from the output.
     EXPECT_LE(quotes, responses);

