@@ -45,9 +45,6 @@ BatchRequest::BatchRequest(const SourceConfig& source, std::size_t batch_index,
     results.resize(symbols.size());
     duplicate_key.append(source.name).append("/duplicate_symbol");
     bad_symbol_key.append(source.name).append("/symbol_not_string");
-    // Without {symbols} the venue answers every instrument and the members are picked out.
-    target = source.batch->symbols_in_url ? source.url.target_for_symbols(members.venue_names(), *source.batch)
-                                          : source.url.target_for("");
 }
 
 void add_member_rows(const BatchRequest& batch, const PollerSnapshot& row, std::vector<PollerSnapshot>& out) {
@@ -122,8 +119,7 @@ std::vector<Poller*> Registry::make_pollers(const std::shared_ptr<SourceRuntime>
         for (const auto& [member, id] : part) best = std::min(best, source.priority_of(member));
         Poller& p = make_poller(runtime, part.front().second, name, best);
         p.batch = std::make_unique<BatchRequest>(source, index, part);
-        p.request = http::make_get_request(source.url.host, source.url.port, p.batch->target,
-                                           {runtime->header_lines, source.accept_encoding == AcceptEncoding::gzip});
+        p.request = get_request(*runtime, source.url, p.batch->target_on(source.url, source));
         made.push_back(&p);
     }
     return made;

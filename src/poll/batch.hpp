@@ -43,7 +43,12 @@ struct BatchRequest {
     BatchMembers members;                     // the venue's spellings, for the URL and the answer
     std::unique_ptr<BatchMember[]> member;    // by member index, as in `members`
     std::vector<BatchEntry> results;          // reused by every answer
-    std::string target;                       // the request target, {symbols} spelled
+    // The request target on `url` (the source's or a mirror's): {symbols} spelled; without
+    // {symbols} the venue answers every instrument and the members are picked out.
+    std::string target_on(const Url& url, const SourceConfig& source) const {
+        return source.batch->symbols_in_url ? url.target_for_symbols(members.venue_names(), *source.batch)
+                                            : url.target_for("");
+    }
     // "source/duplicate_symbol", "source/symbol_not_string": the rate-limited log's keys for
     // refused entries, built once.
     std::string duplicate_key, bad_symbol_key;

@@ -170,13 +170,17 @@ struct PollerEntry : detail::WheelEntry {
 // - published for the task table (state, polling, polls, completed, failed, timed_out, last_*):
 //   written on the poller's executor with relaxed stores, read by other threads only through
 //   the registry's snapshots (PollerSnapshot, state and control counts).
+// A poller's GET on `url` (the source's or a mirror's), with the source's headers.
+inline std::string get_request(const SourceRuntime& src, const Url& url, std::string_view target) {
+    return http::make_get_request(url.host, url.port, target,
+                                  {src.header_lines, src.config.accept_encoding == AcceptEncoding::gzip});
+}
+
 struct Poller {
     Poller(asio::any_io_executor ex, SourceRuntime& src, SymbolId sym, std::string name)
         : executor(std::move(ex)),
           connection(make_transport(executor, src)),
-          request(http::make_get_request(src.config.url.host, src.config.url.port,
-                                         src.config.url.target_for(src.config.venue_symbol(name)),
-                                         {src.header_lines, src.config.accept_encoding == AcceptEncoding::gzip})),
+          request(get_request(src, src.config.url, src.config.url.target_for(src.config.venue_symbol(name)))),
           mapper(src.mapper),
           schedule(src.config.interval, phase_offset(src.config.name, name, src.config.interval)),
           source(src),

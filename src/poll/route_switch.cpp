@@ -4,18 +4,6 @@
 
 namespace mdagg {
 
-namespace {
-
-// The request target on `url`: the same path and query the poller asks of its url's host.
-std::string target_on(const Url& url, const Poller& p) {
-    const SourceConfig& source = p.source.config;
-    if (!p.batch) return url.target_for(p.venue_symbol());
-    return source.batch->symbols_in_url ? url.target_for_symbols(p.batch->members.venue_names(), *source.batch)
-                                        : url.target_for("");
-}
-
-}  // namespace
-
 void PollerGroup::Impl::switch_route(Poller& p, std::size_t route) {
     const std::size_t from = p.route.load(std::memory_order_relaxed);
     if (route == from) return;
@@ -26,8 +14,9 @@ void PollerGroup::Impl::switch_route(Poller& p, std::size_t route) {
         const std::size_t limit = p.source.config.max_body_bytes + max_header_bytes;
         p.connection.emplace<detail::TlsTransport>(p.executor, limit, *to.tls);
     }
-    p.request = http::make_get_request(to.url.host, to.url.port, target_on(to.url, p),
-                                       {p.source.header_lines, p.source.config.accept_encoding == AcceptEncoding::gzip});
+    // The same path and query the poller asks of its url's host.
+    p.request = get_request(p.source, to.url,
+                            p.batch ? p.batch->target_on(to.url, p.source.config) : to.url.target_for(p.venue_symbol()));
     p.route.store(static_cast<std::uint8_t>(route), std::memory_order_relaxed);
     auto& st = p.source.stats;
     (route > from ? st.failovers : st.failbacks).fetch_add(1, std::memory_order_relaxed);
