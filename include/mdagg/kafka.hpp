@@ -99,13 +99,20 @@ public:
     // undelivered counts. Implies stop_intake().
     KafkaDrainOutcome drain(std::chrono::steady_clock::time_point deadline);
     // Stops the poll thread and destroys the producer (purging what is left without waiting).
-    void close();
+    // rd_kafka_destroy waits for librdkafka's threads with no time limit of its own, so it runs
+    // on a thread of its own, waited for until `deadline`: false when it had not returned by
+    // then; it is then left running (logged, counted in producers_abandoned()) and keeps what
+    // its callbacks use alive. The process should then end without destructors (std::_Exit).
+    bool close(std::chrono::steady_clock::time_point deadline);
+    void close() { close(std::chrono::steady_clock::now() + std::chrono::seconds(5)); }
 
     KafkaStats stats() const;
+    // Producers of this process whose close gave up waiting for rd_kafka_destroy.
+    static std::uint64_t producers_abandoned() noexcept;
 
 private:
     struct Impl;
-    std::unique_ptr<Impl> impl_;
+    std::shared_ptr<Impl> impl_;  // shared with a close's destroy thread, for its callbacks
 };
 
 // Hands every record to each of its sinks in order (the file sink, then Kafka): the aggregator

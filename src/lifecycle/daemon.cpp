@@ -148,10 +148,12 @@ public:
         });
         ops_.start_loop_watchdog();
         run_threads();
-        if (ingest_.pollers().running() > 0) {
+        if (ingest_.pollers().running() > 0 || KafkaSink::producers_abandoned() > 0) {
             // Pollers stuck past the budget are still suspended mid-poll; their frames would
-            // be destroyed with the io_context, after the pollers they point into. The output
-            // is closed (or abandoned) and logged: leave without destructors.
+            // be destroyed with the io_context, after the pollers they point into. A Kafka
+            // producer whose rd_kafka_destroy outlived the drain still runs on its thread and
+            // must not meet static destructors. The output is closed (or abandoned) and
+            // logged: leave without destructors.
             std::fflush(stdout);
             std::_Exit(exit_code_);
         }

@@ -31,6 +31,14 @@ Clock::time_point emergency_cap(Clock::time_point until, Clock::time_point now, 
     return emergency ? std::min(until, now + std::chrono::seconds(1)) : until;
 }
 
+Clock::time_point early_sinks_until(const DrainPlan& plan, Clock::time_point now, bool emergency) {
+    return sink_deadline(plan, now, emergency) - files_reserve(plan);
+}
+
+Clock::time_point sinks_close_until(const DrainPlan& plan, Clock::time_point now, bool emergency) {
+    return sink_deadline(plan, now, emergency) - plan.reserve / 8;
+}
+
 int drain_exit_code(const DrainResult& r) {
     if (!(r.sinks_closed && r.pollers_done && r.in_budget && !r.emergency)) return exit_drain_timeout;
     // Drained in time, but not every record reached the disk (dropped while the disk failed or

@@ -31,6 +31,20 @@ inline Clock::time_point sink_deadline(const DrainPlan& plan, Clock::time_point 
     return emergency_cap(plan.deadline, now, emergency);
 }
 
+// Stage 4, the sinks: the files (drained last) keep this much of their time for their close,
+// the last writes, fsyncs and renames: half the reserve, the time after give_up_at. Their
+// writer has had the final bars since stage 3 and writes on while a sink before them drains.
+inline Clock::duration files_reserve(const DrainPlan& plan) { return plan.reserve / 2; }
+// Until when a sink drained before the files (Kafka) delivers: the sinks' deadline less the
+// files' reserve (give_up_at, or 1 s after a second signal less the reserve). Not cancel_at:
+// a poll in flight may hold stage 2 up to the cancel point, and the final bars, produced
+// after it, would then find their time already spent and be purged with healthy brokers.
+Clock::time_point early_sinks_until(const DrainPlan& plan, Clock::time_point now, bool emergency);
+// Until when a sink's close may wait (Kafka's producer stopping its threads): the sinks'
+// deadline less an eighth of the reserve, left to close the sockets (stage 5). A close
+// still running then is abandoned (left to its thread), never waited for past the budget.
+Clock::time_point sinks_close_until(const DrainPlan& plan, Clock::time_point now, bool emergency);
+
 // What the stages reported, for the exit code.
 struct DrainResult {
     bool pollers_done = false;       // every poller returned (none abandoned)

@@ -6,7 +6,7 @@ namespace asio = boost::asio;
 
 SinkDrainOutcome FileSinkDrain::drain(StageDeadline deadline) {
     SinkDrainOutcome out;
-    out.in_time = sink_.close(deadline.deadline);
+    out.in_time = closed_in_time_ = sink_.close(deadline.deadline);
     const SinkStats s = sink_.stats();
     out.records_lost = s.records_dropped;
     // Not every record reached the disk (dropped while the disk failed or the queue was full,
@@ -30,6 +30,11 @@ nlohmann::json FileSinkDrain::stats() const {
             {"files_repaired", sink.files_repaired}};
 }
 
+void FileSinkDrain::report(nlohmann::json& fields, bool incomplete) const {
+    fields.update(stats());
+    if (incomplete) fields["sink_closed"] = closed_in_time_;
+}
+
 SinkDrainOutcome KafkaSinkDrain::drain(StageDeadline deadline) {
     drained_ = sink_.drain(deadline.cancel_at);
     const std::uint64_t dropped = sink_.stats().records_dropped();
@@ -43,11 +48,12 @@ SinkDrainOutcome KafkaSinkDrain::drain(StageDeadline deadline) {
 
 nlohmann::json KafkaSinkDrain::stats() const {
     if (!drained_) return nlohmann::json::object();
-    return {{"kafka",
-             {{"delivered", drained_->delivered},
-              {"undelivered", drained_->undelivered},
-              {"dropped", sink_.stats().records_dropped()},
-              {"in_time", drained_->in_time}}}};
+    nlohmann::json kafka{{"delivered", drained_->delivered},
+                         {"undelivered", drained_->undelivered},
+                         {"dropped", sink_.stats().records_dropped()},
+                         {"in_time", drained_->in_time}};
+    if (stopped_) kafka["producer_abandoned"] = !*stopped_;
+    return {{"kafka", std::move(kafka)}};
 }
 
 void Output::flush() {
@@ -62,10 +68,8 @@ void Output::stop_intake() {
 // while an earlier sink drains (the final bars flushed it).
 asio::awaitable<StageOutcome> Output::drain(StageDeadline deadline) {
     StageOutcome out;
-    outcomes_.clear();
     for (auto& s : sinks_) {
-        outcomes_.push_back(s->drain(deadline));
-        const auto& o = outcomes_.back();
+        const SinkDrainOutcome o = s->drain(deadline);
         out.in_time = out.in_time && o.in_time;
         out.records_lost += o.records_lost;
         out.output_incomplete = out.output_incomplete || o.incomplete;
@@ -73,17 +77,16 @@ asio::awaitable<StageOutcome> Output::drain(StageDeadline deadline) {
     co_return out;
 }
 
-asio::awaitable<void> Output::close(Clock::time_point) {
-    for (auto& s : sinks_) s->close();
+asio::awaitable<void> Output::close(Clock::time_point deadline) {
+    for (auto& s : sinks_) s->close(deadline);
     co_return;
 }
 
-// The sinks' counters as they are now (a sink abandoned at its deadline may still count).
+// The sinks' counters as they are now (a sink abandoned at its deadline may still count),
+// each sink saying for itself whether it was late: `sink_closed` is the files', and Kafka's
+// is `kafka.in_time`, so a late Kafka never reads as files left unclosed.
 void Output::report(nlohmann::json& fields, bool incomplete) const {
-    bool closed = true;
-    for (const auto& s : sinks_) fields.update(s->stats());
-    for (const auto& o : outcomes_) closed = closed && o.in_time;
-    if (incomplete) fields["sink_closed"] = closed;
+    for (const auto& s : sinks_) s->report(fields, incomplete);
 }
 
 }  // namespace mdagg::lifecycle

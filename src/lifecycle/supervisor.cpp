@@ -39,12 +39,13 @@ boost::asio::awaitable<Supervisor::Report> Supervisor::drain(const DrainPlan& pl
     end_stage("final_bars_ms");
     // 4. Write, flush, fsync and close every file.
     output_.stop_intake();
-    // A sink drained before the files gives up at the cancel point, leaving them the reserve.
+    // A sink drained before the files (Kafka) has what is left of the budget but the files'
+    // reserve, whenever stage 2 ended (drain_plan.hpp, early_sinks_until).
     const auto sinks_start = now_();
     const auto sinks_deadline = sink_deadline(plan, sinks_start, emergency_);
     const StageOutcome output =
-        co_await output_.drain({emergency_cap(plan.cancel_at, sinks_start, emergency_), sinks_deadline});
-    co_await output_.close(sinks_deadline);
+        co_await output_.drain({early_sinks_until(plan, sinks_start, emergency_), sinks_deadline});
+    co_await output_.close(sinks_close_until(plan, sinks_start, emergency_));
     end_stage("sink_close_ms");
     // 5. Close the sockets.
     co_await ingest_.close(plan.deadline);

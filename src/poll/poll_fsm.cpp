@@ -122,7 +122,7 @@ PollAction PollFsm::on_failed(const error_code& ec, time_point now) {
     return a;
 }
 
-PollAction PollFsm::on_deadline(time_point now) {
+PollAction PollFsm::on_deadline(time_point now, bool draining) {
     // The request is with the server and its answer under way or queued: read on, on this
     // connection, until the grace ends. Not while connecting (the TLS handshake has its own
     // grace, extend_handshake) nor with part of the request unsent (nothing can be answering
@@ -136,7 +136,10 @@ PollAction PollFsm::on_deadline(time_point now) {
     // host is alive and serving, and opening its breaker would only lose what it serves); the
     // grace running out is the timeout it would have been. The ticks it overran are
     // skipped_ticks, and mdagg_source_late_answers_total counts each grace by its end.
-    if (late_grace_ > PollClock::duration::zero() && s_.phase == Phase::exchanging && s_.request_sent && !s_.late) {
+    // Once a drain stopped the intake the answer has the poll's own time only: its end must
+    // not move towards the cancel point, where it would take the final flush's time.
+    if (!draining && late_grace_ > PollClock::duration::zero() && s_.phase == Phase::exchanging && s_.request_sent &&
+        !s_.late) {
         s_.late = true;
         s_.deadline = std::max(s_.deadline, now) + late_grace_;
         PollAction a = act(Kind::read);

@@ -163,8 +163,10 @@ public:
     PollAction on_failed(const error_code& ec, time_point now);
     // The deadline came. An exchange whose request went out in full and whose answer has not
     // completed reads on for the late grace, once (kind `read`, the deadline re-armed one grace
-    // after `now`); anything else is cut: a timeout, and the connection closes.
-    PollAction on_deadline(time_point now);
+    // after `now`); anything else is cut: a timeout, and the connection closes. `draining`: a
+    // drain stopped the intake, so no grace: it would let a hung poll run to ~2x timeout, to
+    // the drain's cancel point, and take the sinks' time (a grace granted before stays).
+    PollAction on_deadline(time_point now, bool draining = false);
     // The connect deadline came while a TLS handshake was under way (the TCP connection is
     // up, the server has the hello). Once per poll the handshake goes on for connect_timeout
     // more (true; the new deadline is deadline()): a server busy with its connected clients'

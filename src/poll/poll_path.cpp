@@ -204,7 +204,8 @@ bool PollerGroup::Impl::interrupted(const Poller& p) const noexcept {
 // A TLS handshake the deadline cut short is a tls_handshake failure, not a plain timeout.
 PollAction PollerGroup::Impl::failed(Poller& p, const beast::error_code& ec) {
     const bool handshake_cut = ec == make_error_code(detail::TlsErrc::handshake_interrupted);
-    if (p.deadline_expired && !handshake_cut) return p.fsm.on_deadline(Clock::now());
+    // A drain's stop: no late grace (PollFsm::on_deadline).
+    if (p.deadline_expired && !handshake_cut) return p.fsm.on_deadline(Clock::now(), registry.stopping());
     if (cancelling.load(std::memory_order_relaxed) && (ec == asio::error::operation_aborted || handshake_cut))
         return p.fsm.on_cancel();
     return p.fsm.on_failed(ec, Clock::now());

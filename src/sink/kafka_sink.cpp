@@ -60,9 +60,19 @@ log::Level level_of_syslog(int level) {
     return log::Level::debug;
 }
 
+// Producers whose close gave up waiting for rd_kafka_destroy (KafkaSink::producers_abandoned).
+std::atomic<std::uint64_t> abandoned_producers{0};
+
+// A destroy thread and the close waiting for it.
+struct DestroyWait {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+};
+
 }  // namespace
 
-struct KafkaSink::Impl {
+struct KafkaSink::Impl : std::enable_shared_from_this<KafkaSink::Impl> {
     Impl(const Universe& u, KafkaSinkOptions o) : universe(u), formatter(u), opt(std::move(o)) {}
 
     const Universe& universe;
@@ -355,7 +365,8 @@ struct KafkaSink::Impl {
     }
 
     KafkaDrainOutcome drain(Clock::time_point deadline);
-    void close();
+    bool close(Clock::time_point deadline);
+    bool destroy(Clock::time_point deadline);
 };
 
 KafkaDrainOutcome KafkaSink::Impl::drain(Clock::time_point deadline) {
@@ -396,23 +407,51 @@ KafkaDrainOutcome KafkaSink::Impl::drain(Clock::time_point deadline) {
     return out;
 }
 
-void KafkaSink::Impl::close() {
+bool KafkaSink::Impl::close(Clock::time_point deadline) {
     intake_closed.store(true);
     stop_polling.store(true);
     if (poller.joinable()) poller.join();
-    if (!rk) return;
+    if (!rk) return true;
     // Without a drain before, records still queued are given up here, uncounted: the caller
     // chose not to wait for them.
     rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
     for (auto*& topic : topics)
         if (topic) rd_kafka_topic_destroy(std::exchange(topic, nullptr));
-    rd_kafka_destroy(std::exchange(rk, nullptr));
+    return destroy(deadline);
+}
+
+// rd_kafka_destroy joins librdkafka's threads, which may wait on a broker that stopped
+// answering mid-request: it has no time limit of its own. Run on a thread waited for until the
+// deadline; past it the thread is left running with this Impl (its callbacks' opaque) kept
+// alive, logged and counted, so a drain never waits past its budget for it.
+bool KafkaSink::Impl::destroy(Clock::time_point deadline) {
+    auto wait = std::make_shared<DestroyWait>();
+    std::thread destroyer([handle = std::exchange(rk, nullptr), wait, self = shared_from_this()] {
+        rd_kafka_destroy(handle);
+        std::lock_guard lock(wait->mutex);
+        wait->done = true;
+        wait->cv.notify_all();
+    });
+    bool done = false;
+    {
+        std::unique_lock lock(wait->mutex);
+        done = wait->cv.wait_until(lock, deadline, [&] { return wait->done; });
+    }
+    if (done) {
+        destroyer.join();
+        return true;
+    }
+    destroyer.detach();
+    const std::uint64_t abandoned = abandoned_producers.fetch_add(1) + 1;
+    log::warn("kafka: the producer did not stop by the drain's deadline; left to a thread of its own",
+              {{"brokers", opt.brokers}, {"producers_abandoned", abandoned}});
+    return false;
 }
 
 KafkaSink::KafkaSink(const Universe& universe, KafkaSinkOptions options)
-    : impl_(std::make_unique<Impl>(universe, std::move(options))) {}
+    : impl_(std::make_shared<Impl>(universe, std::move(options))) {}
 
-KafkaSink::~KafkaSink() { impl_->close(); }
+KafkaSink::~KafkaSink() { close(); }
 
 void KafkaSink::open() { impl_->open(); }
 
@@ -444,7 +483,9 @@ void KafkaSink::stop_intake() { impl_->intake_closed.store(true); }
 
 KafkaDrainOutcome KafkaSink::drain(std::chrono::steady_clock::time_point deadline) { return impl_->drain(deadline); }
 
-void KafkaSink::close() { impl_->close(); }
+bool KafkaSink::close(std::chrono::steady_clock::time_point deadline) { return impl_->close(deadline); }
+
+std::uint64_t KafkaSink::producers_abandoned() noexcept { return abandoned_producers.load(); }
 
 KafkaStats KafkaSink::stats() const {
     const Impl& m = *impl_;

@@ -3,10 +3,13 @@
 // an in-process mock cluster.
 #include "mock_cluster.hpp"
 
+#include <gtest/gtest.h>
+
 #include <mdagg/kafka.hpp>
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <thread>
 
 namespace mdagg::kafka_test {
@@ -51,5 +54,25 @@ inline KafkaSinkOptions options_for(const MockCluster& cluster) {
     o.properties = {{"message.timeout.ms", "120000"}, {"reconnect.backoff.max.ms", "200"}};
     return o;
 }
+
+// The drain tests' start: a sink on a 3-broker cluster (md.quotes, 4 partitions) that
+// delivered one record, then every broker down and `queued` more records waiting for them.
+struct StrandedSink {
+    MockCluster cluster{3};
+    Universe universe = test_universe();
+    std::unique_ptr<KafkaSink> sink;
+
+    // Call under ASSERT_NO_FATAL_FAILURE.
+    void strand(int queued) {
+        cluster.create_topic("md.quotes", 4, 3);
+        sink = std::make_unique<KafkaSink>(universe, options_for(cluster));
+        sink->open();
+        sink->on_quote(quote(0, 1));
+        ASSERT_TRUE(eventually([&] { return sink->stats().delivered == 1; }));
+        cluster.set_down(-1);
+        for (int i = 0; i < queued; ++i) sink->on_quote(quote(1, 100 + i));
+        ASSERT_EQ(sink->stats().produced, 1u + static_cast<unsigned>(queued));
+    }
+};
 
 }  // namespace mdagg::kafka_test
