@@ -45,6 +45,18 @@ std::string hung_source(int port, const std::string& interval, const std::string
     return s;
 }
 
+// The sink with a long linger: a record produced in the drain (the final bars) waits for the
+// linger unless the drain's flush sends it, so a drain that gives Kafka no time loses it for
+// sure, not only when the stages happened to take longer than a short linger.
+std::string slow_linger_kafka(const std::string& bootstraps) {
+    std::string section = kafka_section(bootstraps);
+    const std::string from = "linger: 5ms", to = "linger: 300ms";
+    const auto at = section.find(from);
+    EXPECT_NE(at, std::string::npos) << section;
+    if (at != std::string::npos) section.replace(at, from.size(), to);
+    return section;
+}
+
 std::size_t distinct_values(const mdagg::kafka_test::TopicContents& topic) {
     std::set<std::string> values;
     for (const auto& m : topic.messages) values.insert(m.value);
@@ -68,12 +80,14 @@ private:
     std::optional<std::string> old_;
 };
 
-// SIGTERM just after the simulator took a request for the hung symbol: that poll has almost
-// all of its timeout left.
-void sigterm_after_a_hung_request(harness::Process& daemon, int sim_port) {
+// SIGTERM just after the simulator took a request for the hung symbol (`fresh`: a new one, so
+// that poll has almost all of its timeout left; else any, for a poll that outlasts the budget
+// whenever the signal comes).
+void sigterm_after_a_hung_request(harness::Process& daemon, int sim_port, bool fresh) {
     auto hung_seen = [&] { return harness::sim_stats(sim_port).value("hung_requests", std::uint64_t{0}); };
-    const auto before = hung_seen();
-    for (int i = 0; i < 3000 && hung_seen() == before; ++i) std::this_thread::sleep_for(2ms);
+    const auto before = fresh ? hung_seen() : 0;
+    const auto until = Clock::now() + 15s;
+    while (hung_seen() == before && Clock::now() < until) std::this_thread::sleep_for(2ms);
     ASSERT_GT(hung_seen(), before) << "the slow source never polled";
     daemon.signal(SIGTERM);
 }
@@ -113,12 +127,13 @@ TEST(KafkaE2EDrain, AHungPollAtSigtermGetsNoLateGraceAndTheFinalBarsReachKafka) 
     c.symbols = 40;        // STOCK_0..39 answer
     c.interval = "200ms";  // room for a loaded machine: the exact counts below need no timed-out poll
     c.grace = "3s";        // the default: in-flight polls are cancelled at 2.25 s
+    c.bar_interval = "30s";  // the bars are the final ones, emitted in the drain
     // With the grace the hung poll would last 3 s (1.5 s + min(timeout, interval)).
-    c.extra = hung_source(sim.port, "2s", "1500ms") + kafka_section(mock.bootstraps);
+    c.extra = hung_source(sim.port, "2s", "1500ms") + slow_linger_kafka(mock.bootstraps);
     auto daemon = harness::start_daemon(dir, harness::write_config(dir.path(), c));
     ASSERT_TRUE(daemon->wait_for_line("msg", "kafka connected", 10s)) << daemon->stdout_text() << daemon->stderr_text();
     std::this_thread::sleep_for(1500ms);  // some bars to close, some quotes in Kafka
-    ASSERT_NO_FATAL_FAILURE(sigterm_after_a_hung_request(*daemon, sim.port));
+    ASSERT_NO_FATAL_FAILURE(sigterm_after_a_hung_request(*daemon, sim.port, true));
     const auto code = daemon->wait(10s);
     ASSERT_TRUE(code) << "mdagg did not exit";
     EXPECT_EQ(*code, 0) << kafka_e2e::kafka_lines(*daemon);
@@ -143,11 +158,14 @@ TEST(KafkaE2EDrain, APollHeldToTheCancelPointLeavesKafkaTheRestOfTheBudget) {
     c.symbols = 40;
     c.interval = "200ms";
     c.grace = "2s";  // cancel point 1.5 s, give_up_at 1.75 s
-    c.extra = hung_source(sim.port, "5s", "5s") + kafka_section(mock.bootstraps);
+    c.bar_interval = "30s";  // the bars are the final ones, emitted in the drain
+    c.extra = hung_source(sim.port, "5s", "5s") + slow_linger_kafka(mock.bootstraps);
     auto daemon = harness::start_daemon(dir, harness::write_config(dir.path(), c));
     ASSERT_TRUE(daemon->wait_for_line("msg", "kafka connected", 10s)) << daemon->stdout_text() << daemon->stderr_text();
+    // The hung poll lasts 10 s (5 s and a 5 s grace), the next one starts at once: a poll is in
+    // flight whenever the signal comes, and outlasts the budget.
     std::this_thread::sleep_for(1500ms);
-    ASSERT_NO_FATAL_FAILURE(sigterm_after_a_hung_request(*daemon, sim.port));
+    ASSERT_NO_FATAL_FAILURE(sigterm_after_a_hung_request(*daemon, sim.port, false));
     const auto code = daemon->wait(10s);
     ASSERT_TRUE(code) << "mdagg did not exit";
     EXPECT_EQ(*code, 0) << kafka_e2e::kafka_lines(*daemon);
