@@ -43,6 +43,12 @@ void HostGuard::note_priority(std::uint8_t priority, int pollers) {
         if (pollers_by_priority_[p] > 0) best_priority_ = p;
 }
 
+std::int64_t HostGuard::pollers_at_priority(std::uint8_t priority) const {
+    if (priority == 0 || priority > 9) return 0;
+    std::lock_guard lock(mutex_);
+    return pollers_by_priority_[priority];
+}
+
 Admission HostGuard::admit(Clock::time_point now, double cost, std::uint8_t priority) {
     std::lock_guard lock(mutex_);
     if (status_.pause != PauseReason::none) {
