@@ -17,10 +17,10 @@ constexpr int symbols = 20;
 
 struct Setup {
     std::string scheme = "http";
-    std::string primary;               // the url's "host:port"
-    std::vector<std::string> mirrors;  // each mirror's "host:port", in `mirrors:` order
-    std::string breaker;               // the url's host's breaker ("": no hosts entry)
-    std::string source_extra;          // more keys of the source, each line indented by 4
+    std::string primary{};              // the url's "host:port"
+    std::vector<std::string> mirrors{}; // each mirror's "host:port", in `mirrors:` order
+    std::string breaker{};              // the url's host's breaker ("": no hosts entry)
+    std::string source_extra{};         // more keys of the source, each line indented by 4
 };
 
 // `sim` polls `symbols` STOCK_ symbols every 100 ms from the url's host, with the mirrors.

@@ -15,6 +15,21 @@ using namespace harness;
 using namespace failover;
 using namespace std::chrono_literals;
 
+namespace {
+
+// The simulator's control port speaks TLS too when its listeners do: curl, trusting the CA.
+int control(const TempDir& dir, int port, const std::string& method, const std::string& path,
+            const std::string& body = "") {
+    static int calls = 0;
+    std::vector<std::string> args{"--cacert", tls_certs::file("ca.pem"), "-o", "/dev/null", "-w", "%{http_code}",
+                                  "-X", method, "https://127.0.0.1:" + std::to_string(port) + path};
+    if (!body.empty()) args.insert(args.end(), {"-H", "Content-Type: application/json", "--data", body});
+    const auto r = curl(dir, "curl-" + std::to_string(++calls), args);
+    return r.exit == 0 ? std::stoi(r.out) : -1;
+}
+
+}  // namespace
+
 TEST(FailoverTls, RefuseOnTheUrlsTlsHostMovesPollersToTheTlsMirrorAndBack) {
     TempDir dir;
     auto sim = start_sim(dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--symbols",
@@ -31,20 +46,22 @@ TEST(FailoverTls, RefuseOnTheUrlsTlsHostMovesPollersToTheTlsMirrorAndBack) {
                                          .breaker = "{ failures: 3, cooldown: 6s, max_cooldown: 6s }",
                                          .source_extra = "    tls:\n      ca_file: " + tls_certs::file("ca.pem") + "\n"}));
     const int admin = admin_port_of(*daemon);
-    auto listener_responses = [&](int i) { return sim_stats(sim.control_port)["listeners"][i]["responses"].get<int>(); };
-    ASSERT_TRUE(wait_until([&] { return listener_responses(0) >= 2 * symbols; }, 10s)) << daemon->stdout_text();
+    auto polls_via = [&](const std::string& host) {
+        return counter(admin, "mdagg_source_route_polls_total{source=\"sim\",via=\"" + host + "\"}");
+    };
+    const std::string completed = "mdagg_source_polls_total{source=\"sim\",outcome=\"completed\"}";
+    ASSERT_TRUE(wait_until([&] { return counter(admin, completed) >= 2 * symbols; }, 10s)) << daemon->stdout_text();
 
-    ASSERT_EQ(http_request(sim.control_port, "POST", "/control/listeners/0/faults",
-                           R"({"kind":"refuse","drop_connections":true})")
-                  .status,
+    ASSERT_EQ(control(dir, sim.control_port, "POST", "/control/listeners/0/faults",
+                      R"({"kind":"refuse","drop_connections":true})"),
               201);
     ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 1) == symbols; }, 5s)) << daemon->stdout_text();
-    const int on_mirror = listener_responses(1);
-    ASSERT_TRUE(wait_until([&] { return listener_responses(1) >= on_mirror + 2 * symbols; }, 5s)) << daemon->stdout_text();
-    ASSERT_EQ(http_request(sim.control_port, "DELETE", "/control/listeners/0/faults").status, 200);
+    const double done = counter(admin, completed);
+    ASSERT_TRUE(wait_until([&] { return counter(admin, completed) >= done + 2 * symbols; }, 5s)) << daemon->stdout_text();
+    ASSERT_EQ(control(dir, sim.control_port, "DELETE", "/control/listeners/0/faults"), 200);
     ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 15s)) << daemon->stdout_text();
-    const int back = listener_responses(0);
-    ASSERT_TRUE(wait_until([&] { return listener_responses(0) >= back + 2 * symbols; }, 5s));
+    const double back = polls_via(primary);
+    ASSERT_TRUE(wait_until([&] { return polls_via(primary) >= back + 2 * symbols; }, 5s));
 
     const std::string text = http_request(admin, "GET", "/metrics").body;
     EXPECT_EQ(metric(text, R"(mdagg_source_poll_errors_total{source="sim",class="tls_verify"})"), 0);
@@ -56,7 +73,6 @@ TEST(FailoverTls, RefuseOnTheUrlsTlsHostMovesPollersToTheTlsMirrorAndBack) {
 
     daemon->signal(SIGTERM);
     ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
-    const int served_by_mirror = listener_responses(1);
     const auto stopped = stop_sim(sim);
     const Output out = check_output(dir);
     EXPECT_EQ(out.quotes, stopped["responses"].get<std::size_t>()) << stopped.dump();
@@ -64,5 +80,6 @@ TEST(FailoverTls, RefuseOnTheUrlsTlsHostMovesPollersToTheTlsMirrorAndBack) {
     int via_mirror = 0;
     for (const auto& f : read_output(dir / "out"))
         for (const auto& r : f.records) via_mirror += r.value("via", "") == mirror ? 1 : 0;
-    EXPECT_EQ(via_mirror, served_by_mirror);
+    EXPECT_GT(via_mirror, 2 * symbols);
+    EXPECT_EQ(via_mirror, stopped["listeners"][1]["responses"].get<int>()) << stopped.dump();
 }

@@ -113,7 +113,11 @@ TEST(RoutePollLabels, WhenFullAHostNoLongerUsedGivesItsPlaceUp) {
     std::vector<std::string> labels;
     bool reused = false;
     std::vector<std::string> names;
-    for (std::size_t i = 0; i < mdagg::max_poll_routes; ++i) names.push_back("h" + std::to_string(i) + ":80");
+    for (std::size_t i = 0; i < mdagg::max_poll_routes; ++i) {
+        std::string name("h");  // appended: g++ 12 -O3 sees a bogus overlap in "h" + std::string
+        name.append(std::to_string(i)).append(":80");
+        names.push_back(name);
+    }
     for (auto& n : names) route_label(labels, names, n, reused);
     ASSERT_EQ(labels.size(), mdagg::max_poll_routes);
     std::vector<std::string> now(names.begin() + 1, names.end());
