@@ -69,6 +69,7 @@ public:
         std::uint32_t consecutive_failures = 0;
         double tokens = 0;
         double rate_factor = 1;  // < 1 while the usage header slows the host
+        std::int64_t prioritized_pollers = 0;  // pollers whose priority the reserves count (note_priority)
     };
 
     HostGuard(const HostConfig& config, Clock::time_point now);

@@ -151,6 +151,7 @@ void HostGuard::on_usage(double used) {
 HostGuard::Status HostGuard::status(Clock::time_point now) const {
     std::lock_guard lock(mutex_);
     Status s = status_;
+    for (const auto n : pollers_by_priority_) s.prioritized_pollers += n;
     if (s.pause != PauseReason::none && now >= s.paused_until) s.pause = PauseReason::none;
     if (config_.rate > 0 && now > refilled_at_ && s.pause == PauseReason::none) {
         const double seconds = std::chrono::duration<double>(now - refilled_at_).count();
