@@ -65,6 +65,14 @@ enum class HostPortError : std::uint8_t {
 };
 HostPortError split_host_port(std::string_view text, HostPort& out) noexcept;
 
+// ---- Interned names --------------------------------------------------------------------------
+
+// The one immortal copy of `text`: the same pointer for equal texts, valid until the process
+// ends. For the few names a record may point at instead of carrying (a quote's `via` host),
+// so records stay trivially copyable and nothing allocates per record. Thread-safe; a name
+// is added once (a mutex and a lookup), never freed: a handful per configured host.
+const std::string* intern_name(std::string_view text);
+
 // A decimal port 0..65535, digits only; false (out untouched) otherwise.
 bool parse_port(std::string_view text, std::uint16_t& out) noexcept;
 

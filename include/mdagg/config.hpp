@@ -275,6 +275,15 @@ enum class KafkaAcks { all, one, none };  // "all", "1", "0"
 enum class KafkaCompression { none, gzip, snappy, lz4, zstd };
 
 // The optional Kafka sink (`kafka:`); absent = no Kafka, the file output is unchanged.
+// The host entry of each of the source's mirrors, in `mirrors:` order (each mirror has its own
+// host's limits, bucket and breaker): what the pollers take beside the url's host entry.
+inline std::vector<HostConfig> mirror_hosts(const SourceConfig& source, const std::vector<HostConfig>& hosts) {
+    std::vector<HostConfig> out;
+    out.reserve(source.mirrors.size());
+    for (const MirrorConfig& m : source.mirrors) out.push_back(hosts.at(m.host));
+    return out;
+}
+
 struct KafkaConfig {
     bool enabled = false;
     std::string brokers;  // bootstrap servers, "host:port,host:port"

@@ -69,6 +69,7 @@ public:
         std::uint32_t consecutive_failures = 0;
         double tokens = 0;
         double rate_factor = 1;  // < 1 while the usage header slows the host
+        std::int64_t prioritized_pollers = 0;  // pollers whose priority the reserves count (note_priority)
     };
 
     HostGuard(const HostConfig& config, Clock::time_point now);
@@ -83,6 +84,8 @@ public:
     // A poller of this priority starts (`pollers` 1) or stops (-1) polling this host. The best
     // priority of those polling it sets the reserves' scale.
     void note_priority(std::uint8_t priority, int pollers = 1);
+    // The pollers note_priority counts at `priority` (1..9) now.
+    std::int64_t pollers_at_priority(std::uint8_t priority) const;
 
     // After the poll: `probe` is whether admit() said probe for it. Returns the breaker's new
     // state when this report changed it (for a log line).
@@ -224,6 +227,8 @@ struct SourceStats {
     // mirror, the url's host paused or its breaker open) and back to an earlier one.
     std::atomic<std::uint64_t> failovers{0};
     std::atomic<std::uint64_t> failbacks{0};
+    // Ticks whose breaker probe failed and that the next route served within the tick.
+    std::atomic<std::uint64_t> probe_fallbacks{0};
     std::array<std::atomic<std::uint64_t>, max_poll_routes> route_polls{};  // polls by route: 0 the url
     // rate_limited_ticks by the poller's configured priority (index 0: priority 1).
     std::array<std::atomic<std::uint64_t>, 9> rate_limited_by_priority{};
@@ -262,6 +267,7 @@ struct PollCounters {
     std::uint64_t breaker_ticks = 0;
     std::uint64_t failovers = 0;
     std::uint64_t failbacks = 0;
+    std::uint64_t probe_fallbacks = 0;
     std::array<std::uint64_t, max_poll_routes> route_polls{};
     std::array<std::uint64_t, 9> rate_limited_by_priority{};
     std::uint64_t connects = 0;

@@ -72,6 +72,10 @@ struct Quote {
     std::int64_t exchange_time_ns = 0;  // 0: the venue sent none
     std::int64_t receive_time_ns = 0;   // local wall clock when the response was complete
     std::int64_t seq = -1;              // -1: not mapped
+    // The host that served it ("host" or "host:port", as the url or mirror names it), for a
+    // source with mirrors; null otherwise. Interned (intern_name): never freed, so a quote
+    // queued across a reload that dropped the mirror still names it.
+    const std::string* via = nullptr;
 };
 
 }  // namespace mdagg

@@ -131,8 +131,7 @@ Ingest::Changes Ingest::apply(const ReloadPlan& plan, const std::vector<SourceCo
         const SourceConfig& src = sources.at(step.source);
         const SourceId id = source_ids.at(src.name);
         const HostConfig& host = hosts.at(src.host);
-        std::vector<HostConfig> mirror_hosts;  // each mirror has its own host's limits
-        for (const MirrorConfig& m : src.mirrors) mirror_hosts.push_back(hosts.at(m.host));
+        const std::vector<HostConfig> mirror_hosts = mdagg::mirror_hosts(src, hosts);
         if (step.step == ReloadPlan::Step::add) {
             auto symbols = with_ids(src.symbols);
             if (pollers_.add(id, src, host, symbols, mirror_hosts)) changes.added += symbols.size();

@@ -90,6 +90,7 @@ void Registry::change_batch_control(Poller& p, const PollerFilter& filter, std::
     if (selected == b.members.size()) {
         if (!change(p.control)) return;
         result.changed += selected;
+        sync_reserve(p);
         if (to == PollerControl::cancelled) post_interrupt(p, false);
         return;
     }
@@ -200,6 +201,7 @@ detail::PollAction PollerGroup::Impl::deliver_batch(Poller& p) {
         q.source = p.source.id;
         q.symbol = member.symbol;
         q.receive_time_ns = now_ns;
+        q.via = p.current_route().via;
         on_quote(q);
         member.completed.fetch_add(1, r);
         member.state.store(PollerState::completed, r);

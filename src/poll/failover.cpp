@@ -1,5 +1,6 @@
 #include "failover.hpp"
 
+#include <algorithm>
 #include <optional>
 
 namespace mdagg::detail {
@@ -35,6 +36,43 @@ RouteChoice choose_route(std::span<HostGuard* const> guards, HostGuard::Clock::t
         if (!refused) refused = RouteChoice{r, a, false};
     }
     return refused.value_or(RouteChoice{0, Admission::breaker_open, false});
+}
+
+bool fall_back_after_probe(bool probe, HostVerdict verdict, std::size_t routes, HostGuard::Clock::time_point now,
+                           HostGuard::Clock::time_point budget_end) {
+    return probe && verdict == HostVerdict::failing && routes > 1 && now < budget_end;
+}
+
+std::size_t route_label(std::vector<std::string>& labels, const std::vector<std::string>& in_use,
+                        const std::string& name, bool& reused) {
+    reused = false;
+    if (auto it = std::find(labels.begin(), labels.end(), name); it != labels.end())
+        return static_cast<std::size_t>(it - labels.begin());
+    if (labels.size() < max_poll_routes) {
+        labels.push_back(name);
+        return labels.size() - 1;
+    }
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (std::find(in_use.begin(), in_use.end(), labels[i]) != in_use.end()) continue;
+        labels[i] = name;
+        reused = true;
+        return i;
+    }
+    return 0;  // unreachable while a runtime has at most max_poll_routes routes
+}
+
+std::string route_via(const Url& url) {
+    std::string out;
+    const bool v6 = url.host.find(':') != std::string::npos;
+    if (v6) out.push_back('[');
+    out.append(url.host);
+    if (v6) out.push_back(']');
+    const std::uint16_t default_port = url.scheme == "https" ? 443 : 80;
+    if (url.port != default_port) {
+        out.push_back(':');
+        out.append(std::to_string(url.port));
+    }
+    return out;
 }
 
 }  // namespace mdagg::detail

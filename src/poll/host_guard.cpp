@@ -43,6 +43,12 @@ void HostGuard::note_priority(std::uint8_t priority, int pollers) {
         if (pollers_by_priority_[p] > 0) best_priority_ = p;
 }
 
+std::int64_t HostGuard::pollers_at_priority(std::uint8_t priority) const {
+    if (priority == 0 || priority > 9) return 0;
+    std::lock_guard lock(mutex_);
+    return pollers_by_priority_[priority];
+}
+
 Admission HostGuard::admit(Clock::time_point now, double cost, std::uint8_t priority) {
     std::lock_guard lock(mutex_);
     if (status_.pause != PauseReason::none) {
@@ -145,6 +151,7 @@ void HostGuard::on_usage(double used) {
 HostGuard::Status HostGuard::status(Clock::time_point now) const {
     std::lock_guard lock(mutex_);
     Status s = status_;
+    for (const auto n : pollers_by_priority_) s.prioritized_pollers += n;
     if (s.pause != PauseReason::none && now >= s.paused_until) s.pause = PauseReason::none;
     if (config_.rate > 0 && now > refilled_at_ && s.pause == PauseReason::none) {
         const double seconds = std::chrono::duration<double>(now - refilled_at_).count();

@@ -29,6 +29,7 @@ PollCounters read_counters(const SourceStats& st, PollDetail detail) {
     c.breaker_ticks = st.breaker_ticks.load(relaxed);
     c.failovers = st.failovers.load(relaxed);
     c.failbacks = st.failbacks.load(relaxed);
+    c.probe_fallbacks = st.probe_fallbacks.load(relaxed);
     for (std::size_t r = 0; r < c.route_polls.size(); ++r) c.route_polls[r] = st.route_polls[r].load(relaxed);
     for (std::size_t i = 0; i < 9; ++i) c.rate_limited_by_priority[i] = st.rate_limited_by_priority[i].load(relaxed);
     c.connects = st.connects.load(relaxed);
@@ -88,6 +89,9 @@ constexpr CounterFamily tick_and_connection_counters[] = {
      &PollCounters::failovers},
     {"mdagg_source_failbacks_total", "Pollers moved back to an earlier route (the url's host) once it took polls again.",
      &PollCounters::failbacks},
+    {"mdagg_source_probe_fallbacks_total",
+     "Ticks whose probe of the url's host failed and that a mirror then served in the same tick.",
+     &PollCounters::probe_fallbacks},
     {"mdagg_source_connects_total", "Connections opened.", &PollCounters::connects},
     {"mdagg_source_retries_total", "GETs re-sent once after a stale keep-alive close.", &PollCounters::retries},
     {"mdagg_source_tls_handshakes_total", "TLS handshakes completed, full or resumed.", &PollCounters::tls_handshakes},
@@ -205,6 +209,7 @@ void PollCounters::add(const PollCounters& o) noexcept {
     breaker_ticks += o.breaker_ticks;
     failovers += o.failovers;
     failbacks += o.failbacks;
+    probe_fallbacks += o.probe_fallbacks;
     for (std::size_t r = 0; r < route_polls.size(); ++r) route_polls[r] += o.route_polls[r];
     for (std::size_t i = 0; i < 9; ++i) rate_limited_by_priority[i] += o.rate_limited_by_priority[i];
     connects += o.connects;

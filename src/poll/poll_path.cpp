@@ -267,6 +267,7 @@ PollAction PollerGroup::Impl::deliver(Poller& p) {
     q.source = p.source.id;
     q.symbol = p.symbol;
     q.receive_time_ns = wall_clock_ns();
+    q.via = p.current_route().via;  // the host that answered; null without mirrors
     // Only an answer to deliver is inflated: an error status's body is never read.
     if (auto ec = http::decode_body(p.body, p.parser->content_encoding(), p.source.config.max_body_bytes))
         return p.fsm.on_decode_failed(ec);

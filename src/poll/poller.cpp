@@ -112,9 +112,10 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
                             p.current_route().guard.report(Clock::now(), HostVerdict::neutral, true);
                         }
                     } release{p};
-                    st.route_polls[choice.route].fetch_add(1, std::memory_order_relaxed);
+                    st.route_polls[p.current_route().poll_slot].fetch_add(1, std::memory_order_relaxed);  // by host
                     p.polling.store(true, std::memory_order_relaxed);
                     co_await poll_once(p, probe, woke);
+                    if (probe) co_await after_probe(p, woke);  // a failed probe's tick: the mirror's
                     p.polling.store(false, std::memory_order_relaxed);
                     now = p.poll_ended;
                     note_outcome(p, now - woke);

@@ -80,6 +80,9 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     // Between polls: moves the poller to `route` (failover.hpp) when it is elsewhere: closes
     // its connection, builds its request for that host, counts and logs the move.
     void switch_route(Poller& p, std::size_t route);
+    // After a probe's poll (route_switch.cpp): when it failed with time left in the tick, the
+    // tick goes on to the route choose_route now gives it (failover.hpp, fall_back_after_probe).
+    Task<void> after_probe(Poller& p, Clock::time_point woke);
     // run(): a poller's life: wait for its tick, admit the poll (operator pause, backoff,
     // max_in_flight, the host's guard), poll, until the drain, an operator or a reload stops it.
     // on_exit(): on the poller's executor, once run() returned or threw.

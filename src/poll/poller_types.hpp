@@ -62,7 +62,11 @@ struct SourceSlot {
     // count it defaults to) applies it without restarting pollers.
     std::atomic<std::int64_t> max_in_flight{0};
     std::string name;
-    std::vector<std::string> routes;  // the newest runtime's route names: url's host, mirrors'
+    // The labels of stats.route_polls by index: each route name ("host:port") any runtime of the
+    // source used, so a reload that reorders `mirrors` keeps each host's count under its name
+    // (Route::poll_slot). Append-only up to max_poll_routes; then a name no newest route has
+    // gives its place up (its count restarts at 0 under the new name).
+    std::vector<std::string> routes;
 };
 
 // One host a source's pollers poll: the url's (route 0) or a mirror's (routes 1.., in the
@@ -97,6 +101,10 @@ struct Route {
     std::optional<TlsPeer> tls;  // https sources: the shared context, the name checked
     // The host's (the registry sets it; shared by every source on the host).
     std::shared_ptr<ConnectGate> connect_gate = std::make_shared<ConnectGate>();
+    // Set by the registry before any poller runs. Quotes' `via` (route_via, interned): null
+    // when the source has no mirrors. poll_slot: this host's index in stats.route_polls.
+    const std::string* via = nullptr;
+    std::uint8_t poll_slot = 0;
 };
 
 // One source's settings for its pollers. A reload that changes a source starts new pollers
@@ -254,6 +262,8 @@ struct Poller {
     // raised by one for each tick in a row the bucket refused (aging), reset by a poll.
     std::uint8_t priority = 5;
     std::atomic<std::uint8_t> effective_priority{5};
+    // The host whose reserves count this poller's priority (failover.hpp); the registry's mutex.
+    detail::PriorityReserve reserve;
     Route& current_route() const noexcept { return *source.routes[route.load(std::memory_order_relaxed)]; }
     // Runs once the coroutine has returned (and its frame is freed); `error` is what escaped it.
     std::function<void(std::exception_ptr error)> on_exit;

@@ -18,9 +18,7 @@ void Registry::add_configured(const Config& config, const Universe& universe) {
     add_configured_hosts(config);
     for (SourceId s = 0; s < config.sources.size(); ++s) {
         const SourceConfig& sc = config.sources[s];
-        std::vector<HostConfig> mirror_hosts;
-        for (const MirrorConfig& m : sc.mirrors) mirror_hosts.push_back(config.hosts.at(m.host));
-        auto runtime = make_runtime(s, sc, config.hosts.at(sc.host), mirror_hosts);
+        auto runtime = make_runtime(s, sc, config.hosts.at(sc.host), mirror_hosts(sc, config.hosts));
         std::vector<std::pair<std::string, SymbolId>> symbols;
         for (auto& name : sc.symbols) symbols.emplace_back(name, symbol_ids.at(name));
         make_pollers(runtime, symbols);
@@ -48,9 +46,22 @@ std::shared_ptr<SourceRuntime> Registry::make_runtime(SourceId id, const SourceC
         runtime->add_route(runtime->config.mirrors[m].url, guard_for(mirror), mirror, tls).connect_gate =
             gate_for(mirror);
     }
-    slot.routes.clear();
-    for (const auto& route : runtime->routes) slot.routes.push_back(route->name);
+    for (auto& route : runtime->routes) {
+        route->poll_slot = poll_slot_for(slot, *runtime, route->name);
+        if (runtime->routes.size() > 1) route->via = intern_name(route_via(route->url));
+    }
     return runtime;
+}
+
+// The index of `name` in slot.routes (stats.route_polls), added when new. Counts are kept by
+// host name, not by position in `mirrors`, which a reload may reorder.
+std::uint8_t Registry::poll_slot_for(SourceSlot& slot, const SourceRuntime& runtime, const std::string& name) {
+    std::vector<std::string> in_use;
+    for (const auto& r : runtime.routes) in_use.push_back(r->name);
+    bool reused = false;
+    const std::size_t i = route_label(slot.routes, in_use, name, reused);
+    if (reused) slot.stats.route_polls[i].store(0, std::memory_order_relaxed);  // a new series
+    return static_cast<std::uint8_t>(i);
 }
 
 bool Registry::add(SourceId id, const SourceConfig& source, const HostConfig& host,
@@ -137,6 +148,7 @@ ControlResult Registry::change_control(const PollerFilter& filter, std::initiali
             auto expected = f;
             if (p->control.compare_exchange_strong(expected, to, std::memory_order_acq_rel)) {
                 ++result.changed;
+                sync_reserve(*p);
                 // Wake a cancelled poller now rather than at its next tick.
                 if (to == PollerControl::cancelled) post_interrupt(*p, false);
                 break;
@@ -153,11 +165,23 @@ void Registry::stop(bool abort_polls) {
         if (!p->exited) post_interrupt(*p, abort_polls);
 }
 
-// Set-up, before the poller starts: its priority, and its hosts' scale of reserves.
+// Set-up, before the poller starts: its priority, and its host's scale of reserves.
 void Registry::set_priority(Poller& p, std::uint8_t priority) {
     p.priority = priority;
     p.effective_priority.store(priority, std::memory_order_relaxed);
-    for (HostGuard* guard : p.source.route_guards) guard->note_priority(priority);
+    sync_reserve(p);
+}
+
+// Under mutex_: an active poller's priority counts on the host it polls now; a paused or
+// cancelled one's nowhere.
+void Registry::sync_reserve(Poller& p) {
+    const bool active = p.control.load(std::memory_order_acquire) == PollerControl::active;
+    p.reserve.move_to(active ? &p.current_route().guard : nullptr, p.priority);
+}
+
+void Registry::moved_route(Poller& p) {
+    std::lock_guard lock(mutex_);
+    if (p.reserve.on) sync_reserve(p);
 }
 
 void Registry::post_interrupt(Poller& p, bool abort_poll) {
@@ -203,9 +227,8 @@ void Registry::erase(Poller* poller) {
         if (it == pollers_.end()) return;
         dead = std::move(*it);
         pollers_.erase(it);
+        dead->reserve.move_to(nullptr, dead->priority);  // its host keeps no reserve for it
     }
-    // Its hosts keep no reserve for its priority any more.
-    for (HostGuard* guard : dead->source.route_guards) guard->note_priority(dead->priority, -1);
     // The last poller of a runtime takes the runtime with it, and maybe the last use of
     // a host guard that a reload left unconfigured.
     dead.reset();

@@ -71,6 +71,9 @@ public:
 
     // On the poller's executor, once its coroutine returned (and its wheel entries are out).
     void exited(Poller& p);
+    // On the poller's executor, after switch_route stored its new route: its priority's
+    // reserve moves to the new host (unless paused or cancelled: then it counts nowhere).
+    void moved_route(Poller& p);
 
     // Readers, any thread.
     std::vector<PollerSnapshot> snapshot() const;
@@ -96,6 +99,7 @@ private:
     void add_configured_hosts(const Config& config);
     std::shared_ptr<SourceRuntime> make_runtime(SourceId id, const SourceConfig& source, const HostConfig& host,
                                                 const std::vector<HostConfig>& mirror_hosts);
+    static std::uint8_t poll_slot_for(SourceSlot& slot, const SourceRuntime& runtime, const std::string& name);
     static std::string host_key(const HostConfig& host);
     std::shared_ptr<HostGuard> guard_for(const HostConfig& host);
     // The host's connect gate, shared like its guard; it goes with the last runtime using it.
@@ -107,6 +111,7 @@ private:
     Poller& make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name,
                         std::uint8_t priority);
     static void set_priority(Poller& p, std::uint8_t priority);
+    static void sync_reserve(Poller& p);
     // A batch poller's members selected by `filter`: all of them changes the request's control;
     // some of them changes theirs, and their entries are dropped (batch.cpp). Counted per member.
     void change_batch_control(Poller& p, const PollerFilter& filter, std::initializer_list<PollerControl> from,

@@ -18,6 +18,7 @@ void PollerGroup::Impl::switch_route(Poller& p, std::size_t route) {
     p.request = get_request(p.source, to.url,
                             p.batch ? p.batch->target_on(to.url, p.source.config) : to.url.target_for(p.venue_symbol()));
     p.route.store(static_cast<std::uint8_t>(route), std::memory_order_relaxed);
+    registry.moved_route(p);  // after the store: an operator's resume meanwhile reads either
     auto& st = p.source.stats;
     (route > from ? st.failovers : st.failbacks).fetch_add(1, std::memory_order_relaxed);
     // 2,000 pollers move together when a host fails: one line per source and direction per 10 s.
@@ -33,6 +34,35 @@ void PollerGroup::Impl::switch_route(Poller& p, std::size_t route) {
                           {"mirror", route}};
     if (*suppressed) fields["suppressed"] = *suppressed;
     log::write(log::Level::info, what, fields);
+}
+
+// The failed probe counts as the poll it was (failed, for the task table too); the tick then
+// polls again on the route that takes it now, under the same tick's deadlines (its start is
+// the wake-up), so its latency is the tick's. A route that refuses it (an empty bucket) or
+// a drain leaves the tick as the failed probe left it.
+Task<void> PollerGroup::Impl::after_probe(Poller& p, Clock::time_point woke) {
+    const auto now = Clock::now();
+    if (!detail::fall_back_after_probe(true, p.fsm.result().verdict, p.source.routes.size(), now,
+                                       woke + p.source.config.connect_timeout) ||
+        registry.stopping() || cancelling.load(std::memory_order_relaxed) ||
+        p.control.load(std::memory_order_acquire) != PollerControl::active)
+        co_return;
+    const auto backoff = now < p.backoff_until ? p.backoff_route : detail::no_route;
+    const detail::RouteChoice choice = detail::choose_route(p.source.route_guards, now, p.source.config.cost, backoff,
+                                                            p.effective_priority.load(std::memory_order_relaxed));
+    if (!choice.polls() || choice.backing_off || choice.route == p.route.load(std::memory_order_relaxed)) {
+        // A probe admitted but not sent must be given back, or that host stays half-open.
+        if (choice.admission == Admission::probe)
+            p.source.routes[choice.route]->guard.report(now, HostVerdict::neutral, true);
+        co_return;
+    }
+    note_outcome(p, p.poll_ended - woke);
+    switch_route(p, choice.route);
+    p.probe_pending = choice.admission == Admission::probe;  // the caller's ProbeRelease covers a throw
+    p.source.stats.route_polls[p.current_route().poll_slot].fetch_add(1, std::memory_order_relaxed);
+    co_await poll_once(p, p.probe_pending, woke);
+    if (p.fsm.result().outcome == PollerState::completed)
+        p.source.stats.probe_fallbacks.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace mdagg

@@ -10,7 +10,7 @@
 namespace mdagg {
 
 const std::string_view quote_csv_header =
-    "source,symbol,bid,ask,bid_size,ask_size,exchange_time,receive_time,seq,venue_symbol\n";
+    "source,symbol,bid,ask,bid_size,ask_size,exchange_time,receive_time,seq,venue_symbol,via\n";
 const std::string_view bar_csv_header =
     "symbol,start,end,open,high,low,close,updates,spread,best_bid,best_bid_source,best_ask,"
     "best_ask_source\n";
@@ -57,7 +57,8 @@ void quote_csv(std::string& out, const Quote& q, const Names& sources, const Nam
                const std::string* venue) {
     constexpr std::size_t fixed = 18 + 4 * Decimal::max_chars + 2 * rfc3339_max_chars + int_bound;
     LineBuffer buf(out, fixed + sources.bound(q.source) + symbols.bound(q.symbol) +
-                            (venue ? csv_field_bound(venue->size()) : 0));
+                            (venue ? csv_field_bound(venue->size()) : 0) +
+                            (q.via ? csv_field_bound(q.via->size()) : 0));
     char* p = buf.begin();
     p = sources.put(p, q.source);
     *p++ = ',';
@@ -78,6 +79,8 @@ void quote_csv(std::string& out, const Quote& q, const Names& sources, const Nam
     if (q.seq >= 0) p = put_int(p, q.seq);
     *p++ = ',';  // venue_symbol: empty when the venue uses the canonical name
     if (venue) p = put_csv_field(p, *venue);
+    *p++ = ',';  // via: empty for a source without mirrors
+    if (q.via) p = put_csv_field(p, *q.via);
     *p++ = '\n';
     buf.commit(p);
 }

@@ -125,7 +125,8 @@ void quote_json(std::string& out, const Quote& q, const Names& sources, const Na
                 const std::string* venue) {
     constexpr std::size_t fixed = 180 + 4 * decimal_bound + 2 * time_bound + int_bound;
     LineBuffer buf(out, fixed + sources.bound(q.source) + symbols.bound(q.symbol) +
-                            (venue ? json_string_bound(venue->size()) : 0));
+                            (venue ? json_string_bound(venue->size()) : 0) +
+                            (q.via ? json_string_bound(q.via->size()) : 0));
     char* p = buf.begin();
     p = put(p, R"({"type":"quote","source":)");
     p = sources.put(p, q.source);
@@ -156,6 +157,10 @@ void quote_json(std::string& out, const Quote& q, const Names& sources, const Na
     if (q.seq >= 0) {
         p = put(p, R"(,"seq":)");
         p = put_int(p, q.seq);
+    }
+    if (q.via) {  // last, so a record without mirrors is the same line as before
+        p = put(p, R"(,"via":)");
+        p = put_json_string(p, *q.via);
     }
     p = put(p, "}\n");
     buf.commit(p);

@@ -3,35 +3,17 @@
 // with no tick skipped for the open breaker; once the fault ends and the probe succeeds they
 // all come back. Nothing is lost or duplicated: the simulator's responses (both listeners)
 // equal the quote records, and seqs rise per symbol.
-#include "harness.hpp"
+#include "failover_support.hpp"
 #include "output_checks.hpp"
 
 #include <gtest/gtest.h>
 
 #include <csignal>
-#include <fstream>
 
 using namespace harness;
+using namespace failover;
 using namespace std::chrono_literals;
 using harness::admin_port_of;
-
-namespace {
-
-constexpr int symbols = 20;
-
-// Pollers in the task table on route `mirror` (0: the url's host, 1: the mirror).
-int pollers_on(int admin, int mirror) {
-    const auto tasks = http_request(admin, "GET", "/debug/tasks").json();
-    int n = 0;
-    for (const auto& row : tasks["tasks"]) n += row.value("mirror", -1) == mirror ? 1 : 0;
-    return n;
-}
-
-double counter(int admin, const std::string& series) {
-    return metric(http_request(admin, "GET", "/metrics").body, series).value_or(-1);
-}
-
-}  // namespace
 
 TEST(Failover, RefuseOnThePrimaryMovesEveryPollerToTheMirrorAndBackWithNothingLost) {
     TempDir dir;
@@ -43,17 +25,8 @@ TEST(Failover, RefuseOnThePrimaryMovesEveryPollerToTheMirrorAndBackWithNothingLo
     const std::string primary = "127.0.0.1:" + std::to_string(sim.port);
     const std::string mirror = "127.0.0.2:" + std::to_string(mirror_port);
 
-    const fs::path path = dir / "mdagg.yaml";
-    std::ofstream(path) << "output: { dir: " << (dir / "out").string() << ", flush_every: 200ms }\n"
-                        << "admin: { listen: \"127.0.0.1:0\" }\n"
-                        << "hosts:\n  - host: \"" << primary << "\"\n"
-                        << "    breaker: { failures: 3, cooldown: 6s, max_cooldown: 6s }\n"
-                        << "sources:\n  - name: sim\n"
-                        << "    url: \"http://" << primary << "/quotes/{symbol}\"\n"
-                        << "    mirrors: [\"http://" << mirror << "/quotes/{symbol}\"]\n"
-                        << "    interval: 100ms\n"
-                        << "    symbols: { prefix: STOCK_, count: " << symbols << " }\n"
-                        << "    fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, seq: /seq }\n";
+    const fs::path path =
+        write_failover_config(dir, {.primary = primary, .mirrors = {mirror}, .breaker = "{ failures: 3, cooldown: 6s, max_cooldown: 6s }"});
     auto daemon = start_daemon(dir, path);
     const int admin = admin_port_of(*daemon);
     EXPECT_FALSE(find_log(*daemon, "hedge is not used yet by this version: no hedged requests"));
@@ -106,15 +79,7 @@ TEST(Failover, ABanOnThePrimaryMovesPollersToTheMirrorUntilThePauseEnds) {
     ASSERT_TRUE(listening);
     const std::string primary = "127.0.0.1:" + std::to_string(sim.port);
     const std::string mirror = "127.0.0.2:" + std::to_string((*listening)["listeners"][1]["port"].get<int>());
-    const fs::path path = dir / "mdagg.yaml";
-    std::ofstream(path) << "output: { dir: " << (dir / "out").string() << ", flush_every: 200ms }\n"
-                        << "admin: { listen: \"127.0.0.1:0\" }\n"
-                        << "sources:\n  - name: sim\n"
-                        << "    url: \"http://" << primary << "/quotes/{symbol}\"\n"
-                        << "    mirrors: [\"http://" << mirror << "/quotes/{symbol}\"]\n"
-                        << "    interval: 100ms\n"
-                        << "    symbols: { prefix: STOCK_, count: " << symbols << " }\n"
-                        << "    fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, seq: /seq }\n";
+    const fs::path path = write_failover_config(dir, {.primary = primary, .mirrors = {mirror}});
     auto daemon = start_daemon(dir, path);
     const int admin = admin_port_of(*daemon);
     ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 10s));

@@ -89,8 +89,8 @@ TEST(CanonicalSymbols, ThreeVenueNamesConsolidateIntoOneBestBidOfferWithPerSideS
     EXPECT_NE(lines[2].find(R"("source":"coinbase","symbol":"BTC-USD","bid")"), std::string::npos) << lines[2];
     EXPECT_EQ(lines[2].find("venue_symbol"), std::string::npos) << lines[2];
     EXPECT_TRUE(csv[0].starts_with("binance,BTC-USD,66260.10,")) << csv[0];
-    EXPECT_TRUE(csv[0].ends_with(",BTCUSDT\n")) << csv[0];
-    EXPECT_TRUE(csv[2].ends_with(",\n")) << "an empty venue_symbol column: " << csv[2];
+    EXPECT_TRUE(csv[0].ends_with(",BTCUSDT,\n")) << csv[0];
+    EXPECT_TRUE(csv[2].ends_with(",,\n")) << "an empty venue_symbol column: " << csv[2];
 }
 
 SourceConfig source(std::string name, std::vector<std::string> symbols) {

@@ -262,7 +262,7 @@ TEST(CsvFormat, QuoteAndBarLinesAreExact) {
     append_quote_csv(out, full_quote(), universe);
     EXPECT_EQ(out,
               "sim,STOCK_7,101.25,101.26,12.50,8.00,2025-11-24T16:00:00.000000001Z,"
-              "2025-11-24T16:00:00.123456789Z,412,\n");
+              "2025-11-24T16:00:00.123456789Z,412,,\n");
     Quote bare;
     bare.source = 1;
     bare.symbol = 1;
@@ -270,7 +270,7 @@ TEST(CsvFormat, QuoteAndBarLinesAreExact) {
     bare.ask = D("0.00000210");
     out.clear();
     append_quote_csv(out, bare, universe);
-    EXPECT_EQ(out, "venue2,ETH-USD,0.00000200,0.00000210,,,,1970-01-01T00:00:00.000000000Z,,\n");
+    EXPECT_EQ(out, "venue2,ETH-USD,0.00000200,0.00000210,,,,1970-01-01T00:00:00.000000000Z,,,\n");
     // The header names every column a line has.
     EXPECT_EQ(std::count(quote_csv_header.begin(), quote_csv_header.end(), ','),
               std::count(out.begin(), out.end(), ','));

@@ -32,10 +32,10 @@ TEST(SinkVenueSymbol, QuoteRecordsCarryTheVenueNameWhereItDiffers) {
         if (source == 0) {
             EXPECT_TRUE(json.starts_with(R"({"type":"quote","source":"okx","symbol":"BTC-USD","venue_symbol":"BTC-USDT","bid")")) << json;
             EXPECT_TRUE(csv.starts_with("okx,BTC-USD,66260.2,")) << csv;
-            EXPECT_TRUE(csv.ends_with(",5,BTC-USDT\n")) << csv;
+            EXPECT_TRUE(csv.ends_with(",5,BTC-USDT,\n")) << csv;
         } else {
             EXPECT_EQ(json.find("venue_symbol"), std::string::npos) << json;
-            EXPECT_TRUE(csv.ends_with(",5,\n")) << csv;
+            EXPECT_TRUE(csv.ends_with(",5,,\n")) << csv;
         }
         EXPECT_EQ(std::count(csv.begin(), csv.end(), ','), std::count(quote_csv_header.begin(), quote_csv_header.end(), ','));
     }

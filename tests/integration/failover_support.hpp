@@ -1,0 +1,59 @@
+// Shared by the failover tests (failover_test.cpp, failover_via_test.cpp, failover_tls_test.cpp):
+// the config of a source with mirrors polling the simulator's listeners, and the task table's
+// and /metrics' views of where its pollers are.
+#pragma once
+
+#include "harness.hpp"
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace failover {
+
+using namespace harness;
+
+constexpr int symbols = 20;
+
+struct Setup {
+    std::string scheme = "http";
+    std::string primary{};              // the url's "host:port"
+    std::vector<std::string> mirrors{}; // each mirror's "host:port", in `mirrors:` order
+    std::string breaker{};              // the url's host's breaker ("": no hosts entry)
+    std::string source_extra{};         // more keys of the source, each line indented by 4
+};
+
+// `sim` polls `symbols` STOCK_ symbols every 100 ms from the url's host, with the mirrors.
+inline fs::path write_failover_config(const TempDir& dir, const Setup& s, const std::string& file = "mdagg.yaml") {
+    const fs::path path = dir / file;
+    std::ofstream out(path);
+    out << "output: { dir: " << (dir / "out").string() << ", flush_every: 200ms }\n"
+        << "admin: { listen: \"127.0.0.1:0\" }\n";
+    if (!s.breaker.empty()) out << "hosts:\n  - host: \"" << s.primary << "\"\n    breaker: " << s.breaker << "\n";
+    out << "sources:\n  - name: sim\n"
+        << "    url: \"" << s.scheme << "://" << s.primary << "/quotes/{symbol}\"\n"
+        << "    mirrors: [";
+    for (std::size_t i = 0; i < s.mirrors.size(); ++i)
+        out << (i ? ", " : "") << '"' << s.scheme << "://" << s.mirrors[i] << "/quotes/{symbol}\"";
+    out << "]\n"
+        << "    interval: 100ms\n"
+        << "    symbols: { prefix: STOCK_, count: " << symbols << " }\n"
+        << "    fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, seq: /seq }\n"
+        << s.source_extra;
+    return path;
+}
+
+// Pollers in the task table on route `mirror` (0: the url's host, 1: the first mirror).
+inline int pollers_on(int admin, int mirror) {
+    const auto tasks = http_request(admin, "GET", "/debug/tasks").json();
+    int n = 0;
+    for (const auto& row : tasks["tasks"]) n += row.value("mirror", -1) == mirror ? 1 : 0;
+    return n;
+}
+
+// A series' value in /metrics; -1 when absent.
+inline double counter(int admin, const std::string& series) {
+    return metric(http_request(admin, "GET", "/metrics").body, series).value_or(-1);
+}
+
+}  // namespace failover
