@@ -1,6 +1,6 @@
 #pragma once
-// What the PollFsm tests (poll_fsm_test.cpp, poll_fsm_late_test.cpp) share: the names they step
-// the state machine with, and a complete answer to feed it.
+// What the PollFsm tests (poll_fsm_test.cpp, poll_fsm_late_test.cpp, poll_gzip_test.cpp) share:
+// the names they step the state machine with, and a complete answer to feed it.
 #include "poll_fsm.hpp"
 
 #include <boost/asio/error.hpp>

@@ -26,11 +26,11 @@
 namespace mdagg::detail {
 namespace {
 
+using error_code = boost::system::error_code;
+using ReadResult = std::tuple<error_code, std::size_t>;
 namespace asio = boost::asio;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
-using error_code = boost::system::error_code;
-using ReadResult = std::tuple<error_code, std::size_t>;
 
 std::size_t blocks_out() {
     const auto s = read_buffer_pool_stats();
