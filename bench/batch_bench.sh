@@ -15,6 +15,7 @@
 # BENCH_BUILD=DIR uses mdagg and mdagg-sim from a build directory as they are (no Release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 symbols=${1:-2000}
 interval=${2:-50ms}
 secs=${3:-10}
@@ -23,32 +24,10 @@ batch=${BATCH:-100}
 all=${ALL:-700}
 pick=${PICK:-20}
 all_interval=${ALL_INTERVAL:-100ms}
-case "$interval" in
-  *ms) interval_ms=${interval%ms} ;;
-  *) echo "INTERVAL must be in milliseconds, like 50ms" >&2; exit 2 ;;
-esac
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-if [ -n "${BENCH_BUILD:-}" ]; then
-  bin=$BENCH_BUILD
-else
-  bash scripts/setup.sh
-  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDAGG_TESTS=OFF >/dev/null
-  cmake --build build-bench -j "$(nproc)" --target mdagg mdagg-sim >/dev/null
-  bin=./build-bench
-fi
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-ticks=$(getconf CLK_TCK)
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-start_sim() {  # SYMBOLS
-  "$bin/mdagg-sim" --listen 127.0.0.1:0 --symbols "$1" > "$work/sim.out" 2>&1 &
-  sim_pid=$!
-  for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
-  port=$(head -1 "$work/sim.out" | jq -r .port)
-}
-stop_sim() { kill -TERM $sim_pid; wait $sim_pid || true; }
+bench_interval_ms "$interval"
+bench_binaries OFF mdagg mdagg-sim
+bench_workdir
+start_sim() { bench_start_sim "$1"; }  # SYMBOLS
 # Requests answered, and quotes written (entries that took a seq: one per single answer; the
 # simulator's `responses` counts quotes, not answers).
 counts() { curl -s "http://127.0.0.1:$port/stats" | jq -r '"\(.requests) \([.per_symbol[]] | add)"'; }

@@ -16,6 +16,7 @@
 # are (no Release build). LINGER (default 5ms) and COMPRESSION (default none) set the sink.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 pollers=${1:-2000}
 interval=${2:-50ms}
 secs=${3:-10}
@@ -23,25 +24,10 @@ runs=${4:-3}
 warmup=${WARMUP:-3}
 linger=${LINGER:-5ms}
 compression=${COMPRESSION:-none}
-case "$interval" in
-  *ms) interval_ms=${interval%ms} ;;
-  *) echo "INTERVAL must be in milliseconds, like 50ms" >&2; exit 2 ;;
-esac
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+bench_interval_ms "$interval"
+bench_binaries ON mdagg mdagg-sim mdagg-kafka-mock
+bench_workdir
 
-if [ -n "${BENCH_BUILD:-}" ]; then
-  bin=$BENCH_BUILD
-else
-  bash scripts/setup.sh
-  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDAGG_TESTS=ON >/dev/null
-  cmake --build build-bench -j "$(nproc)" --target mdagg mdagg-sim mdagg-kafka-mock >/dev/null
-  bin=./build-bench
-fi
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-ticks=$(getconf CLK_TCK)
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # CPU ticks of the process's threads whose name matches the pattern.
 thread_ticks() {  # PID REGEX
   local sum=0 t comm
@@ -62,10 +48,7 @@ mock_pid=$!
 for _ in $(seq 200); do [ -s "$work/mock.out" ] && break; sleep 0.05; done
 bootstraps=$(head -1 "$work/mock.out")
 [ -n "$bootstraps" ] || { echo "kafka_bench: mdagg-kafka-mock did not start: $(cat "$work/mock.err")" >&2; exit 1; }
-"$bin/mdagg-sim" --listen 127.0.0.1:0 --symbols "$pollers" > "$work/sim.out" 2>&1 &
-sim_pid=$!
-for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
-port=$(head -1 "$work/sim.out" | jq -r .port)
+bench_start_sim "$pollers"
 
 write_config() {  # WITH_KAFKA(0|1)
   cat > "$work/bench.yaml" <<YAML

@@ -32,6 +32,7 @@
 # BENCH_BUILD=DIR uses mdagg and mdagg-sim from a build directory as they are (no Release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 mode=ratios
 case "${1:-}" in idle | threads | tls) mode=$1; shift ;; esac
 default_pollers=2000 default_interval=50ms
@@ -40,27 +41,10 @@ pollers=${1:-$default_pollers}
 interval=${2:-$default_interval}
 secs=${3:-10}
 runs=${4:-3}
-case "$interval" in
-  *ms) interval_ms=${interval%ms} ;;
-  *) echo "INTERVAL must be in milliseconds, like 50ms" >&2; exit 2 ;;
-esac
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-if [ -n "${BENCH_BUILD:-}" ]; then
-  bin=$BENCH_BUILD
-  mkdir -p build-bench
-else
-  bash scripts/setup.sh
-  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DMDAGG_TESTS=OFF >/dev/null
-  cmake --build build-bench -j "$(nproc)" --target mdagg mdagg-sim >/dev/null
-  bin=./build-bench
-fi
+bench_interval_ms "$interval"
+bench_binaries OFF mdagg mdagg-sim
 cc -O2 -Wall -Wextra -Werror -o build-bench/paced_client bench/paced_client.c
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-ticks=$(getconf CLK_TCK)
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+bench_workdir
 
 scheme=http sim_tls=() curl_tls=() source_tls=""
 use_tls() {  # on|off: the simulator, mdagg's source and curl speak HTTPS with the test CA
@@ -72,13 +56,7 @@ use_tls() {  # on|off: the simulator, mdagg's source and curl speak HTTPS with t
     scheme=http sim_tls=() curl_tls=() source_tls=""
   fi
 }
-start_sim() {  # [SYMBOLS=POLLERS]
-  "$bin/mdagg-sim" --listen 127.0.0.1:0 --symbols "${1:-$pollers}" "${sim_tls[@]}" > "$work/sim.out" 2>&1 &
-  sim_pid=$!
-  for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
-  port=$(head -1 "$work/sim.out" | jq -r .port)
-}
-stop_sim() { kill -TERM $sim_pid; wait $sim_pid || true; }
+start_sim() { bench_start_sim "${1:-$pollers}" "${sim_tls[@]}"; }  # [SYMBOLS=POLLERS]
 # The simulator's count of responses written is the daemon's count of polls answered.
 sim_stats() { curl -s "${curl_tls[@]}" "$scheme://127.0.0.1:$port/stats"; }
 responses() { sim_stats | jq .responses; }

@@ -59,6 +59,9 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     Task<std::optional<detail::PollAction>> wait_turn(Poller& p, detail::ConnectTurn& turn);
     template <class Transport>
     std::size_t begin_exchange(Poller& p, Transport& conn, beast::error_code& ec);
+    void lend_parser(Poller& p);
+    template <class Transport>
+    Task<detail::PollAction> read_late(Poller& p, Transport& conn);
     bool interrupted(const Poller& p) const noexcept;
     detail::PollAction failed(Poller& p, const beast::error_code& ec);
     detail::PollAction read_failed(Poller& p, const beast::error_code& ec);

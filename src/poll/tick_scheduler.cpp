@@ -1,5 +1,9 @@
 #include "tick_scheduler.hpp"
 
+#include <boost/asio/execution/allocator.hpp>
+#include <boost/asio/execution/blocking.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/require.hpp>
 #include <boost/asio/strand.hpp>
 
 namespace mdagg::detail {
@@ -67,24 +71,31 @@ void TickScheduler::fire(PollerEntry& e) {
     p.cancel_io();  // the poll's pending operation ends with an error
 }
 
-// Under the lock. The posted handler runs before the poller can be freed: freeing is posted
-// to the same strand only after its coroutine returned, which it cannot do before taking its
-// deadline out of the wheel (forget), under this lock.
-// Posted on the strand's own type, not through any_io_executor: the type erasure copies the
+// Under the lock. The handler runs before the poller can be freed: freeing is posted to the
+// same strand only after its coroutine returned, which it cannot do before taking its deadline
+// out of the wheel (forget), under this lock.
+// Handed to the strand's own type, not through any_io_executor: the type erasure copies the
 // executor per post and drops the handler's pooled allocator (any_io_executor has no allocator
 // property), so the strand's operations came from Asio's per-thread cache, which the thread
 // firing the wheel empties and the other fills: a malloc per tick.
+// execute() with blocking.never is post() without its work_dispatcher: post wraps the handler
+// in one that tracks work on yet another copy of the strand and, when the strand runs it,
+// dispatches the handler through the strand a second time. The strand's invoker already keeps
+// the io_context's work counted while the handler waits, and blocking.never still never runs it
+// here, under the wheel's lock.
 void TickScheduler::fire_on_strand(PollerEntry& e) {
     Poller* p = e.poller;
     const auto& strand = *p->executor.target<asio::strand<asio::io_context::executor_type>>();
+    const auto ex = asio::prefer(asio::require(strand, asio::execution::blocking.never),
+                                 asio::execution::allocator(PooledAllocator<void>{}));
     if (!e.deadline) {
-        asio::post(strand, asio::bind_allocator(PooledAllocator<void>{}, [p] { fire(p->tick_entry); }));
+        ex.execute([p] { fire(p->tick_entry); });
         return;
     }
     // A deadline whose poll ended meanwhile is stale: the generation tells.
-    asio::post(strand, asio::bind_allocator(PooledAllocator<void>{}, [p, generation = e.generation] {
-                   if (p->poll_generation == generation) fire(p->deadline_entry);
-               }));
+    ex.execute([p, generation = e.generation] {
+        if (p->poll_generation == generation) fire(p->deadline_entry);
+    });
 }
 
 void TickScheduler::wake(Poller& p) {

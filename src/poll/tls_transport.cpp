@@ -174,8 +174,8 @@ Task<std::tuple<boost::system::error_code, std::size_t>> TlsTransport::write(boo
 }
 
 Task<std::tuple<boost::system::error_code, std::size_t>> TlsTransport::read_some(std::size_t max) {
-    const auto space = buffer().prepare(max);
     for (;;) {
+        const auto space = buffer().prepare(max);
         ERR_clear_error();
         std::size_t n = 0;
         const int ret = SSL_read_ex(ssl_, space.data(), space.size(), &n);
@@ -183,6 +183,7 @@ Task<std::tuple<boost::system::error_code, std::size_t>> TlsTransport::read_some
         error_code ec;
         const Want want = after(ret, ec);
         if (ec) co_return std::tuple{ec, std::size_t{0}};
+        release_buffer();  // when empty: no block held while the socket is waited for
         auto [waited] = co_await wait(want);
         if (waited) co_return std::tuple{waited, std::size_t{0}};
     }

@@ -67,7 +67,10 @@ public:
     // co_await read_some(max): at most `max` decrypted bytes into buffer(). A close_notify is
     // eof; a close without one is asio::ssl::error::stream_truncated (the driver treats it as
     // eof on an idle connection, as a cut for a close-delimited body).
+    // With nothing buffered, a wait for the socket holds no read buffer (it goes back to the
+    // pool and is taken again after): a wait costs the same async_wait either way.
     Task<std::tuple<error_code, std::size_t>> read_some(std::size_t max);
+    Task<std::tuple<error_code, std::size_t>> read_when_ready(std::size_t max) { return read_some(max); }
 
     ReadBuffer& buffer() noexcept { return tcp_.buffer(); }
     void release_buffer() noexcept { tcp_.release_buffer(); }

@@ -15,19 +15,22 @@
 
 #include <concepts>
 #include <span>
+#include <tuple>
 
 namespace mdagg::detail {
 
 // What the driver needs of a transport. `read_some` reads into buffer()'s free space; bytes
 // stay there (one flat buffer per connection) until the parser consumed them, and leftovers
 // belong to the next response on the same connection. The buffer's storage is pooled
-// (read_buffer_pool.hpp): `release_buffer()` at the end of each poll gives it back when empty.
+// (read_buffer_pool.hpp): `release_buffer()` at the end of each poll gives it back when empty,
+// and `read_when_ready` holds none while it waits with nothing buffered.
 template <class T>
 concept Transport = requires(T t, std::span<const boost::asio::ip::tcp::endpoint> endpoints, bool (*stop)(void*),
                              void* context, boost::asio::const_buffer data, boost::system::error_code& ec) {
     { t.write_now(data, ec) } -> std::same_as<std::size_t>;
     t.write(data);      // co_await: std::tuple<error_code, std::size_t>
     t.read_some(4096);  // co_await: std::tuple<error_code, std::size_t>
+    t.read_when_ready(4096);  // the same, holding no buffer while it waits
     { t.buffer() } -> std::same_as<ReadBuffer&>;
     t.release_buffer();
     t.cancel();
@@ -92,6 +95,20 @@ public:
         return async<error_code, std::size_t>([this, max](auto handler) {
             socket_.async_read_some(buffer_.prepare(max), std::move(handler));
         });
+    }
+
+    // co_await read_when_ready(max): read_some for a wait that may be long (the late grace).
+    // With nothing buffered, the buffer's storage goes back to the pool until the socket is
+    // readable, instead of being held across the wait. The wait costs an epoll_ctl that
+    // read_some's first recv saves when the answer is in, so an ordinary read does not use it.
+    Task<std::tuple<error_code, std::size_t>> read_when_ready(std::size_t max) {
+        if (buffer_.size() == 0) {
+            release_buffer();
+            auto [ec] = co_await async<error_code>(
+                [this](auto handler) { socket_.async_wait(tcp::socket::wait_read, std::move(handler)); });
+            if (ec) co_return std::tuple{ec, std::size_t{0}};
+        }
+        co_return co_await read_some(max);
     }
 
     ReadBuffer& buffer() noexcept { return buffer_; }

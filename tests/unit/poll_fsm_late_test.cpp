@@ -1,26 +1,12 @@
 // The late grace of PollFsm (docs/polling.md, "Late answers"): a poll whose request went out in
 // full and whose answer has not completed at its deadline keeps reading on its connection for
 // the grace, once. Stepped without sockets, time passed in.
-#include "poll_fsm.hpp"
-
-#include <boost/asio/error.hpp>
-#include <boost/beast/core/error.hpp>
-#include <boost/beast/http/error.hpp>
+#include "poll_fsm_test_helpers.hpp"
 
 #include <gtest/gtest.h>
 
-using namespace std::chrono_literals;
-using mdagg::HostVerdict;
-using mdagg::PollerState;
-using mdagg::PollError;
 using mdagg::detail::late_grace;
-using mdagg::detail::ParseResult;
-using mdagg::detail::PollAction;
-using mdagg::detail::PollFsm;
-using Kind = PollAction::Kind;
-using Clock = mdagg::detail::PollClock;
-namespace asio = boost::asio;
-using http_error = boost::beast::http::error;
+using poll_fsm_test::answer;
 
 namespace {
 
@@ -28,14 +14,6 @@ constexpr auto connect_timeout = 1s;
 constexpr auto timeout = 50ms;
 constexpr auto grace = 50ms;  // late_grace(timeout, interval) with a 50 ms interval
 const Clock::time_point t0 = Clock::time_point(100s);
-
-ParseResult answer(int status, bool keep_alive = true) {
-    ParseResult r;
-    r.complete = true;
-    r.status = status;
-    r.keep_alive = keep_alive;
-    return r;
-}
 
 // A poller with a late grace, its connection open after one answered poll.
 PollFsm connected_fsm() {

@@ -2,26 +2,12 @@
 // and checks the actions and the outcome, with time passed in.
 #include <mdagg/mapping.hpp>
 
-#include "poll_fsm.hpp"
-
-#include <boost/asio/error.hpp>
-#include <boost/beast/core/error.hpp>
-#include <boost/beast/http/error.hpp>
+#include "poll_fsm_test_helpers.hpp"
 
 #include <gtest/gtest.h>
 
-using namespace std::chrono_literals;
-using mdagg::HostVerdict;
 using mdagg::PauseReason;
-using mdagg::PollerState;
-using mdagg::PollError;
-using mdagg::detail::ParseResult;
-using mdagg::detail::PollAction;
-using mdagg::detail::PollFsm;
-using Kind = PollAction::Kind;
-using Clock = mdagg::detail::PollClock;
-namespace asio = boost::asio;
-using http_error = boost::beast::http::error;
+using poll_fsm_test::answer;
 
 namespace {
 
@@ -29,18 +15,7 @@ constexpr auto connect_timeout = 2s;
 constexpr auto timeout = 1s;
 const Clock::time_point t0 = Clock::time_point(100s);
 
-ParseResult answer(int status, bool keep_alive = true, std::string_view retry_after = {}) {
-    ParseResult r;
-    r.complete = true;
-    r.status = status;
-    r.keep_alive = keep_alive;
-    r.retry_after = retry_after;
-    return r;
-}
-
 ParseResult incomplete() { return {}; }
-
-
 
 // A fresh fsm taken through one completed poll on a fresh connection: connected, one answer.
 PollFsm connected_fsm() {

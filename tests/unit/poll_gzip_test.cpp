@@ -3,19 +3,11 @@
 // error; the response was read whole, so the connection stays open.
 #include <mdagg/http.hpp>
 
-#include "poll_fsm.hpp"
+#include "poll_fsm_test_helpers.hpp"
 
 #include <gtest/gtest.h>
 
-using namespace std::chrono_literals;
-using mdagg::HostVerdict;
-using mdagg::PollerState;
-using mdagg::PollError;
-using mdagg::detail::ParseResult;
-using mdagg::detail::PollAction;
-using mdagg::detail::PollFsm;
-using Kind = PollAction::Kind;
-using Clock = mdagg::detail::PollClock;
+using poll_fsm_test::answer;
 namespace http = mdagg::http;
 
 namespace {
@@ -28,11 +20,7 @@ PollFsm at_delivery() {
     EXPECT_EQ(fsm.on_tick(t0).kind, Kind::connect);
     EXPECT_EQ(fsm.on_connected(t0 + 1ms).kind, Kind::write);
     EXPECT_EQ(fsm.on_written(true).kind, Kind::parse);
-    ParseResult ok;
-    ok.complete = true;
-    ok.status = 200;
-    ok.keep_alive = true;
-    EXPECT_EQ(fsm.on_parsed(ok).kind, Kind::deliver);
+    EXPECT_EQ(fsm.on_parsed(answer(200)).kind, Kind::deliver);
     return fsm;
 }
 
