@@ -9,6 +9,7 @@
 
 #include <array>
 #include <bit>
+#include <cstdlib>
 #include <deque>
 #include <optional>
 #include <stdexcept>
@@ -42,6 +43,16 @@ struct Compiled {
     bool symbol_is_key = false;
     std::optional<SuccessCheck> success;
 };
+
+// MDAGG_BATCH_READER=reference in the environment: the hand-written reader alone, so that
+// bench/batch_bench.sh can compare both readers with one binary.
+BatchReader default_reader() noexcept {
+    static const BatchReader reader = [] {
+        const char* v = std::getenv("MDAGG_BATCH_READER");
+        return v != nullptr && std::string_view(v) == "reference" ? BatchReader::reference : BatchReader::fast;
+    }();
+    return reader;
+}
 
 // The reader's handler for one map() call; like MapCall (mapping.cpp) a frame holds the paths
 // that continue below its container. One per thread, cleared but never shrunk.
@@ -221,7 +232,7 @@ struct ScanCall {
     // simdjson's stage 1 for this thread: its index grows to the largest answer read here
     // (max_body_bytes bounds that) and is reused by every batch poller on the thread.
     detail::SimdReader simd;
-    BatchReader reader_choice = BatchReader::fast;
+    BatchReader reader_choice = default_reader();
     bool read_by_simdjson = false;
 
     // `capacity`: bytes readable from body.data(), at least body.size() + simd_padding for
