@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 using namespace std::chrono_literals;
@@ -86,4 +88,45 @@ TEST(BatchPauseUrl, APausedMemberLeavesTheRequestAndResumeAsksForItAgain) {
     daemon->signal(SIGTERM);
     EXPECT_EQ(daemon->wait(20s), 0);
     harness::expect_seqs_increase(harness::check_output(dir));
+}
+
+// Batch members keep a single poller's per-symbol state: their own series in /metrics
+// (admin.symbol_metrics) and, when one stops getting quotes (here: paused), a stale mark for
+// it alone in the output.
+TEST(BatchPauseUrl, MembersHaveTheirOwnSymbolMetricsAndStaleMarks) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--symbols", "3"});
+    harness::DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = 3;
+    c.interval = "50ms";
+    c.source_extra += "    stale_after: 1s\n    batch: { items: \"\", symbol: /symbol, join: \",\" }\n";
+    c.extra += "admin: { listen: \"127.0.0.1:0\", symbol_metrics: [\"STOCK_*\"] }\n";
+    const auto path = harness::write_config(dir.path(), c);
+    std::stringstream text;
+    text << std::ifstream(path).rdbuf();
+    std::ofstream(path) << std::regex_replace(text.str(), std::regex("/quotes/\\{symbol\\}"),
+                                              "/batch/bookTicker?symbols={symbols}");
+    auto daemon = harness::start_daemon(dir, path);
+    const int admin = harness::admin_port_of(*daemon);
+    const std::string completed_2 = R"(mdagg_symbol_polls_total{source="sim",symbol="STOCK_2",outcome="completed"})";
+    ASSERT_TRUE(wait_until([&] { return harness::metric_or_zero(admin, completed_2) >= 3; }, 30s))
+        << harness::http_request(admin, "GET", "/metrics").body.substr(0, 4000);
+
+    ASSERT_EQ(harness::http_request(admin, "POST", "/admin/pause", R"({"symbols": ["STOCK_1"]})").json()["changed"], 1);
+    // The paused member alone goes stale: its mark reaches the events stream.
+    const auto stale_mark_written = [&] {
+        for (const auto& f : std::filesystem::directory_iterator(dir.path() / "out")) {
+            if (f.path().filename().string().rfind("events-", 0) != 0) continue;
+            std::stringstream events;
+            events << std::ifstream(f.path()).rdbuf();
+            if (events.str().find(R"("symbol":"STOCK_1","stale":true)") != std::string::npos) return true;
+        }
+        return false;
+    };
+    ASSERT_TRUE(wait_until(stale_mark_written, 30s));
+    daemon->signal(SIGTERM);
+    ASSERT_EQ(daemon->wait(20s), 0);
+    const auto out = harness::check_output(dir);
+    EXPECT_EQ(out.stale_symbols, std::set<std::string>{"STOCK_1"});
 }
