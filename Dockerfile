@@ -27,7 +27,7 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
 FROM ${BASE}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libspdlog1.10 libfmt9 libyaml-cpp0.7 libssl3 librdkafka1 \
+ && apt-get install -y --no-install-recommends libspdlog1.10 libfmt9 libyaml-cpp0.7 libssl3 librdkafka1 libsimdjson14 \
         ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/mdagg --no-create-home \

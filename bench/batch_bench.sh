@@ -10,7 +10,8 @@
 #   env: BATCH=100 ALL=700 PICK=20 ALL_INTERVAL=100ms
 # The all-instruments figure includes the daemon's fixed cost per second spread over its few
 # answers; the same schedule with a PICK-entry answer is measured too, and the difference is
-# what the big answer itself costs.
+# what the big answer itself costs. The big answer is measured with each batch reader
+# (simdjson, the default, and MDAGG_BATCH_READER=reference: the hand-written reader alone).
 # Prints one figure set per run and the medians.
 # BENCH_BUILD=DIR uses mdagg and mdagg-sim from a build directory as they are (no Release build).
 set -euo pipefail
@@ -58,7 +59,7 @@ okx_batch='    success: { pointer: /code, equals: "0" }
 # mdagg on $work/bench.yaml: WARMUP s, then SECONDS measured. Sets us_cpu (total CPU us),
 # answers, quotes, elapsed, hwm_kib, failed.
 measure() {  # WARMUP SECONDS
-  "$bin/mdagg" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
+  env MDAGG_BATCH_READER="${batch_reader:-fast}" "$bin/mdagg" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
   local pid=$! c0 c1 t0 t1 a0 a1 q0 q1
   sleep "$1"
   kill -0 $pid 2>/dev/null || { echo "mdagg exited: $(tail -3 "$work/mdagg.out")" >&2; exit 1; }
@@ -109,6 +110,10 @@ for run in $(seq "$runs"); do
   measure 3 "$secs"
   a_answer=$(echo "$us_cpu / $answers" | bc -l) a_rps=$(echo "$answers / $elapsed" | bc -l) a_failed=$failed
   a_entry=$(echo "$a_answer / $all" | bc -l)
+  # The same with the hand-written reader alone (MDAGG_BATCH_READER=reference): what simdjson
+  # saves per answer, in the same run.
+  batch_reader=reference measure 3 "$secs"
+  r_answer=$(echo "$us_cpu / $answers" | bc -l)
   w_all=$(wrk_us 1 "/api/v5/market/tickers?instType=SPOT")
   stop_sim
   # The same schedule with an answer of only the PICK configured entries: the daemon's fixed
@@ -126,15 +131,16 @@ for run in $(seq "$runs"); do
     "$run" "$s_rps" "$s_qps" "$s_quote" "$(echo "$s_rss/1024" | bc -l)" "$s_failed" "$w_single" "$(echo "$s_req / $w_single" | bc -l)"
   printf '       batched by %d: %.0f req/s, %.0f quotes/s, %.2f us CPU/quote, %.1f us CPU/request, peak RSS %.1f MiB, %s failed; wrk flat out on one batch target %.1f us/req (mdagg/wrk %.2f); batched/single CPU per quote %.3f\n' \
     "$batch" "$b_rps" "$b_qps" "$b_quote" "$b_req" "$(echo "$b_rss/1024" | bc -l)" "$b_failed" "$w_batch" "$(echo "$b_req / $w_batch" | bc -l)" "$ratio"
-  printf '       all instruments: %d entries (%d bytes), %d configured, every %s: %.0f answers/s, %.0f us CPU/answer (%.2f us per entry), %s failed; a %d-entry answer on the same schedule %.0f us, so the %d entries add %.0f us; wrk flat out %.0f us/req\n' \
-    "$all" "$body_bytes" "$pick" "$all_interval" "$a_rps" "$a_answer" "$a_entry" "$a_failed" "$pick" "$p_answer" "$all" \
+  printf '       all instruments: %d entries (%d bytes), %d configured, every %s: %.0f answers/s, %.0f us CPU/answer (%.2f us per entry; the hand-written reader alone %.0f us), %s failed; a %d-entry answer on the same schedule %.0f us, so the %d entries add %.0f us; wrk flat out %.0f us/req\n' \
+    "$all" "$body_bytes" "$pick" "$all_interval" "$a_rps" "$a_answer" "$a_entry" "$r_answer" "$a_failed" "$pick" "$p_answer" "$all" \
     "$(echo "$a_answer - $p_answer" | bc -l)" "$w_all"
-  results+=("$s_quote $b_quote $ratio $b_req $s_rps $b_rps $s_rss $b_rss $a_answer $a_entry $w_single $w_batch $w_all $body_bytes $p_answer $(echo "$a_answer - $p_answer" | bc -l)")
+  results+=("$s_quote $b_quote $ratio $b_req $s_rps $b_rps $s_rss $b_rss $a_answer $a_entry $w_single $w_batch $w_all $body_bytes $p_answer $(echo "$a_answer - $p_answer" | bc -l) $r_answer $(echo "$r_answer - $p_answer" | bc -l)")
 done
 
 names=(single_us_per_quote batched_us_per_quote batched_over_single batched_us_per_request single_req_s batched_req_s
        single_peak_rss_kib batched_peak_rss_kib all_us_per_answer all_us_per_entry wrk_single_us_per_req
-       wrk_batch_us_per_req wrk_all_us_per_req all_body_bytes small_answer_us all_extra_us_per_answer)
+       wrk_batch_us_per_req wrk_all_us_per_req all_body_bytes small_answer_us all_extra_us_per_answer
+       all_reference_reader_us_per_answer all_reference_reader_extra_us_per_answer)
 line="median of $runs runs ($symbols symbols every $interval, batches of $batch; $all-entry answer every $all_interval):"
 for i in "${!names[@]}"; do
   m=$(printf '%s\n' "${results[@]}" | awk -v f=$((i + 1)) '{ print $f }' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')

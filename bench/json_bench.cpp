@@ -13,12 +13,14 @@
 
 #include <simdjson.h>
 
+#include "ondemand_walk.hpp"  // On Demand, visiting every value to validate it (not in the daemon)
+#include "simd_reader.hpp"    // src/mapping: stage 1 and the reader's grammar (the batch path)
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 namespace {
@@ -38,6 +40,19 @@ double median_us(int reps, int iters, F&& f) {
 }
 
 std::size_t sink = 0;  // keeps results alive
+
+// The validating walk's events, counted: what a simdjson single-quote mapper would pay before
+// matching any pointer.
+struct CountEvents {
+    std::size_t n = 0;
+    void value_start(const char*) {}
+    void value_end(const char*) {}
+    void begin_container() { ++n; }
+    void end_container() {}
+    void key(std::string_view, bool) { ++n; }
+    void element() { ++n; }
+    void scalar(mdagg::detail::JsonKind, std::string_view, bool) { ++n; }
+};
 
 int env_int(const char* name, int fallback) {
     const char* v = std::getenv(name);
@@ -62,7 +77,7 @@ int main() {
     std::vector<std::string> names;
     for (int i = 0; i < pick; ++i) names.push_back("STOCK_" + std::to_string(i * (all / pick)));  // spread out
 
-    // ---- the daemon's reader -----------------------------------------------------------------
+    // ---- the daemon's BatchMapper, with each reader ---------------------------------------
     mdagg::BatchConfig batch;
     batch.items = "/data";
     batch.symbol = "/instId";
@@ -77,74 +92,53 @@ int main() {
     const mdagg::BatchMembers members(names);
     std::vector<mdagg::BatchEntry> out;
     mdagg::BatchCounts counts;
-    if (mapper.map(body, members, out, counts) || counts.missing != 0) {
-        std::fprintf(stderr, "the daemon's mapper refused the body\n");
-        return 1;
-    }
-
-    // ---- simdjson On Demand, the same work ----------------------------------------------------
-    // The body in a padded buffer, as the daemon's read buffer would have to be (allocated
-    // once with SIMDJSON_PADDING spare bytes): no copy per answer.
-    const simdjson::padded_string padded(body);
-    simdjson::ondemand::parser parser;
-    const std::unordered_set<std::string_view> wanted(names.begin(), names.end());
-    auto simd_batch = [&]() -> std::size_t {
-        auto doc = parser.iterate(padded);
-        std::string_view code;
-        if (doc["code"].get_string().get(code) || code != "0") return 0;
-        simdjson::ondemand::array data;
-        if (doc["data"].get_array().get(data)) return 0;
-        std::size_t mapped = 0;
-        for (auto element : data) {
-            simdjson::ondemand::object entry;
-            if (element.get_object().get(entry)) return 0;
-            std::string_view inst;
-            if (entry["instId"].get_string().get(inst)) continue;
-            if (!wanted.count(inst)) continue;  // skipped: no decimal parsed
-            std::string_view bid, ask_px, bid_sz, ask_sz, ts;
-            if (entry["bidPx"].get_string().get(bid) || entry["askPx"].get_string().get(ask_px) ||
-                entry["bidSz"].get_string().get(bid_sz) || entry["askSz"].get_string().get(ask_sz) ||
-                entry["ts"].get_string().get(ts))
-                continue;
-            const auto b = mdagg::Decimal::parse(bid), a = mdagg::Decimal::parse(ask_px);
-            const auto bs = mdagg::Decimal::parse(bid_sz), as = mdagg::Decimal::parse(ask_sz);
-            std::int64_t t = 0;
-            for (char c : ts) t = t * 10 + (c - '0');
-            if (b && a && bs && as && t > 0) ++mapped;
-        }
-        return mapped;
+    // The body in a buffer with json_padding spare bytes, as the poll path's body has.
+    std::string padded_body;
+    padded_body.reserve(body.size() + mdagg::json_padding);
+    padded_body.assign(body);
+    auto map = [&](mdagg::BatchReader reader, const mdagg::BatchMembers& m) {
+        mdagg::set_batch_reader(reader);
+        return mapper.map(padded_body, padded_body.capacity(), m, out, counts).value();
     };
-    if (simd_batch() != static_cast<std::size_t>(pick)) {
-        std::fprintf(stderr, "simdjson mapped %zu of %d\n", simd_batch(), pick);
-        return 1;
+    for (auto reader : {mdagg::BatchReader::reference, mdagg::BatchReader::fast}) {
+        if (map(reader, members) != 0 || counts.missing != 0 ||
+            counts.read_by_simdjson != (reader == mdagg::BatchReader::fast)) {
+            std::fprintf(stderr, "the mapper refused the body\n");
+            return 1;
+        }
     }
-
-    const double ours = median_us(reps, iters, [&] { sink += mapper.map(body, members, out, counts).value(); });
-    const double simd = median_us(reps, iters, [&] { sink += simd_batch(); });
+    using mdagg::BatchReader;
+    const double ours = median_us(reps, iters, [&] { sink += map(BatchReader::reference, members); });
+    const double simd = median_us(reps, iters, [&] { sink += map(BatchReader::fast, members); });
     // Every entry configured: the reader's cost with nothing skipped.
     std::vector<std::string> every;
     for (int i = 0; i < all; ++i) every.push_back("STOCK_" + std::to_string(i));
     const mdagg::BatchMembers all_members(every);
-    const std::unordered_set<std::string_view> all_wanted(every.begin(), every.end());
-    auto simd_all = [&]() -> std::size_t {
-        auto doc = parser.iterate(padded);
-        std::size_t mapped = 0;
-        for (auto element : doc["data"]) {
-            simdjson::ondemand::object entry = element.get_object();
-            std::string_view inst = entry["instId"].get_string();
-            if (!all_wanted.count(inst)) continue;
-            std::string_view bid = entry["bidPx"].get_string(), ask_px = entry["askPx"].get_string();
-            std::string_view bid_sz = entry["bidSz"].get_string(), ask_sz = entry["askSz"].get_string();
-            mapped += mdagg::Decimal::parse(bid) && mdagg::Decimal::parse(ask_px) && mdagg::Decimal::parse(bid_sz) &&
-                      mdagg::Decimal::parse(ask_sz);
-        }
-        return mapped;
-    };
-    const double ours_all = median_us(reps, iters / 3 + 1, [&] { sink += mapper.map(body, all_members, out, counts).value(); });
-    const double simd_all_us = median_us(reps, iters / 3 + 1, [&] { sink += simd_all(); });
+    const double ours_all = median_us(reps, iters / 3 + 1, [&] { sink += map(BatchReader::reference, all_members); });
+    const double simd_all_us = median_us(reps, iters / 3 + 1, [&] { sink += map(BatchReader::fast, all_members); });
     // The scan alone: nothing configured (every entry routed and skipped).
     const mdagg::BatchMembers none_members(std::vector<std::string>{"NONE"});
-    const double ours_scan = median_us(reps, iters, [&] { sink += mapper.map(body, none_members, out, counts).value(); });
+    const double ours_scan = median_us(reps, iters, [&] { sink += map(BatchReader::reference, none_members); });
+    const double simd_scan = median_us(reps, iters, [&] { sink += map(BatchReader::fast, none_members); });
+    simdjson::ondemand::parser parser;
+
+    // The readers alone, validating the whole body, events counted (no routing, no mapping):
+    // the hand-written reader, simdjson On Demand visiting every value, simdjson's stage 1
+    // with the reader's grammar over its index (what the batch path uses).
+    CountEvents events;
+    mdagg::detail::JsonReader json_reader;
+    mdagg::detail::SimdReader simd_reader;
+    auto ondemand_walk = [&](const std::string& padded) {
+        mdagg::detail::SimdWalk<CountEvents> walk(events, padded);
+        return walk.run(parser, padded, padded.capacity());
+    };
+    if (!json_reader.read(padded_body, events) || !ondemand_walk(padded_body) || !simd_reader.read(padded_body, events)) {
+        std::fprintf(stderr, "a reader refused the body\n");
+        return 1;
+    }
+    const double read_ours = median_us(reps, iters, [&] { sink += json_reader.read(padded_body, events); });
+    const double read_ondemand = median_us(reps, iters, [&] { sink += ondemand_walk(padded_body); });
+    const double read_stage1 = median_us(reps, iters, [&] { sink += simd_reader.read(padded_body, events); });
 
     // ---- a single ~150-byte quote ------------------------------------------------------------
     std::string single;
@@ -180,12 +174,25 @@ int main() {
     }
     const double ours_single = median_us(reps, iters * 100, [&] { sink += quote_mapper.map(single, "STOCK_1", q).value(); });
     const double simd_single_us = median_us(reps, iters * 100, [&] { sink += simd_single(); });
+    std::string single_padded;
+    single_padded.reserve(single.size() + mdagg::json_padding);
+    single_padded.assign(single);
+    if (!ondemand_walk(single_padded) || !simd_reader.read(single_padded, events)) {
+        std::fprintf(stderr, "a reader refused the single quote\n");
+        return 1;
+    }
+    const double walk_single_us = median_us(reps, iters * 100, [&] { sink += ondemand_walk(single_padded); });
+    const double stage1_single_us = median_us(reps, iters * 100, [&] { sink += simd_reader.read(single_padded, events); });
+    const double read_single_us = median_us(reps, iters * 100, [&] { sink += json_reader.read(single_padded, events); });
 
     std::printf("{\"body_bytes\":%zu,\"entries\":%d,\"picked\":%d,"
                 "\"ours_us\":%.1f,\"simdjson_us\":%.1f,\"ours_over_simdjson\":%.2f,"
-                "\"ours_all_us\":%.1f,\"simdjson_all_us\":%.1f,\"ours_scan_only_us\":%.1f,"
-                "\"single_bytes\":%zu,\"ours_single_us\":%.3f,\"simdjson_single_us\":%.3f,\"sink\":%zu}\n",
-                body.size(), all, pick, ours, simd, ours / simd, ours_all, simd_all_us, ours_scan, single.size(),
-                ours_single, simd_single_us, sink % 10);
+                "\"ours_all_us\":%.1f,\"simdjson_all_us\":%.1f,\"ours_scan_only_us\":%.1f,\"simdjson_scan_only_us\":%.1f,"
+                "\"single_bytes\":%zu,\"ours_single_us\":%.3f,\"simdjson_single_us\":%.3f,\"simdjson_single_validating_walk_us\":%.3f,"
+                "\"read_ours_us\":%.1f,\"read_ondemand_us\":%.1f,\"read_stage1_us\":%.1f,"
+                "\"read_single_ours_us\":%.3f,\"read_single_stage1_us\":%.3f,\"sink\":%zu}\n",
+                body.size(), all, pick, ours, simd, ours / simd, ours_all, simd_all_us, ours_scan, simd_scan, single.size(),
+                ours_single, simd_single_us, walk_single_us, read_ours, read_ondemand, read_stage1,
+                read_single_us, stage1_single_us, sink % 10);
     return 0;
 }

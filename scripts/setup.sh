@@ -8,6 +8,7 @@ build_packages=(
   g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libssl-dev
   zlib1g-dev libzstd-dev librdkafka-dev  # compressed segments; the Kafka sink
+  libsimdjson-dev  # batch answers' stage 1 (src/mapping/simd_reader.hpp); bench/json_bench.sh
 )
 packages=(
   "${build_packages[@]}"

@@ -93,7 +93,20 @@ struct BatchCounts {
     std::size_t duplicates = 0;  // MappingError::duplicate_symbol
     std::size_t bad_symbols = 0; // MappingError::symbol_not_string
     std::ptrdiff_t first_duplicate = -1;  // the member the answer's first duplicate named, for the log
+    bool read_by_simdjson = false;        // simdjson read the answer (else the hand-written reader)
 };
+
+// Spare bytes a batch answer needs after its end to be read in place by simdjson (its
+// SIMDJSON_PADDING); the poll path's read buffer keeps them in its capacity.
+inline constexpr std::size_t json_padding = 64;
+
+// Which reader BatchMapper::map uses on the calling thread. `fast`, the default: simdjson's
+// On-Demand API, validating every value with the reader's grammar, and the hand-written
+// reader for what it leaves (a body with escapes, a BOM or a scalar root, or one simdjson
+// refuses: the reader then gives the verdict). `reference`: the hand-written reader alone
+// (benchmarks, and the tests that check both agree). Both give the same results.
+enum class BatchReader : std::uint8_t { fast, reference };
+void set_batch_reader(BatchReader reader) noexcept;
 
 // A batch answer -> one result per member (docs/configuration.md, Batch endpoints). Sans-io,
 // like QuoteMapper: the body is checked whole (valid JSON, the success check) before any entry
@@ -112,6 +125,10 @@ public:
     // result. `out` is resized to the members and reused: the steady state allocates nothing.
     std::error_code map(std::string_view body, const BatchMembers& members, std::vector<BatchEntry>& out,
                         BatchCounts& counts) const;
+    // The same, reading `body` in place: `capacity` bytes from body.data() are readable, at
+    // least body.size() + json_padding for simdjson (else the hand-written reader reads it).
+    std::error_code map(std::string_view body, std::size_t capacity, const BatchMembers& members,
+                        std::vector<BatchEntry>& out, BatchCounts& counts) const;
 
 private:
     struct Impl;

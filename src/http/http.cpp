@@ -179,7 +179,9 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value,
 
 void ResponseParser::on_body_init_impl(boost::optional<std::uint64_t> const& content_length, error_code&) {
     // basic_parser enforces body_limit against Content-Length before we get here.
-    if (content_length) body_.reserve(static_cast<std::size_t>(*content_length));
+    // 64 spare bytes: a batch answer is read in place by simdjson, which reads that far past
+    // the end (mapping.hpp's json_padding); without them the poll path would have to grow it.
+    if (content_length) body_.reserve(static_cast<std::size_t>(*content_length) + 64);
 }
 
 std::size_t ResponseParser::on_body_impl(string_view data, error_code&) {

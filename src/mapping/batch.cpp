@@ -5,9 +5,11 @@
 
 #include "json_reader.hpp"
 #include "pointer.hpp"
+#include "simd_reader.hpp"
 
 #include <array>
 #include <bit>
+#include <cstdlib>
 #include <deque>
 #include <optional>
 #include <stdexcept>
@@ -18,6 +20,9 @@ namespace {
 
 using detail::JsonKind;
 using detail::Pointer;
+using detail::simd_padding;
+using detail::simd_walkable;
+
 
 enum Path : unsigned { p_items, p_success, p_symbol, p_count };
 constexpr std::uint8_t bit(unsigned p) { return static_cast<std::uint8_t>(1u << p); }
@@ -38,6 +43,16 @@ struct Compiled {
     bool symbol_is_key = false;
     std::optional<SuccessCheck> success;
 };
+
+// MDAGG_BATCH_READER=reference in the environment: the hand-written reader alone, so that
+// bench/batch_bench.sh can compare both readers with one binary.
+BatchReader default_reader() noexcept {
+    static const BatchReader reader = [] {
+        const char* v = std::getenv("MDAGG_BATCH_READER");
+        return v != nullptr && std::string_view(v) == "reference" ? BatchReader::reference : BatchReader::fast;
+    }();
+    return reader;
+}
 
 // The reader's handler for one map() call; like MapCall (mapping.cpp) a frame holds the paths
 // that continue below its container. One per thread, cleared but never shrunk.
@@ -153,7 +168,9 @@ struct ScanCall {
         if (path == p_symbol && depth == m->items_depth) return true;
         const detail::Step& s = m->pointers[path][depth];
         if (index >= 0) return s.index == index;
-        return s.wildcard || s.key == key;
+        // Length and first byte first, as MapCall does: most keys differ there.
+        return s.wildcard ||
+               (s.key.size() == key.size() && (key.empty() || (s.key[0] == key[0] && s.key == key)));
     }
 
     void key(std::string_view content, bool escaped) {
@@ -212,7 +229,28 @@ struct ScanCall {
         return !absent && success_kind != Kind::container && success_text == *check.equals;
     }
 
-    std::error_code scan(const Compiled& compiled, std::string_view body) {
+    // simdjson's stage 1 for this thread: its index grows to the largest answer read here
+    // (max_body_bytes bounds that) and is reused by every batch poller on the thread.
+    detail::SimdReader simd;
+    BatchReader reader_choice = default_reader();
+    bool read_by_simdjson = false;
+
+    // `capacity`: bytes readable from body.data(), at least body.size() + simd_padding for
+    // simdjson to read the body in place; the hand-written reader reads what the walk refuses.
+    std::error_code scan(const Compiled& compiled, std::string_view body, std::size_t capacity) {
+        reset(compiled);
+        read_by_simdjson = false;
+        if (reader_choice == BatchReader::fast && capacity >= body.size() + simd_padding && simd_walkable(body)) {
+            read_by_simdjson = simd.read(body, *this);
+            if (!read_by_simdjson) reset(compiled);  // the reader starts over
+        }
+        if (!read_by_simdjson && !reader.read(body, *this)) return MappingError::malformed_json;
+        if (m->success && !succeeded()) return MappingError::body_error;
+        if (items_kind != Kind::container) return MappingError::batch_items;
+        return {};
+    }
+
+    void reset(const Compiled& compiled) {
         m = &compiled;
         frames.clear();
         entries.clear();
@@ -224,10 +262,6 @@ struct ScanCall {
         success_depth = 0;
         entry_start = nullptr;
         items_is_object = false;
-        if (!reader.read(body, *this)) return MappingError::malformed_json;
-        if (m->success && !succeeded()) return MappingError::body_error;
-        if (items_kind != Kind::container) return MappingError::batch_items;
-        return {};
     }
 };
 
@@ -291,8 +325,22 @@ BatchMembers::BatchMembers(std::vector<std::string> venue_names) : names_(std::m
         index_.emplace(names_[i], static_cast<std::uint32_t>(i));  // a repeated name keeps its first index
 }
 
+void set_batch_reader(BatchReader reader) noexcept { this_thread_scan().reader_choice = reader; }
+
+static_assert(json_padding >= simd_padding);
+
 std::error_code BatchMapper::map(std::string_view body, const BatchMembers& members, std::vector<BatchEntry>& out,
                                  BatchCounts& counts) const {
+    // A body without spare bytes after it is copied into this thread's padded buffer; the
+    // poll path passes its read buffer's capacity instead and copies nothing.
+    thread_local std::string padded;
+    padded.reserve(body.size() + json_padding);
+    padded.assign(body);
+    return map(padded, padded.capacity(), members, out, counts);
+}
+
+std::error_code BatchMapper::map(std::string_view body, std::size_t capacity, const BatchMembers& members,
+                                 std::vector<BatchEntry>& out, BatchCounts& counts) const {
     counts = {};
     out.resize(members.size());
     for (BatchEntry& e : out) {
@@ -301,7 +349,9 @@ std::error_code BatchMapper::map(std::string_view body, const BatchMembers& memb
     }
     ScanCall& scan = this_thread_scan();
     // "#key" and an array: the entries have no keys to name them by.
-    if (std::error_code ec = scan.scan(impl_->compiled, body)) return ec;
+    const std::error_code ec = scan.scan(impl_->compiled, body, capacity);
+    counts.read_by_simdjson = scan.read_by_simdjson;
+    if (ec) return ec;
     if (impl_->compiled.symbol_is_key && !scan.items_is_object && !scan.entries.empty())
         return MappingError::batch_items;
     counts.entries = scan.entries.size();

@@ -47,6 +47,20 @@ BatchRequest::BatchRequest(const SourceConfig& source, std::size_t batch_index,
     bad_symbol_key.append(source.name).append("/symbol_not_string");
 }
 
+std::string BatchRequest::target_on(const Url& url, const SourceConfig& source) const {
+    if (!source.batch->symbols_in_url) return url.target_for("");
+    std::size_t active = 0;
+    for (std::size_t m = 0; m < members.size(); ++m)
+        active += member[m].control.load(std::memory_order_acquire) == PollerControl::active ? 1 : 0;
+    if (active == members.size() || active == 0) return url.target_for_symbols(members.venue_names(), *source.batch);
+    std::vector<std::string> asked;  // only on a pause or resume, never per tick
+    asked.reserve(active);
+    for (std::size_t m = 0; m < members.size(); ++m)
+        if (member[m].control.load(std::memory_order_acquire) == PollerControl::active)
+            asked.push_back(members.venue_name(m));
+    return url.target_for_symbols(asked, *source.batch);
+}
+
 void add_member_rows(const BatchRequest& batch, const PollerSnapshot& row, std::vector<PollerSnapshot>& out) {
     constexpr auto r = std::memory_order_relaxed;
     for (std::size_t m = 0; m < batch.members.size(); ++m) {
@@ -70,8 +84,10 @@ void add_member_rows(const BatchRequest& batch, const PollerSnapshot& row, std::
     }
 }
 
-// The request is still asked for every member (its url is built once); a member paused or
-// cancelled on its own has its entries dropped.
+// A member paused or cancelled on its own has its entries dropped at once, and where the url
+// spells {symbols} it is left out of the request from the poller's next poll on (resumed, it is
+// asked for again): the venue is asked for less. Without {symbols} the venue answers every
+// instrument whatever is asked, so only the dropping applies.
 void Registry::change_batch_control(Poller& p, const PollerFilter& filter, std::initializer_list<PollerControl> from,
                                     PollerControl to, ControlResult& result) {
     BatchRequest& b = *p.batch;
@@ -94,8 +110,11 @@ void Registry::change_batch_control(Poller& p, const PollerFilter& filter, std::
         if (to == PollerControl::cancelled) post_interrupt(p, false);
         return;
     }
+    std::size_t changed = 0;
     for (std::size_t m = 0; m < b.members.size(); ++m)
-        if (filter(p.source.config.name, b.member[m].name, p.tags) && change(b.member[m].control)) ++result.changed;
+        if (filter(p.source.config.name, b.member[m].name, p.tags) && change(b.member[m].control)) ++changed;
+    result.changed += changed;
+    if (changed) b.members_changed.store(true, std::memory_order_release);
 }
 
 // Consecutive members of the configured list, batch.size at a time (all when 0).
@@ -127,6 +146,14 @@ std::vector<Poller*> Registry::make_pollers(const std::shared_ptr<SourceRuntime>
 }
 
 }  // namespace detail
+
+// Between two polls, on the poller's executor: the request follows its members' own controls.
+void PollerGroup::Impl::refresh_batch_target(Poller& p) {
+    detail::BatchRequest& b = *p.batch;
+    if (!b.members_changed.exchange(false, std::memory_order_acq_rel)) return;
+    const detail::Route& route = p.current_route();
+    p.request = get_request(p.source, route.url, b.target_on(route.url, p.source.config));
+}
 
 // Entries refused for their symbol (a second entry for one symbol, a symbol that is not a
 // string) are a venue's bug, not a member's failure: counted, and logged rate-limited per
@@ -161,23 +188,30 @@ detail::PollAction PollerGroup::Impl::deliver_batch(Poller& p) {
     if (auto ec = http::decode_body(p.body, p.parser->content_encoding(), p.source.config.max_body_bytes))
         return p.fsm.on_decode_failed(ec);
     BatchCounts counts;
-    if (std::error_code ec = b.mapper.map(p.body, b.members, b.results, counts)) return p.fsm.on_mapping_failed(ec);
+    // simdjson reads the body in place with json_padding spare bytes after it. The body's
+    // storage is lent per poll and keeps its capacity (in_flight.hpp), so this grows it only
+    // while answers grow: no copy and no allocation per answer once warm.
+    if (p.body.capacity() - p.body.size() < json_padding) p.body.reserve(p.body.size() + json_padding);
+    if (std::error_code ec = b.mapper.map(p.body, p.body.capacity(), b.members, b.results, counts))
+        return p.fsm.on_mapping_failed(ec);
     const std::int64_t now_ns = wall_clock_ns();
     constexpr auto r = std::memory_order_relaxed;
     auto count = [&](BatchEntryCount c, std::size_t n) {
         if (n) st.batch_entries[static_cast<std::size_t>(c)].fetch_add(n, r);
     };
     count(BatchEntryCount::unknown, counts.unknown);
-    count(BatchEntryCount::missing, counts.missing);
     count(BatchEntryCount::duplicate, counts.duplicates);
     count(BatchEntryCount::bad_symbol, counts.bad_symbols);
     if (counts.duplicates || counts.bad_symbols) log_refused_entries(p, counts);
+    std::size_t missing = 0;
     for (std::size_t m = 0; m < b.members.size(); ++m) {
         detail::BatchMember& member = b.member[m];
         BatchEntry& entry = b.results[m];
-        if (member.control.load(std::memory_order_acquire) != PollerControl::active) continue;  // dropped
+        // Dropped; and not asked for when the url spells {symbols}, so never counted missing.
+        if (member.control.load(std::memory_order_acquire) != PollerControl::active) continue;
         if (!entry.seen) {
             member.missing.fetch_add(1, r);
+            ++missing;
             continue;
         }
         if (entry.error) {
@@ -207,6 +241,7 @@ detail::PollAction PollerGroup::Impl::deliver_batch(Poller& p) {
         member.state.store(PollerState::completed, r);
         member.last_success_ns.store(now_ns, r);
     }
+    count(BatchEntryCount::missing, missing);
     p.last_receive_ns = now_ns;
     return p.fsm.on_delivered();
 }

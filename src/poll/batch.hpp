@@ -43,12 +43,14 @@ struct BatchRequest {
     BatchMembers members;                     // the venue's spellings, for the URL and the answer
     std::unique_ptr<BatchMember[]> member;    // by member index, as in `members`
     std::vector<BatchEntry> results;          // reused by every answer
-    // The request target on `url` (the source's or a mirror's): {symbols} spelled; without
-    // {symbols} the venue answers every instrument and the members are picked out.
-    std::string target_on(const Url& url, const SourceConfig& source) const {
-        return source.batch->symbols_in_url ? url.target_for_symbols(members.venue_names(), *source.batch)
-                                            : url.target_for("");
-    }
+    // The request target on `url` (the source's or a mirror's): {symbols} spelled with the
+    // members not paused or cancelled on their own (every member when none is active: their
+    // entries are then dropped); without {symbols} the venue answers every instrument and the
+    // members are picked out, a paused one's entries dropped.
+    std::string target_on(const Url& url, const SourceConfig& source) const;
+    // Set when a member's own control changed; the poller rebuilds its request from
+    // target_on() before its next poll (PollerGroup::Impl::refresh_batch_target).
+    std::atomic<bool> members_changed{false};
     // "source/duplicate_symbol", "source/symbol_not_string": the rate-limited log's keys for
     // refused entries, built once.
     std::string duplicate_key, bad_symbol_key;

@@ -100,6 +100,7 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
                 if (choice.polls()) {
                     p.effective_priority.store(p.priority, std::memory_order_relaxed);
                     switch_route(p, choice.route);
+                    if (p.batch) refresh_batch_target(p);  // members paused or resumed since
                     // A probe must be reported whatever happens, or the host's breaker
                     // stays half-open for good: poll_once reports it; this covers a throw.
                     const bool probe = choice.admission == Admission::probe;

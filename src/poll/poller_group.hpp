@@ -72,6 +72,7 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     // A batch answer: each member's entry to its symbol (batch.cpp).
     detail::PollAction deliver_batch(Poller& p);
     void log_refused_entries(const Poller& p, const BatchCounts& counts);
+    void refresh_batch_target(Poller& p);
     template <class Transport>
     void carry_out(Poller& p, Transport& conn, const detail::PollAction& a);
     void end_poll(Poller& p, bool probe, Clock::time_point start);

@@ -6,7 +6,9 @@
 //     spacing games), each mapped field agrees with what nlohmann finds at the same pointer;
 //   - Decimal: parse -> to_string -> parse is the same value, scale and text, and agrees with
 //     strtod;
-//   - RFC 3339: a parsed instant, written back as UTC, parses to the same nanosecond.
+//   - RFC 3339: a parsed instant, written back as UTC, parses to the same nanosecond;
+//   - BatchMapper (OKX's /data + /instId and Kraken's "#key" shapes): simdjson's path and the
+//     hand-written reader give the same error, counts and per-member results.
 // Build and run: bash scripts/fuzz.sh [seconds]
 #include <mdagg/decimal.hpp>
 #include <mdagg/mapping.hpp>
@@ -220,6 +222,59 @@ void check_rfc3339(std::string_view text) {
     if (!again || *again != *ns) violated("RFC 3339 time does not round-trip as UTC", text);
 }
 
+// One batch answer read by both readers (mdagg::BatchReader): everything must agree.
+void check_batch_readers(const mdagg::BatchMapper& mapper, const mdagg::BatchMembers& members, std::string_view body) {
+    std::string padded;
+    padded.reserve(body.size() + mdagg::json_padding);
+    padded.assign(body);
+    std::vector<mdagg::BatchEntry> out[2];
+    mdagg::BatchCounts counts[2];
+    std::error_code ec[2];
+    const mdagg::BatchReader readers[2] = {mdagg::BatchReader::reference, mdagg::BatchReader::fast};
+    for (int r = 0; r < 2; ++r) {
+        mdagg::set_batch_reader(readers[r]);
+        ec[r] = mapper.map(padded, padded.capacity(), members, out[r], counts[r]);
+    }
+    const auto& a = counts[0];
+    const auto& b = counts[1];
+    if (ec[0] != ec[1]) violated("batch readers disagree on the answer's error", body);
+    if (ec[0]) return;
+    if (a.entries != b.entries || a.unknown != b.unknown || a.missing != b.missing || a.duplicates != b.duplicates ||
+        a.bad_symbols != b.bad_symbols || a.first_duplicate != b.first_duplicate)
+        violated("batch readers disagree on the counts", body);
+    for (std::size_t m = 0; m < members.size(); ++m) {
+        const auto& x = out[0][m];
+        const auto& y = out[1][m];
+        if (x.seen != y.seen || x.error != y.error) violated("batch readers disagree on a member", body);
+        if (!x.seen || x.error) continue;
+        if (x.quote.bid.to_string() != y.quote.bid.to_string() || x.quote.ask.to_string() != y.quote.ask.to_string() ||
+            x.quote.bid_size.to_string() != y.quote.bid_size.to_string() || x.quote.seq != y.quote.seq ||
+            x.quote.exchange_time_ns != y.quote.exchange_time_ns)
+            violated("batch readers disagree on a member's quote", body);
+    }
+}
+
+void check_batches(std::string_view body) {
+    static const mdagg::BatchMapper okx = [] {
+        mdagg::BatchConfig b;
+        b.items = "/data";
+        b.symbol = "/instId";
+        FieldMap f = fields("", "/bidPx", "/askPx", "/bidSz", "/askSz", mdagg::TimeField{"/ts", TimeUnit::ms}, "/seq");
+        f.success = mdagg::SuccessCheck{"/code", std::string("0"), false};
+        return mdagg::BatchMapper(b, f);
+    }();
+    static const mdagg::BatchMapper kraken = [] {
+        mdagg::BatchConfig b;
+        b.items = "/result";
+        b.symbol = "#key";
+        return mdagg::BatchMapper(b, fields("", "/b/0", "/a/0", "/b/2", "/a/2"));
+    }();
+    static const mdagg::BatchMembers okx_members(std::vector<std::string>{"BTC-USDT", "ETH-USDT", "A"});
+    static const mdagg::BatchMembers kraken_members(std::vector<std::string>{"XXBTZUSD", "XETHZUSD", "A"});
+    check_batch_readers(okx, okx_members, body);
+    check_batch_readers(kraken, kraken_members, body);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -258,6 +313,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             check_against_nlohmann(all[i], *j, ec, q, body);
     }
 
+    check_batches(body);
     if (size <= 128) {
         check_decimal(body);
         check_rfc3339(body);
