@@ -227,7 +227,7 @@ struct SourceStats {
     // mirror, the url's host paused or its breaker open) and back to an earlier one.
     std::atomic<std::uint64_t> failovers{0};
     std::atomic<std::uint64_t> failbacks{0};
-    // Ticks whose breaker probe failed and that the next route served within the tick.
+    // Ticks whose breaker probe failed and that went on to the next route within the tick.
     std::atomic<std::uint64_t> probe_fallbacks{0};
     std::array<std::atomic<std::uint64_t>, max_poll_routes> route_polls{};  // polls by route: 0 the url
     // rate_limited_ticks by the poller's configured priority (index 0: priority 1).

@@ -90,7 +90,7 @@ constexpr CounterFamily tick_and_connection_counters[] = {
     {"mdagg_source_failbacks_total", "Pollers moved back to an earlier route (the url's host) once it took polls again.",
      &PollCounters::failbacks},
     {"mdagg_source_probe_fallbacks_total",
-     "Ticks whose probe of the url's host failed and that a mirror then served in the same tick.",
+     "Ticks whose probe of the url's host failed and that went on to a mirror in the same tick.",
      &PollCounters::probe_fallbacks},
     {"mdagg_source_connects_total", "Connections opened.", &PollCounters::connects},
     {"mdagg_source_retries_total", "GETs re-sent once after a stale keep-alive close.", &PollCounters::retries},

@@ -60,9 +60,9 @@ Task<void> PollerGroup::Impl::after_probe(Poller& p, Clock::time_point woke) {
     switch_route(p, choice.route);
     p.probe_pending = choice.admission == Admission::probe;  // the caller's ProbeRelease covers a throw
     p.source.stats.route_polls[p.current_route().poll_slot].fetch_add(1, std::memory_order_relaxed);
+    // Counted as handed on: how the mirror's poll ends is counted like any poll's.
+    p.source.stats.probe_fallbacks.fetch_add(1, std::memory_order_relaxed);
     co_await poll_once(p, p.probe_pending, woke);
-    if (p.fsm.result().outcome == PollerState::completed)
-        p.source.stats.probe_fallbacks.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace mdagg

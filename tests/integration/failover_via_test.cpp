@@ -116,7 +116,8 @@ TEST(FailoverVia, AFailedProbesTickIsServedByTheMirror) {
     const std::string fallbacks = "mdagg_source_probe_fallbacks_total{source=\"sim\"}";
     // Two probes failed (each re-opens the breaker) ...
     ASSERT_TRUE(wait_until([&] { return counter(admin, opens) >= 3; }, 10s)) << daemon->stdout_text();
-    // ... and each one's tick was served by the mirror (read between two probes).
+    // ... and each one's tick went on to the mirror (read between two probes); the records
+    // below equal the simulator's answers, so each such tick's answer became a quote.
     EXPECT_TRUE(wait_until([&] { return counter(admin, fallbacks) == counter(admin, opens) - 1; }, 3s))
         << counter(admin, fallbacks) << " fallbacks, " << counter(admin, opens) << " opens";
     EXPECT_EQ(counter(admin, "mdagg_source_breaker_ticks_total{source=\"sim\"}"), 0);
