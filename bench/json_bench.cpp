@@ -1,10 +1,16 @@
-// The daemon's JSON reader (src/mapping: BatchMapper, QuoteMapper) against simdjson's On-Demand
-// API (Debian libsimdjson-dev 3.0.1) on the two workloads: an OKX-like all-instruments
-// answer (the simulator's own body: ALL entries, ~250 KB at 700) with PICK configured entries
-// mapped to exact decimals, and a ~150-byte single quote. Both sides do the same work: check
-// the success field, route every entry by its symbol, read the configured entries' prices,
-// sizes and time, and parse them into Decimals with the daemon's parser. Prints the median of
-// REPS repetitions of ITERS calls each, in us per answer. Built and run by bench/json_bench.sh.
+// The daemon's JSON readers on the two workloads: an OKX-like all-instruments answer
+// (the simulator's own body: ALL entries, ~250 KB at 700) with PICK configured entries mapped to
+// exact decimals, and a ~150-byte single quote.
+//   - The batch answer through the daemon's own BatchMapper::map with each reader
+//     (set_batch_reader): the hand-written reader ("ours") and simdjson's stage 1 with the
+//     reader's grammar ("simdjson", the daemon's default); both validate the whole body.
+//   - The readers alone (events counted, no routing), with simdjson's On-Demand API made to
+//     visit every value so that it validates as much (ondemand_walk.hpp; not in the daemon).
+//   - The single quote: QuoteMapper against On Demand reading the same fields without
+//     validating what it skips (an upper bound on what simdjson could save there) and the
+//     validating walk alone.
+// Prints the median of REPS repetitions of ITERS calls each, in us. Built and run by
+// bench/json_bench.sh.
 #include <mdagg/decimal.hpp>
 #include <mdagg/mapping.hpp>
 
