@@ -139,9 +139,12 @@ TEST(Churn, HundredReloadsOfNewSymbolsKeepMemoryFlat) {
     EXPECT_GT(last_quoted, 0u);
     EXPECT_GT(first_quoted, 0u);
 
-    // docs/benchmarks.md measures +6.5% over 100 reloads; the test allows for a noisy shared machine.
+    // The heap grows to a plateau over the first ten reloads (tables sized for the old and the
+    // new symbols at once, which a reload holds together). On a loaded machine the first step is
+    // measured before every new symbol is quoted, so that plateau reads as +20-30% from step 1
+    // (docs/benchmarks.md); a leak of 100 bytes per symbol would add 10 MiB (+60%).
     const double growth = static_cast<double>(after[reloads].rss_kib) / static_cast<double>(after[1].rss_kib);
-    EXPECT_LT(growth, 1.25) << figures.str();
+    EXPECT_LT(growth, 1.40) << figures.str();
     // Once the first reloads have settled the heap, a leak of a few hundred bytes per symbol
     // would still show: 90 reloads x 1,000 symbols.
     const double late = static_cast<double>(after[reloads].rss_kib) / static_cast<double>(after[10].rss_kib);
