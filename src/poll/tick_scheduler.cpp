@@ -59,6 +59,10 @@ void TickScheduler::fire_round() {
 // On the poller's executor: its tick came, or its poll ran out of time.
 void TickScheduler::fire(PollerEntry& e) {
     Poller& p = *e.poller;
+    if (e.hedge) {
+        on_hedge_(hedge_context_, p);
+        return;
+    }
     if (!e.deadline) {
         std::exchange(p.tick_waiter, {}).resume();
         return;
@@ -77,12 +81,18 @@ void TickScheduler::fire(PollerEntry& e) {
 void TickScheduler::fire_on_strand(PollerEntry& e) {
     Poller* p = e.poller;
     const auto& strand = *p->executor.target<asio::strand<asio::io_context::executor_type>>();
-    if (!e.deadline) {
-        asio::post(strand, asio::bind_allocator(PooledAllocator<void>{}, [p] { fire(p->tick_entry); }));
+    if (!e.deadline && !e.hedge) {
+        asio::post(strand, asio::bind_allocator(PooledAllocator<void>{}, [this, p] { fire(p->tick_entry); }));
+        return;
+    }
+    if (e.hedge) {  // stale when re-armed or disarmed meanwhile, as a deadline
+        asio::post(strand, asio::bind_allocator(PooledAllocator<void>{}, [this, p, generation = e.generation] {
+                       if (p->hedge->generation == generation) fire(p->hedge->entry);
+                   }));
         return;
     }
     // A deadline whose poll ended meanwhile is stale: the generation tells.
-    asio::post(strand, asio::bind_allocator(PooledAllocator<void>{}, [p, generation = e.generation] {
+    asio::post(strand, asio::bind_allocator(PooledAllocator<void>{}, [this, p, generation = e.generation] {
                    if (p->poll_generation == generation) fire(p->deadline_entry);
                }));
 }
@@ -100,6 +110,7 @@ void TickScheduler::forget(Poller& p) {
     auto guard = lock();
     wheel_.remove(p.tick_entry);
     wheel_.remove(p.deadline_entry);
+    if (p.hedge) wheel_.remove(p.hedge->entry);
 }
 
 }  // namespace mdagg::detail
