@@ -36,8 +36,7 @@ sim_pid=$!
 for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
 port=$(grep listening "$work/sim.out" | head -1 | jq -r .port)
 mirror_port=$(grep listening "$work/sim.out" | head -1 | jq -r '.listeners[1].port')
-control=$(grep listening "$work/sim.out" | head -1 | jq -r '.control_port // empty')
-[ -n "$control" ] || control=$(grep -o '"control_port":[0-9]*' "$work/sim.out" | head -1 | cut -d: -f2)
+control=$(grep listening "$work/sim.out" | head -1 | jq -r .control_port)
 listener() { curl -s "http://127.0.0.1:$control/stats" | jq ".listeners[$1].$2"; }
 fault() {  # on|off: the Pareto tail on the url's listener
   if [ "$1" = on ]; then
@@ -84,8 +83,8 @@ run() {  # LABEL HEDGE; sets the row's figures
   write_config "$2"
   "$bin/mdagg" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
   mdagg_pid=$!
-  for _ in $(seq 200); do grep -q '"admin listening"\|admin_port' "$work/mdagg.out" && break; sleep 0.05; done
-  admin=$(grep -o '"port":[0-9]*' <(grep -i admin "$work/mdagg.out") | head -1 | cut -d: -f2)
+  for _ in $(seq 200); do grep -q '"admin listening"' "$work/mdagg.out" && break; sleep 0.05; done
+  admin=$(grep '"admin listening"' "$work/mdagg.out" | head -1 | jq -r .port)
   sleep "$warmup"
   scrape "$work/m0"; local l0=$(listener 0 requests) l1=$(listener 1 requests) c0=$(cpu_ticks $mdagg_pid)
   sleep "$secs"

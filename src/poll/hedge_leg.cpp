@@ -38,6 +38,15 @@ bool answer_arriving(const detail::InFlight<http::ResponseParser>& parser) {
     return parser.has_value() && (parser->got_some() || parser->interim_skipped() > 0);
 }
 
+// A loser's answer is arriving: the parser has some of it, or bytes wait in the buffer or the
+// socket (an ioctl, on the loser's path only). Then reading it keeps the connection; closing
+// would also throw away an answer the server already sent.
+bool answer_arriving(const detail::InFlight<http::ResponseParser>& parser, detail::AnyTransport& conn) {
+    if (answer_arriving(parser)) return true;
+    if (!parser.has_value()) return false;  // connecting: no request out yet
+    return std::visit([](auto& c) { return c.buffer().size() > 0 || c.available() > 0; }, conn);
+}
+
 }  // namespace
 
 detail::ParseResult PollerGroup::Impl::answer_of(const http::ResponseParser& parser) {
@@ -270,7 +279,7 @@ PollAction PollerGroup::Impl::hedge_answered(Poller& p) {
     if (r == HedgeRace::hedge_won) {
         h.race.store(r, relaxed);
         p.source.stats.hedge_wins[h.route].fetch_add(1, relaxed);
-        if (detail::loser_fate(answer_arriving(p.parser)) == detail::LoserFate::cancel) {
+        if (detail::loser_fate(answer_arriving(p.parser, p.connection)) == detail::LoserFate::cancel) {
             h.interrupt_primary = true;
             p.cancel_io();
         }
@@ -342,7 +351,7 @@ PollAction PollerGroup::Impl::hedge_deliver(Poller& p) {
 void PollerGroup::Impl::settle_loser(Poller& p) {
     auto& h = *p.hedge;
     if (!h.running) return;
-    if (detail::loser_fate(answer_arriving(h.parser)) == detail::LoserFate::drain) {
+    if (detail::loser_fate(answer_arriving(h.parser, *h.connection)) == detail::LoserFate::drain) {
         ticks.arm_hedge(p, std::min(h.fsm.deadline(), Clock::now() + detail::hedge_loser_grace));
         return;
     }
@@ -369,14 +378,11 @@ void PollerGroup::Impl::hedge_end(Poller& p) {
     }
 }
 
-// run()'s end: a loser still draining is cancelled, and waited for.
+// run()'s end: the poller waits for a leg still running. Its poll ended, so settle_loser
+// already closed it or gave it a short grace to read an arriving answer; a drain's cancel or
+// an operator's (interrupt()) cuts that too.
 Task<void> PollerGroup::Impl::hedge_join(Poller& p) {
-    auto& h = *p.hedge;
-    if (h.running) {
-        h.cancelled = true;
-        h.cancel_io();
-        co_await HedgeLegEnd{h};
-    }
+    if (p.hedge->running) co_await HedgeLegEnd{*p.hedge};
 }
 
 }  // namespace mdagg

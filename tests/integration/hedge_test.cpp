@@ -21,13 +21,13 @@ namespace {
 
 constexpr int symbols = 40;
 
-struct Setup {
+struct TwoListeners {
     TempDir dir;
     Sim sim;
     std::string primary, mirror;
 };
 
-void start_two_listeners(Setup& s) {
+void start_two_listeners(TwoListeners& s) {
     s.sim = start_sim(s.dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0", "--symbols",
                                      std::to_string(symbols), "--control", "127.0.0.1:0"});
     const auto listening = s.sim.process->wait_for_line("event", "listening", 5s);
@@ -36,13 +36,13 @@ void start_two_listeners(Setup& s) {
     s.mirror = "127.0.0.2:" + std::to_string((*listening)["listeners"][1]["port"].get<int>());
 }
 
-void add_fault(const Setup& s, int listener, const std::string& spec) {
+void add_fault(const TwoListeners& s, int listener, const std::string& spec) {
     const auto r = http_request(s.sim.control_port, "POST", "/control/listeners/" + std::to_string(listener) + "/faults",
                                 spec);
     ASSERT_EQ(r.status, 201) << r.body;
 }
 
-fs::path write_config(const Setup& s, const std::string& hedge) {
+fs::path write_config(const TwoListeners& s, const std::string& hedge) {
     const fs::path path = s.dir / "mdagg.yaml";
     std::ofstream(path) << "output: { dir: " << (s.dir / "out").string() << ", flush_every: 200ms }\n"
                         << "admin: { listen: \"127.0.0.1:0\" }\n"
@@ -60,7 +60,7 @@ double counter(int admin, const std::string& series) {
     return metric(http_request(admin, "GET", "/metrics").body, series).value_or(-1);
 }
 
-int listener_count(const Setup& s, int listener, const char* field) {
+int listener_count(const TwoListeners& s, int listener, const char* field) {
     return sim_stats(s.sim.control_port)["listeners"][listener][field].get<int>();
 }
 
@@ -68,7 +68,7 @@ int listener_count(const Setup& s, int listener, const char* field) {
 // symbol, and every answer the simulator wrote is a record or a loser the daemon dropped.
 // A loser whose answer the simulator wrote in the same instant the daemon closed it is
 // counted written by one and cancelled by the other: hence the small slack above.
-void expect_one_quote_per_tick(const Setup& s, const nlohmann::json& drained, const nlohmann::json& stopped) {
+void expect_one_quote_per_tick(const TwoListeners& s, const nlohmann::json& drained, const nlohmann::json& stopped) {
     const Output out = check_output(s.dir);
     expect_seqs_increase(out);
     EXPECT_EQ(out.quotes, drained["polls_completed"].get<std::size_t>()) << drained.dump();
@@ -84,7 +84,7 @@ void expect_one_quote_per_tick(const Setup& s, const nlohmann::json& drained, co
 // The issue's case, shortened: a Pareto tail on the url's host (scale 2 ms, shape 1.5, cap 2 s:
 // about 3% of answers after 20 ms), a healthy mirror, after: 20ms, max_extra: 5%.
 TEST(Hedge, AParetoTailOnThePrimaryIsHedgedOnTheMirrorWithinMaxExtra) {
-    Setup s;
+    TwoListeners s;
     start_two_listeners(s);
     add_fault(s, 0, R"({"kind":"latency","distribution":"pareto","min":"2ms","max":"2s","alpha":1.5})");
     auto daemon = start_daemon(s.dir, write_config(s, "{ after: 20ms, max_extra: 5% }"));
@@ -116,7 +116,7 @@ TEST(Hedge, AParetoTailOnThePrimaryIsHedgedOnTheMirrorWithinMaxExtra) {
 // Both hosts slow (every answer after 30 ms, past `after`): every poll wants a hedge, and the
 // budget lets only max_extra of them go; the rest are refused, so the load rises by no more.
 TEST(Hedge, BothHostsSlowHedgesStopAtTheBudget) {
-    Setup s;
+    TwoListeners s;
     start_two_listeners(s);
     add_fault(s, 0, R"({"kind":"latency","min":"30ms"})");
     add_fault(s, 1, R"({"kind":"latency","min":"30ms"})");
@@ -145,7 +145,7 @@ TEST(Hedge, BothHostsSlowHedgesStopAtTheBudget) {
 // after 5 ms with a generous budget): the drain cancels both legs, exits 0 within its budget,
 // and nothing is lost or duplicated.
 TEST(Hedge, SigtermWithHedgesInFlightDrainsCleanly) {
-    Setup s;
+    TwoListeners s;
     start_two_listeners(s);
     add_fault(s, 0, R"({"kind":"latency","distribution":"pareto","min":"20ms","max":"80ms","alpha":1.5})");
     add_fault(s, 1, R"({"kind":"latency","min":"40ms"})");
