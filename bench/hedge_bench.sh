@@ -70,10 +70,9 @@ scrape() { curl -s "http://127.0.0.1:$admin/metrics" | grep -E '^mdagg_source_(p
 quantile() {  # BEFORE AFTER Q
   join <(grep poll_duration_seconds_bucket "$1" | sed -E 's/.*le="([^"]+)".* ([0-9.e+]+)$/\1 \2/' | sort) \
        <(grep poll_duration_seconds_bucket "$2" | sed -E 's/.*le="([^"]+)".* ([0-9.e+]+)$/\1 \2/' | sort) |
-    awk -v q="$3" '{ le = ($1 == "+Inf") ? 1e9 : $1; d[NR] = le " " ($3 - $2) } END {
-      n = asort(d, s, "@val_num_asc"); total = 0
-      for (i = 1; i <= n; i++) { split(s[i], f, " "); if (f[2] > total) total = f[2] }
-      for (i = 1; i <= n; i++) { split(s[i], f, " "); if (f[2] >= q * total) { printf "%.1f", f[1] * 1000; exit } } }'
+    awk '{ print ($1 == "+Inf") ? 1e9 : $1, $3 - $2 }' | sort -g |
+    awk -v q="$3" '{ le[NR] = $1; c[NR] = $2; if ($2 > total) total = $2 }
+      END { for (i = 1; i <= NR; i++) if (c[i] >= q * total) { printf "%.1f", le[i] * 1000; exit } }'
 }
 counter() {  # FILE SERIES-REGEX
   grep -E "$2" "$1" | awk '{ s += $NF } END { print s + 0 }'

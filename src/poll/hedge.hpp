@@ -14,7 +14,7 @@ namespace mdagg::detail {
 
 // `max_extra` as a token bucket shared by a source's pollers (any thread): each first request
 // earns `max_extra` of a hedge, a hedge spends one. Kept in millitokens so it is one atomic.
-// The bucket starts empty and holds at most `burst` hedges, so over any stretch of N first
+// The bucket starts empty and holds at most `burst` hedges (the source's: a round's worth), so over any stretch of N first
 // requests at most max_extra * N + burst hedges go out: a general slowdown cannot double the
 // load.
 class HedgeBudget {

@@ -25,6 +25,7 @@
 #include <boost/beast/core/error.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <coroutine>
 #include <functional>
 #include <memory>
@@ -111,7 +112,10 @@ struct SourceRuntime {
             error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
         for (const RequestHeader& h : c.headers) header_lines += h.name + ": " + h.resolved.reveal() + "\r\n";
         if (config.hedge.enabled) {
-            hedge_budget = std::make_unique<HedgeBudget>(config.hedge.max_extra);
+            // A round's worth of hedges may go at once (at least 4): the Pareto tail of 500
+            // pollers comes in bursts that a bucket of 4 would refuse.
+            const auto burst = static_cast<std::int64_t>(std::ceil(config.hedge.max_extra * static_cast<double>(c.request_count())));
+            hedge_budget = std::make_unique<HedgeBudget>(config.hedge.max_extra, std::max<std::int64_t>(4, burst));
             if (config.hedge.percentile) hedge_window = std::make_unique<LatencyWindow>(config.hedge.percentile);
         }
     }
