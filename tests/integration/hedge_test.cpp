@@ -68,7 +68,9 @@ int listener_count(const TwoListeners& s, int listener, const char* field) {
 // After the daemon and the simulator stopped: one record per completed poll, seqs rising per
 // symbol, and every answer the simulator wrote is a record or a loser the daemon dropped.
 // A loser whose answer the simulator wrote in the same instant the daemon closed it is
-// counted written by one and cancelled by the other: hence the small slack above.
+// counted written by one and cancelled by the other: hence a small slack; and a poll or
+// hedge that ran out of time (none on a healthy run; many under TSan's slowdown) may have
+// been answered just after the daemon gave up.
 void expect_one_quote_per_tick(const TwoListeners& s, const nlohmann::json& drained, const nlohmann::json& stopped) {
     const Output out = check_output(s.dir);
     expect_seqs_increase(out);
@@ -76,7 +78,8 @@ void expect_one_quote_per_tick(const TwoListeners& s, const nlohmann::json& drai
     const auto discarded = drained["hedges"].value("losers_discarded", std::size_t{0});
     const auto responses = stopped["responses"].get<std::size_t>();
     EXPECT_GE(responses, out.quotes + discarded) << stopped.dump() << drained.dump();
-    EXPECT_LE(responses, out.quotes + discarded + 2) << stopped.dump() << drained.dump();
+    const auto gave_up = drained["polls_timed_out"].get<std::size_t>() + drained["hedges"].value("failed", std::size_t{0});
+    EXPECT_LE(responses, out.quotes + discarded + 2 + gave_up) << stopped.dump() << drained.dump();
     EXPECT_EQ(stopped["failed_writes"].get<int>(), 0) << stopped.dump();
 }
 
