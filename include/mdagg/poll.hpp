@@ -244,6 +244,14 @@ struct SourceStats {
     std::atomic<std::uint64_t> paused_ticks{0};  // ticks of pollers an operator paused
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(BatchEntryCount::count_)> batch_entries{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(LateAnswer::count_)> late_answers{};
+    // Hedged requests (docs/polling.md#hedged-requests).
+    std::atomic<std::uint64_t> hedges_sent{0};
+    std::atomic<std::uint64_t> hedges_refused_budget{0};  // no max_extra left
+    std::atomic<std::uint64_t> hedges_refused_host{0};    // no mirror's guard admitted it
+    std::atomic<std::uint64_t> hedges_failed{0};          // the hedge failed on its own, the primary went on
+    std::array<std::atomic<std::uint64_t>, max_poll_routes> hedge_wins{};  // by the hedge's route
+    std::atomic<std::uint64_t> losers_cancelled{0};  // closed before any byte of the answer
+    std::atomic<std::uint64_t> losers_discarded{0};  // answer read to the end and dropped
 };
 
 using PollErrorCounts = std::array<std::uint64_t, static_cast<std::size_t>(PollError::count_)>;
@@ -278,6 +286,9 @@ struct PollCounters {
     PollErrorCounts errors{};  // by PollError
     BatchEntryCounts batch_entries{};
     LateAnswerCounts late_answers{};  // polls that ran into their late grace, by how they ended
+    std::uint64_t hedges_sent = 0, hedges_refused_budget = 0, hedges_refused_host = 0, hedges_failed = 0;
+    std::array<std::uint64_t, max_poll_routes> hedge_wins{};
+    std::uint64_t losers_cancelled = 0, losers_discarded = 0;
     // Empty when read without histograms (the heartbeat needs counts only).
     LatencyHistogram::Snapshot latency, lateness, achieved_interval;
 
@@ -315,6 +326,9 @@ struct PollerSnapshot {
     // `priority:` (1 highest .. 9; a batch's best member's), and the one its next tick asks
     // with: better by one for each tick in a row its host's bucket refused (aging).
     std::uint8_t priority = 5, effective_priority = 5;
+    // A hedged source's poller: its hedge's state this poll (idle, racing, hedge_won,
+    // primary_won, abandoned); empty without `hedge:`.
+    std::string hedge;
 };
 
 // Selects pollers for pause/resume/cancel/retire: source name, symbol, tags.

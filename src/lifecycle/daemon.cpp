@@ -189,17 +189,10 @@ private:
         host_pauses_.emplace(config_.output.dir);
         ingest_.pollers().restore_pauses(host_pauses_->load(std::chrono::system_clock::now()));
         std::size_t symbols = 0, pollers = 0;
-        nlohmann::json not_yet_used = nlohmann::json::array();
         for (auto& s : config_.sources) {
             symbols += s.symbols.size();
             pollers += s.request_count();
-            // Parsed and checked ahead of the poll path that will use it (issue 15; mirrors and
-            // priorities are used): say so, so nobody counts on a hedge that does not happen yet.
-            if (s.hedge.enabled) not_yet_used.push_back(s.name);
         }
-        if (!not_yet_used.empty())
-            log::warn("hedge is not used yet by this version: no hedged requests",
-                      {{"sources", std::move(not_yet_used)}});
         log::info("mdagg started", {{"config", config_.file},
                                     {"sources", config_.sources.size()},
                                     {"pollers", pollers},

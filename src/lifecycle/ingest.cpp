@@ -97,6 +97,7 @@ void Ingest::report(nlohmann::json& fields, bool incomplete) const {
     fields["rate_limited_ticks"] = t.rate_limited_ticks;
     fields["host_paused_ticks"] = t.host_paused_ticks;
     fields["breaker_ticks"] = t.breaker_ticks;
+    if (auto hedges = hedge_counts(t); !hedges.is_null()) fields["hedges"] = std::move(hedges);
     if (incomplete) fields["abandoned_pollers"] = pollers_.running();
 }
 

@@ -283,6 +283,7 @@ admin::Response Operations::tasks(const admin::Selector& filter) {
         }
         row["priority"] = p.priority;
         row["effective_priority"] = p.effective_priority;
+        if (!p.hedge.empty()) row["hedge"] = p.hedge;  // hedge: this poll's race (docs/polling.md)
         row["tags"] = p.tags;
         if (p.batch_symbols > 0) {
             row["batch"] = p.batch;

@@ -34,6 +34,19 @@ nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts
     return errors;
 }
 
+nlohmann::json hedge_counts(const PollCounters& now, const PollCounters& since) {
+    if (now.hedges_sent + now.hedges_refused_budget + now.hedges_refused_host == 0) return nullptr;
+    std::uint64_t won = 0;
+    for (std::size_t r = 0; r < now.hedge_wins.size(); ++r) won += now.hedge_wins[r] - since.hedge_wins[r];
+    return {{"sent", now.hedges_sent - since.hedges_sent},
+            {"won", won},
+            {"refused_budget", now.hedges_refused_budget - since.hedges_refused_budget},
+            {"refused_host", now.hedges_refused_host - since.hedges_refused_host},
+            {"failed", now.hedges_failed - since.hedges_failed},
+            {"losers_cancelled", now.losers_cancelled - since.losers_cancelled},
+            {"losers_discarded", now.losers_discarded - since.losers_discarded}};
+}
+
 nlohmann::json late_answers(const LateAnswerCounts& now, const LateAnswerCounts& since) {
     nlohmann::json out = nlohmann::json::object();
     for (std::size_t e = 0; e < now.size(); ++e)
@@ -152,6 +165,7 @@ nlohmann::json Reports::summary_fields(const PollCounters& now, const PollCounte
             {"hosts", hosts_not_healthy(pollers_)},
             {"tls_handshakes", now.tls_handshakes - prev.tls_handshakes},
             {"tls_resumptions", now.tls_resumptions - prev.tls_resumptions}};
+    if (auto hedges = hedge_counts(now, prev); !hedges.is_null()) fields["hedges"] = std::move(hedges);
     // Said again every time, not only at start-up: an unverified source is easy to forget.
     if (auto unverified = pollers_.unverified_tls_sources(); !unverified.empty())
         fields["tls_unverified_sources"] = std::move(unverified);

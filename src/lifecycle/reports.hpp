@@ -28,6 +28,10 @@ namespace mdagg::lifecycle {
 nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts& since = {});
 // Polls that ran into their late grace, by how they ended; the outcomes that happened only.
 nlohmann::json late_answers(const LateAnswerCounts& now, const LateAnswerCounts& since = {});
+// Hedged requests (docs/polling.md#hedged-requests): sent, won (by a mirror), refused for
+// budget or by every mirror's guard, failed, losers cancelled and discarded; null when none
+// was ever wanted.
+nlohmann::json hedge_counts(const PollCounters& now, const PollCounters& since = {});
 // issue 16: the summary line's "kafka" field; counters since the start, like records_written.
 nlohmann::json kafka_summary(const KafkaStats& k);
 // Hosts that are paused or whose breaker is not closed; an empty object when all are well.

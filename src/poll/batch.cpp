@@ -235,7 +235,7 @@ detail::PollAction PollerGroup::Impl::deliver_batch(Poller& p) {
         q.source = p.source.id;
         q.symbol = member.symbol;
         q.receive_time_ns = now_ns;
-        q.via = p.current_route().via;
+        q.via = p.answering_route().via;
         on_quote(q);
         member.completed.fetch_add(1, r);
         member.state.store(PollerState::completed, r);

@@ -41,6 +41,9 @@ public:
         slot_ = nullptr;
     }
 
+    // Hands the values over whole (a hedge's won answer to the poll that delivers it).
+    void swap(InFlight& other) noexcept { std::swap(slot_, other.slot_); }
+
     bool has_value() const noexcept { return slot_ && slot_->has_value(); }
     T* operator->() noexcept { return &**slot_; }
     const T* operator->() const noexcept { return &**slot_; }

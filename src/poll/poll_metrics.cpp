@@ -8,6 +8,10 @@
 #include <unordered_map>
 
 namespace mdagg {
+// Hedged requests' counters and families (hedge_metrics.cpp).
+void read_hedge_counters(const SourceStats& st, PollCounters& c);
+void add_hedge_counters(PollCounters& to, const PollCounters& from);
+void write_hedge_metrics(PrometheusWriter& w, const PollStats& stats);
 
 namespace {
 
@@ -40,6 +44,7 @@ PollCounters read_counters(const SourceStats& st, PollDetail detail) {
     for (std::size_t e = 0; e < c.errors.size(); ++e) c.errors[e] = st.errors[e].load(relaxed);
     for (std::size_t e = 0; e < c.batch_entries.size(); ++e) c.batch_entries[e] = st.batch_entries[e].load(relaxed);
     for (std::size_t e = 0; e < c.late_answers.size(); ++e) c.late_answers[e] = st.late_answers[e].load(relaxed);
+    read_hedge_counters(st, c);
     if (detail == PollDetail::with_histograms) {
         c.latency = st.latency.snapshot();
         c.lateness = st.lateness.snapshot();
@@ -150,6 +155,7 @@ void write_source_counters(PrometheusWriter& w, const PollStats& stats) {
             w.sample("mdagg_source_late_answers_total",
                      {{"source", names[s]}, {"outcome", to_string(static_cast<LateAnswer>(e))}},
                      static_cast<double>(stats.sources[s].late_answers[e]));
+    write_hedge_metrics(w, stats);
     w.family("mdagg_source_polls_in_flight", "gauge", "Polls under way.");
     for (SourceId s = 0; s < stats.sources.size(); ++s)
         w.sample("mdagg_source_polls_in_flight", {{"source", names[s]}}, static_cast<double>(stats.sources[s].in_flight));
@@ -220,6 +226,7 @@ void PollCounters::add(const PollCounters& o) noexcept {
     for (std::size_t e = 0; e < errors.size(); ++e) errors[e] += o.errors[e];
     for (std::size_t e = 0; e < batch_entries.size(); ++e) batch_entries[e] += o.batch_entries[e];
     for (std::size_t e = 0; e < late_answers.size(); ++e) late_answers[e] += o.late_answers[e];
+    add_hedge_counters(*this, o);
     latency.merge(o.latency);
     lateness.merge(o.lateness);
     achieved_interval.merge(o.achieved_interval);

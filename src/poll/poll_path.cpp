@@ -72,6 +72,7 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
     p.source.stats.polls_started.fetch_add(1, std::memory_order_relaxed);
     std::size_t written = 0;
     PollAction a = p.fsm.on_tick(start);
+    if (p.hedge) hedge_begin(p, start);
     for (;;) {
         if (a.effects) carry_out(p, conn, a);
         switch (a.kind) {
@@ -82,6 +83,10 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
             case Kind::write: {
                 if (cancelling.load(std::memory_order_relaxed)) {
                     a = p.fsm.on_cancel();
+                    break;
+                }
+                if (p.hedge && p.hedge->interrupt_primary) {  // the hedge won meanwhile
+                    a = take_hedge(p);
                     break;
                 }
                 beast::error_code ec;
@@ -122,8 +127,9 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
                 break;
             }
             case Kind::parse_eof: a = parse_eof(p); break;
-            case Kind::deliver: a = deliver(p); break;
+            case Kind::deliver: a = p.hedge ? hedge_deliver(p) : deliver(p); break;
             case Kind::done:
+                if (p.hedge) hedge_end(p);
                 // An idle poller holds no read buffer, parser or body: they are lent per poll.
                 conn.release_buffer();
                 p.parser.reset();
@@ -225,12 +231,13 @@ Task<PollAction> PollerGroup::Impl::read_late(Poller& p, Transport& conn) {
 // operation (callgrind, Asio 1.81, async_read_some on a socket pair: 709 -> 768), ~110 per
 // poll, plus a signal and its handler block per poller; the flag costs one relaxed load.
 bool PollerGroup::Impl::interrupted(const Poller& p) const noexcept {
-    return p.deadline_expired || cancelling.load(std::memory_order_relaxed);
+    return p.deadline_expired || cancelling.load(std::memory_order_relaxed) || (p.hedge && p.hedge->interrupt_primary);
 }
 
 // The poll's deadline comes first, then a drain's cancel, then what the operation said.
 // A TLS handshake the deadline cut short is a tls_handshake failure, not a plain timeout.
 PollAction PollerGroup::Impl::failed(Poller& p, const beast::error_code& ec) {
+    if (p.hedge && p.hedge->interrupt_primary) return take_hedge(p);  // the hedge won: its answer goes out
     const bool handshake_cut = ec == make_error_code(detail::TlsErrc::handshake_interrupted);
     // A drain's stop: no late grace (PollFsm::on_deadline).
     if (p.deadline_expired && !handshake_cut) return p.fsm.on_deadline(Clock::now(), registry.stopping());
@@ -295,7 +302,7 @@ PollAction PollerGroup::Impl::deliver(Poller& p) {
     q.source = p.source.id;
     q.symbol = p.symbol;
     q.receive_time_ns = wall_clock_ns();
-    q.via = p.current_route().via;  // the host that answered; null without mirrors
+    q.via = p.answering_route().via;  // the host that answered; null without mirrors
     // Only an answer to deliver is inflated: an error status's body is never read.
     if (auto ec = http::decode_body(p.body, p.parser->content_encoding(), p.source.config.max_body_bytes))
         return p.fsm.on_decode_failed(ec);
@@ -351,6 +358,7 @@ void PollerGroup::Impl::end_poll(Poller& p, bool probe, Clock::time_point start)
         case PollerState::completed:
             st.completed.fetch_add(1, std::memory_order_relaxed);
             st.latency.record(end - start);
+            if (p.source.hedge_window) p.source.hedge_window->record(end - start);  // after: pNN
             p.state.store(PollerState::completed, std::memory_order_relaxed);
             break;
         default: record_failure(p, r); break;

@@ -129,6 +129,7 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
         if (next.skipped) st.skipped_ticks.fetch_add(next.skipped, std::memory_order_relaxed);
         tick = next.tick;
     }
+    if (p.hedge) co_await hedge_join(p);  // a loser still draining: the poller must outlive it
     // Cancelled by an operator: nothing will use the connection again.
     if (cancelled() && !registry.stopping()) p.close_connection();
 }
@@ -170,6 +171,10 @@ void PollerGroup::Impl::interrupt(Poller& p, bool abort_poll) {
     wake(p);
     if (!abort_poll) return;
     p.cancel_io();
+    if (p.hedge && p.hedge->running) {  // the drain (or an operator) cancels both legs
+        p.hedge->cancelled = true;
+        p.hedge->cancel_io();
+    }
 }
 
 void PollerGroup::Impl::on_exit(Poller& p, std::exception_ptr e) {

@@ -19,7 +19,9 @@ namespace mdagg {
 
 struct PollerGroup::Impl final : detail::PollerHooks {
     Impl(asio::io_context& io, unsigned io_threads, QuoteHandler h)
-        : on_quote(std::move(h)), error_log(std::chrono::seconds(10)), ticks(io, io_threads) {}
+        : on_quote(std::move(h)), error_log(std::chrono::seconds(10)), ticks(io, io_threads) {
+        ticks.set_hedge_handler(&Impl::on_hedge_entry, this);
+    }
 
     QuoteHandler on_quote;
     log::RateLimited error_log;
@@ -94,6 +96,33 @@ struct PollerGroup::Impl final : detail::PollerHooks {
 
     // The task table's per-poller view of the poll that just finished.
     static void note_outcome(Poller& p, Clock::duration took);
+
+    // Hedged requests (hedge_leg.cpp): the primary's hooks (hedge_begin at the poll's start,
+    // hedge_deliver at its answer, take_hedge when the hedge's win ended its wait, hedge_end at
+    // its end, hedge_join at run()'s end) and the hedge leg's driver.
+    static void on_hedge_entry(void* impl, Poller& p);
+    void hedge_begin(Poller& p, Clock::time_point start);
+    void hedge_due(Poller& p);
+    void hedge_send(Poller& p, Clock::time_point now);
+    Task<void> hedge_leg(Poller& p);
+    template <class Transport>
+    Task<void> hedge_drive(Poller& p, Transport& conn);
+    template <class Transport>
+    Task<detail::PollAction> hedge_connect(Poller& p, Transport& conn);
+    template <class Transport>
+    void hedge_carry_out(Poller& p, Transport& conn, const detail::PollAction& a);
+    bool hedge_stopped(const Poller& p) const noexcept;
+    detail::PollAction hedge_failed(Poller& p, const beast::error_code& ec);
+    detail::PollAction hedge_parse(Poller& p, detail::ReadBuffer& buffer);
+    detail::PollAction hedge_answered(Poller& p);
+    void hedge_finish(Poller& p);
+    void adopt_hedge_answer(Poller& p);
+    detail::PollAction take_hedge(Poller& p);
+    detail::PollAction hedge_deliver(Poller& p);
+    void settle_loser(Poller& p);
+    void hedge_end(Poller& p);
+    Task<void> hedge_join(Poller& p);
+    static detail::ParseResult answer_of(const http::ResponseParser& parser);
 };
 
 }  // namespace mdagg

@@ -10,6 +10,7 @@
 
 #include "batch.hpp"
 #include "failover.hpp"
+#include "hedge.hpp"
 #include "connect_turn.hpp"
 #include "host_resolver.hpp"
 #include "in_flight.hpp"
@@ -24,6 +25,7 @@
 #include <boost/beast/core/error.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <coroutine>
 #include <functional>
 #include <memory>
@@ -117,6 +119,13 @@ struct SourceRuntime {
         for (std::size_t e = 0; e < error_keys.size(); ++e)
             error_keys[e] = c.name + "/" + std::string(to_string(static_cast<PollError>(e)));
         for (const RequestHeader& h : c.headers) header_lines += h.name + ": " + h.resolved.reveal() + "\r\n";
+        if (config.hedge.enabled) {
+            // A round's worth of hedges may go at once (at least 4): the Pareto tail of 500
+            // pollers comes in bursts that a bucket of 4 would refuse.
+            const auto burst = static_cast<std::int64_t>(std::ceil(config.hedge.max_extra * static_cast<double>(c.request_count())));
+            hedge_budget = std::make_unique<HedgeBudget>(config.hedge.max_extra, std::max<std::int64_t>(4, burst));
+            if (config.hedge.percentile) hedge_window = std::make_unique<LatencyWindow>(config.hedge.percentile);
+        }
     }
     // The source's settings without its symbol list: each poller holds its own name, and
     // the list copied once more per runtime cost 32 bytes a poller.
@@ -144,6 +153,10 @@ struct SourceRuntime {
     std::array<std::string, static_cast<std::size_t>(PollError::count_)> error_keys;
     std::vector<std::unique_ptr<Route>> routes;  // never empty; fixed once pollers run
     std::vector<HostGuard*> route_guards;         // routes[i]->guard, for choose_route()
+    // `hedge:` (hedge.hpp; null without it): the source's max_extra bucket, and for `after: pNN`
+    // its recent latencies.
+    std::unique_ptr<HedgeBudget> hedge_budget;
+    std::unique_ptr<LatencyWindow> hedge_window;
     Route& primary() const noexcept { return *routes.front(); }
 };
 
@@ -160,10 +173,43 @@ struct Poller;
 
 // A poller's place in the timer wheel: its next tick, or its poll's deadline.
 struct PollerEntry : detail::WheelEntry {
-    PollerEntry(Poller& p, bool d) : poller(&p), deadline(d) {}
+    PollerEntry(Poller& p, bool d, bool h = false) : poller(&p), deadline(d), hedge(h) {}
     Poller* poller;
     bool deadline;
+    bool hedge;  // PollerHedge::entry: the hedge is due, or the hedge leg's deadline
     std::uint64_t generation = 0;  // of the poll a deadline belongs to; under the wheel's lock
+};
+
+// A hedged source's poller's second leg (hedge_leg.cpp), made with the poller: its own
+// connection to one mirror (created at the first hedge, kept between hedges), poll state,
+// parser and body. Only the poller's executor touches it; `race` is also read by snapshots.
+struct PollerHedge {
+    PollerHedge(Poller& p, const SourceConfig& c)
+        : entry(p, false, true), fsm(c.connect_timeout, c.timeout, reinterpret_cast<std::uintptr_t>(&p)) {}
+    PollerEntry entry;             // in the wheel: the hedge's due time, then the leg's deadline
+    std::uint64_t generation = 0;  // of the entry's arming; under the wheel's lock
+    std::atomic<HedgeRace> race{HedgeRace::idle};
+    bool poll_open = false;         // the primary's poll is in flight (a due hedge may go)
+    bool running = false;           // the leg's coroutine is alive
+    bool expired = false;           // the leg's deadline (or its loser grace) passed
+    bool cancelled = false;         // the primary (or an operator) cancelled the leg
+    bool interrupt_primary = false; // the hedge won: the primary's pending wait ends
+    bool probe = false;             // the mirror's guard admitted the leg as its breaker's probe
+    std::uint8_t route = 0;         // the mirror `connection` and `request` are for
+    std::optional<AnyTransport> connection;
+    PollFsm fsm;
+    detail::InFlight<http::ResponseParser> parser;
+    std::string body;
+    std::string request;
+    std::vector<tcp::endpoint> endpoints;
+    std::coroutine_handle<> waiter;  // the poller's coroutine waiting for the leg to end
+    void cancel_io() {
+        if (connection) std::visit([](auto& c) { c.cancel(); }, *connection);
+    }
+    void close() {
+        if (connection) std::visit([](auto& c) { c.close(); }, *connection);
+        fsm.on_closed();
+    }
 };
 
 // Each field of a Poller has one owner:
@@ -197,11 +243,14 @@ struct Poller {
           symbol_name(std::move(name)),
           fsm(src.config.connect_timeout, src.config.timeout,
               static_cast<std::uint64_t>(schedule.offset().count()) ^ sym,
-              detail::late_grace(src.config.timeout, src.config.interval)) {}
+              detail::late_grace(src.config.timeout, src.config.interval)) {
+        if (src.config.hedge.enabled && src.routes.size() > 1) hedge = std::make_unique<PollerHedge>(*this, src.config);
+    }
 
     void close_connection() noexcept {
         std::visit([](auto& c) { c.close(); }, connection);
         fsm.on_closed();
+        if (hedge && !hedge->running) hedge->close();
     }
     // The pending operation on the connection ends with operation_aborted; a wait for a turn
     // to connect ends too.
@@ -269,6 +318,15 @@ struct Poller {
     std::function<void(std::exception_ptr error)> on_exit;
     // A batch request's members and mapping (batch.hpp); null for a single symbol.
     std::unique_ptr<BatchRequest> batch;
+    // A hedged source's second leg (hedge:, with mirrors); null otherwise: no cost.
+    std::unique_ptr<PollerHedge> hedge;
+
+    // The route whose answer this poll delivers: the hedge's when the hedge won the race.
+    const Route& answering_route() const noexcept {
+        if (hedge && hedge->race.load(std::memory_order_relaxed) == HedgeRace::hedge_won)
+            return *source.routes[hedge->route];
+        return current_route();
+    }
 };
 
 }  // namespace detail

@@ -282,6 +282,7 @@ std::vector<PollerSnapshot> Registry::snapshot() const {
         s.last_latency_ns = p->last_latency_ns.load(r);
         s.priority = p->priority;
         s.effective_priority = p->effective_priority.load(r);
+        if (p->hedge) s.hedge = detail::to_string(p->hedge->race.load(r));
         if (p->source.routes.size() > 1) {
             s.route = p->route.load(r);
             s.via = p->current_route().name;

@@ -63,6 +63,10 @@ void TickScheduler::fire_round() {
 // On the poller's executor: its tick came, or its poll ran out of time.
 void TickScheduler::fire(PollerEntry& e) {
     Poller& p = *e.poller;
+    if (e.hedge) {
+        on_hedge_(hedge_context_, p);
+        return;
+    }
     if (!e.deadline) {
         std::exchange(p.tick_waiter, {}).resume();
         return;
@@ -88,12 +92,18 @@ void TickScheduler::fire_on_strand(PollerEntry& e) {
     const auto& strand = *p->executor.target<asio::strand<asio::io_context::executor_type>>();
     const auto ex = asio::prefer(asio::require(strand, asio::execution::blocking.never),
                                  asio::execution::allocator(PooledAllocator<void>{}));
-    if (!e.deadline) {
-        ex.execute([p] { fire(p->tick_entry); });
+    if (!e.deadline && !e.hedge) {
+        ex.execute([this, p] { fire(p->tick_entry); });
+        return;
+    }
+    if (e.hedge) {  // stale when re-armed or disarmed meanwhile, as a deadline
+        ex.execute([this, p, generation = e.generation] {
+            if (p->hedge->generation == generation) fire(p->hedge->entry);
+        });
         return;
     }
     // A deadline whose poll ended meanwhile is stale: the generation tells.
-    ex.execute([p, generation = e.generation] {
+    ex.execute([this, p, generation = e.generation] {
         if (p->poll_generation == generation) fire(p->deadline_entry);
     });
 }
@@ -111,6 +121,7 @@ void TickScheduler::forget(Poller& p) {
     auto guard = lock();
     wheel_.remove(p.tick_entry);
     wheel_.remove(p.deadline_entry);
+    if (p.hedge) wheel_.remove(p.hedge->entry);
 }
 
 }  // namespace mdagg::detail

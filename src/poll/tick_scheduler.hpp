@@ -59,6 +59,23 @@ public:
         wheel_.remove(p.deadline_entry);
     }
 
+    // A hedged poller's hedge entry (PollerHedge::entry): the hedge's due time, then its leg's
+    // deadline. On expiry the scheduler calls `on_hedge(p)` on the poller's executor.
+    void arm_hedge(Poller& p, Clock::time_point at) {
+        auto guard = lock();
+        p.hedge->entry.generation = ++p.hedge->generation;
+        add(p.hedge->entry, grid_ms_ceil(at));
+    }
+    void disarm_hedge(Poller& p) {
+        ++p.hedge->generation;
+        auto guard = lock();
+        wheel_.remove(p.hedge->entry);
+    }
+    void set_hedge_handler(void (*on_hedge)(void*, Poller&), void* context) noexcept {
+        on_hedge_ = on_hedge;
+        hedge_context_ = context;
+    }
+
     // True while the wheel's round fires on the one io thread: a poller that has sent its
     // request then co_awaits defer_read() and starts reading once the round has fired.
     bool deferring_reads() const noexcept { return deferring_reads_; }
@@ -92,7 +109,7 @@ private:
     void arm();
     void on_timer(beast::error_code ec);
     void fire_round();
-    static void fire(PollerEntry& e);
+    void fire(PollerEntry& e);
     void fire_on_strand(PollerEntry& e);
 
     asio::io_context& io_;
@@ -106,6 +123,8 @@ private:
     // would read the flag): pollers waiting to read until the round has fired, in order.
     bool deferring_reads_ = false;
     std::vector<std::coroutine_handle<>> deferred_reads_;
+    void (*on_hedge_)(void*, Poller&) = nullptr;
+    void* hedge_context_ = nullptr;
 };
 
 }  // namespace mdagg::detail

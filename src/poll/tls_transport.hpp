@@ -74,6 +74,7 @@ public:
 
     ReadBuffer& buffer() noexcept { return tcp_.buffer(); }
     void release_buffer() noexcept { tcp_.release_buffer(); }
+    std::size_t available() noexcept { return tcp_.available(); }  // TLS records not read yet
     void cancel() noexcept { tcp_.cancel(); }
     // Sends close_notify when the session is sound, without waiting for the peer's (one
     // non-blocking write: a peer that never answers cannot hold a close or the drain).

@@ -113,6 +113,13 @@ public:
 
     ReadBuffer& buffer() noexcept { return buffer_; }
     void release_buffer() noexcept { release_if_empty(buffer_); }
+    // Bytes received and not read yet (FIONREAD): a hedged poll's loser whose answer is
+    // already here is read and dropped rather than closed.
+    std::size_t available() noexcept {
+        error_code ec;
+        const std::size_t n = socket_.available(ec);
+        return ec ? 0 : n;
+    }
     tcp::socket& socket() noexcept { return socket_; }  // for a transport layered on this one
 
     // The pending operation ends with operation_aborted.

@@ -79,6 +79,7 @@ void append_listeners_json(std::string& out, const std::vector<ListenerCounters>
                         {"port", l.port},
                         {"listening", l.listening},
                         {"responses", l.responses},
+                        {"abandoned_requests", l.abandoned_requests},
                         {"requests", l.requests},
                         {"connections", l.connections},
                         {"open_connections", l.open_connections},

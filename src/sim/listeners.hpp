@@ -38,6 +38,7 @@ struct ListenerCounters {
     std::uint16_t port = 0;
     bool listening = false;
     std::uint64_t responses = 0;
+    std::uint64_t abandoned_requests = 0;  // the client closed during a delay, before the answer
     std::uint64_t requests = 0;
     std::uint64_t connections = 0;
     std::uint64_t open_connections = 0;

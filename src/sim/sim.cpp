@@ -29,8 +29,11 @@
 #include <boost/beast/http/status.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/socket.h>
+
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <exception>
@@ -255,6 +258,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
     std::atomic<std::uint64_t> open_connections{0};
     std::atomic<std::uint64_t> hung_requests{0};
     std::atomic<std::uint64_t> failed_writes{0};  // quotes whose seq was taken but not delivered
+    std::atomic<std::uint64_t> abandoned_requests{0};  // the client closed during a delay: no answer
     std::atomic<std::uint64_t> not_found{0};
     std::atomic<std::uint64_t> bad_requests{0};
     std::atomic<std::uint64_t> control_requests{0};
@@ -311,6 +315,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         l.connections = connections.load();
         l.open_connections = open_connections.load();
         l.failed_writes = failed_writes.load();
+        l.abandoned_requests = abandoned_requests.load();
         l.active_faults = faults.size(detail::SteadyClock::now());
         l.refused = fault_counts[static_cast<std::size_t>(FaultKind::refuse)].load() +
                     fault_counts[static_cast<std::size_t>(FaultKind::restart)].load();
@@ -772,6 +777,13 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         co_return ec;
     }
 
+    // The peer sent its FIN (or reset): a non-blocking peek finds the end of the stream.
+    static bool peer_closed(Connection& c) {
+        char byte;
+        const ssize_t n = ::recv(c.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    }
+
     static asio::awaitable<bool> pause(Connection& c, std::chrono::microseconds delay) {
         c.timer.expires_after(delay);
         co_await c.timer.async_wait(nothrow);
@@ -1019,6 +1031,14 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
                 self->options.latency_max.count() > 0)
                 delay += self->draw_latency(*c);
             if (delay.count() > 0 && !co_await pause(*c, delay)) break;
+            // A client that gave up during the delay (a hedged poll's loser, a timeout) closed
+            // its end: no answer goes out, and the request is counted as abandoned, so a test
+            // can match responses against what the client says it read. Only after a delay:
+            // the fast path is unchanged.
+            if (delay.count() > 0 && peer_closed(*c)) {
+                self->abandoned_requests.fetch_add(1, std::memory_order_relaxed);
+                break;
+            }
 
             const std::size_t max = self->options.max_requests_per_connection;
             const bool keep_alive = parser.keep_alive() && !self->stopping.load() &&
@@ -1088,6 +1108,7 @@ struct Simulator::Impl : std::enable_shared_from_this<Impl> {
         field("open_connections", total(&Impl::open_connections));
         field("hung_requests", total(&Impl::hung_requests));
         field("failed_writes", total(&Impl::failed_writes));
+        field("abandoned_requests", total(&Impl::abandoned_requests));
         field("not_found", total(&Impl::not_found));
         field("bad_requests", total(&Impl::bad_requests));
         field("control_requests", total(&Impl::control_requests));

@@ -24,6 +24,7 @@ inline std::unique_ptr<Process> start_daemon(const TempDir& dir, const std::file
 struct Output {
     std::map<std::string, std::vector<long long>> seqs;  // symbol -> seq in file order
     std::size_t quotes = 0;
+    std::map<std::string, std::size_t> quotes_via;  // the host a quote names in `via` -> quotes
     std::size_t bars = 0;
     std::size_t stale_marks = 0;
     std::set<std::string> bar_symbols;
@@ -41,6 +42,7 @@ inline Output check_output(const TempDir& dir) {
         for (auto& r : f.records) {
             if (r["type"] == "quote") {
                 ++o.quotes;
+                if (r.contains("via")) ++o.quotes_via[r["via"].get<std::string>()];
                 o.seqs[r["symbol"].get<std::string>()].push_back(r["seq"].get<long long>());
                 EXPECT_TRUE(r["bid"].is_string());
                 EXPECT_TRUE(r["ask"].is_string());

@@ -1,0 +1,132 @@
+#pragma once
+// Hedged requests (issue 15, docs/polling.md#hedged-requests), sans-io: the budget that caps
+// hedges at `max_extra` of first requests, the per-source latency window `after: pNN` reads,
+// and the rules of the race between a poll's two legs. No sockets, no clocks: unit tested in
+// tests/unit/poll_hedge_test.cpp. The driver is hedge_leg.cpp.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+
+namespace mdagg::detail {
+
+// `max_extra` as a token bucket shared by a source's pollers (any thread): each first request
+// earns `max_extra` of a hedge, a hedge spends one. Kept in millitokens so it is one atomic.
+// The bucket starts empty and holds at most `burst` hedges (the source's: a round's worth), so over any stretch of N first
+// requests at most max_extra * N + burst hedges go out: a general slowdown cannot double the
+// load.
+class HedgeBudget {
+public:
+    static constexpr std::int64_t unit = 1000;  // millitokens per hedge
+    explicit HedgeBudget(double max_extra, std::int64_t burst = 4) noexcept
+        : earn_(std::max<std::int64_t>(1, static_cast<std::int64_t>(max_extra * unit + 0.5))),
+          cap_(std::max<std::int64_t>(1, burst) * unit) {}
+
+    // A first request went out.
+    void on_first_request() noexcept {
+        auto v = tokens_.load(std::memory_order_relaxed);
+        while (v < cap_ && !tokens_.compare_exchange_weak(v, std::min(cap_, v + earn_), std::memory_order_relaxed)) {
+        }
+    }
+    // Takes one hedge's worth; false: no budget (the hedge is refused).
+    bool try_take() noexcept {
+        auto v = tokens_.load(std::memory_order_relaxed);
+        while (v >= unit)
+            if (tokens_.compare_exchange_weak(v, v - unit, std::memory_order_relaxed)) return true;
+        return false;
+    }
+    // A hedge taken but not sent (no mirror admitted it).
+    void refund() noexcept { tokens_.fetch_add(unit, std::memory_order_relaxed); }
+    double tokens() const noexcept { return static_cast<double>(tokens_.load(std::memory_order_relaxed)) / unit; }
+
+private:
+    std::int64_t earn_;
+    std::int64_t cap_;
+    std::atomic<std::int64_t> tokens_{0};
+};
+
+// `after: p90|p95|p99`: that percentile of the source's recent completed polls' latency. A
+// ring of the last `size` latencies (any thread, under a mutex: one uncontended lock per
+// completed poll of a hedged source); every `every` samples the percentile is recomputed
+// (nth_element on a copy, off no other poller's path) and published in an atomic that each
+// poll's start reads. Recent, unlike the source's cumulative histogram, so it follows a venue
+// that slows down or recovers. Nothing is published before `min_samples` polls: until then
+// no hedge fires on a percentile.
+class LatencyWindow {
+public:
+    static constexpr std::size_t size = 512;
+    static constexpr std::size_t every = 64;
+    static constexpr std::size_t min_samples = 64;
+    explicit LatencyWindow(unsigned percentile) noexcept : percentile_(percentile) {}
+
+    void record(std::chrono::nanoseconds latency) {
+        std::lock_guard lock(mutex_);
+        ring_[next_++ % size] = latency.count();
+        if (next_ < min_samples || next_ % every != 0) return;
+        const std::size_t n = std::min<std::size_t>(next_, size);
+        scratch_ = ring_;
+        const std::size_t k = std::min(n - 1, (n * percentile_ + 99) / 100 - 1);
+        std::nth_element(scratch_.begin(), scratch_.begin() + static_cast<std::ptrdiff_t>(k),
+                         scratch_.begin() + static_cast<std::ptrdiff_t>(n));
+        threshold_.store(scratch_[k], std::memory_order_relaxed);
+    }
+    // The current percentile; zero before min_samples.
+    std::chrono::nanoseconds threshold() const noexcept {
+        return std::chrono::nanoseconds(threshold_.load(std::memory_order_relaxed));
+    }
+
+private:
+    unsigned percentile_;
+    std::mutex mutex_;
+    std::array<std::int64_t, size> ring_{};
+    std::array<std::int64_t, size> scratch_{};
+    std::size_t next_ = 0;
+    std::atomic<std::int64_t> threshold_{0};
+};
+
+// The race of one poll's two legs, on the poller's executor. The primary leg (the poll on
+// the poller's route) delivers whatever wins, so exactly one quote per tick reaches the
+// aggregator; the hedge leg only fetches.
+enum class HedgeRace : std::uint8_t {
+    idle,         // no hedge this poll (not due yet, or refused)
+    racing,       // the hedge is in flight, neither answered
+    hedge_won,    // the hedge's complete 2xx answer came first: the primary delivers it
+    primary_won,  // the primary answered first: the hedge is the loser
+    abandoned,    // the primary's poll ended without an answer: the hedge is cancelled
+};
+const char* to_string(HedgeRace r) noexcept;
+
+// What becomes of a loser: it has no byte of its answer yet, so its connection is closed (an
+// HTTP/1.1 request cannot be taken back); or its answer is arriving, so it is read to the end
+// within a short grace and dropped, and the connection stays.
+enum class LoserFate : std::uint8_t { cancel, drain };
+constexpr LoserFate loser_fate(bool answer_arriving) noexcept {
+    return answer_arriving ? LoserFate::drain : LoserFate::cancel;
+}
+
+// How long a loser whose answer is arriving may read on before it is cut.
+inline constexpr std::chrono::milliseconds hedge_loser_grace{20};
+
+// The primary has a complete answer (status aside). True: it delivers its own; false: the
+// hedge won first and the primary's answer is the loser's, read and dropped.
+constexpr bool primary_delivers_own(HedgeRace r) noexcept { return r != HedgeRace::hedge_won; }
+
+// The hedge has a complete 2xx answer. Returns the new race state: hedge_won only while
+// racing; a hedge that lost or was abandoned drops its answer.
+constexpr HedgeRace on_hedge_answer(HedgeRace r) noexcept {
+    return r == HedgeRace::racing ? HedgeRace::hedge_won : r;
+}
+
+// When the hedge fires: `after` (fixed) or the source's percentile, at least 1 ms (the timer
+// wheel's grid) and before the deadline. Zero: no hedge this poll.
+constexpr std::chrono::nanoseconds hedge_delay(std::chrono::nanoseconds fixed, std::chrono::nanoseconds percentile,
+                                               bool use_percentile, std::chrono::nanoseconds timeout) noexcept {
+    const auto d = use_percentile ? percentile : fixed;
+    if (d <= std::chrono::nanoseconds::zero()) return std::chrono::nanoseconds::zero();
+    const auto at = std::max<std::chrono::nanoseconds>(d, std::chrono::milliseconds(1));
+    return at < timeout ? at : std::chrono::nanoseconds::zero();
+}
+
+}  // namespace mdagg::detail

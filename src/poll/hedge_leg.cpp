@@ -1,0 +1,388 @@
+// Hedged requests (docs/polling.md#hedged-requests): a poll not answered within `after` sends
+// the same GET once more, to the next mirror whose guard admits it, on the poller's own second
+// connection (PollerHedge). The rules are sans-io (hedge.hpp); this drives them.
+//
+// Why a hand-rolled race and not make_parallel_group(...).async_wait(wait_for_one()) or `||`:
+// a poll is not an asio::awaitable (task.hpp says why), the hedge leg must start late (at
+// `after`, on the timer wheel, which costs a list insert where an Asio timer per poll would
+// cost a timer queue insert and a cancel), and the loser is not simply cancelled: its answer
+// may be read to the end to keep its connection. wait_for_one would cancel it at once (and
+// in 1.81 leave a Beast stream fit only for closing); `||` on strands has a use-after-free
+// before 1.83. So both legs are coroutines on the poller's executor (its strand with several
+// threads): their state is touched from nowhere else, and the race needs no lock. The primary
+// leg (poll_path.cpp) delivers whatever wins, so exactly one quote per tick reaches the
+// aggregator; the hedge leg only fetches and hands its parser and body over.
+#include "poller_group.hpp"
+
+#include <boost/beast/http/error.hpp>
+
+namespace mdagg {
+
+using detail::HedgeRace;
+using detail::PollAction;
+using Kind = PollAction::Kind;
+
+namespace {
+
+constexpr auto relaxed = std::memory_order_relaxed;
+
+// run()'s end waits for a leg still draining: the poller must outlive its coroutines.
+struct HedgeLegEnd {
+    detail::PollerHedge& h;
+    bool await_ready() const noexcept { return !h.running; }
+    void await_suspend(std::coroutine_handle<> c) noexcept { h.waiter = c; }
+    void await_resume() const noexcept {}
+};
+
+bool answer_arriving(const detail::InFlight<http::ResponseParser>& parser) {
+    return parser.has_value() && (parser->got_some() || parser->interim_skipped() > 0);
+}
+
+// A loser's answer is arriving: the parser has some of it, or bytes wait in the buffer or the
+// socket (an ioctl, on the loser's path only). Then reading it keeps the connection; closing
+// would also throw away an answer the server already sent.
+bool answer_arriving(const detail::InFlight<http::ResponseParser>& parser, detail::AnyTransport& conn) {
+    if (answer_arriving(parser)) return true;
+    if (!parser.has_value()) return false;  // connecting: no request out yet
+    return std::visit([](auto& c) { return c.buffer().size() > 0 || c.available() > 0; }, conn);
+}
+
+}  // namespace
+
+detail::ParseResult PollerGroup::Impl::answer_of(const http::ResponseParser& parser) {
+    detail::ParseResult r;
+    r.complete = true;
+    r.status = parser.status();
+    r.keep_alive = parser.keep_alive();
+    r.retry_after = parser.retry_after();
+    r.usage = parser.usage();
+    if (!r.retry_after.empty()) r.wall_now = std::chrono::system_clock::now();
+    return r;
+}
+
+void PollerGroup::Impl::on_hedge_entry(void* impl, Poller& p) { static_cast<Impl*>(impl)->hedge_due(p); }
+
+// The primary's poll starts: earn max_extra, arm the hedge at `after` (or pNN).
+void PollerGroup::Impl::hedge_begin(Poller& p, Clock::time_point start) {
+    auto& h = *p.hedge;
+    h.poll_open = true;
+    h.interrupt_primary = false;
+    p.source.hedge_budget->on_first_request();
+    if (h.running) return;  // the last poll's loser still drains: no hedge this poll
+    h.race.store(HedgeRace::idle, relaxed);
+    const auto& cfg = p.source.config.hedge;
+    const auto percentile = p.source.hedge_window ? p.source.hedge_window->threshold() : nanoseconds::zero();
+    const auto delay = detail::hedge_delay(cfg.after, percentile, cfg.percentile != 0, p.source.config.timeout);
+    if (delay > nanoseconds::zero()) ticks.arm_hedge(p, start + delay);
+}
+
+// The hedge entry fired: the hedge is due, or the running leg's deadline (or grace) passed.
+void PollerGroup::Impl::hedge_due(Poller& p) {
+    auto& h = *p.hedge;
+    if (h.running) {
+        h.expired = true;
+        h.cancel_io();
+        return;
+    }
+    if (!h.poll_open || h.race.load(relaxed) != HedgeRace::idle || cancelling.load(relaxed)) return;
+    hedge_send(p, Clock::now());
+}
+
+// Budget first (no mirror's tokens are spent on a hedge that may not go), then the next route
+// after the poller's whose guard admits it: tokens, pause, breaker (HostGuard::admit).
+void PollerGroup::Impl::hedge_send(Poller& p, Clock::time_point now) {
+    auto& h = *p.hedge;
+    auto& st = p.source.stats;
+    auto& budget = *p.source.hedge_budget;
+    if (!budget.try_take()) {
+        st.hedges_refused_budget.fetch_add(1, relaxed);
+        return;
+    }
+    const std::size_t n = p.source.routes.size(), current = p.route.load(relaxed);
+    std::size_t chosen = detail::no_route;
+    Admission admission = Admission::go;
+    for (std::size_t k = 1; k < n && chosen == detail::no_route; ++k) {
+        const std::size_t r = (current + k) % n;
+        admission = p.source.routes[r]->guard.admit(now, p.source.config.cost,
+                                                    p.effective_priority.load(relaxed));
+        if (admission == Admission::go || admission == Admission::probe) chosen = r;
+    }
+    if (chosen == detail::no_route) {
+        budget.refund();
+        st.hedges_refused_host.fetch_add(1, relaxed);
+        return;
+    }
+    const detail::Route& to = *p.source.routes[chosen];
+    if (!h.connection || h.route != chosen) {  // the first hedge, or another mirror: a new connection
+        h.close();
+        h.connection.reset();
+        const std::size_t limit = p.source.config.max_body_bytes + max_header_bytes;
+        if (to.tls) h.connection.emplace(std::in_place_type<detail::TlsTransport>, p.executor, limit, *to.tls);
+        else h.connection.emplace(std::in_place_type<detail::TcpTransport>, p.executor, limit);
+        h.request = get_request(p.source, to.url,
+                                p.batch ? p.batch->target_on(to.url, p.source.config)
+                                        : to.url.target_for(p.venue_symbol()));
+        h.route = static_cast<std::uint8_t>(chosen);
+    }
+    h.probe = admission == Admission::probe;
+    h.expired = h.cancelled = false;
+    h.race.store(HedgeRace::racing, relaxed);
+    h.running = true;
+    st.hedges_sent.fetch_add(1, relaxed);
+    hedge_leg(p).spawn(
+        p.executor,
+        [](void* poller, std::exception_ptr e) {
+            auto& hedge = *static_cast<Poller*>(poller)->hedge;
+            hedge.running = false;
+            if (e) log::error("hedge leg crashed", {});
+            if (hedge.waiter) std::exchange(hedge.waiter, {}).resume();
+        },
+        &p);
+}
+
+Task<void> PollerGroup::Impl::hedge_leg(Poller& p) {
+    return std::visit([&](auto& conn) { return hedge_drive(p, conn); }, *p.hedge->connection);
+}
+
+bool PollerGroup::Impl::hedge_stopped(const Poller& p) const noexcept {
+    return p.hedge->expired || p.hedge->cancelled || cancelling.load(relaxed);
+}
+
+// The leg's own PollFsm, without a late grace: past its deadline it is cut.
+PollAction PollerGroup::Impl::hedge_failed(Poller& p, const beast::error_code& ec) {
+    auto& h = *p.hedge;
+    if (h.expired) return h.fsm.on_deadline(Clock::now());
+    if ((h.cancelled || cancelling.load(relaxed)) && ec == asio::error::operation_aborted) return h.fsm.on_cancel();
+    return h.fsm.on_failed(ec, Clock::now());
+}
+
+// The hedge's copy of the poll path's driver (poll_path.cpp), on the leg's transport, fsm,
+// parser and body. No connect gate (at most one such connection per poller, and only as
+// max_extra allows) and no deferred read.
+template <class Transport>
+Task<void> PollerGroup::Impl::hedge_drive(Poller& p, Transport& conn) {
+    auto& h = *p.hedge;
+    const detail::Route& route = *p.source.routes[h.route];
+    std::size_t written = 0;
+    PollAction a = h.fsm.on_tick(Clock::now());
+    for (;;) {
+        if (a.effects) hedge_carry_out(p, conn, a);
+        switch (a.kind) {
+            case Kind::connect: a = co_await hedge_connect(p, conn); break;
+            case Kind::write: {
+                if (hedge_stopped(p)) {
+                    a = hedge_failed(p, asio::error::operation_aborted);
+                    break;
+                }
+                detail::lend_body(h.body);
+                h.parser.emplace(h.body, p.source.config.max_body_bytes, max_header_bytes, route.usage_header);
+                h.parser->eager(true);
+                beast::error_code ec;
+                written = conn.write_now(asio::buffer(h.request), ec);
+                a = ec ? hedge_failed(p, ec) : h.fsm.on_written(written == h.request.size());
+                break;
+            }
+            case Kind::write_rest: {
+                if (hedge_stopped(p)) {
+                    a = hedge_failed(p, asio::error::operation_aborted);
+                    break;
+                }
+                auto [ec, n] = co_await conn.write(asio::buffer(h.request) + written);
+                a = ec ? hedge_failed(p, ec) : h.fsm.on_written(true);
+                break;
+            }
+            case Kind::parse: a = hedge_parse(p, conn.buffer()); break;
+            case Kind::read: {
+                if (hedge_stopped(p)) {
+                    a = hedge_failed(p, asio::error::operation_aborted);
+                    break;
+                }
+                auto& buffer = conn.buffer();
+                auto [ec, n] = co_await conn.read_some(std::min<std::size_t>(buffer.max_size() - buffer.size(), 4096));
+                if (!ec) {
+                    buffer.commit(n);
+                    a = h.fsm.on_read();
+                } else if (ec == asio::error::eof && !h.expired) {
+                    a = h.fsm.on_eof(answer_arriving(h.parser), Clock::now());
+                } else {
+                    a = hedge_failed(p, ec);
+                }
+                break;
+            }
+            case Kind::parse_eof: {
+                beast::error_code ec;
+                h.parser->put_eof(ec);
+                a = ec ? hedge_failed(p, ec) : h.fsm.on_parsed(answer_of(*h.parser));
+                break;
+            }
+            case Kind::deliver: a = hedge_answered(p); break;
+            case Kind::done:
+                conn.release_buffer();
+                hedge_finish(p);
+                co_return;
+        }
+    }
+}
+
+template <class Transport>
+Task<PollAction> PollerGroup::Impl::hedge_connect(Poller& p, Transport& conn) {
+    auto& h = *p.hedge;
+    auto& route = *p.source.routes[h.route];
+    p.source.stats.connects.fetch_add(1, relaxed);
+    std::span<const tcp::endpoint> endpoints(&route.numeric_endpoint, 1);
+    if (!route.has_numeric_endpoint) {
+        route.resolver.endpoints(h.endpoints, Clock::now());
+        if (h.endpoints.empty()) co_return h.fsm.on_failed(asio::error::host_not_found_try_again, Clock::now());
+        endpoints = h.endpoints;
+    }
+    const beast::error_code ec = co_await conn.connect(endpoints, [this, &p] { return hedge_stopped(p); });
+    if (ec || h.expired) co_return hedge_failed(p, ec);
+    co_return h.fsm.on_connected(Clock::now());
+}
+
+template <class Transport>
+void PollerGroup::Impl::hedge_carry_out(Poller& p, Transport& conn, const PollAction& a) {
+    auto& h = *p.hedge;
+    auto& guard = p.source.routes[h.route]->guard;
+    if (a.has(PollAction::close)) conn.close();
+    if (a.has(PollAction::count_retry)) p.source.stats.retries.fetch_add(1, relaxed);
+    // The leg's deadline; a draining loser keeps the earlier end of its grace.
+    if (a.has(PollAction::arm_deadline)) ticks.arm_hedge(p, h.fsm.deadline());
+    if (a.has(PollAction::report_usage)) guard.on_usage(h.fsm.usage());
+    if (a.has(PollAction::pause_host)) guard.pause(Clock::now(), h.fsm.pause().reason, h.fsm.pause().wait);
+    // back_off: a hedge does not hold the poller back; the mirror's breaker hears the verdict.
+}
+
+PollAction PollerGroup::Impl::hedge_parse(Poller& p, detail::ReadBuffer& buffer) {
+    auto& h = *p.hedge;
+    beast::error_code ec;
+    while (buffer.size() > 0 && !h.parser->is_done()) {
+        const std::size_t used = http::put_response(h.parser, buffer.data(), ec);
+        buffer.consume(used);
+        if (ec == beast::http::error::need_more) {
+            ec = {};
+            break;
+        }
+        if (ec) return hedge_failed(p, ec);
+        if (used == 0) break;
+    }
+    if (h.parser->is_done()) return h.fsm.on_parsed(answer_of(*h.parser));
+    if (buffer.size() >= buffer.max_size()) return hedge_failed(p, beast::http::error::buffer_overflow);
+    return h.fsm.on_parsed({});
+}
+
+// The hedge has a complete 2xx answer. First: the primary will deliver it. Its own pending
+// wait ends now, unless its answer is arriving: then it reads it to the end and drops it.
+PollAction PollerGroup::Impl::hedge_answered(Poller& p) {
+    auto& h = *p.hedge;
+    const HedgeRace r = detail::on_hedge_answer(h.race.load(relaxed));
+    if (r == HedgeRace::hedge_won) {
+        h.race.store(r, relaxed);
+        p.source.stats.hedge_wins[h.route].fetch_add(1, relaxed);
+        if (detail::loser_fate(answer_arriving(p.parser, p.connection)) == detail::LoserFate::cancel) {
+            h.interrupt_primary = true;
+            p.cancel_io();
+        }
+    }
+    return h.fsm.on_delivered();
+}
+
+// The leg is over: its verdict to the mirror's breaker, and what became of it.
+void PollerGroup::Impl::hedge_finish(Poller& p) {
+    auto& h = *p.hedge;
+    auto& st = p.source.stats;
+    ticks.disarm_hedge(p);
+    const auto& result = h.fsm.result();
+    p.source.routes[h.route]->guard.report(Clock::now(), result.verdict, h.probe);
+    h.probe = false;
+    switch (h.race.load(relaxed)) {
+        case HedgeRace::hedge_won: return;  // the primary takes the parser and body
+        case HedgeRace::racing:
+            st.hedges_failed.fetch_add(1, relaxed);  // the primary goes on alone
+            h.race.store(HedgeRace::idle, relaxed);
+            break;
+        case HedgeRace::primary_won:
+        case HedgeRace::abandoned:
+            (result.outcome == PollerState::completed ? st.losers_discarded : st.losers_cancelled).fetch_add(1, relaxed);
+            break;
+        case HedgeRace::idle: break;
+    }
+    h.parser.reset();
+    detail::return_body(h.body);
+}
+
+// The hedge won: its parser and body become the primary's, which it delivers.
+void PollerGroup::Impl::adopt_hedge_answer(Poller& p) {
+    auto& h = *p.hedge;
+    h.interrupt_primary = false;
+    p.parser.swap(h.parser);
+    p.body.swap(h.body);
+    h.parser.reset();
+    detail::return_body(h.body);
+}
+
+// The primary's wait ended because the hedge won (hedge_answered): it had no byte of its
+// answer, so its connection closes (HTTP/1.1 cannot take a request back).
+PollAction PollerGroup::Impl::take_hedge(Poller& p) {
+    std::visit([](auto& c) { c.close(); }, p.connection);
+    p.fsm.on_closed();
+    p.source.stats.losers_cancelled.fetch_add(1, relaxed);
+    adopt_hedge_answer(p);
+    return deliver(p);
+}
+
+// The primary has a complete 2xx answer. The hedge came first: this one is the loser's, read
+// and dropped. Otherwise the primary wins and the hedge, if out, is the loser.
+PollAction PollerGroup::Impl::hedge_deliver(Poller& p) {
+    auto& h = *p.hedge;
+    const HedgeRace r = h.race.load(relaxed);
+    if (!detail::primary_delivers_own(r)) {
+        p.source.stats.losers_discarded.fetch_add(1, relaxed);
+        adopt_hedge_answer(p);
+    } else if (r == HedgeRace::racing) {
+        h.race.store(HedgeRace::primary_won, relaxed);
+        settle_loser(p);
+    }
+    return deliver(p);
+}
+
+// The hedge leg lost (or its poll ended without an answer): closed now, or, with its answer
+// arriving, read on for a short grace and dropped.
+void PollerGroup::Impl::settle_loser(Poller& p) {
+    auto& h = *p.hedge;
+    if (!h.running) return;
+    if (detail::loser_fate(answer_arriving(h.parser, *h.connection)) == detail::LoserFate::drain) {
+        ticks.arm_hedge(p, std::min(h.fsm.deadline(), Clock::now() + detail::hedge_loser_grace));
+        return;
+    }
+    h.cancelled = true;
+    h.cancel_io();
+}
+
+// The primary's poll is over, whatever its outcome.
+void PollerGroup::Impl::hedge_end(Poller& p) {
+    auto& h = *p.hedge;
+    h.poll_open = false;
+    h.interrupt_primary = false;
+    if (h.running) {
+        if (h.race.load(relaxed) == HedgeRace::racing) {
+            h.race.store(HedgeRace::abandoned, relaxed);
+            settle_loser(p);
+        }
+        return;
+    }
+    ticks.disarm_hedge(p);  // not due yet: no hedge this poll
+    if (h.parser.has_value()) {  // a won answer the primary never took (a drain's cancel came first)
+        h.parser.reset();
+        detail::return_body(h.body);
+    }
+}
+
+// run()'s end: the poller waits for a leg still running. Its poll ended, so settle_loser
+// already closed it or gave it a short grace to read an arriving answer; a drain's cancel or
+// an operator's (interrupt()) cuts that too.
+Task<void> PollerGroup::Impl::hedge_join(Poller& p) {
+    if (p.hedge->running) co_await HedgeLegEnd{*p.hedge};
+}
+
+}  // namespace mdagg
