@@ -39,6 +39,10 @@ Clock::time_point sinks_close_until(const DrainPlan& plan, Clock::time_point now
     return sink_deadline(plan, now, emergency) - plan.reserve / 8;
 }
 
+Clock::time_point with_close_floor(const DrainPlan& plan, Clock::time_point until, Clock::time_point now) {
+    return std::max(until, std::min(now + plan.reserve / 16, plan.deadline));
+}
+
 int drain_exit_code(const DrainResult& r) {
     if (!(r.sinks_closed && r.pollers_done && r.in_budget && !r.emergency)) return exit_drain_timeout;
     // Drained in time, but not every record reached the disk (dropped while the disk failed or

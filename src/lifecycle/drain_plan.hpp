@@ -44,6 +44,10 @@ Clock::time_point early_sinks_until(const DrainPlan& plan, Clock::time_point now
 // deadline less an eighth of the reserve, left to close the sockets (stage 5). A close
 // still running then is abandoned (left to its thread), never waited for past the budget.
 Clock::time_point sinks_close_until(const DrainPlan& plan, Clock::time_point now, bool emergency);
+// A close that starts after `until` (the files' drain used its time) still gets a short floor,
+// reserve/16, within the budget: a producer that would shut down in milliseconds is not
+// abandoned for want of any time at all.
+Clock::time_point with_close_floor(const DrainPlan& plan, Clock::time_point until, Clock::time_point now);
 
 // What the stages reported, for the exit code.
 struct DrainResult {

@@ -45,7 +45,7 @@ boost::asio::awaitable<Supervisor::Report> Supervisor::drain(const DrainPlan& pl
     const auto sinks_deadline = sink_deadline(plan, sinks_start, emergency_);
     const StageOutcome output =
         co_await output_.drain({early_sinks_until(plan, sinks_start, emergency_), sinks_deadline});
-    co_await output_.close(sinks_close_until(plan, sinks_start, emergency_));
+    co_await output_.close(with_close_floor(plan, sinks_close_until(plan, sinks_start, emergency_), now_()));
     end_stage("sink_close_ms");
     // 5. Close the sockets.
     co_await ingest_.close(plan.deadline);

@@ -278,10 +278,15 @@ PollAction PollerGroup::Impl::hedge_answered(Poller& p) {
     const HedgeRace r = detail::on_hedge_answer(h.race.load(relaxed));
     if (r == HedgeRace::hedge_won) {
         h.race.store(r, relaxed);
-        p.source.stats.hedge_wins[h.route].fetch_add(1, relaxed);
+        p.source.stats.hedge_wins[p.source.routes[h.route]->poll_slot].fetch_add(1, relaxed);  // by host
         if (detail::loser_fate(answer_arriving(p.parser, p.connection)) == detail::LoserFate::cancel) {
             h.interrupt_primary = true;
             p.cancel_io();
+        } else {
+            // Its answer is arriving: read it for the loser's grace at most, not its whole
+            // deadline (and no late grace): the won answer goes out when it ends, whatever
+            // its outcome (hedge_answer_waiting).
+            ticks.arm_deadline(p, std::min(p.fsm.deadline(), Clock::now() + detail::hedge_loser_grace));
         }
     }
     return h.fsm.on_delivered();
@@ -321,8 +326,14 @@ void PollerGroup::Impl::adopt_hedge_answer(Poller& p) {
     detail::return_body(h.body);
 }
 
+// The hedge won and its answer waits for the primary to deliver it (adopt_hedge_answer takes it).
+bool PollerGroup::Impl::hedge_answer_waiting(const Poller& p) const noexcept {
+    return p.hedge && p.hedge->race.load(relaxed) == HedgeRace::hedge_won && p.hedge->parser.has_value();
+}
+
 // The primary's wait ended because the hedge won (hedge_answered): it had no byte of its
-// answer, so its connection closes (HTTP/1.1 cannot take a request back).
+// answer, or its loser's grace ran out, or it ended otherwise (a 503, a reset): its connection
+// closes (HTTP/1.1 cannot take a request back) and the hedge's answer goes out.
 PollAction PollerGroup::Impl::take_hedge(Poller& p) {
     std::visit([](auto& c) { c.close(); }, p.connection);
     p.fsm.on_closed();

@@ -51,7 +51,7 @@ void write_hedge_metrics(PrometheusWriter& w, const PollStats& stats) {
     for (SourceId s = 0; s < stats.sources.size(); ++s) {
         if (!hedged(s)) continue;
         const auto& routes = stats.route_names[s];
-        for (std::size_t r = 1; r < routes.size() && r < max_poll_routes; ++r)
+        for (std::size_t r = 0; r < routes.size() && r < max_poll_routes; ++r)  // by host (Route::poll_slot)
             w.sample("mdagg_source_hedge_wins_total", {{"source", names[s]}, {"via", routes[r]}},
                      static_cast<double>(stats.sources[s].hedge_wins[r]));
     }

@@ -78,6 +78,7 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
         switch (a.kind) {
             case Kind::connect:
                 if (cancelling.load(std::memory_order_relaxed)) a = p.fsm.on_cancel();
+                else if (hedge_answer_waiting(p)) a = take_hedge(p);  // no retry: the hedge won
                 else a = co_await connect(p, conn);
                 break;
             case Kind::write: {
@@ -85,7 +86,7 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
                     a = p.fsm.on_cancel();
                     break;
                 }
-                if (p.hedge && p.hedge->interrupt_primary) {  // the hedge won meanwhile
+                if (hedge_answer_waiting(p)) {  // the hedge won meanwhile (or during a retry)
                     a = take_hedge(p);
                     break;
                 }
@@ -129,6 +130,12 @@ Task<void> PollerGroup::Impl::drive(Poller& p, Transport& conn, bool probe, Cloc
             case Kind::parse_eof: a = parse_eof(p); break;
             case Kind::deliver: a = p.hedge ? hedge_deliver(p) : deliver(p); break;
             case Kind::done:
+                // The hedge won while this poll's own last step (a parse, a read completed just
+                // before the cut) ended it otherwise: the won answer still goes out.
+                if (hedge_answer_waiting(p) && p.fsm.result().outcome != PollerState::completed) {
+                    a = take_hedge(p);
+                    break;
+                }
                 if (p.hedge) hedge_end(p);
                 // An idle poller holds no read buffer, parser or body: they are lent per poll.
                 conn.release_buffer();
@@ -237,7 +244,7 @@ bool PollerGroup::Impl::interrupted(const Poller& p) const noexcept {
 // The poll's deadline comes first, then a drain's cancel, then what the operation said.
 // A TLS handshake the deadline cut short is a tls_handshake failure, not a plain timeout.
 PollAction PollerGroup::Impl::failed(Poller& p, const beast::error_code& ec) {
-    if (p.hedge && p.hedge->interrupt_primary) return take_hedge(p);  // the hedge won: its answer goes out
+    if (hedge_answer_waiting(p)) return take_hedge(p);  // the hedge won: its answer goes out
     const bool handshake_cut = ec == make_error_code(detail::TlsErrc::handshake_interrupted);
     // A drain's stop: no late grace (PollFsm::on_deadline).
     if (p.deadline_expired && !handshake_cut) return p.fsm.on_deadline(Clock::now(), registry.stopping());
@@ -338,7 +345,12 @@ void PollerGroup::Impl::end_poll(Poller& p, bool probe, Clock::time_point start)
     auto& st = p.source.stats;
     p.probe_pending = false;
     const auto end = p.poll_ended = Clock::now();
-    if (auto changed = p.current_route().guard.report(end, r.verdict, probe))
+    // An answer a hedge won is not this host's: it was slow, or never answered. Neutral for an
+    // ordinary poll; a probe of its open breaker failed (it must answer to close the breaker,
+    // or every poller would return to a host a mirror answers for).
+    const bool hedge_answered = &p.answering_route() != &p.current_route();
+    const HostVerdict verdict = !hedge_answered ? r.verdict : probe ? HostVerdict::failing : HostVerdict::neutral;
+    if (auto changed = p.current_route().guard.report(end, verdict, probe))
         log_host_event(p, *changed == BreakerState::open ? "circuit breaker opened" : "circuit breaker closed",
                        PauseReason::none, 0);
     if (r.late) {

@@ -117,6 +117,7 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     detail::PollAction hedge_answered(Poller& p);
     void hedge_finish(Poller& p);
     void adopt_hedge_answer(Poller& p);
+    bool hedge_answer_waiting(const Poller& p) const noexcept;
     detail::PollAction take_hedge(Poller& p);
     detail::PollAction hedge_deliver(Poller& p);
     void settle_loser(Poller& p);

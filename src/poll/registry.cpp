@@ -60,7 +60,10 @@ std::uint8_t Registry::poll_slot_for(SourceSlot& slot, const SourceRuntime& runt
     for (const auto& r : runtime.routes) in_use.push_back(r->name);
     bool reused = false;
     const std::size_t i = route_label(slot.routes, in_use, name, reused);
-    if (reused) slot.stats.route_polls[i].store(0, std::memory_order_relaxed);  // a new series
+    if (reused) {  // a new series
+        slot.stats.route_polls[i].store(0, std::memory_order_relaxed);
+        slot.stats.hedge_wins[i].store(0, std::memory_order_relaxed);
+    }
     return static_cast<std::uint8_t>(i);
 }
 

@@ -33,6 +33,16 @@ TEST(DrainPlanSinks, AnEarlySinkHasTheBudgetLessTheFilesReserve) {
     EXPECT_LT(sinks_close_until(p, t0, false), p.deadline) << "the sockets' close keeps some time";
 }
 
+// The files' drain used the sinks' time: the close still gets reserve/16, never past the budget.
+TEST(DrainPlanSinks, ACloseThatStartsLateGetsAShortFloorWithinTheBudget) {
+    const DrainPlan p = plan_drain(t0, seconds(3));  // reserve 750 ms: floor 46.875 ms
+    const auto until = sinks_close_until(p, t0, false);
+    EXPECT_EQ(with_close_floor(p, until, t0), until) << "in time: the plan's end";
+    const auto late = until + milliseconds(20);
+    EXPECT_EQ(with_close_floor(p, until, late), late + p.reserve / 16);
+    EXPECT_EQ(with_close_floor(p, until, p.deadline - milliseconds(1)), p.deadline) << "capped at the budget";
+}
+
 TEST(DrainPlanSinks, ASecondSignalCapsThemFromTheSinksTurn) {
     const DrainPlan p = plan_drain(t0, seconds(30));  // reserve 1 s, files keep 500 ms
     const auto turn = t0 + seconds(2);
