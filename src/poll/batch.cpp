@@ -153,6 +153,7 @@ void PollerGroup::Impl::refresh_batch_target(Poller& p) {
     if (!b.members_changed.exchange(false, std::memory_order_acq_rel)) return;
     const detail::Route& route = p.current_route();
     p.request = get_request(p.source, route.url, b.target_on(route.url, p.source.config));
+    if (p.hedge) p.hedge->request_stale = true;  // rebuilt when its next hedge goes (it may still be reading)
 }
 
 // Entries refused for their symbol (a second entry for one symbol, a symbol that is not a

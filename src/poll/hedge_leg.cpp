@@ -119,10 +119,14 @@ void PollerGroup::Impl::hedge_send(Poller& p, Clock::time_point now) {
         const std::size_t limit = p.source.config.max_body_bytes + max_header_bytes;
         if (to.tls) h.connection.emplace(std::in_place_type<detail::TlsTransport>, p.executor, limit, *to.tls);
         else h.connection.emplace(std::in_place_type<detail::TcpTransport>, p.executor, limit);
+        h.route = static_cast<std::uint8_t>(chosen);
+        h.request_stale = true;
+    }
+    if (h.request_stale) {  // a new mirror, or a batch whose members were paused or resumed
         h.request = get_request(p.source, to.url,
                                 p.batch ? p.batch->target_on(to.url, p.source.config)
                                         : to.url.target_for(p.venue_symbol()));
-        h.route = static_cast<std::uint8_t>(chosen);
+        h.request_stale = false;
     }
     h.probe = admission == Admission::probe;
     h.expired = h.cancelled = false;

@@ -196,6 +196,7 @@ struct PollerHedge {
     bool interrupt_primary = false; // the hedge won: the primary's pending wait ends
     bool probe = false;             // the mirror's guard admitted the leg as its breaker's probe
     std::uint8_t route = 0;         // the mirror `connection` and `request` are for
+    bool request_stale = false;     // a batch's members changed: `request` is rebuilt at the next hedge
     std::optional<AnyTransport> connection;
     PollFsm fsm;
     detail::InFlight<http::ResponseParser> parser;
