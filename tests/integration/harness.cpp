@@ -160,7 +160,7 @@ fs::path write_config(const fs::path& dir, const DaemonConfig& c) {
     std::ofstream out(path);
     out << "runtime: { threads: " << c.threads << " }\n"
         << "shutdown: { grace: " << c.grace << ", interrupt_grace: " << c.interrupt_grace << " }\n"
-        << "log: { level: info, summary_every: " << c.summary_every << " }\n"
+        << "log: { level: " << c.log_level << ", summary_every: " << c.summary_every << " }\n"
         << "output: { dir: " << (dir / "out").string() << ", flush_every: " << c.flush_every
         << ", quotes: " << (c.quotes ? "true" : "false") << ", bar_interval: " << c.bar_interval
         << (c.output_extra.empty() ? "" : ", " + c.output_extra) << " }\n"

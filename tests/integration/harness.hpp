@@ -84,6 +84,7 @@ struct DaemonConfig {
     std::string source_extra;  // YAML lines added to the source (indented 4 spaces)
     std::string extra;         // YAML lines added at the top level
     std::string output_extra;  // more `output:` keys, e.g. "rotate: { max_bytes: 65536 }"
+    std::string log_level = "info";
 };
 fs::path write_config(const fs::path& dir, const DaemonConfig& c);
 

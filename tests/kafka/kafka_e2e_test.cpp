@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <set>
 #include <thread>
@@ -103,7 +104,11 @@ TEST(KafkaE2E, AnOutageMidRunLosesNothingWithinTheBound) {
     c.symbols = 100;
     c.interval = "200ms";  // room for a loaded machine: the exact counts below need no timed-out poll
     c.grace = "8s";
-    c.extra = kafka_section(mock.bootstraps, "  properties: { reconnect.backoff.max.ms: 200 }\n") +
+    // librdkafka's debug lines (the contexts the failing run was caught with) reach the
+    // daemon's log at debug level, rate-limited per facility: the IMPLICITACK line is needed
+    // below, to tell the mock's acknowledgements from librdkafka's inferred ones.
+    c.log_level = "debug";
+    c.extra = kafka_section(mock.bootstraps, "  properties: { reconnect.backoff.max.ms: 200, debug: \"eos,msg,broker,topic\" }\n") +
               "admin: { listen: \"127.0.0.1:0\" }\n";
     auto daemon = harness::start_daemon(dir, harness::write_config(dir.path(), c));
     const auto listening = daemon->wait_for_line("msg", "admin listening", 15s);
@@ -159,7 +164,44 @@ TEST(KafkaE2E, AnOutageMidRunLosesNothingWithinTheBound) {
     const std::string why = kafka_e2e::describe(quotes, check) + "the daemon's kafka lines:\n" + kafka_e2e::kafka_lines(*daemon);
     ASSERT_TRUE(quotes.complete) << "the reader did not reach the end of the log: " << why;
     EXPECT_EQ(quotes.pruned, 0) << why;
-    EXPECT_EQ(check.missing, 0u) << "delivered, then not in the log: " << why;
+    // librdkafka 2.0.2 races at a leader change: when the partition moves while a Produce is
+    // in flight to the old leader, the new leader's thread sends the records queued after it
+    // as soon as that request ends with NOT_LEADER, before its records are queued again for
+    // the retry. The later batch carries a later sequence number; a broker that knows the
+    // producer rejects it (OUT_OF_ORDER_SEQUENCE_NUMBER), but the mock checks sequences only
+    // for a transactional producer, so it appends it, and librdkafka, seeing a later batch
+    // succeed, counts the earlier records delivered ("N message(s) implicitly acked by
+    // subsequent batch success"): they never reach the mock's log. Seen here under load
+    // (1 run in 20 on one core): 70 records of md.quotes [1], msgids 48..117, sent in one
+    // batch to broker 1 just as the test moved the partition to broker 3; missing=70.
+    // Only records librdkafka says it counted that way may be missing, partition by partition;
+    // it says so at debug level, once per facility per 10 s in the daemon's log, so a second
+    // such line in one run counts short and fails (loudly, never silently).
+    std::map<int, std::size_t> implicitly_acked;  // md.quotes partition -> records
+    for (const auto& line : daemon->stdout_json()) {
+        if (line.value("facility", "") != "IMPLICITACK") continue;
+        // "...: md.quotes [1] 70 message(s) implicitly acked by subsequent batch success (...)"
+        const std::string text = line.value("message", "");
+        const auto topic = text.find("md.quotes [");
+        const auto at = text.find(" message(s) implicitly acked");
+        if (topic == std::string::npos || at == std::string::npos || at <= topic) continue;
+        const int partition = std::stoi(text.substr(topic + 11));
+        implicitly_acked[partition] += std::stoul(text.substr(text.rfind(' ', at - 1) + 1));
+        std::cout << "librdkafka counted records delivered without an acknowledgement: " << text << "\n";
+    }
+    std::map<std::string, int> partition_of;  // a symbol's records stay on one partition (checked)
+    std::set<std::pair<std::string, long long>> in_log;
+    for (const auto& m : quotes.messages) {
+        partition_of[m.key] = m.partition;
+        in_log.emplace(m.key, nlohmann::json::parse(m.value)["seq"].get<long long>());
+    }
+    std::map<int, std::size_t> missing;  // partition (-1: a symbol not in the log at all) -> records
+    for (const auto& [symbol, seqs] : files.seqs)
+        for (long long seq : seqs)
+            if (!in_log.count({symbol, seq})) ++missing[partition_of.count(symbol) ? partition_of[symbol] : -1];
+    for (const auto& [partition, n] : missing)
+        EXPECT_LE(n, implicitly_acked[partition])
+            << "delivered, then not in the log (md.quotes [" << partition << "]): " << why;
     EXPECT_EQ(check.unknown, 0u) << why;
     EXPECT_EQ(check.reordered, 0u) << why;
     EXPECT_EQ(check.split, 0u) << why;
@@ -167,7 +209,7 @@ TEST(KafkaE2E, AnOutageMidRunLosesNothingWithinTheBound) {
     // so a batch that reached it before the outage cut its acknowledgement is appended again
     // when resent; a real broker drops that duplicate (idempotence). Only such whole resends
     // are allowed here, each counted in the log.
-    EXPECT_EQ(static_cast<std::size_t>(quotes.log_records), files.quotes + check.duplicates) << why;
+    EXPECT_EQ(static_cast<std::size_t>(quotes.log_records) + check.missing, files.quotes + check.duplicates) << why;
     if (check.duplicates > 0) std::cout << "mock duplicates (resent batches): " << check.duplicates << "\n";
 }
 
