@@ -2,6 +2,8 @@
 // and small readers of the daemon's log lines and the simulator's /stats.
 #pragma once
 
+#include <stdexcept>
+
 #include "harness.hpp"
 
 #include <gtest/gtest.h>
@@ -83,8 +85,18 @@ inline std::optional<nlohmann::json> find_log(const Process& p, const std::strin
 }
 
 inline nlohmann::json sim_stats(int port) {
-    auto body = http_get(port, "/stats");
-    return nlohmann::json::parse(body);
+    // The simulator serves its pollers on the same port: with 2,000 of them on a sanitizer
+    // build, a stats request can go unanswered within the harness's 5 s. Asked again rather
+    // than parsed empty; three silences are a failure that says so.
+    for (int attempt = 1;; ++attempt) {
+        const auto reply = http_request(port, "GET", "/stats");
+        if (reply.status == 200) return nlohmann::json::parse(reply.body);
+        if (attempt == 3) {
+            std::string what = "the simulator's /stats did not answer 3 times, port ";
+            what.append(std::to_string(port));
+            throw std::runtime_error(what);
+        }
+    }
 }
 
 // Stops the simulator with SIGTERM and returns its final /stats, printed as its `stopped` line.
