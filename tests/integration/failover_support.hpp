@@ -6,6 +6,7 @@
 #include "harness.hpp"
 
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,24 @@ struct Setup {
     std::string breaker{};              // the url's host's breaker ("": no hosts entry)
     std::string source_extra{};         // more keys of the source, each line indented by 4
 };
+
+// The two listeners' "host:port" of a simulator started by start_two_listeners.
+struct ListenerHosts {
+    std::string primary;  // 127.0.0.1: the url's host
+    std::string mirror;   // 127.0.0.2: its mirror (one book, one seq per symbol)
+};
+
+// Starts `sim` with two listeners and a control port; nothing when it did not say it listens.
+inline std::optional<ListenerHosts> start_two_listeners(const TempDir& dir, Sim& sim, int symbol_count = symbols) {
+    sim = start_sim(dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0", "--symbols",
+                                 std::to_string(symbol_count), "--control", "127.0.0.1:0"});
+    const auto listening = sim.process->wait_for_line("event", "listening", std::chrono::seconds(5));
+    if (!listening) return std::nullopt;
+    ListenerHosts hosts;
+    hosts.primary = "127.0.0.1:" + std::to_string(sim.port);
+    hosts.mirror = "127.0.0.2:" + std::to_string((*listening)["listeners"][1]["port"].get<int>());
+    return hosts;
+}
 
 // `sim` polls `symbols` STOCK_ symbols every 100 ms from the url's host, with the mirrors.
 inline fs::path write_failover_config(const TempDir& dir, const Setup& s, const std::string& file = "mdagg.yaml") {

@@ -17,13 +17,10 @@ using harness::admin_port_of;
 
 TEST(Failover, RefuseOnThePrimaryMovesEveryPollerToTheMirrorAndBackWithNothingLost) {
     TempDir dir;
-    auto sim = start_sim(dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0", "--symbols",
-                                      std::to_string(symbols), "--control", "127.0.0.1:0"});
-    const auto listening = sim.process->wait_for_line("event", "listening", 5s);
-    ASSERT_TRUE(listening);
-    const int mirror_port = (*listening)["listeners"][1]["port"].get<int>();
-    const std::string primary = "127.0.0.1:" + std::to_string(sim.port);
-    const std::string mirror = "127.0.0.2:" + std::to_string(mirror_port);
+    Sim sim;
+    const auto hosts = start_two_listeners(dir, sim);
+    ASSERT_TRUE(hosts);
+    const std::string primary = hosts->primary, mirror = hosts->mirror;
 
     const fs::path path =
         write_failover_config(dir, {.primary = primary, .mirrors = {mirror}, .breaker = "{ failures: 3, cooldown: 6s, max_cooldown: 6s }"});
@@ -73,12 +70,10 @@ TEST(Failover, RefuseOnThePrimaryMovesEveryPollerToTheMirrorAndBackWithNothingLo
 // none is skipped as host_paused, and they return when the pause ends.
 TEST(Failover, ABanOnThePrimaryMovesPollersToTheMirrorUntilThePauseEnds) {
     TempDir dir;
-    auto sim = start_sim(dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0", "--symbols",
-                                      std::to_string(symbols), "--control", "127.0.0.1:0"});
-    const auto listening = sim.process->wait_for_line("event", "listening", 5s);
-    ASSERT_TRUE(listening);
-    const std::string primary = "127.0.0.1:" + std::to_string(sim.port);
-    const std::string mirror = "127.0.0.2:" + std::to_string((*listening)["listeners"][1]["port"].get<int>());
+    Sim sim;
+    const auto hosts = start_two_listeners(dir, sim);
+    ASSERT_TRUE(hosts);
+    const std::string primary = hosts->primary, mirror = hosts->mirror;
     const fs::path path = write_failover_config(dir, {.primary = primary, .mirrors = {mirror}});
     auto daemon = start_daemon(dir, path);
     const int admin = admin_port_of(*daemon);

@@ -18,12 +18,10 @@ using namespace std::chrono_literals;
 
 TEST(HedgeProbe, AHedgeThatWinsAProbeDoesNotCloseTheBreakerOfAHostThatNeverAnswers) {
     TempDir dir;
-    auto sim = start_sim(dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0", "--symbols",
-                                      std::to_string(symbols), "--control", "127.0.0.1:0"});
-    const auto listening = sim.process->wait_for_line("event", "listening", 5s);
-    ASSERT_TRUE(listening);
-    const std::string primary = "127.0.0.1:" + std::to_string(sim.port);
-    const std::string mirror = "127.0.0.2:" + std::to_string((*listening)["listeners"][1]["port"].get<int>());
+    Sim sim;
+    const auto hosts = start_two_listeners(dir, sim);
+    ASSERT_TRUE(hosts);
+    const std::string primary = hosts->primary, mirror = hosts->mirror;
     const auto hang = http_request(sim.control_port, "POST", "/control/listeners/0/faults", R"({"kind":"hang"})");
     ASSERT_EQ(hang.status, 201) << hang.body;
 

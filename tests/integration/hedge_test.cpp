@@ -5,6 +5,7 @@
 // completed poll), the simulator's responses equal the records plus the losers the daemon
 // read and dropped, hedges stop at the budget when both are slow, and a SIGTERM with hedges in
 // flight drains with exit 0 and nothing lost or duplicated.
+#include "failover_support.hpp"
 #include "harness.hpp"
 #include "output_checks.hpp"
 
@@ -28,13 +29,12 @@ struct TwoListeners {
 };
 
 void start_two_listeners(TwoListeners& s) {
-    s.sim = start_sim(s.dir.path(), {"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0", "--symbols",
-                                     std::to_string(symbols), "--control", "127.0.0.1:0"});
-    const auto listening = s.sim.process->wait_for_line("event", "listening", 5s);
-    ASSERT_TRUE(listening);
-    s.primary = "127.0.0.1:" + std::to_string(s.sim.port);
-    s.mirror = "127.0.0.2:" + std::to_string((*listening)["listeners"][1]["port"].get<int>());
+    const auto hosts = failover::start_two_listeners(s.dir, s.sim, symbols);
+    ASSERT_TRUE(hosts);
+    s.primary = hosts->primary;
+    s.mirror = hosts->mirror;
 }
+
 
 void add_fault(const TwoListeners& s, int listener, const std::string& spec) {
     const auto r = http_request(s.sim.control_port, "POST", "/control/listeners/" + std::to_string(listener) + "/faults",
@@ -63,6 +63,23 @@ double counter(int admin, const std::string& series) {
 
 int listener_count(const TwoListeners& s, int listener, const char* field) {
     return sim_stats(s.sim.control_port)["listeners"][listener][field].get<int>();
+}
+
+// After SIGTERM: the daemon's drain line, each listener's requests, the simulator's final stats.
+struct Stopped {
+    nlohmann::json drained, sim;
+    int on_primary = 0, on_mirror = 0;
+};
+
+void stop_both(TwoListeners& s, Process& daemon, Stopped& out) {
+    daemon.signal(SIGTERM);
+    ASSERT_EQ(daemon.wait(10s), 0) << daemon.stdout_text();
+    const auto drained = find_log(daemon, "drain complete");
+    ASSERT_TRUE(drained) << daemon.stdout_text();
+    out.drained = *drained;
+    out.on_primary = listener_count(s, 0, "requests");
+    out.on_mirror = listener_count(s, 1, "requests");
+    out.sim = stop_sim(s.sim);
 }
 
 // After the daemon and the simulator stopped: one record per completed poll, seqs rising per
@@ -102,19 +119,15 @@ void pareto_tail_is_hedged(int threads) {
     ASSERT_FALSE(tasks["tasks"].empty());
     EXPECT_TRUE(tasks["tasks"][0].contains("hedge")) << tasks.dump();
 
-    daemon->signal(SIGTERM);
-    ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
-    const auto drained = find_log(*daemon, "drain complete");
-    ASSERT_TRUE(drained) << daemon->stdout_text();
-    const auto on_primary = listener_count(s, 0, "requests");
-    const auto on_mirror = listener_count(s, 1, "requests");
-    const auto stopped = stop_sim(s.sim);
+    Stopped end;
+    ASSERT_NO_FATAL_FAILURE(stop_both(s, *daemon, end));
+    const auto& [drained, stopped, on_primary, on_mirror] = end;
     // Extra requests: the mirror sees only hedges. At most max_extra + 1 pp of first requests.
     EXPECT_LE(on_mirror, 0.06 * on_primary) << on_mirror << " hedges for " << on_primary << " polls";
-    const auto hedges = (*drained)["hedges"];
+    const auto hedges = drained["hedges"];
     EXPECT_LE(hedges["sent"].get<double>(), 0.06 * on_primary) << hedges.dump();
     EXPECT_GT(hedges["won"].get<int>(), 0) << hedges.dump();
-    const Output out = expect_one_quote_per_tick(s, *drained, stopped);
+    const Output out = expect_one_quote_per_tick(s, drained, stopped);
     // Each quote names the host that answered: the mirror exactly for the hedges that won.
     EXPECT_EQ(out.quotes_via.count(s.mirror) ? out.quotes_via.at(s.mirror) : 0, hedges["won"].get<std::size_t>())
         << hedges.dump();
@@ -138,20 +151,16 @@ TEST(Hedge, BothHostsSlowHedgesStopAtTheBudget) {
     ASSERT_TRUE(wait_until([&] { return counter(admin, "mdagg_source_hedges_total{source=\"sim\",outcome=\"refused_budget\"}") >= 400; },
                            30s))
         << daemon->stdout_text();
-    daemon->signal(SIGTERM);
-    ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
-    const auto drained = find_log(*daemon, "drain complete");
-    ASSERT_TRUE(drained) << daemon->stdout_text();
-    const auto on_primary = listener_count(s, 0, "requests");
-    const auto on_mirror = listener_count(s, 1, "requests");
-    const auto stopped = stop_sim(s.sim);
-    const auto hedges = (*drained)["hedges"];
+    Stopped end;
+    ASSERT_NO_FATAL_FAILURE(stop_both(s, *daemon, end));
+    const auto& [drained, stopped, on_primary, on_mirror] = end;
+    const auto hedges = drained["hedges"];
     // The bucket's burst (4) aside, at most 5% of first requests.
     EXPECT_LE(hedges["sent"].get<double>(), 0.05 * on_primary + 4) << hedges.dump();
     EXPECT_GT(hedges["sent"].get<int>(), 0) << hedges.dump();
     EXPECT_GT(hedges["refused_budget"].get<int>(), 10 * hedges["sent"].get<int>()) << hedges.dump();
     EXPECT_LE(on_mirror, 0.06 * on_primary) << on_mirror << " hedges for " << on_primary << " polls";
-    expect_one_quote_per_tick(s, *drained, stopped);
+    expect_one_quote_per_tick(s, drained, stopped);
 }
 
 // SIGTERM while hedges are in flight (the url's host and the mirror both take 40 ms, hedges
