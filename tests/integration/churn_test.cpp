@@ -145,9 +145,11 @@ TEST(Churn, HundredReloadsOfNewSymbolsKeepMemoryFlat) {
     // (docs/benchmarks.md); a leak of 100 bytes per symbol would add 10 MiB (+60%).
     const double growth = static_cast<double>(after[reloads].rss_kib) / static_cast<double>(after[1].rss_kib);
     EXPECT_LT(growth, 1.40) << figures.str();
-    // Once the first reloads have settled the heap, a leak of a few hundred bytes per symbol
-    // would still show: 90 reloads x 1,000 symbols.
-    const double late = static_cast<double>(after[reloads].rss_kib) / static_cast<double>(after[10].rss_kib);
+    // Once the heap has settled, a leak of a few tens of bytes per symbol still shows over the
+    // second half: 50 reloads x 1,000 symbols x 40 B is +2 MiB, +9%. Measured from reload 50,
+    // not 10: a loaded machine was seen still reaching its plateau after reload 10 (19,980 KiB
+    // at 10, 21,760 at 50, 21,788 at 100).
+    const double late = static_cast<double>(after[reloads].rss_kib) / static_cast<double>(after[reloads / 2].rss_kib);
     EXPECT_LT(late, 1.08) << figures.str();
 }
 
