@@ -137,6 +137,47 @@ TEST(Resolve, AnIpv6OnlyNameIsPolledOverTlsWithTheNameVerified) {
     EXPECT_EQ(stats["tls"]["handshake_failures"].get<int>(), 0);
 }
 
+// An IPv6 literal over TLS (issue 13: https://[2001:db8::1]/...): no lookup, and the address
+// itself is verified against the certificate's IP names. server.pem names IP ::1.
+TEST(Resolve, AnIpv6LiteralIsPolledOverTlsWithTheAddressVerified) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--listen", "[::1]:0", "--symbols", "10", "--tls-cert",
+                                               tls_certs::file("server.pem"), "--tls-key",
+                                               tls_certs::file("server.key")});
+    const auto run = poll_by_name(dir, "[::1]", sim.port, "", true);
+    expect_answers_written(harness::stop_sim(sim), run);
+    EXPECT_TRUE(run.done["errors"].empty()) << "a literal needs no lookup: " << run.done.dump();
+}
+
+// The same literal against a certificate that names host names only (no IP ::1): refused as
+// tls_verify, no quote. Verification is by the address, not skipped for it.
+TEST(Resolve, AnIpv6LiteralIsRefusedByACertificateWithoutThatAddress) {
+    TempDir dir;
+    auto sim = harness::start_sim(dir.path(), {"--listen", "[::1]:0", "--symbols", "2", "--tls-cert",
+                                               tls_certs::file("test-names.pem"), "--tls-key",
+                                               tls_certs::file("test-names.key")});
+    DaemonConfig c;
+    c.host = "[::1]";
+    c.port = sim.port;
+    c.symbols = 2;
+    c.interval = "100ms";
+    c.extra = "admin: { listen: \"127.0.0.1:0\" }\n";
+    c.source_extra = "    tls:\n      ca_file: " + tls_certs::file("ca.pem") + "\n";
+    const auto path = harness::write_config(dir.path(), c);
+    std::stringstream text;
+    text << std::ifstream(path).rdbuf();
+    std::ofstream(path) << std::regex_replace(text.str(), std::regex("url: \"http://"), "url: \"https://");
+    auto daemon = harness::start_daemon(dir, path);
+    const int admin = harness::admin_port_of(*daemon);
+    const std::string refused = R"(mdagg_source_poll_errors_total{source="sim",class="tls_verify"})";
+    EXPECT_TRUE(harness::wait_until([&] { return harness::metric_or_zero(admin, refused) >= 2; }, 30s))
+        << daemon->stdout_text().substr(0, 4000);
+    daemon->signal(SIGTERM);
+    EXPECT_EQ(daemon->wait(10s), 0);
+    EXPECT_EQ(harness::check_output(dir).quotes, 0u);
+    EXPECT_EQ(harness::stop_sim(sim)["responses"], 0);
+}
+
 struct Order {
     const char* name;
     const char* addresses;  // as the resolver gives them
