@@ -37,7 +37,11 @@ void HostResolver::lookup(std::shared_ptr<State> state, std::string host, std::s
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+    // No AI_ADDRCONFIG: glibc ignores loopback addresses for it, so on a host whose only IPv6
+    // address is ::1 (a container without IPv6) a name resolving to ::1 would resolve to
+    // nothing, or to 127.0.0.1 from /etc/hosts. An address the host cannot reach fails its
+    // connect at once and the next one is tried; RFC 6724 sorting already puts it last.
+    hints.ai_flags = AI_NUMERICSERV;
     addrinfo* results = nullptr;
     Endpoints found;
     if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &results) == 0) {

@@ -1,29 +1,23 @@
 // Admin pause of one member of a `{symbols}` batch: the venue is asked for less. The simulator
 // (--record-headers) reports the query it last received; the paused symbol leaves it and comes
 // back on resume, while the other members keep being polled.
-#include "harness.hpp"
-#include "output_checks.hpp"
+#include "batch_support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
 using namespace std::chrono_literals;
+using harness::completed_of;
+using harness::start_batch_daemon;
 using harness::TempDir;
 using harness::wait_until;
 
 namespace {
-
-std::uint64_t completed_of(int admin, const std::string& symbol) {
-    const auto tasks = harness::http_request(admin, "GET", "/debug/tasks?symbol=" + symbol).json();
-    if (tasks["count"] != 1) return 0;
-    return tasks["tasks"][0]["completed"].get<std::uint64_t>();
-}
 
 // The `symbols` parameter of the last request the simulator received, and how many it has had.
 struct Asked {
@@ -39,6 +33,9 @@ Asked asked(int sim_port) {
     return a;
 }
 
+// The simulator's bookTicker batch, its symbols named in the query joined by commas.
+const std::string joined_by_comma = "{ items: \"\", symbol: /symbol, join: \",\" }";
+
 bool lists(const std::string& query, const std::string& symbol) {
     return ("," + query + ",").find("," + symbol + ",") != std::string::npos;
 }
@@ -48,19 +45,8 @@ bool lists(const std::string& query, const std::string& symbol) {
 TEST(BatchPauseUrl, APausedMemberLeavesTheRequestAndResumeAsksForItAgain) {
     TempDir dir;
     auto sim = harness::start_sim(dir.path(), {"--symbols", "5", "--record-headers"});
-    harness::DaemonConfig c;
-    c.port = sim.port;
-    c.symbols = 5;
-    c.interval = "50ms";
-    c.source_extra += "    batch: { items: \"\", symbol: /symbol, join: \",\" }\n";
-    c.extra += "admin: { listen: \"127.0.0.1:0\" }\n";
-    const auto path = harness::write_config(dir.path(), c);
-    std::stringstream text;
-    text << std::ifstream(path).rdbuf();
-    std::ofstream(path) << std::regex_replace(text.str(), std::regex("/quotes/\\{symbol\\}"),
-                                              "/batch/bookTicker?symbols={symbols}");
-    auto daemon = harness::start_daemon(dir, path);
-    const int admin = harness::admin_port_of(*daemon);
+    harness::DaemonConfig c = harness::every_50ms(sim, 5);
+    auto [daemon, admin] = start_batch_daemon(dir, c, "/batch/bookTicker?symbols={symbols}", joined_by_comma);
 
     ASSERT_TRUE(wait_until([&] { return completed_of(admin, "STOCK_1") >= 2; }, 30s)) << daemon->stdout_text().substr(0, 4000);
     EXPECT_EQ(asked(sim.port).last, "STOCK_0,STOCK_1,STOCK_2,STOCK_3,STOCK_4");
@@ -96,19 +82,10 @@ TEST(BatchPauseUrl, APausedMemberLeavesTheRequestAndResumeAsksForItAgain) {
 TEST(BatchPauseUrl, MembersHaveTheirOwnSymbolMetricsAndStaleMarks) {
     TempDir dir;
     auto sim = harness::start_sim(dir.path(), {"--symbols", "3"});
-    harness::DaemonConfig c;
-    c.port = sim.port;
-    c.symbols = 3;
-    c.interval = "50ms";
-    c.source_extra += "    stale_after: 1s\n    batch: { items: \"\", symbol: /symbol, join: \",\" }\n";
-    c.extra += "admin: { listen: \"127.0.0.1:0\", symbol_metrics: [\"STOCK_*\"] }\n";
-    const auto path = harness::write_config(dir.path(), c);
-    std::stringstream text;
-    text << std::ifstream(path).rdbuf();
-    std::ofstream(path) << std::regex_replace(text.str(), std::regex("/quotes/\\{symbol\\}"),
-                                              "/batch/bookTicker?symbols={symbols}");
-    auto daemon = harness::start_daemon(dir, path);
-    const int admin = harness::admin_port_of(*daemon);
+    harness::DaemonConfig c = harness::every_50ms(sim, 3);
+    c.source_extra += "    stale_after: 1s\n";
+    auto [daemon, admin] = start_batch_daemon(dir, c, "/batch/bookTicker?symbols={symbols}", joined_by_comma, {},
+                                              ", symbol_metrics: [\"STOCK_*\"]");
     const std::string completed_2 = R"(mdagg_symbol_polls_total{source="sim",symbol="STOCK_2",outcome="completed"})";
     ASSERT_TRUE(wait_until([&] { return harness::metric_or_zero(admin, completed_2) >= 3; }, 30s))
         << harness::http_request(admin, "GET", "/metrics").body.substr(0, 4000);

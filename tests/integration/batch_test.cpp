@@ -1,20 +1,16 @@
 // Batch endpoints end to end: the real mdagg polls the real mdagg-sim's batch shapes
 // (docs/configuration.md, Batch endpoints; docs/simulator.md, Batch answers).
-#include "harness.hpp"
-#include "output_checks.hpp"
+#include "batch_support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <csignal>
-#include <fstream>
-#include <functional>
-#include <memory>
 #include <optional>
 #include <regex>
-#include <sstream>
 
 using namespace std::chrono_literals;
-using harness::admin_port_of;
+using harness::completed_of;
+using harness::start_batch_daemon;
 using harness::metric_or_zero;
 using harness::metric;
 using harness::TempDir;
@@ -24,30 +20,6 @@ namespace {
 
 double completed_polls(int admin) {
     return metric_or_zero(admin, R"(mdagg_source_polls_total{source="sim",outcome="completed"})");
-}
-
-// A daemon polling the simulator's batch endpoint, and its admin port.
-struct BatchDaemon {
-    std::unique_ptr<harness::Process> process;
-    int admin = 0;
-};
-
-// Starts the daemon on the harness's config with the url replaced by `target`, a batch block
-// and an admin listener; `edit`, when given, rewrites the config's text before the start.
-BatchDaemon start_batch_daemon(const TempDir& dir, harness::DaemonConfig c, const std::string& target,
-                               const std::string& batch,
-                               const std::function<std::string(std::string)>& edit = {}) {
-    c.source_extra += "    batch: " + batch + "\n";
-    c.extra += "admin: { listen: \"127.0.0.1:0\" }\n";
-    const auto path = harness::write_config(dir.path(), c);
-    std::stringstream text;
-    text << std::ifstream(path).rdbuf();
-    std::string yaml = std::regex_replace(text.str(), std::regex("/quotes/\\{symbol\\}"), target);
-    if (edit) yaml = edit(std::move(yaml));
-    std::ofstream(path) << yaml;
-    BatchDaemon d{harness::start_daemon(dir, path)};
-    d.admin = admin_port_of(*d.process);
-    return d;
 }
 
 // SIGTERM: the daemon must exit 0 within 20 s.
@@ -66,10 +38,7 @@ BatchDaemon start_batch_daemon(const TempDir& dir, harness::DaemonConfig c, cons
 TEST(Batch, TwoThousandSymbolsInBatchesOfHundredLoseAndRepeatNothing) {
     TempDir dir;
     auto sim = harness::start_sim(dir.path(), {"--symbols", "2000"});
-    harness::DaemonConfig c;
-    c.port = sim.port;
-    c.symbols = 2000;
-    c.interval = "50ms";
+    harness::DaemonConfig c = harness::every_50ms(sim, 2000);
     c.grace = "5s";
     auto [daemon, admin] = start_batch_daemon(dir, c, "/batch/bookTicker?symbols={symbols}",
                                               "{ items: \"\", symbol: /symbol, size: 100, format: json }");
@@ -155,25 +124,12 @@ TEST(Batch, AllInstrumentsAnswerCountsUnknownAndMissingAndIsolatesABadEntry) {
     harness::expect_seqs_increase(out);
 }
 
-namespace {
-
-std::uint64_t completed_of(int admin, const std::string& symbol) {
-    const auto tasks = harness::http_request(admin, "GET", "/debug/tasks?symbol=" + symbol).json();
-    if (tasks["count"] != 1) return 0;
-    return tasks["tasks"][0]["completed"].get<std::uint64_t>();
-}
-
-}  // namespace
-
 // Pausing one member of a batch drops its entries while the others go on; pausing every
 // member pauses the request; resume brings the member back.
 TEST(Batch, PausingAMemberDropsItsEntriesAndLeavesTheBatchPolling) {
     TempDir dir;
     auto sim = harness::start_sim(dir.path(), {"--symbols", "10"});
-    harness::DaemonConfig c;
-    c.port = sim.port;
-    c.symbols = 10;
-    c.interval = "50ms";
+    harness::DaemonConfig c = harness::every_50ms(sim, 10);
     auto [daemon, admin] = start_batch_daemon(dir, c, "/batch/bookTicker?symbols={symbols}",
                                               "{ items: \"\", symbol: /symbol, join: \",\" }");
     ASSERT_TRUE(wait_until([&] { return completed_of(admin, "STOCK_1") >= 3; }, 30s));

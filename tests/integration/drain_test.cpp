@@ -3,6 +3,7 @@
 // record and the last-drain gauges of the next process, and the summary's error_rate.
 #include "harness.hpp"
 #include "output_checks.hpp"
+#include "scoped_env.hpp"
 
 #include <gtest/gtest.h>
 
@@ -25,29 +26,13 @@ using namespace std::chrono_literals;
 using harness::DaemonConfig;
 using harness::find_log;
 using harness::Process;
+using harness::ScopedEnv;
 using harness::sim_stats;
 using harness::start_daemon;
 using harness::TempDir;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// Sets an environment variable for the processes started in its scope.
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const std::string& value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        ::setenv(name, value.c_str(), 1);
-    }
-    ~ScopedEnv() {
-        if (old_) ::setenv(name_, old_->c_str(), 1);
-        else ::unsetenv(name_);
-    }
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
 
 std::optional<nlohmann::json> read_json(const std::filesystem::path& p) {
     std::ifstream in(p);
@@ -90,11 +75,8 @@ TEST(Drain, BudgetRunsOutOnAHungDiskWithoutASecondSignal) {
     const auto flag = dir / "disk-hangs";
     std::unique_ptr<Process> daemon;
     {
-        ScopedEnv preload("LD_PRELOAD", MDAGG_HANG_FSYNC_SHIM);
+        harness::ScopedPreload shim(MDAGG_HANG_FSYNC_SHIM);
         ScopedEnv flag_env("MDAGG_TEST_HANG_FSYNC_FILE", flag.string());
-        // The shim is not instrumented; under ASan it cannot come after the runtime.
-        const char* asan = std::getenv("ASAN_OPTIONS");
-        ScopedEnv asan_env("ASAN_OPTIONS", std::string(asan ? asan : "") + ":verify_asan_link_order=0");
         daemon = start_daemon(dir, harness::write_config(dir.path(), c));
     }
     ASSERT_TRUE(daemon->wait_for_line("msg", "summary", 15s)) << daemon->stdout_text() << daemon->stderr_text();

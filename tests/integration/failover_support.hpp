@@ -1,10 +1,12 @@
 // Shared by the failover tests (failover_test.cpp, failover_via_test.cpp, failover_tls_test.cpp):
-// the config of a source with mirrors polling the simulator's listeners, and the task table's
-// and /metrics' views of where its pollers are.
+// the config of a source with mirrors polling the simulator's listeners, the task table's and
+// /metrics' views of where its pollers are, and the checks at the end of a run.
 #pragma once
 
 #include "harness.hpp"
+#include "output_checks.hpp"
 
+#include <csignal>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -73,6 +75,22 @@ inline int pollers_on(int admin, int mirror) {
 // A series' value in /metrics; -1 when absent.
 inline double counter(int admin, const std::string& series) {
     return metric(http_request(admin, "GET", "/metrics").body, series).value_or(-1);
+}
+
+// SIGTERM, then what every failover run checks at its end: the daemon exits 0 (false, with a
+// failure, when it does not), the simulator stops, every answer its listeners wrote is one
+// quote record, and seqs rise per symbol. `stopped` and `out` get the simulator's final stats
+// and the output, for the test's own checks.
+inline bool stop_and_check(Process& daemon, Sim& sim, const TempDir& dir, nlohmann::json& stopped, Output& out) {
+    daemon.signal(SIGTERM);
+    const auto code = daemon.wait(std::chrono::seconds(10));
+    EXPECT_EQ(code, 0) << daemon.stdout_text();
+    if (code != 0) return false;
+    stopped = stop_sim(sim);
+    out = check_output(dir);
+    EXPECT_EQ(out.quotes, stopped["responses"].get<std::size_t>()) << stopped.dump();
+    expect_seqs_increase(out);
+    return true;
 }
 
 }  // namespace failover

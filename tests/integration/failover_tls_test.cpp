@@ -71,12 +71,9 @@ TEST(FailoverTls, RefuseOnTheUrlsTlsHostMovesPollersToTheTlsMirrorAndBack) {
     // A handshake per poller on each host at least: the mirror's session is not the url's.
     EXPECT_GE(metric(text, R"(mdagg_source_tls_handshakes_total{source="sim"})").value_or(0), 3 * symbols);
 
-    daemon->signal(SIGTERM);
-    ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
-    const auto stopped = stop_sim(sim);
-    const Output out = check_output(dir);
-    EXPECT_EQ(out.quotes, stopped["responses"].get<std::size_t>()) << stopped.dump();
-    expect_seqs_increase(out);
+    nlohmann::json stopped;
+    Output out;
+    ASSERT_TRUE(stop_and_check(*daemon, sim, dir, stopped, out));
     int via_mirror = 0;
     for (const auto& f : read_output(dir / "out"))
         for (const auto& r : f.records) via_mirror += r.value("via", "") == mirror ? 1 : 0;

@@ -124,12 +124,9 @@ TEST(FailoverVia, AFailedProbesTickIsServedByTheMirror) {
     ASSERT_TRUE(heal(sim, 0));
     ASSERT_TRUE(wait_until([&] { return pollers_on(admin, 0) == symbols; }, 15s)) << daemon->stdout_text();
     EXPECT_EQ(counter(admin, "mdagg_source_breaker_ticks_total{source=\"sim\"}"), 0);
-    daemon->signal(SIGTERM);
-    ASSERT_EQ(daemon->wait(10s), 0) << daemon->stdout_text();
-    const auto stopped = stop_sim(sim);
-    const Output out = check_output(dir);
-    EXPECT_EQ(out.quotes, stopped["responses"].get<std::size_t>()) << stopped.dump();
-    expect_seqs_increase(out);
+    nlohmann::json stopped;
+    Output out;
+    ASSERT_TRUE(stop_and_check(*daemon, sim, dir, stopped, out));
 }
 
 // Polls by route are counted per host: a reload that swaps the mirrors' order restarts the

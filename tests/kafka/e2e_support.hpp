@@ -1,5 +1,6 @@
-// Shared by the Kafka end-to-end tests: mdagg-kafka-mock in its own process, the `kafka:`
-// section, and the comparison of a topic's quotes with the files the same run wrote.
+// Shared by the Kafka end-to-end tests: mdagg-kafka-mock in its own process, the daemon's
+// config and its `kafka:` section, and the comparison of a topic's quotes with the files the
+// same run wrote.
 #pragma once
 
 #include "harness.hpp"
@@ -60,6 +61,25 @@ struct Mock {
         FAIL() << "mdagg-kafka-mock did not answer " << line;
     }
 };
+
+// The harness's config polling the simulator's first `symbols` symbols every 200 ms (room for
+// a loaded machine: the exact counts these tests check need no timed-out poll), with `grace`
+// as the drain's budget.
+inline harness::DaemonConfig polling(const harness::Sim& sim, int symbols, const std::string& grace) {
+    harness::DaemonConfig c;
+    c.port = sim.port;
+    c.symbols = symbols;
+    c.interval = "200ms";
+    c.grace = grace;
+    return c;
+}
+
+// The distinct values of a topic's messages: a record the mock appended twice counts once.
+inline std::size_t distinct_values(const mdagg::kafka_test::TopicContents& topic) {
+    std::set<std::string> values;
+    for (const auto& m : topic.messages) values.insert(m.value);
+    return values.size();
+}
 
 inline std::string kafka_section(const std::string& bootstraps, const std::string& extra = "") {
     return "kafka:\n  brokers: \"" + bootstraps + "\"\n" +

@@ -12,6 +12,7 @@
 //   within the budget, and the drain line says which sink was late: `sink_closed` (the files)
 //   false, `kafka.in_time` true, every record in Kafka.
 #include "e2e_support.hpp"
+#include "scoped_env.hpp"
 
 #include <gtest/gtest.h>
 
@@ -24,7 +25,9 @@
 using namespace std::chrono_literals;
 using harness::DaemonConfig;
 using harness::TempDir;
+using kafka_e2e::distinct_values;
 using kafka_e2e::kafka_section;
+using kafka_e2e::polling;
 using kafka_e2e::Mock;
 using mdagg::kafka_test::read_topic;
 using Clock = std::chrono::steady_clock;
@@ -56,29 +59,6 @@ std::string slow_linger_kafka(const std::string& bootstraps) {
     if (at != std::string::npos) section.replace(at, from.size(), to);
     return section;
 }
-
-std::size_t distinct_values(const mdagg::kafka_test::TopicContents& topic) {
-    std::set<std::string> values;
-    for (const auto& m : topic.messages) values.insert(m.value);
-    return values.size();
-}
-
-// Sets an environment variable for the processes started in its scope.
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const std::string& value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        ::setenv(name, value.c_str(), 1);
-    }
-    ~ScopedEnv() {
-        if (old_) ::setenv(name_, old_->c_str(), 1);
-        else ::unsetenv(name_);
-    }
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
 
 // SIGTERM just after the simulator took a request for the hung symbol (`fresh`: a new one, so
 // that poll has almost all of its timeout left; else any, for a poll that outlasts the budget
@@ -122,11 +102,8 @@ TEST(KafkaE2EDrain, AHungPollAtSigtermGetsNoLateGraceAndTheFinalBarsReachKafka) 
     Mock mock(dir);
     ASSERT_FALSE(mock.bootstraps.empty()) << mock.process->stderr_text();
     auto sim = harness::start_sim(dir.path(), {"--symbols", "41", "--hung", "STOCK_40"});
-    DaemonConfig c;
-    c.port = sim.port;
-    c.symbols = 40;        // STOCK_0..39 answer
-    c.interval = "200ms";  // room for a loaded machine: the exact counts below need no timed-out poll
-    c.grace = "3s";        // the default: in-flight polls are cancelled at 2.25 s
+    // STOCK_0..39 answer; 3 s, the default grace: in-flight polls are cancelled at 2.25 s.
+    DaemonConfig c = polling(sim, 40, "3s");
     c.bar_interval = "30s";  // the bars are the final ones, emitted in the drain
     // With the grace the hung poll would last 3 s (1.5 s + min(timeout, interval)).
     c.extra = hung_source(sim.port, "2s", "1500ms") + slow_linger_kafka(mock.bootstraps);
@@ -153,11 +130,7 @@ TEST(KafkaE2EDrain, APollHeldToTheCancelPointLeavesKafkaTheRestOfTheBudget) {
     Mock mock(dir);
     ASSERT_FALSE(mock.bootstraps.empty()) << mock.process->stderr_text();
     auto sim = harness::start_sim(dir.path(), {"--symbols", "41", "--hung", "STOCK_40"});
-    DaemonConfig c;
-    c.port = sim.port;
-    c.symbols = 40;
-    c.interval = "200ms";
-    c.grace = "2s";  // cancel point 1.5 s, give_up_at 1.75 s
+    DaemonConfig c = polling(sim, 40, "2s");  // cancel point 1.5 s, give_up_at 1.75 s
     c.bar_interval = "30s";  // the bars are the final ones, emitted in the drain
     c.extra = hung_source(sim.port, "5s", "5s") + slow_linger_kafka(mock.bootstraps);
     auto daemon = harness::start_daemon(dir, harness::write_config(dir.path(), c));
@@ -186,20 +159,13 @@ TEST(KafkaE2EDrain, AHungDiskIsExitThreeAndTheLineSaysTheFilesNotKafkaWereLate) 
     Mock mock(dir);
     ASSERT_FALSE(mock.bootstraps.empty()) << mock.process->stderr_text();
     auto sim = harness::start_sim(dir.path(), {"--symbols", "20"});
-    DaemonConfig c;
-    c.port = sim.port;
-    c.symbols = 20;
-    c.interval = "200ms";
-    c.grace = "3s";
+    DaemonConfig c = polling(sim, 20, "3s");
     c.extra = kafka_section(mock.bootstraps);
     const auto flag = dir / "disk-hangs";
     std::unique_ptr<harness::Process> daemon;
     {
-        ScopedEnv preload("LD_PRELOAD", MDAGG_HANG_FSYNC_SHIM);
-        ScopedEnv flag_env("MDAGG_TEST_HANG_FSYNC_FILE", flag.string());
-        // The shim is not instrumented; under ASan it cannot come after the runtime.
-        const char* asan = std::getenv("ASAN_OPTIONS");
-        ScopedEnv asan_env("ASAN_OPTIONS", std::string(asan ? asan : "") + ":verify_asan_link_order=0");
+        harness::ScopedPreload shim(MDAGG_HANG_FSYNC_SHIM);
+        harness::ScopedEnv flag_env("MDAGG_TEST_HANG_FSYNC_FILE", flag.string());
         daemon = harness::start_daemon(dir, harness::write_config(dir.path(), c));
     }
     ASSERT_TRUE(daemon->wait_for_line("msg", "kafka connected", 10s)) << daemon->stdout_text() << daemon->stderr_text();

@@ -15,7 +15,9 @@
 using namespace std::chrono_literals;
 using harness::DaemonConfig;
 using harness::TempDir;
+using kafka_e2e::distinct_values;
 using kafka_e2e::kafka_section;
+using kafka_e2e::polling;
 using kafka_e2e::Mock;
 using mdagg::kafka_test::read_topic;
 
@@ -28,12 +30,6 @@ double metric(const std::string& text, const std::string& series) {
         if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ')
             return std::stod(line.substr(series.size() + 1));
     return -1;
-}
-
-std::size_t distinct_values(const mdagg::kafka_test::TopicContents& topic) {
-    std::set<std::string> values;
-    for (const auto& m : topic.messages) values.insert(m.value);
-    return values.size();
 }
 
 bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit) {
@@ -60,11 +56,7 @@ TEST(KafkaE2EFaults, OneBrokerDownAndALeaderChangeLoseNothing) {
     for (int p = 0; p < 4; ++p) mock.command("leader md.bars " + std::to_string(p) + " " + std::to_string(p % 2 + 2));
     for (int p = 0; p < 2; ++p) mock.command("leader md.events " + std::to_string(p) + " " + std::to_string(p + 2));
     auto sim = harness::start_sim(dir.path(), {"--symbols", "100"});
-    DaemonConfig c;
-    c.port = sim.port;
-    c.symbols = 100;
-    c.interval = "200ms";  // room for a loaded machine: the exact counts below need no timed-out poll
-    c.grace = "8s";
+    DaemonConfig c = polling(sim, 100, "8s");
     // A real cluster shows a partition without a leader while it elects one, and librdkafka
     // then asks again every 250 ms; the mock keeps naming the down broker until told
     // otherwise, so here librdkafka asks every second instead of every 5 minutes.
@@ -127,11 +119,7 @@ TEST(KafkaE2EFaults, OverflowWhileBrokersAreDownDropsExactlyAndPollingGoesOn) {
     Mock mock(dir);
     ASSERT_FALSE(mock.bootstraps.empty()) << mock.process->stderr_text();
     auto sim = harness::start_sim(dir.path(), {"--symbols", "100"});
-    DaemonConfig c;
-    c.port = sim.port;
-    c.symbols = 100;
-    c.interval = "200ms";
-    c.grace = "8s";
+    DaemonConfig c = polling(sim, 100, "8s");
     c.summary_every = "500ms";
     constexpr std::size_t bound = 16384;  // ~100 records: full within a second at 500 quotes/s
     c.extra = kafka_section(mock.bootstraps, "  max_buffer_bytes: " + std::to_string(bound) +

@@ -10,6 +10,8 @@
 #   unknown-ca.pem         another CA, trusted by nobody
 #   unknown.pem/.key       signed by unknown-ca for the same names as server.pem
 #   client.pem/.key        signed by the CA for mutual TLS (extendedKeyUsage clientAuth)
+#   test-names.pem/.key    signed by the CA for DNS:ipv6-only.mdagg.test, DNS:dual-stack.mdagg.test
+#                          (names only the resolve tests' resolver knows: resolve_test.cpp)
 #
 # usage: make_certs.sh DIR    (DIR is created; existing files in it are replaced)
 set -euo pipefail
@@ -73,5 +75,6 @@ leaf other-name ca "DNS:other.invalid" serverAuth -days 3650
 leaf expired ca "$names" serverAuth -startdate 20200101000000Z -enddate 20210101000000Z
 leaf unknown unknown-ca "$names" serverAuth -days 3650
 leaf client ca "DNS:mdagg-client" clientAuth -days 3650
+leaf test-names ca "DNS:ipv6-only.mdagg.test,DNS:dual-stack.mdagg.test" serverAuth -days 3650
 rm -rf ca.db unknown-ca.db
 chmod 0644 ./*.pem

@@ -50,26 +50,29 @@ struct Row {
     std::string error_body;  // the venue's error answer: body_error for the whole request
 };
 
-// Answers shaped as the venues document them (field names, nesting, number types), including
+// Answers shaped as the venues document them (field names, nesting, number types and the
+// venues' decimal formats: Binance 8 places, Kraken 5 for prices and 8 for volumes), including
 // fields the presets do not read, a symbol not configured and, where the venue lists only what
-// it was asked for, a configured one it left out.
+// it was asked for, a configured one it left out. Sources: each preset's documentation page
+// (cited in config/presets/*.yaml); Kraken's XXBTZUSD entry is its documented example verbatim.
+// Binance never answers a symbol it was not asked for: ETHBTC there is only the skip path.
 const std::vector<Row>& rows() {
     static const std::vector<Row> table = {
         {"binance_book_ticker_batch", "[BTCUSDT, LTCBTC, NOPE]",
          "/api/v3/ticker/bookTicker?symbols=%5B%22BTCUSDT%22,%22LTCBTC%22,%22NOPE%22%5D", 4, 100,
          R"([{"symbol":"LTCBTC","bidPrice":"4.00000000","bidQty":"431.00000000","askPrice":"4.00000200","askQty":"9.00000000"},)"
          R"({"symbol":"BTCUSDT","bidPrice":"66260.20000000","bidQty":"0.43000000","askPrice":"66260.30000000","askQty":"0.22000000"},)"
-         R"({"symbol":"ETHBTC","bidPrice":"0.05","bidQty":"1","askPrice":"0.06","askQty":"1"}])",
+         R"({"symbol":"ETHBTC","bidPrice":"0.05000000","bidQty":"1.00000000","askPrice":"0.06000000","askQty":"1.00000000"}])",
          {{"BTCUSDT", "66260.20000000", "66260.30000000", "0.43000000", "0.22000000", 0},
           {"LTCBTC", "4.00000000", "4.00000200", "431.00000000", "9.00000000", 0}},
          1, 1, R"({"code":-1121,"msg":"Invalid symbol."})"},
         {"kraken_ticker", "[{ name: BTC-USD, venue: XXBTZUSD }, { name: ETH-USD, venue: XETHZUSD }]",
          "/0/public/Ticker?pair=XXBTZUSD,XETHZUSD", 1, 1,
          R"({"error":[],"result":{"XXBTZUSD":{"a":["30300.10000","1","1.000"],"b":["30300.00000","1","1.000"],)"
-         R"("c":["30303.20000","0.00067643"],"v":["4083.67","4412.73"],"p":["30295.11","30300.81"],"t":[4152,4613],)"
-         R"("l":["30000.00","30000.00"],"h":["30500.00","30500.00"],"o":"30296.60000"},)"
+         R"("c":["30303.20000","0.00067643"],"v":["4083.67001100","4412.73601799"],"p":["30706.77771","30689.13205"],"t":[34619,38907],)"
+         R"("l":["29868.30000","29868.30000"],"h":["31631.00000","31631.00000"],"o":"30502.80000"},)"
          R"("XETHZUSD":{"a":["1803.56000","4","4.000"],"b":["1803.55000","12","12.000"],"c":["1803.56000","0.02"],)"
-         R"("v":["10.1","20.2"],"p":["1800.1","1801.2"],"t":[10,20],"l":["1790.0","1790.0"],"h":["1810.0","1810.0"],"o":"1800.00"}}})",
+         R"("v":["10.10000000","20.20000000"],"p":["1800.10000","1801.20000"],"t":[10,20],"l":["1790.00000","1790.00000"],"h":["1810.00000","1810.00000"],"o":"1800.00000"}}})",
          {{"XXBTZUSD", "30300.00000", "30300.10000", "1.000", "1.000", 0},
           {"XETHZUSD", "1803.55000", "1803.56000", "12.000", "4.000", 0}},
          0, 0, R"({"error":["EAPI:Rate limit exceeded"]})"},

@@ -296,8 +296,11 @@ TEST(ConfigPresets, PrintRefusesAnInvalidFile) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Each preset maps a real captured venue body (tests/fuzz/corpus/mapping) exactly, through the
-// mapper a poller builds from its source's fields.
+// Each preset maps a real venue body (tests/fuzz/corpus/mapping) exactly, through the mapper a
+// poller builds from its source's fields. A body is the venue's documented answer, verbatim
+// where the documentation's example is used as is, else in its exact shape: every field the
+// venue sends (read or not), its nesting, and strings where the venue sends strings. The row
+// above each test case names its source (no venue is reachable from CI to capture one).
 
 namespace {
 
@@ -382,32 +385,51 @@ TEST_P(ConfigPresetsMapping, MapsTheCapturedBodyExactly) {
 INSTANTIATE_TEST_SUITE_P(
     Venues, ConfigPresetsMapping,
     ::testing::Values(
-        // The symbol check is part of the preset: another symbol's answer is refused.
+        // binance.json: the example answer of GET /api/v3/ticker/bookTicker?symbol=LTCBTC, verbatim
+        // (developers.binance.com, market-data-endpoints#symbol-order-book-ticker). The symbol
+        // check is part of the preset: another symbol's answer is refused.
         PresetMapping{.name = "BinanceBookTicker", .preset = "binance_book_ticker", .body_file = "binance.json",
                       .symbol = "LTCBTC", .bid = "4.00000000", .ask = "4.00000200", .bid_size = "431.00000000",
                       .ask_size = "9.00000000", .exchange_time_ns = 0, .seq = -1, .refused_file = "binance.json",
                       .refused_symbol = "BTCUSDT", .refused_as = MappingError::symbol_mismatch},
+        // coinbase.json: the example answer of GET /products/{product_id}/ticker, verbatim
+        // (docs.cdp.coinbase.com, exchangerestapi_getproductticker): prices strings, trade_id an
+        // integer, plus rfq_volume and conversions_volume, which the preset does not read.
         PresetMapping{.name = "CoinbaseTicker", .preset = "coinbase_ticker", .body_file = "coinbase.json",
                       .symbol = "BTC-USD", .bid = "6265.15", .ask = "6267.71", .bid_size = nullptr, .ask_size = nullptr,
                       .exchange_time_ns = 1584663777833000000,  // 2020-03-20T00:22:57.833Z
                       .seq = 86326522},
+        // okx.json: GET /api/v5/market/ticker?instId=BTC-USDT in the documented shape (okx.com
+        // docs-v5, market-data-get-ticker): all 16 fields of a SPOT entry, every one a string,
+        // `ts` ms included. okx_error.json: the documented 50011 answer (code a string, data []).
         PresetMapping{.name = "OkxTickerAndItsErrorBody", .preset = "okx_ticker", .body_file = "okx.json",
                       .symbol = "BTC-USDT", .bid = "66260.2", .ask = "66260.3", .bid_size = "0.43", .ask_size = "0.22",
                       .exchange_time_ns = 1774805577108000000,  // "ts" ms, a string
                       .seq = std::nullopt, .refused_file = "okx_error.json", .refused_symbol = "BTC-USDT",
                       .refused_as = MappingError::body_error},
+        // polygon.json: the sample answer of GET /v2/last/nbbo/AAPL, verbatim (polygon.io docs,
+        // stocks last quote): request_id, exchange ids X/x, q, and two ns times t and y > 2^53.
         PresetMapping{.name = "PolygonLastQuoteNanosecondsAbove2To53", .preset = "polygon_last_quote",
                       .body_file = "polygon.json", .symbol = "AAPL", .bid = "127.96", .ask = "127.98", .bid_size = "1",
                       .ask_size = "7",
                       .exchange_time_ns = 1617827221349730300},  // a double would say ...730304
+        // bybit.json: GET /v5/market/tickers?category=spot&symbol=BTCUSDT in the documented shape
+        // (bybit-exchange.github.io/docs/v5/market/tickers): the 13 spot fields as strings,
+        // retExtInfo, and the top-level `time` (ms, a number).
         PresetMapping{.name = "BybitTicker", .preset = "bybit_ticker", .body_file = "bybit.json", .symbol = "BTCUSDT",
                       .bid = "66782.2", .ask = "66782.3", .bid_size = "0.46", .ask_size = "1.21",
                       .exchange_time_ns = 1775239921132000000},
+        // kraken.json: the example answer of GET /0/public/Ticker?pair=XBTUSD, verbatim
+        // (docs.kraken.com, get-ticker-information): keyed XXBTZUSD, a/b/c/v/p/l/h arrays of
+        // strings, t an array of integers, o a string. kraken_error.json: an error in a 200 body.
         PresetMapping{.name = "KrakenPairUnderItsOwnNameAndItsErrorBody", .preset = "kraken_ticker_pair",
                       .body_file = "kraken.json", .symbol = "XBTUSD", .bid = "30300.00000", .ask = "30300.10000",
                       .bid_size = "1.000", .ask_size = "1.000", .exchange_time_ns = 0, .seq = std::nullopt,
                       .refused_file = "kraken_error.json", .refused_symbol = "XBTUSD",
                       .refused_as = MappingError::body_error},
+        // alpaca.json: GET /v2/stocks/AAPL/quotes/latest in the documented shape
+        // (docs.alpaca.markets, stocklatestquotesingle): prices and sizes numbers, exchanges
+        // ax/bx, conditions c, tape z, and `t` RFC 3339 with nanoseconds.
         PresetMapping{.name = "AlpacaLatestQuoteNumbersAndNanosecondTime", .preset = "alpaca_latest_quote",
                       .body_file = "alpaca.json", .symbol = "AAPL", .bid = "172.6", .ask = "172.7", .bid_size = "2",
                       .ask_size = "1",
