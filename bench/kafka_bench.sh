@@ -13,7 +13,7 @@
 #   - the rates reached (a loaded machine may not reach the schedule: the figures are per quote).
 # Usage: bash bench/kafka_bench.sh [POLLERS=2000] [INTERVAL=50ms] [SECONDS=10] [RUNS=3]
 # BENCH_BUILD=DIR uses mdagg, mdagg-sim and mdagg-kafka-mock from a build directory as they
-# are (no Release build). LINGER (default 5ms) and COMPRESSION (default none) set the sink,
+# are (no Release build). LINGER (default 20ms, the sink's) and COMPRESSION (default none) set the sink,
 # PARTITIONS (default 32) the quote topic's partitions.
 # VARIANTS="SPEC SPEC..." measures several sink settings in the same runs (the order rotating
 # from run to run), each against the run's phase without Kafka. A SPEC is comma-separated
@@ -32,7 +32,7 @@ interval=${2:-50ms}
 secs=${3:-10}
 runs=${4:-3}
 warmup=${WARMUP:-3}
-linger=${LINGER:-5ms}
+linger=${LINGER:-20ms}
 compression=${COMPRESSION:-none}
 partitions=${PARTITIONS:-32}
 variants=${VARIANTS:-"linger=$linger,compression=$compression,partitions=$partitions"}
