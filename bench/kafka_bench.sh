@@ -158,7 +158,12 @@ latency_quantile() {  # BEFORE AFTER Q
 measure() {  # VARIANT ("" = without Kafka)
   write_config "$1"
   rm -rf "$work/out"
-  "$(variant_get "$1" mdagg "$bin/mdagg")" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
+  local daemon
+  daemon=$(variant_get "$1" mdagg "$bin/mdagg")
+  # Emptied before the start: the background child truncates it only once it runs, and the
+  # port search below must not find the previous phase's daemon.
+  : > "$work/mdagg.out"
+  "$daemon" --config "$work/bench.yaml" >> "$work/mdagg.out" 2>&1 &
   local pid=$! c0 c1 k0 k1 s0 s1 t0 t1
   # A loaded machine may take a while to start 2,000 pollers; the line may be read half written.
   admin_port=
