@@ -13,7 +13,17 @@
 #   - the rates reached (a loaded machine may not reach the schedule: the figures are per quote).
 # Usage: bash bench/kafka_bench.sh [POLLERS=2000] [INTERVAL=50ms] [SECONDS=10] [RUNS=3]
 # BENCH_BUILD=DIR uses mdagg, mdagg-sim and mdagg-kafka-mock from a build directory as they
-# are (no Release build). LINGER (default 5ms) and COMPRESSION (default none) set the sink.
+# are (no Release build). LINGER (default 20ms, the sink's) and COMPRESSION (default none) set the sink,
+# PARTITIONS (default 32) the quote topic's partitions.
+# VARIANTS="SPEC SPEC..." measures several sink settings in the same runs (the order rotating
+# from run to run), each against the run's phase without Kafka. A SPEC is comma-separated
+# KEY=VALUE: linger, compression, acks, idempotence, partitions (of the quote topic), mdagg (the
+# daemon's binary: an A/B of two builds) or a librdkafka property (a key with a dot), e.g.
+# VARIANTS="linger=5ms linger=20ms,compression=lz4 mdagg=/tmp/old/mdagg".
+# Per variant it also prints where the CPU went, per record: librdkafka's main thread
+# (rdk:main), its broker threads (rdk:broker*), the delivery-report thread (mdagg-kafka-dr) and
+# the rest (the io threads: polling, the strand's formatting and produce), and the broker
+# threads' wake-ups per batch-sized unit (voluntary context switches per second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -22,8 +32,10 @@ interval=${2:-50ms}
 secs=${3:-10}
 runs=${4:-3}
 warmup=${WARMUP:-3}
-linger=${LINGER:-5ms}
+linger=${LINGER:-20ms}
 compression=${COMPRESSION:-none}
+partitions=${PARTITIONS:-32}
+variants=${VARIANTS:-"linger=$linger,compression=$compression,partitions=$partitions"}
 bench_interval_ms "$interval"
 bench_binaries ON mdagg mdagg-sim mdagg-kafka-mock
 bench_workdir
@@ -39,10 +51,41 @@ thread_ticks() {  # PID REGEX
   echo $sum
 }
 
+# Nanoseconds on CPU and voluntary context switches of the process's threads, by group:
+# "main broker dr other cs_broker" (schedstat is exact where stat counts clock ticks).
+thread_split() {  # PID
+  local t comm ns cs main=0 broker=0 dr=0 other=0 cs_broker=0
+  for t in /proc/"$1"/task/*; do
+    comm=$(cat "$t/comm" 2>/dev/null) || continue
+    ns=$(awk '{print $1}' "$t/schedstat" 2>/dev/null || echo 0)
+    case "$comm" in
+      rdk:main) main=$((main + ns)) ;;
+      rdk:broker*)
+        broker=$((broker + ns))
+        cs=$(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status" 2>/dev/null || echo 0)
+        cs_broker=$((cs_broker + cs)) ;;
+      mdagg-kafka-dr) dr=$((dr + ns)) ;;
+      *) other=$((other + ns)) ;;
+    esac
+  done
+  echo "$main $broker $dr $other $cs_broker"
+}
+
 mock_bin=$bin/mdagg-kafka-mock
 [ -x "$mock_bin" ] || mock_bin=$bin/tests/kafka/mdagg-kafka-mock
 : > "$work/mock.control"  # commands would go here; the mock runs until killed
-"$mock_bin" --brokers 3 --topic md.quotes:32 --topic md.bars:4 --topic md.events:2 --control "$work/mock.control" \
+# A variant's setting: variant_get SPEC KEY DEFAULT.
+variant_get() {
+  local kv
+  for kv in ${1//,/ }; do [ "${kv%%=*}" = "$2" ] && { echo "${kv#*=}"; return; }; done
+  echo "$3"
+}
+# One quote topic per partition count a variant asks for: md.quotes.pN.
+quote_topics=()
+for p in $(for v in $variants; do variant_get "$v" partitions "$partitions"; done | sort -un); do
+  quote_topics+=(--topic "md.quotes.p$p:$p")
+done
+"$mock_bin" --brokers 3 "${quote_topics[@]}" --topic md.bars:4 --topic md.events:2 --control "$work/mock.control" \
   > "$work/mock.out" 2> "$work/mock.err" &
 mock_pid=$!
 for _ in $(seq 200); do [ -s "$work/mock.out" ] && break; sleep 0.05; done
@@ -50,7 +93,7 @@ bootstraps=$(head -1 "$work/mock.out")
 [ -n "$bootstraps" ] || { echo "kafka_bench: mdagg-kafka-mock did not start: $(cat "$work/mock.err")" >&2; exit 1; }
 bench_start_sim "$pollers"
 
-write_config() {  # WITH_KAFKA(0|1)
+write_config() {  # VARIANT ("" = without Kafka)
   cat > "$work/bench.yaml" <<YAML
 log: { level: info, summary_every: 1s }
 output: { dir: $work/out, flush_every: 1s, quotes: true, bar_interval: 1s }
@@ -63,15 +106,21 @@ sources:
     fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty,
               exchange_time: { pointer: /time, unit: ms }, seq: /seq }
 YAML
-  if [ "$1" = 1 ]; then
-    cat >> "$work/bench.yaml" <<YAML
+  [ -n "$1" ] || return 0
+  cat >> "$work/bench.yaml" <<YAML
 kafka:
   brokers: "$bootstraps"
-  topics: { quotes: md.quotes, bars: md.bars, events: md.events }
-  linger: $linger
-  compression: $compression
+  topics: { quotes: md.quotes.p$(variant_get "$1" partitions "$partitions"), bars: md.bars, events: md.events }
+  linger: $(variant_get "$1" linger "$linger")
+  compression: $(variant_get "$1" compression "$compression")
+  acks: $(variant_get "$1" acks all)
+  idempotence: $(variant_get "$1" idempotence true)
 YAML
-  fi
+  local kv props=""
+  for kv in ${1//,/ }; do
+    [[ "${kv%%=*}" == *.* && "${kv%%=*}" != */* ]] && props+="    \"${kv%%=*}\": \"${kv#*=}\""$'\n'
+  done
+  [ -z "$props" ] || printf '  properties:\n%s' "$props" >> "$work/bench.yaml"
 }
 
 scrape() { curl -s "http://127.0.0.1:$admin_port/metrics"; }
@@ -104,12 +153,18 @@ latency_quantile() {  # BEFORE AFTER Q
 }
 
 # Runs one phase; sets quotes_s (records/s into the files), cpu_us (per record), and with Kafka also delivered_s,
-# producer_us (per record delivered), p50_ms, p99_ms, dropped.
-measure() {  # WITH_KAFKA
+# producer_us (per record delivered), p50_ms, p99_ms, dropped, and split (us per record delivered: rdk:main,
+# rdk:broker*, mdagg-kafka-dr, the rest; broker threads' voluntary switches per s).
+measure() {  # VARIANT ("" = without Kafka)
   write_config "$1"
   rm -rf "$work/out"
-  "$bin/mdagg" --config "$work/bench.yaml" > "$work/mdagg.out" 2>&1 &
-  local pid=$! q0 q1 c0 c1 k0 k1 t0 t1
+  local daemon
+  daemon=$(variant_get "$1" mdagg "$bin/mdagg")
+  # Emptied before the start: the background child truncates it only once it runs, and the
+  # port search below must not find the previous phase's daemon.
+  : > "$work/mdagg.out"
+  "$daemon" --config "$work/bench.yaml" >> "$work/mdagg.out" 2>&1 &
+  local pid=$! c0 c1 k0 k1 s0 s1 t0 t1
   # A loaded machine may take a while to start 2,000 pollers; the line may be read half written.
   admin_port=
   for _ in $(seq 600); do
@@ -119,9 +174,9 @@ measure() {  # WITH_KAFKA
   done
   [[ "$admin_port" =~ ^[0-9]+$ ]] || { echo "kafka_bench: mdagg did not start: $(tail -3 "$work/mdagg.out")" >&2; exit 1; }
   sleep "$warmup"
-  scrape > "$work/m0"; c0=$(cpu_ticks $pid); k0=$(thread_ticks $pid '^(rdk:|mdagg-kafka)'); t0=$(date +%s.%N)
+  scrape > "$work/m0"; c0=$(cpu_ticks $pid); k0=$(thread_ticks $pid '^(rdk:|mdagg-kafka)'); s0=$(thread_split $pid); t0=$(date +%s.%N)
   sleep "$secs"
-  scrape > "$work/m1"; c1=$(cpu_ticks $pid); k1=$(thread_ticks $pid '^(rdk:|mdagg-kafka)'); t1=$(date +%s.%N)
+  scrape > "$work/m1"; c1=$(cpu_ticks $pid); k1=$(thread_ticks $pid '^(rdk:|mdagg-kafka)'); s1=$(thread_split $pid); t1=$(date +%s.%N)
   kill -TERM $pid
   drain_exit=0
   wait $pid || drain_exit=$?
@@ -131,7 +186,7 @@ measure() {  # WITH_KAFKA
   quotes=$(echo "$(sample "$work/m1" 'mdagg_sink_records_total') - $(sample "$work/m0" 'mdagg_sink_records_total')" | bc -l)
   quotes_s=$(echo "$quotes / $elapsed" | bc -l)
   cpu_us=$(echo "($c1 - $c0) * 1000000 / $ticks / $quotes" | bc -l)
-  if [ "$1" = 1 ]; then
+  if [ -n "$1" ]; then
     local d0 d1 delivered
     d0=0 d1=0
     for s in quotes bars events; do
@@ -141,6 +196,9 @@ measure() {  # WITH_KAFKA
     delivered=$(echo "$d1 - $d0" | bc -l)
     delivered_s=$(echo "$delivered / $elapsed" | bc -l)
     producer_us=$(echo "($k1 - $k0) * 1000000 / $ticks / $delivered" | bc -l)
+    split=$(echo "$s0 $s1" | awk -v d="$delivered" -v e="$elapsed" \
+      '{ printf "main %.2f broker %.2f dr %.2f rest %.2f us/record, broker wake-ups %.0f/s",
+         ($6-$1)/1000/d, ($7-$2)/1000/d, ($8-$3)/1000/d, ($9-$4)/1000/d, ($10-$5)/e }')
     p50_ms=$(latency_quantile "$work/m0" "$work/m1" 0.5)
     p99_ms=$(latency_quantile "$work/m0" "$work/m1" 0.99)
     # Any drain line: one that ran out of its budget (exit 3, a starved machine) is reported, not fatal.
@@ -152,30 +210,38 @@ measure() {  # WITH_KAFKA
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 sched=$(echo "$pollers * 1000 / $interval_ms" | bc -l)
-results=()
+read -r -a specs <<< "$variants"
+declare -A results=() kq=() kc=() kd=() kp=() k50=() k99=() kdrop=() ksplit=()
 for run in $(seq "$runs"); do
-  order="0 1"
-  [ $((run % 2)) = 0 ] && order="1 0"
-  for with in $order; do
-    measure "$with"
-    if [ "$with" = 1 ]; then
-      k_quotes_s=$quotes_s k_cpu_us=$cpu_us
-    else
+  # Without Kafka, then the variants, rotated by one per run (so drifting load falls on all alike).
+  phases=("" "${specs[@]}")
+  n=${#phases[@]}
+  for k in $(seq 0 $((n - 1))); do
+    v=${phases[$(((k + run - 1) % n))]}
+    measure "$v"
+    if [ -z "$v" ]; then
       p_quotes_s=$quotes_s p_cpu_us=$cpu_us
+    else
+      kq["$v"]=$quotes_s kc["$v"]=$cpu_us kd["$v"]=$delivered_s kp["$v"]=$producer_us
+      k50["$v"]=$p50_ms k99["$v"]=$p99_ms kdrop["$v"]=$dropped ksplit["$v"]=$split
     fi
   done
-  ratio=$(echo "$k_cpu_us / $p_cpu_us" | bc -l)
-  printf 'run %d: schedule %.0f quotes/s; without Kafka %.0f records/s, %.2f us CPU/record; with Kafka %.0f records/s (%.0f delivered/s), %.2f us CPU/record, ratio %.2f; producer (rdk:* + delivery-report thread) %.2f us CPU/record; receive -> delivery report p50 %s ms, p99 %s ms (linger %s); lost at the drain %s\n' \
-    "$run" "$sched" "$p_quotes_s" "$p_cpu_us" "$k_quotes_s" "$delivered_s" "$k_cpu_us" "$ratio" "$producer_us" "$p50_ms" "$p99_ms" "$linger" "$dropped"
-  results+=("$p_quotes_s $p_cpu_us $k_quotes_s $k_cpu_us $ratio $producer_us $p50_ms $p99_ms")
+  for v in "${specs[@]}"; do
+    ratio=$(echo "${kc[$v]} / $p_cpu_us" | bc -l)
+    printf 'run %d [%s]: schedule %.0f quotes/s; without Kafka %.0f records/s, %.2f us CPU/record; with Kafka %.0f records/s (%.0f delivered/s), %.2f us CPU/record, ratio %.2f; producer (rdk:* + delivery-report thread) %.2f us CPU/record (%s); receive -> delivery report p50 %s ms, p99 %s ms; lost at the drain %s\n' \
+      "$run" "$v" "$sched" "$p_quotes_s" "$p_cpu_us" "${kq[$v]}" "${kd[$v]}" "${kc[$v]}" "$ratio" "${kp[$v]}" "${ksplit[$v]}" "${k50[$v]}" "${k99[$v]}" "${kdrop[$v]}"
+    results["$v"]+="$p_quotes_s ${p_cpu_us} ${kq[$v]} ${kc[$v]} $ratio ${kp[$v]} ${k50[$v]} ${k99[$v]}"$'\n'
+  done
 done
 kill -TERM $sim_pid $mock_pid 2>/dev/null || true
 
 names=(records_per_s_without cpu_us_per_record_without records_per_s_with cpu_us_per_record_with cpu_ratio
        producer_us_per_record delivery_p50_ms delivery_p99_ms)
-line="median of $runs runs (schedule $(printf '%.0f' "$sched") quotes/s, linger $linger, compression $compression):"
-for i in "${!names[@]}"; do
-  m=$(printf '%s\n' "${results[@]}" | awk -v f=$((i + 1)) '{ print $f }' | median)
-  line+=" ${names[$i]}=$(printf '%.2f' "$m")"
+for v in "${specs[@]}"; do
+  line="median of $runs runs (schedule $(printf '%.0f' "$sched") quotes/s, $v):"
+  for i in "${!names[@]}"; do
+    m=$(printf '%s' "${results[$v]}" | awk -v f=$((i + 1)) 'NF { print $f }' | median)
+    line+=" ${names[$i]}=$(printf '%.2f' "$m")"
+  done
+  echo "$line"
 done
-echo "$line"

@@ -294,7 +294,9 @@ struct KafkaConfig {
     KafkaAcks acks = KafkaAcks::all;
     bool idempotence = true;
     KafkaCompression compression = KafkaCompression::none;
-    Duration linger = std::chrono::milliseconds(5);
+    // librdkafka sends a request per partition batch: 20 ms cuts its CPU per record by about a
+    // third against 5 ms (docs/kafka.md#cpu), within the p99 target of 50 ms + linger.
+    Duration linger = std::chrono::milliseconds(20);
     std::size_t max_buffer_bytes = 64 * 1024 * 1024;  // keys and values waiting for delivery
     OverflowPolicy overflow = OverflowPolicy::drop_newest;  // drop_newest or block
     Duration overflow_wait = std::chrono::milliseconds(20);

@@ -27,7 +27,7 @@ struct KafkaSinkOptions {
     std::string acks = "all";  // "all", "1", "0"
     bool idempotence = true;
     std::string compression = "none";  // librdkafka's compression.type
-    std::chrono::nanoseconds linger = std::chrono::milliseconds(5);
+    std::chrono::nanoseconds linger = std::chrono::milliseconds(20);  // config.hpp says why
     // Bound of the keys and values accepted but not yet acknowledged.
     std::size_t max_buffer_bytes = 64 * 1024 * 1024;
     OverflowPolicy overflow = OverflowPolicy::drop_newest;  // drop_newest or block

@@ -455,7 +455,7 @@ TEST(ConfigKafka, DefaultsAndEveryKey) {
     EXPECT_EQ(d.kafka.acks, KafkaAcks::all);
     EXPECT_TRUE(d.kafka.idempotence);
     EXPECT_EQ(d.kafka.compression, KafkaCompression::none);
-    EXPECT_EQ(d.kafka.linger, 5ms);
+    EXPECT_EQ(d.kafka.linger, 20ms);
     EXPECT_EQ(d.kafka.max_buffer_bytes, 64u * 1024 * 1024);
     EXPECT_EQ(d.kafka.overflow, OverflowPolicy::drop_newest);
     EXPECT_EQ(d.kafka.overflow_wait, 20ms);
