@@ -129,10 +129,10 @@ void PollerGroup::Impl::hedge_send(Poller& p, Clock::time_point now) {
         h.request_stale = false;
     }
     h.probe = admission == Admission::probe;
-    h.expired = h.cancelled = false;
+    h.expired = h.cancelled = h.written = false;
+    h.grace.reset();
     h.race.store(HedgeRace::racing, relaxed);
     h.running = true;
-    st.hedges_sent.fetch_add(1, relaxed);
     hedge_leg(p).spawn(
         p.executor,
         [](void* poller, std::exception_ptr e) {
@@ -161,8 +161,7 @@ PollAction PollerGroup::Impl::hedge_failed(Poller& p, const beast::error_code& e
 }
 
 // The hedge's copy of the poll path's driver (poll_path.cpp), on the leg's transport, fsm,
-// parser and body. No connect gate (at most one such connection per poller, and only as
-// max_extra allows) and no deferred read.
+// parser and body. No deferred read.
 template <class Transport>
 Task<void> PollerGroup::Impl::hedge_drive(Poller& p, Transport& conn) {
     auto& h = *p.hedge;
@@ -181,6 +180,8 @@ Task<void> PollerGroup::Impl::hedge_drive(Poller& p, Transport& conn) {
                 detail::lend_body(h.body);
                 h.parser.emplace(h.body, p.source.config.max_body_bytes, max_header_bytes, route.usage_header);
                 h.parser->eager(true);
+                // Sent once its request goes out: a leg cancelled while connecting was not.
+                if (!std::exchange(h.written, true)) p.source.stats.hedges_sent.fetch_add(1, relaxed);
                 beast::error_code ec;
                 written = conn.write_now(asio::buffer(h.request), ec);
                 a = ec ? hedge_failed(p, ec) : h.fsm.on_written(written == h.request.size());
@@ -239,9 +240,29 @@ Task<PollAction> PollerGroup::Impl::hedge_connect(Poller& p, Transport& conn) {
         if (h.endpoints.empty()) co_return h.fsm.on_failed(asio::error::host_not_found_try_again, Clock::now());
         endpoints = h.endpoints;
     }
+    // The mirror's connect gate, as for its own pollers: a hedge obeys its host's limits.
+    detail::ConnectTurn turn(*route.connect_gate, h.connect_seat);
+    if (!turn.try_now()) {
+        if (auto waited = co_await hedge_wait_turn(p, turn)) co_return *waited;
+    }
     const beast::error_code ec = co_await conn.connect(endpoints, [this, &p] { return hedge_stopped(p); });
+    using Outcome = detail::ConnectGate::Outcome;
+    turn.set_outcome(!ec ? Outcome::connected : h.expired ? Outcome::timed_out : Outcome::neutral);
     if (ec || h.expired) co_return hedge_failed(p, ec);
     co_return h.fsm.on_connected(Clock::now());
+}
+
+// Waits for the turn without the leg's deadline (wait_turn's rule). The primary's end or a
+// drain cancels the wait (PollerHedge::cancel_io).
+Task<std::optional<PollAction>> PollerGroup::Impl::hedge_wait_turn(Poller& p, detail::ConnectTurn& turn) {
+    auto& h = *p.hedge;
+    ticks.disarm_hedge(p);
+    if (!co_await turn.wait(p.executor) || hedge_stopped(p)) co_return hedge_failed(p, asio::error::operation_aborted);
+    const auto now = Clock::now();
+    if (p.source.routes[h.route]->guard.status(now).breaker == BreakerState::open)
+        co_return h.fsm.on_failed(detail::breaker_opened_while_queued(), now);
+    ticks.arm_hedge(p, h.grace.bound(h.fsm.on_connect_turn(now)));
+    co_return std::nullopt;
 }
 
 template <class Transport>
@@ -250,8 +271,8 @@ void PollerGroup::Impl::hedge_carry_out(Poller& p, Transport& conn, const PollAc
     auto& guard = p.source.routes[h.route]->guard;
     if (a.has(PollAction::close)) conn.close();
     if (a.has(PollAction::count_retry)) p.source.stats.retries.fetch_add(1, relaxed);
-    // The leg's deadline; a draining loser keeps the earlier end of its grace.
-    if (a.has(PollAction::arm_deadline)) ticks.arm_hedge(p, h.fsm.deadline());
+    // The leg's deadline; a draining loser keeps the end of its grace (LoserGrace).
+    if (a.has(PollAction::arm_deadline)) ticks.arm_hedge(p, h.grace.bound(h.fsm.deadline()));
     if (a.has(PollAction::report_usage)) guard.on_usage(h.fsm.usage());
     if (a.has(PollAction::pause_host)) guard.pause(Clock::now(), h.fsm.pause().reason, h.fsm.pause().wait);
     // back_off: a hedge does not hold the poller back; the mirror's breaker hears the verdict.
@@ -304,18 +325,16 @@ void PollerGroup::Impl::hedge_finish(Poller& p) {
     const auto& result = h.fsm.result();
     p.source.routes[h.route]->guard.report(Clock::now(), result.verdict, h.probe);
     h.probe = false;
-    switch (h.race.load(relaxed)) {
-        case HedgeRace::hedge_won: return;  // the primary takes the parser and body
-        case HedgeRace::racing:
-            st.hedges_failed.fetch_add(1, relaxed);  // the primary goes on alone
-            h.race.store(HedgeRace::idle, relaxed);
-            break;
-        case HedgeRace::primary_won:
-        case HedgeRace::abandoned:
-            (result.outcome == PollerState::completed ? st.losers_discarded : st.losers_cancelled).fetch_add(1, relaxed);
-            break;
-        case HedgeRace::idle: break;
+    const HedgeRace race = h.race.load(relaxed);
+    const bool cut = h.cancelled || cancelling.load(relaxed);
+    switch (detail::tally_leg(race, h.written, cut, result.outcome == PollerState::completed)) {
+        case detail::LegTally::failed: st.hedges_failed.fetch_add(1, relaxed); break;  // the primary goes on alone
+        case detail::LegTally::loser_cancelled: st.losers_cancelled.fetch_add(1, relaxed); break;
+        case detail::LegTally::loser_discarded: st.losers_discarded.fetch_add(1, relaxed); break;
+        case detail::LegTally::none: break;
     }
+    if (race == HedgeRace::hedge_won) return;  // the primary takes the parser and body
+    if (race == HedgeRace::racing) h.race.store(HedgeRace::idle, relaxed);
     h.parser.reset();
     detail::return_body(h.body);
 }
@@ -367,7 +386,7 @@ void PollerGroup::Impl::settle_loser(Poller& p) {
     auto& h = *p.hedge;
     if (!h.running) return;
     if (detail::loser_fate(answer_arriving(h.parser, *h.connection)) == detail::LoserFate::drain) {
-        ticks.arm_hedge(p, std::min(h.fsm.deadline(), Clock::now() + detail::hedge_loser_grace));
+        ticks.arm_hedge(p, h.grace.start(Clock::now(), h.fsm.deadline()));
         return;
     }
     h.cancelled = true;
@@ -393,11 +412,20 @@ void PollerGroup::Impl::hedge_end(Poller& p) {
     }
 }
 
-// run()'s end: the poller waits for a leg still running. Its poll ended, so settle_loser
-// already closed it or gave it a short grace to read an arriving answer; a drain's cancel or
-// an operator's (interrupt()) cuts that too.
-Task<void> PollerGroup::Impl::hedge_join(Poller& p) {
-    if (p.hedge->running) co_await HedgeLegEnd{*p.hedge};
+// run()'s end: the poller waits for a leg still running, whatever ended run(). Its poll
+// ended, so settle_loser already closed it or gave it a short grace to read an arriving
+// answer; a drain's cancel or an operator's (interrupt()) cuts that too. A poll that threw
+// (`poll_threw`) may have skipped hedge_end: the leg is cut now, nothing will deliver it.
+Task<void> PollerGroup::Impl::hedge_join(Poller& p, bool poll_threw) {
+    auto& h = *p.hedge;
+    if (poll_threw) {
+        if (h.poll_open) hedge_end(p);
+        if (h.running) {
+            h.cancelled = true;
+            h.cancel_io();
+        }
+    }
+    if (h.running) co_await HedgeLegEnd{h};
 }
 
 }  // namespace mdagg

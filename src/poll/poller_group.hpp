@@ -80,6 +80,7 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     void end_poll(Poller& p, bool probe, Clock::time_point start);
 
     Task<void> run(Poller& p);
+    Task<void> run_ticks(Poller& p);
     // Skipped ticks, by the admission that refused them.
     // A refused by the bucket ages the poller's priority (HostGuard::admit).
     static void count_refused(Poller& p, Admission admission);
@@ -109,6 +110,7 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     Task<void> hedge_drive(Poller& p, Transport& conn);
     template <class Transport>
     Task<detail::PollAction> hedge_connect(Poller& p, Transport& conn);
+    Task<std::optional<detail::PollAction>> hedge_wait_turn(Poller& p, detail::ConnectTurn& turn);
     template <class Transport>
     void hedge_carry_out(Poller& p, Transport& conn, const detail::PollAction& a);
     bool hedge_stopped(const Poller& p) const noexcept;
@@ -122,7 +124,7 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     detail::PollAction hedge_deliver(Poller& p);
     void settle_loser(Poller& p);
     void hedge_end(Poller& p);
-    Task<void> hedge_join(Poller& p);
+    Task<void> hedge_join(Poller& p, bool poll_threw);
     static detail::ParseResult answer_of(const http::ResponseParser& parser);
 };
 
