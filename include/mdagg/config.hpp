@@ -139,7 +139,8 @@ struct BatchConfig {
 };
 
 // Another host serving the same API (`mirrors:`): same path, fields and limits per host. A
-// poller fails over to it (docs/polling.md#mirrors-and-failover); hedging is to come.
+// poller fails over to it (docs/polling.md#mirrors-and-failover), and `hedge:` sends a slow
+// poll's hedge there (docs/polling.md#hedged-requests).
 struct MirrorConfig {
     std::string url_text;
     Url url;

@@ -109,6 +109,44 @@ constexpr LoserFate loser_fate(bool answer_arriving) noexcept {
 // How long a loser whose answer is arriving may read on before it is cut.
 inline constexpr std::chrono::milliseconds hedge_loser_grace{20};
 
+// A loser whose answer is arriving reads on until its grace ends. The grace bounds the leg
+// whatever comes next: a reset on a reused connection retries and reconnects, re-arming the
+// leg's PollFsm deadline a whole connect_timeout + timeout ahead, and the grace must survive
+// that. So every arming of the leg's deadline goes through bound().
+class LoserGrace {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+    void reset() noexcept { end_ = time_point::max(); }
+    // The leg lost at `now` with its answer arriving; returns the deadline to arm now.
+    time_point start(time_point now, time_point deadline) noexcept {
+        end_ = std::min(end_, now + hedge_loser_grace);
+        return bound(deadline);
+    }
+    time_point bound(time_point deadline) const noexcept { return std::min(deadline, end_); }
+
+private:
+    time_point end_ = time_point::max();
+};
+
+// What a finished hedge leg adds to the counters. A leg with no request out (cancelled while
+// it connected or waited its turn) was not sent, so it is no loser either; a racing leg that a
+// drain or an operator cut (`cut`) did not fail on its own: it is a loser cancelled.
+enum class LegTally : std::uint8_t { none, failed, loser_cancelled, loser_discarded };
+constexpr LegTally tally_leg(HedgeRace r, bool written, bool cut, bool completed) noexcept {
+    switch (r) {
+        case HedgeRace::racing:
+            if (!cut) return LegTally::failed;
+            return written ? LegTally::loser_cancelled : LegTally::none;
+        case HedgeRace::primary_won:
+        case HedgeRace::abandoned:
+            if (!written) return LegTally::none;
+            return completed ? LegTally::loser_discarded : LegTally::loser_cancelled;
+        case HedgeRace::idle:
+        case HedgeRace::hedge_won: break;  // a win is counted when it happens
+    }
+    return LegTally::none;
+}
+
 // The primary has a complete answer (status aside). True: it delivers its own; false: the
 // hedge won first and the primary's answer is the loser's, read and dropped.
 constexpr bool primary_delivers_own(HedgeRace r) noexcept { return r != HedgeRace::hedge_won; }

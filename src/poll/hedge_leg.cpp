@@ -1,6 +1,7 @@
 // Hedged requests (docs/polling.md#hedged-requests): a poll not answered within `after` sends
 // the same GET once more, to the next mirror whose guard admits it, on the poller's own second
-// connection (PollerHedge). The rules are sans-io (hedge.hpp); this drives them.
+// connection (PollerHedge). The rules are sans-io (hedge.hpp); the leg driver (poll_leg.hpp)
+// runs the hedge as it runs the primary; here are the hedge's own steps and the race.
 //
 // Why a hand-rolled race and not make_parallel_group(...).async_wait(wait_for_one()) or `||`:
 // a poll is not an asio::awaitable (task.hpp says why), the hedge leg must start late (at
@@ -12,9 +13,10 @@
 // threads): their state is touched from nowhere else, and the race needs no lock. The primary
 // leg (poll_path.cpp) delivers whatever wins, so exactly one quote per tick reaches the
 // aggregator; the hedge leg only fetches and hands its parser and body over.
+#include "poll_leg.hpp"
 #include "poller_group.hpp"
 
-#include <boost/beast/http/error.hpp>
+#include <coroutine>
 
 namespace mdagg {
 
@@ -48,17 +50,6 @@ bool answer_arriving(const detail::InFlight<http::ResponseParser>& parser, detai
 }
 
 }  // namespace
-
-detail::ParseResult PollerGroup::Impl::answer_of(const http::ResponseParser& parser) {
-    detail::ParseResult r;
-    r.complete = true;
-    r.status = parser.status();
-    r.keep_alive = parser.keep_alive();
-    r.retry_after = parser.retry_after();
-    r.usage = parser.usage();
-    if (!r.retry_after.empty()) r.wall_now = std::chrono::system_clock::now();
-    return r;
-}
 
 void PollerGroup::Impl::on_hedge_entry(void* impl, Poller& p) { static_cast<Impl*>(impl)->hedge_due(p); }
 
@@ -129,10 +120,10 @@ void PollerGroup::Impl::hedge_send(Poller& p, Clock::time_point now) {
         h.request_stale = false;
     }
     h.probe = admission == Admission::probe;
-    h.expired = h.cancelled = false;
+    h.expired = h.cancelled = h.written = false;
+    h.grace.reset();
     h.race.store(HedgeRace::racing, relaxed);
     h.running = true;
-    st.hedges_sent.fetch_add(1, relaxed);
     hedge_leg(p).spawn(
         p.executor,
         [](void* poller, std::exception_ptr e) {
@@ -144,8 +135,63 @@ void PollerGroup::Impl::hedge_send(Poller& p, Clock::time_point now) {
         &p);
 }
 
+// The hedge leg (poll_leg.hpp): the same GET on the poller's second connection, to a mirror,
+// with its own PollFsm (no late grace: past its deadline it is cut) and no deferred read. It
+// only fetches: a won answer is handed to the primary (hedge_answered, adopt_hedge_answer).
+struct PollerGroup::Impl::HedgeLeg {
+    Impl& impl;
+    Poller& p;
+
+    detail::PollerHedge& h() const noexcept { return *p.hedge; }
+    PollAction begin() { return h().fsm.on_tick(Clock::now()); }
+    detail::PollFsm& fsm() noexcept { return h().fsm; }
+    detail::InFlight<http::ResponseParser>& parser() noexcept { return h().parser; }
+    std::string& body() noexcept { return h().body; }
+    const std::string& request() const noexcept { return h().request; }
+    detail::Route& route() const noexcept { return *p.source.routes[h().route]; }
+    std::vector<tcp::endpoint>& endpoints() noexcept { return h().endpoints; }
+    detail::ConnectSeat& seat() noexcept { return h().connect_seat; }
+    // A losing leg keeps the end of its grace, whatever re-arms its deadline (LoserGrace).
+    void arm(Clock::time_point deadline) { impl.ticks.arm_hedge(p, h().grace.bound(deadline)); }
+    void disarm() { impl.ticks.disarm_hedge(p); }
+    bool expired() const noexcept { return h().expired; }
+    bool stopped() const noexcept { return impl.hedge_stopped(p); }
+    bool connect_stopped() const noexcept { return impl.hedge_stopped(p); }
+    std::optional<PollAction> cut_before(PollAction::Kind k) {
+        if (k == Kind::write && impl.hedge_stopped(p)) return impl.hedge_failed(p, asio::error::operation_aborted);
+        return std::nullopt;
+    }
+    void lend_parser() {
+        detail::lend_body(h().body);
+        h().parser.emplace(h().body, p.source.config.max_body_bytes, max_header_bytes, route().usage_header);
+        h().parser->eager(true);
+    }
+    // Sent once its request goes out: a leg cancelled while connecting was not.
+    void request_out() {
+        if (!std::exchange(h().written, true)) p.source.stats.hedges_sent.fetch_add(1, relaxed);
+    }
+    static constexpr bool deferring_reads() noexcept { return false; }
+    std::suspend_never defer_read() const noexcept { return {}; }
+    PollAction failed(const beast::error_code& ec) { return impl.hedge_failed(p, ec); }
+    // Past its deadline the server's close ends nothing: the leg is cut.
+    PollAction read_failed(const beast::error_code& ec) {
+        if (ec == asio::error::eof && !h().expired) return h().fsm.on_eof(answer_arriving(h().parser), Clock::now());
+        return impl.hedge_failed(p, ec);
+    }
+    PollAction deliver() { return impl.hedge_answered(p); }
+    void host_paused(const detail::HostPause&) const noexcept {}  // logged by its own pollers
+    // A hedge does not hold the poller back; the mirror's breaker hears the verdict.
+    void back_off() const noexcept {}
+    std::optional<PollAction> before_end() const noexcept { return std::nullopt; }
+    template <class Transport>
+    void end(Transport& conn) {
+        conn.release_buffer();
+        impl.hedge_finish(p);
+    }
+};
+
 Task<void> PollerGroup::Impl::hedge_leg(Poller& p) {
-    return std::visit([&](auto& conn) { return hedge_drive(p, conn); }, *p.hedge->connection);
+    return std::visit([&](auto& conn) { return detail::drive_leg(HedgeLeg{*this, p}, conn); }, *p.hedge->connection);
 }
 
 bool PollerGroup::Impl::hedge_stopped(const Poller& p) const noexcept {
@@ -158,121 +204,6 @@ PollAction PollerGroup::Impl::hedge_failed(Poller& p, const beast::error_code& e
     if (h.expired) return h.fsm.on_deadline(Clock::now());
     if ((h.cancelled || cancelling.load(relaxed)) && ec == asio::error::operation_aborted) return h.fsm.on_cancel();
     return h.fsm.on_failed(ec, Clock::now());
-}
-
-// The hedge's copy of the poll path's driver (poll_path.cpp), on the leg's transport, fsm,
-// parser and body. No connect gate (at most one such connection per poller, and only as
-// max_extra allows) and no deferred read.
-template <class Transport>
-Task<void> PollerGroup::Impl::hedge_drive(Poller& p, Transport& conn) {
-    auto& h = *p.hedge;
-    const detail::Route& route = *p.source.routes[h.route];
-    std::size_t written = 0;
-    PollAction a = h.fsm.on_tick(Clock::now());
-    for (;;) {
-        if (a.effects) hedge_carry_out(p, conn, a);
-        switch (a.kind) {
-            case Kind::connect: a = co_await hedge_connect(p, conn); break;
-            case Kind::write: {
-                if (hedge_stopped(p)) {
-                    a = hedge_failed(p, asio::error::operation_aborted);
-                    break;
-                }
-                detail::lend_body(h.body);
-                h.parser.emplace(h.body, p.source.config.max_body_bytes, max_header_bytes, route.usage_header);
-                h.parser->eager(true);
-                beast::error_code ec;
-                written = conn.write_now(asio::buffer(h.request), ec);
-                a = ec ? hedge_failed(p, ec) : h.fsm.on_written(written == h.request.size());
-                break;
-            }
-            case Kind::write_rest: {
-                if (hedge_stopped(p)) {
-                    a = hedge_failed(p, asio::error::operation_aborted);
-                    break;
-                }
-                auto [ec, n] = co_await conn.write(asio::buffer(h.request) + written);
-                a = ec ? hedge_failed(p, ec) : h.fsm.on_written(true);
-                break;
-            }
-            case Kind::parse: a = hedge_parse(p, conn.buffer()); break;
-            case Kind::read: {
-                if (hedge_stopped(p)) {
-                    a = hedge_failed(p, asio::error::operation_aborted);
-                    break;
-                }
-                auto& buffer = conn.buffer();
-                auto [ec, n] = co_await conn.read_some(std::min<std::size_t>(buffer.max_size() - buffer.size(), 4096));
-                if (!ec) {
-                    buffer.commit(n);
-                    a = h.fsm.on_read();
-                } else if (ec == asio::error::eof && !h.expired) {
-                    a = h.fsm.on_eof(answer_arriving(h.parser), Clock::now());
-                } else {
-                    a = hedge_failed(p, ec);
-                }
-                break;
-            }
-            case Kind::parse_eof: {
-                beast::error_code ec;
-                h.parser->put_eof(ec);
-                a = ec ? hedge_failed(p, ec) : h.fsm.on_parsed(answer_of(*h.parser));
-                break;
-            }
-            case Kind::deliver: a = hedge_answered(p); break;
-            case Kind::done:
-                conn.release_buffer();
-                hedge_finish(p);
-                co_return;
-        }
-    }
-}
-
-template <class Transport>
-Task<PollAction> PollerGroup::Impl::hedge_connect(Poller& p, Transport& conn) {
-    auto& h = *p.hedge;
-    auto& route = *p.source.routes[h.route];
-    p.source.stats.connects.fetch_add(1, relaxed);
-    std::span<const tcp::endpoint> endpoints(&route.numeric_endpoint, 1);
-    if (!route.has_numeric_endpoint) {
-        route.resolver.endpoints(h.endpoints, Clock::now());
-        if (h.endpoints.empty()) co_return h.fsm.on_failed(asio::error::host_not_found_try_again, Clock::now());
-        endpoints = h.endpoints;
-    }
-    const beast::error_code ec = co_await conn.connect(endpoints, [this, &p] { return hedge_stopped(p); });
-    if (ec || h.expired) co_return hedge_failed(p, ec);
-    co_return h.fsm.on_connected(Clock::now());
-}
-
-template <class Transport>
-void PollerGroup::Impl::hedge_carry_out(Poller& p, Transport& conn, const PollAction& a) {
-    auto& h = *p.hedge;
-    auto& guard = p.source.routes[h.route]->guard;
-    if (a.has(PollAction::close)) conn.close();
-    if (a.has(PollAction::count_retry)) p.source.stats.retries.fetch_add(1, relaxed);
-    // The leg's deadline; a draining loser keeps the earlier end of its grace.
-    if (a.has(PollAction::arm_deadline)) ticks.arm_hedge(p, h.fsm.deadline());
-    if (a.has(PollAction::report_usage)) guard.on_usage(h.fsm.usage());
-    if (a.has(PollAction::pause_host)) guard.pause(Clock::now(), h.fsm.pause().reason, h.fsm.pause().wait);
-    // back_off: a hedge does not hold the poller back; the mirror's breaker hears the verdict.
-}
-
-PollAction PollerGroup::Impl::hedge_parse(Poller& p, detail::ReadBuffer& buffer) {
-    auto& h = *p.hedge;
-    beast::error_code ec;
-    while (buffer.size() > 0 && !h.parser->is_done()) {
-        const std::size_t used = http::put_response(h.parser, buffer.data(), ec);
-        buffer.consume(used);
-        if (ec == beast::http::error::need_more) {
-            ec = {};
-            break;
-        }
-        if (ec) return hedge_failed(p, ec);
-        if (used == 0) break;
-    }
-    if (h.parser->is_done()) return h.fsm.on_parsed(answer_of(*h.parser));
-    if (buffer.size() >= buffer.max_size()) return hedge_failed(p, beast::http::error::buffer_overflow);
-    return h.fsm.on_parsed({});
 }
 
 // The hedge has a complete 2xx answer. First: the primary will deliver it. Its own pending
@@ -304,18 +235,16 @@ void PollerGroup::Impl::hedge_finish(Poller& p) {
     const auto& result = h.fsm.result();
     p.source.routes[h.route]->guard.report(Clock::now(), result.verdict, h.probe);
     h.probe = false;
-    switch (h.race.load(relaxed)) {
-        case HedgeRace::hedge_won: return;  // the primary takes the parser and body
-        case HedgeRace::racing:
-            st.hedges_failed.fetch_add(1, relaxed);  // the primary goes on alone
-            h.race.store(HedgeRace::idle, relaxed);
-            break;
-        case HedgeRace::primary_won:
-        case HedgeRace::abandoned:
-            (result.outcome == PollerState::completed ? st.losers_discarded : st.losers_cancelled).fetch_add(1, relaxed);
-            break;
-        case HedgeRace::idle: break;
+    const HedgeRace race = h.race.load(relaxed);
+    const bool cut = h.cancelled || cancelling.load(relaxed);
+    switch (detail::tally_leg(race, h.written, cut, result.outcome == PollerState::completed)) {
+        case detail::LegTally::failed: st.hedges_failed.fetch_add(1, relaxed); break;  // the primary goes on alone
+        case detail::LegTally::loser_cancelled: st.losers_cancelled.fetch_add(1, relaxed); break;
+        case detail::LegTally::loser_discarded: st.losers_discarded.fetch_add(1, relaxed); break;
+        case detail::LegTally::none: break;
     }
+    if (race == HedgeRace::hedge_won) return;  // the primary takes the parser and body
+    if (race == HedgeRace::racing) h.race.store(HedgeRace::idle, relaxed);
     h.parser.reset();
     detail::return_body(h.body);
 }
@@ -367,7 +296,7 @@ void PollerGroup::Impl::settle_loser(Poller& p) {
     auto& h = *p.hedge;
     if (!h.running) return;
     if (detail::loser_fate(answer_arriving(h.parser, *h.connection)) == detail::LoserFate::drain) {
-        ticks.arm_hedge(p, std::min(h.fsm.deadline(), Clock::now() + detail::hedge_loser_grace));
+        ticks.arm_hedge(p, h.grace.start(Clock::now(), h.fsm.deadline()));
         return;
     }
     h.cancelled = true;
@@ -393,11 +322,20 @@ void PollerGroup::Impl::hedge_end(Poller& p) {
     }
 }
 
-// run()'s end: the poller waits for a leg still running. Its poll ended, so settle_loser
-// already closed it or gave it a short grace to read an arriving answer; a drain's cancel or
-// an operator's (interrupt()) cuts that too.
-Task<void> PollerGroup::Impl::hedge_join(Poller& p) {
-    if (p.hedge->running) co_await HedgeLegEnd{*p.hedge};
+// run()'s end: the poller waits for a leg still running, whatever ended run(). Its poll
+// ended, so settle_loser already closed it or gave it a short grace to read an arriving
+// answer; a drain's cancel or an operator's (interrupt()) cuts that too. A poll that threw
+// (`poll_threw`) may have skipped hedge_end: the leg is cut now, nothing will deliver it.
+Task<void> PollerGroup::Impl::hedge_join(Poller& p, bool poll_threw) {
+    auto& h = *p.hedge;
+    if (poll_threw) {
+        if (h.poll_open) hedge_end(p);
+        if (h.running) {
+            h.cancelled = true;
+            h.cancel_io();
+        }
+    }
+    if (h.running) co_await HedgeLegEnd{h};
 }
 
 }  // namespace mdagg

@@ -1,6 +1,6 @@
 #pragma once
 // The policy of one poll, sans-io, in the manner of Boost.Redis's reader_fsm/writer_fsm: the
-// driver (poll_path.cpp) feeds it what happened (tick admitted, connected, bytes written, the
+// driver (poll_leg.hpp) feeds it what happened (tick admitted, connected, bytes written, the
 // HTTP parser's result, the deadline, a cancel, the server closing the connection) and carries
 // out the action it returns. No sockets, no clocks: time comes in with the events. The retry
 // after a stale keep-alive, backoff with full jitter, the late grace, the classification of

@@ -64,7 +64,23 @@ std::string_view to_string(LateAnswer l) noexcept {
     return "unknown";
 }
 
+// The poller's life. Its hedge leg, if one still runs, is waited for however the ticks
+// ended, a throw included: on_exit may free the poller, and the leg refers to it.
 Task<void> PollerGroup::Impl::run(Poller& p) {
+    std::exception_ptr error;
+    try {
+        co_await run_ticks(p);
+    } catch (...) {
+        error = std::current_exception();
+    }
+    if (p.hedge) co_await hedge_join(p, error != nullptr);  // no co_await in a handler
+    if (error) std::rethrow_exception(error);
+    // Cancelled by an operator: nothing will use the connection again.
+    if (p.control.load(std::memory_order_acquire) == PollerControl::cancelled && !registry.stopping())
+        p.close_connection();
+}
+
+Task<void> PollerGroup::Impl::run_ticks(Poller& p) {
     auto& st = p.source.stats;
     auto tick = p.schedule.first_tick(Clock::now().time_since_epoch());
     auto cancelled = [&p] { return p.control.load(std::memory_order_acquire) == PollerControl::cancelled; };
@@ -129,9 +145,6 @@ Task<void> PollerGroup::Impl::run(Poller& p) {
         if (next.skipped) st.skipped_ticks.fetch_add(next.skipped, std::memory_order_relaxed);
         tick = next.tick;
     }
-    if (p.hedge) co_await hedge_join(p);  // a loser still draining: the poller must outlive it
-    // Cancelled by an operator: nothing will use the connection again.
-    if (cancelled() && !registry.stopping()) p.close_connection();
 }
 
 void PollerGroup::Impl::count_refused(Poller& p, Admission admission) {

@@ -53,33 +53,23 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     // One poll: connect if needed, GET, read, map, deliver (poll_path.cpp). Never throws for
     // I/O errors. `start` is the tick's wake-up time; the poll's end goes to p.poll_ended.
     Task<void> poll_once(Poller& p, bool probe, Clock::time_point start);
-    // The driver: carries out the poll's state machine (poll_fsm.hpp) on a transport.
-    template <class Transport>
-    Task<void> drive(Poller& p, Transport& conn, bool probe, Clock::time_point start);
-    template <class Transport>
-    Task<detail::PollAction> connect(Poller& p, Transport& conn);
-    Task<std::optional<detail::PollAction>> wait_turn(Poller& p, detail::ConnectTurn& turn);
-    template <class Transport>
-    std::size_t begin_exchange(Poller& p, Transport& conn, beast::error_code& ec);
+    // The two legs of a poll for the one driver, detail::drive_leg (poll_leg.hpp): the
+    // primary's (poll_path.cpp) and a hedge's (hedge_leg.cpp).
+    struct PrimaryLeg;
+    struct HedgeLeg;
     void lend_parser(Poller& p);
-    template <class Transport>
-    Task<detail::PollAction> read_late(Poller& p, Transport& conn);
     bool interrupted(const Poller& p) const noexcept;
     detail::PollAction failed(Poller& p, const beast::error_code& ec);
     detail::PollAction read_failed(Poller& p, const beast::error_code& ec);
-    detail::PollAction parse(Poller& p, detail::ReadBuffer& buffer);
-    detail::PollAction parse_eof(Poller& p);
-    static detail::ParseResult answer(const Poller& p);
     detail::PollAction deliver(Poller& p);
     // A batch answer: each member's entry to its symbol (batch.cpp).
     detail::PollAction deliver_batch(Poller& p);
     void log_refused_entries(const Poller& p, const BatchCounts& counts);
     void refresh_batch_target(Poller& p);
-    template <class Transport>
-    void carry_out(Poller& p, Transport& conn, const detail::PollAction& a);
     void end_poll(Poller& p, bool probe, Clock::time_point start);
 
     Task<void> run(Poller& p);
+    Task<void> run_ticks(Poller& p);
     // Skipped ticks, by the admission that refused them.
     // A refused by the bucket ages the poller's priority (HostGuard::admit).
     static void count_refused(Poller& p, Admission admission);
@@ -99,21 +89,14 @@ struct PollerGroup::Impl final : detail::PollerHooks {
 
     // Hedged requests (hedge_leg.cpp): the primary's hooks (hedge_begin at the poll's start,
     // hedge_deliver at its answer, take_hedge when the hedge's win ended its wait, hedge_end at
-    // its end, hedge_join at run()'s end) and the hedge leg's driver.
+    // its end, hedge_join at run()'s end) and the hedge leg's steps.
     static void on_hedge_entry(void* impl, Poller& p);
     void hedge_begin(Poller& p, Clock::time_point start);
     void hedge_due(Poller& p);
     void hedge_send(Poller& p, Clock::time_point now);
     Task<void> hedge_leg(Poller& p);
-    template <class Transport>
-    Task<void> hedge_drive(Poller& p, Transport& conn);
-    template <class Transport>
-    Task<detail::PollAction> hedge_connect(Poller& p, Transport& conn);
-    template <class Transport>
-    void hedge_carry_out(Poller& p, Transport& conn, const detail::PollAction& a);
     bool hedge_stopped(const Poller& p) const noexcept;
     detail::PollAction hedge_failed(Poller& p, const beast::error_code& ec);
-    detail::PollAction hedge_parse(Poller& p, detail::ReadBuffer& buffer);
     detail::PollAction hedge_answered(Poller& p);
     void hedge_finish(Poller& p);
     void adopt_hedge_answer(Poller& p);
@@ -122,8 +105,7 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     detail::PollAction hedge_deliver(Poller& p);
     void settle_loser(Poller& p);
     void hedge_end(Poller& p);
-    Task<void> hedge_join(Poller& p);
-    static detail::ParseResult answer_of(const http::ResponseParser& parser);
+    Task<void> hedge_join(Poller& p, bool poll_threw);
 };
 
 }  // namespace mdagg

@@ -195,9 +195,12 @@ struct PollerHedge {
     bool cancelled = false;         // the primary (or an operator) cancelled the leg
     bool interrupt_primary = false; // the hedge won: the primary's pending wait ends
     bool probe = false;             // the mirror's guard admitted the leg as its breaker's probe
+    bool written = false;           // the leg's request went out (hedges_sent counts it then)
     std::uint8_t route = 0;         // the mirror `connection` and `request` are for
     bool request_stale = false;     // a batch's members changed: `request` is rebuilt at the next hedge
     std::optional<AnyTransport> connection;
+    detail::ConnectSeat connect_seat;  // its place at the mirror's connect gate
+    LoserGrace grace;                  // a losing leg's end, whatever re-arms its deadline
     PollFsm fsm;
     detail::InFlight<http::ResponseParser> parser;
     std::string body;
@@ -206,6 +209,7 @@ struct PollerHedge {
     std::coroutine_handle<> waiter;  // the poller's coroutine waiting for the leg to end
     void cancel_io() {
         if (connection) std::visit([](auto& c) { c.cancel(); }, *connection);
+        connect_seat.cancel_wait();
     }
     void close() {
         if (connection) std::visit([](auto& c) { c.close(); }, *connection);
@@ -261,7 +265,7 @@ struct Poller {
     }
 
     asio::any_io_executor executor;  // a strand when the io_context runs on several threads
-    AnyTransport connection;  // the one connection; hedging across mirrors would hold more
+    AnyTransport connection;  // to its route; a hedged poller's second one is PollerHedge's
     detail::ConnectSeat connect_seat;  // its place at the host's connect gate
     PollerEntry tick_entry{*this, false};
     PollerEntry deadline_entry{*this, true};

@@ -1,5 +1,5 @@
 #pragma once
-// The byte stream under a poll. The driver (poll_path.cpp) talks only to a Transport: connect
+// The byte stream under a poll. The driver (poll_leg.hpp) talks only to a Transport: connect
 // to resolved endpoints within the poll's deadline, write, read, cancel, close. The poll policy
 // (poll_fsm.hpp) knows none of it, so TLS becomes a second transport with the same members,
 // and a poller may hold several (hedging across mirrors) without touching the state machine.
