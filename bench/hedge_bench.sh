@@ -103,7 +103,7 @@ run() {  # LABEL HEDGE; sets the row's figures
   printf '| %s | %s | %s | %s | %.3f%% | %.2f%% | %.1f |\n' "$1" "$p50" "$p99" "$p999" \
     "$(echo "($to1 - $to0) * 100 / $polls" | bc -l)" \
     "$(echo "$extra * 100 / $first" | bc -l)" "$(echo "($c1 - $c0) * 1000000 / $ticks / $polls" | bc -l)"
-  checks+=("$1: $n polls ticked in the window ($polls ended by mdagg's count), $recs quotes, $((fail1 - fail0)) failed; quotes after the next tick $found (mdagg's late answers: $late); same tick twice: $dup; records vs mdagg's histogram: at most $gap% of polls apart, ticks woken over 2 ms late: $woke_late%")
+  checks+=("$1: $n polls ticked in the window ($polls ended by mdagg's count), $recs quotes, $((fail1 - fail0)) failed; quotes after the next tick $found (mdagg's late answers: $late); same tick twice: $dup; records vs mdagg's histogram (bench/poll_latency.py): $gap% of polls beyond the tick lateness, ticks woken over 2 ms late: $woke_late%")
 }
 
 echo "$pollers pollers every 100 ms (timeout 100 ms), ${secs} s measured after ${warmup} s; $(nproc) cores"
