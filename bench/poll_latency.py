@@ -114,7 +114,7 @@ def main(argv):
 
     def quantile(q):  # nearest rank, as mdagg's own (LatencyHistogram::Snapshot::quantile)
         rank = max(1, math.ceil(q * n))
-        return f"{lat[rank - 1] / 1e6:.1f}" if rank <= len(lat) else f">{timeout_ms:g}"
+        return f"{lat[rank - 1] / 1e6:.2f}" if rank <= len(lat) else f">{timeout_ms:g}"
 
     # The check. mdagg's histogram counts completed polls from their timer's wake-up, the
     # records from their tick: a record's latency is the histogram's plus the tick's lateness
