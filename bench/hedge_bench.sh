@@ -80,6 +80,7 @@ run() {  # LABEL HEDGE; sets the row's figures
   mdagg_pid=$!
   for _ in $(seq 200); do grep -q '"admin listening"' "$work/mdagg.out" && break; sleep 0.05; done
   admin=$(grep '"admin listening"' "$work/mdagg.out" | head -1 | jq -r .port)
+  [ -n "$admin" ] || { echo "$1: mdagg did not start within 10 s: $(tail -3 "$work/mdagg.out")" >&2; exit 1; }
   sleep "$warmup"
   local k0; k0=$(clock)
   scrape "$work/m0"; local l0=$(listener 0 requests) l1=$(listener 1 requests) c0=$(cpu_ticks $mdagg_pid)
