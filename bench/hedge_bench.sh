@@ -3,9 +3,11 @@
 # mdagg-sim serving two listeners (127.0.0.1: the url's host, 127.0.0.2: its mirror; one book).
 #   1. Tail: a Pareto latency on the url's listener (scale 2 ms, shape 1.5, cap 2 s), a healthy
 #      mirror, POLLERS pollers every 100 ms, timeout 100 ms; without `hedge:`, with
-#      `after: 20ms` and with `after: p95` (max_extra 5% both): poll latency p50/p99/p99.9 (from
-#      mdagg's poll-duration histogram over the measured window: upper bounds of its buckets,
-#      ~19% wide), timeouts, and extra requests (the mirror's requests / the url's).
+#      `after: 20ms` and with `after: p95` (max_extra 5% both): poll latency p50/p99/p99.9,
+#      exact: tick to quote received, per poll, from the quote records (bench/poll_latency.py;
+#      polls without a quote rank last, shown as ">100"), timeouts, and extra requests (the
+#      mirror's requests / the url's). A check line per run compares the records with mdagg's
+#      own histogram and late-answer count.
 #   2. Cost: no fault, the same pollers with and without `hedge: { after: 20ms }` configured:
 #      CPU per poll (mdagg's utime+stime / polls answered). No hedge fires on a healthy run.
 # Usage: bash bench/hedge_bench.sh [POLLERS=500] [SECONDS=20]
@@ -65,15 +67,9 @@ YAML
 }
 
 # mdagg's /metrics, one source: the poll-duration buckets and the counters used below.
-scrape() { curl -s "http://127.0.0.1:$admin/metrics" | grep -E '^mdagg_source_(poll_duration_seconds_bucket|polls_total|hedges_total)' > "$1"; }
-# Quantile Q of the histogram between two scrapes: the upper bound of the bucket holding it, ms.
-quantile() {  # BEFORE AFTER Q
-  join <(grep poll_duration_seconds_bucket "$1" | sed -E 's/.*le="([^"]+)".* ([0-9.e+]+)$/\1 \2/' | sort) \
-       <(grep poll_duration_seconds_bucket "$2" | sed -E 's/.*le="([^"]+)".* ([0-9.e+]+)$/\1 \2/' | sort) |
-    awk '{ print ($1 == "+Inf") ? 1e9 : $1, $3 - $2 }' | sort -g |
-    awk -v q="$3" '{ le[NR] = $1; c[NR] = $2; if ($2 > total) total = $2 }
-      END { for (i = 1; i <= NR; i++) if (c[i] >= q * total) { printf "%.1f", le[i] * 1000; exit } }'
-}
+# (Its power-of-two buckets are too coarse for the quantiles: bench/poll_latency.py says why.)
+scrape() { curl -s "http://127.0.0.1:$admin/metrics" | grep -E '^mdagg_source_(poll_duration_seconds_bucket|polls_total|hedges_total|late_answers_total|tick_lateness_seconds_bucket)' > "$1"; }
+clock() { python3 bench/poll_latency.py clock; }  # CLOCK_MONOTONIC and CLOCK_REALTIME, ns
 counter() {  # FILE SERIES-REGEX
   grep -E "$2" "$1" | awk '{ s += $NF } END { print s + 0 }'
 }
@@ -84,25 +80,37 @@ run() {  # LABEL HEDGE; sets the row's figures
   mdagg_pid=$!
   for _ in $(seq 200); do grep -q '"admin listening"' "$work/mdagg.out" && break; sleep 0.05; done
   admin=$(grep '"admin listening"' "$work/mdagg.out" | head -1 | jq -r .port)
+  [ -n "$admin" ] || { echo "$1: mdagg did not start within 10 s: $(tail -3 "$work/mdagg.out")" >&2; exit 1; }
   sleep "$warmup"
+  local k0; k0=$(clock)
   scrape "$work/m0"; local l0=$(listener 0 requests) l1=$(listener 1 requests) c0=$(cpu_ticks $mdagg_pid)
   sleep "$secs"
+  local k1; k1=$(clock)
   scrape "$work/m1"; local l0b=$(listener 0 requests) l1b=$(listener 1 requests) c1=$(cpu_ticks $mdagg_pid)
-  kill -TERM $mdagg_pid; wait $mdagg_pid || true
-  rm -rf "$work/out"
-  local done0 done1 to0 to1
+  kill -TERM $mdagg_pid; wait $mdagg_pid || true  # the drain writes every quote
+  local done0 done1 to0 to1 fail0 fail1
   done0=$(counter "$work/m0" 'polls_total\{.*outcome="(completed|failed|timed_out)"')
   done1=$(counter "$work/m1" 'polls_total\{.*outcome="(completed|failed|timed_out)"')
-  to0=$(counter "$work/m0" 'outcome="timed_out"'); to1=$(counter "$work/m1" 'outcome="timed_out"')
+  to0=$(counter "$work/m0" 'polls_total\{.*outcome="timed_out"'); to1=$(counter "$work/m1" 'polls_total\{.*outcome="timed_out"')
+  fail0=$(counter "$work/m0" 'polls_total\{.*outcome="failed"'); fail1=$(counter "$work/m1" 'polls_total\{.*outcome="failed"')
+  local late=$(( $(counter "$work/m1" 'late_answers_total\{.*outcome="delivered"') - $(counter "$work/m0" 'late_answers_total\{.*outcome="delivered"') ))
   local polls=$((done1 - done0)) first=$((l0b - l0)) extra=$((l1b - l1))
-  printf '| %s | %s | %s | %s | %.3f%% | %.2f%% | %.1f |\n' "$1" \
-    "$(quantile "$work/m0" "$work/m1" 0.5)" "$(quantile "$work/m0" "$work/m1" 0.99)" \
-    "$(quantile "$work/m0" "$work/m1" 0.999)" "$(echo "($to1 - $to0) * 100 / $polls" | bc -l)" \
+  # The window by tick: [k0, k1) in CLOCK_MONOTONIC; the wall clock's offset from it, at k0.
+  local r p50 p99 p999 n recs found gap dup woke_late
+  r=$(python3 bench/poll_latency.py stats "$work/out" sim 100 "${k0% *}" "${k1% *}" \
+        "$(( ${k0#* } - ${k0% *} ))" "$(( to1 - to0 + fail1 - fail0 ))" "$work/m0" "$work/m1" 100)
+  read -r p50 p99 p999 n recs found gap dup woke_late <<< "$r"
+  rm -rf "$work/out"
+  printf '| %s | %s | %s | %s | %.3f%% | %.2f%% | %.1f |\n' "$1" "$p50" "$p99" "$p999" \
+    "$(echo "($to1 - $to0) * 100 / $polls" | bc -l)" \
     "$(echo "$extra * 100 / $first" | bc -l)" "$(echo "($c1 - $c0) * 1000000 / $ticks / $polls" | bc -l)"
+  checks+=("$1: $n polls ticked in the window ($polls ended by mdagg's count), $recs quotes, $((fail1 - fail0)) failed; quotes after the next tick $found (mdagg's late answers: $late); same tick twice: $dup; records vs mdagg's histogram (bench/poll_latency.py): $gap% of polls beyond the tick lateness, ticks woken over 2 ms late: $woke_late%")
 }
 
 echo "$pollers pollers every 100 ms (timeout 100 ms), ${secs} s measured after ${warmup} s; $(nproc) cores"
 echo
+checks=()
+command -v python3 >/dev/null || { echo "bench/hedge_bench.sh needs python3 (bench/poll_latency.py)" >&2; exit 2; }
 echo "| run | p50 ms | p99 ms | p99.9 ms | timeouts | extra requests | CPU us/poll |"
 echo "|---|---|---|---|---|---|---|"
 fault on
@@ -113,3 +121,5 @@ fault off
 run "healthy, no hedge" ""
 run "healthy, hedge: after 20ms" "{ after: 20ms, max_extra: 5% }"
 kill -TERM $sim_pid; wait $sim_pid || true
+echo
+printf 'check: %s\n' "${checks[@]}"

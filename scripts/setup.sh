@@ -16,6 +16,7 @@ packages=(
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer ships in Debian's compiler-rt package
   kcat  # reads topics back in the Kafka tests
   curl jq wrk procps bc time
+  python3  # bench/poll_latency.py: hedge_bench.sh's exact per-poll latencies
   ca-certificates  # OpenSSL's default trust store; the https examples in docs/ name its bundle
   openssl  # tests/tls/make_certs.sh makes the TLS test certificates at test time
 )
