@@ -70,7 +70,9 @@ TEST(KafkaSinkClose, AHungDestroyIsLeftBehindAtTheDeadlineAndCounted) {
         ASSERT_TRUE(eventually([&] { return sink.stats().delivered == 1; }));
         hold_destroy.store(true);
         EXPECT_FALSE(sink.close(Clock::now() + 100ms)) << "the close gives up at its deadline";
-        EXPECT_EQ(destroys_started.load(), started_before + 1) << "rd_kafka_destroy was called";
+        // The destroy thread may not have been scheduled by the deadline on a loaded machine.
+        EXPECT_TRUE(eventually([&] { return destroys_started.load() == started_before + 1; }))
+            << "rd_kafka_destroy was called";
         EXPECT_EQ(destroys_done.load(), done_before) << "and has not returned";
         EXPECT_EQ(KafkaSink::producers_abandoned(), abandoned_before + 1);
         EXPECT_EQ(sink.stats().delivered, 1u) << "the counts stay readable";
