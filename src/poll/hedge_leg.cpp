@@ -158,6 +158,13 @@ struct PollerGroup::Impl::HedgeLeg {
     bool stopped() const noexcept { return impl.hedge_stopped(p); }
     bool connect_stopped() const noexcept { return impl.hedge_stopped(p); }
     std::optional<PollAction> cut_before(PollAction::Kind k) {
+        // A leg no longer racing (it lost, or was abandoned) whose reused connection failed
+        // does not reconnect: its answer would be dropped, the request is load outside
+        // max_extra, and a wait at a full connect gate would outlast its grace.
+        if (k == Kind::connect && h().race.load(relaxed) != HedgeRace::racing && h().written) {
+            h().cancelled = true;
+            return impl.hedge_failed(p, asio::error::operation_aborted);
+        }
         if (k == Kind::write && impl.hedge_stopped(p)) return impl.hedge_failed(p, asio::error::operation_aborted);
         return std::nullopt;
     }
@@ -236,7 +243,8 @@ void PollerGroup::Impl::hedge_finish(Poller& p) {
     p.source.routes[h.route]->guard.report(Clock::now(), result.verdict, h.probe);
     h.probe = false;
     const HedgeRace race = h.race.load(relaxed);
-    const bool cut = h.cancelled || cancelling.load(relaxed);
+    // Only this leg's own cut: a leg that failed by itself just after a drain began failed.
+    const bool cut = h.cancelled;
     switch (detail::tally_leg(race, h.written, cut, result.outcome == PollerState::completed)) {
         case detail::LegTally::failed: st.hedges_failed.fetch_add(1, relaxed); break;  // the primary goes on alone
         case detail::LegTally::loser_cancelled: st.losers_cancelled.fetch_add(1, relaxed); break;
