@@ -208,7 +208,6 @@ measure() {  # VARIANT ("" = without Kafka)
   fi
 }
 
-median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 sched=$(echo "$pollers * 1000 / $interval_ms" | bc -l)
 read -r -a specs <<< "$variants"
 declare -A results=() kq=() kc=() kd=() kp=() k50=() k99=() kdrop=() ksplit=()
@@ -238,10 +237,6 @@ kill -TERM $sim_pid $mock_pid 2>/dev/null || true
 names=(records_per_s_without cpu_us_per_record_without records_per_s_with cpu_us_per_record_with cpu_ratio
        producer_us_per_record delivery_p50_ms delivery_p99_ms)
 for v in "${specs[@]}"; do
-  line="median of $runs runs (schedule $(printf '%.0f' "$sched") quotes/s, $v):"
-  for i in "${!names[@]}"; do
-    m=$(printf '%s' "${results[$v]}" | awk -v f=$((i + 1)) 'NF { print $f }' | median)
-    line+=" ${names[$i]}=$(printf '%.2f' "$m")"
-  done
-  echo "$line"
+  printf '%s' "${results[$v]}" |
+    print_medians "median of $runs runs (schedule $(printf '%.0f' "$sched") quotes/s, $v):" "${names[@]}"
 done

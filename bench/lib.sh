@@ -45,3 +45,18 @@ bench_start_sim() {  # SYMBOLS [OPTION...]
   port=$(head -1 "$work/sim.out" | jq -r .port)
 }
 stop_sim() { kill -TERM $sim_pid; wait $sim_pid || true; }
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# PREFIX NAME... < ROWS: one line, PREFIX then NAME=median for each column of the rows (one run
+# a row, columns in NAME order).
+print_medians() {
+  local rows line=$1 i=1 name
+  shift
+  rows=$(cat)
+  for name in "$@"; do
+    line+=" $name=$(printf '%.2f' "$(printf '%s\n' "$rows" | awk -v f=$i 'NF { print $f }' | median)")"
+    i=$((i + 1))
+  done
+  echo "$line"
+}

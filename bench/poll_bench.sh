@@ -116,7 +116,6 @@ measure_mdagg() {  # WARMUP SECONDS; also sets first_polls_ms (launch until POLL
   rm -rf "$work/out"
 }
 
-median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 # Median and range of column F of the results: "m (lo-hi)".
 column_stats() {  # F FORMAT
   printf '%s\n' "${results[@]}" | awk -v f="$1" '{ print $f }' | sort -g |
@@ -266,9 +265,4 @@ done
 
 names=(polls_per_s mdagg_us_per_poll wrk_us_per_req cpu_ratio wrk_paced_us_per_req paced_ratio
        floor_us_per_req floor_ratio floor_vs_wrk peak_rss_kib drain_ms)
-line="median of $runs runs (schedule $(printf '%.0f' "$sched") polls/s):"
-for i in "${!names[@]}"; do
-  m=$(printf '%s\n' "${results[@]}" | awk -v f=$((i + 1)) '{ print $f }' | median)
-  line+=" ${names[$i]}=$(printf '%.2f' "$m")"
-done
-echo "$line"
+printf '%s\n' "${results[@]}" | print_medians "median of $runs runs (schedule $(printf '%.0f' "$sched") polls/s):" "${names[@]}"

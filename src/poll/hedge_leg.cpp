@@ -168,11 +168,6 @@ struct PollerGroup::Impl::HedgeLeg {
         if (k == Kind::write && impl.hedge_stopped(p)) return impl.hedge_failed(p, asio::error::operation_aborted);
         return std::nullopt;
     }
-    void lend_parser() {
-        detail::lend_body(h().body);
-        h().parser.emplace(h().body, p.source.config.max_body_bytes, max_header_bytes, route().usage_header);
-        h().parser->eager(true);
-    }
     // Sent once its request goes out: a leg cancelled while connecting was not.
     void request_out() {
         if (!std::exchange(h().written, true)) p.source.stats.hedges_sent.fetch_add(1, relaxed);

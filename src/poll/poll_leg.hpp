@@ -11,7 +11,7 @@
 //   void arm(Clock::time_point); void disarm();   the leg's deadline in the timer wheel
 //   bool expired(); bool stopped(); bool connect_stopped();
 //   std::optional<PollAction> cut_before(PollAction::Kind);   before a connect or a write
-//   void lend_parser(); void request_out();   a fresh parser; the request is going out
+//   void request_out();                     the request is going out
 //   bool deferring_reads(); auto defer_read();   the one-thread round's deferred read
 //   PollAction failed(ec); PollAction read_failed(ec); PollAction deliver();
 //   void host_paused(const HostPause&); void back_off();
@@ -28,6 +28,15 @@
 #include <span>
 
 namespace mdagg::detail {
+
+// A fresh parser for the leg's response, on the leg's lent body (in_flight.hpp), with the
+// limits of its source and the usage header of its route.
+template <class Leg>
+void leg_lend_parser(Leg& leg) {
+    lend_body(leg.body());
+    leg.parser().emplace(leg.body(), leg.p.source.config.max_body_bytes, max_header_bytes, leg.route().usage_header);
+    leg.parser()->eager(true);
+}
 
 // The final response (interim ones were skipped: the parser holds the last).
 inline ParseResult answer_of(const http::ResponseParser& parser) {
@@ -126,7 +135,7 @@ Task<PollAction> leg_read_late(Leg& leg, Transport& conn) {
     }
     auto& buffer = conn.buffer();
     auto [ec, n] = co_await conn.read_when_ready(std::min<std::size_t>(buffer.max_size() - buffer.size(), 4096));
-    if (nothing_yet) leg.lend_parser();
+    if (nothing_yet) leg_lend_parser(leg);
     if (!ec) buffer.commit(n);
     co_return ec ? leg.read_failed(ec) : leg.fsm().on_read();
 }
@@ -167,7 +176,7 @@ Task<void> drive_leg(Leg leg, Transport& conn) {
                 // A fresh parser for the response, then the request straight to the socket. The
                 // parser's and the body's storage are lent while the leg is in flight
                 // (in_flight.hpp): a retry's second exchange reuses them, the end gives them back.
-                leg.lend_parser();
+                leg_lend_parser(leg);
                 leg.request_out();
                 beast::error_code ec;
                 written = conn.write_now(asio::buffer(leg.request()), ec);

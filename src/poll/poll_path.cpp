@@ -99,7 +99,6 @@ struct PollerGroup::Impl::PrimaryLeg {
         if (impl.hedge_answer_waiting(p)) return impl.take_hedge(p);
         return std::nullopt;
     }
-    void lend_parser() { impl.lend_parser(p); }
     void request_out() const noexcept {}
     bool deferring_reads() const noexcept { return impl.ticks.deferring_reads(); }
     auto defer_read() { return impl.ticks.defer_read(); }
@@ -131,12 +130,6 @@ struct PollerGroup::Impl::PrimaryLeg {
 Task<void> PollerGroup::Impl::poll_once(Poller& p, bool probe, Clock::time_point start) {
     return std::visit([&](auto& conn) { return detail::drive_leg(PrimaryLeg{*this, p, probe, start}, conn); },
                       p.connection);
-}
-
-void PollerGroup::Impl::lend_parser(Poller& p) {
-    detail::lend_body(p.body);
-    p.parser.emplace(p.body, p.source.config.max_body_bytes, max_header_bytes, p.current_route().usage_header);
-    p.parser->eager(true);
 }
 
 // The deadline or a drain may have fired while the poll was not suspended on the transport,

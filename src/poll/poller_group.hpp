@@ -57,7 +57,6 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     // primary's (poll_path.cpp) and a hedge's (hedge_leg.cpp).
     struct PrimaryLeg;
     struct HedgeLeg;
-    void lend_parser(Poller& p);
     bool interrupted(const Poller& p) const noexcept;
     detail::PollAction failed(Poller& p, const beast::error_code& ec);
     detail::PollAction read_failed(Poller& p, const beast::error_code& ec);
