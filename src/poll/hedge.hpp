@@ -167,4 +167,15 @@ constexpr std::chrono::nanoseconds hedge_delay(std::chrono::nanoseconds fixed, s
     return at < timeout ? at : std::chrono::nanoseconds::zero();
 }
 
+// When the hedge is due: `delay` after the poll's scheduled tick, so the wake-up's lateness
+// and the wheel's rounding (each up to about a millisecond) do not add to the wait a quote
+// sees. A tick woken later than `hedge_lateness_allowance` is not made up for beyond it: a
+// loop that runs late is slow itself, and a mirror cannot help that.
+inline constexpr std::chrono::milliseconds hedge_lateness_allowance{1};
+template <class TimePoint>
+constexpr TimePoint hedge_due(TimePoint tick, TimePoint started, std::chrono::nanoseconds delay) noexcept {
+    const TimePoint earliest = started - hedge_lateness_allowance;
+    return (tick < earliest ? earliest : tick) + std::chrono::duration_cast<typename TimePoint::duration>(delay);
+}
+
 }  // namespace mdagg::detail

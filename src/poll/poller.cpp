@@ -131,6 +131,7 @@ Task<void> PollerGroup::Impl::run_ticks(Poller& p) {
                     } release{p};
                     st.route_polls[p.current_route().poll_slot].fetch_add(1, std::memory_order_relaxed);  // by host
                     p.polling.store(true, std::memory_order_relaxed);
+                    p.tick_due = Clock::time_point(duration_cast<Clock::duration>(tick));
                     co_await poll_once(p, probe, woke);
                     if (probe) co_await after_probe(p, woke);  // a failed probe's tick: the mirror's
                     p.polling.store(false, std::memory_order_relaxed);

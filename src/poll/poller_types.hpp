@@ -298,6 +298,7 @@ struct Poller {
     std::atomic<std::int64_t> last_success_ns{0}, last_error_ns{0}, last_latency_ns{-1};
     std::atomic<std::uint8_t> last_error{static_cast<std::uint8_t>(PollError::count_)};
     Clock::time_point last_poll_start{};
+    Clock::time_point tick_due{};  // the scheduled tick of the poll under way (a hedge counts from it)
     Clock::time_point poll_ended{};
     std::shared_ptr<SourceRuntime> runtime;  // keeps `source` alive as long as this poller
     // Guarded by the group's mutex.

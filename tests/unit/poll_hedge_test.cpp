@@ -95,6 +95,16 @@ TEST(HedgeDelay, FixedOrPercentileAtLeastOneMillisecondAndBeforeTheTimeout) {
     EXPECT_EQ(hedge_delay(0ms, 150ms, true, 100ms), 0ns) << "a hedge after the timeout could never help";
 }
 
+TEST(HedgeDue, CountsFromTheTickAndMakesUpForAtMostOneMillisecondOfLateness) {
+    using TP = std::chrono::steady_clock::time_point;
+    const TP tick{10s};
+    EXPECT_EQ(hedge_due(tick, tick + 300us, 20ms), tick + 20ms) << "woken 0.3 ms late: still 20 ms after the tick";
+    EXPECT_EQ(hedge_due(tick, tick + 1ms, 20ms), tick + 20ms);
+    EXPECT_EQ(hedge_due(tick, tick + 5ms, 20ms), tick + 4ms + 20ms) << "a late loop is made up for by 1 ms only";
+    EXPECT_EQ(hedge_due(tick, tick, 20ms), tick + 20ms);
+    EXPECT_EQ(hedge_due(tick + 2ms, tick, 20ms), tick + 2ms + 20ms) << "never before the tick";
+}
+
 TEST(HedgeRace, OnlyARacingHedgeCanWin) {
     EXPECT_EQ(on_hedge_answer(HedgeRace::racing), HedgeRace::hedge_won);
     EXPECT_EQ(on_hedge_answer(HedgeRace::primary_won), HedgeRace::primary_won) << "the loser's answer is dropped";
