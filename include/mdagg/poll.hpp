@@ -249,6 +249,7 @@ struct SourceStats {
     std::atomic<std::uint64_t> hedges_refused_budget{0};  // no max_extra left
     std::atomic<std::uint64_t> hedges_refused_host{0};    // no mirror's guard admitted it
     std::atomic<std::uint64_t> hedges_failed{0};          // the hedge failed on its own, the primary went on
+    std::atomic<std::uint64_t> hedges_unsent{0};          // admitted, but ended before its request went out
     std::array<std::atomic<std::uint64_t>, max_poll_routes> hedge_wins{};  // by the hedge's route
     std::atomic<std::uint64_t> losers_cancelled{0};  // closed before any byte of the answer
     std::atomic<std::uint64_t> losers_discarded{0};  // answer read to the end and dropped
@@ -287,6 +288,7 @@ struct PollCounters {
     BatchEntryCounts batch_entries{};
     LateAnswerCounts late_answers{};  // polls that ran into their late grace, by how they ended
     std::uint64_t hedges_sent = 0, hedges_refused_budget = 0, hedges_refused_host = 0, hedges_failed = 0;
+    std::uint64_t hedges_unsent = 0;
     std::array<std::uint64_t, max_poll_routes> hedge_wins{};
     std::uint64_t losers_cancelled = 0, losers_discarded = 0;
     // Empty when read without histograms (the heartbeat needs counts only).

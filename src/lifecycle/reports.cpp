@@ -35,7 +35,7 @@ nlohmann::json errors_by_class(const PollErrorCounts& now, const PollErrorCounts
 }
 
 nlohmann::json hedge_counts(const PollCounters& now, const PollCounters& since) {
-    if (now.hedges_sent + now.hedges_refused_budget + now.hedges_refused_host == 0) return nullptr;
+    if (now.hedges_sent + now.hedges_unsent + now.hedges_refused_budget + now.hedges_refused_host == 0) return nullptr;
     std::uint64_t won = 0;
     for (std::size_t r = 0; r < now.hedge_wins.size(); ++r) won += now.hedge_wins[r] - since.hedge_wins[r];
     return {{"sent", now.hedges_sent - since.hedges_sent},
@@ -43,6 +43,7 @@ nlohmann::json hedge_counts(const PollCounters& now, const PollCounters& since) 
             {"refused_budget", now.hedges_refused_budget - since.hedges_refused_budget},
             {"refused_host", now.hedges_refused_host - since.hedges_refused_host},
             {"failed", now.hedges_failed - since.hedges_failed},
+            {"unsent", now.hedges_unsent - since.hedges_unsent},
             {"losers_cancelled", now.losers_cancelled - since.losers_cancelled},
             {"losers_discarded", now.losers_discarded - since.losers_discarded}};
 }

@@ -3,6 +3,8 @@
 // hedges at `max_extra` of first requests, the per-source latency window `after: pNN` reads,
 // and the rules of the race between a poll's two legs. No sockets, no clocks: unit tested in
 // tests/unit/poll_hedge_test.cpp. The driver is hedge_leg.cpp.
+#include <mdagg/poll.hpp>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -123,6 +125,8 @@ public:
         return bound(deadline);
     }
     time_point bound(time_point deadline) const noexcept { return std::min(deadline, end_); }
+    // Whether the grace, not the leg's own `deadline`, is what ends the leg.
+    bool cuts_before(time_point deadline) const noexcept { return end_ < deadline; }
 
 private:
     time_point end_ = time_point::max();
@@ -130,12 +134,15 @@ private:
 
 // What a finished hedge leg adds to the counters. A leg with no request out (cancelled while
 // it connected or waited its turn) was not sent, so it is no loser either; a racing leg that a
-// drain or an operator cut (`cut`) did not fail on its own: it is a loser cancelled.
-enum class LegTally : std::uint8_t { none, failed, loser_cancelled, loser_discarded };
+// drain or an operator cut (`cut`) did not fail on its own: it is a loser cancelled. A racing
+// leg that ended on its own before its request went out (connect refused or timed out, no
+// address yet, the breaker opened while it queued) is `unsent`, not a sent hedge that failed:
+// so sent = won + failed + losers holds.
+enum class LegTally : std::uint8_t { none, failed, unsent, loser_cancelled, loser_discarded };
 constexpr LegTally tally_leg(HedgeRace r, bool written, bool cut, bool completed) noexcept {
     switch (r) {
         case HedgeRace::racing:
-            if (!cut) return LegTally::failed;
+            if (!cut) return written ? LegTally::failed : LegTally::unsent;
             return written ? LegTally::loser_cancelled : LegTally::none;
         case HedgeRace::primary_won:
         case HedgeRace::abandoned:
@@ -145,6 +152,15 @@ constexpr LegTally tally_leg(HedgeRace r, bool written, bool cut, bool completed
         case HedgeRace::hedge_won: break;  // a win is counted when it happens
     }
     return LegTally::none;
+}
+
+// What a finished hedge leg tells its host's breaker (HostGuard::report): the leg's own
+// verdict, except for a loser its grace cut (`grace_cut`: the race was over, its answer was
+// arriving, and the grace ended before the leg's own deadline). That cut was on purpose and
+// says nothing of the host's health, so it is no news, not a timeout.
+constexpr HostVerdict hedge_verdict(HedgeRace r, HostVerdict own, bool expired, bool grace_cut) noexcept {
+    const bool lost = r == HedgeRace::primary_won || r == HedgeRace::abandoned;
+    return lost && expired && grace_cut ? HostVerdict::neutral : own;
 }
 
 // The primary has a complete answer (status aside). True: it delivers its own; false: the

@@ -235,13 +235,15 @@ void PollerGroup::Impl::hedge_finish(Poller& p) {
     auto& st = p.source.stats;
     ticks.disarm_hedge(p);
     const auto& result = h.fsm.result();
-    p.source.routes[h.route]->guard.report(Clock::now(), result.verdict, h.probe);
-    h.probe = false;
     const HedgeRace race = h.race.load(relaxed);
+    const auto verdict = detail::hedge_verdict(race, result.verdict, h.expired, h.grace.cuts_before(h.fsm.deadline()));
+    p.source.routes[h.route]->guard.report(Clock::now(), verdict, h.probe);
+    h.probe = false;
     // Only this leg's own cut: a leg that failed by itself just after a drain began failed.
     const bool cut = h.cancelled;
     switch (detail::tally_leg(race, h.written, cut, result.outcome == PollerState::completed)) {
         case detail::LegTally::failed: st.hedges_failed.fetch_add(1, relaxed); break;  // the primary goes on alone
+        case detail::LegTally::unsent: st.hedges_unsent.fetch_add(1, relaxed); break;
         case detail::LegTally::loser_cancelled: st.losers_cancelled.fetch_add(1, relaxed); break;
         case detail::LegTally::loser_discarded: st.losers_discarded.fetch_add(1, relaxed); break;
         case detail::LegTally::none: break;

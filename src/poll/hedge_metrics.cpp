@@ -15,6 +15,7 @@ void read_hedge_counters(const SourceStats& st, PollCounters& c) {
     c.hedges_refused_budget = st.hedges_refused_budget.load(relaxed);
     c.hedges_refused_host = st.hedges_refused_host.load(relaxed);
     c.hedges_failed = st.hedges_failed.load(relaxed);
+    c.hedges_unsent = st.hedges_unsent.load(relaxed);
     for (std::size_t r = 0; r < c.hedge_wins.size(); ++r) c.hedge_wins[r] = st.hedge_wins[r].load(relaxed);
     c.losers_cancelled = st.losers_cancelled.load(relaxed);
     c.losers_discarded = st.losers_discarded.load(relaxed);
@@ -25,6 +26,7 @@ void add_hedge_counters(PollCounters& to, const PollCounters& o) {
     to.hedges_refused_budget += o.hedges_refused_budget;
     to.hedges_refused_host += o.hedges_refused_host;
     to.hedges_failed += o.hedges_failed;
+    to.hedges_unsent += o.hedges_unsent;
     for (std::size_t r = 0; r < to.hedge_wins.size(); ++r) to.hedge_wins[r] += o.hedge_wins[r];
     to.losers_cancelled += o.losers_cancelled;
     to.losers_discarded += o.losers_discarded;
@@ -36,7 +38,8 @@ void write_hedge_metrics(PrometheusWriter& w, const PollStats& stats) {
     auto hedged = [&](SourceId s) { return s < stats.route_names.size() && stats.route_names[s].size() > 1; };
     w.family("mdagg_source_hedges_total", "counter",
              "Hedged requests: sent, refused (budget: no max_extra left; host: no mirror admitted it), "
-             "failed (the hedge failed, the first request went on).");
+             "failed (the hedge failed, the first request went on), unsent (it ended before its request went out: "
+             "connect refused or timed out).");
     for (SourceId s = 0; s < stats.sources.size(); ++s) {
         if (!hedged(s)) continue;
         const auto& c = stats.sources[s];
@@ -46,6 +49,7 @@ void write_hedge_metrics(PrometheusWriter& w, const PollStats& stats) {
         w.sample("mdagg_source_hedges_total", {{"source", names[s]}, {"outcome", "refused_host"}},
                  static_cast<double>(c.hedges_refused_host));
         w.sample("mdagg_source_hedges_total", {{"source", names[s]}, {"outcome", "failed"}}, static_cast<double>(c.hedges_failed));
+        w.sample("mdagg_source_hedges_total", {{"source", names[s]}, {"outcome", "unsent"}}, static_cast<double>(c.hedges_unsent));
     }
     w.family("mdagg_source_hedge_wins_total", "counter", "Hedges whose answer came first, by the mirror that served it (via).");
     for (SourceId s = 0; s < stats.sources.size(); ++s) {

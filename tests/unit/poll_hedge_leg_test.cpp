@@ -55,10 +55,10 @@ TEST(HedgeLeg, ALosersGraceSurvivesARetryThatReArmsTheDeadline) {
 }
 
 TEST(HedgeLeg, ALegIsSentOnlyOnceWrittenAndACutLegIsNoFailure) {
-    // Racing: failed on its own; cut by a drain or an operator, a loser cancelled if its
-    // request was out, nothing if not.
+    // Racing: failed on its own (unsent if it ended before its request went out); cut by a
+    // drain or an operator, a loser cancelled if its request was out, nothing if not.
     EXPECT_EQ(tally_leg(HedgeRace::racing, true, false, false), LegTally::failed);
-    EXPECT_EQ(tally_leg(HedgeRace::racing, false, false, false), LegTally::failed) << "e.g. refused";
+    EXPECT_EQ(tally_leg(HedgeRace::racing, false, false, false), LegTally::unsent) << "e.g. refused: never sent";
     EXPECT_EQ(tally_leg(HedgeRace::racing, true, true, false), LegTally::loser_cancelled);
     EXPECT_EQ(tally_leg(HedgeRace::racing, false, true, false), LegTally::none);
     // Lost or abandoned: read and dropped, or closed; nothing when no request went out.
