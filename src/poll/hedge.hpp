@@ -193,5 +193,14 @@ constexpr TimePoint hedge_due(TimePoint tick, TimePoint started, std::chrono::na
     const TimePoint earliest = started - hedge_lateness_allowance;
     return (tick < earliest ? earliest : tick) + std::chrono::duration_cast<typename TimePoint::duration>(delay);
 }
+// A fixed `after` counts from the tick (hedge_due). `after: pNN` counts from the wake-up, as
+// the latencies its percentile is taken of do (the poll's end minus its wake-up): from the
+// tick, more than NN% of polls would hedge, and with max_extra near NN% the budget would run
+// dry just when the tail comes.
+template <class TimePoint>
+constexpr TimePoint hedge_at(bool percentile, TimePoint tick, TimePoint started, std::chrono::nanoseconds delay) noexcept {
+    return percentile ? started + std::chrono::duration_cast<typename TimePoint::duration>(delay)
+                      : hedge_due(tick, started, delay);
+}
 
 }  // namespace mdagg::detail

@@ -53,7 +53,8 @@ bool answer_arriving(const detail::InFlight<http::ResponseParser>& parser, detai
 
 void PollerGroup::Impl::on_hedge_entry(void* impl, Poller& p) { static_cast<Impl*>(impl)->hedge_due(p); }
 
-// The primary's poll starts: earn max_extra, arm the hedge at `after` (or pNN) from its tick.
+// The primary's poll starts: earn max_extra, arm the hedge at `after` from its tick (or pNN
+// from its wake-up: hedge_at).
 void PollerGroup::Impl::hedge_begin(Poller& p, Clock::time_point start) {
     auto& h = *p.hedge;
     h.poll_open = true;
@@ -64,7 +65,7 @@ void PollerGroup::Impl::hedge_begin(Poller& p, Clock::time_point start) {
     const auto& cfg = p.source.config.hedge;
     const auto percentile = p.source.hedge_window ? p.source.hedge_window->threshold() : nanoseconds::zero();
     const auto delay = detail::hedge_delay(cfg.after, percentile, cfg.percentile != 0, p.source.config.timeout);
-    if (delay > nanoseconds::zero()) ticks.arm_hedge(p, detail::hedge_due(p.tick_due, start, delay));
+    if (delay > nanoseconds::zero()) ticks.arm_hedge(p, detail::hedge_at(cfg.percentile != 0, p.tick_due, start, delay));
 }
 
 // The hedge entry fired: the hedge is due, or the running leg's deadline (or grace) passed.

@@ -105,6 +105,14 @@ TEST(HedgeDue, CountsFromTheTickAndMakesUpForAtMostOneMillisecondOfLateness) {
     EXPECT_EQ(hedge_due(tick + 2ms, tick, 20ms), tick + 2ms + 20ms) << "never before the tick";
 }
 
+TEST(HedgeDue, APercentileCountsFromTheWakeUpItsLatenciesAreMeasuredFrom) {
+    using TP = std::chrono::steady_clock::time_point;
+    const TP tick{10s};
+    EXPECT_EQ(mdagg::detail::hedge_at(false, tick, tick + 700us, 20ms), tick + 20ms) << "after: 20ms, from the tick";
+    EXPECT_EQ(mdagg::detail::hedge_at(true, tick, tick + 700us, 20ms), tick + 700us + 20ms)
+        << "after: p95: from the wake-up, or more than 5% of polls would hedge";
+}
+
 TEST(HedgeRace, OnlyARacingHedgeCanWin) {
     EXPECT_EQ(on_hedge_answer(HedgeRace::racing), HedgeRace::hedge_won);
     EXPECT_EQ(on_hedge_answer(HedgeRace::primary_won), HedgeRace::primary_won) << "the loser's answer is dropped";
