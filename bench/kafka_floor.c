@@ -9,6 +9,9 @@
 //
 // Usage: kafka_floor BOOTSTRAPS TOPIC RATE LINGER_MS WARMUP_S SECONDS [HEADERS(0-2)=2] [KEY=VALUE...]
 // (KEY=VALUE: further librdkafka properties, to try a setting against the floor)
+// REPORTS_ON_PRODUCER=1 serves the reports on the producing thread instead (rd_kafka_poll(0)
+// once per 1 ms tick), so each message is allocated and freed on one thread: the measure of
+// what a sink pays for freeing librdkafka's messages on another thread than it produced them.
 // Prints one JSON line: records delivered per second and CPU microseconds per record, for the
 // whole process and for the producing thread, the report thread and librdkafka's threads.
 #define _GNU_SOURCE
@@ -102,7 +105,8 @@ int main(int argc, char **argv) {
   }
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, argv[2], NULL);
   pthread_t dr;
-  pthread_create(&dr, NULL, serve_reports, rk);
+  const int reports_here = getenv("REPORTS_ON_PRODUCER") != NULL;
+  if (!reports_here) pthread_create(&dr, NULL, serve_reports, rk);
 
   // A quote line as the sink sends it (about the bench's size).
   char value[512];
@@ -149,13 +153,14 @@ int main(int argc, char **argv) {
                                 RD_KAFKA_V_END);
       if (err) atomic_fetch_add(&failed, 1);
     }
+    if (reports_here) rd_kafka_poll(rk, 0);
     nanosleep(&(struct timespec){0, 1000000}, NULL);
   }
   const double elapsed = now_s(CLOCK_MONOTONIC) - start - window_start;
   const double cpu = process_cpu_s() - cpu0, main_cpu = now_s(CLOCK_THREAD_CPUTIME_ID) - main0;
   const unsigned long d = atomic_load(&delivered) - d0;
   atomic_store(&stop, 1);
-  pthread_join(dr, NULL);
+  if (!reports_here) pthread_join(dr, NULL);
   const double per = d ? 1e6 / d : 0;
   printf("{\"delivered_per_s\":%.0f,\"us_per_record\":%.3f,\"producev_us\":%.3f,\"dr_us\":%.3f,"
          "\"librdkafka_us\":%.3f,\"failed\":%lu,\"headers\":%d}\n",
