@@ -20,6 +20,16 @@
 # KEY=VALUE: linger, compression, acks, idempotence, partitions (of the quote topic), mdagg (the
 # daemon's binary: an A/B of two builds) or a librdkafka property (a key with a dot), e.g.
 # VARIANTS="linger=5ms linger=20ms,compression=lz4 mdagg=/tmp/old/mdagg".
+# preload=LIB starts the daemon with LD_PRELOAD=LIB (e.g. an allocator); kafka=off makes a
+# variant a phase without Kafka. A Kafka variant's ratio is against the kafka=off variant with
+# the same mdagg and preload when one is measured, else against the plain phase without Kafka:
+# VARIANTS="preload=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 kafka=off,preload=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 linger=20ms"
+# compares the allocators with and without Kafka in the same runs.
+# Each run also measures the floor (FLOOR=0 skips it): bench/kafka_floor.c, a bare paced
+# rd_kafka_producev loop with the sink's settings and headers at the schedule's rate, against the
+# same mock, with the first Kafka variant's linger and partitions. Its CPU per record is what any
+# librdkafka client pays; 1 + floor / (CPU per record without Kafka) is the lowest ratio a sink
+# built on this librdkafka could reach.
 # Per variant it also prints where the CPU went, per record: librdkafka's main thread
 # (rdk:main), its broker threads (rdk:broker*), the delivery-report thread (mdagg-kafka-dr) and
 # the rest (the io threads: polling, the strand's formatting and produce), and the broker
@@ -39,6 +49,9 @@ variants=${VARIANTS:-"linger=$linger,compression=$compression,partitions=$partit
 bench_interval_ms "$interval"
 bench_binaries ON mdagg mdagg-sim mdagg-kafka-mock
 bench_workdir
+if [ "${FLOOR:-1}" != 0 ]; then
+  cc -O2 -Wall -Wextra -Werror -o build-bench/kafka_floor bench/kafka_floor.c -lrdkafka -lpthread
+fi
 
 # CPU ticks of the process's threads whose name matches the pattern.
 thread_ticks() {  # PID REGEX
@@ -80,6 +93,18 @@ variant_get() {
   for kv in ${1//,/ }; do [ "${kv%%=*}" = "$2" ] && { echo "${kv#*=}"; return; }; done
   echo "$3"
 }
+# Whether a variant has the Kafka sink ("" is the plain phase without it).
+has_kafka() { [ -n "$1" ] && [ "$(variant_get "$1" kafka on)" != off ]; }
+# The variant without Kafka a variant's ratio is against: same mdagg and preload, else plain.
+base_of() {
+  local b
+  for b in "${specs[@]}"; do
+    has_kafka "$b" && continue
+    [ "$(variant_get "$b" mdagg -)" = "$(variant_get "$1" mdagg -)" ] &&
+      [ "$(variant_get "$b" preload -)" = "$(variant_get "$1" preload -)" ] && { echo "$b"; return; }
+  done
+  echo plain
+}
 # One quote topic per partition count a variant asks for: md.quotes.pN.
 quote_topics=()
 for p in $(for v in $variants; do variant_get "$v" partitions "$partitions"; done | sort -un); do
@@ -106,7 +131,7 @@ sources:
     fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty,
               exchange_time: { pointer: /time, unit: ms }, seq: /seq }
 YAML
-  [ -n "$1" ] || return 0
+  has_kafka "$1" || return 0
   cat >> "$work/bench.yaml" <<YAML
 kafka:
   brokers: "$bootstraps"
@@ -163,7 +188,9 @@ measure() {  # VARIANT ("" = without Kafka)
   # Emptied before the start: the background child truncates it only once it runs, and the
   # port search below must not find the previous phase's daemon.
   : > "$work/mdagg.out"
-  "$daemon" --config "$work/bench.yaml" >> "$work/mdagg.out" 2>&1 &
+  local preload
+  preload=$(variant_get "$1" preload "")
+  env ${preload:+LD_PRELOAD="$preload"} "$daemon" --config "$work/bench.yaml" >> "$work/mdagg.out" 2>&1 &
   local pid=$! c0 c1 k0 k1 s0 s1 t0 t1
   # A loaded machine may take a while to start 2,000 pollers; the line may be read half written.
   admin_port=
@@ -186,7 +213,7 @@ measure() {  # VARIANT ("" = without Kafka)
   quotes=$(echo "$(sample "$work/m1" 'mdagg_sink_records_total') - $(sample "$work/m0" 'mdagg_sink_records_total')" | bc -l)
   quotes_s=$(echo "$quotes / $elapsed" | bc -l)
   cpu_us=$(echo "($c1 - $c0) * 1000000 / $ticks / $quotes" | bc -l)
-  if [ -n "$1" ]; then
+  if has_kafka "$1"; then
     local d0 d1 delivered
     d0=0 d1=0
     for s in quotes bars events; do
@@ -210,7 +237,8 @@ measure() {  # VARIANT ("" = without Kafka)
 
 sched=$(echo "$pollers * 1000 / $interval_ms" | bc -l)
 read -r -a specs <<< "$variants"
-declare -A results=() kq=() kc=() kd=() kp=() k50=() k99=() kdrop=() ksplit=()
+floors=""
+declare -A bq=() bc_=() results=() kq=() kc=() kd=() kp=() k50=() k99=() kdrop=() ksplit=()
 for run in $(seq "$runs"); do
   # Without Kafka, then the variants, rotated by one per run (so drifting load falls on all alike).
   phases=("" "${specs[@]}")
@@ -218,14 +246,34 @@ for run in $(seq "$runs"); do
   for k in $(seq 0 $((n - 1))); do
     v=${phases[$(((k + run - 1) % n))]}
     measure "$v"
-    if [ -z "$v" ]; then
-      p_quotes_s=$quotes_s p_cpu_us=$cpu_us
+    if ! has_kafka "$v"; then
+      bq["${v:-plain}"]=$quotes_s bc_["${v:-plain}"]=$cpu_us  # (an array key cannot be empty)
     else
       kq["$v"]=$quotes_s kc["$v"]=$cpu_us kd["$v"]=$delivered_s kp["$v"]=$producer_us
       k50["$v"]=$p50_ms k99["$v"]=$p99_ms kdrop["$v"]=$dropped ksplit["$v"]=$split
     fi
   done
+  if [ "${FLOOR:-1}" != 0 ]; then
+    fv=plain
+    for v in "${specs[@]}"; do has_kafka "$v" && { fv=$v; break; }; done
+    fl=$(variant_get "$fv" linger "$linger") fp=$(variant_get "$fv" partitions "$partitions")
+    floor=$(./build-bench/kafka_floor "$bootstraps" "md.quotes.p$fp" "$sched" "${fl%ms}" "$warmup" "$secs" 2>/dev/null)
+    floor_us=$(jq -r .us_per_record <<< "$floor")
+    printf 'run %d floor (bare producev loop, 2 headers, linger %s, %s partitions): %.2f us CPU/record (producing thread %.2f, report thread %.2f, librdkafka threads %.2f) at %.0f records/s; lowest ratio 1 + floor / without = %.2f\n' \
+      "$run" "$fl" "$fp" "$floor_us" "$(jq -r .producev_us <<< "$floor")" "$(jq -r .dr_us <<< "$floor")" \
+      "$(jq -r .librdkafka_us <<< "$floor")" "$(jq -r .delivered_per_s <<< "$floor")" \
+      "$(echo "1 + $floor_us / ${bc_[plain]}" | bc -l)"
+    floors+="$floor_us $(echo "1 + $floor_us / ${bc_[plain]}" | bc -l)"$'\n'
+  fi
   for v in "${specs[@]}"; do
+    b=$(base_of "$v")
+    if ! has_kafka "$v"; then
+      printf 'run %d [%s]: without Kafka %.0f records/s, %.2f us CPU/record (plain: %.2f)\n' \
+        "$run" "$v" "${bq[$v]}" "${bc_[$v]}" "${bc_[plain]}"
+      results["$v"]+="${bq[$v]} ${bc_[$v]} 0 0 $(echo "${bc_[$v]} / ${bc_[plain]}" | bc -l) 0 0 0"$'\n'
+      continue
+    fi
+    p_quotes_s=${bq[$b]} p_cpu_us=${bc_[$b]}
     ratio=$(echo "${kc[$v]} / $p_cpu_us" | bc -l)
     printf 'run %d [%s]: schedule %.0f quotes/s; without Kafka %.0f records/s, %.2f us CPU/record; with Kafka %.0f records/s (%.0f delivered/s), %.2f us CPU/record, ratio %.2f; producer (rdk:* + delivery-report thread) %.2f us CPU/record (%s); receive -> delivery report p50 %s ms, p99 %s ms; lost at the drain %s\n' \
       "$run" "$v" "$sched" "$p_quotes_s" "$p_cpu_us" "${kq[$v]}" "${kd[$v]}" "${kc[$v]}" "$ratio" "${kp[$v]}" "${ksplit[$v]}" "${k50[$v]}" "${k99[$v]}" "${kdrop[$v]}"
@@ -240,3 +288,5 @@ for v in "${specs[@]}"; do
   printf '%s' "${results[$v]}" |
     print_medians "median of $runs runs (schedule $(printf '%.0f' "$sched") quotes/s, $v):" "${names[@]}"
 done
+[ -z "$floors" ] || printf '%s' "$floors" |
+  print_medians "median of $runs runs, floor (bare producev loop):" floor_us_per_record lowest_ratio
