@@ -38,10 +38,11 @@ Aggregation::Aggregation(asio::io_context& io, asio::any_io_executor control, co
 QuoteHandler Aggregation::quote_handler() {
     return [this](const Quote& q) {
         // The strand is the only owner of the aggregator's state; this post is the whole
-        // hand-off, so a poller never waits for aggregation or the disk. With one io thread
-        // every handler, the strand's included, runs on it one at a time, so the poller's own
-        // handler may as well aggregate: no copy, no queue, no strand lock.
-        if (direct_) {
+        // hand-off, so a poller never waits for aggregation or the disk. One thread runs `io`
+        // (IoShards' shard 0), and every handler on it, the strand's included, runs one at a
+        // time, so a poller on that thread may as well aggregate: no copy, no queue, no strand
+        // lock. Pollers on the other shards' threads post.
+        if (direct_ || strand_.get_inner_executor().running_in_this_thread()) {
             aggregator_.on_quote(q);
             return;
         }

@@ -21,7 +21,7 @@ namespace mdagg::lifecycle {
 class Aggregation final : public Stage {
 public:
     // `universe` outlives the stage and changes only through it; `control` is the
-    // supervisor's strand, to which the reload and drain steps return.
+    // supervisor's strand, to which the reload and drain steps return. One thread runs `io`.
     Aggregation(boost::asio::io_context& io, boost::asio::any_io_executor control, const Config& config,
                 Universe& universe, RecordSink& records, Output& output);
 
@@ -59,7 +59,7 @@ private:
     boost::asio::any_io_executor control_;
     boost::asio::strand<boost::asio::io_context::executor_type> strand_;
     Aggregator aggregator_;
-    const bool direct_;  // one io thread: the poller's handler aggregates itself
+    const bool direct_;  // one io thread: every poller's handler aggregates itself
     boost::asio::steady_timer flush_timer_;
     boost::asio::steady_timer bar_timer_;
     boost::asio::steady_timer stale_timer_;
