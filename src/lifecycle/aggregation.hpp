@@ -16,6 +16,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <mutex>
+#include <vector>
+
 namespace mdagg::lifecycle {
 
 class Aggregation final : public Stage {
@@ -50,6 +53,10 @@ private:
     void start_bar_timer();
     void start_stale_timer();
     static Duration sweep_period(const std::vector<SourceConfig>& sources);
+    // Strand: aggregates the quotes the other io threads queued. Every step that reads the
+    // aggregator's state takes them first, so a quote queued before its poller returned is in
+    // by the time the drain or a reload sees that poller gone.
+    void take_queued();
     boost::asio::awaitable<void> to_strand();
     boost::asio::awaitable<void> to_control();
 
@@ -60,6 +67,12 @@ private:
     boost::asio::strand<boost::asio::io_context::executor_type> strand_;
     Aggregator aggregator_;
     const bool direct_;  // one io thread: every poller's handler aggregates itself
+    // Quotes from pollers on the other io threads, taken on the strand; a post only when the
+    // queue was empty: one hand-off per burst, not an operation (an allocation the main
+    // thread frees, a strand and a scheduler lock) per quote.
+    std::mutex queue_mutex_;
+    std::vector<Quote> queued_;  // under queue_mutex_
+    std::vector<Quote> taking_;  // strand only: the batch being aggregated (capacity kept)
     boost::asio::steady_timer flush_timer_;
     boost::asio::steady_timer bar_timer_;
     boost::asio::steady_timer stale_timer_;
