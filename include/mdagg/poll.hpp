@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -349,7 +350,14 @@ using QuoteHandler = std::function<void(const Quote&)>;
 
 class PollerGroup {
 public:
+    // Every poller on `io`; with config.runtime.threads > 1 the caller runs `io` on that many
+    // threads and each poller gets a strand.
     PollerGroup(boost::asio::io_context& io, const Config& config, const Universe& universe,
+                QuoteHandler on_quote);
+    // Pollers dealt in turn to `shards`, io_contexts each run by exactly one thread: a poller's
+    // handlers need no strand and each shard's timer wheel no lock (the daemon's mode for
+    // runtime.threads > 1). The shards outlive the group.
+    PollerGroup(std::span<boost::asio::io_context* const> shards, const Config& config, const Universe& universe,
                 QuoteHandler on_quote);
     ~PollerGroup();
     PollerGroup(const PollerGroup&) = delete;

@@ -38,15 +38,31 @@ Aggregation::Aggregation(asio::io_context& io, asio::any_io_executor control, co
 QuoteHandler Aggregation::quote_handler() {
     return [this](const Quote& q) {
         // The strand is the only owner of the aggregator's state; this post is the whole
-        // hand-off, so a poller never waits for aggregation or the disk. With one io thread
-        // every handler, the strand's included, runs on it one at a time, so the poller's own
-        // handler may as well aggregate: no copy, no queue, no strand lock.
-        if (direct_) {
+        // hand-off, so a poller never waits for aggregation or the disk. One thread runs `io`
+        // (IoShards' shard 0), and every handler on it, the strand's included, runs one at a
+        // time, so a poller on that thread may as well aggregate: no copy, no queue, no strand
+        // lock. Pollers on the other shards' threads queue (take_queued).
+        if (direct_ || strand_.get_inner_executor().running_in_this_thread()) {
             aggregator_.on_quote(q);
             return;
         }
-        asio::post(strand_, [this, q] { aggregator_.on_quote(q); });
+        bool first = false;
+        {
+            std::lock_guard lock(queue_mutex_);
+            first = queued_.empty();
+            queued_.push_back(q);
+        }
+        if (first) asio::post(strand_, [this] { take_queued(); });
     };
+}
+
+void Aggregation::take_queued() {
+    {
+        std::lock_guard lock(queue_mutex_);
+        taking_.swap(queued_);
+    }
+    for (const Quote& q : taking_) aggregator_.on_quote(q);
+    taking_.clear();
 }
 
 void Aggregation::start() {
@@ -57,6 +73,7 @@ void Aggregation::start() {
 
 asio::awaitable<void> Aggregation::to_strand() {
     co_await asio::post(asio::bind_executor(strand_, asio::use_awaitable));
+    take_queued();
 }
 
 asio::awaitable<void> Aggregation::to_control() {
@@ -115,6 +132,7 @@ void Aggregation::start_flush_timer() {
     flush_timer_.expires_after(config_.output.flush_every);
     flush_timer_.async_wait([this](boost::system::error_code ec) {
         if (ec || stopped_) return;
+        take_queued();
         output_.flush();
         start_flush_timer();
     });
@@ -129,6 +147,7 @@ void Aggregation::start_bar_timer() {
     bar_timer_.expires_after(nanoseconds(boundary - now) + milliseconds(5));
     bar_timer_.async_wait([this](boost::system::error_code ec) {
         if (ec || stopped_) return;
+        take_queued();
         aggregator_.close_bars(wall_clock_ns() - milliseconds(5).count());
         start_bar_timer();
     });
@@ -146,6 +165,7 @@ void Aggregation::start_stale_timer() {
     stale_timer_.expires_after(stale_sweep_period_);
     stale_timer_.async_wait([this](boost::system::error_code ec) {
         if (ec || stopped_) return;
+        take_queued();
         aggregator_.expire_stale(wall_clock_ns());
         start_stale_timer();
     });

@@ -16,12 +16,15 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <mutex>
+#include <vector>
+
 namespace mdagg::lifecycle {
 
 class Aggregation final : public Stage {
 public:
     // `universe` outlives the stage and changes only through it; `control` is the
-    // supervisor's strand, to which the reload and drain steps return.
+    // supervisor's strand, to which the reload and drain steps return. One thread runs `io`.
     Aggregation(boost::asio::io_context& io, boost::asio::any_io_executor control, const Config& config,
                 Universe& universe, RecordSink& records, Output& output);
 
@@ -50,6 +53,10 @@ private:
     void start_bar_timer();
     void start_stale_timer();
     static Duration sweep_period(const std::vector<SourceConfig>& sources);
+    // Strand: aggregates the quotes the other io threads queued. Every step that reads the
+    // aggregator's state takes them first, so a quote queued before its poller returned is in
+    // by the time the drain or a reload sees that poller gone.
+    void take_queued();
     boost::asio::awaitable<void> to_strand();
     boost::asio::awaitable<void> to_control();
 
@@ -59,7 +66,13 @@ private:
     boost::asio::any_io_executor control_;
     boost::asio::strand<boost::asio::io_context::executor_type> strand_;
     Aggregator aggregator_;
-    const bool direct_;  // one io thread: the poller's handler aggregates itself
+    const bool direct_;  // one io thread: every poller's handler aggregates itself
+    // Quotes from pollers on the other io threads, taken on the strand; a post only when the
+    // queue was empty: one hand-off per burst, not an operation (an allocation the main
+    // thread frees, a strand and a scheduler lock) per quote.
+    std::mutex queue_mutex_;
+    std::vector<Quote> queued_;  // under queue_mutex_
+    std::vector<Quote> taking_;  // strand only: the batch being aggregated (capacity kept)
     boost::asio::steady_timer flush_timer_;
     boost::asio::steady_timer bar_timer_;
     boost::asio::steady_timer stale_timer_;

@@ -6,6 +6,7 @@
 #include "drain_record.hpp"
 #include "drain_watchdog.hpp"
 #include "ingest.hpp"
+#include "io_shards.hpp"
 #include "ops.hpp"
 #include "output.hpp"
 #include "reload_plan.hpp"
@@ -107,7 +108,12 @@ public:
         : watchdog_(config.output.dir),
           config_(config),
           universe_(make_universe(config)),
-          io_(static_cast<int>(config.runtime.threads)),
+          io_(1),  // run by the main thread only: shard 0 (IoShards)
+          shards_(io_, config.runtime.threads,
+                  [this] {
+                      exit_code_ = exit_fatal;
+                      io_.stop();
+                  }),
           control_(asio::make_strand(io_)),
           signals_(control_),
           reload_signals_(control_),
@@ -117,7 +123,7 @@ public:
           output_(make_output(sink_, kafka_.get())),
           aggregation_(io_, control_, config_, universe_, fan_out_ ? static_cast<RecordSink&>(*fan_out_) : sink_,
                        output_),
-          ingest_(io_, control_, config_, universe_, aggregation_.quote_handler()),
+          ingest_(shards_.contexts(), control_, config_, universe_, aggregation_.quote_handler()),
           supervisor_(ingest_, aggregation_, output_),
           ops_(config_, ingest_.pollers(), sink_),
           running_sources_(config.sources),
@@ -202,16 +208,11 @@ private:
                                     {"grace_ms", to_ms(config_.shutdown.grace)}});
     }
 
+    // The main thread runs shard 0 (io_: the pollers dealt to it, the control strand, the
+    // aggregator, the admin server); the other shards have threads of their own (IoShards).
     void run_threads() {
-        std::vector<std::thread> extra;
-        try {
-            for (unsigned i = 1; i < config_.runtime.threads; ++i) extra.emplace_back([this] { run_io(); });
-        } catch (const std::system_error& e) {
-            log::warn("cannot start every io thread; running with fewer",
-                      {{"wanted", config_.runtime.threads}, {"started", extra.size() + 1}, {"error", e.what()}});
-        }
         run_io();
-        for (auto& t : extra) t.join();
+        shards_.stop();
     }
 
     // Signal thread. The first SIGTERM/SIGINT fixes the drain's timetable and arms the
@@ -401,6 +402,7 @@ private:
     const Config& config_;
     Universe universe_;  // changed only by aggregation_, on its strand
     asio::io_context io_;
+    lifecycle::IoShards shards_;  // before the stages: the pollers' sockets use its io_contexts
     asio::strand<asio::io_context::executor_type> control_;
     lifecycle::PostedSignals signals_;         // SIGTERM, SIGINT
     lifecycle::PostedSignals reload_signals_;  // SIGHUP

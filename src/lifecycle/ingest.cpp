@@ -16,9 +16,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 }  // namespace
 
-Ingest::Ingest(asio::io_context& io, asio::any_io_executor control, const Config& config,
+Ingest::Ingest(std::span<asio::io_context* const> shards, asio::any_io_executor control, const Config& config,
                const Universe& universe, QuoteHandler on_quote)
-    : control_(std::move(control)), pollers_(io, config, universe, std::move(on_quote)), wake_(control_) {}
+    : control_(std::move(control)), pollers_(shards, config, universe, std::move(on_quote)), wake_(control_) {}
 
 // Any thread: the drain's waits on the control strand look again.
 void Ingest::wake() {

@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <span>
 #include <unordered_set>
 
 namespace mdagg::lifecycle {
@@ -19,8 +20,9 @@ namespace mdagg::lifecycle {
 class Ingest final : public Stage {
 public:
     // `control` is the supervisor's strand: the stage's waits and reload steps run there.
-    Ingest(boost::asio::io_context& io, boost::asio::any_io_executor control, const Config& config,
-           const Universe& universe, QuoteHandler on_quote);
+    // `shards`: the io_contexts the pollers are dealt to (IoShards), each run by one thread.
+    Ingest(std::span<boost::asio::io_context* const> shards, boost::asio::any_io_executor control,
+           const Config& config, const Universe& universe, QuoteHandler on_quote);
 
     PollerGroup& pollers() noexcept { return pollers_; }
     const PollerGroup& pollers() const noexcept { return pollers_; }

@@ -65,7 +65,7 @@ void PollerGroup::Impl::hedge_begin(Poller& p, Clock::time_point start) {
     const auto& cfg = p.source.config.hedge;
     const auto percentile = p.source.hedge_window ? p.source.hedge_window->threshold() : nanoseconds::zero();
     const auto delay = detail::hedge_delay(cfg.after, percentile, cfg.percentile != 0, p.source.config.timeout);
-    if (delay > nanoseconds::zero()) ticks.arm_hedge(p, detail::hedge_at(cfg.percentile != 0, p.tick_due, start, delay));
+    if (delay > nanoseconds::zero()) p.ticks->arm_hedge(p, detail::hedge_at(cfg.percentile != 0, p.tick_due, start, delay));
 }
 
 // The hedge entry fired: the hedge is due, or the running leg's deadline (or grace) passed.
@@ -153,8 +153,8 @@ struct PollerGroup::Impl::HedgeLeg {
     std::vector<tcp::endpoint>& endpoints() noexcept { return h().endpoints; }
     detail::ConnectSeat& seat() noexcept { return h().connect_seat; }
     // A losing leg keeps the end of its grace, whatever re-arms its deadline (LoserGrace).
-    void arm(Clock::time_point deadline) { impl.ticks.arm_hedge(p, h().grace.bound(deadline)); }
-    void disarm() { impl.ticks.disarm_hedge(p); }
+    void arm(Clock::time_point deadline) { p.ticks->arm_hedge(p, h().grace.bound(deadline)); }
+    void disarm() { p.ticks->disarm_hedge(p); }
     bool expired() const noexcept { return h().expired; }
     bool stopped() const noexcept { return impl.hedge_stopped(p); }
     bool connect_stopped() const noexcept { return impl.hedge_stopped(p); }
@@ -224,7 +224,7 @@ PollAction PollerGroup::Impl::hedge_answered(Poller& p) {
             // Its answer is arriving: read it for the loser's grace at most, not its whole
             // deadline (and no late grace): the won answer goes out when it ends, whatever
             // its outcome (hedge_answer_waiting).
-            ticks.arm_deadline(p, std::min(p.fsm.deadline(), Clock::now() + detail::hedge_loser_grace));
+            p.ticks->arm_deadline(p, std::min(p.fsm.deadline(), Clock::now() + detail::hedge_loser_grace));
         }
     }
     return h.fsm.on_delivered();
@@ -234,7 +234,7 @@ PollAction PollerGroup::Impl::hedge_answered(Poller& p) {
 void PollerGroup::Impl::hedge_finish(Poller& p) {
     auto& h = *p.hedge;
     auto& st = p.source.stats;
-    ticks.disarm_hedge(p);
+    p.ticks->disarm_hedge(p);
     const auto& result = h.fsm.result();
     const HedgeRace race = h.race.load(relaxed);
     const auto verdict = detail::hedge_verdict(race, result.verdict, h.expired, h.grace.cuts_before(h.fsm.deadline()));
@@ -302,7 +302,7 @@ void PollerGroup::Impl::settle_loser(Poller& p) {
     auto& h = *p.hedge;
     if (!h.running) return;
     if (detail::loser_fate(answer_arriving(h.parser, *h.connection)) == detail::LoserFate::drain) {
-        ticks.arm_hedge(p, h.grace.start(Clock::now(), h.fsm.deadline()));
+        p.ticks->arm_hedge(p, h.grace.start(Clock::now(), h.fsm.deadline()));
         return;
     }
     h.cancelled = true;
@@ -321,7 +321,7 @@ void PollerGroup::Impl::hedge_end(Poller& p) {
         }
         return;
     }
-    ticks.disarm_hedge(p);  // not due yet: no hedge this poll
+    p.ticks->disarm_hedge(p);  // not due yet: no hedge this poll
     if (h.parser.has_value()) {  // a won answer the primary never took (a drain's cancel came first)
         h.parser.reset();
         detail::return_body(h.body);

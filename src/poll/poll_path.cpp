@@ -83,14 +83,14 @@ struct PollerGroup::Impl::PrimaryLeg {
     detail::Route& route() const noexcept { return p.current_route(); }  // the url's host or a mirror's
     std::vector<tcp::endpoint>& endpoints() noexcept { return p.endpoints; }
     detail::ConnectSeat& seat() noexcept { return p.connect_seat; }
-    void arm(Clock::time_point deadline) { impl.ticks.arm_deadline(p, deadline); }
-    void disarm() { impl.ticks.disarm_deadline(p); }
+    void arm(Clock::time_point deadline) { p.ticks->arm_deadline(p, deadline); }
+    void disarm() { p.ticks->disarm_deadline(p); }
     bool expired() const noexcept { return p.deadline_expired; }
     bool stopped() const noexcept { return impl.interrupted(p); }
     // The connect deadline reached a TLS handshake: once per poll it goes on (extend_handshake).
     bool connect_stopped() {
         if (p.deadline_expired && !impl.cancelling.load(std::memory_order_relaxed) && p.fsm.extend_handshake(Clock::now()))
-            impl.ticks.arm_deadline(p, p.fsm.deadline());
+            p.ticks->arm_deadline(p, p.fsm.deadline());
         return impl.interrupted(p);
     }
     // No new exchange after a drain's cancel, nor once the hedge won (no retry either).
@@ -100,8 +100,8 @@ struct PollerGroup::Impl::PrimaryLeg {
         return std::nullopt;
     }
     void request_out() const noexcept {}
-    bool deferring_reads() const noexcept { return impl.ticks.deferring_reads(); }
-    auto defer_read() { return impl.ticks.defer_read(); }
+    bool deferring_reads() const noexcept { return p.ticks->deferring_reads(); }
+    auto defer_read() { return p.ticks->defer_read(); }
     PollAction failed(const beast::error_code& ec) { return impl.failed(p, ec); }
     PollAction read_failed(const beast::error_code& ec) { return impl.read_failed(p, ec); }
     PollAction deliver() { return p.hedge ? impl.hedge_deliver(p) : impl.deliver(p); }
@@ -184,7 +184,7 @@ PollAction PollerGroup::Impl::deliver(Poller& p) {
 
 // Reports the outcome to the host's breaker and counts it.
 void PollerGroup::Impl::end_poll(Poller& p, bool probe, Clock::time_point start) {
-    ticks.disarm_deadline(p);
+    p.ticks->disarm_deadline(p);
     const detail::PollResult& r = p.fsm.result();
     auto& st = p.source.stats;
     p.probe_pending = false;

@@ -86,7 +86,7 @@ Task<void> PollerGroup::Impl::run_ticks(Poller& p) {
     auto cancelled = [&p] { return p.control.load(std::memory_order_acquire) == PollerControl::cancelled; };
     for (;;) {
         if (registry.stopping() || cancelled()) break;
-        co_await ticks.sleep_until(p, Clock::time_point(duration_cast<Clock::duration>(tick)));
+        co_await p.ticks->sleep_until(p, Clock::time_point(duration_cast<Clock::duration>(tick)));
         if (registry.stopping() || cancelled()) break;
         const auto woke = Clock::now();
         auto now = woke;  // until a poll ends
@@ -179,7 +179,7 @@ void PollerGroup::Impl::start(Poller& p) {
 // is an unlink and a resume. A slot emplaced for each sleep would cost its emplace and clear
 // every tick (~227 user instructions, callgrind, Boost 1.81, as measured for the socket waits:
 // poller_group.hpp, `cancelling`) where the wheel's entry costs nothing more.
-void PollerGroup::Impl::wake(Poller& p) { ticks.wake(p); }
+void PollerGroup::Impl::wake(Poller& p) { p.ticks->wake(p); }
 
 void PollerGroup::Impl::interrupt(Poller& p, bool abort_poll) {
     wake(p);
@@ -194,7 +194,7 @@ void PollerGroup::Impl::interrupt(Poller& p, bool abort_poll) {
 void PollerGroup::Impl::on_exit(Poller& p, std::exception_ptr e) {
     // A poll that threw left its deadline in the wheel. Out now, on the poller's strand, so the
     // wheel posts nothing for it after the registry posts its freeing.
-    ticks.forget(p);
+    p.ticks->forget(p);
     if (e) {
         // A bug, not an I/O error: I/O errors never throw here. Keep the others going.
         try {
@@ -209,7 +209,11 @@ void PollerGroup::Impl::on_exit(Poller& p, std::exception_ptr e) {
 
 PollerGroup::PollerGroup(asio::io_context& io, const Config& config, const Universe& universe,
                          QuoteHandler on_quote)
-    : impl_(std::make_unique<Impl>(io, config.runtime.threads, std::move(on_quote))) {
+    : PollerGroup(std::span<asio::io_context* const>(std::array{&io}), config, universe, std::move(on_quote)) {}
+
+PollerGroup::PollerGroup(std::span<asio::io_context* const> shards, const Config& config, const Universe& universe,
+                         QuoteHandler on_quote)
+    : impl_(std::make_unique<Impl>(shards, config.runtime.threads, std::move(on_quote))) {
     impl_->registry.add_configured(config, universe);
 }
 

@@ -13,19 +13,30 @@
 #include <boost/asio/io_context.hpp>
 
 #include <atomic>
+#include <memory>
+#include <span>
+#include <vector>
 #include <exception>
 
 namespace mdagg {
 
 struct PollerGroup::Impl final : detail::PollerHooks {
-    Impl(asio::io_context& io, unsigned io_threads, QuoteHandler h)
-        : on_quote(std::move(h)), error_log(std::chrono::seconds(10)), ticks(io, io_threads) {
-        ticks.set_hedge_handler(&Impl::on_hedge_entry, this);
+    // One io_context (run by `io_threads` threads), or shards: io_contexts each run by one
+    // thread, each with its own tick scheduler (the one-thread mode of each: no strand per
+    // poller, no lock on the wheel, deferred reads); new pollers are dealt to them in turn.
+    Impl(std::span<asio::io_context* const> contexts, unsigned io_threads, QuoteHandler h)
+        : on_quote(std::move(h)), error_log(std::chrono::seconds(10)) {
+        const unsigned threads_each = contexts.size() > 1 ? 1 : io_threads;
+        for (auto* io : contexts) {
+            ticks.push_back(std::make_unique<detail::TickScheduler>(*io, threads_each));
+            ticks.back()->set_hedge_handler(&Impl::on_hedge_entry, this);
+        }
     }
 
     QuoteHandler on_quote;
     log::RateLimited error_log;
-    detail::TickScheduler ticks;
+    std::vector<std::unique_ptr<detail::TickScheduler>> ticks;  // one per io_context
+    std::size_t next_shard = 0;  // under the registry's lock (place())
     detail::Registry registry{*this};
     // Set once by the drain's cancel_in_flight(), before it interrupts each poller with
     // interrupt(p, true). The poll path reads it before every wait (interrupted()): a cancel
@@ -36,7 +47,10 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     std::atomic<bool> cancelling{false};
 
     // detail::PollerHooks, for the registry.
-    asio::any_io_executor make_executor() override { return ticks.make_executor(); }
+    detail::PollerPlace place() override {
+        auto& t = *ticks[next_shard++ % ticks.size()];
+        return {t.make_executor(), &t};
+    }
     void start(Poller& p) override;
     void interrupt(Poller& p, bool abort_poll) override;
 

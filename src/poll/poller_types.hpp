@@ -170,6 +170,7 @@ inline AnyTransport make_transport(const asio::any_io_executor& executor, const 
 }
 
 struct Poller;
+class TickScheduler;
 
 // A poller's place in the timer wheel: its next tick, or its poll's deadline.
 struct PollerEntry : detail::WheelEntry {
@@ -218,7 +219,7 @@ struct PollerHedge {
 };
 
 // Each field of a Poller has one owner:
-// - identity (executor, source, symbol, symbol_name, runtime): set at construction, read anywhere;
+// - identity (executor, ticks, source, symbol, symbol_name, runtime): set at construction, read anywhere;
 // - the tick scheduler (tick_entry, deadline_entry, tick_waiter, poll_generation, and
 //   deadline_expired, which the poll path reads): on the poller's executor, the entries under
 //   the wheel's lock;
@@ -264,7 +265,8 @@ struct Poller {
         connect_seat.cancel_wait();
     }
 
-    asio::any_io_executor executor;  // a strand when the io_context runs on several threads
+    asio::any_io_executor executor;  // a strand when one io_context runs on several threads
+    TickScheduler* ticks = nullptr;  // its io_context's wheel: the group's, or its shard's
     AnyTransport connection;  // to its route; a hedged poller's second one is PollerHedge's
     detail::ConnectSeat connect_seat;  // its place at the host's connect gate
     PollerEntry tick_entry{*this, false};

@@ -250,7 +250,9 @@ SourceSlot& Registry::slot_for(SourceId id, const SourceConfig& source) {
 // The poller is not started.
 Poller& Registry::make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name,
                               std::uint8_t priority) {
-    auto& p = *pollers_.emplace_back(std::make_unique<Poller>(hooks_.make_executor(), *runtime, id, name));
+    auto place = hooks_.place();
+    auto& p = *pollers_.emplace_back(std::make_unique<Poller>(std::move(place.executor), *runtime, id, name));
+    p.ticks = place.ticks;
     p.runtime = runtime;
     p.tags = poller_tags(runtime->config, name);
     set_priority(p, priority);

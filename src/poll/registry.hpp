@@ -20,11 +20,17 @@
 
 namespace mdagg::detail {
 
+// Where a new poller runs: its executor and the tick scheduler of that executor's io_context.
+struct PollerPlace {
+    asio::any_io_executor executor;
+    TickScheduler* ticks;
+};
+
 // What the registry asks of the group that runs the pollers.
 class PollerHooks {
 public:
-    // Under the table's lock: the executor of a new poller, and the start of its coroutine.
-    virtual asio::any_io_executor make_executor() = 0;
+    // Under the table's lock: the place of a new poller, and the start of its coroutine.
+    virtual PollerPlace place() = 0;
     virtual void start(Poller& p) = 0;
     // On the poller's executor: ends its wait for the next tick now (stop, cancel, retire),
     // and with `abort_poll` its poll in flight too.

@@ -1,0 +1,50 @@
+// Private to lifecycle: the io threads. With runtime.threads: N > 1 the pollers are sharded
+// over N io_contexts, each run by exactly one thread (the main thread runs the daemon's own
+// io_context, which is shard 0), rather than one io_context run by N threads: a poller then
+// needs no strand, each shard's timer wheel no lock and each scheduler no cross-thread
+// wake-ups for its own work (docs/benchmarks.md, "threads"). What the shards share (host
+// guards, connect gates, the registry, the aggregator's strand on the main io_context) was
+// already safe across threads.
+#pragma once
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <thread>
+#include <vector>
+
+namespace mdagg::lifecycle {
+
+class IoShards {
+public:
+    // `main` is shard 0, run by the caller. The threads - 1 others are made and started here,
+    // idle until pollers are dealt to them, and kept running (a shard whose pollers all ended
+    // may get new ones from a reload) until stop(). A thread that cannot start leaves its
+    // shard out: fewer shards, logged. `on_failure` runs on a shard's thread when its loop
+    // threw; it must be callable from the first handler on.
+    IoShards(boost::asio::io_context& main, unsigned threads, std::function<void()> on_failure);
+    ~IoShards();  // stop()
+    IoShards(const IoShards&) = delete;
+    IoShards& operator=(const IoShards&) = delete;
+
+    // Every shard, the main one first: what the pollers are dealt to.
+    std::span<boost::asio::io_context* const> contexts() const noexcept { return contexts_; }
+
+    // After the main loop returned: ends the other shards' loops and joins their threads.
+    void stop();
+
+private:
+    void run(boost::asio::io_context& io);
+
+    using Guard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
+    std::vector<std::unique_ptr<boost::asio::io_context>> extra_;
+    std::vector<boost::asio::io_context*> contexts_;
+    std::vector<Guard> guards_;
+    std::vector<std::thread> threads_;
+    std::function<void()> on_failure_;
+};
+
+}  // namespace mdagg::lifecycle
