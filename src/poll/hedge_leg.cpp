@@ -241,7 +241,9 @@ void PollerGroup::Impl::hedge_finish(Poller& p) {
     p.source.routes[h.route]->guard.report(Clock::now(), verdict, h.probe);
     h.probe = false;
     // Only this leg's own cut: a leg that failed by itself just after a drain began failed.
-    const bool cut = h.cancelled;
+    // The drain's flag can end the leg (on_cancel) before the interrupt posted to it sets
+    // `cancelled`: that is its cut too.
+    const bool cut = h.cancelled || result.outcome == PollerState::cancelled;
     switch (detail::tally_leg(race, h.written, cut, result.outcome == PollerState::completed)) {
         case detail::LegTally::failed: st.hedges_failed.fetch_add(1, relaxed); break;  // the primary goes on alone
         case detail::LegTally::unsent: st.hedges_unsent.fetch_add(1, relaxed); break;
