@@ -137,7 +137,7 @@ private:
 // drain or an operator cut (`cut`) did not fail on its own: it is a loser cancelled. A racing
 // leg that ended on its own before its request went out (connect refused or timed out, no
 // address yet, the breaker opened while it queued) is `unsent`, not a sent hedge that failed:
-// so sent = won + failed + losers holds.
+// so sent = failed + losers holds (a won race's loser is the primary, counted by the primary).
 enum class LegTally : std::uint8_t { none, failed, unsent, loser_cancelled, loser_discarded };
 constexpr LegTally tally_leg(HedgeRace r, bool written, bool cut, bool completed) noexcept {
     switch (r) {

@@ -135,6 +135,60 @@ TEST(HedgeDrainTally, ARacingHedgeTheDrainCutIsALoserCancelledNotFailed) {
     std::uint64_t won = 0;
     for (auto& w : st.hedge_wins) won += w.load();
     EXPECT_EQ(won, 0u);
-    // sent = won + failed + losers: A's hedge lost to its primary, B's was cut by the drain.
+    // sent = failed + losers: A's hedge lost to its primary, B's was cut by the drain.
     EXPECT_EQ(st.losers_cancelled.load() + st.losers_discarded.load(), 2u);
+}
+
+namespace {
+
+// Answers every request after `delay`.
+asio::awaitable<void> answer_after(tcp::socket socket, std::chrono::milliseconds delay) {
+    std::string in;
+    const auto quote = response(200, R"({"b":"1.00","a":"1.01"})");
+    for (;;) {
+        if ((co_await read_request(socket, in)).empty()) co_return;
+        asio::steady_timer wait(socket.get_executor(), delay);
+        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (std::get<0>(co_await asio::async_write(socket, asio::buffer(quote), asio::as_tuple(asio::use_awaitable))))
+            co_return;
+    }
+}
+
+}  // namespace
+
+// The counters' identity when hedges win: each won race has a loser too, the first request
+// (closed, or read and dropped), so over settled races sent = failed + losers, and the won
+// races are among the losers' (docs/polling.md, "Seen from outside").
+TEST(HedgeDrainTally, AWonRaceCountsItsFirstRequestAsTheLoser) {
+    asio::io_context io(1);
+    tcp::acceptor primary(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp::acceptor mirror(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    asio::co_spawn(io, accept_with(primary, [](tcp::socket s) { return answer_after(std::move(s), 40ms); }),
+                   asio::detached);
+    asio::co_spawn(io, accept_with(mirror, [](tcp::socket s) { return answer_after(std::move(s), 0ms); }),
+                   asio::detached);
+    const std::vector<std::string> symbols{"A", "B"};
+    auto config = hedged_config(primary.local_endpoint().port(), mirror.local_endpoint().port(), symbols);
+    mdagg::Universe universe{{"test"}, symbols};
+    std::size_t quotes = 0;
+    mdagg::PollerGroup group(io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
+    bool all_exited = false;
+    group.start([&] { all_exited = true; });
+    const auto& st = group.stats(0);
+    auto won = [&] {
+        std::uint64_t n = 0;
+        for (auto& w : st.hedge_wins) n += w.load();
+        return n;
+    };
+    for (int i = 0; i < 300 && won() < 4; ++i) io.run_for(10ms);
+    group.stop_scheduling();
+    group.cancel_in_flight();
+    for (int i = 0; i < 300 && !all_exited; ++i) io.run_for(10ms);
+    ASSERT_TRUE(all_exited);
+    ASSERT_GE(won(), 4u);
+    const auto losers = st.losers_cancelled.load() + st.losers_discarded.load();
+    EXPECT_EQ(st.hedges_sent.load(), st.hedges_failed.load() + losers)
+        << "won " << won() << ", failed " << st.hedges_failed.load() << ", losers " << losers;
+    EXPECT_GE(losers, won()) << "a won race's first request is its loser";
+    EXPECT_GE(quotes, won());
 }
