@@ -186,15 +186,15 @@ void Operations::start_loop_watchdog(std::vector<const LoopWatch::Heartbeat*> sh
     for (std::size_t i = 1; i < loop_count_; ++i) loops_[i].beat = shard_beats[i - 1];
     watchdog_ = std::thread([this] {
         LoopWatch watch(loop_count_, loop_stall_after);
+        std::vector<Clock::time_point> beats(loop_count_);
         std::unique_lock lock(watchdog_mutex_);
         while (!watchdog_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return watchdog_stop_; }))
-            check_loops(watch);
+            check_loops(watch, beats);
     });
 }
 
 // Watchdog thread. The flags and counts first, then the lines: whoever read a line sees them.
-void Operations::check_loops(LoopWatch& watch) {
-    std::vector<Clock::time_point> beats(loop_count_);
+void Operations::check_loops(LoopWatch& watch, std::vector<Clock::time_point>& beats) {
     for (std::size_t i = 0; i < loop_count_; ++i) beats[i] = LoopWatch::read(*loops_[i].beat);
     const auto changes = watch.update(beats, Clock::now());
     bool any = false;

@@ -84,7 +84,7 @@ private:
     std::shared_ptr<const std::vector<PollerSnapshot>> poller_snapshot();
     void warn_stopped_sources(Clock::time_point now);
     nlohmann::json paused_hosts() const;
-    void check_loops(LoopWatch& watch);
+    void check_loops(LoopWatch& watch, std::vector<Clock::time_point>& beats);
 
     PollerGroup& pollers_;
     const FileSink& sink_;
