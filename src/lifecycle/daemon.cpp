@@ -152,7 +152,7 @@ public:
                 log::error("reload handler failed; SIGHUP is ignored from now on", {{"error", ex.what()}});
             }
         });
-        ops_.start_loop_watchdog();
+        ops_.start_loop_watchdog(shards_.heartbeats());
         run_threads();
         if (ingest_.pollers().running() > 0 || KafkaSink::producers_abandoned() > 0) {
             // Pollers stuck past the budget are still suspended mid-poll; their frames would

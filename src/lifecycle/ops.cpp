@@ -179,23 +179,46 @@ void Operations::warn_stopped_sources(Clock::time_point now) {
     }
 }
 
-void Operations::start_loop_watchdog() {
+void Operations::start_loop_watchdog(std::vector<const LoopWatch::Heartbeat*> shard_beats) {
+    loop_count_ = 1 + shard_beats.size();
+    loops_ = std::make_unique<ThreadLoop[]>(loop_count_);
+    loops_[0].beat = &last_beat_;
+    for (std::size_t i = 1; i < loop_count_; ++i) loops_[i].beat = shard_beats[i - 1];
     watchdog_ = std::thread([this] {
+        LoopWatch watch(loop_count_, loop_stall_after);
+        std::vector<Clock::time_point> beats(loop_count_);
         std::unique_lock lock(watchdog_mutex_);
-        while (!watchdog_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return watchdog_stop_; })) {
-            const auto beat = Clock::time_point(Clock::duration(last_beat_.load(std::memory_order_acquire)));
-            const auto age = Clock::now() - beat;
-            if (age > loop_stall_after) {
-                if (!loop_stalled_.exchange(true)) {
-                    loop_stalls_.fetch_add(1);
-                    log::error("event loop stalled: the control strand has not run",
-                               {{"since_ms", seconds(age) * 1e3}});
-                }
-            } else if (loop_stalled_.exchange(false)) {
-                log::info("event loop turning again", {});
-            }
-        }
+        while (!watchdog_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return watchdog_stop_; }))
+            check_loops(watch, beats);
     });
+}
+
+// Watchdog thread. The flags and counts first, then the lines: whoever read a line sees them.
+void Operations::check_loops(LoopWatch& watch, std::vector<Clock::time_point>& beats) {
+    for (std::size_t i = 0; i < loop_count_; ++i) beats[i] = LoopWatch::read(*loops_[i].beat);
+    const auto changes = watch.update(beats, Clock::now());
+    bool any = false;
+    for (std::size_t i = 0; i < loop_count_; ++i) {
+        loops_[i].stalled.store(watch.stalled(i));
+        any = any || watch.stalled(i);
+    }
+    for (const auto& c : changes)
+        if (c.stalled) {
+            loops_[c.thread].stalls.fetch_add(1);
+            loop_stalls_.fetch_add(1);
+        }
+    loop_stalled_.store(any);
+    for (const auto& c : changes) {
+        if (!c.stalled) {
+            log::info("event loop turning again", {{"thread", c.thread}, {"stalled_ms", seconds(c.duration) * 1e3}});
+        } else if (c.thread == 0) {
+            log::error("event loop stalled: the control strand has not run",
+                       {{"thread", 0}, {"since_ms", seconds(c.duration) * 1e3}});
+        } else {  // a shard: its pollers are late, the rest of the daemon is not
+            log::error("event loop stalled: an io thread has not run",
+                       {{"thread", c.thread}, {"since_ms", seconds(c.duration) * 1e3}});
+        }
+    }
 }
 
 PollerFilter Operations::filter_for(const admin::Selector& selector) {
@@ -221,11 +244,23 @@ nlohmann::json Operations::paused_hosts() const {
 admin::Response Operations::healthz() {
     nlohmann::json body;
     std::vector<std::string> problems;
-    if (loop_stalled_.load()) problems.emplace_back("event loop stalled");
+    nlohmann::json stalled_threads = nlohmann::json::array();
+    for (std::size_t i = 0; i < loop_count_; ++i) {
+        if (!loops_[i].stalled.load()) continue;
+        stalled_threads.push_back(i);
+        if (i == 0) {
+            problems.emplace_back("event loop stalled");
+        } else {
+            std::string problem = "event loop stalled: io thread ";
+            problem.append(std::to_string(i));
+            problems.push_back(std::move(problem));
+        }
+    }
     if (polls_stalled_.load()) problems.emplace_back("no poll completed within stall_after");
     const auto since = Clock::now() - Clock::time_point(Clock::duration(last_progress_.load()));
     body["status"] = problems.empty() ? "ok" : "unhealthy";
     if (!problems.empty()) body["problems"] = problems;
+    if (!stalled_threads.empty()) body["event_loop_stalled_threads"] = std::move(stalled_threads);
     body["since_last_poll_completed_ms"] = seconds(since) * 1e3;
     body["stall_after_ms"] = seconds(nanoseconds(stall_after_ns_.load())) * 1e3;
     if (auto paused = paused_hosts(); !paused.empty()) body["hosts_paused_by_server"] = std::move(paused);
@@ -329,10 +364,11 @@ void Operations::write_process_metrics(PrometheusWriter& w, Clock::time_point no
     w.sample("mdagg_ready", {}, ready_.load() && !draining_.load() ? 1 : 0);
     w.family("mdagg_draining", "gauge", "1 from the moment a drain started.");
     w.sample("mdagg_draining", {}, draining_.load() ? 1 : 0);
-    w.family("mdagg_event_loop_stalled", "gauge", "1 while the event loop has not turned for 5 s.");
+    w.family("mdagg_event_loop_stalled", "gauge", "1 while the event loop of an io thread has not turned for 5 s.");
     w.sample("mdagg_event_loop_stalled", {}, loop_stalled_.load() ? 1 : 0);
-    w.family("mdagg_event_loop_stalls_total", "counter", "Times the event loop was found stalled.");
+    w.family("mdagg_event_loop_stalls_total", "counter", "Times the event loop of an io thread was found stalled.");
     w.sample("mdagg_event_loop_stalls_total", {}, static_cast<double>(loop_stalls_.load()));
+    write_loop_metrics(w, now);
     w.family("mdagg_polls_stalled", "gauge", "1 while no poll has completed for stall_after.");
     w.sample("mdagg_polls_stalled", {}, polls_stalled_.load() ? 1 : 0);
     w.family("mdagg_poll_stalls_total", "counter", "Times no poll completed for stall_after.");
@@ -347,6 +383,26 @@ void Operations::write_process_metrics(PrometheusWriter& w, Clock::time_point no
         w.family("mdagg_last_drain_exit_code", "gauge",
                  "The previous process's exit code after its drain: 0 clean, 1 output incomplete, 3 budget exceeded or forced.");
         w.sample("mdagg_last_drain_exit_code", {}, last_drain_->exit_code);
+    }
+}
+
+// Per io thread (label thread: 0 the main thread, 1.. the other shards).
+void Operations::write_loop_metrics(PrometheusWriter& w, Clock::time_point now) const {
+    if (loop_count_ == 0) return;
+    w.family("mdagg_event_loop_heartbeat_age_seconds", "gauge",
+             "Seconds since the io thread's event loop last stamped its heartbeat (every 0.25 s).");
+    for (std::size_t i = 0; i < loop_count_; ++i) {
+        const auto beat = LoopWatch::read(*loops_[i].beat);
+        if (beat == LoopWatch::unwatched) continue;
+        const std::string thread = std::to_string(i);
+        w.sample("mdagg_event_loop_heartbeat_age_seconds", {{"thread", thread}}, seconds(now - beat));
+    }
+    w.family("mdagg_event_loop_thread_stalls_total", "counter",
+             "Times the io thread's event loop was found stalled (not turned for 5 s).");
+    for (std::size_t i = 0; i < loop_count_; ++i) {
+        const std::string thread = std::to_string(i);
+        w.sample("mdagg_event_loop_thread_stalls_total", {{"thread", thread}},
+                 static_cast<double>(loops_[i].stalls.load()));
     }
 }
 

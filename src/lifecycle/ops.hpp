@@ -1,8 +1,11 @@
 // Private to lifecycle: what the ops endpoints report and do, and the two health watchdogs.
-// The event-loop watchdog is a thread that notices the loop not turning (a heartbeat the
-// control strand stamps stops advancing); the poll stall detector notices that no poll has
-// completed for `stall_after`. Both fail /healthz and log once per episode.
+// The event-loop watchdog is a thread that notices an io thread's loop not turning (a
+// heartbeat it stamps stops advancing: the control strand's on the main thread, a timer's on
+// each other shard, LoopWatch); the poll stall detector notices that no poll has completed
+// for `stall_after`. Both fail /healthz and log once per episode.
 #pragma once
+
+#include "loop_watch.hpp"
 
 #include <mdagg/admin.hpp>
 #include <mdagg/config.hpp>
@@ -35,11 +38,13 @@ public:
 
     // Control strand, every heartbeat_every: stamps the heartbeat, latches readiness and runs
     // the stall detector.
-    static constexpr auto heartbeat_every = std::chrono::milliseconds(250);
+    static constexpr auto heartbeat_every = LoopWatch::beat_every;
     void on_heartbeat(Clock::time_point now);
-    // The loop counts as stalled when the heartbeat is older than this.
-    static constexpr auto loop_stall_after = std::chrono::seconds(5);
-    void start_loop_watchdog();
+    // An io thread's loop counts as stalled when its heartbeat is older than this.
+    static constexpr auto loop_stall_after = LoopWatch::stall_after;
+    // Before the event loop runs. Watches the main thread (io thread 0) and the other shards
+    // (io threads 1.., their heartbeats in order); the heartbeats outlive this object.
+    void start_loop_watchdog(std::vector<const LoopWatch::Heartbeat*> shard_beats = {});
 
     void set_draining() noexcept { draining_.store(true); }
     // issue 16: the Kafka sink's series and /readyz details; set before the event loop runs.
@@ -72,12 +77,14 @@ public:
 private:
     static PollerFilter filter_for(const admin::Selector& selector);
     void write_process_metrics(PrometheusWriter& w, Clock::time_point now) const;
+    void write_loop_metrics(PrometheusWriter& w, Clock::time_point now) const;
     std::optional<std::vector<const PollerSnapshot*>> symbol_metrics_pollers(
         const std::vector<PollerSnapshot>& table) const;
     std::uint64_t polls_finished() const;
     std::shared_ptr<const std::vector<PollerSnapshot>> poller_snapshot();
     void warn_stopped_sources(Clock::time_point now);
     nlohmann::json paused_hosts() const;
+    void check_loops(LoopWatch& watch, std::vector<Clock::time_point>& beats);
 
     PollerGroup& pollers_;
     const FileSink& sink_;
@@ -114,9 +121,17 @@ private:
     };
     std::unordered_map<std::string, StoppedWarning> stopped_warned_;  // control strand only
 
-    std::atomic<Clock::rep> last_beat_;
-    std::atomic<bool> loop_stalled_{false};
-    std::atomic<std::uint64_t> loop_stalls_{0};
+    LoopWatch::Heartbeat last_beat_;
+    std::atomic<bool> loop_stalled_{false};      // any io thread
+    std::atomic<std::uint64_t> loop_stalls_{0};  // episodes of any io thread
+    // Per io thread (0: main), set by start_loop_watchdog before the loop runs.
+    struct ThreadLoop {
+        const LoopWatch::Heartbeat* beat = nullptr;
+        std::atomic<bool> stalled{false};
+        std::atomic<std::uint64_t> stalls{0};
+    };
+    std::unique_ptr<ThreadLoop[]> loops_;
+    std::size_t loop_count_ = 0;
     std::mutex watchdog_mutex_;
     std::condition_variable watchdog_cv_;
     bool watchdog_stop_ = false;
