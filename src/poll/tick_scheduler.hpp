@@ -106,7 +106,7 @@ private:
     void add(PollerEntry& e, std::int64_t due_ms) {
         wheel_.add(e, due_ms);
         if (running_) {
-            if (due_ms < armed_ms_ && waits_ > 0) arm();
+            if (!strands_ && due_ms < armed_ms_ && waits_ > 0) arm();
             return;
         }
         running_ = true;
