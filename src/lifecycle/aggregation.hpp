@@ -16,6 +16,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <cstddef>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -27,6 +29,8 @@ public:
     // supervisor's strand, to which the reload and drain steps return. One thread runs `io`.
     Aggregation(boost::asio::io_context& io, boost::asio::any_io_executor control, const Config& config,
                 Universe& universe, RecordSink& records, Output& output);
+
+    ~Aggregation() override;
 
     // The hand-off from the pollers, called on a poller's executor.
     QuoteHandler quote_handler();
@@ -99,7 +103,9 @@ private:
     std::mutex queue_mutex_;
     std::vector<Quote> queued_;  // under queue_mutex_
     bool take_posted_ = false;   // under queue_mutex_: a take_posted() is pending
-    alignas(std::max_align_t) std::byte post_slot_[post_slot_size];
+    // On the heap: a post still pending when the stage goes is destroyed with `io`, later, and
+    // reads its operation there (the destructor then leaves the slot to it).
+    std::unique_ptr<std::byte[]> post_slot_{new std::byte[post_slot_size]};
     std::vector<Quote> taking_;  // strand only: the batch being aggregated (capacity kept)
     boost::asio::steady_timer flush_timer_;
     boost::asio::steady_timer bar_timer_;
