@@ -32,9 +32,9 @@ for b in "${builds[@]}"; do [ -x "$b/mdagg" ] || { echo "no $b/mdagg: build it f
 
 work=$(mktemp -d)
 sim_pid="" mdagg_pid=""
-cleanup() {
-  [ -n "$mdagg_pid" ] && kill "$mdagg_pid" 2>/dev/null
-  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
+cleanup() {  # a kill of a process already gone must not end it early (set -e): the simulator outlived runs
+  [ -n "$mdagg_pid" ] && kill "$mdagg_pid" 2>/dev/null || true
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
   wait 2>/dev/null
   rm -rf "$work"
 }
@@ -53,6 +53,7 @@ for build in "${builds[@]}"; do
   sim_pid=$!
   for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
   port=$(head -1 "$work/sim.out" | jq -r .port)
+  [[ "$port" =~ ^[0-9]+$ ]] || { echo "the simulator did not start: $(head -3 "$work/sim.out")" >&2; exit 1; }
   cat > "$work/bench.yaml" <<YAML
 runtime: { threads: ${THREADS:-1} }
 log: { level: info, summary_every: 1s }
