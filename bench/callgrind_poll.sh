@@ -11,6 +11,7 @@
 #        type, RelWithDebInfo, unless configured otherwise); nothing is rebuilt. With several,
 #        each run measures them in turn (A B A B ...) so that they share the machine's noise;
 #        the first one's mdagg-sim serves them all. Env WARMUP (seconds, default 4).
+# Env KEEP=PREFIX keeps the dumps (PREFIX.RUN.BUILD_INDEX).
 # Prints one line per run and build, then per build the median and range.
 # The figure moves with how far valgrind falls behind the schedule on a busy machine (fixed
 # per-second work such as the 1 ms wheel timer spreads over fewer polls): compare medians of
@@ -31,9 +32,9 @@ for b in "${builds[@]}"; do [ -x "$b/mdagg" ] || { echo "no $b/mdagg: build it f
 
 work=$(mktemp -d)
 sim_pid="" mdagg_pid=""
-cleanup() {
-  [ -n "$mdagg_pid" ] && kill "$mdagg_pid" 2>/dev/null
-  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null
+cleanup() {  # a kill of a process already gone must not end it early (set -e): the simulator outlived runs
+  [ -n "$mdagg_pid" ] && kill "$mdagg_pid" 2>/dev/null || true
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
   wait 2>/dev/null
   rm -rf "$work"
 }
@@ -43,13 +44,16 @@ responses() { curl -s "http://127.0.0.1:$port/stats" | jq .responses; }
 
 declare -A figures
 for run in $(seq "$runs"); do
+bi=0
 for build in "${builds[@]}"; do
+  bi=$((bi + 1))
   mdagg=$build/mdagg
   build_type=$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$build/CMakeCache.txt" 2>/dev/null || echo unknown)
   "$sim" --listen 127.0.0.1:0 --symbols "$pollers" > "$work/sim.out" 2>&1 &
   sim_pid=$!
   for _ in $(seq 200); do grep -q listening "$work/sim.out" && break; sleep 0.05; done
   port=$(head -1 "$work/sim.out" | jq -r .port)
+  [[ "$port" =~ ^[0-9]+$ ]] || { echo "the simulator did not start: $(head -3 "$work/sim.out")" >&2; exit 1; }
   cat > "$work/bench.yaml" <<YAML
 runtime: { threads: ${THREADS:-1} }
 log: { level: info, summary_every: 1s }
@@ -77,6 +81,8 @@ YAML
   sim_polls=$(( (b0 + b1) / 2 - (a0 + a1) / 2 ))
   dump=$(ls "$work"/cg.*.1 2>/dev/null | head -1)
   [ -n "$dump" ] || { echo "no callgrind dump; valgrind said:" >&2; tail "$work/valgrind.err" >&2; exit 1; }
+  # KEEP=PREFIX keeps each dump as PREFIX.RUN.N (N: the build's index) for callgrind_annotate.
+  [ -n "${KEEP:-}" ] && cp "$dump" "$KEEP.$run.$bi"
   ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
   # Polls answered inside the profile's own window, exactly: the calls of QuoteMapper::map
   # (one per answered poll). The simulator's count over about the same window is the check.

@@ -16,6 +16,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <cstddef>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -27,6 +29,8 @@ public:
     // supervisor's strand, to which the reload and drain steps return. One thread runs `io`.
     Aggregation(boost::asio::io_context& io, boost::asio::any_io_executor control, const Config& config,
                 Universe& universe, RecordSink& records, Output& output);
+
+    ~Aggregation() override;
 
     // The hand-off from the pollers, called on a poller's executor.
     QuoteHandler quote_handler();
@@ -57,6 +61,32 @@ private:
     // aggregator's state takes them first, so a quote queued before its poller returned is in
     // by the time the drain or a reload sees that poller gone.
     void take_queued();
+    // Main thread, posted by the first quote queued while none was posted: the same, not
+    // through the strand (one thread runs `io`: its handlers, the strand's included, run one at
+    // a time; the strand would add its lock, a second queue and a shared count per post).
+    void take_posted();
+    // The one post of take_posted() pending at a time keeps its operation here: from Asio's
+    // per-thread cache it would be a malloc per post (the posting thread empties the cache,
+    // the main thread, which frees it, fills its own).
+    template <class T>
+    struct SlotAllocator {
+        using value_type = T;
+        std::byte* slot;
+        template <class U>
+        SlotAllocator(const SlotAllocator<U>& other) noexcept : slot(other.slot) {}
+        explicit SlotAllocator(std::byte* s) noexcept : slot(s) {}
+        T* allocate(std::size_t n) {
+            if (n * sizeof(T) <= post_slot_size && alignof(T) <= alignof(std::max_align_t))
+                return reinterpret_cast<T*>(slot);
+            return std::allocator<T>().allocate(n);
+        }
+        void deallocate(T* p, std::size_t n) noexcept {
+            if (reinterpret_cast<std::byte*>(p) != slot) std::allocator<T>().deallocate(p, n);
+        }
+        template <class U>
+        bool operator==(const SlotAllocator<U>& other) const noexcept { return slot == other.slot; }
+    };
+    static constexpr std::size_t post_slot_size = 128;
     boost::asio::awaitable<void> to_strand();
     boost::asio::awaitable<void> to_control();
 
@@ -67,11 +97,15 @@ private:
     boost::asio::strand<boost::asio::io_context::executor_type> strand_;
     Aggregator aggregator_;
     const bool direct_;  // one io thread: every poller's handler aggregates itself
-    // Quotes from pollers on the other io threads, taken on the strand; a post only when the
-    // queue was empty: one hand-off per burst, not an operation (an allocation the main
+    // Quotes from pollers on the other io threads, taken on the main thread; a post only when
+    // none is pending: one hand-off per burst, not an operation (an allocation the main
     // thread frees, a strand and a scheduler lock) per quote.
     std::mutex queue_mutex_;
     std::vector<Quote> queued_;  // under queue_mutex_
+    bool take_posted_ = false;   // under queue_mutex_: a take_posted() is pending
+    // On the heap: a post still pending when the stage goes is destroyed with `io`, later, and
+    // reads its operation there (the destructor then leaves the slot to it).
+    std::unique_ptr<std::byte[]> post_slot_{new std::byte[post_slot_size]};
     std::vector<Quote> taking_;  // strand only: the batch being aggregated (capacity kept)
     boost::asio::steady_timer flush_timer_;
     boost::asio::steady_timer bar_timer_;

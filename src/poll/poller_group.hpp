@@ -23,7 +23,8 @@ namespace mdagg {
 struct PollerGroup::Impl final : detail::PollerHooks {
     // One io_context (run by `io_threads` threads), or shards: io_contexts each run by one
     // thread, each with its own tick scheduler (the one-thread mode of each: no strand per
-    // poller, no lock on the wheel, deferred reads); new pollers are dealt to them in turn.
+    // poller, no lock on the wheel, deferred reads); a new poller goes to the shard that owns its
+    // phase (place()).
     Impl(std::span<asio::io_context* const> contexts, unsigned io_threads, QuoteHandler h)
         : on_quote(std::move(h)), error_log(std::chrono::seconds(10)) {
         const unsigned threads_each = contexts.size() > 1 ? 1 : io_threads;
@@ -31,12 +32,13 @@ struct PollerGroup::Impl final : detail::PollerHooks {
             ticks.push_back(std::make_unique<detail::TickScheduler>(*io, threads_each));
             ticks.back()->set_hedge_handler(&Impl::on_hedge_entry, this);
         }
+        shard_pollers.assign(ticks.size(), 0);
     }
 
     QuoteHandler on_quote;
     log::RateLimited error_log;
     std::vector<std::unique_ptr<detail::TickScheduler>> ticks;  // one per io_context
-    std::size_t next_shard = 0;  // under the registry's lock (place())
+    std::vector<std::size_t> shard_pollers;  // each shard's pollers, under the registry's lock
     detail::Registry registry{*this};
     // Set once by the drain's cancel_in_flight(), before it interrupts each poller with
     // interrupt(p, true). The poll path reads it before every wait (interrupted()): a cancel
@@ -47,9 +49,16 @@ struct PollerGroup::Impl final : detail::PollerHooks {
     std::atomic<bool> cancelling{false};
 
     // detail::PollerHooks, for the registry.
-    detail::PollerPlace place() override {
-        auto& t = *ticks[next_shard++ % ticks.size()];
-        return {t.make_executor(), &t};
+    // A poller stays on its shard for life (its hedge legs and routes with it): phase_shard
+    // picks the shard whose block of the interval holds its phase.
+    detail::PollerPlace place(std::chrono::nanoseconds phase, std::chrono::nanoseconds interval) override {
+        const auto k = phase_shard(phase, interval, shard_pollers);
+        ++shard_pollers[k];
+        return {ticks[k]->make_executor(), ticks[k].get()};
+    }
+    void leave(Poller& p) override {
+        for (std::size_t k = 0; k < ticks.size(); ++k)
+            if (ticks[k].get() == p.ticks) --shard_pollers[k];
     }
     void start(Poller& p) override;
     void interrupt(Poller& p, bool abort_poll) override;

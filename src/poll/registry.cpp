@@ -230,6 +230,7 @@ void Registry::erase(Poller* poller) {
         if (it == pollers_.end()) return;
         dead = std::move(*it);
         pollers_.erase(it);
+        hooks_.leave(*dead);
         dead->reserve.move_to(nullptr, dead->priority);  // its host keeps no reserve for it
     }
     // The last poller of a runtime takes the runtime with it, and maybe the last use of
@@ -250,7 +251,8 @@ SourceSlot& Registry::slot_for(SourceId id, const SourceConfig& source) {
 // The poller is not started.
 Poller& Registry::make_poller(const std::shared_ptr<SourceRuntime>& runtime, SymbolId id, const std::string& name,
                               std::uint8_t priority) {
-    auto place = hooks_.place();
+    const auto interval = runtime->config.interval;
+    auto place = hooks_.place(phase_offset(runtime->config.name, name, interval), interval);
     auto& p = *pollers_.emplace_back(std::make_unique<Poller>(std::move(place.executor), *runtime, id, name));
     p.ticks = place.ticks;
     p.runtime = runtime;

@@ -29,8 +29,11 @@ struct PollerPlace {
 // What the registry asks of the group that runs the pollers.
 class PollerHooks {
 public:
-    // Under the table's lock: the place of a new poller, and the start of its coroutine.
-    virtual PollerPlace place() = 0;
+    // Under the table's lock: the place of a new poller whose ticks fall `phase` into each
+    // `interval`, and the start of its coroutine.
+    virtual PollerPlace place(std::chrono::nanoseconds phase, std::chrono::nanoseconds interval) = 0;
+    // Under the table's lock: a poller leaves its place (freed after it retired).
+    virtual void leave(Poller& p) = 0;
     virtual void start(Poller& p) = 0;
     // On the poller's executor: ends its wait for the next tick now (stop, cancel, retire),
     // and with `abort_poll` its poll in flight too.

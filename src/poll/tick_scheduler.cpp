@@ -16,13 +16,17 @@ asio::any_io_executor TickScheduler::make_executor() {
 }
 
 void TickScheduler::arm() {
-    const auto next = std::chrono::floor<std::chrono::milliseconds>(Clock::now().time_since_epoch()) +
-                      std::chrono::milliseconds(1);
-    timer_.expires_at(Clock::time_point(next));
+    auto next = std::chrono::floor<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count() + 1;
+    if (!strands_) next = std::max(next, wheel_.next_busy_ms());
+    armed_ms_ = next;
+    ++waits_;
+    timer_.expires_at(Clock::time_point(std::chrono::milliseconds(next)));  // cancels a wait pending
     timer_.async_wait(asio::bind_allocator(PooledAllocator<void>{}, [this](beast::error_code ec) { on_timer(ec); }));
 }
 
 void TickScheduler::on_timer(beast::error_code ec) {
+    if (--waits_ > 0) return;  // brought forward: the later wait is pending
+    armed_ms_ = std::numeric_limits<std::int64_t>::max();
     if (ec) {  // the group is going away
         auto guard = lock();
         running_ = false;

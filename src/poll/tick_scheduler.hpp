@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <coroutine>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -99,10 +100,15 @@ private:
     std::unique_lock<std::mutex> lock() {
         return strands_ ? std::unique_lock<std::mutex>(mutex_) : std::unique_lock<std::mutex>();
     }
-    // Under the lock. Starts the wheel's timer when the wheel was idle.
+    // Under the lock. Starts the wheel's timer when the wheel was idle; with one io thread,
+    // brings it forward when it sleeps past the new entry (between rounds: a round re-arms
+    // after it fired).
     void add(PollerEntry& e, std::int64_t due_ms) {
         wheel_.add(e, due_ms);
-        if (running_) return;
+        if (running_) {
+            if (!strands_ && due_ms < armed_ms_ && waits_ > 0) arm();
+            return;
+        }
         running_ = true;
         asio::post(io_.get_executor(), asio::bind_allocator(PooledAllocator<void>{}, [this] { arm(); }));
     }
@@ -118,6 +124,13 @@ private:
     TimerWheel wheel_;
     asio::steady_timer timer_;
     bool running_ = false;  // the timer is armed or its handler is running
+    // One io thread: the timer sleeps to the wheel's next busy millisecond (armed_ms_), not to
+    // the next millisecond: a shard whose pollers are due every few ms does not wake in between.
+    // waits_ counts the waits pending, so a wait cancelled by bringing the timer forward is
+    // told from the group going away. Several threads keep the 1 ms beat (the wheel's next
+    // busy slot would be read under the lock while other threads add to it).
+    std::int64_t armed_ms_ = std::numeric_limits<std::int64_t>::max();
+    unsigned waits_ = 0;
     std::vector<WheelEntry*> due_;  // reused by each round
     // One io thread only (several threads never write them, where pollers on other threads
     // would read the flag): pollers waiting to read until the round has fired, in order.

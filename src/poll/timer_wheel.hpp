@@ -77,6 +77,22 @@ public:
 
     std::size_t size() const noexcept { return size_; }
 
+    // The first millisecond the next advance need not pass: the earliest one, from where the
+    // last advance stopped, whose slot holds an entry (a slot's entry may be due a revolution
+    // later: a timer armed to it wakes early, finds nothing due and looks again). The largest
+    // int64 when the wheel is empty. Lets a timer sleep over milliseconds with nothing due instead of waking
+    // each one. O(slots skipped).
+    std::int64_t next_busy_ms() const noexcept {
+        if (size_ == 0) return std::numeric_limits<std::int64_t>::max();
+        if (cursor_ == unset) return earliest_before_start_;
+        const auto n = static_cast<std::int64_t>(heads_.size());
+        for (std::int64_t ms = cursor_; ms < cursor_ + n; ++ms) {
+            const WheelEntry& head = heads_[slot(ms)];
+            if (head.next != &head) return ms;
+        }
+        return cursor_;  // unreachable: an entry is in some slot
+    }
+
 private:
     static constexpr std::int64_t unset = std::numeric_limits<std::int64_t>::min();
     std::size_t slot(std::int64_t ms) const noexcept {
