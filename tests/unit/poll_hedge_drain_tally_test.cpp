@@ -3,7 +3,7 @@
 // `cancelling` flag before the interrupt the drain posted to its poller has run. The flag is
 // set at once and the interrupts are queued behind whatever the io_context already holds, so
 // a leg whose read completion was queued first ends itself by the flag (PollFsm::on_cancel).
-#include "poll_test_server.hpp"
+#include "poll_hedge_test_support.hpp"
 
 #include <memory>
 #include <string_view>
@@ -62,36 +62,6 @@ asio::awaitable<void> serve_mirror(std::shared_ptr<tcp::socket> socket, std::sha
     }
 }
 
-template <class Serve>
-asio::awaitable<void> accept_with(tcp::acceptor& acceptor, Serve serve) {
-    for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-        if (ec) co_return;
-        asio::co_spawn(acceptor.get_executor(), serve(std::move(socket)), asio::detached);
-    }
-}
-
-mdagg::Config hedged_config(std::uint16_t primary_port, std::uint16_t mirror_port, const std::vector<std::string>& symbols) {
-    auto config = make_config(primary_port, symbols);
-    auto& source = config.sources[0];
-    source.interval = 100ms;
-    source.timeout = 400ms;
-    source.hedge.enabled = true;
-    source.hedge.after = 3ms;
-    source.hedge.max_extra = 1.0;
-    mdagg::MirrorConfig mirror;
-    mirror.url = source.url;
-    mirror.url.port = mirror_port;
-    mirror.url_text = "http://127.0.0.1:";
-    mirror.url_text.append(std::to_string(mirror_port)).append("/quotes/{symbol}");
-    mirror.host = 1;
-    source.mirrors.push_back(mirror);
-    mdagg::HostConfig mirror_host = config.hosts[0];
-    mirror_host.port = mirror_port;
-    config.hosts.push_back(mirror_host);
-    return config;
-}
-
 }  // namespace
 
 TEST(HedgeDrainTally, ARacingHedgeTheDrainCutIsALoserCancelledNotFailed) {
@@ -108,7 +78,7 @@ TEST(HedgeDrainTally, ARacingHedgeTheDrainCutIsALoserCancelledNotFailed) {
                                }),
                    asio::detached);
     const std::vector<std::string> symbols{"A", "B"};
-    auto config = hedged_config(primary.local_endpoint().port(), mirror.local_endpoint().port(), symbols);
+    auto config = hedged_config(primary.local_endpoint().port(), mirror.local_endpoint().port(), symbols, 400ms);
     config.hosts[1].breaker.failures = 100;
     mdagg::Universe universe{{"test"}, symbols};
     mdagg::PollerGroup* group_ptr = nullptr;
@@ -139,23 +109,6 @@ TEST(HedgeDrainTally, ARacingHedgeTheDrainCutIsALoserCancelledNotFailed) {
     EXPECT_EQ(st.losers_cancelled.load() + st.losers_discarded.load(), 2u);
 }
 
-namespace {
-
-// Answers every request after `delay`.
-asio::awaitable<void> answer_after(tcp::socket socket, std::chrono::milliseconds delay) {
-    std::string in;
-    const auto quote = response(200, R"({"b":"1.00","a":"1.01"})");
-    for (;;) {
-        if ((co_await read_request(socket, in)).empty()) co_return;
-        asio::steady_timer wait(socket.get_executor(), delay);
-        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
-        if (std::get<0>(co_await asio::async_write(socket, asio::buffer(quote), asio::as_tuple(asio::use_awaitable))))
-            co_return;
-    }
-}
-
-}  // namespace
-
 // The counters' identity when hedges win: each won race has a loser too, the first request
 // (closed, or read and dropped), so over settled races sent = failed + losers, and the won
 // races are among the losers' (docs/polling.md, "Seen from outside").
@@ -168,7 +121,7 @@ TEST(HedgeDrainTally, AWonRaceCountsItsFirstRequestAsTheLoser) {
     asio::co_spawn(io, accept_with(mirror, [](tcp::socket s) { return answer_after(std::move(s), 0ms); }),
                    asio::detached);
     const std::vector<std::string> symbols{"A", "B"};
-    auto config = hedged_config(primary.local_endpoint().port(), mirror.local_endpoint().port(), symbols);
+    auto config = hedged_config(primary.local_endpoint().port(), mirror.local_endpoint().port(), symbols, 400ms);
     mdagg::Universe universe{{"test"}, symbols};
     std::size_t quotes = 0;
     mdagg::PollerGroup group(io, config, universe, [&](const mdagg::Quote&) { ++quotes; });

@@ -2,7 +2,7 @@
 // ended before its request went out is `unsent`, not a sent hedge that `failed`; a loser cut
 // by its own grace is no news for its mirror's breaker, not a timeout. Sans-io rules first,
 // then a PollerGroup against two in-process listeners for each.
-#include "poll_test_server.hpp"
+#include "poll_hedge_test_support.hpp"
 
 #include "hedge.hpp"
 
@@ -44,22 +44,6 @@ TEST(HedgeVerdict, ALoserCutByItsGraceIsNoNewsForItsHost) {
 
 namespace {
 
-// Answers every request after `delay`.
-asio::awaitable<void> answer_after(tcp::socket socket, std::chrono::milliseconds delay) {
-    std::string in;
-    const auto quote = response(200, R"({"b":"1.00","a":"1.01"})");
-    for (;;) {
-        auto [ec, n] = co_await asio::async_read_until(socket, asio::dynamic_buffer(in), "\r\n\r\n",
-                                                       asio::as_tuple(asio::use_awaitable));
-        if (ec) co_return;
-        in.erase(0, n);
-        asio::steady_timer wait(socket.get_executor(), delay);
-        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
-        if (std::get<0>(co_await asio::async_write(socket, asio::buffer(quote), asio::as_tuple(asio::use_awaitable))))
-            co_return;
-    }
-}
-
 // Starts every answer at once and never finishes it: the head and part of the body, then
 // silence, so a losing hedge here is one whose answer is arriving.
 asio::awaitable<void> answer_part(tcp::socket socket) {
@@ -73,38 +57,6 @@ asio::awaitable<void> answer_part(tcp::socket socket) {
         if (std::get<0>(co_await asio::async_write(socket, asio::buffer(part), asio::as_tuple(asio::use_awaitable))))
             co_return;
     }
-}
-
-template <class Serve>
-asio::awaitable<void> accept_with(tcp::acceptor& acceptor, Serve serve) {
-    for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-        if (ec) co_return;
-        asio::co_spawn(acceptor.get_executor(), serve(std::move(socket)), asio::detached);
-    }
-}
-
-// The url's host on `primary_port`, one mirror on `mirror_port`, a hedge at 3 ms for every
-// first request; neither host's breaker opens.
-mdagg::Config hedged_config(std::uint16_t primary_port, std::uint16_t mirror_port, const std::vector<std::string>& symbols) {
-    auto config = make_config(primary_port, symbols);
-    auto& source = config.sources[0];
-    source.interval = 100ms;
-    source.timeout = 300ms;
-    source.hedge.enabled = true;
-    source.hedge.after = 3ms;
-    source.hedge.max_extra = 1.0;
-    mdagg::MirrorConfig mirror;
-    mirror.url = source.url;
-    mirror.url.port = mirror_port;
-    mirror.url_text = "http://127.0.0.1:";
-    mirror.url_text.append(std::to_string(mirror_port)).append("/quotes/{symbol}");
-    mirror.host = 1;
-    source.mirrors.push_back(mirror);
-    mdagg::HostConfig mirror_host = config.hosts[0];
-    mirror_host.port = mirror_port;
-    config.hosts.push_back(mirror_host);
-    return config;
 }
 
 mdagg::HostGuard::Status host_status(const mdagg::PollerGroup& group, std::uint16_t port) {
@@ -129,7 +81,7 @@ TEST(HedgeVerdict, ALoserCutByItsGraceCostsItsMirrorNoBreakerFailure) {
     asio::co_spawn(io, accept_with(mirror, [](tcp::socket s) { return answer_part(std::move(s)); }), asio::detached);
     const std::vector<std::string> symbols{"A", "B"};
     const auto mirror_port = mirror.local_endpoint().port();
-    auto config = hedged_config(primary.local_endpoint().port(), mirror_port, symbols);
+    auto config = hedged_config(primary.local_endpoint().port(), mirror_port, symbols, 300ms);
     config.hosts[1].breaker.failures = 100;  // counts failures, stays closed: the hedges keep going
     mdagg::Universe universe{{"test"}, symbols};
     std::size_t quotes = 0;
@@ -166,7 +118,7 @@ TEST(HedgeVerdict, AHedgeWhoseConnectIsRefusedIsUnsentNotFailed) {
         refused_port = gone.local_endpoint().port();
     }  // closed: connects to it are refused
     const std::vector<std::string> symbols{"A", "B"};
-    auto config = hedged_config(primary.local_endpoint().port(), refused_port, symbols);
+    auto config = hedged_config(primary.local_endpoint().port(), refused_port, symbols, 300ms);
     mdagg::Universe universe{{"test"}, symbols};
     std::size_t quotes = 0;
     mdagg::PollerGroup group(io, config, universe, [&](const mdagg::Quote&) { ++quotes; });
