@@ -2,7 +2,7 @@
 // survives a retry's re-arm, what a finished leg adds to the counters, and (PollerGroup against
 // two in-process listeners) a poller whose poll threw still waits for its hedge leg before it
 // exits, so the leg never outlives the poller it refers to.
-#include "poll_test_server.hpp"
+#include "poll_hedge_test_support.hpp"
 
 #include "hedge.hpp"
 #include "poll_fsm.hpp"
@@ -71,35 +71,6 @@ TEST(HedgeLeg, ALegIsSentOnlyOnceWrittenAndACutLegIsNoFailure) {
     EXPECT_EQ(tally_leg(HedgeRace::idle, false, false, false), LegTally::none);
 }
 
-namespace {
-
-// Answers every request after `delay`; with a negative delay never answers (holds it open).
-asio::awaitable<void> serve_after(tcp::socket socket, std::chrono::milliseconds delay) {
-    std::string in;
-    const auto quote = response(200, R"({"b":"1.00","a":"1.01"})");
-    for (;;) {
-        auto [ec, n] = co_await asio::async_read_until(socket, asio::dynamic_buffer(in), "\r\n\r\n",
-                                                       asio::as_tuple(asio::use_awaitable));
-        if (ec) co_return;
-        in.erase(0, n);
-        if (delay < 0ms) continue;
-        asio::steady_timer wait(socket.get_executor(), delay);
-        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
-        if (std::get<0>(co_await asio::async_write(socket, asio::buffer(quote), asio::as_tuple(asio::use_awaitable))))
-            co_return;
-    }
-}
-
-asio::awaitable<void> accept_after(tcp::acceptor& acceptor, std::chrono::milliseconds delay) {
-    for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-        if (ec) co_return;
-        asio::co_spawn(acceptor.get_executor(), serve_after(std::move(socket), delay), asio::detached);
-    }
-}
-
-}  // namespace
-
 // The primary answers after 40 ms, the mirror never: each poll hedges at 3 ms and the primary
 // wins, cancelling its leg. Delivering the quote throws, so run() ends by a throw while the
 // cancelled leg still has its aborted read to finish. The poller must exit only after that:
@@ -108,8 +79,10 @@ TEST(HedgeLeg, APollerWhosePollThrewExitsOnlyAfterItsHedgeLegEnded) {
     asio::io_context io(1);
     tcp::acceptor primary(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     tcp::acceptor mirror_listener(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    asio::co_spawn(io, accept_after(primary, 40ms), asio::detached);
-    asio::co_spawn(io, accept_after(mirror_listener, -1ms), asio::detached);
+    asio::co_spawn(io, accept_with(primary, [](tcp::socket s) { return answer_after(std::move(s), 40ms); }),
+                   asio::detached);
+    asio::co_spawn(io, accept_with(mirror_listener, [](tcp::socket s) { return answer_after(std::move(s), -1ms); }),
+                   asio::detached);
 
     std::vector<std::string> symbols{"A", "B", "C"};
     auto config = make_config(primary.local_endpoint().port(), symbols);

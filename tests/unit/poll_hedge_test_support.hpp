@@ -1,5 +1,5 @@
 // In-process listeners and a hedged source for the hedge tests that run a PollerGroup
-// (poll_hedge_verdict_test, poll_hedge_drain_tally_test).
+// (poll_hedge_leg_test, poll_hedge_verdict_test, poll_hedge_drain_tally_test).
 #pragma once
 
 #include "poll_test_server.hpp"
@@ -10,7 +10,7 @@
 
 namespace {
 
-// Answers every request after `delay`.
+// Answers every request after `delay`; with a negative delay never answers (holds it open).
 inline asio::awaitable<void> answer_after(tcp::socket socket, std::chrono::milliseconds delay) {
     std::string in;
     const auto quote = response(200, R"({"b":"1.00","a":"1.01"})");
@@ -19,6 +19,7 @@ inline asio::awaitable<void> answer_after(tcp::socket socket, std::chrono::milli
                                                        asio::as_tuple(asio::use_awaitable));
         if (ec) co_return;
         in.erase(0, n);
+        if (delay < std::chrono::milliseconds(0)) continue;
         asio::steady_timer wait(socket.get_executor(), delay);
         co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
         if (std::get<0>(co_await asio::async_write(socket, asio::buffer(quote), asio::as_tuple(asio::use_awaitable))))
