@@ -52,10 +52,14 @@ inline ParseResult answer_of(const http::ResponseParser& parser) {
 
 // Waits for the turn to connect, without the leg's deadline: its connect budget starts when
 // the turn comes. An action when the leg ends here: it was stopped (a drain, an operator, the
-// race), or the host's breaker opened meanwhile.
+// race), or the host's breaker opened meanwhile. A leg stopped already does not queue: the
+// cancel that stopped it found it not yet waiting, so nothing would take it out of the queue.
 template <class Leg>
 Task<std::optional<PollAction>> leg_wait_turn(Leg& leg, ConnectTurn& turn) {
     leg.disarm();
+    // Two statements: in `a || !co_await x || b` g++ 12 runs the co_await even when `a` is
+    // true (a three-operand chain; checked with a minimal program).
+    if (leg.stopped()) co_return leg.failed(asio::error::operation_aborted);
     if (!co_await turn.wait(leg.p.executor) || leg.stopped()) co_return leg.failed(asio::error::operation_aborted);
     const auto now = Clock::now();
     if (leg.route().guard.status(now).breaker == BreakerState::open)
