@@ -22,7 +22,12 @@
 #     ratio); then the highest schedule each keeps (POLLERS times each step of RAMP, default
 #     "1 1.5 2 2.5 3 4"), to show what a second io thread adds, with the simulator's CPU share
 #     alongside (below ~100% of its one thread, it is not the bottleneck; on a 2-core machine
-#     it still takes a core from mdagg's second thread).
+#     it still takes a core from mdagg's second thread). Each ramp step prints what limits it:
+#     mdagg's threads' shares of a core (main = io thread 0 and the aggregator, io-N, other =
+#     the file writer and the rest) and the simulator's, user+system.
+#     BATCH=N polls N symbols per request (Binance's bookTicker?symbols=[...] shape, as
+#     batch_bench.sh): POLLERS then counts symbols and the figures are quotes/s. The server's
+#     cost per quote is then small, so mdagg's threads, not the simulator, can be the limit.
 #   bash bench/poll_bench.sh tls [POLLERS=2000] [INTERVAL=50ms] [SECONDS=10] [RUNS=3]
 #     HTTPS: per run, mdagg over plain HTTP then over TLS (`tls: { ca_file }`, https URL) against
 #     the simulator with --tls-cert, then wrk over https flat out and paced: CPU per poll TLS vs
@@ -61,20 +66,48 @@ start_sim() { bench_start_sim "${1:-$pollers}" "${sim_tls[@]}"; }  # [SYMBOLS=PO
 sim_stats() { curl -s "${curl_tls[@]}" "$scheme://127.0.0.1:$port/stats"; }
 responses() { sim_stats | jq .responses; }
 
+batch=${BATCH:-0}  # threads mode: symbols per request (0: one per request)
 write_config() {  # THREADS POLLERS INTERVAL
+  local target="/quotes/{symbol}" batch_block=""
+  local fields="symbol: /symbol, bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty,"
+  if [ "$batch" -gt 0 ]; then  # the binance_book_ticker_batch preset's shape
+    target="/api/v3/ticker/bookTicker?symbols={symbols}"
+    batch_block="    batch: { items: \"\", symbol: /symbol, size: $batch, format: json }"
+    fields="bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty,"
+  fi
   cat > "$work/bench.yaml" <<YAML
 runtime: { threads: $1 }
 log: { level: info, summary_every: 1s }
 output: { dir: $work/out, flush_every: 1s, quotes: true, bar_interval: 1s }
 sources:
   - name: sim
-    url: "$scheme://127.0.0.1:$port/quotes/{symbol}"
+    url: "$scheme://127.0.0.1:$port$target"
 $source_tls
     interval: $3
     symbols: { prefix: STOCK_, count: $2 }
-    fields: { symbol: /symbol, bid: /bidPrice, ask: /askPrice, bid_size: /bidQty, ask_size: /askQty,
+$batch_block
+    fields: { $fields
               exchange_time: { pointer: /time, unit: ms }, seq: /seq }
 YAML
+}
+
+# Per-thread CPU clock ticks of PID: "TID NAME TICKS" lines.
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*/stat; do awk '{print $1, $2, $14 + $15}' "$t" 2>/dev/null || true; done
+}
+# Each thread's share of a core between two thread_ticks samples of PID over ELAPSED seconds:
+# "main N% io-1 N% ... other N%" (main: the thread that runs io_context 0 and the aggregator;
+# other: the file writer and the rest, summed).
+thread_shares() {  # PID BEFORE AFTER ELAPSED
+  awk -v pid="$1" -v el="$4" -v hz="$ticks" '
+    NR == FNR { t0[$1] = $3; next }
+    { d = ($3 - t0[$1]) * 100 / hz / el
+      if ($1 == pid) main = d
+      else if ($2 ~ /^\(mdagg-io-/) { n = $2; gsub(/[()]|mdagg-/, "", n); io[n] += d }
+      else other += d }
+    END { printf "main %.0f%%", main; for (n in io) printf " %s %.0f%%", n, io[n]; printf " other %.0f%%", other }' \
+    <(printf '%s\n' "$2") <(printf '%s\n' "$3")
 }
 
 # Runs mdagg on $work/bench.yaml against the running simulator: WARMUP seconds, then SECONDS
@@ -97,10 +130,12 @@ measure_mdagg() {  # WARMUP SECONDS; also sets first_polls_ms (launch until POLL
     echo "mdagg exited at start ($scheme): $(tail -3 "$work/mdagg.out")" >&2; exit 1
   fi
   sleep "$(echo "$1 - ($(date +%s%N) - launched) / 1000000000" | bc -l | awk '{print ($1 > 0 ? $1 : 0)}')"
-  local c0 c1 s0 s1 t0 t1 p0 p1
+  local c0 c1 s0 s1 t0 t1 p0 p1 th0 th1 su0 su1
+  th0=$(thread_ticks $mdagg_pid); su0=$(awk '{print $14}' /proc/$sim_pid/stat)
   c0=$(cpu_ticks $mdagg_pid); s0=$(cpu_ticks $sim_pid); t0=$(date +%s.%N); p0=$(responses)
   sleep "$2"
   c1=$(cpu_ticks $mdagg_pid); s1=$(cpu_ticks $sim_pid); t1=$(date +%s.%N); p1=$(responses)
+  th1=$(thread_ticks $mdagg_pid); su1=$(awk '{print $14}' /proc/$sim_pid/stat)
   rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$mdagg_pid/status")
   hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$mdagg_pid/status")
   kill -TERM $mdagg_pid; wait $mdagg_pid || true
@@ -113,6 +148,8 @@ measure_mdagg() {  # WARMUP SECONDS; also sets first_polls_ms (launch until POLL
   mdagg_us=$(echo "($c1 - $c0) * 1000000 / $ticks / $polls" | bc -l)
   polls_s=$(echo "$polls / $elapsed" | bc -l)
   sim_cpu=$(echo "($s1 - $s0) * 100 / $ticks / $elapsed" | bc -l)
+  sim_user=$(echo "($su1 - $su0) * 100 / $ticks / $elapsed" | bc -l)  # of sim_cpu: user space
+  shares=$(thread_shares $mdagg_pid "$th0" "$th1" "$elapsed")
   rm -rf "$work/out"
 }
 
@@ -159,8 +196,9 @@ if [ "$mode" = threads ]; then
       n=$(printf '%.0f' "$(echo "$pollers * $m" | bc -l)")
       write_config "$1" "$n" "$interval"
       measure_mdagg 2 "$secs"
-      ramp_line+=" $1t/$n: $(printf '%.0f' "$polls_s")/s $failed failed,"
-      if [ "$failed" != "?" ] && (( $(echo "$polls_s >= 0.95 * $n * 1000 / $interval_ms && $failed <= 0.05 * $polls" | bc -l) )); then
+      ramp_line+=" $1t/$n: $(printf '%.0f' "$polls_s")/s $failed failed, $shares, sim $(printf '%.0f%% (user %.0f%%)' "$sim_cpu" "$sim_user");"
+      # A failed batch request loses its BATCH quotes.
+      if [ "$failed" != "?" ] && (( $(echo "$polls_s >= 0.95 * $n * 1000 / $interval_ms && $failed * $(( batch > 0 ? batch : 1 )) <= 0.05 * $polls" | bc -l) )); then
         best_s=$polls_s best_n=$n best_cpu=$sim_cpu
       else
         break
@@ -176,7 +214,7 @@ if [ "$mode" = threads ]; then
     for threads in 1 2; do
       write_config $threads "$pollers" "$interval"
       measure_mdagg 2 "$secs"
-      line+=" threads $threads: $(printf '%.0f polls/s, %.2f us CPU/poll, %s failed;' "$polls_s" "$mdagg_us" "$failed")"
+      line+=" threads $threads: $(printf '%.0f polls/s, %.2f us CPU/poll, %s failed' "$polls_s" "$mdagg_us" "$failed") ($shares);"
       row+=("$mdagg_us")
     done
     cost_ratio=$(echo "${row[1]} / ${row[0]}" | bc -l)
@@ -189,7 +227,7 @@ if [ "$mode" = threads ]; then
     stop_sim
     gain=0  # 0: even the first step failed with one thread
     (( $(echo "${row[2]} > 0" | bc -l) )) && gain=$(echo "${row[3]} / ${row[2]}" | bc -l)
-    printf '%s cost ratio 2/1 %.2f, sustained throughput 2/1 %.2f (steps:%s)\n' "$line" "$cost_ratio" "$gain" "${ramp_line%,}"
+    printf '%s cost ratio 2/1 %.2f, sustained throughput 2/1 %.2f (steps:%s)\n' "$line" "$cost_ratio" "$gain" "${ramp_line%;}"
     results+=("$cost_ratio $gain ${row[0]} ${row[1]} ${row[2]} ${row[3]}")
   done
   echo "median (range) of $runs runs, $pollers pollers: CPU per poll with 2 io threads / 1 at $interval:" \
