@@ -131,10 +131,13 @@ measure_mdagg() {  # WARMUP SECONDS; also sets first_polls_ms (launch until POLL
   fi
   sleep "$(echo "$1 - ($(date +%s%N) - launched) / 1000000000" | bc -l | awk '{print ($1 > 0 ? $1 : 0)}')"
   local c0 c1 s0 s1 t0 t1 p0 p1 th0 th1 su0 su1
+  # The count first, then the clocks: past saturation the simulator's accept queue overflows
+  # and curl's connect can wait seconds for a SYN retransmit, which must not fall outside the
+  # window the clocks measure.
+  p0=$(responses); t0=$(date +%s.%N); c0=$(cpu_ticks $mdagg_pid); s0=$(cpu_ticks $sim_pid)
   th0=$(thread_ticks $mdagg_pid); su0=$(awk '{print $14}' /proc/$sim_pid/stat)
-  c0=$(cpu_ticks $mdagg_pid); s0=$(cpu_ticks $sim_pid); t0=$(date +%s.%N); p0=$(responses)
   sleep "$2"
-  c1=$(cpu_ticks $mdagg_pid); s1=$(cpu_ticks $sim_pid); t1=$(date +%s.%N); p1=$(responses)
+  p1=$(responses); t1=$(date +%s.%N); c1=$(cpu_ticks $mdagg_pid); s1=$(cpu_ticks $sim_pid)
   th1=$(thread_ticks $mdagg_pid); su1=$(awk '{print $14}' /proc/$sim_pid/stat)
   rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$mdagg_pid/status")
   hwm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$mdagg_pid/status")
