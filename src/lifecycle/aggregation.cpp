@@ -63,23 +63,14 @@ QuoteHandler Aggregation::quote_handler() {
         }
         if (post)
             asio::post(strand_.get_inner_executor(),
-                       asio::bind_allocator(SlotAllocator<void>(post_slot_.get()), [this] { take_posted(); }));
+                       asio::bind_allocator(SlotAllocator<void>(post_slot_.get()), [this] { take_queued(true); }));
     };
 }
 
-void Aggregation::take_posted() {
+void Aggregation::take_queued(bool ends_post) {
     {
         std::lock_guard lock(queue_mutex_);
-        take_posted_ = false;
-        taking_.swap(queued_);
-    }
-    for (const Quote& q : taking_) aggregator_.on_quote(q);
-    taking_.clear();
-}
-
-void Aggregation::take_queued() {
-    {
-        std::lock_guard lock(queue_mutex_);
+        if (ends_post) take_posted_ = false;
         taking_.swap(queued_);
     }
     for (const Quote& q : taking_) aggregator_.on_quote(q);

@@ -60,12 +60,12 @@ private:
     // Strand: aggregates the quotes the other io threads queued. Every step that reads the
     // aggregator's state takes them first, so a quote queued before its poller returned is in
     // by the time the drain or a reload sees that poller gone.
-    void take_queued();
-    // Main thread, posted by the first quote queued while none was posted: the same, not
-    // through the strand (one thread runs `io`: its handlers, the strand's included, run one at
-    // a time; the strand would add its lock, a second queue and a shared count per post).
-    void take_posted();
-    // The one post of take_posted() pending at a time keeps its operation here: from Asio's
+    // `ends_post`: called by the post the first quote queued while none was pending made, on
+    // the main thread and not through the strand (one thread runs `io`: its handlers, the
+    // strand's included, run one at a time; the strand would add its lock, a second queue and
+    // a shared count per post); the next quote queued posts again.
+    void take_queued(bool ends_post = false);
+    // The one post of take_queued(true) pending at a time keeps its operation here: from Asio's
     // per-thread cache it would be a malloc per post (the posting thread empties the cache,
     // the main thread, which frees it, fills its own).
     template <class T>
@@ -102,7 +102,7 @@ private:
     // thread frees, a strand and a scheduler lock) per quote.
     std::mutex queue_mutex_;
     std::vector<Quote> queued_;  // under queue_mutex_
-    bool take_posted_ = false;   // under queue_mutex_: a take_posted() is pending
+    bool take_posted_ = false;   // under queue_mutex_: a take_queued(true) is pending
     // On the heap: a post still pending when the stage goes is destroyed with `io`, later, and
     // reads its operation there (the destructor then leaves the slot to it).
     std::unique_ptr<std::byte[]> post_slot_{new std::byte[post_slot_size]};

@@ -197,17 +197,9 @@ void Operations::start_loop_watchdog(std::vector<const LoopWatch::Heartbeat*> sh
 void Operations::check_loops(LoopWatch& watch, std::vector<Clock::time_point>& beats) {
     for (std::size_t i = 0; i < loop_count_; ++i) beats[i] = LoopWatch::read(*loops_[i].beat);
     const auto changes = watch.update(beats, Clock::now());
-    bool any = false;
-    for (std::size_t i = 0; i < loop_count_; ++i) {
-        loops_[i].stalled.store(watch.stalled(i));
-        any = any || watch.stalled(i);
-    }
+    for (std::size_t i = 0; i < loop_count_; ++i) loops_[i].stalled.store(watch.stalled(i));
     for (const auto& c : changes)
-        if (c.stalled) {
-            loops_[c.thread].stalls.fetch_add(1);
-            loop_stalls_.fetch_add(1);
-        }
-    loop_stalled_.store(any);
+        if (c.stalled) loops_[c.thread].stalls.fetch_add(1);
     for (const auto& c : changes) {
         if (!c.stalled) {
             log::info("event loop turning again", {{"thread", c.thread}, {"stalled_ms", seconds(c.duration) * 1e3}});
@@ -219,6 +211,18 @@ void Operations::check_loops(LoopWatch& watch, std::vector<Clock::time_point>& b
                        {{"thread", c.thread}, {"since_ms", seconds(c.duration) * 1e3}});
         }
     }
+}
+
+bool Operations::any_loop_stalled() const {
+    for (std::size_t i = 0; i < loop_count_; ++i)
+        if (loops_[i].stalled.load()) return true;
+    return false;
+}
+
+std::uint64_t Operations::loop_stalls() const {
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < loop_count_; ++i) n += loops_[i].stalls.load();
+    return n;
 }
 
 PollerFilter Operations::filter_for(const admin::Selector& selector) {
@@ -365,9 +369,9 @@ void Operations::write_process_metrics(PrometheusWriter& w, Clock::time_point no
     w.family("mdagg_draining", "gauge", "1 from the moment a drain started.");
     w.sample("mdagg_draining", {}, draining_.load() ? 1 : 0);
     w.family("mdagg_event_loop_stalled", "gauge", "1 while the event loop of an io thread has not turned for 5 s.");
-    w.sample("mdagg_event_loop_stalled", {}, loop_stalled_.load() ? 1 : 0);
+    w.sample("mdagg_event_loop_stalled", {}, any_loop_stalled() ? 1 : 0);
     w.family("mdagg_event_loop_stalls_total", "counter", "Times the event loop of an io thread was found stalled.");
-    w.sample("mdagg_event_loop_stalls_total", {}, static_cast<double>(loop_stalls_.load()));
+    w.sample("mdagg_event_loop_stalls_total", {}, static_cast<double>(loop_stalls()));
     write_loop_metrics(w, now);
     w.family("mdagg_polls_stalled", "gauge", "1 while no poll has completed for stall_after.");
     w.sample("mdagg_polls_stalled", {}, polls_stalled_.load() ? 1 : 0);

@@ -85,6 +85,8 @@ private:
     void warn_stopped_sources(Clock::time_point now);
     nlohmann::json paused_hosts() const;
     void check_loops(LoopWatch& watch, std::vector<Clock::time_point>& beats);
+    bool any_loop_stalled() const;           // any io thread's, now
+    std::uint64_t loop_stalls() const;       // episodes of every io thread
 
     PollerGroup& pollers_;
     const FileSink& sink_;
@@ -122,8 +124,6 @@ private:
     std::unordered_map<std::string, StoppedWarning> stopped_warned_;  // control strand only
 
     LoopWatch::Heartbeat last_beat_;
-    std::atomic<bool> loop_stalled_{false};      // any io thread
-    std::atomic<std::uint64_t> loop_stalls_{0};  // episodes of any io thread
     // Per io thread (0: main), set by start_loop_watchdog before the loop runs.
     struct ThreadLoop {
         const LoopWatch::Heartbeat* beat = nullptr;

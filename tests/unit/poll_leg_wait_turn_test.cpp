@@ -65,18 +65,23 @@ void root_done(void*, std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
 }
 
+// A gate of one slot that another poller's connect holds, and a leg on the same io_context.
+struct FullGate : ::testing::Test {
+    boost::asio::io_context io{1};
+    ConnectGate gate{1};
+    ConnectGate::Waiter holder;
+    FakeLeg leg;
+    ConnectSeat seat;
+    void SetUp() override {
+        ASSERT_TRUE(gate.try_enter(holder));
+        leg.p.executor = io.get_executor();
+    }
+};
+
 }  // namespace
 
-TEST(LegWaitTurn, AStoppedLegEndsAtOnceInsteadOfQueueingAtAFullGate) {
-    boost::asio::io_context io(1);
-    ConnectGate gate(1);
-    ConnectGate::Waiter holder;  // another poller's connect holds the only slot
-    ASSERT_TRUE(gate.try_enter(holder));
-
-    FakeLeg leg;
-    leg.p.executor = io.get_executor();
+TEST_F(FullGate, AStoppedLegEndsAtOnceInsteadOfQueueing) {
     leg.stop = true;  // cancelled before its first step ran
-    ConnectSeat seat;
     ConnectTurn turn(gate, seat);
     ASSERT_FALSE(turn.try_now());
     Outcome out;
@@ -93,16 +98,8 @@ TEST(LegWaitTurn, AStoppedLegEndsAtOnceInsteadOfQueueingAtAFullGate) {
     EXPECT_TRUE(granted.empty());
 }
 
-TEST(LegWaitTurn, ALegStillRunningWaitsForItsTurnAndGetsItsConnectBudget) {
-    boost::asio::io_context io(1);
-    ConnectGate gate(1);
-    ConnectGate::Waiter holder;
-    ASSERT_TRUE(gate.try_enter(holder));
-
-    FakeLeg leg;
-    leg.p.executor = io.get_executor();
+TEST_F(FullGate, ALegStillRunningWaitsForItsTurnAndGetsItsConnectBudget) {
     (void)leg.machine.on_tick(mdagg::Clock::now());
-    ConnectSeat seat;
     {
         ConnectTurn turn(gate, seat);
         ASSERT_FALSE(turn.try_now());
